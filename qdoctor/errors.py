@@ -1,0 +1,8 @@
+"""Errors that mean "qdoctor could not check this target" (exit 2, one clear line, no traceback)."""
+
+
+class TargetError(Exception):
+    """The target cannot be checked: missing file, syntax error, nothing to check, bad inputs...
+
+    The message is one line, written for the user; the CLI prints it and exits 2.
+    """

@@ -1,0 +1,289 @@
+"""The facts qdoctor gathers once about a target, as plain data.
+
+Rules read these and never recompute them: a rule never runs the model and never touches torch's global state.
+Every part that could not be gathered is ``None`` with the reason in ``Facts.unavailable``; a rule that needs it
+is reported as skipped with that reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Module kinds, as recorded in ModuleInfo.kind.
+QUANTIZED = "quantized"  # static int8 modules (torch.ao.nn.quantized, intrinsic.quantized)
+DYNAMIC_QUANTIZED = "dynamic_quantized"  # torch.ao.nn.quantized.dynamic
+REFERENCE_QUANTIZED = "reference_quantized"  # torch.ao.nn.quantized.reference (float compute around q/dq)
+QAT = "qat"  # torch.ao.nn.qat / intrinsic.qat: float compute with fake-quant weights
+FLOAT = "float"
+OBSERVER = "observer"
+FAKE_QUANT = "fake_quant"
+QUANT_STUB = "quant_stub"  # QuantStub before convert, nnq.Quantize after
+DEQUANT_STUB = "dequant_stub"  # DeQuantStub before convert, nnq.DeQuantize after
+FLOAT_FUNCTIONAL = "float_functional"  # FloatFunctional before convert, QFunctional after
+CONTAINER = "container"
+
+# Time-breakdown categories of the profile.
+CAT_INT8 = "int8_kernels"
+CAT_QDQ = "quantize_dequantize"
+CAT_FLOAT = "float_compute"
+CAT_OBSERVER = "observers_fake_quant"
+CAT_OTHER = "other"
+CATEGORIES = (CAT_INT8, CAT_QDQ, CAT_FLOAT, CAT_OBSERVER, CAT_OTHER)
+
+
+@dataclass
+class SourceLocation:
+    file: str
+    line: int
+    code: str = ""  # the text of that line, stripped
+
+
+@dataclass
+class Environment:
+    torch_version: str
+    python_version: str
+    platform: str
+    machine: str  # x86_64, aarch64, ...
+    cpu_model: str
+    cpu_isa: list[str]  # e.g. ["avx2", "avx512f", "avx512_vnni"]; ARM: ["asimd", "asimddp"]
+    cpu_capability: str  # torch.backends.cpu.get_cpu_capability()
+    cpu_count: int  # logical CPUs this process may use
+    quantized_engine: str  # the engine in force when the user's script finished
+    supported_engines: list[str]
+    num_threads: int  # torch.get_num_threads() as the user's script left it
+    num_interop_threads: int
+    thread_env: dict[str, str]  # OMP_NUM_THREADS, MKL_NUM_THREADS, ... when set
+
+    @property
+    def is_x86(self) -> bool:
+        return self.machine.lower() in ("x86_64", "amd64", "i386", "i686")
+
+    @property
+    def is_arm(self) -> bool:
+        return self.machine.lower() in ("aarch64", "arm64") or self.machine.lower().startswith("arm")
+
+    @property
+    def has_vnni(self) -> bool:
+        return any(f in self.cpu_isa for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+@dataclass
+class QConfigInfo:
+    activation: str  # observer class name, e.g. HistogramObserver
+    weight: str
+    activation_dtype: str | None = None
+    weight_dtype: str | None = None
+    weight_qscheme: str | None = None
+    reduce_range: bool | None = None
+    backend_family: str | None = None  # "x86/fbgemm", "qnnpack", "onednn" or None when it matches none
+
+
+@dataclass
+class ModuleInfo:
+    path: str  # "" is the root; "features.0" a child
+    type: str  # class name, e.g. QuantizedConv2d
+    type_module: str  # module of the class, e.g. torch.ao.nn.quantized.modules.conv
+    kind: str  # one of the kinds above
+    is_leaf: bool
+    training: bool
+    qconfig: QConfigInfo | None = None
+    scale: float | None = None  # output scale of a quantized module
+    zero_point: int | None = None
+    weight_dtype: str | None = None
+    weight_qscheme: str | None = None
+    # observers / fake-quant: what they saw (min/max are inf/-inf before any calibration)
+    observed_min: float | None = None
+    observed_max: float | None = None
+    fake_quant_enabled: bool | None = None
+    observer_enabled: bool | None = None
+    has_observer_attached: bool = False  # an activation_post_process child or hook (eager prepare)
+    source: SourceLocation | None = None  # where the module was created in the user's file
+
+
+@dataclass
+class TensorInfo:
+    dtype: str
+    shape: list[int]
+    quantized: bool
+
+
+@dataclass
+class TraceEvent:
+    """One call recorded while running the subject once: a leaf module or a torch function between modules."""
+
+    kind: str  # "module" or "function"
+    name: str  # module path, or the torch function's name ("add", "cat", "Tensor.__add__")
+    module: str  # the module path it ran in ("" = the root's forward)
+    type: str  # module class name, or "function"
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    source: SourceLocation | None = None  # for functions: the user's line that called it
+
+    @property
+    def any_input_quantized(self) -> bool:
+        return any(t.quantized for t in self.inputs)
+
+    @property
+    def any_input_float(self) -> bool:
+        return any(not t.quantized and t.dtype.startswith("torch.float") for t in self.inputs)
+
+    @property
+    def output_quantized(self) -> bool:
+        return any(t.quantized for t in self.outputs)
+
+
+@dataclass
+class CrashInfo:
+    type: str
+    message: str
+    phase: str  # "load" (the script raised) or "run" (the subject raised when qdoctor ran it)
+    module: str | None = None  # module path being executed when it raised
+    file: str | None = None  # first frame in the user's file, walking the traceback from the raise point
+    line: int | None = None
+    code: str | None = None
+    traceback: str = ""
+
+
+@dataclass
+class Trace:
+    events: list[TraceEvent]
+    output: list[TensorInfo]  # what the model returned
+    crash: CrashInfo | None = None  # the subject raised during the traced run
+
+
+@dataclass
+class CategoryTime:
+    category: str
+    total_ms: float  # self time summed over the profiled runs, divided by the number of runs
+    share: float  # of the profiled total, 0..1
+
+
+@dataclass
+class OpTime:
+    name: str
+    category: str
+    self_ms: float  # per run
+    calls: int  # per run
+
+
+@dataclass
+class ModuleTime:
+    path: str
+    type: str
+    kind: str
+    total_ms: float  # per run, inclusive of the ops inside it
+
+
+@dataclass
+class Profile:
+    runs: int
+    total_ms: float  # per run
+    categories: list[CategoryTime]
+    top_ops: list[OpTime]
+    modules: list[ModuleTime]
+
+    def share(self, category: str) -> float:
+        return next((c.share for c in self.categories if c.category == category), 0.0)
+
+    def time_ms(self, category: str) -> float:
+        return next((c.total_ms for c in self.categories if c.category == category), 0.0)
+
+
+@dataclass
+class Timing:
+    """A torch.utils.benchmark measurement: median and spread, never a mean of wall-clock deltas."""
+
+    median_ms: float
+    iqr_ms: float
+    runs: int  # number of timed blocks behind the median
+    number_per_run: int  # calls per block
+    num_threads: int
+    noisy: bool  # IQR / median > 10 %
+
+    @property
+    def spread(self) -> float:
+        return self.iqr_ms / self.median_ms if self.median_ms else 0.0
+
+
+@dataclass
+class Benchmarks:
+    subject: Timing | None
+    float_baseline: Timing | None
+    subject_error: str | None = None  # why the subject could not be timed (it crashed, ...)
+
+    @property
+    def speedup(self) -> float | None:
+        """float time / subject time: > 1 means the quantized model is faster."""
+        if self.subject and self.float_baseline and self.subject.median_ms > 0:
+            return self.float_baseline.median_ms / self.subject.median_ms
+        return None
+
+
+@dataclass
+class Sizes:
+    subject_bytes: int | None
+    float_bytes: int | None
+
+
+@dataclass
+class Numerics:
+    sqnr_db: float | None  # subject output vs float baseline output on the same input
+    note: str = ""
+
+
+@dataclass
+class Target:
+    spec: str  # what the user passed
+    file: str | None  # the script, when there is one
+    subject_name: str  # "quantized_model", "build_model()", ...
+    float_name: str | None
+    inputs_name: str | None  # None when inputs were inferred
+    inputs: list[TensorInfo]
+    inputs_inferred: str | None = None  # why and how, when qdoctor made the inputs up
+    float_derived: str | None = None  # how a float baseline was derived (e.g. observers stripped)
+    load_crash: CrashInfo | None = None  # the script raised part-way
+    user_stdout: str = ""
+    user_stderr: str = ""
+    warnings: list[str] = field(default_factory=list)  # warnings the script raised (messages, de-duplicated)
+    has_calibration_data: bool = False
+    has_evaluate: bool = False
+    script_text: str = ""  # the user's source, for source-level evidence (thread settings, API calls)
+
+
+@dataclass
+class Facts:
+    target: Target
+    environment: Environment
+    modules: list[ModuleInfo] | None = None
+    float_modules: list[ModuleInfo] | None = None
+    trace: Trace | None = None
+    profile: Profile | None = None
+    float_profile: Profile | None = None
+    benchmark: Benchmarks | None = None
+    size: Sizes | None = None
+    numerics: Numerics | None = None
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    # ---- small conveniences for rules; pure functions of the data above ----
+    def module(self, path: str) -> ModuleInfo | None:
+        return next((m for m in self.modules or [] if m.path == path), None)
+
+    def modules_of_kind(self, *kinds: str) -> list[ModuleInfo]:
+        return [m for m in self.modules or [] if m.kind in kinds]
+
+    @property
+    def is_quantized(self) -> bool:
+        """The subject holds anything of a quantization flow (quantized modules, observers, fake-quant, qconfig)."""
+        return any(
+            m.kind not in (FLOAT, CONTAINER) or m.qconfig is not None for m in self.modules or []
+        )
+
+    @property
+    def crash(self) -> CrashInfo | None:
+        if self.trace and self.trace.crash:
+            return self.trace.crash
+        return self.target.load_crash
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,173 @@
+"""torch.profiler time breakdown: where a forward pass spends its time, by category and by module.
+
+Profiled separately from the benchmark: the profiler's overhead distorts timings, so its numbers are shares and
+attributions, while the latency qdoctor reports comes from qdoctor.gather.timing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import sys
+import time
+from collections import defaultdict
+from typing import Any, Iterator, Mapping
+
+import torch
+from torch import nn
+from torch.profiler import ProfilerActivity, profile, record_function
+
+from qdoctor import facts as F
+from qdoctor.facts import CategoryTime, ModuleTime, OpTime, Profile
+
+SCOPE = "qdoctor.module::"
+_QDQ_OPS = {
+    "aten::quantize_per_tensor", "aten::quantize_per_channel", "aten::quantize_per_tensor_dynamic",
+    "aten::dequantize", "aten::_make_per_tensor_quantized_tensor", "aten::_make_per_channel_quantized_tensor",
+    "aten::q_per_channel_scales", "aten::int_repr",
+}
+_OBSERVER_OPS = ("fake_quantize", "fused_moving_avg_obs", "aminmax", "histc", "_choose_qparams")
+_BOOKKEEPING_OPS = {
+    "aten::empty", "aten::empty_strided", "aten::view", "aten::reshape", "aten::_reshape_alias", "aten::size",
+    "aten::detach", "aten::item", "aten::_local_scalar_dense", "aten::as_strided", "aten::resolve_conj",
+    "aten::resolve_neg", "aten::result_type", "aten::lift_fresh", "aten::alias", "aten::zeros", "aten::ones",
+}
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Kineto logs "profiler_start/stop" and GPU probing errors from C++ straight to fd 2: keep them off the user's
+    terminal (and out of --format json pipelines)."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def op_category(name: str, module_kind: str | None, module_on_int8: bool) -> str:
+    """The category of one profiled op, given the module it ran in (None outside any leaf module)."""
+    if name.startswith(("quantized::", "quantized_decomposed::quantize", "quantized_decomposed::dequantize")):
+        return F.CAT_QDQ if "quantize_per" in name or "dequantize" in name else F.CAT_INT8
+    if name in _QDQ_OPS or name.startswith("quantized_decomposed::"):
+        return F.CAT_QDQ
+    if module_kind in (F.OBSERVER, F.FAKE_QUANT) or any(key in name for key in _OBSERVER_OPS):
+        return F.CAT_OBSERVER
+    if module_kind in (F.QUANT_STUB, F.DEQUANT_STUB):
+        return F.CAT_QDQ
+    if "quantized" in name:
+        return F.CAT_INT8
+    if module_kind in (F.QUANTIZED,) or (module_kind is not None and module_on_int8):
+        return F.CAT_INT8
+    if name in _BOOKKEEPING_OPS:
+        return F.CAT_OTHER
+    if name.startswith("aten::") or module_kind is not None:
+        return F.CAT_FLOAT
+    return F.CAT_OTHER
+
+
+def profile_model(
+    model: nn.Module,
+    inputs: tuple[Any, ...],
+    module_kinds: Mapping[str, str],
+    int8_modules: set[str],
+    runs: int | None = None,
+    budget_s: float = 1.0,
+) -> Profile:
+    """Profile ``runs`` forward passes of a copy of ``model`` (chosen to fit ``budget_s`` when not given)."""
+    subject = copy.deepcopy(model)
+    handles = []
+    open_scopes: list[Any] = []
+    leaf_types: dict[str, str] = {}
+    for path, module in subject.named_modules():
+        if not path or module_kinds.get(path) == F.CONTAINER:
+            continue
+        leaf_types[path] = type(module).__name__
+
+        def pre(mod: nn.Module, args: tuple, *, _path: str = path) -> None:
+            scope = record_function(SCOPE + _path)
+            scope.__enter__()
+            open_scopes.append(scope)
+
+        def post(mod: nn.Module, args: tuple, output: Any) -> None:
+            if open_scopes:
+                open_scopes.pop().__exit__(None, None, None)
+
+        handles.append(module.register_forward_pre_hook(pre))
+        handles.append(module.register_forward_hook(post))
+
+    try:
+        with torch.no_grad():
+            start = time.perf_counter()
+            subject(*inputs)  # warm-up, also sizes the number of profiled runs
+            first = time.perf_counter() - start
+            subject(*inputs)
+            if runs is None:
+                runs = max(1, min(10, int(budget_s / max(first, 1e-4))))
+            with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(runs):
+                    subject(*inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return summarize(prof.events(), runs, module_kinds, int8_modules, leaf_types)
+
+
+def summarize(
+    events: Any,
+    runs: int,
+    module_kinds: Mapping[str, str],
+    int8_modules: set[str],
+    leaf_types: Mapping[str, str],
+) -> Profile:
+    by_category: dict[str, float] = defaultdict(float)
+    by_op: dict[str, list[Any]] = defaultdict(lambda: [0.0, 0, ""])
+    by_module: dict[str, float] = defaultdict(float)
+    for event in events:
+        if event.name.startswith(SCOPE):
+            by_module[event.name[len(SCOPE):]] += event.cpu_time_total
+            continue
+        path = None
+        parent = event.cpu_parent
+        while parent is not None:
+            if parent.name.startswith(SCOPE):
+                path = parent.name[len(SCOPE):]
+                break
+            parent = parent.cpu_parent
+        kind = module_kinds.get(path) if path is not None else None
+        if path is not None and kind is None:
+            kind = F.FLOAT
+        category = op_category(event.name, kind, path in int8_modules if path is not None else False)
+        self_us = event.self_cpu_time_total
+        by_category[category] += self_us
+        op = by_op[event.name]
+        op[0] += self_us
+        op[1] += 1
+        op[2] = category
+    total_us = sum(by_category.values()) or 1.0
+    categories = [
+        CategoryTime(c, by_category.get(c, 0.0) / runs / 1000.0, by_category.get(c, 0.0) / total_us)
+        for c in F.CATEGORIES
+    ]
+    top_ops = sorted(
+        (OpTime(name, v[2], v[0] / runs / 1000.0, round(v[1] / runs)) for name, v in by_op.items()),
+        key=lambda o: -o.self_ms,
+    )[:20]
+    modules = sorted(
+        (
+            ModuleTime(path, leaf_types.get(path, ""), module_kinds.get(path, F.FLOAT), us / runs / 1000.0)
+            for path, us in by_module.items()
+        ),
+        key=lambda m: -m.total_ms,
+    )
+    return Profile(runs=runs, total_ms=total_us / runs / 1000.0, categories=categories, top_ops=top_ops, modules=modules)
