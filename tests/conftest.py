@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+
+
+def run_check(target: str | Path, *, bench: bool = False, profile: bool = True, **kwargs):
+    """Check a target in-process with short timings; returns the Report."""
+    from qdoctor.check import CheckOptions, check
+    from qdoctor.gather import GatherOptions
+
+    options = CheckOptions(gather=GatherOptions(bench=bench, bench_time=0.05, profile=profile, profile_budget=0.05), **kwargs)
+    return check(str(target), options)
+
+
+def codes(report) -> list[str]:
+    return sorted({f.rule for f in report.findings})
+
+
+@pytest.fixture(scope="session")
+def check_fixture():
+    """Memoised checks of shipped fixtures (several tests read the same report)."""
+    cache: dict[tuple, object] = {}
+
+    def get(name: str, bench: bool = False):
+        key = (name, bench)
+        if key not in cache:
+            cache[key] = run_check(FIXTURES / name, bench=bench)
+        return cache[key]
+
+    return get
+
+
+def as_json(report) -> dict:
+    from qdoctor.reporters import OutputFormat, render
+
+    return json.loads(render(report, OutputFormat.json))
