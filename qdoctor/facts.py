@@ -264,6 +264,7 @@ class Facts:
     size: Sizes | None = None
     numerics: Numerics | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each gathering phase (bench/)
 
     # ---- small conveniences for rules; pure functions of the data above ----
     def module(self, path: str) -> ModuleInfo | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -60,12 +61,15 @@ def gather_facts(loaded: LoadedTarget, options: GatherOptions, progress: Progres
     subject, baseline, inputs = loaded.subject, loaded.float_baseline, loaded.inputs
 
     def attempt(part: str, work: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
         try:
             with quiet():
                 return work()
         except Exception as exc:  # noqa: BLE001 - a part that cannot be gathered is a fact, not a crash
             facts.unavailable[part] = _reason(exc)
             return None
+        finally:
+            facts.phase_seconds[part] = facts.phase_seconds.get(part, 0.0) + time.perf_counter() - start
 
     progress("inventory of modules")
     facts.modules = attempt("modules", lambda: modules.inventory(subject, loaded.origins, baseline))
