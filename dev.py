@@ -4,6 +4,7 @@
     python3 dev.py demo    # create .venv, install qdoctor, run `qdoctor check` on the seed 004 fixture
     python3 dev.py test    # create .venv, install qdoctor with its test extras, run the whole test suite
     python3 dev.py bench   # run the benchmarks in bench/ and rewrite bench/RESULTS.md
+    python3 dev.py readme  # regenerate the README's rule table from rules/*.md
 
 The venv is reused while pyproject.toml and .ci/constraints.txt are unchanged.
 """
@@ -22,7 +23,7 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 CONSTRAINTS = ROOT / ".ci" / "constraints.txt"
-EXTRAS = {"demo": "", "test": "[dev,torchao,tensorboard]", "bench": "[dev]"}
+EXTRAS = {"demo": "", "test": "[dev,torchao,tensorboard]", "bench": "[dev]", "readme": ""}
 
 
 def sh(*args: str | Path) -> int:
@@ -58,6 +59,9 @@ def main(argv: list[str]) -> int:
             print("dev.py: qdoctor exited 1 because it found problems, as expected for this fixture", flush=True)
             return 0
         return code
+    if command == "readme":
+        script = "from pathlib import Path; from qdoctor.ruledocs import with_readme_table as w; p = Path('README.md'); p.write_text(w(p.read_text()))"
+        return sh(PYTHON, "-c", script)
     if command == "test":
         return sh(PYTHON, "-m", "pytest", *argv[1:])
     return sh(PYTHON, "bench/run.py", *argv[1:])

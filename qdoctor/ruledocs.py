@@ -75,3 +75,23 @@ def load_docs() -> dict[str, RuleDoc]:
 
 def get_doc(code: str) -> RuleDoc | None:
     return load_docs().get(code.upper())
+
+
+README_BEGIN = "<!-- rules-table:begin (generated from rules/*.md by `python3 dev.py readme`) -->"
+README_END = "<!-- rules-table:end -->"
+
+
+def readme_table() -> str:
+    """The README's rule table, generated from the rule documents (the one source of rule text)."""
+    rows = ["| code | name | what it finds |", "| --- | --- | --- |"]
+    for doc in load_docs().values():
+        rows.append(f"| [{doc.code}](rules/{doc.code}-{doc.name}.md) | {doc.name} | {doc.summary} |")
+    return "\n".join(rows)
+
+
+def with_readme_table(readme: str) -> str:
+    """README text with the generated table between its markers."""
+    start, end = readme.find(README_BEGIN), readme.find(README_END)
+    if start < 0 or end < 0:
+        return readme
+    return readme[: start + len(README_BEGIN)] + "\n" + readme_table() + "\n" + readme[end:]

@@ -25,3 +25,11 @@ def test_selection_is_ruff_like():
     assert selected("QD002", ["QD00"], None)
     assert not selected("QD002", None, ["QD00"])
     assert selected("QD002", ["QD002"], ["QD00"])  # the more specific code wins
+
+
+def test_readme_rule_table_is_generated_from_the_rule_documents():
+    from conftest import ROOT
+    from qdoctor.ruledocs import with_readme_table
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert with_readme_table(readme) == readme, "README rule table is stale: run `python3 dev.py readme`"
