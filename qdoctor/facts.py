@@ -264,6 +264,7 @@ class Facts:
     size: Sizes | None = None
     numerics: Numerics | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
+    trace_files: dict[str, str] = field(default_factory=dict)  # "subject"/"float": profiler trace written (--trace-dir)
 
     # ---- small conveniences for rules; pure functions of the data above ----
     def module(self, path: str) -> ModuleInfo | None:

@@ -160,6 +160,7 @@ def to_dict(report: Report) -> dict[str, Any]:
             ],
             "skipped": [asdict(s) for s in report.skipped],
             "unavailable": facts.unavailable,
+            "trace_files": facts.trace_files,
             "notes": report.notes,
             **report.extras,
         }
