@@ -49,6 +49,7 @@ pre { background: #0d1117; color: #e6edf3; padding: 10px 12px; border-radius: 6p
 table { border-collapse: collapse; width: 100%; background: #fff; }
 th, td { text-align: left; padding: 5px 10px; border-bottom: 1px solid #eaeef2; vertical-align: top; }
 th { background: #f0f3f6; font-weight: 600; }
+tr > th:first-child { white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .sub { color: #59636e; }
 .counts { font-weight: 600; }
@@ -161,12 +162,12 @@ def _summary(report: Report) -> str:
     facts = report.facts
     target = facts.target
     bench = facts.benchmark
-    rows: list[tuple[str, str, str]] = []
+    rows: list[tuple[str, str, str | None]] = []  # float cell None: the subject's cell spans both columns
     crash = facts.crash
     if crash is not None:
         where = f" in module <code>{_e(crash.module)}</code>" if crash.module else ""
-        first = _e((crash.message.splitlines() or [""])[0][:200])
-        rows.append(("status", f'<span class="crash">crashed{where}: {_e(crash.type)}: {first}</span>', "-"))
+        first = _e((crash.message.splitlines() or [""])[0][:300])
+        rows.append(("status", f'<span class="crash">crashed{where}: {_e(crash.type)}: {first}</span>', None))
     if bench is not None:
         subject = _e(fmt_ms(bench.subject)) if bench.subject else _e(bench.subject_error or "-")
         rows.append(("latency (median ± IQR)", subject, _e(fmt_ms(bench.float_baseline))))
@@ -183,7 +184,12 @@ def _summary(report: Report) -> str:
     if facts.numerics is not None:
         rows.append(("SQNR vs float", _e(fmt_sqnr(facts.numerics.sqnr_db)), "-"))
     float_head = f"float baseline <code>{_e(target.float_name)}</code>" if target.float_name else "float baseline"
-    body = "".join(f'<tr><th>{k}</th><td class="num">{s}</td><td class="num">{f}</td></tr>' for k, s, f in rows)
+    body = "".join(
+        f'<tr><th>{k}</th><td class="num">{s}</td><td class="num">{f}</td></tr>'
+        if f is not None
+        else f'<tr><th>{k}</th><td colspan="2">{s}</td></tr>'
+        for k, s, f in rows
+    )
     return (
         f'<table><tr><th></th><th class="num">subject <code>{_e(target.subject_name)}</code></th>'
         f'<th class="num">{float_head}</th></tr>{body}</table>'
