@@ -20,6 +20,7 @@ class CheckOptions:
     gather: GatherOptions = field(default_factory=GatherOptions)
     select: list[str] | None = None
     ignore: list[str] | None = None
+    per_module_ignores: dict[str, list[str]] | None = None  # module glob -> rule codes/prefixes ([tool.qdoctor])
 
 
 def notes_for(facts) -> list[str]:  # type: ignore[no-untyped-def]
@@ -55,7 +56,7 @@ def check(spec: str, options: CheckOptions | None = None, progress: Callable[[st
         if facts.modules is not None and not facts.is_quantized:
             findings, skipped = [], []
         else:
-            findings, skipped = run_rules(facts, options.select, options.ignore)
+            findings, skipped = run_rules(facts, options.select, options.ignore, options.per_module_ignores)
     return Report(
         facts=facts, findings=findings, skipped=skipped, notes=notes_for(facts), qdoctor_version=__version__
     )

@@ -28,7 +28,10 @@ def _stderr():  # type: ignore[no-untyped-def]
 
 
 def _fail(message: str) -> "typer.Exit":
-    _stderr().print(f"[bold red]qdoctor:[/] {message}", highlight=False, markup=True)
+    from rich.markup import escape
+
+    # escaped: messages quote user text and TOML tables ("[tool.qdoctor]"); soft_wrap: one line, never re-wrapped
+    _stderr().print(f"[bold red]qdoctor:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -55,18 +58,40 @@ def _split(values: Optional[List[str]]) -> Optional[List[str]]:
 def check(
     target: str = typer.Argument(..., help="model.py, or package.module:attribute"),
     output_format: OutputFormat = typer.Option(OutputFormat.terminal, "--format", "-f", help="Report format."),
-    fail_on: str = typer.Option("warning", "--fail-on", help="Exit 1 on findings at or above: error|warning|info|never."),
-    exit_zero: bool = typer.Option(False, "--exit-zero", help="Exit 0 even when there are findings."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report to this file (atomically)."),
+    fail_on: Optional[str] = typer.Option(
+        None, "--fail-on", help="Exit 1 on findings at or above: error|warning|info|never (default: warning)."
+    ),
+    exit_zero: Optional[bool] = typer.Option(None, "--exit-zero/--no-exit-zero", help="Exit 0 even when there are findings."),
     select: Optional[List[str]] = typer.Option(None, "--select", help="Rule codes or prefixes to run (QD002,QD00)."),
     ignore: Optional[List[str]] = typer.Option(None, "--ignore", help="Rule codes or prefixes to skip."),
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="pyproject.toml to read [tool.qdoctor] from (default: the nearest one above the model)."
+    ),
+    trace_dir: Optional[Path] = typer.Option(
+        None, "--trace-dir", help="Write the profiler traces of subject and float baseline here (tensorboard --logdir)."
+    ),
     bench: bool = typer.Option(True, "--bench/--no-bench", help="Time the subject and the float baseline."),
     bench_time: float = typer.Option(1.0, "--bench-time", min=0.05, help="Seconds of timed runs per model."),
     profile: bool = typer.Option(True, "--profile/--no-profile", help="Profile with torch.profiler."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of qdoctor's own errors."),
 ) -> None:
     """Diagnose a quantized model: measure it, find every cause of slowness or breakage, suggest fixes."""
-    if fail_on not in ("error", "warning", "info", "never"):
-        raise _fail(f"--fail-on must be error, warning, info or never, not {fail_on!r}")
+    from qdoctor import config as settings_file
+
+    try:
+        settings = settings_file.resolve(
+            target, config=config, select=_split(select), ignore=_split(ignore), fail_on=fail_on, exit_zero=exit_zero
+        )
+    except settings_file.ConfigError as exc:
+        raise _fail(str(exc)) from None
+    if trace_dir is not None:
+        if not profile:
+            raise _fail("--trace-dir writes the profiler's traces: it cannot be used with --no-profile")
+        try:
+            trace_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _fail(f"--trace-dir: cannot create {trace_dir}: {exc.strerror or exc}") from None
     console = _stderr()
     from qdoctor.check import CheckOptions, check as run_check
     from qdoctor.errors import TargetError
@@ -74,9 +99,12 @@ def check(
     from qdoctor.reporters import render
 
     options = CheckOptions(
-        gather=GatherOptions(bench=bench, bench_time=bench_time, profile=profile),
-        select=_split(select),
-        ignore=_split(ignore),
+        gather=GatherOptions(
+            bench=bench, bench_time=bench_time, profile=profile, trace_dir=str(trace_dir) if trace_dir else None
+        ),
+        select=settings.select,
+        ignore=settings.ignore,
+        per_module_ignores=settings.per_module_ignores,
     )
     try:
         with console.status("checking", spinner="dots") as status:
@@ -87,10 +115,24 @@ def check(
         if debug:
             raise
         raise _fail(f"internal error while checking {target}: {type(exc).__name__}: {exc} (rerun with --debug)") from None
-    color = output_format == OutputFormat.terminal and sys.stdout.isatty()
-    sys.stdout.write(render(report, output_format, color=color))
-    sys.stdout.flush()
-    raise typer.Exit(0 if exit_zero else report.exit_code(fail_on))
+    color = output is None and output_format == OutputFormat.terminal and sys.stdout.isatty()
+    text = render(report, output_format, color=color, root=str(Path.cwd()))
+    if output is not None:
+        from qdoctor.atomic import write_text_atomic
+
+        try:
+            write_text_atomic(output, text)
+        except OSError as exc:
+            raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    if trace_dir is not None:
+        from qdoctor.reporters.common import trace_lines
+
+        for line in trace_lines(report.facts, str(trace_dir)):
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+    raise typer.Exit(0 if settings.exit_zero else report.exit_code(settings.fail_on))
 
 
 @app.command()

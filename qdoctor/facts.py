@@ -265,6 +265,7 @@ class Facts:
     numerics: Numerics | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
     phase_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each gathering phase (bench/)
+    trace_files: dict[str, str] = field(default_factory=dict)  # "subject"/"float": profiler trace written (--trace-dir)
 
     # ---- small conveniences for rules; pure functions of the data above ----
     def module(self, path: str) -> ModuleInfo | None:

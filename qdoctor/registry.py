@@ -5,10 +5,11 @@ A rule declares the facts it needs; when one is missing the rule is skipped with
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import pkgutil
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from qdoctor.facts import Facts, SourceLocation
 from qdoctor.report import Finding, Location, Severity, SkippedRule
@@ -88,8 +89,28 @@ def selected(rule_code: str, select: Iterable[str] | None, ignore: Iterable[str]
     return best_select >= 0 and best_select > best_ignore
 
 
+def module_matches(module: str, pattern: str) -> bool:
+    """A per-module-ignores pattern: a glob over the module path ("backbone.*"), or a module path that also covers
+    the modules inside it ("backbone" covers "backbone.0.conv")."""
+    return fnmatch.fnmatchcase(module, pattern) or module == pattern or module.startswith(pattern + ".")
+
+
+def module_ignored(finding: Finding, per_module_ignores: Mapping[str, Iterable[str]] | None) -> bool:
+    """True when a per-module-ignores entry covers the finding's module and rule (codes or prefixes)."""
+    module = finding.location.module
+    if not per_module_ignores or module is None:
+        return False
+    return any(
+        module_matches(module, pattern) and any(finding.rule.startswith(code.upper()) for code in codes)
+        for pattern, codes in per_module_ignores.items()
+    )
+
+
 def run_rules(
-    facts: Facts, select: Iterable[str] | None = None, ignore: Iterable[str] | None = None
+    facts: Facts,
+    select: Iterable[str] | None = None,
+    ignore: Iterable[str] | None = None,
+    per_module_ignores: Mapping[str, Iterable[str]] | None = None,
 ) -> tuple[list[Finding], list[SkippedRule]]:
     findings: list[Finding] = []
     skipped: list[SkippedRule] = []
@@ -101,6 +122,6 @@ def run_rules(
             reasons = "; ".join(f"{n}: {facts.unavailable.get(n, 'not gathered')}" for n in missing)
             skipped.append(SkippedRule(r.code, r.name, f"needs {', '.join(missing)} ({reasons})"))
             continue
-        findings.extend(r.check(facts))
+        findings.extend(f for f in r.check(facts) if not module_ignored(f, per_module_ignores))
     findings.sort(key=Finding.sort_key)
     return findings, skipped

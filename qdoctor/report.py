@@ -161,6 +161,7 @@ def to_dict(report: Report) -> dict[str, Any]:
             "skipped": [asdict(s) for s in report.skipped],
             "unavailable": facts.unavailable,
             "phase_seconds": facts.phase_seconds,
+            "trace_files": facts.trace_files,
             "notes": report.notes,
             **report.extras,
         }

@@ -24,6 +24,7 @@ class GatherOptions:
     bench_time: float = 1.0  # seconds of timed runs per model (torch.utils.benchmark min_run_time)
     profile: bool = True
     profile_budget: float = 1.0  # seconds of profiled runs per model
+    trace_dir: str | None = None  # also write each profiled model's Chrome trace here (torch-tb-profiler layout)
 
 
 @contextlib.contextmanager
@@ -84,6 +85,21 @@ def gather_facts(loaded: LoadedTarget, options: GatherOptions, progress: Progres
     kinds = {m.path: m.kind for m in facts.modules or []}
     int8 = {e.module for e in (facts.trace.events if facts.trace else []) if e.kind == "module" and e.any_input_quantized}
 
+    def trace_exporter(role: str) -> Callable[[Any], None] | None:
+        """Writes the profiler's trace of one model under options.trace_dir; a failure is a fact, not a crash."""
+        if options.trace_dir is None:
+            return None
+
+        def export(prof: Any) -> None:
+            try:
+                facts.trace_files[role] = profile.write_chrome_trace(
+                    prof, profile.trace_file(options.trace_dir, target.spec, role)
+                )
+            except (OSError, RuntimeError) as exc:
+                facts.unavailable[f"trace_{role}"] = _reason(exc)
+
+        return export
+
     if not options.profile:
         facts.unavailable["profile"] = facts.unavailable["float_profile"] = "profiling disabled (--no-profile)"
     else:
@@ -92,14 +108,19 @@ def gather_facts(loaded: LoadedTarget, options: GatherOptions, progress: Progres
         else:
             progress("profiling the subject")
             facts.profile = attempt(
-                "profile", lambda: profile.profile_model(subject, inputs, kinds, int8, budget_s=options.profile_budget)
+                "profile",
+                lambda: profile.profile_model(
+                    subject, inputs, kinds, int8, budget_s=options.profile_budget, on_profiled=trace_exporter("subject")
+                ),
             )
         if baseline is not None:
             progress("profiling the float baseline")
             float_kinds = {m.path: m.kind for m in facts.float_modules or []}
             facts.float_profile = attempt(
                 "float_profile",
-                lambda: profile.profile_model(baseline, inputs, float_kinds, set(), budget_s=options.profile_budget),
+                lambda: profile.profile_model(
+                    baseline, inputs, float_kinds, set(), budget_s=options.profile_budget, on_profiled=trace_exporter("float")
+                ),
             )
         else:
             facts.unavailable["float_profile"] = "no float baseline in the target"

@@ -9,19 +9,23 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import re
 import sys
 import time
 from collections import defaultdict
-from typing import Any, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from qdoctor import facts as F
+from qdoctor.atomic import atomic_path
 from qdoctor.facts import CategoryTime, ModuleTime, OpTime, Profile
 
 SCOPE = "qdoctor.module::"
+TRACE_WORKER = "qdoctor"  # the worker name torch-tb-profiler shows for our trace files
 _QDQ_OPS = {
     "aten::quantize_per_tensor", "aten::quantize_per_channel", "aten::quantize_per_tensor_dynamic",
     "aten::dequantize", "aten::_make_per_tensor_quantized_tensor", "aten::_make_per_channel_quantized_tensor",
@@ -83,8 +87,11 @@ def profile_model(
     int8_modules: set[str],
     runs: int | None = None,
     budget_s: float = 1.0,
+    on_profiled: Callable[[Any], None] | None = None,
 ) -> Profile:
-    """Profile ``runs`` forward passes of a copy of ``model`` (chosen to fit ``budget_s`` when not given)."""
+    """Profile ``runs`` forward passes of a copy of ``model`` (chosen to fit ``budget_s`` when not given).
+
+    ``on_profiled`` is called with the finished ``torch.profiler.profile`` (e.g. to export its trace)."""
     subject = copy.deepcopy(model)
     handles = []
     open_scopes: list[Any] = []
@@ -120,6 +127,8 @@ def profile_model(
     finally:
         for handle in handles:
             handle.remove()
+    if on_profiled is not None:
+        on_profiled(prof)
     return summarize(prof.events(), runs, module_kinds, int8_modules, leaf_types)
 
 
@@ -171,3 +180,22 @@ def summarize(
         key=lambda m: -m.total_ms,
     )
     return Profile(runs=runs, total_ms=total_us / runs / 1000.0, categories=categories, top_ops=top_ops, modules=modules)
+
+
+def trace_file(trace_dir: str | Path, spec: str, role: str) -> Path:
+    """Where the trace of one model goes, in the layout torch-tb-profiler reads: one run folder per model
+    (``<target>-<role>``) holding ``<worker>.pt.trace.json``."""
+    module, _, attribute = spec.rpartition(":")
+    if spec.endswith(".py") or not module:
+        name = Path(spec).stem  # a script: its file name
+    else:
+        name = f"{module}-{attribute}"  # package.module:attribute
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-") or "model"
+    return Path(trace_dir) / f"{safe}-{role}" / f"{TRACE_WORKER}.pt.trace.json"
+
+
+def write_chrome_trace(prof: Any, destination: Path) -> str:
+    """Export the profiler's Chrome trace (TensorBoard, Perfetto, chrome://tracing read it), atomically."""
+    with atomic_path(destination) as temporary:
+        prof.export_chrome_trace(str(temporary))
+    return str(destination)

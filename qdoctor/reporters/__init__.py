@@ -10,6 +10,9 @@ from typing import Any
 class OutputFormat(str, Enum):
     terminal = "terminal"
     json = "json"
+    markdown = "markdown"
+    sarif = "sarif"
+    html = "html"
 
 
 def render(report: Any, output_format: OutputFormat, **options: Any) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 from typing import Any
 
 from rich.console import Console, Group
@@ -14,42 +13,9 @@ from rich.text import Text
 
 from qdoctor import facts as F
 from qdoctor.report import Report, Severity
+from qdoctor.reporters.common import CATEGORY_LABEL, fmt_bytes, fmt_ms, fmt_sqnr, speed_text, verified_text
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
-CATEGORY_LABEL = {
-    F.CAT_INT8: "int8 kernels",
-    F.CAT_QDQ: "quantize/dequantize",
-    F.CAT_FLOAT: "float compute",
-    F.CAT_OBSERVER: "observers/fake-quant",
-    F.CAT_OTHER: "other",
-}
-
-
-def fmt_ms(t: Any) -> str:
-    if t is None:
-        return "-"
-    noisy = " (noisy)" if t.noisy else ""
-    return f"{t.median_ms:.2f} ms ± {t.iqr_ms:.2f} (IQR, {t.runs} runs){noisy}"
-
-
-def fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
-
-
-def fmt_sqnr(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return "identical" if math.isinf(value) else f"{value:.1f} dB"
-
-
-def speed_text(speedup: float | None) -> str:
-    if speedup is None:
-        return "-"
-    if speedup >= 1:
-        return f"{speedup:.2f}x faster than float"
-    return f"{1 / speedup:.2f}x SLOWER than float"
 
 
 def _header(report: Report) -> Table:
@@ -127,17 +93,9 @@ def _finding(f: Any) -> Panel:
     evidence = {k: v for k, v in f.evidence.items() if v not in (None, [], {})}
     if evidence:
         parts.append(Text("evidence: " + ", ".join(f"{k}={v}" for k, v in evidence.items()), style="dim"))
-    if f.verified:
-        v = f.verified
-        if v.get("after_ms") is not None:
-            line = f"verified: {v.get('before_ms') or 'crashed'} -> {v['after_ms']:.2f} ms"
-            if v.get("speedup"):
-                line += f" ({v['speedup']:.2f}x)"
-            if v.get("after_sqnr_db") is not None:
-                line += f", SQNR {fmt_sqnr(v['after_sqnr_db'])}"
-        else:
-            line = f"not verified: {v.get('reason', '')}"
-        parts.append(Text(line, style="green"))
+    verified = verified_text(f.verified)
+    if verified:
+        parts.append(Text(verified, style="green" if f.verified.get("after_ms") is not None else "dim"))
     if f.fix:
         parts.append(Text("fix:", style="bold"))
         parts.append(Syntax(f.fix, "python", theme="ansi_dark", background_color="default"))
