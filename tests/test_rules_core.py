@@ -194,11 +194,25 @@ def test_qd001_counts_a_fake_quant_once_not_with_its_inner_observer():
     assert found[0].evidence["observers_never_run"] == ["conv.activation_post_process"]
 
 
-def test_qd001_torch_warning_alone_is_reported():
+def test_qd001_torch_warning_counts_only_when_no_int8_module_can_be_checked():
     warning = "UserWarning: must run observer before calling calculate_qparams. Returning default scale and zero point"
-    found = run("QD001", facts([qconv("a")], warnings=[warning]))
+    dynamic = [mod("fc", "Linear", F.DYNAMIC_QUANTIZED, weight_dtype="torch.qint8")]
+    found = run("QD001", facts(dynamic, warnings=[warning]))
     assert len(found) == 1 and found[0].location.module is None
-    assert run("QD001", facts([qconv("a")], warnings=["UserWarning: something else"])) == []
+    assert run("QD001", facts(dynamic, warnings=["UserWarning: something else"])) == []
+    # Calibrated int8 modules: the warning came from an observer that never runs (MobileNetV2's unused skip_add).
+    assert run("QD001", facts([qconv("a")], warnings=[warning])) == []
+
+
+def test_qd001_ignores_modules_that_never_run_and_float_functionals():
+    modules = [qconv("backbone"), qconv("aux_head", scale=1.0, zp=0),
+               mod("skip_add", "QFunctional", F.FLOAT_FUNCTIONAL, scale=1.0, zero_point=0)]
+    events = [ev("backbone", "Conv2d", [INT8], [INT8])]
+    assert run("QD001", facts(modules, events)) == []
+    unused_observer = [mod("aux", "Conv2d", F.FLOAT, qconfig=X86_QCONFIG, has_observer_attached=True),
+                       mod("aux.activation_post_process", "HistogramObserver", F.OBSERVER, observed_min=math.inf,
+                           observed_max=-math.inf)]
+    assert run("QD001", facts(unused_observer, [ev("stem", "Conv2d", [FP32], [FP32])])) == []
 
 
 def test_qd001_fix_for_an_fx_graph_module_uses_convert_fx():
@@ -292,10 +306,12 @@ def test_qd003_qnnpack_qconfig_on_x86_engine_from_module_qconfig():
     modules = [mod("conv", "Conv2d", F.FLOAT, qconfig=QNNPACK_QCONFIG, has_observer_attached=True)]
     (finding,) = run("QD003", facts(modules))
     assert finding.evidence["qconfig_family"] == "qnnpack"
-    assert "per-tensor weights" in finding.message
-    assert "saturate" not in finding.message  # this CPU has VNNI
-    no_vnni = run("QD003", facts(modules, environment=env(isa=["avx2"])))
-    assert "saturate" in no_vnni[0].message
+    assert finding.severity.value == "info"  # this CPU has VNNI: measured no slower, no less accurate
+    assert "harmless" in finding.message and "without VNNI" in finding.message
+    assert 'get_default_qconfig("onednn")' in finding.fix  # the VNNI-only alternative, as a comment
+    (no_vnni,) = run("QD003", facts(modules, environment=env(isa=["avx2"])))
+    assert no_vnni.severity.value == "warning"
+    assert "this CPU has no VNNI" in no_vnni.message
 
 
 def test_qd003_converted_per_tensor_weights_need_a_second_sign_of_qnnpack():
@@ -318,6 +334,15 @@ def test_qd003_crash_without_an_engine_is_an_error():
     unsupported = CrashInfo("RuntimeError", "quantized engine FBGEMM is not supported", "load")
     arm = run("QD003", facts([qconv("conv")], crash=unsupported, environment=env("aarch64", engine="qnnpack")))
     assert arm[0].severity.value == "error" and 'engine = "qnnpack"' in arm[0].fix
+
+
+def test_qd003_x86_qconfig_under_qnnpack_on_arm_is_info_and_onednn_pairs_are_quiet():
+    x86_prepared = [mod("conv", "Conv2d", F.FLOAT, qconfig=X86_QCONFIG, has_observer_attached=True)]
+    (finding,) = run("QD003", facts(x86_prepared, environment=env("aarch64", engine="qnnpack")))
+    assert finding.severity.value == "info" and "one bit" in finding.message
+    assert 'get_default_qconfig("qnnpack")' in finding.fix
+    qnnpack_prepared = [mod("conv", "Conv2d", F.FLOAT, qconfig=QNNPACK_QCONFIG, has_observer_attached=True)]
+    assert run("QD003", facts(qnnpack_prepared, environment=env(engine="onednn"))) == []
 
 
 def test_qd003_matching_engine_and_qconfig_is_quiet():
@@ -456,7 +481,30 @@ def test_qd005_counts_function_fallbacks_through_the_profile_categories():
     prof = profile(10.0, {"quant": 0.3, "dequant": 0.2, "conv": 5.0}, float_ms=2.0, qdq_ms=1.5)
     (finding,) = run("QD005", facts(modules, events[:2] + trip + events[2:], profile=prof))
     assert finding.evidence["float_functions"] == ["sigmoid()"]
+    # all float time is the sigmoid's; the quantize/dequantize time left after the stub modules is the trip's
     assert finding.evidence["fallback_share"] == pytest.approx((2.0 + 1.5 - 0.5) / 10.0)
+
+
+def test_qd005_reshape_only_round_trip_in_fx_is_weighed_by_tensor_size():
+    image, vector = TensorInfo("torch.float32", [1, 3, 32, 32], False), TensorInfo("torch.float32", [1, 16], False)
+    q_image, q_vector = TensorInfo("torch.quint8", [1, 3, 32, 32], True), TensorInfo("torch.quint8", [1, 16], True)
+    modules = [mod("", "GraphModule", F.CONTAINER), qconv("conv"), qconv("fc", type_="Linear")]
+    events = [
+        ev("quantize_per_tensor", "function", [image], [q_image], kind="function"),
+        ev("conv", "Conv2d", [q_image], [q_vector]),
+        ev("Tensor.dequantize", "function", [q_vector], [vector], kind="function"),
+        ev("Tensor.flatten", "function", [vector], [vector], kind="function"),
+        ev("quantize_per_tensor", "function", [vector], [q_vector], kind="function"),
+        ev("fc", "Linear", [q_vector], [q_vector]),
+        ev("Tensor.dequantize", "function", [q_vector], [vector], kind="function"),
+    ]
+    prof = profile(10.0, {"conv": 6.0, "fc": 1.0}, qdq_ms=3.0)
+    (finding,) = run("QD005", facts(modules, events, profile=prof))
+    assert finding.evidence["reshapes_only"] is True
+    assert "`Tensor.flatten()`" in finding.message
+    assert finding.severity.value == "info"  # 32 of 3136 quantized/dequantized elements are the round trip's
+    assert finding.evidence["fallback_share"] == pytest.approx(3.0 * 32 / (3072 + 16 + 16 + 16) / 10.0, abs=1e-3)
+    assert "torch.flatten(x, 1)" in finding.fix
 
 
 # ------------------------------------------------------------------------------------------------ QD006

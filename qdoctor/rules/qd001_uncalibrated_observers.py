@@ -24,13 +24,23 @@ DEFAULT_QPARAMS_WARNING = "must run observer before calling calculate_qparams"
 DEFAULT_SCALE, DEFAULT_ZERO_POINT = 1.0, 0
 
 
+# Modules whose output scale/zero_point come from their activation observer at convert(). FloatFunctional/QFunctional
+# are left out: their methods, not forward(), run, so the trace cannot tell an unused one (torchvision MobileNetV2's
+# skip_add in blocks without a residual, never calibrated because never called) from a used one.
+CALIBRATED_KINDS = (F.QUANTIZED, F.QUANT_STUB)
+
+
 def has_default_qparams(info: ModuleInfo) -> bool:
     """An int8 module (or QuantStub) whose activation scale/zero_point are the uncalibrated observer's defaults."""
-    return (
-        info.kind in (F.QUANTIZED, F.QUANT_STUB, F.FLOAT_FUNCTIONAL)
-        and info.scale == DEFAULT_SCALE
-        and info.zero_point == DEFAULT_ZERO_POINT
-    )
+    return info.kind in CALIBRATED_KINDS and info.scale == DEFAULT_SCALE and info.zero_point == DEFAULT_ZERO_POINT
+
+
+def _ran(facts: Facts) -> set[str] | None:
+    """Modules the traced forward called; None when the trace is missing or stopped early (a crash)."""
+    trace = facts.trace
+    if trace is None or trace.crash is not None:
+        return None
+    return {e.module for e in trace.events if e.kind == "module"}
 
 
 def never_observed(info: ModuleInfo) -> bool:
@@ -79,9 +89,12 @@ def calibration_fix(facts: Facts, already_prepared: bool = False) -> str:
 )
 def uncalibrated_observers(facts: Facts) -> Iterator[Finding]:
     modules = facts.modules or []
-    defaults = [m for m in modules if has_default_qparams(m)]
-    with_qparams = [m for m in modules if m.kind in (F.QUANTIZED, F.QUANT_STUB, F.FLOAT_FUNCTIONAL) and m.scale is not None]
-    idle = [m for m in modules if never_observed(m) and not inside_fake_quant(facts, m)]
+    ran = _ran(facts)
+    # A module that never runs (an unused auxiliary head) is never calibrated, harmlessly.
+    used = [m for m in modules if ran is None or m.path in ran]
+    defaults = [m for m in used if has_default_qparams(m)]
+    with_qparams = [m for m in used if m.kind in CALIBRATED_KINDS and m.scale is not None]
+    idle = [m for m in used if never_observed(m) and not inside_fake_quant(facts, m)]
     warned = next((w for w in facts.target.warnings if DEFAULT_QPARAMS_WARNING in w), None)
     numerics = facts.numerics
     sqnr = numerics.sqnr_db if numerics is not None else None
@@ -93,7 +106,8 @@ def uncalibrated_observers(facts: Facts) -> Iterator[Finding]:
 
     if defaults:
         target = first_compute(defaults, facts)
-        share = f"all {len(defaults)}" if len(defaults) == len(with_qparams) else f"{len(defaults)} of {len(with_qparams)}"
+        count = len(defaults)
+        share = f"all {count}" if count == len(with_qparams) else f"{count} of {len(with_qparams)}"
         yield uncalibrated_observers.finding(
             f"{share} int8 modules carry the uncalibrated observer defaults (scale {DEFAULT_SCALE}, zero_point "
             f"{DEFAULT_ZERO_POINT}), starting at `{target.path}` ({target.type}): the model was converted without "
@@ -113,21 +127,26 @@ def uncalibrated_observers(facts: Facts) -> Iterator[Finding]:
     elif idle:
         owners = [observer_owner(facts, m) for m in idle]
         target = first_compute(owners, facts)
-        converted_later = not any(m.kind in (F.QUANTIZED,) for m in modules)
+        not_converted_yet = not any(m.kind in (F.QUANTIZED,) for m in modules)
         yield uncalibrated_observers.finding(
             f"{len(idle)} observer(s) never saw data (running min/max still +inf/-inf), starting at `{target.path}`: "
             "no calibration batch ran through the prepared model"
-            + (", so convert() would give every such layer scale 1.0 and zero_point 0 — garbage outputs." if converted_later else ".")
+            + (
+                ", so convert() would give every such layer scale 1.0 and zero_point 0: garbage outputs."
+                if not_converted_yet
+                else "."
+            )
             + " Run calibration data through it before convert().",
             module=target.path,
             source=target.source,
             evidence={"observers_never_run": [m.path for m in idle][:20], "torch_warning": warned},
-            fix=calibration_fix(facts, already_prepared=converted_later),
-            severity=Severity.WARNING if converted_later else None,
+            fix=calibration_fix(facts, already_prepared=not_converted_yet),
+            severity=Severity.WARNING if not_converted_yet else None,
         )
-    elif warned is not None:
-        # The script converted an observer that never ran, but no module kept its defaults where we can see it
-        # (e.g. the model we check is another one): point at the warning itself.
+    elif warned is not None and not with_qparams:
+        # The script converted an observer that never ran, and the model checked has no int8 module to look at (it
+        # is another model of the script): point at the warning itself. When int8 modules are there and calibrated,
+        # the warning came from an observer that is never used (MobileNetV2's skip_add without a residual).
         yield uncalibrated_observers.finding(
             "torch warned that an observer was asked for its scale/zero_point before it saw any data "
             f"(\"{DEFAULT_QPARAMS_WARNING}\"): somewhere in the script a model was converted without calibration."

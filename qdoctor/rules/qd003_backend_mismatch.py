@@ -25,7 +25,10 @@ _NO_ENGINE = re.compile(
 )
 
 # Measured on the seed 004 network, 224x224, batch 1 (bench/rule_effects.py; see rules/QD003-backend-mismatch.md).
-MEASURED = "qnnpack ran the seed 004 network ~15x slower than the x86 engine on an x86 CPU (72 ms vs 4.7 ms)"
+MEASURED = (
+    "on an x86 CPU qnnpack ran the seed 004 network about 7x slower than the x86 engine in CPU time on one thread "
+    "(54 vs 7.3 ms) and about 15x slower in wall time on two (72 vs 4.7 ms)"
+)
 
 
 def _script_backends(facts: Facts) -> list[tuple[str, int]]:
@@ -79,10 +82,10 @@ def _engine_source(facts: Facts):  # type: ignore[no-untyped-def]
     return script_line(facts, _ENGINE_ASSIGNMENT) or script_line(facts, _QCONFIG_CALL)
 
 
-def _requantize_fix(facts: Facts, engine: str, why: str) -> str:
+def _requantize_fix(facts: Facts, engine: str, why: str, note: str = "") -> str:
     """Quantize again from the float model under ``engine`` with its own qconfig."""
     float_name, subject = float_variable(facts), subject_variable(facts)
-    head = f"# {why}\ntorch.backends.quantized.engine = \"{engine}\"\n"
+    head = f"# {why}\n" + (f"# ({note})\n" if note else "") + f"torch.backends.quantized.engine = \"{engine}\"\n"
     tail = "# convert() packs the weights for the engine in force: switching the engine afterwards is not enough\n"
     if is_graph_module(facts):
         return (
@@ -168,7 +171,7 @@ def backend_mismatch(facts: Facts) -> Iterator[Finding]:
         yield backend_mismatch.finding(
             f"the quantized engine is `{engine}` on this {_cpu(facts)}: use `{best}`; {cost}.{also} Switching the "
             "engine alone is not enough for a converted model: its weights were packed for the engine in force at "
-            "convert(), so quantize again under the new engine.",
+            "convert(), so quantize again (or load its state_dict again) under the new engine.",
             module=anchor.path if anchor else None,
             source=_engine_source(facts) or (anchor.source if anchor else None),
             evidence={
@@ -188,24 +191,29 @@ def backend_mismatch(facts: Facts) -> Iterator[Finding]:
         return
     if family == ONEDNN and engine_family == X86 and env.has_vnni:
         return  # onednn's qconfig differs from x86's only by reduce_range, which VNNI CPUs do not need
-    if family == X86 and engine_family == ONEDNN:
-        return  # reduce_range=True on onednn only gives up one bit of activation resolution; not worth a finding
-    if family == QNNPACK:
-        risk = (
-            "per-tensor weights lose accuracy against x86's per-channel weights"
-            + (
-                "; and without VNNI, fbgemm's 16-bit intermediate sums saturate on full-range (reduce_range=False) "
-                "activations"
-                if not env.has_vnni
-                else ""
+    severity = Severity.INFO
+    note = ""
+    if engine_family == QNNPACK and family == X86:
+        risk = "reduce_range=True activations give up one bit of resolution that qnnpack does not need"
+    elif engine_family != X86:
+        # x86's qconfig under onednn (one bit of activation resolution), qnnpack's under onednn (full range either
+        # way): nothing measured that would be worth a finding
+        return
+    else:  # a qnnpack or onednn qconfig under the x86/fbgemm engine
+        if env.has_vnni:
+            risk = (
+                "on a VNNI CPU like this one that is harmless (on the seed 004 network it ran as fast and was at "
+                "least as accurate, since VNNI needs no 7-bit activations; bench/rule_effects.py), but it is no "
+                "speed fix either, and on x86 CPUs without VNNI its full-range activations saturate the x86 "
+                "kernels' 16-bit sums"
             )
-        )
-    else:
-        risk = (
-            "reduce_range=True activations give up one bit of resolution that qnnpack does not need"
-            if engine_family == QNNPACK
-            else "full-range activations (reduce_range=False) can saturate fbgemm's 16-bit sums on CPUs without VNNI"
-        )
+            note = 'on VNNI CPUs only, get_default_qconfig("onednn") keeps 8-bit activations with per-channel weights'
+        else:
+            severity = Severity.WARNING
+            risk = (
+                "this CPU has no VNNI, so the x86 kernels add u8 x s8 products in saturating 16-bit sums "
+                "(vpmaddubsw) and full-range activations (reduce_range=False) overflow them: accuracy suffers"
+            )
     target_engine = engine if ENGINE_FAMILY.get(best) == engine_family else best
     yield backend_mismatch.finding(
         f"the qconfig was made for {family} but the engine in use is `{engine}` ({engine_family}): {risk}. "
@@ -220,5 +228,6 @@ def backend_mismatch(facts: Facts) -> Iterator[Finding]:
             "cpu_isa": env.cpu_isa,
             **timing,
         },
-        fix=_requantize_fix(facts, target_engine, f"the engine you run, and its own qconfig ({_cpu(facts)})"),
+        fix=_requantize_fix(facts, target_engine, f"the engine you run, and its own qconfig ({_cpu(facts)})", note),
+        severity=severity,
     )

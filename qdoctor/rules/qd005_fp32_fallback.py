@@ -7,7 +7,7 @@ from typing import Iterator
 
 from qdoctor import facts as F
 from qdoctor.facts import Facts, TraceEvent
-from qdoctor.locate import fix_engine, float_variable
+from qdoctor.locate import fix_engine, float_variable, is_graph_module
 from qdoctor.registry import rule
 from qdoctor.report import Finding, Severity
 
@@ -78,6 +78,7 @@ class RoundTrip:
     exit: TraceEvent
     entry: TraceEvent
     float_events: list[TraceEvent] = field(default_factory=list)
+    reshapes: list[TraceEvent] = field(default_factory=list)  # data movement only, e.g. Tensor.flatten()
 
 
 def round_trips(facts: Facts, events: list[TraceEvent]) -> list[RoundTrip]:
@@ -92,6 +93,8 @@ def round_trips(facts: Facts, events: list[TraceEvent]) -> list[RoundTrip]:
     pending: RoundTrip | None = None
     for event in events:
         if _is_bookkeeping(facts, event):
+            if pending is not None and event.kind == "function":
+                pending.reshapes.append(event)
             continue
         if _quantizes(event):
             if pending is not None:
@@ -141,16 +144,7 @@ def fp32_fallback(facts: Facts) -> Iterator[Finding]:
     share_text = " Their time share was not measured (no profile)."
     profile = facts.profile
     if profile is not None and profile.total_ms > 0:
-        times = {m.path: m.total_ms for m in profile.modules}
-        module_ms = sum(times.get(m, 0.0) for m in float_modules)
-        module_ms += sum(times.get(e.module, 0.0) for e in boundaries if e.kind == "module")
-        share = module_ms / profile.total_ms
-        if float_functions:
-            # Functions called from forward() are not scoped per module in the profile: count them through the
-            # float and quantize/dequantize categories, minus what the model's own boundaries and tail spend.
-            outside = _boundary_ms(facts, trace.events, times)
-            category_ms = profile.time_ms(F.CAT_FLOAT) + profile.time_ms(F.CAT_QDQ) - outside
-            share = max(share, category_ms / profile.total_ms)
+        share = fallback_ms(facts, trace.events, trips) / profile.total_ms
         evidence["fallback_ms"] = round(share * profile.total_ms, 3)
         evidence["fallback_share"] = round(share, 3)
         evidence["float_compute_share"] = round(profile.share(F.CAT_FLOAT), 3)
@@ -162,34 +156,65 @@ def fp32_fallback(facts: Facts) -> Iterator[Finding]:
             "of the whole)."
         )
     first = trips[0]
-    anchor = next((e for e in first.float_events if e.kind == "module"), first.exit if first.exit.kind == "module" else None)
+    exit_module = first.exit if first.exit.kind == "module" else None
+    anchor = next((e for e in first.float_events if e.kind == "module"), exit_module)
     info = facts.module(anchor.module) if anchor is not None else None
     source = info.source if info is not None and info.source else (first.exit.source or None)
     named = float_modules + float_functions
+    if named:
+        between = f"runs {', '.join(f'`{n}`' for n in named[:6])}{' ...' if len(named) > 6 else ''} in float"
+    else:
+        reshapes = sorted({_label(e) for t in trips for e in t.reshapes})
+        between = f"only reshapes the tensor in between ({', '.join(f'`{n}`' for n in reshapes) or 'nothing'})"
+    evidence["reshapes_only"] = not named
     yield fp32_fallback.finding(
-        f"{len(trips)} int8 -> float -> int8 round trip(s): the model dequantizes at `{_label(first.exit)}`, runs "
-        f"{', '.join(f'`{n}`' for n in named[:6]) or 'nothing'}{' ...' if len(named) > 6 else ''} in float, and "
-        f"quantizes again at `{_label(first.entry)}`.{share_text}",
+        f"{len(trips)} int8 -> float -> int8 round trip(s): the model dequantizes at `{_label(first.exit)}`, "
+        f"{between}, and quantizes again at `{_label(first.entry)}`.{share_text}",
         module=info.path if info is not None else None,
         source=source,
         evidence=evidence,
-        fix=fallback_fix(facts, float_events),
+        fix=fallback_fix(facts, float_events) if named else reshape_fix(facts),
         severity=severity,
     )
 
 
-def _boundary_ms(facts: Facts, events: list[TraceEvent], times: dict[str, float]) -> float:
-    """Profiled time of the model's own boundaries: the float head up to the first quantize, the tail after the last
-    dequantize (modules only: that is what the profile attributes)."""
+def _elements(event: TraceEvent) -> int:
+    total = 0
+    for tensor in event.inputs:
+        count = 1
+        for size in tensor.shape:
+            count *= size
+        total += count
+    return total
+
+
+def fallback_ms(facts: Facts, events: list[TraceEvent], trips: list[RoundTrip]) -> float:
+    """Profiled time of the round trips: their quantize/dequantize and the float compute between them.
+
+    A module event has its own time in the profile. Torch functions called from forward() (FX's quantize_per_tensor,
+    a hand-written dequantize(), torch.sigmoid) do not: the time of their category (quantize/dequantize or float
+    compute) left after the modules of that category is shared among those calls in proportion to the elements they
+    process, so the model's own input quantize and output dequantize keep their (usually larger) part.
+    """
+    profile = facts.profile
+    assert profile is not None
+    times = {m.path: m.total_ms for m in profile.modules}
+    in_trips = {id(e) for t in trips for e in (t.exit, t.entry, *t.float_events)}
     compute = [e for e in events if not _is_bookkeeping(facts, e)]
-    first_in = next((i for i, e in enumerate(compute) if _quantizes(e)), None)
-    last_out = next((i for i in range(len(compute) - 1, -1, -1) if _dequantizes(compute[i])), None)
-    edge = []
-    if first_in is not None:
-        edge += compute[: first_in + 1]
-    if last_out is not None:
-        edge += compute[last_out:]
-    return sum(times.get(e.module, 0.0) for e in edge if e.kind == "module")
+    total = 0.0
+    for category, belongs in (
+        (F.CAT_QDQ, lambda e: _quantizes(e) or _dequantizes(e)),
+        (F.CAT_FLOAT, _float_compute),
+    ):
+        chosen = [e for e in compute if belongs(e)]
+        modules = {e.module for e in chosen if e.kind == "module"}
+        total += sum(times.get(p, 0.0) for p in {e.module for e in chosen if e.kind == "module" and id(e) in in_trips})
+        functions = [e for e in chosen if e.kind == "function"]
+        weight = sum(_elements(e) for e in functions)
+        if weight:
+            leftover = max(0.0, profile.time_ms(category) - sum(times.get(p, 0.0) for p in modules))
+            total += leftover * sum(_elements(e) for e in functions if id(e) in in_trips) / weight
+    return total
 
 
 def fallback_fix(facts: Facts, float_events: list[TraceEvent]) -> str:
@@ -200,7 +225,8 @@ def fallback_fix(facts: Facts, float_events: list[TraceEvent]) -> str:
         lines += [
             f"# {', '.join(capable)}: int8 kernels exist. Quantize {'it' if len(capable) == 1 else 'them'} with the "
             "rest of the model:",
-            *[f'{name}.{p}.qconfig = torch.ao.quantization.get_default_qconfig("{engine}")  # was None' for p in capable],
+            *[f'{name}.{p}.qconfig = torch.ao.quantization.get_default_qconfig("{engine}")  # was None'
+              for p in capable],
             "# then drop the DeQuantStub/QuantStub pair around it in forward(); prepare, calibrate, convert again",
         ]
     rest = [e for e in float_events if not (e.kind == "module" and _capable(facts, e.module))]
@@ -214,6 +240,20 @@ def fallback_fix(facts: Facts, float_events: list[TraceEvent]) -> str:
             f'prepared = prepare_fx({name}.eval(), get_default_qconfig_mapping("{engine}"), example_inputs)',
         ]
     return "\n".join(lines)
+
+
+def reshape_fix(facts: Facts) -> str:
+    """Reshapes run on int8 tensors: the round trip around them is pure overhead."""
+    if is_graph_module(facts):
+        return (
+            "# FX quantizes torch functions it knows and dequantizes around Tensor methods it does not: in forward(),\n"
+            "# write x = torch.flatten(x, 1) rather than x = x.flatten(1) (likewise torch.reshape, torch.transpose),\n"
+            "# then prepare_fx / calibrate / convert_fx again."
+        )
+    return (
+        "# reshape, view, flatten and permute work on int8 tensors: drop the DeQuantStub/QuantStub pair around them\n"
+        "# in forward() and keep the tensor int8 through the reshape."
+    )
 
 
 def _capable(facts: Facts, path: str) -> bool:
