@@ -569,6 +569,10 @@ def test_seed004_as_written_reports_uncalibrated_missing_stubs_and_unfused(check
     assert qd004.evidence["groups"] == [["0", "1"], ["3", "4"]]
 
 
+ON_X86 = platform.machine().lower() in ("x86_64", "amd64")
+
+
+@pytest.mark.skipif(not ON_X86, reason="on ARM a qnnpack qconfig is the right one")
 def test_seed004_proposed_fix_reports_stub_backend_and_calibration_without_repeating_qnnpack(check_fixture):
     report = check_fixture("seed004_proposed_fix.py")
     assert {"QD001", "QD002", "QD003"} <= set(codes(report))
@@ -610,7 +614,7 @@ def test_plain_triage_script_uncalibrated_shows_sqnr(check_fixture):
     assert "int8_net = torch.ao.quantization.convert(prepared)" in qd001.fix
 
 
-@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="qnnpack is the right engine on ARM")
+@pytest.mark.skipif(not ON_X86, reason="qnnpack is the right engine on ARM")
 def test_qnnpack_engine_on_x86(check_fixture):
     report = check_fixture("qnnpack_engine_on_x86.py")
     assert codes(report) == ["QD003"]
