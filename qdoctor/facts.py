@@ -99,6 +99,9 @@ class ModuleInfo:
     observer_enabled: bool | None = None
     has_observer_attached: bool = False  # an activation_post_process child or hook (eager prepare)
     source: SourceLocation | None = None  # where the module was created in the user's file
+    # Other paths the same module object is registered at (one nn.ReLU reused in several places); named_modules()
+    # lists it once, at ``path``.
+    also_at: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -330,6 +330,16 @@ def _float_copy(model: nn.Module) -> nn.Module:
     return clone
 
 
+def _copy_origins(original: nn.Module, copy_: nn.Module, origins: weakref.WeakKeyDictionary) -> None:
+    """A derived float copy never ran __init__: give its modules the creation lines of the originals, by path."""
+    by_path = dict(original.named_modules())
+    for path, module in copy_.named_modules():
+        twin = by_path.get(path)
+        source = origins.get(twin) if twin is not None else None
+        if source is not None:
+            origins[module] = source
+
+
 def _pick_float(
     namespace: dict[str, Any], subject_name: str, subject: nn.Module, target: Target
 ) -> tuple[str | None, nn.Module | None]:
@@ -488,6 +498,8 @@ def load_target(spec: str) -> LoadedTarget:
     target.subject_name = subject_name
     float_name, float_baseline = _pick_float(namespace, subject_name, subject, target)
     target.float_name = float_name
+    if target.float_derived and float_baseline is not None and isinstance(namespace.get(float_name or ""), nn.Module):
+        _copy_origins(namespace[float_name], float_baseline, origins)  # type: ignore[index]
     inputs = _pick_inputs(namespace, subject, float_baseline, target)
     target.inputs = [
         TensorInfo(str(t.dtype), list(t.shape), bool(t.is_quantized)) for t in inputs if isinstance(t, torch.Tensor)

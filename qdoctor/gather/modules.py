@@ -54,10 +54,14 @@ def classify(module: nn.Module) -> str:
 
 
 def is_effective_leaf(module: nn.Module) -> bool:
-    """A module with no children but the observers/fake-quants that prepare() attaches to it."""
+    """A module with no children but the observers/fake-quants that prepare() attaches to it, or the packed-weight
+    holder of a quantized Linear/Embedding (``_packed_params``), which is storage, never called as a module."""
     from torch.ao import quantization as tq
 
-    return all(isinstance(c, (tq.ObserverBase, tq.FakeQuantizeBase)) for c in module.children())
+    return all(
+        isinstance(c, (tq.ObserverBase, tq.FakeQuantizeBase)) or type(c).__name__.endswith("PackedParams")
+        for c in module.children()
+    )
 
 
 def _name(factory: Any) -> str:
@@ -195,6 +199,9 @@ def inventory(
     inside torch code, and prepare/deepcopy never call __init__), then from the module itself.
     """
     reference_by_path = dict(reference.named_modules()) if reference is not None else {}
+    paths_of: dict[int, list[str]] = {}
+    for path, module in model.named_modules(remove_duplicate=False):
+        paths_of.setdefault(id(module), []).append(path)
     result = []
     for path, module in model.named_modules():
         source = None
@@ -203,5 +210,7 @@ def inventory(
             source = origins.get(ref)
         if source is None:
             source = origins.get(module)
-        result.append(describe(module, path, source))
+        info = describe(module, path, source)
+        info.also_at = [p for p in paths_of.get(id(module), []) if p != path]
+        result.append(info)
     return result

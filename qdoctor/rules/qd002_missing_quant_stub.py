@@ -6,7 +6,8 @@ import re
 from typing import Iterator
 
 from qdoctor import facts as F
-from qdoctor.facts import Facts
+from qdoctor.facts import Facts, ModuleInfo
+from qdoctor.locate import fix_engine, float_variable, subject_variable
 from qdoctor.registry import rule
 from qdoctor.report import Finding, Severity
 
@@ -14,27 +15,35 @@ _FLOAT_INTO_INT8 = re.compile(r"Could not run '(quantized::[\w.]+)' with argumen
 _INT8_INTO_FLOAT = re.compile(r"Could not run '(aten::[\w.]+)' with arguments from the 'QuantizedCPU' backend")
 
 WRAP_FIX = """\
-class QuantWrapper(torch.nn.Module):  # or torch.ao.quantization.QuantWrapper(float_model)
-    def __init__(self, model):
-        super().__init__()
-        self.quant = torch.ao.quantization.QuantStub()      # float -> int8 at the input
-        self.model = model
-        self.dequant = torch.ao.quantization.DeQuantStub()  # int8 -> float at the output
-
-    def forward(self, x):
-        return self.dequant(self.model(self.quant(x)))
-
-{float} = QuantWrapper({float}).eval()
+torch.backends.quantized.engine = "{engine}"  # the int8 engine for this CPU
+{float} = torch.ao.quantization.QuantWrapper({float}).eval()  # QuantStub -> model -> DeQuantStub
 {float}.qconfig = torch.ao.quantization.get_default_qconfig("{engine}")
 prepared = torch.ao.quantization.prepare({float})
-# ... run calibration batches through `prepared` ...
+with torch.no_grad():
+    for batch in calibration_batches:  # representative inputs (see QD001)
+        prepared(*batch)
 {subject} = torch.ao.quantization.convert(prepared)"""
+
+STUB_QCONFIG_FIX = """\
+# before prepare(): give the stub the qconfig of the layers it feeds, then prepare, calibrate and convert again
+{float}.{stub}.qconfig = torch.ao.quantization.get_default_qconfig("{engine}")
+# or set the qconfig on the root model ({float}.qconfig = ...) rather than on its children"""
 
 
 def wrap_fix(facts: Facts) -> str:
-    engine = facts.environment.quantized_engine
-    float_name = (facts.target.float_name or "float_model").removesuffix("()")
-    return WRAP_FIX.format(float=float_name, subject=facts.target.subject_name.removesuffix("()"), engine=engine)
+    return WRAP_FIX.format(float=float_variable(facts), subject=subject_variable(facts), engine=fix_engine(facts))
+
+
+def _crash_text(facts: Facts) -> str | None:
+    crash = facts.crash
+    return f"{crash.type}: {crash.message.splitlines()[0][:200]}" if crash is not None and crash.message else None
+
+
+def _unconverted_stubs(facts: Facts) -> list[ModuleInfo]:
+    """QuantStub/DeQuantStub that convert() left in place of nnq.Quantize/DeQuantize: they had no qconfig."""
+    if not facts.modules_of_kind(F.QUANTIZED):
+        return []
+    return [m for m in facts.modules_of_kind(F.QUANT_STUB, F.DEQUANT_STUB) if m.type in ("QuantStub", "DeQuantStub")]
 
 
 @rule(
@@ -49,6 +58,8 @@ def missing_quant_stub(facts: Facts) -> Iterator[Finding]:
     assert trace is not None
     crash = trace.crash
     reported: set[str] = set()
+    idle_stubs = _unconverted_stubs(facts)
+    idle_quant_stubs = [m for m in idle_stubs if m.type == "QuantStub"]
     for event in trace.events:
         if event.kind != "module":
             continue
@@ -58,18 +69,31 @@ def missing_quant_stub(facts: Facts) -> Iterator[Finding]:
         if info.kind == F.QUANTIZED and event.any_input_float and not event.any_input_quantized:
             crashed_here = crash is not None and crash.module == event.module
             reported.add(event.module)
+            raises = ", so the model raises here" if crashed_here else ""
+            if idle_quant_stubs:
+                stub = idle_quant_stubs[0]
+                message = (
+                    f"`{event.module}` ({info.type}) is an int8 module but receives a float tensor{raises}: the "
+                    f"QuantStub `{stub.path}` is still a no-op because convert() skipped it — it had no qconfig "
+                    "(the qconfig was set on child modules, not on the stub or the root)."
+                )
+                fix = STUB_QCONFIG_FIX.format(float=float_variable(facts), stub=stub.path, engine=fix_engine(facts))
+            else:
+                message = (
+                    f"`{event.module}` ({info.type}) is an int8 module but receives a float tensor: there is no "
+                    f"QuantStub before it{raises}. Wrap the float model with QuantStub/DeQuantStub before prepare()."
+                )
+                fix = wrap_fix(facts)
             yield missing_quant_stub.finding(
-                f"`{event.module}` ({info.type}) is an int8 module but receives a float tensor: there is no "
-                "QuantStub before it"
-                + (", so the model raises here" if crashed_here else "")
-                + ". Wrap the float model with QuantStub/DeQuantStub before prepare().",
+                message,
                 module=event.module,
                 source=info.source,
                 evidence={
                     "input_dtypes": [t.dtype for t in event.inputs],
-                    "crash": f"{crash.type}: {crash.message.splitlines()[0][:200]}" if crashed_here and crash else None,
+                    "crash": _crash_text(facts) if crashed_here else None,
+                    "unconverted_stubs": [m.path for m in idle_stubs],
                 },
-                fix=wrap_fix(facts),
+                fix=fix,
             )
             break  # the first entry point is the cause; later ones follow from it
     if crash is not None and crash.module and crash.module not in reported:
@@ -78,22 +102,27 @@ def missing_quant_stub(facts: Facts) -> Iterator[Finding]:
         m_int8 = _INT8_INTO_FLOAT.search(crash.message)
         last = trace.events[-1] if trace.events else None
         raised_in_module = last is not None and last.kind == "module" and last.module == crash.module
+        # Function-level crashes (torch.add / + / cat on int8 tensors in forward()) belong to QD011.
         if info is not None and m_int8 and raised_in_module and info.kind not in (F.QUANTIZED,):
             yield missing_quant_stub.finding(
                 f"`{crash.module}` ({info.type}) is a float op with no int8 kernel and receives an int8 tensor "
                 f"({m_int8.group(1)} has no QuantizedCPU kernel): put a DeQuantStub before it.",
                 module=crash.module,
                 source=info.source,
-                evidence={"crash": f"{crash.type}: {crash.message.splitlines()[0][:200]}"},
-                fix=f"# in forward(): x = self.dequant(x) before calling self.{crash.module}\n" + wrap_fix(facts),
+                evidence={"crash": _crash_text(facts)},
+                fix=(
+                    "# in __init__(): self.dequant_before = torch.ao.quantization.DeQuantStub()\n"
+                    f"# in forward(): x = self.{crash.module}(self.dequant_before(x))\n"
+                    "# and, if int8 layers follow it, a QuantStub after it: x = self.quant_after(x)"
+                ),
             )
-        elif info is not None and m_float and info.kind == F.QUANTIZED and crash.module not in reported:
+        elif info is not None and m_float and info.kind == F.QUANTIZED:
             yield missing_quant_stub.finding(
                 f"`{crash.module}` ({info.type}) raised because it received a float tensor ({m_float.group(1)}): "
                 "there is no QuantStub before it.",
                 module=crash.module,
                 source=info.source,
-                evidence={"crash": f"{crash.type}: {crash.message.splitlines()[0][:200]}"},
+                evidence={"crash": _crash_text(facts)},
                 fix=wrap_fix(facts),
             )
     if crash is None and any(t.quantized for t in trace.output):
@@ -101,11 +130,17 @@ def missing_quant_stub(facts: Facts) -> Iterator[Finding]:
             (e for e in reversed(trace.events) if e.kind == "module" and e.output_quantized), None
         )
         info = facts.module(last_int8.module) if last_int8 else None
+        idle_dequant = [m.path for m in idle_stubs if m.type == "DeQuantStub"]
+        why = (
+            f"the DeQuantStub `{idle_dequant[0]}` is still a no-op (convert() skipped it: no qconfig)"
+            if idle_dequant
+            else "there is no DeQuantStub before the output"
+        )
         yield missing_quant_stub.finding(
-            "the model returns an int8 (quantized) tensor: there is no DeQuantStub before the output, so callers "
-            "get quint8 values instead of float scores.",
+            f"the model returns an int8 (quantized) tensor: {why}, so callers get quint8 values instead of float "
+            "scores.",
             module=last_int8.module if last_int8 else "",
             source=info.source if info else None,
-            evidence={"output_dtypes": [t.dtype for t in trace.output]},
+            evidence={"output_dtypes": [t.dtype for t in trace.output], "unconverted_stubs": idle_dequant},
             fix=wrap_fix(facts),
         )
