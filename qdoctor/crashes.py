@@ -1,7 +1,7 @@
 """The crash doctor: which known quantization failure explains a crash, and which rule reports it.
 
 A quantized model that raises is the most common report. This module is the one table of the failures qdoctor
-knows, read by the rules that report them (QD011, QD015, QD016 here; QD001, QD002, QD003 own theirs) and by QD014
+knows, read by the rules that report them (QD011, QD015, QD016 here; QD002 and QD003 own theirs) and by QD014
 unexplained-crash, which reports every crash no entry explains: a crash is never hidden. Pure functions over Facts.
 """
 
@@ -23,11 +23,8 @@ _CUDA = re.compile(
     r"NVIDIA driver|not compiled with CUDA|no CUDA GPUs|CUDA error|CUDA driver|cuda:\d|'(?:Quantized)?CUDA' backend",
     re.I,
 )
-_ENGINE = re.compile(
-    r"NoQEngine|Didn't find engine for operation|is not a valid value for quantized engine"
-    r"|quantized engine \w+ is not supported"
-)
-_CALIBRATION = re.compile(r"must run observer before calling calculate_qparams")
+# What QD003 backend-mismatch recognizes (it reads Facts.crash: the run's crash, else the script's).
+_ENGINE = re.compile(r"Didn't find engine for operation quantized::\w+|quantized engine \w+ is not supported|NoQEngine")
 # int8 and float (or quint8 and qint8) meeting where one dtype is required; (pattern, cause).
 _DTYPE = (
     (re.compile(r"Input type \(c10::(?P<got>q\w+)\) and (?:bias|weight) type \((?P<want>[\w:]+)\) should be the same"),
@@ -101,10 +98,8 @@ def classify(crash: CrashInfo, facts: Facts) -> CrashCause | None:
 
     if _CUDA.search(message) and has_int8_modules(facts):
         return CrashCause("QD015", "int8-on-cuda", level, op)
-    if _ENGINE.search(message):
+    if _ENGINE.search(message) and crash is facts.crash:
         return CrashCause("QD003", "no-quantized-engine", level, op)
-    if _CALIBRATION.search(message):
-        return CrashCause("QD001", "uncalibrated-observer", level, op)
     if _MIXED.search(message):
         if level == FUNCTION:
             return CrashCause("QD011", "int8-and-float-mixed", level, event.name if event else op)

@@ -391,7 +391,6 @@ def test_qd011_hand_written_round_trip_and_int8_cat():
         ("Torch not compiled with CUDA enabled", None, "QD015"),
         ("quantized engine NoQEngine is not supported", None, "QD003"),
         ("Didn't find engine for operation quantized::conv2d_prepack NoQEngine", None, "QD003"),
-        ("must run observer before calling calculate_qparams. Returning default values.", None, "QD001"),
         ("Input type (c10::quint8) and bias type (float) should be the same", "module", "QD016"),
         ("mat1 and mat2 must have the same dtype, but got QUInt8 and Float", "module", "QD016"),
         ("Expected input data type QUInt8 but got QInt8", "module", "QD016"),
@@ -513,41 +512,41 @@ def test_e2e_threads_set_to_one_and_restored():
 
 def test_e2e_resnet_block_add_crash(check_fixture):
     report = check_fixture("resnet_block_add_crash.py")
-    assert codes(report) == ["QD011"]
-    [finding] = report.findings
+    assert "QD014" not in codes(report)
+    [finding] = findings_of(report, "QD011")
     assert finding.location.module == "layer1" and finding.location.line == 22
     assert finding.location.code == "out += identity"
 
 
 def test_e2e_hand_written_round_trip(check_fixture):
     report = check_fixture("skip_add_dequant_roundtrip.py")
-    assert codes(report) == ["QD011"]
-    assert sorted(f.location.line for f in report.findings) == [25, 26]
+    assert sorted(f.location.line for f in findings_of(report, "QD011")) == [25, 26]
 
 
 def test_e2e_quantized_on_cuda(check_fixture):
     report = check_fixture("quantized_on_cuda.py")
-    assert codes(report) == ["QD015"]
-    assert report.findings[0].location.line == 24
+    [finding] = findings_of(report, "QD015")
+    assert finding.location.line == 24 and "QD014" not in codes(report)
 
 
 def test_e2e_float_conv_gets_int8(check_fixture):
     report = check_fixture("float_conv_gets_int8.py")
-    assert codes(report) == ["QD016"]
-    assert report.findings[0].location.module == "head" and report.findings[0].location.line == 20
+    [finding] = findings_of(report, "QD016")
+    assert finding.location.module == "head" and finding.location.line == 20
+    assert "QD014" not in codes(report)
 
 
 def test_e2e_qint8_activations(check_fixture):
     report = check_fixture("qint8_activation_qconfig.py")
-    assert codes(report) == ["QD016"]
-    finding = report.findings[0]
+    [finding] = findings_of(report, "QD016")
     assert finding.location.module == "1" and finding.evidence["qint8_made_by"] == "0"
+    assert "QD014" not in codes(report)
 
 
 def test_e2e_unexplained_crash(check_fixture):
     report = check_fixture("forward_shape_error.py")
-    assert codes(report) == ["QD014"]
-    assert report.findings[0].location.line == 21
+    [finding] = findings_of(report, "QD014")
+    assert finding.location.line == 21 and finding.location.module == ""
 
 
 def test_e2e_seed004_crash_is_explained_by_qd002(check_fixture):
@@ -571,3 +570,12 @@ def test_qd011_fix_rewrites_the_users_line(line, stubs, expected):
     from qdoctor.rules.qd011_missing_float_functional import rewrite_line
 
     assert rewrite_line(line, set(stubs)) == expected
+
+
+def test_qd014_reports_a_second_script_crash_that_qd003_does_not_read():
+    # QD003 reads Facts.crash, the run's crash when there is one: a different NoQEngine crash of the script is ours
+    run = run_crash("boom", module="", line=21, type_="ValueError")
+    load = run_crash("quantized engine NoQEngine is not supported", module=None, line=40, phase="load")
+    facts = make_facts([mod("conv", "Conv2d", F.QUANTIZED)], events=[fev("Tensor.view", "", [q()], [], line=21)],
+                       crash=run, load_crash=load)
+    assert sorted(f.location.line for f in run_rule("QD014", facts)) == [21, 40]
