@@ -474,15 +474,19 @@ def test_e2e_small_mlp_qd008_reported_or_skipped_with_reason(check_fixture):
 
 
 def test_e2e_small_mlp_qd008_when_measured():
-    report = run_check(FIXTURES / "small_mlp_int8.py", bench=True)
-    bench = report.facts.benchmark
-    from qdoctor.rules.qd008_quant_overhead_dominates import clearly_slower
+    # Timings decide whether int8 was slower on this run; the test checks the rule follows the measured facts.
+    from qdoctor.rules import qd008_quant_overhead_dominates as qd008_rule
 
-    measured_slower = clearly_slower(bench.subject, bench.float_baseline)
+    report = run_check(FIXTURES / "small_mlp_int8.py", bench=True)
+    bench, profile = report.facts.benchmark, report.facts.profile
+    slower = qd008_rule.clearly_slower(bench.subject, bench.float_baseline)
+    overhead = profile.share(F.CAT_QDQ) + profile.share(F.CAT_OTHER) >= qd008_rule.OVERHEAD_SHARE
+    small = bench.float_baseline.median_ms < qd008_rule.SMALL_MODEL_MS
+    no_fallback = profile.share(F.CAT_FLOAT) <= qd008_rule.FLOAT_FALLBACK_SHARE
     qd008 = findings_of(report, "QD008")
-    if measured_slower and report.facts.profile.share(F.CAT_FLOAT) <= 0.5:
-        assert qd008 and qd008[0].location.module == "fc1"
-    elif not measured_slower:
+    if slower and no_fallback and (overhead or small):
+        assert [f.location.module for f in qd008] == ["fc1"]
+    else:
         assert qd008 == []
 
 
