@@ -583,3 +583,10 @@ def test_qd014_reports_a_second_script_crash_that_qd003_does_not_read():
     facts = make_facts([mod("conv", "Conv2d", F.QUANTIZED)], events=[fev("Tensor.view", "", [q()], [], line=21)],
                        crash=run, load_crash=load)
     assert sorted(f.location.line for f in run_rule("QD014", facts)) == [21, 40]
+
+
+def test_e2e_script_crash_after_the_model_is_a_warning_with_its_line(check_fixture):
+    report = check_fixture("script_fails_after_model.py")
+    [finding] = findings_of(report, "QD014")
+    assert finding.severity.value == "warning" and finding.location.line == 11
+    assert finding.evidence["type"] == "FileNotFoundError" and finding.evidence["phase"] == "load"
