@@ -192,6 +192,17 @@ class Profile:
     def time_ms(self, category: str) -> float:
         return next((c.total_ms for c in self.categories if c.category == category), 0.0)
 
+    def innermost_modules(self) -> list[ModuleTime]:
+        """The profiled modules with no profiled module inside them: their times do not overlap, so they add up."""
+        parents = {p for m in self.modules for p in _prefixes(m.path)}
+        return [m for m in self.modules if m.path not in parents]
+
+
+def _prefixes(path: str) -> list[str]:
+    """"a.b.c" -> ["a", "a.b"]: the module paths that contain this one."""
+    parts = path.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
 
 @dataclass
 class Timing:

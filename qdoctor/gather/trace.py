@@ -48,6 +48,14 @@ def tensor_infos(value: Any) -> list[TensorInfo]:
 
 
 def _function_name(func: Any) -> str:
+    # torch.ops.quantized.add (what QFunctional.add calls) is named "add" like torch.add: keep its namespace, so an
+    # int8 kernel call ("quantized::add") is told apart from an aten call on int8 tensors.
+    qualified = getattr(func, "_qualified_op_name", None)  # OpOverloadPacket
+    if isinstance(qualified, str):
+        return qualified
+    schema = getattr(func, "_schema", None)  # OpOverload
+    if schema is not None and isinstance(getattr(schema, "name", None), str):
+        return schema.name
     name = getattr(func, "__name__", None) or repr(func)
     owner = getattr(func, "__objclass__", None) or getattr(func, "__self__", None)
     if isinstance(owner, type) and owner.__name__ in ("Tensor", "TensorBase", "_TensorBase"):
