@@ -20,6 +20,9 @@ class CheckOptions:
     gather: GatherOptions = field(default_factory=GatherOptions)
     select: list[str] | None = None
     ignore: list[str] | None = None
+    verify: bool = True  # apply each finding's fix to a copy and measure it (qdoctor.prescribe)
+    verify_bench_time: float = 0.25  # seconds of timed runs per counterfactual (capped by gather.bench_time)
+    save_fixed: str | None = None  # write the "fix all" model here (part of verification)
 
 
 def notes_for(facts) -> list[str]:  # type: ignore[no-untyped-def]
@@ -56,6 +59,26 @@ def check(spec: str, options: CheckOptions | None = None, progress: Callable[[st
             findings, skipped = [], []
         else:
             findings, skipped = run_rules(facts, options.select, options.ignore)
+        extras = {}
+        if options.verify:
+            from qdoctor.prescribe import PrescribeOptions, prescribe
+
+            extras = prescribe(
+                loaded,
+                facts,
+                findings,
+                PrescribeOptions(
+                    bench=options.gather.bench,
+                    bench_time=min(options.verify_bench_time, options.gather.bench_time),
+                    save_fixed=options.save_fixed,
+                ),
+                progress,
+            )
     return Report(
-        facts=facts, findings=findings, skipped=skipped, notes=notes_for(facts), qdoctor_version=__version__
+        facts=facts,
+        findings=findings,
+        skipped=skipped,
+        notes=notes_for(facts),
+        qdoctor_version=__version__,
+        extras=extras,
     )
