@@ -42,8 +42,8 @@ from qdoctor.gather import preserved_torch_state, quiet
 from qdoctor.loader import LoadedTarget
 from qdoctor.report import Finding
 
-VERIFY_BENCH_TIME = 0.25  # seconds of timed runs per counterfactual (the subject gets the full --bench-time)
-CALIBRATION_BATCHES = 4  # stand-in batches when the script has no calibration_data()
+VERIFY_BENCH_TIME = 0.15  # seconds of timed runs per counterfactual (the subject gets the full --bench-time)
+CALIBRATION_BATCHES = 3  # stand-in batches when the script has no calibration_data(): the example + 2 random
 MAX_CALIBRATION_BATCHES = 16  # batches taken from calibration_data() at most
 
 Progress = Callable[[str], None]
@@ -91,7 +91,10 @@ def detect_flow(subject: nn.Module) -> str:
     """Which quantization flow made the subject: EAGER, FX, DYNAMIC, QAT (fake-quant) or OTHER (PT2E)."""
     from qdoctor.gather.modules import classify
 
-    kinds = {classify(m) for m in subject.modules()}
+    inside_dynamic = {
+        id(child) for m in subject.modules() if classify(m) == "dynamic_quantized" for child in m.modules() if child is not m
+    }  # a dynamic Linear holds its packed weights in a static-quantized child module
+    kinds = {classify(m) for m in subject.modules() if id(m) not in inside_dynamic}
     if kinds & {"fake_quant", "qat"}:
         return QAT
     if isinstance(subject, torch.fx.GraphModule):
@@ -156,22 +159,38 @@ def _fused_in_subject(subject: nn.Module, float_model: nn.Module, groups: list[l
 
 
 _QUANTIZATION_CALL = re.compile(
-    r"qconfig|\b(prepare|prepare_qat|prepare_fx|prepare_qat_fx|convert|convert_fx|fuse_modules|quantize_dynamic|"
-    r"QuantWrapper)\s*\(|quantized\.engine"
+    r"\.qconfig\s*=|\bget_default_q(at_)?config(_mapping)?\s*\(|\bQConfig(Mapping)?\s*\(|quantized\.engine\s*="
+    r"|\b(prepare|prepare_qat|prepare_fx|prepare_qat_fx|convert|convert_fx|fuse_modules|quantize_dynamic|QuantWrapper)"
+    r"\s*\("
 )
 
 
-def quantization_lines(script: str, gap: int = 4) -> list[tuple[int, int]]:
-    """Blocks of lines (first, last) holding the script's quantization steps, calibration loops in between
-    included: the lines the fix-all snippet replaces."""
-    numbers = [
-        i
-        for i, line in enumerate(script.splitlines(), 1)
-        if _QUANTIZATION_CALL.search(line) and not line.lstrip().startswith("#")
-    ]
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def quantization_lines(script: str) -> list[tuple[int, int]]:
+    """Blocks of lines (first, last) holding the script's quantization steps: the lines the fix-all snippet
+    replaces. Two steps join one block when only blank lines, comments or a calibration loop (a ``with``/``for``
+    statement and its body) separate them."""
+    lines = script.splitlines()
     blocks: list[tuple[int, int]] = []
-    for n in numbers:
-        if blocks and n - blocks[-1][1] <= gap:
+    for n, line in enumerate(lines, 1):
+        stripped = line.strip()
+        if stripped.startswith(("#", "import ", "from ")) or not _QUANTIZATION_CALL.search(line):
+            continue
+        base = _indent(line)
+
+        def filler(text: str) -> bool:
+            rest = text.strip()
+            return (
+                not rest
+                or rest.startswith("#")
+                or _indent(text) > base
+                or (_indent(text) == base and rest.startswith(("with ", "for ")))
+            )
+
+        if blocks and all(filler(lines[k - 1]) for k in range(blocks[-1][1] + 1, n)):
             blocks[-1] = (blocks[-1][0], n)
         else:
             blocks.append((n, n))
@@ -315,18 +334,15 @@ class _Stage:
                 shapes = ", ".join(str(tuple(t.shape)) for t in tensors)
                 lines.append(f"{example} = tuple(torch.randn(s) for s in [{shapes}])  # your real inputs here")
         floating = bool(tensors) and all(t.is_floating_point() for t in tensors)
+        batches = next(n for n in ("calibration_batches", "qdoctor_calibration_batches") if n not in self.loaded.namespace)
         if x is not None:
-            stand_ins = (
-                f"[torch.randn_like({x}) * {x}.std() + {x}.mean() for _ in range({extra})]" if floating else f"[{x}] * {extra}"
-            )
-            lines += ["with torch.no_grad():", f"    for batch in [{x}] + {stand_ins}:", f"        {work}(batch)"]
+            like = f"torch.randn_like({x}) * {x}.std() + {x}.mean()" if floating else x
+            lines += [f"{batches} = [{x}] + [{like} for _ in range({extra})]", "with torch.no_grad():",
+                      f"    for batch in {batches}:", f"        {work}(batch)"]
         else:
-            stand_ins = (
-                f"[tuple(torch.randn_like(t) * t.std() + t.mean() for t in {example}) for _ in range({extra})]"
-                if floating
-                else f"[{example}] * {extra}"
-            )
-            lines += ["with torch.no_grad():", f"    for batch in [{example}] + {stand_ins}:", f"        {work}(*batch)"]
+            like = f"tuple(torch.randn_like(t) * t.std() + t.mean() for t in {example})" if floating else example
+            lines += [f"{batches} = [{example}] + [{like} for _ in range({extra})]", "with torch.no_grad():",
+                      f"    for batch in {batches}:", f"        {work}(*batch)"]
         return "\n".join(lines)
 
     # ---- names for the generated code
@@ -423,7 +439,8 @@ class _Stage:
             except Exception as exc:  # noqa: BLE001
                 outcome.error = _reason(exc)
                 return outcome
-            outcome.model = model
+            if self.options.save_fixed:
+                outcome.model = model  # kept for --save-fixed; otherwise freed once measured
             reference = self.reference()
             if reference is not None:
                 outcome.sqnr_db = numerics.sqnr_db(reference, output)
@@ -571,16 +588,21 @@ class _Stage:
         """Whether qdoctor's calibration batches went into the fixed model (a direct convert uses the user's)."""
         if direct:
             return any("calibration" in fixes[c].details for c in codes)
-        recipe = self.as_written(fixes)
-        for code in codes:
-            recipe = recipe.changed(**fixes[code].fixed)
+        recipe = self.fixed_recipe(self.as_written(fixes), fixes, codes)
         return recipe.calibrate and recipe.flow != DYNAMIC
 
     def as_written(self, fixes: dict[str, Fix]) -> Recipe:
+        """The recipe the script followed: the user's engine and qconfig family, with every finding's defect."""
         fields: dict[str, Any] = {}
         for fix in fixes.values():
             fields.update(fix.as_written)
         return self.base.changed(**fields)
+
+    @staticmethod
+    def fixed_recipe(recipe: Recipe, fixes: dict[str, Fix], codes: Any) -> Recipe:
+        for code in codes:
+            recipe = recipe.changed(**fixes[code].fixed)
+        return recipe
 
     def verify_each(self, fixes: dict[str, Fix]) -> dict[str, dict[str, Any]]:
         results: dict[str, dict[str, Any]] = {}
@@ -589,11 +611,8 @@ class _Stage:
         for code in fixes:
             if code not in direct and code not in rebuilt:
                 results[code] = {"applied": False, "reason": self.no_rebuild_reason}
-        as_written = self.as_written(fixes)
         blocking = [c for c in rebuilt if fixes[c].repairs_crash] if self.subject_crashed else []
-        runnable = as_written
-        for code in blocking:
-            runnable = runnable.changed(**fixes[code].fixed)
+        runnable = self.fixed_recipe(self.as_written(fixes), fixes, blocking)
         subject = self.subject_outcome()
         for code in rebuilt:
             self.progress(f"verifying the fix for {code}")
@@ -621,10 +640,7 @@ class _Stage:
         if use_direct:
             after = self.on_subject(codes, fixes)
         else:
-            recipe = self.as_written({c: fixes[c] for c in applied})
-            for code in codes:
-                recipe = recipe.changed(**fixes[code].fixed)
-            after = self.rebuilt(recipe)
+            after = self.rebuilt(self.fixed_recipe(self.as_written(fixes), fixes, codes))
         before = self.subject_outcome()
         float_timing = self.float_timing(after.threads) if after.timing else None
         summary: dict[str, Any] = {

@@ -219,7 +219,7 @@ def test_qnnpack_to_x86_is_faster():
 
 
 def test_converting_a_prepared_model_is_faster_and_uses_its_own_calibration():
-    report = run_check(FIXTURES / "prepared_not_converted.py", bench=True, verify=True)
+    report = run_check(FIXTURES / "prepared_not_converted.py", bench=True, profile=False, verify=True)
     v = next(f for f in report.findings if f.rule == "QD006").verified
     assert v["applied"] and v["method"] == "the fix applied to a copy of `prepared`"
     assert v["speedup"] > 2  # float convs plus HistogramObservers vs int8 kernels
@@ -279,6 +279,30 @@ def test_thread_fix_rebenchmarks_with_the_recommended_count_and_restores_threads
     assert result.untouched == []
 
 
+def test_fx_model_is_rebuilt_with_prepare_fx_calibrated_for_this_cpu():
+    result = prescribe_target(SCRIPTS / "fx_uncalibrated_qnnpack.py", ("QD001", "QD003", "QD004"))
+    qd001, qd003 = result.verified("QD001"), result.verified("QD003")
+    assert "fx mode" in qd001["method"] and "qconfig 'qnnpack'" in qd001["method"]
+    assert qd001["after_sqnr_db"] > qd001["before_sqnr_db"] + 10
+    assert qd003["engine"] == "x86"
+    assert result.verified("QD004")["applied"] is False  # prepare_fx fuses by itself
+    code = result.fix_all["code"]
+    assert "prepare_fx(float_model.eval(), get_default_qconfig_mapping(\"x86\"), (example_inputs,))" in code
+    assert "quantized_model = convert_fx(qmodel)" in code
+    compile(code, "<fix>", "exec")
+    assert result.untouched == []
+
+
+def test_dynamic_model_switches_engine_and_says_calibration_does_not_apply():
+    result = prescribe_target(SCRIPTS / "dynamic_on_qnnpack.py", ("QD001", "QD003"))
+    qd003 = result.verified("QD003")
+    assert qd003["applied"] and qd003["engine"] == "x86" and "dynamic int8 for nn.Linear" in qd003["steps"]
+    assert qd003["after_sqnr_db"] >= 20
+    assert result.verified("QD001") == {"applied": False, "reason": result.verified("QD001")["reason"]}
+    assert "quantize_dynamic(float_model.eval(), {nn.Linear}" in result.fix_all["code"]
+    assert result.untouched == []
+
+
 # ------------------------------------------------------------------------------------------ nothing is touched
 
 
@@ -303,8 +327,8 @@ def test_save_fixed_writes_a_loadable_torchscript_model(tmp_path):
     path = tmp_path / "fixed.pt"
     result = runner.invoke(
         __import__("qdoctor.cli", fromlist=["app"]).app,
-        ["check", str(FIXTURES / "prepared_not_converted.py"), "--no-profile", "--bench-time", "0.05",
-         "--format", "json", "--save-fixed", str(path)],
+        ["check", str(FIXTURES / "prepared_not_converted.py"), "--no-profile", "--no-bench", "--format", "json",
+         "--save-fixed", str(path)],
     )
     assert result.exit_code == 1, result.output
     doc = json.loads(result.stdout)

@@ -9,6 +9,7 @@ be lost), a transform may instead fix a copy of the subject itself (``on_subject
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
@@ -42,8 +43,7 @@ class Recipe:
     dynamic_types: tuple[str, ...] = ()  # dynamic: layer class names the user quantized
 
     def changed(self, **fields: Any) -> "Recipe":
-        values = {**self.__dict__, **fields}
-        return Recipe(**values)
+        return dataclasses.replace(self, **fields)
 
 
 @dataclass

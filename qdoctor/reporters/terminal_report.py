@@ -143,7 +143,7 @@ def _fix_all(fix_all: dict[str, Any]) -> Panel:
     if saved:
         parts.append(Text(saved, style="green"))
     if fix_all.get("code"):
-        parts.append(Syntax(fix_all["code"], "python", theme="ansi_dark", background_color="default"))
+        parts.append(Syntax(fix_all["code"], "python", theme="ansi_dark", background_color="default", word_wrap=True))
     return Panel(Group(*parts), title="fix all (verified on a copy)", title_align="left", border_style="green")
 
 
