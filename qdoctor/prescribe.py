@@ -785,27 +785,45 @@ def prescribe(
         return extras
     with preserved_torch_state(), quiet():
         progress("preparing verified fixes")
-        stage = _Stage(loaded, facts, options, progress)
-        outcomes: dict[str, Fix | CannotApply] = {}
-        for code in sorted({f.rule for f in relevant}):
-            first = next(f for f in relevant if f.rule == code)
-            outcomes[code] = transforms[code].make(stage.ctx, first)
-        fixes = {c: o for c, o in outcomes.items() if isinstance(o, Fix)}
-        results = {c: {"applied": False, "reason": o.reason} for c, o in outcomes.items() if isinstance(o, CannotApply)}
-        results.update(stage.verify_each(fixes))
-        for finding in relevant:
-            finding.verified = dict(results[finding.rule])
-        summary, fixed = stage.fix_all(fixes, results)
-        summary["left_out"] = {c: r.get("reason", "") for c, r in results.items() if c not in summary["fixes"]}
-        extras["fix_all"] = summary
+        try:
+            extras["fix_all"], fixed = _verify(loaded, facts, relevant, transforms, options, progress)
+        except Exception as exc:  # noqa: BLE001 - a failed verification must not cost the user the diagnosis
+            reason = f"verification failed: {_reason(exc)} (a qdoctor bug: please report it)"
+            for finding in relevant:
+                finding.verified = {"applied": False, "reason": reason}
+            extras["fix_all"], fixed = {"applied": False, "reason": reason, "fixes": []}, None
         if options.save_fixed:
             if fixed is not None and fixed.model is not None:
                 progress(f"saving the fixed model to {options.save_fixed}")
                 extras["saved_fixed"] = save_fixed(fixed.model, fixed.engine, loaded.inputs, options.save_fixed, fixed.code)
             else:
+                summary = extras["fix_all"]
                 extras["saved_fixed"] = {
                     "path": options.save_fixed,
                     "saved": False,
                     "reason": summary.get("after_error") or summary.get("reason") or "no fixed model",
                 }
     return extras
+
+
+def _verify(
+    loaded: LoadedTarget,
+    facts: Facts,
+    relevant: list[Finding],
+    transforms: dict[str, Any],
+    options: PrescribeOptions,
+    progress: Progress,
+) -> tuple[dict[str, Any], Outcome | None]:
+    stage = _Stage(loaded, facts, options, progress)
+    outcomes: dict[str, Fix | CannotApply] = {}
+    for code in sorted({f.rule for f in relevant}):
+        first = next(f for f in relevant if f.rule == code)
+        outcomes[code] = transforms[code].make(stage.ctx, first)
+    fixes = {c: o for c, o in outcomes.items() if isinstance(o, Fix)}
+    results = {c: {"applied": False, "reason": o.reason} for c, o in outcomes.items() if isinstance(o, CannotApply)}
+    results.update(stage.verify_each(fixes))
+    for finding in relevant:
+        finding.verified = dict(results[finding.rule])
+    summary, fixed = stage.fix_all(fixes, results)
+    summary["left_out"] = {c: r.get("reason", "") for c, r in results.items() if c not in summary["fixes"]}
+    return summary, fixed

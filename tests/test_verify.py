@@ -333,6 +333,8 @@ def test_save_fixed_writes_a_loadable_torchscript_model(tmp_path):
     assert result.exit_code == 1, result.output
     doc = json.loads(result.stdout)
     assert doc["saved_fixed"]["saved"] is True and doc["saved_fixed"]["format"] == "torchscript"
+    assert doc["fix_all"]["after_ms"] is None and "not timed" in doc["fix_all"]["headline"]  # --no-bench: SQNR only
+    assert "--no-bench" in doc["findings"][0]["verified"]["reason"] and doc["fix_all"]["after_sqnr_db"] >= 20
     assert path.exists() and not list(tmp_path.glob(".qdoctor-*"))
     previous = torch.backends.quantized.engine
     try:
@@ -362,6 +364,19 @@ def test_save_fixed_falls_back_to_state_dict_and_rebuild_code(tmp_path):
     assert result["saved"] is True and result["format"] == "state_dict"
     checkpoint = torch.load(str(path), weights_only=False)
     assert set(checkpoint["state_dict"]) == {"fc.weight", "fc.bias"} and checkpoint["rebuild_code"] == "code = 1"
+
+
+def test_a_failing_verification_keeps_the_diagnosis(monkeypatch):
+    import qdoctor.prescribe as prescribe_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(prescribe_module, "_Stage", broken)
+    report = run_check(FIXTURES / "prepared_not_converted.py", profile=False, verify=True)
+    qd006 = next(f for f in report.findings if f.rule == "QD006")
+    assert qd006.verified["applied"] is False and "RuntimeError: boom" in qd006.verified["reason"]
+    assert report.extras["fix_all"]["applied"] is False
 
 
 def test_no_verify_skips_counterfactuals_and_save_fixed_needs_them(tmp_path):
