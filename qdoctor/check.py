@@ -21,6 +21,9 @@ class CheckOptions:
     select: list[str] | None = None
     ignore: list[str] | None = None
     per_module_ignores: dict[str, list[str]] | None = None  # module glob -> rule codes/prefixes ([tool.qdoctor])
+    verify: bool = True  # apply each finding's fix to a copy and measure it (qdoctor.prescribe)
+    verify_bench_time: float | None = None  # seconds per counterfactual; None: qdoctor.prescribe's default
+    save_fixed: str | None = None  # write the "fix all" model here (part of verification)
 
 
 def notes_for(facts) -> list[str]:  # type: ignore[no-untyped-def]
@@ -57,6 +60,26 @@ def check(spec: str, options: CheckOptions | None = None, progress: Callable[[st
             findings, skipped = [], []
         else:
             findings, skipped = run_rules(facts, options.select, options.ignore, options.per_module_ignores)
-    return Report(
-        facts=facts, findings=findings, skipped=skipped, notes=notes_for(facts), qdoctor_version=__version__
+        report = Report(
+            facts=facts, findings=findings, skipped=skipped, notes=notes_for(facts), qdoctor_version=__version__
+        )
+        if options.verify:
+            report.extras.update(verify_fixes(loaded, facts, report.findings, options, progress))
+    return report
+
+
+def verify_fixes(loaded, facts, findings, options: CheckOptions, progress: Callable[[str], None]) -> dict:  # type: ignore[no-untyped-def]
+    """The verified-prescriptions stage (qdoctor.prescribe): fills each finding's ``verified``, returns the extras."""
+    from qdoctor.prescribe import VERIFY_BENCH_TIME, PrescribeOptions, prescribe
+
+    return prescribe(
+        loaded,
+        facts,
+        findings,
+        PrescribeOptions(
+            bench=options.gather.bench,
+            bench_time=min(options.verify_bench_time or VERIFY_BENCH_TIME, options.gather.bench_time),
+            save_fixed=options.save_fixed,
+        ),
+        progress,
     )

@@ -75,6 +75,10 @@ def check(
     bench_time: float = typer.Option(1.0, "--bench-time", min=0.05, help="Seconds of timed runs per model."),
     profile: bool = typer.Option(True, "--profile/--no-profile", help="Profile with torch.profiler."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of qdoctor's own errors."),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Apply each fix to a copy and measure it."),
+    save_fixed: Optional[Path] = typer.Option(
+        None, "--save-fixed", help="Write the 'fix all' model here (TorchScript, else state_dict + rebuild code)."
+    ),
 ) -> None:
     """Diagnose a quantized model: measure it, find every cause of slowness or breakage, suggest fixes."""
     from qdoctor import config as settings_file
@@ -92,6 +96,10 @@ def check(
             trace_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _fail(f"--trace-dir: cannot create {trace_dir}: {exc.strerror or exc}") from None
+    if save_fixed is not None and not verify:
+        raise _fail("--save-fixed saves the verified 'fix all' model: drop --no-verify")
+    if save_fixed is not None and not save_fixed.resolve().parent.is_dir():
+        raise _fail(f"--save-fixed: no such directory: {save_fixed.resolve().parent}")
     console = _stderr()
     from qdoctor.check import CheckOptions, check as run_check
     from qdoctor.errors import TargetError
@@ -105,6 +113,8 @@ def check(
         select=settings.select,
         ignore=settings.ignore,
         per_module_ignores=settings.per_module_ignores,
+        verify=verify,
+        save_fixed=str(save_fixed) if save_fixed is not None else None,
     )
     try:
         with console.status("checking", spinner="dots") as status:
@@ -132,6 +142,14 @@ def check(
 
         for line in trace_lines(report.facts, str(trace_dir)):
             console.print(line, highlight=False, markup=False, soft_wrap=True)
+    saved = report.extras.get("saved_fixed")
+    if saved is not None:
+        if saved.get("saved"):
+            console.print(f"qdoctor: saved the fixed model to {saved['path']} ({saved['format']})", highlight=False, markup=False)
+        elif saved.get("error"):
+            raise _fail(f"--save-fixed: could not write {saved['path']}: {saved['error']}")
+        else:
+            console.print(f"qdoctor: nothing saved to {saved['path']}: {saved.get('reason', '')}", highlight=False, markup=False)
     raise typer.Exit(0 if settings.exit_zero else report.exit_code(settings.fail_on))
 
 

@@ -109,12 +109,30 @@ def fusion_plan(float_model: nn.Module, inputs: tuple[Any, ...]) -> list[list[st
     return fusion_groups(executed_layers(trace.events))
 
 
-def fuse(float_model: nn.Module, inputs: tuple[Any, ...]) -> tuple[nn.Module, list[list[str]]]:
-    """A fused copy (eval mode) and the groups that were fused."""
+def _is_batchnorm(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.batchnorm._BatchNorm)
+
+
+def bn_folds(model: nn.Module, groups: Sequence[Sequence[str]]) -> list[list[str]]:
+    """Only the BatchNorm folds of a fusion plan: [conv, bn] out of [conv, bn, relu]; groups without BN dropped."""
+    modules = dict(model.named_modules())
+    folds = []
+    for group in groups:
+        for i, path in enumerate(group):
+            if i > 0 and _is_batchnorm(modules[path]):
+                folds.append(list(group[: i + 1]))
+                break
+    return folds
+
+
+def fuse(
+    float_model: nn.Module, inputs: tuple[Any, ...], groups: Sequence[Sequence[str]] | None = None
+) -> tuple[nn.Module, list[list[str]]]:
+    """A fused copy (eval mode) and the groups that were fused (``groups``, or the plan found by tracing)."""
     from torch.ao import quantization as tq
 
     model = copy.deepcopy(float_model).eval()
-    groups = fusion_plan(model, inputs)
+    groups = [list(g) for g in groups] if groups is not None else fusion_plan(model, inputs)
     if groups:
         model = tq.fuse_modules(model, groups)
     return model, groups
@@ -126,6 +144,23 @@ def calibrate(prepared: nn.Module, batches: Iterable[tuple[Any, ...]]) -> None:
             prepared(*batch)
 
 
+@dataclass
+class CodeNames:
+    """Names the generated code uses: the defaults are generic; a verified fix passes the user's own."""
+
+    float_model: str = "float_model"
+    quantized_model: str = "quantized_model"
+    model: str = "model"  # the working copy
+    prepared: str = "prepared"
+    example_inputs: str = "example_inputs"
+    calibration: str | None = None  # the calibration loop; None: iterate `calibration_batches`
+
+    def calibration_loop(self) -> str:
+        if self.calibration is not None:
+            return self.calibration
+        return f"with torch.no_grad():\n    for batch in calibration_batches:\n        {self.prepared}(*batch)"
+
+
 def static_eager(
     float_model: nn.Module,
     inputs: tuple[Any, ...],
@@ -134,69 +169,119 @@ def static_eager(
     *,
     do_fuse: bool = True,
     wrap: bool = True,
+    groups: Sequence[Sequence[str]] | None = None,
+    qconfig_engine: str | None = None,
+    calibrate_model: bool = True,
+    convert: bool = True,
+    train: bool = False,
+    names: CodeNames | None = None,
 ) -> Built:
-    """Eager-mode static int8: (wrap with stubs) -> fuse -> qconfig for ``engine`` -> prepare -> calibrate -> convert."""
+    """Eager-mode static int8: (wrap with stubs) -> fuse -> qconfig for ``engine`` -> prepare -> calibrate -> convert.
+
+    The keyword switches rebuild a model the way a script got it wrong, for verified fixes: ``groups`` fuses exactly
+    those module groups (default: the traced plan), ``qconfig_engine`` takes another backend's default qconfig,
+    ``calibrate_model=False`` converts observers that saw no data, ``convert=False`` returns the prepared model,
+    ``train=True`` builds and returns it in training mode (BatchNorm cannot be folded then).
+    """
     from torch.ao import quantization as tq
 
+    qconfig_engine = qconfig_engine or engine
     steps = []
     with _quiet(), quantized_engine(engine):
-        model = copy.deepcopy(float_model).eval()
-        groups: list[list[str]] = []
+        model = copy.deepcopy(float_model)
+        model.train(train)
+        fused: list[list[str]] = []
         if do_fuse:
-            model, groups = fuse(model, inputs)
-            if groups:
-                steps.append(f"fused {len(groups)} group(s)")
-        if wrap and not has_quant_stub(model):
+            plan = [list(g) for g in groups] if groups is not None else fusion_plan(model, inputs)
+            if train:  # fuse_modules folds BatchNorm with eval statistics only
+                plan = [g for g in plan if not bn_folds(model, [g])]
+            if plan:
+                model = tq.fuse_modules(model, plan)
+                fused = plan
+                steps.append(f"fused {len(plan)} group(s)")
+        wrapped = wrap and not has_quant_stub(model)
+        if wrapped:
             model = wrap_with_stubs(model)
             steps.append("wrapped with QuantStub/DeQuantStub")
-        model.qconfig = default_qconfig(engine)
+        model.qconfig = default_qconfig(qconfig_engine)
         prepared = tq.prepare(model)
-        calibrate(prepared, batches)
-        quantized = tq.convert(prepared)
-    steps += [f"qconfig and engine '{engine}'", f"calibrated on {len(batches)} batch(es)", "converted"]
-    fuse_line = f"model = torch.ao.quantization.fuse_modules(model, {groups!r})\n" if groups else ""
-    wrap_line = "model = torch.ao.quantization.QuantWrapper(model)\n" if "wrapped with QuantStub/DeQuantStub" in steps else ""
-    code = (
-        f'torch.backends.quantized.engine = "{engine}"\n'
-        "model = float_model.eval()\n"
-        f"{fuse_line}{wrap_line}"
-        f'model.qconfig = torch.ao.quantization.get_default_qconfig("{engine}")\n'
-        "prepared = torch.ao.quantization.prepare(model)\n"
-        "with torch.no_grad():\n"
-        "    for batch in calibration_batches:\n"
-        "        prepared(*batch)\n"
-        "quantized_model = torch.ao.quantization.convert(prepared)"
-    )
-    return Built(quantized, engine, steps, code)
+        if calibrate_model:
+            calibrate(prepared, batches)
+        quantized = tq.convert(prepared) if convert else prepared
+        quantized.train(train)
+    steps.append(f"qconfig '{qconfig_engine}', engine '{engine}'" if qconfig_engine != engine else f"qconfig and engine '{engine}'")
+    steps.append(f"calibrated on {len(batches)} batch(es)" if calibrate_model else "not calibrated")
+    steps.append("converted" if convert else "not converted")
+    if train:
+        steps.append("left in training mode")
+    n = names or CodeNames()
+    lines = [f'torch.backends.quantized.engine = "{engine}"', f"{n.model} = {n.float_model}.{'train' if train else 'eval'}()"]
+    if fused:
+        lines.append(f"{n.model} = torch.ao.quantization.fuse_modules({n.model}, {fused!r})")
+    if wrapped:
+        lines.append(f"{n.model} = torch.ao.quantization.QuantWrapper({n.model})")
+    lines.append(f'{n.model}.qconfig = torch.ao.quantization.get_default_qconfig("{qconfig_engine}")')
+    lines.append(f"{n.prepared} = torch.ao.quantization.prepare({n.model})")
+    if calibrate_model:
+        lines.append(n.calibration_loop())
+    if convert:
+        lines.append(f"{n.quantized_model} = torch.ao.quantization.convert({n.prepared})")
+    else:
+        lines.append(f"{n.quantized_model} = {n.prepared}")
+    return Built(quantized, engine, steps, "\n".join(lines))
 
 
-def static_fx(float_model: nn.Module, inputs: tuple[Any, ...], engine: str, batches: Batches) -> Built:
-    """FX graph mode static int8: prepare_fx places the stubs and fuses by itself."""
+def static_fx(
+    float_model: nn.Module,
+    inputs: tuple[Any, ...],
+    engine: str,
+    batches: Batches,
+    *,
+    qconfig_engine: str | None = None,
+    calibrate_model: bool = True,
+    convert: bool = True,
+    names: CodeNames | None = None,
+) -> Built:
+    """FX graph mode static int8: prepare_fx places the stubs and fuses by itself.
+
+    ``qconfig_engine``, ``calibrate_model`` and ``convert`` as in static_eager.
+    """
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
+    qconfig_engine = qconfig_engine or engine
     with _quiet(), quantized_engine(engine):
         model = copy.deepcopy(float_model).eval()
-        prepared = prepare_fx(model, get_default_qconfig_mapping(engine), example_inputs=tuple(inputs))
-        calibrate(prepared, batches)
-        quantized = convert_fx(prepared)
-    code = (
-        "from torch.ao.quantization import get_default_qconfig_mapping\n"
-        "from torch.ao.quantization.quantize_fx import prepare_fx, convert_fx\n"
-        f'torch.backends.quantized.engine = "{engine}"\n'
-        f'prepared = prepare_fx(float_model.eval(), get_default_qconfig_mapping("{engine}"), example_inputs)\n'
-        "with torch.no_grad():\n"
-        "    for batch in calibration_batches:\n"
-        "        prepared(*batch)\n"
-        "quantized_model = convert_fx(prepared)"
-    )
-    return Built(quantized, engine, ["FX prepare_fx (fuses, places q/dq)", f"engine '{engine}'", f"calibrated on {len(batches)} batch(es)", "convert_fx"], code)
+        prepared = prepare_fx(model, get_default_qconfig_mapping(qconfig_engine), example_inputs=tuple(inputs))
+        if calibrate_model:
+            calibrate(prepared, batches)
+        quantized = convert_fx(prepared) if convert else prepared
+    n = names or CodeNames()
+    lines = [
+        "from torch.ao.quantization import get_default_qconfig_mapping",
+        "from torch.ao.quantization.quantize_fx import prepare_fx, convert_fx",
+        f'torch.backends.quantized.engine = "{engine}"',
+        f"{n.prepared} = prepare_fx({n.float_model}.eval(), get_default_qconfig_mapping(\"{qconfig_engine}\"), "
+        f"{n.example_inputs})",
+    ]
+    if calibrate_model:
+        lines.append(n.calibration_loop())
+    lines.append(f"{n.quantized_model} = convert_fx({n.prepared})" if convert else f"{n.quantized_model} = {n.prepared}")
+    steps = [
+        "FX prepare_fx (fuses, places q/dq)",
+        f"qconfig mapping '{qconfig_engine}', engine '{engine}'" if qconfig_engine != engine else f"engine '{engine}'",
+        f"calibrated on {len(batches)} batch(es)" if calibrate_model else "not calibrated",
+        "convert_fx" if convert else "not converted",
+    ]
+    return Built(quantized, engine, steps, "\n".join(lines))
 
 
 DYNAMIC_TYPES = (nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell, nn.RNNCell)
 
 
-def dynamic(float_model: nn.Module, engine: str, types: Sequence[type] | None = None) -> Built:
+def dynamic(
+    float_model: nn.Module, engine: str, types: Sequence[type] | None = None, *, names: CodeNames | None = None
+) -> Built:
     """Dynamic int8 (weights int8, activations quantized on the fly) for the layer types present."""
     from torch.ao import quantization as tq
 
@@ -204,9 +289,11 @@ def dynamic(float_model: nn.Module, engine: str, types: Sequence[type] | None = 
     chosen = set(types) if types is not None else {t for t in DYNAMIC_TYPES if t in present} or {nn.Linear}
     with _quiet(), quantized_engine(engine):
         quantized = tq.quantize_dynamic(copy.deepcopy(float_model).eval(), chosen, dtype=torch.qint8)
-    names = ", ".join(sorted(f"nn.{t.__name__}" for t in chosen))
+    names_text = ", ".join(sorted(f"nn.{t.__name__}" for t in chosen))
+    n = names or CodeNames()
     code = (
         f'torch.backends.quantized.engine = "{engine}"\n'
-        f"quantized_model = torch.ao.quantization.quantize_dynamic(float_model.eval(), {{{names}}}, dtype=torch.qint8)"
+        f"{n.quantized_model} = torch.ao.quantization.quantize_dynamic({n.float_model}.eval(), {{{names_text}}}, "
+        "dtype=torch.qint8)"
     )
-    return Built(quantized, engine, [f"dynamic int8 for {names}", f"engine '{engine}'"], code)
+    return Built(quantized, engine, [f"dynamic int8 for {names_text}", f"engine '{engine}'"], code)

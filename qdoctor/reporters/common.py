@@ -75,6 +75,8 @@ def verified_text(verified: dict[str, Any] | None) -> str | None:
     if after_sqnr is not None:
         shown = f"{fmt_sqnr(before_sqnr)} -> {fmt_sqnr(after_sqnr)}" if before_sqnr is not None else fmt_sqnr(after_sqnr)
         line += f", SQNR vs float {shown}"
+    if verified.get("on_top_of"):
+        line += f" (on top of {', '.join(verified['on_top_of'])})"
     return line
 
 

@@ -39,8 +39,9 @@ def _header(report: Report) -> Table:
             style = "green" if bench.speedup >= 1 else "bold red"
             table.add_row("speed", Text(speed_text(bench.speedup), style=style))
     fix_all = report.extras.get("fix_all")
-    if fix_all and fix_all.get("after_ms") is not None:
-        table.add_row("after fixes", Text(fix_all.get("headline", ""), style="bold green"))
+    if fix_all and fix_all.get("headline"):
+        style = "bold green" if fix_all.get("after_ms") is not None else "yellow"
+        table.add_row("after fixes", Text(fix_all["headline"], style=style))
     if facts.size is not None:
         table.add_row("size", f"{fmt_bytes(facts.size.subject_bytes)} (float {fmt_bytes(facts.size.float_bytes)})")
     if facts.numerics is not None:
@@ -76,6 +77,24 @@ def _breakdown(report: Report) -> Table | None:
             f"{flt.time_ms(cat):.2f} ms {flt.share(cat):4.0%}" if flt else "-",
         )
     return table
+
+
+def _fix_all(fix_all: dict[str, Any]) -> Panel:
+    parts: list[Any] = [Text(fix_all.get("headline", ""), style="bold")]
+    if fix_all.get("method"):
+        parts.append(Text(f"how: {fix_all['method']}", style="dim"))
+    if fix_all.get("steps"):
+        parts.append(Text("steps: " + "; ".join(fix_all["steps"]), style="dim"))
+    if fix_all.get("calibration"):
+        parts.append(Text(f"calibration: {fix_all['calibration']}", style="dim"))
+    for code, reason in (fix_all.get("left_out") or {}).items():
+        parts.append(Text(f"not included: {code}: {reason}", style="dim"))
+    saved = fix_all.get("saved")
+    if saved:
+        parts.append(Text(saved, style="green"))
+    if fix_all.get("code"):
+        parts.append(Syntax(fix_all["code"], "python", theme="ansi_dark", background_color="default", word_wrap=True))
+    return Panel(Group(*parts), title="fix all (verified on a copy)", title_align="left", border_style="green")
 
 
 def _finding(f: Any) -> Panel:
@@ -125,6 +144,12 @@ def render(report: Report, width: int = 110, color: bool = False, **_: Any) -> s
             console.print(_finding(finding))
     else:
         console.print(Text("\nno findings", style="bold green"))
+    fix_all = report.extras.get("fix_all")
+    if fix_all and fix_all.get("fixes"):
+        saved = report.extras.get("saved_fixed")
+        if saved and saved.get("saved"):
+            fix_all = {**fix_all, "saved": f"saved to {saved['path']} as {saved['format']} ({saved.get('how', '')}); load: {saved.get('load', '')}"}
+        console.print(_fix_all(fix_all))
     if report.skipped:
         console.print(Text("skipped rules:", style="dim"))
         for s in report.skipped:
