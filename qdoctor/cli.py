@@ -53,7 +53,9 @@ def _split(values: Optional[List[str]]) -> Optional[List[str]]:
 
 @app.command()
 def check(
-    target: str = typer.Argument(..., help="model.py, or package.module:attribute"),
+    targets: List[str] = typer.Argument(
+        ..., help="model.py files, directories of them, or package.module:attribute", show_default=False
+    ),
     output_format: OutputFormat = typer.Option(OutputFormat.terminal, "--format", "-f", help="Report format."),
     fail_on: str = typer.Option("warning", "--fail-on", help="Exit 1 on findings at or above: error|warning|info|never."),
     exit_zero: bool = typer.Option(False, "--exit-zero", help="Exit 0 even when there are findings."),
@@ -62,35 +64,89 @@ def check(
     bench: bool = typer.Option(True, "--bench/--no-bench", help="Time the subject and the float baseline."),
     bench_time: float = typer.Option(1.0, "--bench-time", min=0.05, help="Seconds of timed runs per model."),
     profile: bool = typer.Option(True, "--profile/--no-profile", help="Profile with torch.profiler."),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of qdoctor's own errors."),
+    jobs: Optional[int] = typer.Option(
+        None, "--jobs", "-j", min=1, help="Targets checked in parallel (default: the number of cores)."
+    ),
+    timeout: float = typer.Option(
+        300.0, "--timeout", min=1.0, help="Seconds a target's check may run (after start-up) before it is stopped."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and the stacks of crashed checks."),
 ) -> None:
-    """Diagnose a quantized model: measure it, find every cause of slowness or breakage, suggest fixes."""
+    """Diagnose quantized models: measure them, find every cause of slowness or breakage, suggest fixes.
+
+    Each target is checked in its own process: a script that hangs, exits or crashes the process still gives a
+    report (exit code 2, with what was gathered before).
+    """
     if fail_on not in ("error", "warning", "info", "never"):
         raise _fail(f"--fail-on must be error, warning, info or never, not {fail_on!r}")
-    console = _stderr()
-    from qdoctor.check import CheckOptions, check as run_check
-    from qdoctor.errors import TargetError
+    from qdoctor.batch import check_targets
+    from qdoctor.check import CheckOptions
     from qdoctor.gather import GatherOptions
-    from qdoctor.reporters import render
 
     options = CheckOptions(
         gather=GatherOptions(bench=bench, bench_time=bench_time, profile=profile),
         select=_split(select),
         ignore=_split(ignore),
     )
+    console = _stderr()
     try:
         with console.status("checking", spinner="dots") as status:
-            report = run_check(target, options, progress=lambda msg: status.update(msg))
-    except TargetError as exc:
-        raise _fail(str(exc)) from None
+            outcomes = check_targets(
+                targets, options, jobs=jobs, timeout=timeout, on_progress=lambda *state: status.update(_progress(*state))
+            )
     except Exception as exc:  # noqa: BLE001 - qdoctor's own failure: one line unless --debug
         if debug:
             raise
-        raise _fail(f"internal error while checking {target}: {type(exc).__name__}: {exc} (rerun with --debug)") from None
-    color = output_format == OutputFormat.terminal and sys.stdout.isatty()
-    sys.stdout.write(render(report, output_format, color=color))
+        raise _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)") from None
+    several = len(targets) > 1 or Path(targets[0]).is_dir()
+    _explain(outcomes, debug, console)
+    sys.stdout.write(_render(outcomes, several, output_format, fail_on, exit_zero))
     sys.stdout.flush()
-    raise typer.Exit(0 if exit_zero else report.exit_code(fail_on))
+    from qdoctor.batch import worst_exit_code
+
+    raise typer.Exit(worst_exit_code(outcomes, fail_on, exit_zero))
+
+
+def _progress(done: int, total: int, running: list) -> str:  # type: ignore[type-arg]
+    now = "; ".join(f"{spec}: {stage}" for spec, stage in running[:3]) or "finishing"
+    return f"[{done}/{total}] {now}" if total > 1 else now
+
+
+def _explain(outcomes: list, debug: bool, console) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """One line on stderr for each target that could not be checked or is not quantized (the report says more)."""
+    from rich.text import Text
+
+    from qdoctor.batch import CHECKED
+    from qdoctor.summary import not_quantized
+
+    def say(line: str, style: str = "bold red") -> None:
+        console.print(Text.assemble(("qdoctor: ", style), line), soft_wrap=True)
+
+    for outcome in outcomes:
+        if not_quantized(outcome):
+            say(
+                f"{outcome.spec}: the model is not quantized: nothing to diagnose; "
+                f"run `qdoctor compare {outcome.spec}` to choose a quantization recipe",
+                style="bold yellow",
+            )
+        elif outcome.status != CHECKED and outcome.reason and outcome.exit_code() == 2:
+            say(outcome.reason if outcome.spec in outcome.reason else f"{outcome.spec}: {outcome.reason}")
+            if debug and outcome.debug:
+                console.print(Text(outcome.debug), soft_wrap=True)
+
+
+def _render(outcomes: list, several: bool, output_format: OutputFormat, fail_on: str, exit_zero: bool) -> str:  # type: ignore[type-arg]
+    from qdoctor.reporters import render
+    from qdoctor.summary import render_json, render_table
+
+    color = output_format == OutputFormat.terminal and sys.stdout.isatty()
+    if not several:
+        report = outcomes[0].report
+        return render(report, output_format, color=color) if report is not None else ""
+    if output_format == OutputFormat.json:
+        return render_json(outcomes, fail_on, exit_zero)
+    reports = [render(o.report, output_format, color=color) for o in outcomes if o.report is not None]
+    return "\n".join([*reports, render_table(outcomes, fail_on, exit_zero, color=color)])
 
 
 @app.command()
