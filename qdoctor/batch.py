@@ -363,63 +363,28 @@ class Runner:
     # ------------------------------------------------------------------------------------------------ outcomes
 
     def _outcome(self, w: _Worker) -> Outcome:
-        spec = w.planned.spec
         stdout = postmortem.read_capture(w.folder / worker.STDOUT_FILE)
         stderr = postmortem.read_capture(w.folder / worker.STDERR_FILE)
         stack_text = postmortem.read_capture(w.folder / worker.STACK_FILE)
-        user_file = w.facts.target.file if w.facts is not None else None
-        location, frames = postmortem.locate(stack_text, user_file)
-        kind = w.result[0] if w.result else None
+        location, frames = postmortem.locate(stack_text, w.facts.target.file if w.facts is not None else None)
+        outcome, crash = self._ending(w, location)
+        if outcome.status in (COULD_NOT_CHECK, NO_MODEL):
+            return outcome  # bad input: one line, no report
         info: dict[str, Any] = {
-            "status": CHECKED,
-            "reason": None,
+            "status": outcome.status,
+            "reason": outcome.reason,
             "seconds": round(w.seconds, 2),
             "peak_memory_mb": round(w.peak_rss_mb, 1) if w.peak_rss_mb else None,
             "exit_code": w.process.exitcode,
             "measured_alone": bool(w.turns) or None,  # True: other workers were paused while this one measured
         }
-        debug = ""
-        crash = None
-        if kind == "done":
-            outcome = Outcome(spec, CHECKED, report=w.result[1], seconds=w.seconds)
-        elif kind == "could-not-check":
-            status = NO_MODEL if (w.result[2] and w.planned.from_directory) else COULD_NOT_CHECK
-            return Outcome(spec, status, reason=w.result[1], seconds=w.seconds)
-        elif kind == "exit":
-            code, crash = w.result[1], w.result[2]
-            where = postmortem.where_text(postmortem.location_of(crash))
-            reason = f"the checked code called sys.exit({code!r}){where} (stage: {w.stage})"
-            crash.message = f"sys.exit({code!r}) called by the checked code"
-            crash.phase = "load" if w.stage.startswith("loading") else "run"
-            outcome = Outcome(spec, EXITED, reason=reason, seconds=w.seconds)
-        elif kind == "failed":
-            reason = f"qdoctor failed: {w.result[1]} (stage: {w.stage}; rerun with --debug for the traceback)"
-            debug = w.result[2]
-            outcome = Outcome(spec, INTERNAL_ERROR, reason=reason, debug=debug, seconds=w.seconds)
-        elif w.timed_out:
-            reason = f"timed out after {self.timeout:g} s{postmortem.where_text(location)} (stage: {w.stage})"
-            outcome = Outcome(spec, TIMED_OUT, reason=reason, seconds=w.seconds)
-        elif not w.ready:
-            reason = f"the worker process could not start (exit code {w.process.exitcode}); rerun with --debug"
-            outcome = Outcome(spec, INTERNAL_ERROR, reason=reason, seconds=w.seconds)
-        else:
-            code = w.process.exitcode
-            what = postmortem.describe_death(code, w.peak_rss_mb)
-            reason = f"the worker process {what}{postmortem.where_text(location)} (stage: {w.stage})"
-            status = CRASHED if code is not None and code < 0 else EXITED
-            if code is not None and code < 0:
-                crash = postmortem.crash_of_death(postmortem.signal_name(code), what, w.stage, location)
-            outcome = Outcome(spec, status, reason=reason, seconds=w.seconds)
         if outcome.status != CHECKED:
             location = location or postmortem.location_of(crash)
-            info.update(
-                status=outcome.status, reason=outcome.reason, stage=w.stage, where=_location_dict(location), stack=frames
-            )
-            outcome.debug = "\n".join(part for part in (debug, stack_text.strip(), stderr.strip()) if part)
+            info.update(stage=w.stage, where=_location_dict(location), stack=frames)
+            outcome.debug = "\n".join(part for part in (outcome.debug, stack_text.strip(), stderr.strip()) if part)
             if w.facts is None:
-                return outcome
+                return outcome  # it died before telling anything
             outcome.report = postmortem.partial_report(w.facts, self.options, outcome.reason or "", w.stage, crash)
-        outcome.turns = w.turns
         report = outcome.report
         assert report is not None
         target = report.facts.target
@@ -434,7 +399,41 @@ class Runner:
                 + " while this one profiled and timed, so they did not disturb its measurements"
             )
         report.extras["worker"] = info
+        outcome.turns = w.turns
         return outcome
+
+    def _ending(self, w: _Worker, location: Any) -> tuple[Outcome, Any]:
+        """How the check ended, from the worker's last message or its exit code; and the crash fact it implies."""
+        spec, stage, kind = w.planned.spec, w.stage, (w.result[0] if w.result else None)
+        where = postmortem.where_text(location)
+        if kind == "done":
+            return Outcome(spec, CHECKED, report=w.result[1], seconds=w.seconds), None
+        if kind == "could-not-check":
+            status = NO_MODEL if (w.result[2] and w.planned.from_directory) else COULD_NOT_CHECK
+            return Outcome(spec, status, reason=w.result[1], seconds=w.seconds), None
+        if kind == "exit":
+            code, crash = w.result[1], w.result[2]
+            crash.message = f"sys.exit({code!r}) called by the checked code"
+            crash.phase = "load" if stage.startswith("loading") else "run"
+            where = postmortem.where_text(postmortem.location_of(crash))
+            reason = f"the checked code called sys.exit({code!r}){where} (stage: {stage})"
+            return Outcome(spec, EXITED, reason=reason, seconds=w.seconds), crash
+        if kind == "failed":
+            reason = f"qdoctor failed: {w.result[1]} (stage: {stage}; rerun with --debug for the traceback)"
+            return Outcome(spec, INTERNAL_ERROR, reason=reason, debug=w.result[2], seconds=w.seconds), None
+        if w.timed_out:
+            reason = f"timed out after {self.timeout:g} s{where} (stage: {stage})"
+            return Outcome(spec, TIMED_OUT, reason=reason, seconds=w.seconds), None
+        code = w.process.exitcode
+        if not w.ready:
+            reason = f"the worker process could not start (exit code {code}); rerun with --debug"
+            return Outcome(spec, INTERNAL_ERROR, reason=reason, seconds=w.seconds), None
+        what = postmortem.describe_death(code, w.peak_rss_mb)
+        reason = f"the worker process {what}{where} (stage: {stage})"
+        if code is not None and code < 0:
+            crash = postmortem.crash_of_death(postmortem.signal_name(code), what, stage, location)
+            return Outcome(spec, CRASHED, reason=reason, seconds=w.seconds), crash
+        return Outcome(spec, EXITED, reason=reason, seconds=w.seconds), None
 
 
 def _location_dict(location: Any) -> dict[str, Any] | None:

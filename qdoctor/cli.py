@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
 from qdoctor import __version__
 from qdoctor.reporters import OutputFormat
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from qdoctor.batch import Outcome
 
 app = typer.Typer(
     add_completion=False,
@@ -79,7 +84,7 @@ def check(
     """
     if fail_on not in ("error", "warning", "info", "never"):
         raise _fail(f"--fail-on must be error, warning, info or never, not {fail_on!r}")
-    from qdoctor.batch import check_targets
+    from qdoctor.batch import check_targets, worst_exit_code
     from qdoctor.check import CheckOptions
     from qdoctor.gather import GatherOptions
 
@@ -102,17 +107,15 @@ def check(
     _explain(outcomes, debug, console)
     sys.stdout.write(_render(outcomes, several, output_format, fail_on, exit_zero))
     sys.stdout.flush()
-    from qdoctor.batch import worst_exit_code
-
     raise typer.Exit(worst_exit_code(outcomes, fail_on, exit_zero))
 
 
-def _progress(done: int, total: int, running: list) -> str:  # type: ignore[type-arg]
+def _progress(done: int, total: int, running: list[tuple[str, str]]) -> str:
     now = "; ".join(f"{spec}: {stage}" for spec, stage in running[:3]) or "finishing"
     return f"[{done}/{total}] {now}" if total > 1 else now
 
 
-def _explain(outcomes: list, debug: bool, console) -> None:  # type: ignore[no-untyped-def,type-arg]
+def _explain(outcomes: list[Outcome], debug: bool, console: Console) -> None:
     """One line on stderr for each target that could not be checked or is not quantized (the report says more)."""
     from rich.text import Text
 
@@ -135,7 +138,7 @@ def _explain(outcomes: list, debug: bool, console) -> None:  # type: ignore[no-u
                 console.print(Text(outcome.debug), soft_wrap=True)
 
 
-def _render(outcomes: list, several: bool, output_format: OutputFormat, fail_on: str, exit_zero: bool) -> str:  # type: ignore[type-arg]
+def _render(outcomes: list[Outcome], several: bool, output_format: OutputFormat, fail_on: str, exit_zero: bool) -> str:
     from qdoctor.reporters import render
     from qdoctor.summary import render_json, render_table
 

@@ -73,16 +73,17 @@ def read_capture(path: Path) -> str:
 
 
 def parse_stack(text: str) -> list[list[tuple[str, int, str]]]:
-    """faulthandler's dumps: one list of (file, line, function) per thread, most recent call first."""
-    threads: list[list[tuple[str, int, str]]] = []
+    """faulthandler's dumps: one list of (file, line, function) per thread, most recent call first; the thread that
+    crashed or received the signal ("Current thread") comes first."""
+    blocks: list[tuple[bool, list[tuple[str, int, str]]]] = []
     for line in text.splitlines():
         if _THREAD_HEADER.match(line):
-            threads.append([])
+            blocks.append((not line.startswith("Thread "), []))
             continue
         frame = _FRAME.match(line)
-        if frame and threads:
-            threads[-1].append((frame["file"], int(frame["line"]), frame["func"]))
-    return threads
+        if frame and blocks:
+            blocks[-1][1].append((frame["file"], int(frame["line"]), frame["func"]))
+    return [frames for current, frames in sorted(blocks, key=lambda block: not block[0])]
 
 
 def _same_file(a: str, b: str) -> bool:

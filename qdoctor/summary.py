@@ -76,7 +76,7 @@ def to_json_document(outcomes: list[Outcome], fail_on: str = "warning", exit_zer
                     "schema_version": SCHEMA_VERSION,
                     "qdoctor_version": __version__,
                     "target": {"spec": outcome.spec},
-                    "worker": {"status": outcome.status, "reason": outcome.reason},
+                    "worker": {"status": outcome.status, "reason": outcome.reason, "seconds": round(outcome.seconds, 2)},
                     "findings": [],
                 }
             )
