@@ -157,6 +157,7 @@ class _Worker:
     facts: Any = None  # the last snapshot of the facts
     result: tuple | None = None  # the message that ended the check
     connection_lost: bool = False
+    unreadable: str | None = None  # why a message from the worker could not be unpickled in this process
     paused_since: float | None = None
     turns: list[tuple[float, float]] = field(default_factory=list)  # (start, end) wall-clock: measuring alone
     peak_rss_mb: float | None = None
@@ -266,6 +267,9 @@ class Runner:
             except (EOFError, OSError):
                 w.connection_lost = True
                 return
+            except Exception as exc:  # noqa: BLE001 - it arrived whole but cannot be unpickled here (see worker.py)
+                w.unreadable = f"{type(exc).__name__}: {exc}"
+                continue
             kind = message[0]
             if kind == "ready":
                 w.ready = True
@@ -421,6 +425,9 @@ class Runner:
         if kind == "failed":
             reason = f"qdoctor failed: {w.result[1]} (stage: {stage}; rerun with --debug for the traceback)"
             return Outcome(spec, INTERNAL_ERROR, reason=reason, debug=w.result[2], seconds=w.seconds), None
+        if w.unreadable is not None:
+            reason = f"qdoctor could not read its worker's result: {w.unreadable} (stage: {stage})"
+            return Outcome(spec, INTERNAL_ERROR, reason=reason, seconds=w.seconds), None
         if w.timed_out:
             reason = f"timed out after {self.timeout:g} s{where} (stage: {stage})"
             return Outcome(spec, TIMED_OUT, reason=reason, seconds=w.seconds), None

@@ -111,8 +111,10 @@ def check(
 
 
 def _progress(done: int, total: int, running: list[tuple[str, str]]) -> str:
+    from rich.markup import escape
+
     now = "; ".join(f"{spec}: {stage}" for spec, stage in running[:3]) or "finishing"
-    return f"[{done}/{total}] {now}" if total > 1 else now
+    return escape(f"{done}/{total} done; {now}" if total > 1 else now)
 
 
 def _explain(outcomes: list[Outcome], debug: bool, console: Console) -> None:

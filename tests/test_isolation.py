@@ -296,3 +296,29 @@ def test_parallel_checks_measure_one_at_a_time(tmp_path, monkeypatch):
         for start, end in outcome.turns:  # while it measured, the other model never ran
             assert not [t for name, t in calls if name != me and start <= t <= end], (me, start, end)
         assert sum(1 for name, t in calls for s, e in outcome.turns if name == me and s <= t <= e) > 20
+
+
+def test_reports_and_facts_cross_to_a_parent_without_torch():
+    """The parent unpickles what workers send without importing torch or the user's script: facts hold plain data."""
+    import io
+    import pickle
+
+    from conftest import run_check
+    from qdoctor.check import CheckOptions, check
+    from qdoctor.gather import GatherOptions
+
+    modules: set[str] = set()
+
+    class Recording(pickle.Unpickler):
+        def find_class(self, module, name):  # every class the parent would have to import
+            modules.add(module)
+            return super().find_class(module, name)
+
+    snapshots = []
+    options = CheckOptions(gather=GatherOptions(bench=True, bench_time=0.05, profile=True, profile_budget=0.05))
+    report = check(str(SCRIPTS / "contract_names.py"), options,
+                   on_stage=lambda stage, facts: snapshots.append(pickle.dumps(facts)))
+    assert len(snapshots) >= 5
+    for data in [*snapshots, pickle.dumps(report), pickle.dumps(run_check(SCRIPTS / "crash_partway.py"))]:
+        Recording(io.BytesIO(data)).load()
+    assert modules and all(m.startswith("qdoctor.") or m in ("builtins", "copyreg") for m in modules), modules
