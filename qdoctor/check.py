@@ -9,10 +9,13 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from qdoctor import __version__
-from qdoctor.gather import GatherOptions, gather_facts, preserved_torch_state
-from qdoctor.loader import load_target
+from qdoctor.facts import Facts
+from qdoctor.gather import GatherOptions, OnStage, gather_facts, preserved_torch_state
 from qdoctor.registry import run_rules
 from qdoctor.report import Report
+
+# Importing this module must not import torch: qdoctor.batch builds reports of checks that died in their worker
+# process from here, in a parent process that never loads torch (see tests/test_isolation.py).
 
 
 @dataclass
@@ -40,7 +43,8 @@ def notes_for(facts) -> list[str]:  # type: ignore[no-untyped-def]
     if target.load_crash is not None:
         c = target.load_crash
         where = f" at {c.file}:{c.line}" if c.line else ""
-        notes.append(f"the script raised {c.type}{where}; the globals defined before it were used")
+        stdin = " (it read stdin, which qdoctor leaves empty)" if c.type == "EOFError" else ""
+        notes.append(f"the script raised {c.type}{where}{stdin}; the globals defined before it were used")
     if facts.modules is not None and not facts.is_quantized:
         notes.append(
             "the model is not quantized (no quantized modules, observers, fake-quant or qconfig): nothing to "
@@ -49,23 +53,55 @@ def notes_for(facts) -> list[str]:  # type: ignore[no-untyped-def]
     return notes
 
 
-def check(spec: str, options: CheckOptions | None = None, progress: Callable[[str], None] = lambda _: None) -> Report:
-    """Check one target. Raises qdoctor.errors.TargetError when it cannot be checked at all."""
+def loaded_facts(loaded) -> Facts:  # type: ignore[no-untyped-def]
+    """The facts known once the script has run: the target and the machine (gather_facts adds the rest)."""
+    from qdoctor.gather.environment import gather_environment
+
+    return Facts(target=loaded.target, environment=gather_environment(loaded.user_engine, loaded.user_num_threads))
+
+
+def build_report(facts, options: CheckOptions) -> Report:  # type: ignore[no-untyped-def]
+    """Run the rules over ``facts`` (complete, or partial when a check died part-way) and assemble the Report."""
+    if facts.modules is not None and not facts.is_quantized:
+        findings, skipped = [], []
+    else:
+        findings, skipped = run_rules(facts, options.select, options.ignore, options.per_module_ignores)
+    return Report(
+        facts=facts, findings=findings, skipped=skipped, notes=notes_for(facts), qdoctor_version=__version__
+    )
+
+
+def check(
+    spec: str,
+    options: CheckOptions | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+    on_stage: OnStage | None = None,
+) -> Report:
+    """Check one target. Raises qdoctor.errors.TargetError when it cannot be checked at all.
+
+    ``on_stage(message, facts)`` is called as each stage begins, with everything gathered so far (qdoctor.worker
+    sends these snapshots to its parent, so a check that dies part-way still gives a report).
+    """
+    from qdoctor.input_fit import check_loaded_inputs
+    from qdoctor.loader import load_target
+
     options = options or CheckOptions()
     with preserved_torch_state():
         progress(f"loading {spec}")
         loaded = load_target(spec)
-        facts = gather_facts(loaded, options.gather, progress)
-        if facts.modules is not None and not facts.is_quantized:
-            findings, skipped = [], []
-        else:
-            findings, skipped = run_rules(facts, options.select, options.ignore, options.per_module_ignores)
-        report = Report(
-            facts=facts, findings=findings, skipped=skipped, notes=notes_for(facts), qdoctor_version=__version__
-        )
+        if on_stage is not None:
+            on_stage("loaded", loaded_facts(loaded))
+        progress("running the model once on the example inputs")
+        check_loaded_inputs(loaded)
+        facts = gather_facts(loaded, options.gather, progress, on_stage)
+        if on_stage is not None:
+            on_stage("running the rules", facts)
+        report = build_report(facts, options)
         if options.verify:
+            if on_stage is not None:
+                on_stage("verifying fixes", facts)
             report.extras.update(verify_fixes(loaded, facts, report.findings, options, progress))
-    return report
+        return report
 
 
 def verify_fixes(loaded, facts, findings, options: CheckOptions, progress: Callable[[str], None]) -> dict:  # type: ignore[no-untyped-def]

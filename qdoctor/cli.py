@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
 from qdoctor import __version__
 from qdoctor.reporters import OutputFormat
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from qdoctor.batch import Outcome
 
 app = typer.Typer(
     add_completion=False,
@@ -56,7 +61,9 @@ def _split(values: Optional[List[str]]) -> Optional[List[str]]:
 
 @app.command()
 def check(
-    target: str = typer.Argument(..., help="model.py, or package.module:attribute"),
+    targets: List[str] = typer.Argument(
+        ..., help="model.py files, directories of them, or package.module:attribute", show_default=False
+    ),
     output_format: OutputFormat = typer.Option(OutputFormat.terminal, "--format", "-f", help="Report format."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report to this file (atomically)."),
     fail_on: Optional[str] = typer.Option(
@@ -74,21 +81,33 @@ def check(
     bench: bool = typer.Option(True, "--bench/--no-bench", help="Time the subject and the float baseline."),
     bench_time: float = typer.Option(1.0, "--bench-time", min=0.05, help="Seconds of timed runs per model."),
     profile: bool = typer.Option(True, "--profile/--no-profile", help="Profile with torch.profiler."),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of qdoctor's own errors."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Apply each fix to a copy and measure it."),
     save_fixed: Optional[Path] = typer.Option(
         None, "--save-fixed", help="Write the 'fix all' model here (TorchScript, else state_dict + rebuild code)."
     ),
+    jobs: Optional[int] = typer.Option(
+        None, "--jobs", "-j", min=1, help="Targets checked in parallel (default: the number of cores)."
+    ),
+    timeout: float = typer.Option(
+        300.0, "--timeout", min=1.0, help="Seconds a target's check may run (after start-up) before it is stopped."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and the stacks of crashed checks."),
 ) -> None:
-    """Diagnose a quantized model: measure it, find every cause of slowness or breakage, suggest fixes."""
+    """Diagnose quantized models: measure them, find every cause of slowness or breakage, suggest fixes.
+
+    Each target is checked in its own process: a script that hangs, exits or crashes the process still gives a
+    report (exit code 2, with what was gathered before).
+    """
     from qdoctor import config as settings_file
 
     try:
+        # [tool.qdoctor] is looked up from the first target (several targets share one configuration).
         settings = settings_file.resolve(
-            target, config=config, select=_split(select), ignore=_split(ignore), fail_on=fail_on, exit_zero=exit_zero
+            targets[0], config=config, select=_split(select), ignore=_split(ignore), fail_on=fail_on, exit_zero=exit_zero
         )
     except settings_file.ConfigError as exc:
         raise _fail(str(exc)) from None
+    several = len(targets) > 1 or Path(targets[0]).is_dir()
     if trace_dir is not None:
         if not profile:
             raise _fail("--trace-dir writes the profiler's traces: it cannot be used with --no-profile")
@@ -96,15 +115,18 @@ def check(
             trace_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _fail(f"--trace-dir: cannot create {trace_dir}: {exc.strerror or exc}") from None
-    if save_fixed is not None and not verify:
-        raise _fail("--save-fixed saves the verified 'fix all' model: drop --no-verify")
-    if save_fixed is not None and not save_fixed.resolve().parent.is_dir():
-        raise _fail(f"--save-fixed: no such directory: {save_fixed.resolve().parent}")
-    console = _stderr()
-    from qdoctor.check import CheckOptions, check as run_check
-    from qdoctor.errors import TargetError
+    if several and output_format == OutputFormat.html:
+        raise _fail("--format html writes one report per file: check one target at a time (or use markdown)")
+    if save_fixed is not None:
+        if not verify:
+            raise _fail("--save-fixed saves the verified 'fix all' model: drop --no-verify")
+        if several:
+            raise _fail("--save-fixed takes a single target")
+        if not save_fixed.resolve().parent.is_dir():
+            raise _fail(f"--save-fixed: no such directory: {save_fixed.resolve().parent}")
+    from qdoctor.batch import check_targets, worst_exit_code
+    from qdoctor.check import CheckOptions
     from qdoctor.gather import GatherOptions
-    from qdoctor.reporters import render
 
     options = CheckOptions(
         gather=GatherOptions(
@@ -116,17 +138,18 @@ def check(
         verify=verify,
         save_fixed=str(save_fixed) if save_fixed is not None else None,
     )
+    console = _stderr()
     try:
         with console.status("checking", spinner="dots") as status:
-            report = run_check(target, options, progress=lambda msg: status.update(msg))
-    except TargetError as exc:
-        raise _fail(str(exc)) from None
+            outcomes = check_targets(
+                targets, options, jobs=jobs, timeout=timeout, on_progress=lambda *state: status.update(_progress(*state))
+            )
     except Exception as exc:  # noqa: BLE001 - qdoctor's own failure: one line unless --debug
         if debug:
             raise
-        raise _fail(f"internal error while checking {target}: {type(exc).__name__}: {exc} (rerun with --debug)") from None
-    color = output is None and output_format == OutputFormat.terminal and sys.stdout.isatty()
-    text = render(report, output_format, color=color, root=str(Path.cwd()))
+        raise _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)") from None
+    _explain(outcomes, debug, console)
+    text = _render(outcomes, several, output_format, settings.fail_on, settings.exit_zero, color=output is None)
     if output is not None:
         from qdoctor.atomic import write_text_atomic
 
@@ -137,6 +160,14 @@ def check(
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
+    for outcome in outcomes:
+        if outcome.report is not None:
+            _after_report(outcome.report, trace_dir, console)
+    raise typer.Exit(worst_exit_code(outcomes, settings.fail_on, settings.exit_zero))
+
+
+def _after_report(report, trace_dir: Optional[Path], console: "Console") -> None:  # type: ignore[no-untyped-def]
+    """Side notes on stderr: where traces and the fixed model were written."""
     if trace_dir is not None:
         from qdoctor.reporters.common import trace_lines
 
@@ -150,7 +181,62 @@ def check(
             raise _fail(f"--save-fixed: could not write {saved['path']}: {saved['error']}")
         else:
             console.print(f"qdoctor: nothing saved to {saved['path']}: {saved.get('reason', '')}", highlight=False, markup=False)
-    raise typer.Exit(0 if settings.exit_zero else report.exit_code(settings.fail_on))
+
+
+def _progress(done: int, total: int, running: list[tuple[str, str]]) -> str:
+    from rich.markup import escape
+
+    now = "; ".join(f"{spec}: {stage}" for spec, stage in running[:3]) or "finishing"
+    return escape(f"{done}/{total} done; {now}" if total > 1 else now)
+
+
+def _explain(outcomes: "list[Outcome]", debug: bool, console: "Console") -> None:
+    """One line on stderr for each target that could not be checked or is not quantized (the report says more)."""
+    from rich.text import Text
+
+    from qdoctor.batch import CHECKED
+    from qdoctor.summary import not_quantized
+
+    def say(line: str, style: str = "bold red") -> None:
+        console.print(Text.assemble(("qdoctor: ", style), line), soft_wrap=True)
+
+    for outcome in outcomes:
+        if not_quantized(outcome):
+            say(
+                f"{outcome.spec}: the model is not quantized: nothing to diagnose; "
+                f"run `qdoctor compare {outcome.spec}` to choose a quantization recipe",
+                style="bold yellow",
+            )
+        elif outcome.status != CHECKED and outcome.reason and outcome.exit_code() == 2:
+            say(outcome.reason if outcome.spec in outcome.reason else f"{outcome.spec}: {outcome.reason}")
+            if debug and outcome.debug:
+                console.print(Text(outcome.debug), soft_wrap=True)
+
+
+def _render(
+    outcomes: "list[Outcome]", several: bool, output_format: OutputFormat, fail_on: str, exit_zero: bool, color: bool
+) -> str:
+    from qdoctor.reporters import render
+    from qdoctor.summary import render_json, render_table
+
+    color = color and output_format == OutputFormat.terminal and sys.stdout.isatty()
+    root = str(Path.cwd())
+    if not several:
+        report = outcomes[0].report
+        return render(report, output_format, color=color, root=root) if report is not None else ""
+    if output_format == OutputFormat.json:
+        return render_json(outcomes, fail_on, exit_zero)
+    if output_format == OutputFormat.sarif:
+        import json
+
+        logs = [json.loads(render(o.report, output_format, root=root)) for o in outcomes if o.report is not None]
+        if not logs:
+            return ""
+        merged = logs[0]
+        merged["runs"] = [run for log in logs for run in log["runs"]]  # SARIF: one run per checked model
+        return json.dumps(merged, indent=2) + "\n"
+    reports = [render(o.report, output_format, color=color, root=root) for o in outcomes if o.report is not None]
+    return "\n".join([*reports, render_table(outcomes, fail_on, exit_zero, color=color)])
 
 
 @app.command()

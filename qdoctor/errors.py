@@ -6,3 +6,7 @@ class TargetError(Exception):
 
     The message is one line, written for the user; the CLI prints it and exits 2.
     """
+
+
+class NoModelError(TargetError):
+    """The target defines no torch.nn.Module: when a directory is checked, such a file is a helper, not a model."""

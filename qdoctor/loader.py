@@ -14,6 +14,7 @@ import importlib
 import io
 import linecache
 import sys
+import tokenize
 import traceback
 import types
 import warnings
@@ -25,7 +26,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from qdoctor.errors import TargetError
+from qdoctor.errors import NoModelError, TargetError
 from qdoctor.facts import CrashInfo, SourceLocation, Target, TensorInfo
 
 SUBJECT_FUNCS = ("build_model",)
@@ -150,15 +151,30 @@ def _record_module_origins(user_file: str, origins: weakref.WeakKeyDictionary) -
         nn.Module.__init__ = original_init  # type: ignore[method-assign]
 
 
+def _decode_source(path: Path, raw: bytes) -> str:
+    """The script's text, decoded as Python would: UTF-8 unless a coding declaration (PEP 263) says otherwise."""
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
+    except SyntaxError:  # undecodable first lines, or a coding declaration naming no known codec
+        encoding = "utf-8"
+    try:
+        return raw.decode(encoding)
+    except (UnicodeDecodeError, LookupError) as exc:
+        start = getattr(exc, "start", 0)
+        line = raw[:start].count(b"\n") + 1
+        name = "UTF-8" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+        raise TargetError(
+            f"{path} is not {name} text (line {line}, byte 0x{raw[start]:02x}): save it as UTF-8 "
+            "or declare its encoding on the first line (# -*- coding: latin-1 -*-)"
+        ) from None
+
+
 def _run_script(path: Path, origins: weakref.WeakKeyDictionary, target: Target) -> dict[str, Any]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise TargetError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        source = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise TargetError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    source = _decode_source(path, raw)
     target.script_text = source
     try:
         code = compile(source, str(path.resolve()), "exec")
@@ -173,7 +189,8 @@ def _run_script(path: Path, origins: weakref.WeakKeyDictionary, target: Target) 
     saved_path, saved_argv, saved_stdin = list(sys.path), list(sys.argv), sys.stdin
     sys.path.insert(0, folder)
     sys.argv = [str(path)]
-    sys.stdin = io.StringIO("")
+    # An empty stdin: a script that reads it gets end-of-file at once instead of waiting for a terminal.
+    sys.stdin = io.TextIOWrapper(io.BytesIO(b""), encoding="utf-8")
     # Registered so that classes defined in the script can be pickled (torch.save) and deep-copied.
     sys.modules[MODULE_NAME] = module
     try:
@@ -306,10 +323,12 @@ def _pick_subject(namespace: dict[str, Any], target: Target) -> tuple[str, nn.Mo
         if target.load_crash:
             c = target.load_crash
             where = f" at line {c.line}" if c.line else ""
+            stdin = " (it read stdin, which qdoctor leaves empty)" if c.type == "EOFError" else ""
             raise TargetError(
-                f"the script raised {c.type}{where} before defining any nn.Module: {c.message.splitlines()[0][:200]}"
+                f"the script raised {c.type}{where}{stdin} before defining any nn.Module: "
+                f"{c.message.splitlines()[0][:200]}"
             )
-        raise TargetError("no torch.nn.Module found in the target (define `model` or `build_model()`)")
+        raise NoModelError("no torch.nn.Module found in the target (define `model` or `build_model()`)")
     if isinstance(namespace.get("quantized_model"), nn.Module):
         return "quantized_model", namespace["quantized_model"]
     levels = [(quantization_level(m), i, name, m) for i, (name, m) in enumerate(candidates)]

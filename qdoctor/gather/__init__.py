@@ -7,15 +7,16 @@ import io
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from qdoctor import facts as F
 from qdoctor.facts import Benchmarks, Facts, Numerics, Sizes
-from qdoctor.loader import LoadedTarget
+
+if TYPE_CHECKING:  # torch is imported where facts are gathered, so that GatherOptions is light (qdoctor.batch)
+    from qdoctor.loader import LoadedTarget
 
 Progress = Callable[[str], None]
+OnStage = Callable[[str, Facts], None]  # a stage begins; the facts gathered so far
 
 
 @dataclass
@@ -38,15 +39,21 @@ def quiet() -> Iterator[None]:
 @contextlib.contextmanager
 def preserved_torch_state() -> Iterator[None]:
     """Restore torch's process-global settings that a user's script or a counterfactual may change."""
+    import torch
+
     engine = torch.backends.quantized.engine
     threads = torch.get_num_threads()
     grad = torch.is_grad_enabled()
+    default_dtype = torch.get_default_dtype()
+    rng = torch.random.get_rng_state()  # scripts seed and draw; qdoctor draws inputs and calibration data
     try:
         yield
     finally:
         torch.backends.quantized.engine = engine
         torch.set_num_threads(threads)
         torch.set_grad_enabled(grad)
+        torch.set_default_dtype(default_dtype)
+        torch.random.set_rng_state(rng)
 
 
 def _reason(exc: BaseException) -> str:
@@ -54,11 +61,26 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}"
 
 
-def gather_facts(loaded: LoadedTarget, options: GatherOptions, progress: Progress = lambda _: None) -> Facts:
+def _announcing_stages(progress: Progress, on_stage: OnStage | None, facts: Facts) -> Progress:
+    """Each progress message starts a stage: hand ``on_stage`` the facts gathered so far, then report progress."""
+    if on_stage is None:
+        return progress
+
+    def announce(message: str) -> None:
+        on_stage(message, facts)
+        progress(message)
+
+    return announce
+
+
+def gather_facts(
+    loaded: LoadedTarget, options: GatherOptions, progress: Progress = lambda _: None, on_stage: OnStage | None = None
+) -> Facts:
     from qdoctor.gather import environment, modules, numerics, profile, size, timing, trace
 
     target = loaded.target
     facts = Facts(target=target, environment=environment.gather_environment(loaded.user_engine, loaded.user_num_threads))
+    progress = _announcing_stages(progress, on_stage, facts)
     subject, baseline, inputs = loaded.subject, loaded.float_baseline, loaded.inputs
 
     def attempt(part: str, work: Callable[[], Any]) -> Any:

@@ -49,7 +49,7 @@ def gather_environment(quantized_engine: str | None = None, num_threads: int | N
     except Exception:  # noqa: BLE001
         capability = "unknown"
     return Environment(
-        torch_version=torch.__version__,
+        torch_version=str(torch.__version__),  # plain str: TorchVersion would make facts unpicklable without torch
         python_version=sys.version.split()[0],
         platform=platform.platform(),
         machine=platform.machine(),

@@ -23,6 +23,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from qdoctor import facts as F
 from qdoctor.atomic import atomic_path
 from qdoctor.facts import CategoryTime, ModuleTime, OpTime, Profile
+from qdoctor.gather.exclusive import exclusive_measurement
 
 SCOPE = "qdoctor.module::"
 TRACE_WORKER = "qdoctor"  # the worker name torch-tb-profiler shows for our trace files
@@ -114,7 +115,7 @@ def profile_model(
         handles.append(module.register_forward_hook(post))
 
     try:
-        with torch.no_grad():
+        with torch.no_grad(), exclusive_measurement():  # parallel checks take turns (qdoctor.gather.exclusive)
             start = time.perf_counter()
             subject(*inputs)  # warm-up, also sizes the number of profiled runs
             first = time.perf_counter() - start

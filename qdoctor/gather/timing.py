@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from qdoctor.facts import Timing
+from qdoctor.gather.exclusive import exclusive_measurement
 
 NOISY_SPREAD = 0.10
 MIN_BLOCKS = 10  # IQR / median above this is flagged, as torch.utils.benchmark does
@@ -27,7 +28,13 @@ def time_callable(run: Any, min_run_time: float, num_threads: int | None = None,
     """Time ``run()`` with torch.utils.benchmark.Timer: blocks of calls, median and IQR over the blocks.
 
     ``num_threads`` defaults to the thread count in force (Timer's own default of 1 would hide thread problems).
+    Parallel checks take turns (qdoctor.gather.exclusive).
     """
+    with exclusive_measurement():
+        return _time_alone(run, min_run_time, num_threads, label)
+
+
+def _time_alone(run: Any, min_run_time: float, num_threads: int | None, label: str) -> Timing:
     benchmark = _quiet_benchmark_import()
     threads = num_threads or torch.get_num_threads()
     run()  # warm-up: first calls pay for lazy initialisation and weight packing

@@ -1,0 +1,24 @@
+"""Measure with the machine to ourselves: the hook through which parallel checks take turns to time their models.
+
+In-process (the ``check()`` API, tests) it does nothing. In a worker among several (qdoctor.batch), qdoctor.worker
+installs a slot that asks the parent for the machine: the parent pauses every other worker until the measurement is
+over, so parallel checks do not disturb each other's timings. Every timed or profiled run goes through
+``exclusive_measurement()`` (qdoctor.gather.timing and qdoctor.gather.profile use it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, ContextManager
+
+_slot: Callable[[], ContextManager[None]] = contextlib.nullcontext
+
+
+def install(slot: Callable[[], ContextManager[None]]) -> None:
+    """Make ``slot()`` the context every measurement runs in (re-entrant: measurements may nest)."""
+    global _slot
+    _slot = slot
+
+
+def exclusive_measurement() -> ContextManager[None]:
+    return _slot()
