@@ -119,8 +119,8 @@ def test_config_drives_the_exit_code_and_cli_overrides_it(tmp_path):
 
 
 def test_per_module_ignores_from_the_file(tmp_path):
-    # prepared_not_converted's QD006 points at module "1"
-    model = project(tmp_path, 'per-module-ignores = { "1" = ["QD006"] }')
+    # prepared_not_converted's QD006 and QD004 point at module "1"
+    model = project(tmp_path, 'per-module-ignores = { "1" = ["QD006", "QD004"] }')
     result = runner.invoke(app, ["check", str(model), *FAST, "-f", "json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["findings"] == []

@@ -208,7 +208,7 @@ def test_fix_all_snippet_turns_the_script_into_a_working_quantized_one(tmp_path)
 
 
 def test_qnnpack_to_x86_is_faster():
-    result = cached("qnnpack_engine_on_x86.py", ("QD003",), bench=True)
+    result = cached("qnnpack_engine_sequential.py", ("QD003",), bench=True)
     v = result.verified("QD003")
     assert v["applied"] and v["engine"] == "x86"
     assert v["method"].startswith("rebuilt from a copy of `float_model`") and "qconfig 'qnnpack'" in v["method"]
@@ -236,7 +236,7 @@ def test_converting_a_prepared_model_is_faster_and_uses_its_own_calibration():
 
 
 def test_qat_model_is_converted_on_a_copy_with_observers_disabled():
-    result = cached("qat_not_converted.py", ("QD006", "QD004"))
+    result = cached("qat_left_sequential.py", ("QD006", "QD004"))
     assert result.untouched == []
     assert result.loaded.float_baseline is None
     v = result.verified("QD006")
@@ -311,7 +311,7 @@ def test_user_objects_and_torch_state_are_unchanged():
     assert seed.untouched == [] and seed.fix_all["fixes"]
     # The engine switch (QD003), training mode (QD009) and a thread count (QD010) on a script that sets qnnpack.
     result = prescribe_target(
-        FIXTURES / "qnnpack_engine_on_x86.py", ("QD003", "QD009", "QD010"), threads=1,
+        FIXTURES / "qnnpack_engine_sequential.py", ("QD003", "QD009", "QD010"), threads=1,
         evidence={"QD010": {"recommended_threads": 2}},
     )
     assert result.loaded.user_engine == "qnnpack"
