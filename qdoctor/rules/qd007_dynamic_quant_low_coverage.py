@@ -22,7 +22,7 @@ _QUANTIZE_DYNAMIC = re.compile(r"quantize_dynamic\s*\(")
 
 STATIC_FIX = """\
 # Dynamic quantization only converts {covered}; {uncovered_types} still run in fp32.
-# Quantize statically, e.g. in FX graph mode (it places the quant stubs and fuses Conv-BN-ReLU itself):
+# Quantize statically, e.g. in FX graph mode (it places quant stubs and fuses Conv-BN-ReLU itself):
 import copy
 from torch.ao.quantization import get_default_qconfig_mapping
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
