@@ -548,9 +548,10 @@ def test_e2e_qint8_activations(check_fixture):
 
 
 def test_e2e_unexplained_crash(check_fixture):
-    report = check_fixture("forward_shape_error.py")
+    report = check_fixture("forward_topk_error.py")
     [finding] = findings_of(report, "QD014")
-    assert finding.location.line == 21 and finding.location.module == ""
+    assert finding.location.line == 22 and finding.location.module == ""
+    assert "selected index k out of range" in finding.message
 
 
 def test_e2e_seed004_crash_is_explained_by_qd002(check_fixture):
