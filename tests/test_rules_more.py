@@ -280,7 +280,7 @@ def test_qd010_set_num_threads_one_on_four_cores():
     script = "import torch\n\ntorch.set_num_threads(1)  # stable numbers\n"
     [finding] = run_rule("QD010", threads_facts(script, num_threads=1, cpu_count=4))
     assert finding.location.line == 3 and "1 intra-op thread" in finding.message
-    assert "torch.set_num_threads(4)" in finding.fix
+    assert "torch.set_num_threads(4)" in finding.fix and finding.evidence["recommended_threads"] == 4
 
 
 def test_qd010_more_threads_than_cores_from_the_environment():
@@ -548,9 +548,10 @@ def test_e2e_qint8_activations(check_fixture):
 
 
 def test_e2e_unexplained_crash(check_fixture):
-    report = check_fixture("forward_shape_error.py")
+    report = check_fixture("forward_topk_error.py")
     [finding] = findings_of(report, "QD014")
-    assert finding.location.line == 21 and finding.location.module == ""
+    assert finding.location.line == 22 and finding.location.module == ""
+    assert "selected index k out of range" in finding.message
 
 
 def test_e2e_seed004_crash_is_explained_by_qd002(check_fixture):

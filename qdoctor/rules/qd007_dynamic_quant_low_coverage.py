@@ -21,26 +21,29 @@ NOTABLE_SHARE = 0.05
 _QUANTIZE_DYNAMIC = re.compile(r"quantize_dynamic\s*\(")
 
 STATIC_FIX = """\
-# Dynamic quantization only converts {covered}; {uncovered_types} still run in fp32. Quantize statically, e.g.
-# FX graph mode (places QuantStub/DeQuantStub and fuses Conv-BN-ReLU itself):
+# Dynamic quantization only converts {covered}; {uncovered_types} still run in fp32.
+# Quantize statically, e.g. in FX graph mode (it places quant stubs and fuses Conv-BN-ReLU itself):
 import copy
 from torch.ao.quantization import get_default_qconfig_mapping
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
 torch.backends.quantized.engine = "{engine}"
-prepared = prepare_fx(copy.deepcopy({float_name}).eval(), get_default_qconfig_mapping("{engine}"), example_inputs)
+qconfig_mapping = get_default_qconfig_mapping("{engine}")
+prepared = prepare_fx(copy.deepcopy({float_name}).eval(), qconfig_mapping, {inputs})
 with torch.no_grad():
     for batch in calibration_batches:  # a few hundred representative inputs
         prepared(batch)
-{subject} = convert_fx(prepared)
-# Measure every recipe (fp32, dynamic, static per engine) on this model: qdoctor compare {script}"""
+{float_name}_static = convert_fx(prepared)
+# Measure every recipe (fp32, dynamic, static per engine) on this model:
+#   qdoctor compare {script}"""
 
 DYNAMIC_FIX = """\
 # These layer types also have dynamic int8 kernels: include them
 {subject} = torch.ao.quantization.quantize_dynamic(
     {float_name}, {{{types}}}, dtype=torch.qint8
 )
-# Compare recipes on this model: qdoctor compare {script}"""
+# Compare recipes on this model:
+#   qdoctor compare {script}"""
 
 
 def _inside(path: str, covered_paths: set[str]) -> bool:
@@ -59,6 +62,16 @@ def uncovered_time_by_type(profile: Profile, covered_paths: set[str]) -> dict[st
         if not _inside(m.path, covered_paths):
             by_type[m.type or "?"] = by_type.get(m.type or "?", 0.0) + m.total_ms
     return dict(sorted(by_type.items(), key=lambda kv: -kv[1]))
+
+
+def _inputs_expression(facts: Facts) -> str:
+    """How the fix refers to the example inputs: the script's own name for them, as a tuple."""
+    name = facts.target.inputs_name
+    if not name:
+        return "example_inputs"
+    if name.endswith("()") or len(facts.target.inputs) > 1:
+        return name
+    return f"({name},)"
 
 
 def _int8_layers(facts: Facts, kind: str) -> list:
@@ -130,13 +143,13 @@ def dynamic_quant_low_coverage(facts: Facts) -> Iterator[Finding]:
             uncovered_types=", ".join(notable[:3]) or "the other layers",
             engine=engine,
             float_name=float_name,
-            subject=subject,
+            inputs=_inputs_expression(facts),
             script=script,
         )
         advice = "use static quantization, which converts convolutions too (`qdoctor compare` measures both)"
     message = (
         f"dynamic quantization converted {len(dynamic)} layer(s) ({', '.join(covered_types)}) that take "
-        f"{share:.1%} of the {source_of_profile}'s time ({covered_ms:.2f} of {total_ms:.2f} ms per run, "
+        f"{share:.2%} of the {source_of_profile}'s time ({covered_ms:.2f} of {total_ms:.2f} ms per run, "
         f"torch.profiler); the rest ({shares_text}) still runs in fp32, so int8 can make this model at most "
         f"{evidence['best_case_speedup']:.2f}x faster. To speed it up, {advice}."
     )

@@ -122,7 +122,8 @@ def _float_batchnorm(facts: Facts) -> Iterator[Finding]:
             evidence={"follows": before.path, "float_input": True, "stubs_around_it": stubs},
             fix=(
                 f"{subject}.eval()\n"
-                f"torch.ao.quantization.fuse_modules({subject}, [{group!r}], inplace=True)  # folds BN into the conv\n"
+                "# fusing in eval mode folds the BatchNorm into the conv's weights:\n"
+                f"torch.ao.quantization.fuse_modules(\n    {subject}, [{group!r}], inplace=True\n)\n"
                 f"# then drop `{info.path}.qconfig = None` and the DeQuantStub/QuantStub around it, and prepare,\n"
                 "# calibrate and convert again"
             ).replace("'", '"'),

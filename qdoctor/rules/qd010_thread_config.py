@@ -71,6 +71,7 @@ def thread_config(facts: Facts) -> Iterator[Finding]:
         "num_interop_threads": interop,
         "thread_env": env.thread_env,
         "set_by": [s.text for s in settings],
+        "recommended_threads": cores,  # what the verified fix re-benchmarks with (qdoctor/fixes/qd010_threads.py)
     }
     bench = facts.benchmark
     if bench is not None and bench.subject is not None:

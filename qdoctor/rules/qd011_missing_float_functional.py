@@ -139,11 +139,11 @@ def _fix(event: TraceEvent, method: str, facts: Facts, stubs: set[str] = frozens
     attr = _ATTR[method.removesuffix("_scalar")]
     rewritten = rewrite_line(code, stubs) if code else None
     lines = [
-        f"# in {where} __init__ (one FloatFunctional per call site: each observes its own output scale):",
+        f"# in {where} __init__ (one FloatFunctional per call site: it observes its own scale):",
         f"self.{attr} = torch.ao.nn.quantized.FloatFunctional()",
     ]
     if rewritten:
-        lines += [f"# in forward(), instead of `{code}`:", rewritten]
+        lines += [f"# in forward(), instead of `{code.split('  #')[0]}`:", rewritten]
     else:
         example = {"cat": "self.skip_cat.cat([a, b], dim=1)", "add_scalar": "self.skip_add.add_scalar(a, 1.0)",
                    "mul_scalar": "self.skip_mul.mul_scalar(a, 0.5)"}.get(method, f"self.{attr}.{method}(a, b)")
@@ -190,8 +190,9 @@ def _crash_finding(facts: Facts, event: TraceEvent, cause: crashes.CrashCause, c
             f"({', '.join(evidence['input_dtypes'])}): the tensor was dequantized before it, or never quantized."
         )
         fix = (
-            "# keep both operands int8 up to the FloatFunctional call: remove the DeQuantStub / .dequantize() before\n"
-            "# it, or put a QuantStub on a float operand (self.quant_skip = torch.ao.quantization.QuantStub())\n"
+            "# keep both operands int8 up to the FloatFunctional call: remove the DeQuantStub or\n"
+            "# .dequantize() before it, or quantize the float operand with a QuantStub of its own\n"
+            "# (in __init__: self.quant_skip = torch.ao.quantization.QuantStub())\n"
             "b = self.quant_skip(b)\n"
             f"{source.code if source else 'out = self.ff.add(a, b)'}"
         )

@@ -13,12 +13,13 @@ from qdoctor.report import Finding, Severity
 _MOVES_TO_CUDA = re.compile(r"\.cuda\(|\.to\(\s*['\"]cuda|device\s*=\s*['\"]cuda|torch\.device\(\s*['\"]cuda")
 
 FIX = """\
-# torch.ao.quantization int8 models (eager and FX) run on the CPU only: their kernels are x86/fbgemm, onednn and
-# qnnpack. Keep the quantized model and its inputs on the CPU:
+# torch.ao.quantization int8 models (eager and FX) run on the CPU only: their kernels are
+# x86/fbgemm, onednn and qnnpack. Keep the quantized model and its inputs on the CPU:
 device = torch.device("cpu")
 {subject} = {subject}.to(device)
 inputs = inputs.to(device)
-# For int8 on a GPU use a GPU stack instead (torchao's quantize_ configs, TensorRT), starting from the float model."""
+# For int8 on a GPU, start again from the float model with a GPU stack
+# (torchao's quantize_ configs, TensorRT)."""
 
 
 @rule(

@@ -11,9 +11,13 @@ from qdoctor.report import Finding, Severity
 
 ACTIVATION_FIX = """\
 # x86 / fbgemm / onednn / qnnpack int8 kernels take quint8 activations and qint8 weights:
-qconfig = torch.ao.quantization.QConfig(
-    activation=torch.ao.quantization.HistogramObserver.with_args(dtype=torch.quint8, reduce_range=True),
-    weight=torch.ao.quantization.PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric),
+from torch.ao.quantization import HistogramObserver, PerChannelMinMaxObserver, QConfig
+
+qconfig = QConfig(
+    activation=HistogramObserver.with_args(dtype=torch.quint8, reduce_range=True),
+    weight=PerChannelMinMaxObserver.with_args(
+        dtype=torch.qint8, qscheme=torch.per_channel_symmetric
+    ),
 )  # or simply: torch.ao.quantization.get_default_qconfig("{engine}")
 # and when quantizing by hand: torch.quantize_per_tensor(x, scale, zero_point, torch.quint8)"""
 
@@ -66,7 +70,8 @@ def _finding(facts: Facts, crash: CrashInfo, cause: crashes.CrashCause, engine: 
             f"#   in __init__: self.dequant_{path.replace('.', '_')} = torch.ao.quantization.DeQuantStub()\n"
             f"x = self.dequant_{path.replace('.', '_')}(x)\n"
             f"x = self.{path}(x)\n"
-            "# or quantize it with the rest: drop the `qconfig = None` you set on it, then prepare/calibrate/convert"
+            "# or quantize it with the rest: drop the `qconfig = None` you set on it,\n"
+            "# then prepare, calibrate and convert again"
         )
     elif cause.cause == "activation-dtype":
         producer = _producer(facts, "torch.qint8")
