@@ -154,7 +154,15 @@ def gather_facts(
             subject_error = "the subject raised when run"
         else:
             progress("benchmarking the subject")
-            subject_timing = attempt("benchmark", lambda: timing.time_model(subject, inputs, options.bench_time))
+            # A copy would repack int8 weights for the engine in force now, timing a different model than the
+            # user's when the engine changed after convert; so the subject itself is timed unless running it
+            # changes it (observers, fake-quant, train-mode BatchNorm update their state on every forward).
+            stateful = any(
+                m.kind in (F.OBSERVER, F.FAKE_QUANT, F.QAT) or (m.training and m.is_leaf) for m in facts.modules or []
+            ) or facts.modules is None
+            subject_timing = attempt(
+                "benchmark", lambda: timing.time_model(subject, inputs, options.bench_time, copy_model=stateful)
+            )
         if baseline is not None:
             progress("benchmarking the float baseline")
             float_timing = attempt("benchmark", lambda: timing.time_model(baseline, inputs, options.bench_time))
