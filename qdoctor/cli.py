@@ -150,14 +150,14 @@ def check(
         raise _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)") from None
     _explain(outcomes, debug, console)
     text = _render(outcomes, several, output_format, settings.fail_on, settings.exit_zero, color=output is None)
-    if output is not None:
+    if output is not None and (several or outcomes[0].report is not None):  # nothing checked: leave no file
         from qdoctor.atomic import write_text_atomic
 
         try:
             write_text_atomic(output, text)
         except OSError as exc:
             raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
-    else:
+    elif output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
     for outcome in outcomes:

@@ -97,7 +97,8 @@ def test_twenty_checks_in_parallel_give_every_report_and_lose_none(batch):
     assert all(reports[s]["worker"]["status"] == "checked" and reports[s]["findings"] == [] for s in good)
     for n in range(2):
         prepared = reports[str(folder / "models" / f"prepared_{n}.py")]
-        assert [f["rule"] for f in prepared["findings"]] == ["QD006"]
+        # prepared and never calibrated: not converted (QD006) and its observers never saw data (QD001)
+        assert {f["rule"] for f in prepared["findings"]} == {"QD006", "QD001"}
     rows = {row["target"]: row for row in document["summary"]["targets"]}
     assert rows[good[0]]["exit_code"] == 0 and rows[str(folder / "models" / "prepared_0.py")]["exit_code"] == 1
 
@@ -243,7 +244,8 @@ def test_qdoctor_makes_no_network_connection_and_its_parent_never_imports_torch(
          "-j", "2", "--bench-time", "0.05", "-f", "json"],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=900,
     )
-    assert result.returncode == 0, result.stderr  # a full check (profile, benchmark) succeeded; parent without torch
+    # a full check (profile, benchmark) succeeded (exit 0, or 1 for findings); the parent never imported torch
+    assert result.returncode in (0, 1), result.stderr
     document = json.loads(result.stdout)
     checked = document["reports"][0]
     assert checked["benchmark"]["subject"]["median_ms"] > 0 and checked["profile"]["subject"] is not None
