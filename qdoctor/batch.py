@@ -117,6 +117,17 @@ def default_jobs() -> int:
         return os.cpu_count() or 1
 
 
+def _signal_group(pid: int, sig: int) -> None:
+    """Signal the worker and whatever processes the checked script started (the worker leads its own process
+    group, see worker.main); just the worker where there are no process groups."""
+    if hasattr(os, "killpg") and hasattr(os, "getpgid"):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, sig)
+                return
+    os.kill(pid, sig)
+
+
 def _wait_until_stopped(pid: int, limit: float = 0.2) -> None:
     """SIGSTOP takes effect asynchronously: wait (briefly) until the process is really stopped before the machine is
     given to another worker (Linux; elsewhere the signal is trusted)."""
@@ -322,7 +333,8 @@ class Runner:
 
     def _kill(self, w: _Worker) -> None:
         if w.process.exitcode is None:
-            w.process.kill()  # SIGKILL: also ends a paused (SIGSTOP) process
+            with contextlib.suppress(ProcessLookupError):
+                _signal_group(w.process.pid, getattr(signal, "SIGKILL", signal.SIGTERM))  # also ends a paused one
             w.process.join(5.0)
         w.conn.close()
 
@@ -353,14 +365,14 @@ class Runner:
     def _pause(self, w: _Worker) -> None:
         if w.paused_since is None and CAN_PAUSE:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(w.process.pid, signal.SIGSTOP)
+                _signal_group(w.process.pid, signal.SIGSTOP)
                 _wait_until_stopped(w.process.pid)
                 w.paused_since = time.monotonic()
 
     def _resume(self, w: _Worker) -> None:
         if w.paused_since is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(w.process.pid, signal.SIGCONT)
+                _signal_group(w.process.pid, signal.SIGCONT)
             w.deadline += time.monotonic() - w.paused_since  # paused time does not count against the timeout
             w.paused_since = None
 

@@ -115,6 +115,10 @@ def _facts_before_loading(spec: str) -> Any:
 
 def main(conn: Connection, spec: str, options: Any, folder: str, take_turns: bool) -> None:
     """Check ``spec`` with ``options`` (qdoctor.check.CheckOptions) and send the outcome to the parent."""
+    if hasattr(os, "setpgrp"):
+        # A process group of its own: the parent pauses and stops the script's own subprocesses with it, and the
+        # terminal's Ctrl-C reaches only the parent, which then stops every worker.
+        os.setpgrp()
     _redirect_standard_streams(Path(folder))
     _enable_stack_dumps(Path(folder))
     _exit_when_orphaned()

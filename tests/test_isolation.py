@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,14 @@ prepared = torch.ao.quantization.prepare(float_model)  # in place; never convert
 example_inputs = (torch.randn(2, 8),)
 """
 HELPER = "import torch\n\n\ndef make_layer():\n    return torch.nn.Linear(8, 8)\n"
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")  # a zombie waiting for a reaper has ended
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -67,7 +76,8 @@ def batch(tmp_path_factory):
         str(SCRIPTS / "syntax_error.py"), str(SCRIPTS / "no_module.py"), str(SCRIPTS / "float_only.py"),
         str(folder / "latin1.py"), str(models), str(folder / "missing.py"), str(folder / "empty"),
     ]
-    result = run_cli(*targets, "-j", "2", "--no-bench", "--no-profile", "--timeout", str(TIMEOUT), "-f", "json")
+    env = {**os.environ, "QDOCTOR_TEST_HELPER_PID_FILE": str(folder / "helper.pid")}  # see hangs.py
+    result = run_cli(*targets, "-j", "2", "--no-bench", "--no-profile", "--timeout", str(TIMEOUT), "-f", "json", env=env)
     document = json.loads(result.stdout)  # valid JSON whatever the scripts printed
     reports = {r["target"]["spec"]: r for r in document["reports"]}
     return result, document, reports, result.stderr.splitlines(), folder
@@ -117,7 +127,12 @@ def test_a_segfault_gives_a_partial_report_with_the_users_line(batch):
 def test_a_hang_is_stopped_at_the_timeout_and_says_where_it_was(batch):
     report = batch[2][_spec("hangs.py")]
     assert report["worker"]["status"] == "timed out"
-    assert report["worker"]["reason"].startswith(f"timed out after {TIMEOUT} s at hangs.py:15 `time.sleep(0.05)`")
+    assert report["worker"]["reason"].startswith(f"timed out after {TIMEOUT} s at hangs.py:24 `time.sleep(0.05)`")
+    helper = int((batch[4] / "helper.pid").read_text())  # the process the hanging script started went with it
+    deadline = time.monotonic() + 30
+    while not _gone(helper) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _gone(helper)
 
 
 def test_sys_exit_os_exit_and_a_kill_are_reported(batch):
