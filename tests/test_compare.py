@@ -146,6 +146,22 @@ def test_unsupported_engine_and_non_x86_pt2e_are_skipped_with_reasons():
     assert R.unavailable(recipes["fx-qnnpack"], env) is None
 
 
+def test_eager_failure_points_at_the_model_line_even_inside_torchvision():
+    # A frame in site-packages/torchvision must not be mistaken for torch's own (same path prefix).
+    fake = R._TORCH_DIR.rstrip("/\\") + "vision/models/resnet.py"
+    code = compile("def forward():\n    raise RuntimeError(\"Could not run 'aten::add.out' with arguments from the "
+                   "'QuantizedCPU' backend. more text\")\n", fake, "exec")
+    namespace: dict = {}
+    exec(code, namespace)
+    try:
+        namespace["forward"]()
+    except RuntimeError as exc:
+        text = R.explain_eager_failure(exc)
+    assert "aten::add.out received a quantized tensor" in text
+    assert "torchvision/models/resnet.py:2" in text.replace("\\", "/")
+    assert "torchvision.models.quantization" in text
+
+
 # ----------------------------------------------------------------------------------------- end to end, small model
 
 
@@ -230,6 +246,20 @@ def test_eager_runs_where_the_model_has_its_own_stubs():
     assert any("fused" in step for step in by["eager-x86"].steps)
     assert "QuantWrapper" not in by["eager-x86"].code  # it has its own QuantStub
     assert by["dynamic-x86"].status == "ok" and "nn.Linear" in by["dynamic-x86"].code
+
+
+def test_pt2e_recipe_compiles_and_is_measured():
+    pytest.importorskip("torchao")
+    result = compare(str(SCRIPTS / "compare_residual_cnn.py"), CompareOptions(recipes="pt2e-x86", **FAST))
+    pt2e = result.get("pt2e-x86")
+    assert pt2e.status == "ok", (pt2e.phase, pt2e.reason)
+    assert pt2e.first_run_s is not None and pt2e.latency is not None and pt2e.size_bytes
+    assert pt2e.sqnr_db is not None and pt2e.sqnr_db > 10
+    assert "convert_pt2e" in pt2e.code and "freezing = True" in pt2e.code
+    assert not result.not_run  # selected, so not listed as left out
+    import torch._inductor.config as inductor_config
+
+    assert inductor_config.freezing is False  # restored after the run
 
 
 # --------------------------------------------------------------------------------------- real accuracy: digits

@@ -38,6 +38,7 @@ from qdoctor.loader import LoadedTarget, load_target, quantization_level
 
 Progress = Callable[[str], None]
 LARGE_MODEL_BYTES = 16_000_000
+DEGENERATE_OUTPUT = 1e-6
 CHECK_SEED = 1  # the random stand-in batches SQNR is measured on differ from the calibration ones (seed 0)
 
 
@@ -202,6 +203,14 @@ def compare(spec: str, options: CompareOptions | None = None, progress: Progress
             _fill_comparisons(candidate, fp32, reference, outputs, options.limits)
             candidates.append(candidate)
     notes = _notes(loaded, candidates, not_run, selected)
+    if reference is not None:
+        largest = max((float(t.abs().max()) for t in flat_tensors(reference) if t.numel()), default=0.0)
+        if largest < DEGENERATE_OUTPUT:
+            notes.insert(0, (
+                f"the fp32 outputs are all but zero (largest |value| {largest:.1e}): int8 rounds them to 0, so SQNR "
+                "and top-1 agreement say nothing. Random weights with untouched BatchNorm statistics do this; use "
+                "trained weights or estimate the statistics first"
+            ))
     return CompareResult(
         spec=spec,
         file=loaded.target.file,

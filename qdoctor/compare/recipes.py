@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import re
 import traceback
 from dataclasses import dataclass
@@ -201,7 +202,7 @@ def _eager(recipe: Recipe, given: BuildInputs) -> Q.Built:
 
 
 _BACKEND_ERROR = re.compile(r"Could not run '([\w:.]+)' with arguments from the '(\w+)' backend")
-_TORCH_DIR = str(Path(torch.__file__).resolve().parent)
+_TORCH_DIR = str(Path(torch.__file__).resolve().parent) + os.sep  # the separator keeps torchvision/ out
 
 
 def _code_frame(exc: BaseException) -> traceback.FrameSummary | None:
@@ -220,9 +221,12 @@ def explain_eager_failure(exc: BaseException) -> str:
     where = f" at {frame.filename}:{frame.lineno} `{(frame.line or '').strip()}`" if frame else ""
     match = _BACKEND_ERROR.search(message)
     if match and match.group(2) == "QuantizedCPU":
+        hint = ""
+        if frame is not None and f"torchvision{os.sep}models{os.sep}" in frame.filename:
+            hint = " (torchvision.models.quantization has eager-ready versions of several torchvision models)"
         return (
             f"{match.group(1)} received a quantized tensor{where}. Eager mode needs nn.quantized.FloatFunctional "
-            "for tensor arithmetic (+, *, cat) and DeQuantStub before float-only ops; the fx recipes insert both"
+            f"for tensor arithmetic (+, *, cat) and DeQuantStub before float-only ops; the fx recipes insert both{hint}"
         )
     if match:
         return f"{match.group(1)} received a float tensor{where}: a QuantStub is missing before it"
