@@ -304,3 +304,23 @@ def test_a_quantized_model_without_float_model_cannot_be_compared():
     result = runner.invoke(app, ["compare", str(SCRIPTS / "quantized_only.py")])
     assert result.exit_code == 2
     assert "compare needs the float model" in result.output and "Traceback" not in result.output
+
+
+
+def test_a_broken_evaluate_stops_the_compare_with_one_line():
+    result = runner.invoke(app, ["compare", str(SCRIPTS / "compare_bad_evaluate.py"), "--bench-time", "0.05"])
+    assert result.exit_code == 2
+    assert "evaluate(float model) failed: KeyError" in result.output and "Traceback" not in result.output
+
+
+def test_a_failing_recipe_never_ends_the_run():
+    result = compare(str(SCRIPTS / "compare_untraceable.py"), CompareOptions(recipes="fx-x86,dynamic-x86", **FAST))
+    fx, dynamic = result.get("fx-x86"), result.get("dynamic-x86")
+    assert fx.status == "failed" and fx.phase == "build"
+    assert "TraceError" in fx.reason and fx.traceback
+    assert dynamic.status == "ok" and result.get("fp32").ok
+    assert result.recommendation.recipe in ("fp32", "dynamic-x86")
+    doc = json.loads(render(result, CompareFormat.json))
+    failed = next(c for c in doc["candidates"] if c["recipe"] == "fx-x86")
+    assert failed["status"] == "failed" and "TraceError" in failed["reason"]
+    assert "fx-x86: failed while building: TraceError" in render(result, CompareFormat.terminal, width=300)

@@ -199,6 +199,9 @@ def compare(spec: str, options: CompareOptions | None = None, progress: Progress
         for recipe in selected:
             candidate, outputs = run_recipe(recipe, ctx, progress)
             if recipe.name == FP32:
+                if not candidate.ok:  # the script itself is broken (inputs, evaluate()): nothing to compare against
+                    where = "evaluate(float model)" if candidate.phase == "evaluate" else f"{candidate.phase} of the float model"
+                    raise TargetError(f"{where} failed: {candidate.reason}")
                 fp32, reference = candidate, outputs
             _fill_comparisons(candidate, fp32, reference, outputs, options.limits)
             candidates.append(candidate)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from qdoctor.compare.result import FAILED, OK, Candidate, CompareResult, limit_text
 from qdoctor.reporters.terminal_report import fmt_bytes, fmt_sqnr
 
+PHASES = {"build": "building", "run": "running", "time": "timing", "evaluate": "running evaluate()", "size": "measuring size"}
 COLUMNS = ("recipe", "latency", "speedup", "size", "smaller", "SQNR", "top-1 agree", "evaluate()", "build", "verdict")
 
 
@@ -96,7 +97,7 @@ def problems(result: CompareResult) -> list[tuple[str, str]]:
     out = []
     for c in result.candidates:
         if c.status == FAILED:
-            out.append((c.recipe, f"failed while {c.phase or 'building'}: {c.reason}"))
+            out.append((c.recipe, f"failed while {PHASES.get(c.phase or 'build', c.phase)}: {c.reason}"))
         elif c.status != OK:
             out.append((c.recipe, f"skipped: {c.reason}"))
     return out
