@@ -240,6 +240,69 @@ def _render(
 
 
 @app.command()
+def compare(
+    target: str = typer.Argument(..., help="model.py (float model, example inputs; optional calibration_data(), evaluate())"),
+    recipes: Optional[str] = typer.Option(
+        None,
+        "--recipes",
+        help="Comma-separated recipes (fx-x86, eager-qnnpack, dynamic-fbgemm, pt2e-x86, ...), flows (fp32, dynamic, "
+        "eager, fx, pt2e), 'default' or 'all'. Default: fp32, dynamic and eager on this CPU's engine, FX on every engine.",
+    ),
+    max_drop: float = typer.Option(1.0, "--max-drop", min=0.0, help="Largest accepted drop of evaluate(), in points."),
+    min_sqnr: float = typer.Option(20.0, "--min-sqnr", help="Smallest accepted SQNR vs fp32 in dB (used without evaluate())."),
+    min_speedup: float = typer.Option(1.1, "--min-speedup", min=0.0, help="Recommend int8 only if at least this much faster."),
+    output_format: str = typer.Option("terminal", "--format", "-f", help="terminal | json | markdown | html"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report to this file instead of stdout."),
+    bench_time: float = typer.Option(1.0, "--bench-time", min=0.05, help="Seconds of timed runs per recipe."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of qdoctor's own errors."),
+) -> None:
+    """Quantize a float model with each recipe, measure latency, size and accuracy, and recommend one."""
+    from qdoctor.compare.reporters import CompareFormat
+
+    try:
+        fmt = CompareFormat(output_format)
+    except ValueError:
+        raise _fail(f"--format must be one of {', '.join(f.value for f in CompareFormat)}, not {output_format!r}") from None
+    console = _stderr()
+    from qdoctor.compare import CompareOptions, Limits, compare as run_compare
+    from qdoctor.compare.reporters import render
+    from qdoctor.errors import TargetError
+
+    options = CompareOptions(
+        recipes=recipes,
+        limits=Limits(max_drop=max_drop, min_sqnr_db=min_sqnr, min_speedup=min_speedup),
+        bench_time=bench_time,
+    )
+    try:
+        with console.status("comparing", spinner="dots") as status:
+            result = run_compare(target, options, progress=lambda msg: status.update(msg))
+    except TargetError as exc:
+        raise _fail(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - qdoctor's own failure: one line unless --debug
+        if debug:
+            raise
+        raise _fail(f"internal error while comparing {target}: {type(exc).__name__}: {exc} (rerun with --debug)") from None
+    if debug:
+        for candidate in result.candidates:
+            if candidate.traceback:
+                console.print(f"[bold]{candidate.recipe}[/] failed:\n{candidate.traceback}", highlight=False, markup=True)
+    color = fmt.value == "terminal" and output is None and sys.stdout.isatty()
+    text = render(result, fmt, color=color)
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    partial = output.with_name(output.name + ".partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(output)  # a failed write never leaves a half-written report behind
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
+    console.print(f"wrote {output}", highlight=False)
+
+
+@app.command()
 def rules() -> None:
     """List every rule: code, name, default severity, summary."""
     from qdoctor.registry import all_rules

@@ -55,12 +55,16 @@ def default_qconfig(engine: str) -> Any:
 
 
 def calibration_batches(
-    calibration_data: Callable[[], Any] | None, example_inputs: tuple[Any, ...], count: int = CALIBRATION_BATCHES
+    calibration_data: Callable[[], Any] | None,
+    example_inputs: tuple[Any, ...],
+    count: int = CALIBRATION_BATCHES,
+    seed: int = 0,
 ) -> tuple[list[tuple[Any, ...]], str]:
     """Batches to calibrate with, and where they came from (said in the report).
 
     The script's ``calibration_data()`` when it has one; else the example inputs plus random tensors of the same
-    shape and a similar scale (a stand-in: real data calibrates better).
+    shape and a similar scale (a stand-in: real data calibrates better). ``seed`` picks the random stand-ins
+    (another seed gives held-out batches to measure on).
     """
     if calibration_data is not None:
         batches = []
@@ -69,7 +73,7 @@ def calibration_batches(
         if batches:
             return batches, f"calibration_data() from the script ({len(batches)} batches)"
     batches = [tuple(example_inputs)]
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(seed)
     for _ in range(count - 1):
         batch = []
         for tensor in example_inputs:

@@ -16,7 +16,7 @@ def test_help_and_version_do_not_import_torch():
     code = (
         "import sys\n"
         "from qdoctor.cli import app\n"
-        "for args in (['--help'], ['--version'], ['check', '--help']):\n"
+        "for args in (['--help'], ['--version'], ['check', '--help'], ['compare', '--help']):\n"
         "    try:\n"
         "        app(args, prog_name='qdoctor')\n"
         "    except SystemExit:\n"

@@ -1,0 +1,257 @@
+"""The core of `qdoctor compare`: load the float model, apply each recipe to a copy, measure, recommend.
+
+Never prints and never exits. A recipe that raises is recorded as failed (with the phase and the error) and the
+run goes on; torch's global state is restored afterwards.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from qdoctor import __version__
+from qdoctor import quantize as Q
+from qdoctor.compare import recipes as R
+from qdoctor.compare.result import (
+    FAILED,
+    FP32,
+    SKIPPED,
+    Candidate,
+    CompareResult,
+    Limits,
+    accuracy_within_limit,
+    metric_drop_points,
+    recommend,
+)
+from qdoctor.errors import TargetError
+from qdoctor.gather import preserved_torch_state, quiet
+from qdoctor.gather.environment import gather_environment
+from qdoctor.gather.numerics import flat_tensors, sqnr_db
+from qdoctor.gather.timing import time_model
+from qdoctor.loader import LoadedTarget, load_target, quantization_level
+
+Progress = Callable[[str], None]
+LARGE_MODEL_BYTES = 16_000_000
+DEGENERATE_OUTPUT = 1e-6
+CHECK_SEED = 1  # the random stand-in batches SQNR is measured on differ from the calibration ones (seed 0)
+
+
+@dataclass
+class CompareOptions:
+    recipes: str | None = None  # --recipes; None: the default set
+    limits: Limits = field(default_factory=Limits)
+    bench_time: float = 1.0  # seconds of timed runs per recipe (torch.utils.benchmark min_run_time)
+    calibration_batches: int = Q.CALIBRATION_BATCHES  # random stand-ins when the script has no calibration_data()
+    check_batches: int = 8  # batches SQNR and top-1 agreement are measured on
+
+
+@dataclass
+class _Context:
+    given: R.BuildInputs
+    check_batches: list[tuple[Any, ...]]
+    evaluate: Callable[[nn.Module], float] | None
+    bench_time: float
+    environment: Any
+    collect_garbage: bool = False
+
+
+def float_model_of(loaded: LoadedTarget) -> tuple[nn.Module, str]:
+    """The float model to quantize: the script's float baseline, else its subject when that is still float."""
+    target = loaded.target
+    if loaded.float_baseline is not None:
+        return loaded.float_baseline, target.float_name or "float baseline"
+    if quantization_level(loaded.subject) == 0:
+        return loaded.subject, target.subject_name
+    raise TargetError(
+        f"compare needs the float model, and `{target.subject_name}` is already quantized: "
+        "define `float_model` or `build_float_model()` in the script"
+    )
+
+
+def _check_batches(loaded: LoadedTarget, calibration: list[tuple[Any, ...]], count: int) -> tuple[list[tuple[Any, ...]], str]:
+    if loaded.calibration_data is not None:
+        batches = calibration[:count]
+        return batches, f"the first {len(batches)} calibration_data() batch(es) (the same data used to calibrate)"
+    batches, _ = Q.calibration_batches(None, loaded.inputs, count, seed=CHECK_SEED)
+    return batches, (
+        f"the example inputs plus {len(batches) - 1} random batch(es) of the same shape, not those used to "
+        "calibrate (define calibration_data() and evaluate() for real data)"
+    )
+
+
+def top1_agreement(reference: list[Any], outputs: list[Any]) -> tuple[float | None, int]:
+    """Share of samples whose argmax matches the reference's, when every output is one (batch, classes) tensor."""
+    agree = total = 0
+    for ref, out in zip(reference, outputs):
+        refs, outs = flat_tensors(ref), flat_tensors(out)
+        if len(refs) != 1 or len(outs) != 1:
+            return None, 0
+        r, o = refs[0], outs[0]
+        if r.dim() != 2 or r.shape != o.shape or r.shape[1] < 2 or not r.is_floating_point():
+            return None, 0
+        agree += int((r.argmax(dim=1) == o.argmax(dim=1)).sum())
+        total += r.shape[0]
+    return (agree / total if total else None), total
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:400]}" if text else type(exc).__name__
+
+
+def run_recipe(recipe: R.Recipe, ctx: _Context, progress: Progress) -> tuple[Candidate, list[Any] | None]:
+    """Build, run, time and evaluate one recipe on a copy. Returns the candidate and its outputs on the check
+    batches (None when it did not run). Never raises for the recipe's own errors."""
+    candidate = Candidate(recipe.name, recipe.flow, recipe.engine, recipe.title)
+    why = R.unavailable(recipe, ctx.environment)
+    if why:
+        candidate.status, candidate.reason = SKIPPED, why
+        return candidate, None
+    outputs: list[Any] | None = None
+    built = None
+    phase = "build"
+    try:
+        progress(f"{recipe.name}: building")
+        start = time.perf_counter()
+        with quiet():
+            built = R.build(recipe, ctx.given)
+        candidate.build_s = time.perf_counter() - start
+        candidate.steps, candidate.code = list(built.steps), built.code
+        with R.runtime(recipe, built), quiet(), torch.no_grad():
+            phase = "run"
+            progress(f"{recipe.name}: first run" + (" (torch.compile)" if recipe.flow == "pt2e" else ""))
+            start = time.perf_counter()
+            built.model(*ctx.given.inputs)
+            candidate.first_run_s = time.perf_counter() - start
+            outputs = [built.model(*batch) for batch in ctx.check_batches]
+            phase = "time"
+            progress(f"{recipe.name}: timing")
+            candidate.latency = time_model(built.model, ctx.given.inputs, ctx.bench_time, copy_model=False)
+            if ctx.evaluate is not None:
+                phase = "evaluate"
+                progress(f"{recipe.name}: evaluate()")
+                candidate.metric = float(ctx.evaluate(built.model))
+        phase = "size"
+        candidate.size_bytes = R.model_bytes(recipe, built)
+    except R.SkipRecipe as exc:
+        candidate.status, candidate.reason = SKIPPED, str(exc)
+    except Exception as exc:  # noqa: BLE001 - a failing recipe is a result, never the end of the run
+        candidate.status, candidate.phase, candidate.reason = FAILED, phase, _one_line(exc)
+        candidate.traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-6000:]
+    finally:
+        del built
+        if recipe.flow == "pt2e":
+            torch._dynamo.reset()  # drop compiled graphs and their frozen weights
+        if ctx.collect_garbage:
+            gc.collect()  # a full collection costs ~0.3 s: worth it only to free the copies of a large model
+    return candidate, outputs if candidate.ok else None
+
+
+def _fill_comparisons(candidate: Candidate, fp32: Candidate | None, reference: list[Any] | None, outputs: list[Any] | None, limits: Limits) -> None:
+    if fp32 is not None and fp32.latency is not None and candidate.latency is not None and candidate.latency.median_ms:
+        candidate.speedup = fp32.latency.median_ms / candidate.latency.median_ms
+    if fp32 is not None and fp32.size_bytes and candidate.size_bytes:
+        candidate.size_ratio = fp32.size_bytes / candidate.size_bytes
+    if reference is not None and outputs is not None:
+        candidate.sqnr_db = sqnr_db(reference, outputs)
+        candidate.top1_agreement, candidate.top1_samples = top1_agreement(reference, outputs)
+    if fp32 is not None and fp32.metric is not None and candidate.metric is not None:
+        candidate.metric_drop = metric_drop_points(fp32.metric, candidate.metric)
+    if candidate.ok:
+        candidate.within_limit = accuracy_within_limit(candidate, limits)
+
+
+def compare(spec: str, options: CompareOptions | None = None, progress: Progress = lambda _: None) -> CompareResult:
+    """Compare quantization recipes on one target. Raises TargetError when it cannot compare at all."""
+    options = options or CompareOptions()
+    started = time.perf_counter()
+    with preserved_torch_state():
+        try:
+            selected, not_run = R.select(options.recipes, gather_environment())
+        except ValueError as exc:
+            raise TargetError(str(exc)) from None
+        progress(f"loading {spec}")
+        loaded = load_target(spec)
+        environment = gather_environment(loaded.user_engine, loaded.user_num_threads)
+        selected, not_run = R.select(options.recipes, environment)
+        float_model, float_name = float_model_of(loaded)
+        calibration, calibration_source = Q.calibration_batches(
+            loaded.calibration_data, loaded.inputs, options.calibration_batches
+        )
+        check, check_source = _check_batches(loaded, calibration, options.check_batches)
+        ctx = _Context(
+            given=R.BuildInputs(float_model, tuple(loaded.inputs), calibration, vnni=environment.has_vnni),
+            check_batches=check,
+            evaluate=loaded.evaluate,
+            bench_time=options.bench_time,
+            environment=environment,
+            collect_garbage=sum(p.numel() * p.element_size() for p in float_model.parameters()) > LARGE_MODEL_BYTES,
+        )
+        candidates: list[Candidate] = []
+        fp32: Candidate | None = None
+        reference: list[Any] | None = None
+        for recipe in selected:
+            candidate, outputs = run_recipe(recipe, ctx, progress)
+            if recipe.name == FP32:
+                if not candidate.ok:  # the script itself is broken (inputs, evaluate()): nothing to compare against
+                    where = "evaluate(float model)" if candidate.phase == "evaluate" else f"{candidate.phase} of the float model"
+                    raise TargetError(f"{where} failed: {candidate.reason}")
+                fp32, reference = candidate, outputs
+            _fill_comparisons(candidate, fp32, reference, outputs, options.limits)
+            candidates.append(candidate)
+    notes = _notes(loaded, candidates, not_run, selected)
+    if reference is not None:
+        largest = max((float(t.abs().max()) for t in flat_tensors(reference) if t.numel()), default=0.0)
+        if largest < DEGENERATE_OUTPUT:
+            notes.insert(0, (
+                f"the fp32 outputs are all but zero (largest |value| {largest:.1e}): int8 rounds them to 0, so SQNR "
+                "and top-1 agreement say nothing. Random weights with untouched BatchNorm statistics do this; use "
+                "trained weights or estimate the statistics first"
+            ))
+    return CompareResult(
+        spec=spec,
+        file=loaded.target.file,
+        float_name=float_name,
+        input_shapes=[t.shape for t in loaded.target.inputs],
+        environment=environment,
+        limits=options.limits,
+        candidates=candidates,
+        recommendation=recommend(candidates, options.limits),
+        calibration_source=calibration_source,
+        check_source=check_source,
+        metric_name="evaluate()" if loaded.evaluate is not None else None,
+        not_run=not_run,
+        notes=notes,
+        wall_s=time.perf_counter() - started,
+        qdoctor_version=__version__,
+    )
+
+
+def _notes(loaded: LoadedTarget, candidates: list[Candidate], not_run: dict[str, str], selected: list[R.Recipe]) -> list[str]:
+    notes = []
+    target = loaded.target
+    if target.inputs_inferred:
+        notes.append(f"inputs: {target.inputs_inferred}")
+    if target.float_derived:
+        notes.append(f"float model: {target.float_derived}")
+    if loaded.evaluate is None:
+        notes.append(
+            "no evaluate(model) in the script: accuracy is judged by SQNR against fp32 only; define evaluate() "
+            "returning an accuracy for a real accuracy drop"
+        )
+    if any(c.latency is not None and c.latency.noisy for c in candidates):
+        notes.append("latencies marked * are noisy (IQR above 10% of the median): is the machine busy?")
+    others = [r.name for r in R.catalog() if r.name not in {s.name for s in selected} and r.name not in not_run]
+    if others:
+        notes.append(f"also available: {', '.join(others)} (--recipes all)")
+    notes.append(
+        "latencies are torch.utils.benchmark medians of one forward on the example inputs under the recipe's "
+        "engine; build and first-run times are single wall-clock runs"
+    )
+    return notes

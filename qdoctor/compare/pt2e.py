@@ -1,0 +1,175 @@
+"""The PT2E recipe for compare: torch.export -> torchao X86InductorQuantizer -> calibrate -> convert_pt2e ->
+torch.compile with Inductor freezing (the lowering that turns q/dq patterns into int8 kernels).
+
+Optional: needs torchao and a working torch.compile (a C++ compiler). Anything missing is a skip with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from qdoctor.facts import Environment
+from qdoctor.quantize import Built, calibrate
+
+
+def unavailable(env: Environment) -> str | None:
+    if not env.is_x86:
+        return f"X86InductorQuantizer targets x86 CPUs; this machine is {env.machine}"
+    try:
+        _api()
+    except Exception as exc:  # noqa: BLE001 - ImportError, or an API that moved in another torchao version
+        version = _torchao_version()
+        found = f"torchao {version}" if version else "torchao is not installed"
+        return f"{found}: its PT2E API cannot be imported ({type(exc).__name__}: {exc}); pip install 'qdoctor[torchao]'"
+    return None
+
+
+def _torchao_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version("torchao")
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _api() -> tuple[Any, Any, Any, Any]:
+    # torchao registers a pytree constant at import, which makes torch log a deprecation warning on stderr.
+    pytree_log = logging.getLogger("torch.utils._pytree")
+    level = pytree_log.level
+    pytree_log.setLevel(logging.ERROR)
+    try:
+        return _import_api()
+    finally:
+        pytree_log.setLevel(level)
+
+
+def _import_api() -> tuple[Any, Any, Any, Any]:
+    from torchao.quantization.pt2e import move_exported_model_to_eval
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer
+
+    return prepare_pt2e, convert_pt2e, move_exported_model_to_eval, x86_inductor_quantizer
+
+
+def _doubled_batch(inputs: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The example inputs with their batch dimension doubled, or None when dim 0 is not a shared batch dimension.
+
+    torch.export specialises a dimension of size 1, so a batch of 2 is what lets it keep the batch dynamic.
+    """
+    tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
+    if len(tensors) != len(inputs) or any(t.dim() == 0 for t in tensors):
+        return None
+    if len({t.shape[0] for t in tensors}) != 1:
+        return None
+    return tuple(torch.cat([t, t]) for t in tensors)
+
+
+def export(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[torch.fx.GraphModule, str]:
+    """torch.export the model, batch dimension dynamic where possible; strict (TorchDynamo) capture first, as
+    torchao's x86 lowering does: on torch 2.14 the non-strict graph of a ResNet (``out += identity``) makes
+    X86InductorQuantizer fail with "Input partition has more than one output node"."""
+    doubled = _doubled_batch(inputs)
+    attempts: list[tuple[str, tuple[Any, ...], Any, bool]] = []
+    if doubled is not None:
+        dynamic = tuple({0: torch.export.Dim.AUTO} for _ in doubled)
+        attempts += [("strict, dynamic batch", doubled, dynamic, True), ("non-strict, dynamic batch", doubled, dynamic, False)]
+    attempts += [("strict, static shapes", tuple(inputs), None, True), ("non-strict, static shapes", tuple(inputs), None, False)]
+    errors = []
+    for how, args, shapes, strict in attempts:
+        try:
+            exported = torch.export.export(copy.deepcopy(model).eval(), args, dynamic_shapes=shapes, strict=strict)
+            return exported.module(), how
+        except Exception as exc:  # noqa: BLE001 - try the next way of capturing
+            errors.append(f"{how}: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}")
+    raise RuntimeError("torch.export could not capture the model (" + "; ".join(errors) + ")")
+
+
+def build(float_model: nn.Module, inputs: tuple[Any, ...], batches: list[tuple[Any, ...]], vnni: bool = True) -> Built:
+    prepare_pt2e, convert_pt2e, move_to_eval, xiq = _api()
+    exported, how = export(float_model, inputs)
+    # Without VNNI, 8-bit activations can saturate the u8*s8 accumulation: torchao says to reduce the range there.
+    config = xiq.get_default_x86_inductor_quantization_config(reduce_range=not vnni)
+    quantizer = xiq.X86InductorQuantizer().set_global(config)
+    prepared = prepare_pt2e(exported, quantizer)
+    calibrate(prepared, batches)
+    converted = convert_pt2e(prepared)
+    move_to_eval(converted)
+    # Compiles on the first call (which must run under runtime()), once per input shape: with dynamic shapes the
+    # int8 conv lowering of torch 2.14 fails a stride assertion (channels-last meta vs contiguous buffer).
+    compiled = torch.compile(converted, dynamic=False)
+    strict = not how.startswith("non-strict")
+    export_line = (
+        "batch = tuple(torch.cat([t, t]) for t in example_inputs)  # a batch of 1 would be specialised\n"
+        f"exported = torch.export.export(float_model.eval(), batch, strict={strict},\n"
+        "                               dynamic_shapes=tuple({0: torch.export.Dim.AUTO} for _ in batch)).module()\n"
+        if "dynamic batch" in how
+        else f"exported = torch.export.export(float_model.eval(), example_inputs, strict={strict}).module()\n"
+    )
+    code = (
+        "import torch\n"
+        "from torchao.quantization.pt2e import move_exported_model_to_eval\n"
+        "from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e\n"
+        "from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq\n"
+        f"{export_line}"
+        f"config = xiq.get_default_x86_inductor_quantization_config(reduce_range={not vnni})\n"
+        "prepared = prepare_pt2e(exported, xiq.X86InductorQuantizer().set_global(config))\n"
+        "with torch.no_grad():\n"
+        "    for batch in calibration_batches:\n"
+        "        prepared(*batch)\n"
+        "quantized = convert_pt2e(prepared)\n"
+        "move_exported_model_to_eval(quantized)\n"
+        "torch._inductor.config.freezing = True  # lowers q/dq patterns to int8 kernels\n"
+        "with torch.no_grad():\n"
+        "    quantized_model = torch.compile(quantized, dynamic=False)  # one compile per input shape\n"
+        "    quantized_model(*example_inputs)  # compiles here"
+    )
+    steps = [
+        f"torch.export ({how})",
+        "prepare_pt2e with X86InductorQuantizer",
+        f"calibrated on {len(batches)} batch(es)",
+        "convert_pt2e",
+        "torch.compile with Inductor freezing",
+    ]
+    return Built(compiled, "x86", steps, code)
+
+
+@contextlib.contextmanager
+def runtime() -> Iterator[None]:
+    """Inductor freezing on while the compiled model runs (it compiles, and recompiles for new shapes, lazily)."""
+    import torch._inductor.config as inductor_config
+
+    with inductor_config.patch(freezing=True):
+        yield
+
+
+def graph_bytes(model: nn.Module) -> int:
+    """Serialized bytes of the tensors the quantized graph uses.
+
+    After convert_pt2e the int8 weights are plain attributes read by get_attr nodes (not in the state_dict), while
+    the state_dict can still hold float parameters the graph no longer reads: count what the graph reads.
+    """
+    graph_module = getattr(model, "_orig_mod", model)  # torch.compile wraps the GraphModule
+    tensors: dict[str, torch.Tensor] = {}
+    for module in graph_module.modules():
+        graph = getattr(module, "graph", None)
+        if not isinstance(graph, torch.fx.Graph):
+            continue
+        for node in graph.nodes:
+            if node.op != "get_attr":
+                continue
+            value: Any = module
+            for part in str(node.target).split("."):
+                value = getattr(value, part, None)
+            if isinstance(value, torch.Tensor):
+                tensors[f"{id(module)}.{node.target}"] = value.detach()
+    buffer = io.BytesIO()
+    torch.save(tensors, buffer)
+    return buffer.tell()

@@ -1,0 +1,135 @@
+"""The words and numbers every compare format shows, computed once: table rows, the machine line, the verdicts."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from qdoctor.compare.result import FAILED, OK, Candidate, CompareResult, limit_text
+from qdoctor.reporters.terminal_report import fmt_bytes, fmt_sqnr
+
+PHASES = {"build": "building", "run": "running", "time": "timing", "evaluate": "running evaluate()", "size": "measuring size"}
+COLUMNS = ("recipe", "latency", "speedup", "size", "smaller", "SQNR", "top-1 agree", "evaluate()", "build", "verdict")
+
+
+@dataclass
+class Row:
+    candidate: Candidate
+    cells: dict[str, str]
+    recommended: bool
+
+
+def latency_text(c: Candidate) -> str:
+    t = c.latency
+    if t is None:
+        return "-"
+    return f"{t.median_ms:.2f} ±{t.iqr_ms:.2f} ms" + ("*" if t.noisy else "")
+
+
+def ratio_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def top1_text(c: Candidate) -> str:
+    if c.top1_agreement is None:
+        return "-"
+    return f"{c.top1_agreement:.0%} of {c.top1_samples}"
+
+
+def metric_text(c: Candidate) -> str:
+    if c.metric is None:
+        return "-"
+    if c.metric_drop is None or c.recipe == "fp32":
+        return f"{c.metric:.4g}"
+    change = -c.metric_drop if abs(c.metric_drop) >= 0.005 else 0.0
+    return f"{c.metric:.4g} ({change:+.2f})"
+
+
+def build_text(c: Candidate) -> str:
+    if c.build_s is None:
+        return "-"
+    text = f"{c.build_s:.1f} s"
+    if c.flow == "pt2e" and c.first_run_s is not None:
+        text += f" + {c.first_run_s:.0f} s compile"
+    return text
+
+
+def verdict(c: Candidate) -> str:
+    if c.status != OK:
+        return c.status + (f" ({c.phase})" if c.phase else "")
+    if c.within_limit is None:
+        return "unknown"
+    return "ok" if c.within_limit else "too lossy"
+
+
+def rows(result: CompareResult) -> list[Row]:
+    chosen = result.recommendation.recipe
+    out = []
+    for c in result.by_speed():
+        cells = {
+            "recipe": c.recipe,
+            "latency": latency_text(c),
+            "speedup": ratio_text(c.speedup),
+            "size": fmt_bytes(c.size_bytes),
+            "smaller": ratio_text(c.size_ratio),
+            "SQNR": fmt_sqnr(c.sqnr_db),
+            "top-1 agree": top1_text(c),
+            "evaluate()": metric_text(c),
+            "build": build_text(c),
+            "verdict": verdict(c),
+        }
+        out.append(Row(c, cells, c.recipe == chosen))
+    return out
+
+
+def columns(result: CompareResult) -> list[str]:
+    """Columns with something to show: evaluate() only when the script has it, top-1 only for class scores."""
+    shown = list(COLUMNS)
+    if result.metric_name is None:
+        shown.remove("evaluate()")
+    if all(c.top1_agreement is None for c in result.candidates):
+        shown.remove("top-1 agree")
+    return shown
+
+
+def problems(result: CompareResult) -> list[tuple[str, str]]:
+    """(recipe, why) for every recipe that was skipped or failed."""
+    out = []
+    for c in result.candidates:
+        if c.status == FAILED:
+            out.append((c.recipe, f"failed while {PHASES.get(c.phase or 'build', c.phase)}: {c.reason}"))
+        elif c.status != OK:
+            out.append((c.recipe, f"skipped: {c.reason}"))
+    return out
+
+
+def machine_text(result: CompareResult) -> str:
+    env = result.environment
+    isa = "/".join(env.cpu_isa) or env.cpu_capability
+    return (
+        f"{env.cpu_model or env.machine}, {env.cpu_count} cores, {env.machine} {isa}; torch {env.torch_version}, "
+        f"{env.num_threads} threads; engines {', '.join(env.supported_engines)}"
+    )
+
+
+def limits_text(result: CompareResult) -> str:
+    limits = result.limits
+    text = limit_text(limits, result.metric_name is not None)
+    return f"{text}; recommended only if at least {limits.min_speedup:g}x faster than fp32"
+
+
+def inputs_text(result: CompareResult) -> str:
+    return ", ".join("x".join(str(d) for d in shape) for shape in result.input_shapes) or "-"
+
+
+def chart_value(c: Candidate, kind: str) -> float | None:
+    """The number a chart bar shows: latency ms, size MB, or accuracy (evaluate() when given, else SQNR dB)."""
+    if kind == "latency":
+        return c.latency.median_ms if c.latency else None
+    if kind == "size":
+        return c.size_bytes / 1e6 if c.size_bytes else None
+    if c.metric is not None:
+        return c.metric
+    if c.sqnr_db is None:
+        return None
+    return c.sqnr_db if math.isfinite(c.sqnr_db) else None

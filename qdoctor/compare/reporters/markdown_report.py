@@ -1,0 +1,50 @@
+"""Markdown report of a compare: pastes into a GitHub issue or a pull request and reads well there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qdoctor.compare.reporters import cells
+from qdoctor.compare.result import CompareResult
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render(result: CompareResult, **_: Any) -> str:
+    rec = result.recommendation
+    lines = [f"## qdoctor compare: `{result.spec}`", ""]
+    if rec.recipe:
+        lines.append(f"**Recommended: `{rec.recipe}`**: {rec.reason}.")
+    else:
+        lines.append(f"**No recommendation**: {rec.reason}.")
+    if rec.code:
+        lines += ["", "```python", rec.code, "```"]
+    shown = cells.columns(result)
+    lines += ["", "| " + " | ".join(shown) + " |", "|" + "|".join("---" if n == "recipe" else "---:" for n in shown) + "|"]
+    for row in cells.rows(result):
+        values = [_cell(row.cells[name]) for name in shown]
+        if row.recommended:
+            values = [f"**{v}**" for v in values]
+        lines.append("| " + " | ".join(values) + " |")
+    problems = cells.problems(result)
+    if problems or result.not_run:
+        lines += ["", "Not measured:", ""]
+        lines += [f"- `{recipe}`: {_cell(why)}" for recipe, why in problems]
+        lines += [f"- `{recipe}`: not run, {_cell(why)}" for recipe, why in result.not_run.items()]
+    lines += [
+        "",
+        "<details><summary>How this was measured</summary>",
+        "",
+        f"- float model: `{result.float_name}`, inputs {cells.inputs_text(result)}",
+        f"- calibration: {result.calibration_source}",
+        f"- accuracy data: {result.check_source}",
+        f"- limit: {cells.limits_text(result)}",
+        f"- machine: {cells.machine_text(result)}",
+    ]
+    lines += [f"- {note}" for note in result.notes]
+    if result.wall_s is not None:
+        lines.append(f"- compare took {result.wall_s:.0f} s (wall clock), qdoctor {result.qdoctor_version}")
+    lines += ["", "</details>", ""]
+    return "\n".join(lines)
