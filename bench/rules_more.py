@@ -1,6 +1,6 @@
 """Measured effects of the fixes for QD007-QD011 (the "Measured effect" sections of their rules/ documents).
 
-    PYTHONPATH=. .venv/bin/python bench/rules_more.py            # everything, writes bench/rules_more.md
+    PYTHONPATH=. .venv/bin/python bench/rules_more.py            # everything, writes its sections of bench/RESULTS.md
     PYTHONPATH=. .venv/bin/python bench/rules_more.py qd008 qd010  # some of it
 
 Every time is a torch.utils.benchmark measurement (median and IQR over timed blocks). Models have random weights
@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "rules_more.md"
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 warnings.filterwarnings("ignore")
 
@@ -263,16 +262,6 @@ SCENARIOS: dict[str, Callable[[], list[str]]] = {
 }
 
 
-HEADER = """# Measured effects for QD007-QD011 and the crash doctor
-
-Written by `python bench/rules_more.py [scenario ...]` (scenarios: {names}); each section is replaced when its
-scenario runs again. Times: torch.utils.benchmark blocked_autorange in alternating rounds, median ± IQR per forward
-pass. Where the effect does not depend on the thread count, models are timed with 1 thread: on a shared machine,
-2-thread timings of int8 kernels stall whenever another job holds the second core, and then measure the neighbours,
-not the model.
-"""
-
-
 def machine_line() -> str:
     env = gather_environment()
     return (
@@ -283,11 +272,12 @@ def machine_line() -> str:
 
 
 def write_section(name: str, lines: list[str]) -> None:
-    text = OUT.read_text(encoding="utf-8") if OUT.exists() else HEADER.format(names=", ".join(SCENARIOS))
-    block = f"<!-- rules_more:{name} -->\n" + "\n".join(lines).strip() + f"\n<!-- /rules_more:{name} -->"
-    pattern = re.compile(rf"<!-- rules_more:{name} -->.*?<!-- /rules_more:{name} -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    OUT.write_text(text, encoding="utf-8")
+    """This scenario's section of bench/RESULTS.md (bench/common.py keeps the sections apart)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import write_section as write
+
+    title = lines[0].lstrip("#").strip() if lines and lines[0].startswith("#") else f"rules QD007-QD011: {name}"
+    write(f"rules_more_{name}", title, "\n".join(lines[1:] if lines and lines[0].startswith("#") else lines))
 
 
 def main(argv: list[str]) -> None:
@@ -306,7 +296,7 @@ def main(argv: list[str]) -> None:
         lines = lines[:1] + ["", started] + lines[1:]
         print("\n".join(lines) + "\n", flush=True)
         write_section(name, lines)
-    print(f"wrote {OUT}")
+    print("wrote bench/RESULTS.md")
 
 
 if __name__ == "__main__":

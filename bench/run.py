@@ -1,29 +1,45 @@
-"""Run every benchmark in bench/ and rewrite bench/RESULTS.md: `python3 dev.py bench` (or `python bench/run.py
-[name ...]`). Run it on a quiet machine: other load distorts every figure."""
+"""Run the benchmarks in bench/ and rewrite their sections of bench/RESULTS.md: `python3 dev.py bench` (or
+`python bench/run.py [name ...]`). Each runs in its own process, one after another. Run it on a quiet machine:
+other load distorts every figure (each section records the load average it started with)."""
 
 from __future__ import annotations
 
-import importlib
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+ROOT = HERE.parent
 
-ORDER = ["startup", "fidelity", "overhead", "motivation", "check_runtime"]
+# name -> arguments; the order puts the cheap ones first.
+BENCHMARKS = {
+    "startup": [],
+    "fidelity": [],
+    "check_runtime": [],
+    "overhead": [],
+    "motivation": [],
+    "compare_models": ["resnet18", "resnet50", "mobilenet_v2"],
+    "rules_more": [],
+    "stress_isolation": [],
+}
 
 
 def main(names: list[str]) -> int:
-    available = [n for n in ORDER if (HERE / f"{n}.py").exists()]
-    chosen = names or available
-    unknown = [n for n in chosen if n not in available]
+    chosen = names or list(BENCHMARKS)
+    unknown = [n for n in chosen if n not in BENCHMARKS]
     if unknown:
-        print(f"bench/run.py: unknown benchmark(s) {unknown}; choose from {available}")
+        print(f"bench/run.py: unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
         return 2
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    failed = []
     for name in chosen:
         print(f"== {name}", flush=True)
-        print(importlib.import_module(name).main(), flush=True)
-    return 0
+        if subprocess.call([sys.executable, str(HERE / f"{name}.py"), *BENCHMARKS[name]], cwd=ROOT, env=env) != 0:
+            failed.append(name)
+    if failed:
+        print(f"bench/run.py: failed: {failed}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
