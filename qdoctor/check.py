@@ -20,6 +20,7 @@ class CheckOptions:
     gather: GatherOptions = field(default_factory=GatherOptions)
     select: list[str] | None = None
     ignore: list[str] | None = None
+    trust: bool = False  # a pickled full model as TARGET may be unpickled (it runs code from the file)
 
 
 def notes_for(facts) -> list[str]:  # type: ignore[no-untyped-def]
@@ -37,7 +38,9 @@ def notes_for(facts) -> list[str]:  # type: ignore[no-untyped-def]
         c = target.load_crash
         where = f" at {c.file}:{c.line}" if c.line else ""
         notes.append(f"the script raised {c.type}{where}; the globals defined before it were used")
-    if facts.modules is not None and not facts.is_quantized:
+    if facts.flow is not None:
+        notes.extend(f"{facts.flow.flow}: {note}" for note in facts.flow.notes)
+    if facts.modules is not None and not facts.is_quantized and not _flow_failed(facts):
         notes.append(
             "the model is not quantized (no quantized modules, observers, fake-quant or qconfig): nothing to "
             "diagnose. To choose a quantization recipe, run `qdoctor compare` on this file."
@@ -45,14 +48,20 @@ def notes_for(facts) -> list[str]:  # type: ignore[no-untyped-def]
     return notes
 
 
+def _flow_failed(facts) -> bool:  # type: ignore[no-untyped-def]
+    """A quantization flow step raised (export, prepare_pt2e, an import that moved): the model the script meant to
+    quantize stayed float, and the rules must still run to say why."""
+    return facts.flow is not None and facts.flow.failure is not None
+
+
 def check(spec: str, options: CheckOptions | None = None, progress: Callable[[str], None] = lambda _: None) -> Report:
     """Check one target. Raises qdoctor.errors.TargetError when it cannot be checked at all."""
     options = options or CheckOptions()
     with preserved_torch_state():
         progress(f"loading {spec}")
-        loaded = load_target(spec)
+        loaded = load_target(spec, trust=options.trust)
         facts = gather_facts(loaded, options.gather, progress)
-        if facts.modules is not None and not facts.is_quantized:
+        if facts.modules is not None and not facts.is_quantized and not _flow_failed(facts):
             findings, skipped = [], []
         else:
             findings, skipped = run_rules(facts, options.select, options.ignore)

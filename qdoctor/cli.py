@@ -53,7 +53,9 @@ def _split(values: Optional[List[str]]) -> Optional[List[str]]:
 
 @app.command()
 def check(
-    target: str = typer.Argument(..., help="model.py, or package.module:attribute"),
+    target: str = typer.Argument(
+        ..., help="model.py, package.module:attribute, or a saved model (.pt TorchScript, .pt2 ExportedProgram)"
+    ),
     output_format: OutputFormat = typer.Option(OutputFormat.terminal, "--format", "-f", help="Report format."),
     fail_on: str = typer.Option("warning", "--fail-on", help="Exit 1 on findings at or above: error|warning|info|never."),
     exit_zero: bool = typer.Option(False, "--exit-zero", help="Exit 0 even when there are findings."),
@@ -63,6 +65,9 @@ def check(
     bench_time: float = typer.Option(1.0, "--bench-time", min=0.05, help="Seconds of timed runs per model."),
     profile: bool = typer.Option(True, "--profile/--no-profile", help="Profile with torch.profiler."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of qdoctor's own errors."),
+    trust: bool = typer.Option(
+        False, "--trust", help="Allow a pickled full model (torch.save(model)) as TARGET: unpickling runs code from it."
+    ),
 ) -> None:
     """Diagnose a quantized model: measure it, find every cause of slowness or breakage, suggest fixes."""
     if fail_on not in ("error", "warning", "info", "never"):
@@ -77,6 +82,7 @@ def check(
         gather=GatherOptions(bench=bench, bench_time=bench_time, profile=profile),
         select=_split(select),
         ignore=_split(ignore),
+        trust=trust,
     )
     try:
         with console.status("checking", spinner="dots") as status:

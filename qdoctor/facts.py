@@ -22,6 +22,7 @@ QUANT_STUB = "quant_stub"  # QuantStub before convert, nnq.Quantize after
 DEQUANT_STUB = "dequant_stub"  # DeQuantStub before convert, nnq.DeQuantize after
 FLOAT_FUNCTIONAL = "float_functional"  # FloatFunctional before convert, QFunctional after
 CONTAINER = "container"
+TORCHAO_QUANTIZED = "torchao_quantized"  # a float module whose weight is a torchao tensor subclass (quantize_)
 
 # Time-breakdown categories of the profile.
 CAT_INT8 = "int8_kernels"
@@ -30,6 +31,20 @@ CAT_FLOAT = "float_compute"
 CAT_OBSERVER = "observers_fake_quant"
 CAT_OTHER = "other"
 CATEGORIES = (CAT_INT8, CAT_QDQ, CAT_FLOAT, CAT_OBSERVER, CAT_OTHER)
+
+# Graph node kinds, as recorded in GraphNode.kind (FX GraphModules, PT2E/exported programs, TorchScript graphs).
+NODE_INPUT = "input"  # placeholder / graph input
+NODE_OUTPUT = "output"
+NODE_ATTR = "attr"  # get_attr, constants, packed params
+NODE_QUANTIZE = "quantize"  # float -> int8 (quantize_per_tensor, quantized_decomposed.quantize_*, ...)
+NODE_DEQUANTIZE = "dequantize"  # int8 -> float
+NODE_QUANTIZED_OP = "quantized_op"  # runs an int8 kernel now (quantized::*, a quantized module, an op on int8 tensors)
+NODE_REFERENCE_OP = "reference_op"  # float op fed by dequantize: runs in fp32 now, int8 once lowered (PT2E, reference FX)
+NODE_FLOAT_OP = "float_op"  # float compute
+NODE_LAYOUT = "layout"  # shape/view/bookkeeping ops: no compute worth counting
+NODE_OBSERVER = "observer"
+NODE_FAKE_QUANT = "fake_quant"
+NODE_OTHER = "other"
 
 
 @dataclass
@@ -99,6 +114,11 @@ class ModuleInfo:
     observer_enabled: bool | None = None
     has_observer_attached: bool = False  # an activation_post_process child or hook (eager prepare)
     source: SourceLocation | None = None  # where the module was created in the user's file
+    # torchao quantize_: the weight is a tensor subclass (kind TORCHAO_QUANTIZED)
+    weight_tensor_type: str | None = None  # qualified class name, e.g. torchao.quantization.Int8Tensor
+    weight_storage_dtype: str | None = None  # dtype of the stored integer data, e.g. torch.int8
+    weight_granularity: str | None = None  # e.g. PerRow, PerTensor, PerGroup(32)
+    activation_quantized: bool | None = None  # the subclass also quantizes activations (dynamic activation quant)
 
 
 @dataclass
@@ -173,6 +193,7 @@ class ModuleTime:
     type: str
     kind: str
     total_ms: float  # per run, inclusive of the ops inside it
+    ops: list[OpTime] = field(default_factory=list)  # the ops that ran inside it, by self time (top few)
 
 
 @dataclass
@@ -233,6 +254,85 @@ class Numerics:
 
 
 @dataclass
+class QParams:
+    """Arguments of a quantize/dequantize node: what the quantizer chose for that tensor."""
+
+    dtype: str  # torch.uint8, torch.int8, torch.quint8, ...
+    quant_min: int | None = None
+    quant_max: int | None = None
+    per_channel: bool = False
+    is_weight: bool = False  # the quantized value is a parameter (get_attr / packed weight), not an activation
+
+    @property
+    def symmetric_int8(self) -> bool:
+        """Signed int8 activations (XNNPACK/ARM style), as opposed to the unsigned uint8 the x86 kernels take."""
+        return "int8" in self.dtype and "uint8" not in self.dtype and "quint8" not in self.dtype
+
+
+@dataclass
+class GraphNode:
+    """One node of the subject's graph (FX GraphModule, PT2E/exported program, TorchScript), in execution order.
+
+    ``name`` is the location findings point at: the FX node name, or for TorchScript the module path plus the op.
+    """
+
+    name: str
+    op: str  # placeholder, get_attr, call_function, call_method, call_module, output; TorchScript: the node kind
+    target: str  # "aten.conv2d.default", "quantized_decomposed.quantize_per_tensor.default", "conv1" (a module)...
+    kind: str  # one of the NODE_* kinds above
+    inputs: list[str]  # names of the nodes whose values it reads, in argument order
+    module: str | None = None  # module path it belongs to (call_module target, nn_module_stack, TorchScript scope)
+    module_type: str | None = None  # class name of that module
+    qparams: QParams | None = None  # for quantize/dequantize nodes
+    source: SourceLocation | None = None  # the user's line, from the node's stack trace
+
+    @property
+    def is_compute(self) -> bool:
+        return self.kind in (NODE_QUANTIZED_OP, NODE_REFERENCE_OP, NODE_FLOAT_OP)
+
+
+@dataclass
+class CompileInfo:
+    """The subject is a torch.compile'd module (torch._dynamo OptimizedModule)."""
+
+    backend: str | None  # "inductor", "eager", "aot_eager"...; None when it could not be read
+    source: SourceLocation | None = None  # the user's torch.compile line
+    options: dict[str, Any] = field(default_factory=dict)  # torch.compile(mode=..., options=...) settings
+    freezing: bool | None = None  # Inductor freezing in effect for it (options, else config, else environment)
+    freezing_source: str = ""  # where that came from
+    first_call_s: float | None = None  # one wall-clock measurement of its first call in qdoctor (includes compiling)
+
+
+@dataclass
+class FlowFailure:
+    """A quantization flow step that raised (export, prepare, convert, an import that moved), mapped to its cause."""
+
+    step: str  # "import", "export", "prepare_pt2e", "convert_pt2e", "eval/train", "run", "quantize_", ...
+    cause: str  # short id, e.g. "data-dependent-control-flow"
+    explanation: str  # one or two sentences for the user
+    fix: str  # code the user can paste
+    error: str  # "ExceptionType: first line of the message"
+    file: str | None = None
+    line: int | None = None
+    code: str | None = None
+
+
+@dataclass
+class FlowInfo:
+    """Which quantization flow produced the subject, and flow-specific facts."""
+
+    flow: str  # "eager", "fx", "pt2e", "torchao", "torchscript", "none"
+    stage: str | None = None  # "prepared", "converted", "reference" (FX reference / PT2E q-dq form), None
+    saved_format: str | None = None  # the TARGET was a file: "torchscript", "exported_program", "pickle"
+    source: SourceLocation | None = None  # the user's line that produced the subject (convert_pt2e, convert_fx...)
+    compiled: CompileInfo | None = None
+    quantizers: list[str] = field(default_factory=list)  # PT2E Quantizer classes the script holds (qualified names)
+    torchao_version: str | None = None  # when torchao is imported
+    failure: FlowFailure | None = None  # a flow step raised while the script ran
+    notes: list[str] = field(default_factory=list)  # flow facts worth telling (e.g. what a TorchScript file records)
+
+
+@dataclass
 class Target:
     spec: str  # what the user passed
     file: str | None  # the script, when there is one
@@ -263,6 +363,8 @@ class Facts:
     benchmark: Benchmarks | None = None
     size: Sizes | None = None
     numerics: Numerics | None = None
+    graph: list[GraphNode] | None = None  # the subject's graph when it has one (FX, PT2E, TorchScript)
+    flow: FlowInfo | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
 
     # ---- small conveniences for rules; pure functions of the data above ----
@@ -277,7 +379,13 @@ class Facts:
         """The subject holds anything of a quantization flow (quantized modules, observers, fake-quant, qconfig)."""
         return any(
             m.kind not in (FLOAT, CONTAINER) or m.qconfig is not None for m in self.modules or []
+        ) or any(
+            n.kind in (NODE_QUANTIZE, NODE_DEQUANTIZE, NODE_QUANTIZED_OP, NODE_OBSERVER, NODE_FAKE_QUANT)
+            for n in self.graph or []
         )
+
+    def graph_node(self, name: str) -> GraphNode | None:
+        return next((n for n in self.graph or [] if n.name == name), None)
 
     @property
     def crash(self) -> CrashInfo | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -11,8 +13,8 @@ from typing import Any, Callable, Iterator
 import torch
 
 from qdoctor import facts as F
-from qdoctor.facts import Benchmarks, Facts, Numerics, Sizes
-from qdoctor.loader import LoadedTarget
+from qdoctor.facts import Benchmarks, Facts, Numerics, Sizes, Trace
+from qdoctor.loader import LoadedTarget, crash_info
 
 Progress = Callable[[str], None]
 
@@ -39,12 +41,29 @@ def preserved_torch_state() -> Iterator[None]:
     engine = torch.backends.quantized.engine
     threads = torch.get_num_threads()
     grad = torch.is_grad_enabled()
+    # Inductor's freezing flag: a script may set it for its torch.compile (read only if the script imported it).
+    inductor_config = sys.modules.get("torch._inductor.config")
+    freezing = getattr(inductor_config, "freezing", None)
     try:
         yield
     finally:
         torch.backends.quantized.engine = engine
         torch.set_num_threads(threads)
         torch.set_grad_enabled(grad)
+        if inductor_config is not None and freezing is not None:
+            inductor_config.freezing = freezing
+        elif inductor_config is None and "torch._inductor.config" in sys.modules:
+            _reset_inductor_freezing(sys.modules["torch._inductor.config"])
+
+
+def _reset_inductor_freezing(config: Any) -> None:
+    """The script imported Inductor and may have set freezing: back to what the environment or torch defaults to."""
+    try:
+        entry = config._config["freezing"]
+        from_env = entry.env_value_default
+        config.freezing = from_env if isinstance(from_env, bool) else bool(entry.default)
+    except (AttributeError, KeyError, TypeError):  # a torch whose config module is laid out differently
+        pass
 
 
 def _reason(exc: BaseException) -> str:
@@ -52,12 +71,22 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}"
 
 
+def _run_once(model: Any, inputs: tuple[Any, ...]) -> Any:
+    with torch.no_grad():
+        return model(*inputs)
+
+
 def gather_facts(loaded: LoadedTarget, options: GatherOptions, progress: Progress = lambda _: None) -> Facts:
-    from qdoctor.gather import environment, modules, numerics, profile, size, timing, trace
+    from qdoctor.gather import environment, flows, graph, modules, numerics, profile, size, timing, trace
 
     target = loaded.target
     facts = Facts(target=target, environment=environment.gather_environment(loaded.user_engine, loaded.user_num_threads))
     subject, baseline, inputs = loaded.subject, loaded.float_baseline, loaded.inputs
+    # A torch.compile'd subject: facts about the model come from the module it wraps; profile and timing run the
+    # compiled module itself, uncopied (a copy would compile again). TorchScript modules take no Python hooks.
+    eager = graph.eager_module(subject)
+    compiled = eager is not subject
+    scripted = isinstance(eager, torch.jit.ScriptModule)
 
     def attempt(part: str, work: Callable[[], Any]) -> Any:
         try:
@@ -68,14 +97,40 @@ def gather_facts(loaded: LoadedTarget, options: GatherOptions, progress: Progres
             return None
 
     progress("inventory of modules")
-    facts.modules = attempt("modules", lambda: modules.inventory(subject, loaded.origins, baseline))
+    facts.modules = attempt("modules", lambda: modules.inventory(eager, loaded.origins, baseline))
     if baseline is not None:
         facts.float_modules = attempt("float_modules", lambda: modules.inventory(baseline, loaded.origins))
     else:
         facts.unavailable["float_modules"] = "no float baseline in the target"
 
+    progress("reading the graph")
+    facts.graph = attempt("graph", lambda: graph.graph_nodes(subject, target.file, modules.classify))
+    if facts.graph is None and "graph" not in facts.unavailable:
+        facts.unavailable["graph"] = "the subject is an eager module tree, not a graph (FX, PT2E or TorchScript)"
+
+    first_call: dict[str, Any] = {}
+    if compiled:
+        progress("compiling the subject (torch.compile: its first call)")
+        started = time.perf_counter()
+        try:
+            with quiet():
+                _run_once(subject, inputs)
+            first_call["seconds"] = time.perf_counter() - started
+        except Exception as exc:  # noqa: BLE001 - a compiled model that raises is a fact
+            first_call["crash"] = crash_info(exc, "run", target.file)
+
     progress("tracing one forward pass")
-    facts.trace = attempt("trace", lambda: trace.trace_model(subject, inputs, target.file))
+    if scripted:
+        facts.unavailable["trace"] = "a TorchScript module takes no Python hooks; its graph facts show what it runs"
+        try:
+            with quiet():
+                _run_once(subject, inputs)
+        except Exception as exc:  # noqa: BLE001
+            facts.trace = Trace(events=[], output=[], crash=crash_info(exc, "run", target.file))
+    else:
+        facts.trace = attempt("trace", lambda: trace.trace_model(eager, inputs, target.file))
+    if facts.trace is not None and facts.trace.crash is None and "crash" in first_call:
+        facts.trace.crash = first_call["crash"]
     crashed = facts.trace is not None and facts.trace.crash is not None
     kinds = {m.path: m.kind for m in facts.modules or []}
     int8 = {e.module for e in (facts.trace.events if facts.trace else []) if e.kind == "module" and e.any_input_quantized}
@@ -88,7 +143,11 @@ def gather_facts(loaded: LoadedTarget, options: GatherOptions, progress: Progres
         else:
             progress("profiling the subject")
             facts.profile = attempt(
-                "profile", lambda: profile.profile_model(subject, inputs, kinds, int8, budget_s=options.profile_budget)
+                "profile",
+                lambda: profile.profile_model(
+                    subject if compiled else eager, inputs, kinds, int8, budget_s=options.profile_budget,
+                    copy_model=not compiled,
+                ),
             )
         if baseline is not None:
             progress("profiling the float baseline")
@@ -107,7 +166,9 @@ def gather_facts(loaded: LoadedTarget, options: GatherOptions, progress: Progres
             subject_error = "the subject raised when run"
         else:
             progress("benchmarking the subject")
-            subject_timing = attempt("benchmark", lambda: timing.time_model(subject, inputs, options.bench_time))
+            subject_timing = attempt(
+                "benchmark", lambda: timing.time_model(subject, inputs, options.bench_time, copy_model=not compiled)
+            )
         if baseline is not None:
             progress("benchmarking the float baseline")
             float_timing = attempt("benchmark", lambda: timing.time_model(baseline, inputs, options.bench_time))
@@ -132,9 +193,30 @@ def gather_facts(loaded: LoadedTarget, options: GatherOptions, progress: Progres
         facts.numerics = attempt(
             "numerics",
             lambda: Numerics(
-                sqnr_db=numerics.sqnr_db(numerics.outputs(baseline, inputs), numerics.outputs(subject, inputs))
+                sqnr_db=numerics.sqnr_db(
+                    numerics.outputs(baseline, inputs),
+                    _run_once(subject, inputs) if compiled else numerics.outputs(subject, inputs),
+                )
             ),
         )
+
+    facts.flow = attempt(
+        "flow",
+        lambda: flows.flow_info(
+            subject,
+            facts.graph,
+            facts.modules,
+            loaded.namespace,
+            target.script_text,
+            (target.load_crash, facts.trace.crash if facts.trace else None),
+            facts.environment.torch_version,
+            saved_format=loaded.saved_format,
+            compile_source=loaded.origins.get(subject) if compiled else None,
+            source=loaded.origins.get(eager),
+        ),
+    )
+    if facts.flow is not None and facts.flow.compiled is not None and "seconds" in first_call:
+        facts.flow.compiled.first_call_s = first_call["seconds"]
     return facts
 
 
