@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from qdoctor import __version__
+from qdoctor.flowfailures import FLOW_FAILURE_RULES
 from qdoctor.gather import GatherOptions, gather_facts, preserved_torch_state
 from qdoctor.loader import load_target
-from qdoctor.registry import run_rules
+from qdoctor.registry import run_rules, selected
 from qdoctor.report import Report
 
 
@@ -61,7 +62,11 @@ def check(spec: str, options: CheckOptions | None = None, progress: Callable[[st
         progress(f"loading {spec}")
         loaded = load_target(spec, trust=options.trust)
         facts = gather_facts(loaded, options.gather, progress)
-        if facts.modules is not None and not facts.is_quantized and not _flow_failed(facts):
+        if facts.modules is not None and not facts.is_quantized and _flow_failed(facts):
+            # the flow raised before anything was quantized: only its failure is worth reporting on the float model
+            wanted = [code for code in FLOW_FAILURE_RULES if selected(code, options.select, options.ignore)]
+            findings, skipped = run_rules(facts, wanted, options.ignore) if wanted else ([], [])
+        elif facts.modules is not None and not facts.is_quantized:
             findings, skipped = [], []
         else:
             findings, skipped = run_rules(facts, options.select, options.ignore)

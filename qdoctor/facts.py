@@ -233,6 +233,12 @@ class Benchmarks:
     float_baseline: Timing | None
     subject_error: str | None = None  # why the subject could not be timed (it crashed, ...)
 
+    def evidence(self) -> dict[str, float]:
+        """{"subject_ms", "float_ms"} (rounded medians) when both were timed, for a finding's evidence."""
+        if self.subject and self.float_baseline:
+            return {"subject_ms": round(self.subject.median_ms, 3), "float_ms": round(self.float_baseline.median_ms, 3)}
+        return {}
+
     @property
     def speedup(self) -> float | None:
         """float time / subject time: > 1 means the quantized model is faster."""
@@ -263,17 +269,13 @@ class QParams:
     per_channel: bool = False
     is_weight: bool = False  # the quantized value is a parameter (get_attr / packed weight), not an activation
 
-    @property
-    def symmetric_int8(self) -> bool:
-        """Signed int8 activations (XNNPACK/ARM style), as opposed to the unsigned uint8 the x86 kernels take."""
-        return "int8" in self.dtype and "uint8" not in self.dtype and "quint8" not in self.dtype
-
 
 @dataclass
 class GraphNode:
     """One node of the subject's graph (FX GraphModule, PT2E/exported program, TorchScript), in execution order.
 
-    ``name`` is the location findings point at: the FX node name, or for TorchScript the module path plus the op.
+    ``name`` is the location findings point at: the FX node name (TorchScript: the name of the value it produces,
+    with ``module`` the module path it runs in).
     """
 
     name: str

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from qdoctor.facts import CrashInfo, FlowFailure
 
+FLOW_FAILURE_RULES = ("QD014",)  # the rules that report a flow failure on a model left float by it
+
 # Modules that moved out of torch into torchao (torch.ao.quantization's PT2E code lives in torchao since 2.10).
 MOVED_MODULES = {
     "torch.ao.quantization.quantize_pt2e": "torchao.quantization.pt2e.quantize_pt2e",
@@ -107,7 +109,10 @@ def moved_module_hint(module_name: str | None, torch_version: str) -> str | None
         return None
     for old, new in MOVED_MODULES.items():
         if module_name == old or module_name.startswith(old + "."):
-            return f"torch {torch_version} has no {old}: PT2E quantization moved to torchao; import {new} (pip install torchao)"
+            return (
+                f"torch {torch_version} has no {old}: PT2E quantization moved to torchao; import {new} "
+                "(pip install torchao)"
+            )
     return None
 
 
@@ -128,6 +133,9 @@ def torchao_api_hint(message: str, torchao_version: str | None) -> str | None:
         "and PT2E moved into torchao.quantization.pt2e); install the torchao version the script was written for, "
         f"or update the import to the name {installed} uses"
     )
+
+
+_PT2E_STEPS = ("prepare_pt2e", "prepare_qat_pt2e", "convert_pt2e")
 
 
 def _step_from_traceback(traceback_text: str) -> str | None:
@@ -164,8 +172,9 @@ def diagnose(crash: CrashInfo | None, torch_version: str, torchao_version: str |
         return FlowFailure("import", "torchao-api-moved", api + ".", "", first_line, **where)
     step = _step_from_traceback(crash.traceback)
     for cause in CAUSES:
-        if cause.pattern.search(text) or (cause.cause == "capture-pre-autograd-graph-removed" and cause.pattern.search(crash.traceback)):
-            if cause.cause == "prepare-needs-exported-graph" and step not in ("prepare_pt2e", "prepare_qat_pt2e", "convert_pt2e"):
+        in_traceback = cause.cause == "capture-pre-autograd-graph-removed" and cause.pattern.search(crash.traceback)
+        if cause.pattern.search(text) or in_traceback:
+            if cause.cause == "prepare-needs-exported-graph" and step not in _PT2E_STEPS:
                 continue
             if cause.cause == "strict-export-unsupported" and step != "export":
                 continue

@@ -188,8 +188,11 @@ def _run_script(path: Path, origins: weakref.WeakKeyDictionary, target: Target) 
                 raise
             except ModuleNotFoundError as exc:
                 if not _defines_any_module(namespace):
+                    hint = _flow_hint(exc.name, str(exc))
                     raise TargetError(
-                        f"{path}: the script imports '{exc.name}', which is not installed ({exc})" + _flow_hint(exc)
+                        f"{path}: the script imports '{exc.name}': {hint}"
+                        if hint
+                        else f"{path}: the script imports '{exc.name}', which is not installed ({exc})"
                     ) from None
                 target.load_crash = crash_info(exc, "load", str(path))
             except BaseException as exc:  # noqa: BLE001 - a user's crash is a diagnosis, not our failure
@@ -209,15 +212,15 @@ def _run_script(path: Path, origins: weakref.WeakKeyDictionary, target: Target) 
     return namespace
 
 
-def _flow_hint(exc: BaseException) -> str:
-    """"; <where it moved>" for an import that a torch or torchao release moved, else ""."""
+def _flow_hint(module_name: str | None, message: str) -> str:
+    """Where an import that a torch or torchao release moved went (naming the installed torchao), else ""."""
     from qdoctor.flowfailures import moved_module_hint, torchao_api_hint
 
-    hint = moved_module_hint(getattr(exc, "name", None), torch.__version__)
+    hint = moved_module_hint(module_name, torch.__version__)
     if hint is None:
         torchao = sys.modules.get("torchao")
-        hint = torchao_api_hint(str(exc), getattr(torchao, "__version__", None) if torchao else None)
-    return f"; {hint}" if hint else ""
+        hint = torchao_api_hint(message, getattr(torchao, "__version__", None) if torchao else None)
+    return hint or ""
 
 
 def _defines_any_module(namespace: dict[str, Any]) -> bool:
@@ -320,10 +323,7 @@ def _pick_subject(namespace: dict[str, Any], target: Target) -> tuple[str, nn.Mo
         if target.load_crash:
             c = target.load_crash
             where = f" at line {c.line}" if c.line else ""
-            from qdoctor.flowfailures import torchao_api_hint
-
-            torchao = sys.modules.get("torchao")
-            hint = torchao_api_hint(c.message, getattr(torchao, "__version__", None) if torchao else None)
+            hint = _flow_hint(None, c.message)
             raise TargetError(
                 f"the script raised {c.type}{where} before defining any nn.Module: {c.message.splitlines()[0][:200]}"
                 + (f"; {hint}" if hint else "")

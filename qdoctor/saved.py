@@ -40,7 +40,9 @@ def _quiet_loading() -> Iterator[None]:
     previous = logging.root.manager.disable
     logging.disable(logging.CRITICAL)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(
+            io.StringIO()
+        ):
             warnings.simplefilter("ignore")
             yield
     finally:
@@ -90,7 +92,9 @@ def _load_exported(path: Path) -> SavedModel:
         with _quiet_loading():
             program = torch.export.load(str(path))
     except Exception as exc:  # noqa: BLE001 - a file torch cannot read is bad input
-        raise TargetError(f"{path}: torch.export.load could not read it ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise TargetError(
+            f"{path}: torch.export.load could not read it ({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
     module = program.module()
     example = getattr(program, "example_inputs", None)
     inputs = None
@@ -110,7 +114,9 @@ def _load_torchscript(path: Path) -> SavedModel:
         with _quiet_loading():
             module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # noqa: BLE001
-        raise TargetError(f"{path}: torch.jit.load could not read it ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise TargetError(
+            f"{path}: torch.jit.load could not read it ({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
     inputs, how = None, None
     try:  # a traced module records the shapes it was traced with
         graph_inputs = list(module.graph.inputs())[1:]

@@ -246,7 +246,34 @@ def test_qd013_finds_the_float_matmul_fallback_per_layer():
     )
     findings = run_rule("QD013", facts)
     assert [f.location.module for f in findings] == ["fc1"]
-    assert findings[0].evidence["activation_quantized"] is False
+    assert findings[0].evidence["cause"] == "float-matmul" and findings[0].evidence["activation_quantized"] is False
+    assert "Int8DynamicActivationInt8WeightConfig" in findings[0].fix and "torch.bfloat16" in findings[0].fix
+
+
+def test_qd013_eager_activation_quantization_slower_than_the_fp32_layer():
+    ops = [OpTime("aten::_int_mm", F.CAT_INT8, 0.3, 1), OpTime("aten::round", F.CAT_QDQ, 0.9, 1)]
+    facts = facts_with(
+        modules=[torchao_layer("fc", True)],
+        profile=profile_of(ModuleTime("fc", "Linear", F.TORCHAO_QUANTIZED, 1.5, ops=ops)),
+    )
+    facts.float_profile = profile_of(ModuleTime("fc", "Linear", F.FLOAT, 0.5))
+    (finding,) = run_rule("QD013", facts)
+    assert finding.evidence["cause"] == "eager-activation-quantization"
+    assert "torch.compile" in finding.fix
+    facts.flow = FlowInfo(flow="torchao", compiled=CompileInfo(backend="inductor"))
+    assert run_rule("QD013", facts) == []  # compiled: Inductor fuses the activation quantization
+
+
+def test_qd013_int8_kernel_slower_than_the_fp32_layer():
+    ops = [OpTime("aten::_int_mm", F.CAT_INT8, 0.8, 1), OpTime("aten::round", F.CAT_QDQ, 0.1, 1)]
+    facts = facts_with(
+        modules=[torchao_layer("fc", True)],
+        profile=profile_of(ModuleTime("fc", "Linear", F.TORCHAO_QUANTIZED, 1.0, ops=ops)),
+    )
+    facts.float_profile = profile_of(ModuleTime("fc", "Linear", F.FLOAT, 0.6))
+    (finding,) = run_rule("QD013", facts)
+    assert finding.evidence["cause"] == "slow-int8-kernel"
+    assert "filter_fn" in finding.fix and "'fc'" in finding.fix
 
 
 def test_qd015_flags_xnnpack_on_x86_and_x86_quantizer_on_arm():
@@ -303,6 +330,8 @@ def test_pt2e_run_eagerly_reports_qd012_at_convert_line(check_fixture):
     assert finding.location.module == "" and finding.location.line == 35  # quantized_model = convert_pt2e(prepared)
     assert finding.evidence["reference_ops"] >= 4
     assert "X86InductorQuantizer" in report.facts.flow.quantizers[0]
+    document = as_json(report)
+    assert document["flow"]["flow"] == "pt2e" and document["graph"]["kinds"]["reference_op"] >= 4
 
 
 def test_pt2e_fp32_ops_between_quantized_ops(check_fixture):
@@ -334,6 +363,15 @@ def test_pt2e_export_failure_is_mapped_to_data_dependent_control_flow(check_fixt
     assert not any("not quantized" in note for note in report.notes)
 
 
+def test_pt2e_prepared_not_converted_has_torchao_observers(check_fixture):
+    pytest.importorskip("torchao")
+    report = check_fixture("pt2e_prepared_not_converted.py")
+    assert report.facts.flow.flow == "pt2e" and report.facts.flow.stage == "prepared"
+    assert {m.kind for m in report.facts.modules if m.path.startswith("activation_post_process")} == {F.OBSERVER}
+    assert len(observer_nodes(report.facts.graph)) == 7  # activations and weights
+    assert "QD006" in codes(report) and "QD012" not in codes(report)
+
+
 @slow
 def test_pt2e_compiled_without_freezing_reports_qd012():
     pytest.importorskip("torchao")
@@ -361,7 +399,9 @@ def test_torchao_dynamic_int8_has_an_int8_kernel(check_fixture):
     pytest.importorskip("torchao")
     report = check_fixture("torchao_dynamic_int8.py")
     assert report.facts.flow.flow == "torchao"
-    assert "QD013" not in codes(report)
+    # torch._int_mm runs: never the float-matmul fallback (whether eager quantization overhead shows depends on timing)
+    assert not [f for f in report.findings if f.rule == "QD013" and f.evidence["cause"] == "float-matmul"]
+    assert {m.path for m in report.facts.modules if m.activation_quantized} == {"0", "2"}
 
 
 # ------------------------------------------------------------------------------------------- saved models
@@ -391,7 +431,8 @@ def test_torchscript_file_is_checked_from_its_graph(tmp_path):
     assert {m.path: m.weight_qscheme for m in facts.modules}["1"] == "torch.per_channel_affine"
     ops = {n.target: n.module for n in facts.graph if n.kind == F.NODE_QUANTIZED_OP}
     assert ops["quantized::conv2d"] == "1" and ops["quantized::linear"] == "4"
-    assert any("does not record the quantized engine" in note for note in report.notes)
+    (note,) = [n for n in report.notes if "does not record the quantized engine" in n]
+    assert "2 packed int8 weights, all per-channel" in note
 
 
 def test_exported_program_file_is_a_pt2e_subject(tmp_path):

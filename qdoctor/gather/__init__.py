@@ -129,8 +129,11 @@ def gather_facts(loaded: LoadedTarget, options: GatherOptions, progress: Progres
             facts.trace = Trace(events=[], output=[], crash=crash_info(exc, "run", target.file))
     else:
         facts.trace = attempt("trace", lambda: trace.trace_model(eager, inputs, target.file))
-    if facts.trace is not None and facts.trace.crash is None and "crash" in first_call:
-        facts.trace.crash = first_call["crash"]
+    if "crash" in first_call:  # the eager module runs but its compiled form raises: that is what the user runs
+        if facts.trace is None:
+            facts.trace = Trace(events=[], output=[], crash=first_call["crash"])
+        elif facts.trace.crash is None:
+            facts.trace.crash = first_call["crash"]
     crashed = facts.trace is not None and facts.trace.crash is not None
     kinds = {m.path: m.kind for m in facts.modules or []}
     int8 = {e.module for e in (facts.trace.events if facts.trace else []) if e.kind == "module" and e.any_input_quantized}
@@ -145,8 +148,7 @@ def gather_facts(loaded: LoadedTarget, options: GatherOptions, progress: Progres
             facts.profile = attempt(
                 "profile",
                 lambda: profile.profile_model(
-                    subject if compiled else eager, inputs, kinds, int8, budget_s=options.profile_budget,
-                    copy_model=not compiled,
+                    subject, inputs, kinds, int8, budget_s=options.profile_budget, copy_model=not compiled
                 ),
             )
         if baseline is not None:
@@ -213,6 +215,7 @@ def gather_facts(loaded: LoadedTarget, options: GatherOptions, progress: Progres
             saved_format=loaded.saved_format,
             compile_source=loaded.origins.get(subject) if compiled else None,
             source=loaded.origins.get(eager),
+            engine=facts.environment.quantized_engine,
         ),
     )
     if facts.flow is not None and facts.flow.compiled is not None and "seconds" in first_call:

@@ -107,13 +107,14 @@ def flow_and_stage(
         flow = "fx"
     elif F.TORCHAO_QUANTIZED in kinds:
         return "torchao", "converted"
-    elif kinds & {F.QUANTIZED, F.DYNAMIC_QUANTIZED, F.OBSERVER, F.FAKE_QUANT, F.QAT, F.QUANT_STUB, F.REFERENCE_QUANTIZED}:
+    elif kinds & {F.QUANTIZED, F.DYNAMIC_QUANTIZED, F.OBSERVER, F.FAKE_QUANT, F.QAT, F.QUANT_STUB,
+                  F.REFERENCE_QUANTIZED}:
         flow = "eager"
     else:
         return "none", None
     if F.NODE_REFERENCE_OP in node_kinds or F.REFERENCE_QUANTIZED in kinds:
         stage = "reference" if flow == "fx" else "converted"
-    elif F.NODE_QUANTIZED_OP in node_kinds or kinds & {F.QUANTIZED, F.DYNAMIC_QUANTIZED} or F.NODE_QUANTIZE in node_kinds:
+    elif node_kinds & {F.NODE_QUANTIZED_OP, F.NODE_QUANTIZE} or kinds & {F.QUANTIZED, F.DYNAMIC_QUANTIZED}:
         stage = "converted"
     elif kinds & {F.OBSERVER, F.FAKE_QUANT, F.QAT} or node_kinds & {F.NODE_OBSERVER, F.NODE_FAKE_QUANT}:
         stage = "prepared"
@@ -133,6 +134,7 @@ def flow_info(
     saved_format: str | None = None,
     compile_source: SourceLocation | None = None,
     source: SourceLocation | None = None,
+    engine: str = "",
 ) -> FlowInfo:
     model = eager_module(subject)
     flow, stage = flow_and_stage(model, graph, modules)
@@ -152,9 +154,25 @@ def flow_info(
         torchao_version=version,
         failure=failure,
     )
-    if saved_format == "torchscript":
-        info.notes.append(
-            "a TorchScript archive does not record the quantized engine it was saved under (packed weights are "
-            "serialized unpacked: weight, bias and layer settings); what runs now is the engine in force here"
-        )
+    if flow == "torchscript":
+        info.notes.append(_torchscript_note(modules, engine))
     return info
+
+
+def _torchscript_note(modules: list[ModuleInfo] | None, engine: str) -> str:
+    """What a TorchScript module tells about the engine: its packed weights' qschemes, not the engine itself."""
+    schemes = [m.weight_qscheme for m in modules or [] if m.kind == F.QUANTIZED and m.weight_qscheme]
+    per_channel = sum("per_channel" in s for s in schemes)
+    per_tensor = len(schemes) - per_channel
+    if not schemes:
+        packed = "no packed int8 weights"
+    elif per_channel and not per_tensor:
+        packed = f"{len(schemes)} packed int8 weights, all per-channel (the x86/fbgemm/onednn qconfig family)"
+    elif per_tensor and not per_channel:
+        packed = f"{len(schemes)} packed int8 weights, all per-tensor (the qnnpack qconfig family)"
+    else:
+        packed = f"{len(schemes)} packed int8 weights ({per_channel} per-channel, {per_tensor} per-tensor)"
+    return (
+        "a TorchScript archive does not record the quantized engine it was saved under (packed weights are "
+        f"serialized unpacked); it holds {packed}, and the engine in force here is {engine}"
+    )

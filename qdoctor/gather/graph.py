@@ -80,7 +80,9 @@ def _module_of(node: torch.fx.Node) -> tuple[str | None, str | None]:
     return None, None
 
 
-def fx_graph_nodes(gm: torch.fx.GraphModule, user_file: str | None, classify: Callable[[nn.Module], str]) -> list[GraphNode]:
+def fx_graph_nodes(
+    gm: torch.fx.GraphModule, user_file: str | None, classify: Callable[[nn.Module], str]
+) -> list[GraphNode]:
     """Graph facts of an FX GraphModule: convert_fx/prepare_fx output, or a PT2E model (torch.export .module())."""
     def submodule(path: str) -> nn.Module | None:
         try:
@@ -89,7 +91,8 @@ def fx_graph_nodes(gm: torch.fx.GraphModule, user_file: str | None, classify: Ca
             return None
 
     decomposed = any(
-        n.op == "call_function" and _target_name(n).startswith(("quantized_decomposed.", "torchao.")) for n in gm.graph.nodes
+        n.op == "call_function" and _target_name(n).startswith(("quantized_decomposed.", "torchao."))
+        for n in gm.graph.nodes
     )
     annotated = any("quantization_annotation" in n.meta for n in gm.graph.nodes)
     by_name: dict[str, GraphNode] = {}
@@ -119,9 +122,9 @@ def fx_graph_nodes(gm: torch.fx.GraphModule, user_file: str | None, classify: Ca
             kind = target_kind(target)
         if kind in (F.NODE_QUANTIZE, F.NODE_DEQUANTIZE) and node.op == "call_function":
             first = node.args[0] if node.args else None
+            producer = by_name.get(first.name) if isinstance(first, torch.fx.Node) else None
             weight = isinstance(first, torch.fx.Node) and (
-                first.op == "get_attr" or (by_name.get(first.name) is not None and by_name[first.name].qparams is not None
-                                           and by_name[first.name].qparams.is_weight)  # type: ignore[union-attr]
+                first.op == "get_attr" or (producer is not None and producer.qparams is not None and producer.qparams.is_weight)
             )
             qparams = _qparams(node.args[1:], weight, per_channel="per_channel" in target)
         tensor_inputs = [by_name[i] for i in inputs if i in by_name]
@@ -135,7 +138,8 @@ def fx_graph_nodes(gm: torch.fx.GraphModule, user_file: str | None, classify: Ca
         if kind in (F.NODE_QUANTIZE, F.NODE_QUANTIZED_OP) or (
             kind == F.NODE_LAYOUT and any(i.name in int8_valued for i in tensor_inputs)
         ):
-            if not (kind == F.NODE_QUANTIZED_OP and node.op == "call_module" and _float_output_module(submodule(str(node.target)))):
+            float_out = node.op == "call_module" and _float_output_module(submodule(str(node.target)))
+            if not (kind == F.NODE_QUANTIZED_OP and float_out):
                 int8_valued.add(node.name)
         graph_node = GraphNode(
             name=node.name,
@@ -168,8 +172,10 @@ def _module_node_kind(module: nn.Module, classify: Callable[[nn.Module], str]) -
         return F.NODE_QUANTIZE if type(module).__name__ == "Quantize" else F.NODE_OTHER
     if kind == F.DEQUANT_STUB:
         return F.NODE_DEQUANTIZE if type(module).__name__ == "DeQuantize" else F.NODE_OTHER
-    if kind in (F.QUANTIZED, F.DYNAMIC_QUANTIZED, F.FLOAT_FUNCTIONAL):
-        return F.NODE_QUANTIZED_OP if kind != F.FLOAT_FUNCTIONAL or type(module).__name__ == "QFunctional" else F.NODE_FLOAT_OP
+    if kind in (F.QUANTIZED, F.DYNAMIC_QUANTIZED):
+        return F.NODE_QUANTIZED_OP
+    if kind == F.FLOAT_FUNCTIONAL:  # QFunctional after convert runs int8 add/cat; FloatFunctional before it is float
+        return F.NODE_QUANTIZED_OP if type(module).__name__ == "QFunctional" else F.NODE_FLOAT_OP
     if kind == F.REFERENCE_QUANTIZED:
         return F.NODE_REFERENCE_OP
     if type(module).__name__ in LAYOUT_MODULES:
@@ -300,7 +306,9 @@ def eager_module(subject: nn.Module) -> nn.Module:
     return inner if isinstance(inner, nn.Module) and type(subject).__name__ == "OptimizedModule" else subject
 
 
-def graph_nodes(subject: nn.Module, user_file: str | None, classify: Callable[[nn.Module], str]) -> list[GraphNode] | None:
+def graph_nodes(
+    subject: nn.Module, user_file: str | None, classify: Callable[[nn.Module], str]
+) -> list[GraphNode] | None:
     """The subject's graph facts, or None when it has no graph (an eager module tree)."""
     model = eager_module(subject)
     if isinstance(model, torch.jit.ScriptModule):

@@ -32,10 +32,8 @@ def _torchao_bases() -> tuple[tuple[type, ...], tuple[type, ...]]:
     fake_quants: tuple[type, ...] = ()
     observer_module = sys.modules.get("torchao.quantization.pt2e.observer")
     if observer_module is not None:
-        observers = tuple(
-            c for c in (getattr(observer_module, "ObserverBase", None), getattr(observer_module, "AffineQuantizedObserverBase", None))
-            if isinstance(c, type)
-        )
+        bases = (getattr(observer_module, "ObserverBase", None), getattr(observer_module, "AffineQuantizedObserverBase", None))
+        observers = tuple(c for c in bases if isinstance(c, type))
     fake_quant_module = sys.modules.get("torchao.quantization.pt2e.fake_quantize")
     base = getattr(fake_quant_module, "FakeQuantizeBase", None) if fake_quant_module is not None else None
     if isinstance(base, type):
@@ -87,7 +85,17 @@ def classify(module: nn.Module) -> str:
         return _classify_script(module, *scripted)
     if tensor_subclass(getattr(module, "weight", None)) is not None:
         return F.TORCHAO_QUANTIZED
-    origin = type(module).__module__
+    kind = _kind_by_origin(type(module).__module__)
+    if kind is not None:
+        return kind
+    has_children = not is_effective_leaf(module)
+    if has_children and type(module).__module__.startswith("torch.ao.nn.intrinsic.modules"):
+        return F.FLOAT  # a fused float ConvReLU2d etc. before prepare: one op, not a container
+    return F.CONTAINER if has_children else F.FLOAT
+
+
+def _kind_by_origin(origin: str) -> str | None:
+    """The kind the defining module of a class decides (dynamic, reference, QAT, quantized), else None."""
     if origin.startswith(_DYNAMIC_PREFIXES):
         return F.DYNAMIC_QUANTIZED
     if origin.startswith(_REFERENCE_PREFIXES):
@@ -96,10 +104,7 @@ def classify(module: nn.Module) -> str:
         return F.QAT
     if origin.startswith(_QUANTIZED_PREFIXES) and not origin.startswith("torch.ao.nn.quantizable"):
         return F.QUANTIZED
-    has_children = not is_effective_leaf(module)
-    if has_children and type(module).__module__.startswith("torch.ao.nn.intrinsic.modules"):
-        return F.FLOAT  # a fused float ConvReLU2d etc. before prepare: one op, not a container
-    return F.CONTAINER if has_children else F.FLOAT
+    return None
 
 
 def _classify_script(module: nn.Module, origin: str, name: str) -> str:
@@ -114,15 +119,11 @@ def _classify_script(module: nn.Module, origin: str, name: str) -> str:
         return F.OBSERVER
     if "FakeQuant" in name and "quantization" in origin:
         return F.FAKE_QUANT
-    if origin.startswith(_DYNAMIC_PREFIXES):
-        return F.DYNAMIC_QUANTIZED
-    if origin.startswith(_REFERENCE_PREFIXES):
-        return F.REFERENCE_QUANTIZED
-    if origin.startswith(_QAT_PREFIXES):
-        return F.QAT
-    if origin.startswith(_QUANTIZED_PREFIXES) and not origin.startswith("torch.ao.nn.quantizable"):
-        # the LinearPackedParams holder inside a quantized Linear is bookkeeping, not a layer
-        return F.CONTAINER if name == "LinearPackedParams" else F.QUANTIZED
+    kind = _kind_by_origin(origin)
+    if kind == F.QUANTIZED and name == "LinearPackedParams":
+        return F.CONTAINER  # the holder of a quantized Linear's packed weight: bookkeeping, not a layer
+    if kind is not None:
+        return kind
     return F.CONTAINER if not is_effective_leaf(module) else F.FLOAT
 
 

@@ -31,10 +31,8 @@ def _evidence(facts: Facts) -> dict:
     if facts.profile is not None and facts.profile.categories:
         evidence["quantize_dequantize_time_share"] = round(facts.profile.share(F.CAT_QDQ), 3)
         evidence["int8_kernel_time_share"] = round(facts.profile.share(F.CAT_INT8), 3)
-    bench = facts.benchmark
-    if bench and bench.subject and bench.float_baseline:
-        evidence["subject_ms"] = round(bench.subject.median_ms, 3)
-        evidence["float_ms"] = round(bench.float_baseline.median_ms, 3)
+    if facts.benchmark is not None:
+        evidence.update(facts.benchmark.evidence())
     return evidence
 
 
