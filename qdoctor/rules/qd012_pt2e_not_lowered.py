@@ -15,10 +15,10 @@ FIX = """\
 import torch
 import torch._inductor.config as inductor_config
 
-inductor_config.freezing = True  # or TORCHINDUCTOR_FREEZING=1; read when the model compiles (its first call)
+inductor_config.freezing = True  # or TORCHINDUCTOR_FREEZING=1, before the first call
 {compiled} = torch.compile({model})
 with torch.no_grad():
-    {compiled}(*example_inputs)  # the first call compiles (seconds); later calls run int8 oneDNN kernels"""
+    {compiled}(*example_inputs)  # compiles (seconds); later calls run int8 oneDNN kernels"""
 
 
 def _evidence(facts: Facts) -> dict:

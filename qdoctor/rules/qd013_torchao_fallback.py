@@ -26,17 +26,18 @@ EAGER_ACTIVATION_QUANT = "eager-activation-quantization"  # int8 kernel, but eag
 SLOW_INT8_KERNEL = "slow-int8-kernel"  # the int8 kernel alone is slower than the fp32 layer at these shapes
 
 FIX_FLOAT_MATMUL = """\
-# Int8WeightOnlyConfig has no int8 kernel for fp32 activations on CPU, eager or compiled: it saves memory, not time.
-# For speed, quantize activations too (an int8 x int8 matmul, torch._int_mm) and compile, so Inductor fuses the
-# per-call activation quantization (eager mode pays it op by op):
+# Int8WeightOnlyConfig has no CPU int8 kernel for fp32 activations: it saves memory, not time.
+# For speed, quantize activations too (int8 x int8 matmul, torch._int_mm) and compile, so that
+# Inductor fuses the per-call activation quantization (eager mode pays it op by op):
 from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 {name} = copy.deepcopy({float})
 quantize_({name}, Int8DynamicActivationInt8WeightConfig())
 {name} = torch.compile({name})
-# or keep weight-only int8 with bfloat16 activations: Inductor's CPU kernel aten._weight_int8pack_mm takes only those
-# {name} = copy.deepcopy({float}).to(torch.bfloat16); quantize_({name}, Int8WeightOnlyConfig()); torch.compile(...)"""
+# or keep weight-only int8 in bfloat16, compiled (Inductor's aten._weight_int8pack_mm takes bf16 only):
+# {name} = copy.deepcopy({float}).to(torch.bfloat16)
+# quantize_({name}, Int8WeightOnlyConfig()); {name} = torch.compile({name})"""
 FIX_COMPILE = """\
-{name} = torch.compile({name})  # fuses the activation quantization (choose_qparams, round, clamp) into the matmul
+{name} = torch.compile({name})  # fuses the activation quantization around the int8 matmul
 with torch.no_grad():
     {name}(*example_inputs)  # the first call compiles"""
 FIX_KEEP_FLOAT = """\

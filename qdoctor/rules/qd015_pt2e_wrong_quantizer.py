@@ -15,9 +15,9 @@ import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
 quantizer = xiq.X86InductorQuantizer()
-quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())  # uint8 activations, per-channel int8 weights
+quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())  # uint8 activations
 prepared = prepare_pt2e(torch.export.export(float_model.eval(), example_inputs).module(), quantizer)
-# ... calibrate, then convert_pt2e(prepared) and torch.compile with torch._inductor.config.freezing = True"""
+# calibrate, convert_pt2e(prepared), then torch.compile with Inductor freezing on (QD012)"""
 ARM_FIX = """\
 import torchao.quantization.pt2e.quantizer.arm_inductor_quantizer as aiq
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e

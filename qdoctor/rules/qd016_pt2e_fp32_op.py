@@ -11,10 +11,9 @@ from qdoctor.registry import rule
 from qdoctor.report import Finding, Severity
 
 FIX = """\
-# X86InductorQuantizer has int8 patterns for conv, linear, matmul, add, pooling, ReLU-style activations and a few
-# more; {ops} is not one of them. Either move it out of the quantized region (before the first quantized layer or
-# after the last), replace it with an op the quantizer covers (e.g. ReLU/Hardtanh after a conv), or keep the
-# neighbouring layers in fp32 too so the model does not pay a quantize/dequantize round trip around it:
+# The quantizer has no int8 pattern for {ops}. Move it out of the quantized region (before the first
+# or after the last quantized layer), replace it with an op the quantizer fuses (ReLU/Hardtanh after a
+# conv), or keep its neighbours in fp32 too, so the model pays no quantize/dequantize round trip:
 quantizer.set_module_name_qconfig("{module}", None)  # the layer that feeds it stays fp32"""
 
 
