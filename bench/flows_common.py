@@ -118,3 +118,27 @@ def clock_text(clock: str, rounds: int, min_run_time: float) -> tuple[str, str]:
         "with other jobs: compare rows of a table, not absolute figures",
         "latency ms (median ± IQR)",
     )
+
+
+def parse_args(argv, **extra):
+    """The options every flows benchmark takes (rounds, min run time, clock) plus its own (name=(type, default))."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--min-run-time", type=float, default=0.5)
+    parser.add_argument(
+        "--clock", choices=("wall", "cpu"), default="wall",
+        help="wall: latency with the threads in force; cpu: CPU time on one thread (steadier on a shared machine)",
+    )
+    for name, (kind, default) in extra.items():
+        parser.add_argument(f"--{name}", type=kind, default=default)
+    args = parser.parse_args(argv)
+    quiet()
+    if args.clock == "cpu":
+        import torch
+
+        # before anything compiles: a compiled model recompiles (with the Inductor settings then in force) when the
+        # thread count changes, and the CPU clock times one thread
+        torch.set_num_threads(1)
+    return args

@@ -18,7 +18,6 @@ Writes bench/flows_results.md (section "pt2e").
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 import sys
@@ -33,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from flows_common import clock_text, interleaved, machine, quiet, row, write_section  # noqa: E402
+from flows_common import clock_text, interleaved, machine, parse_args, row, write_section  # noqa: E402
 
 
 def seed004_net(maxpool: bool = True):
@@ -141,22 +140,9 @@ def measure(title: str, variants: list, example, rounds: int, min_run_time: floa
 
 
 def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--min-run-time", type=float, default=0.5)
-    parser.add_argument(
-        "--clock", choices=("wall", "cpu"), default="wall",
-        help="wall: latency with the threads in force; cpu: CPU time on one thread (steadier on a shared machine)",
-    )
-    parser.add_argument("--size", type=int, default=224)
-    args = parser.parse_args(argv)
-    quiet()
+    args = parse_args(argv, size=(int, 224))
     import torch
 
-    if args.clock == "cpu":
-        # before anything compiles: a compiled model recompiles (with the Inductor settings then in force) when the
-        # thread count changes, and the CPU clock times one thread
-        torch.set_num_threads(1)
     where = machine()
     example = (torch.randn(1, 3, args.size, args.size),)
     tables = []

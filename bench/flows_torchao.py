@@ -12,7 +12,6 @@ interleaved rounds (bench/flows_common.interleaved). Writes bench/flows_results.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 import sys
@@ -27,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from flows_common import clock_text, interleaved, machine, quiet, row, write_section  # noqa: E402
+from flows_common import clock_text, interleaved, machine, parse_args, row, write_section  # noqa: E402
 
 
 def mlp(width: int, hidden: int):
@@ -41,24 +40,11 @@ def mlp(width: int, hidden: int):
 
 
 def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--min-run-time", type=float, default=0.5)
-    parser.add_argument(
-        "--clock", choices=("wall", "cpu"), default="wall",
-        help="wall: latency with the threads in force; cpu: CPU time on one thread (steadier on a shared machine)",
-    )
-    parser.add_argument("--batch", type=int, default=16)
-    args = parser.parse_args(argv)
-    quiet()
+    args = parse_args(argv, batch=(int, 16))
     import torch
     import torchao
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig, quantize_
 
-    if args.clock == "cpu":
-        # before anything compiles: a compiled model recompiles (with the Inductor settings then in force) when the
-        # thread count changes, and the CPU clock times one thread
-        torch.set_num_threads(1)
     where = machine()
     tables = []
     for width, hidden in ((512, 1024), (2048, 4096)):

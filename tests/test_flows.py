@@ -250,30 +250,24 @@ def test_qd013_finds_the_float_matmul_fallback_per_layer():
     assert "Int8DynamicActivationInt8WeightConfig" in findings[0].fix and "torch.bfloat16" in findings[0].fix
 
 
-def test_qd013_eager_activation_quantization_slower_than_the_fp32_layer():
-    ops = [OpTime("aten::_int_mm", F.CAT_INT8, 0.3, 1), OpTime("aten::round", F.CAT_QDQ, 0.9, 1)]
+@pytest.mark.parametrize(
+    "int8_ms, quantize_ms, cause, fix",
+    [
+        (0.3, 0.9, "eager-activation-quantization", "torch.compile"),  # the eager quantization around it dominates
+        (0.8, 0.1, "slow-int8-kernel", "filter_fn"),  # the int8 kernel alone costs the whole fp32 layer
+    ],
+)
+def test_qd013_int8_layer_slower_than_its_fp32_twin(int8_ms, quantize_ms, cause, fix):
+    ops = [OpTime("aten::_int_mm", F.CAT_INT8, int8_ms, 1), OpTime("aten::round", F.CAT_QDQ, quantize_ms, 1)]
     facts = facts_with(
         modules=[torchao_layer("fc", True)],
-        profile=profile_of(ModuleTime("fc", "Linear", F.TORCHAO_QUANTIZED, 1.5, ops=ops)),
-    )
-    facts.float_profile = profile_of(ModuleTime("fc", "Linear", F.FLOAT, 0.5))
-    (finding,) = run_rule("QD013", facts)
-    assert finding.evidence["cause"] == "eager-activation-quantization"
-    assert "torch.compile" in finding.fix
-    facts.flow = FlowInfo(flow="torchao", compiled=CompileInfo(backend="inductor"))
-    assert run_rule("QD013", facts) == []  # compiled: Inductor fuses the activation quantization
-
-
-def test_qd013_int8_kernel_slower_than_the_fp32_layer():
-    ops = [OpTime("aten::_int_mm", F.CAT_INT8, 0.8, 1), OpTime("aten::round", F.CAT_QDQ, 0.1, 1)]
-    facts = facts_with(
-        modules=[torchao_layer("fc", True)],
-        profile=profile_of(ModuleTime("fc", "Linear", F.TORCHAO_QUANTIZED, 1.0, ops=ops)),
+        profile=profile_of(ModuleTime("fc", "Linear", F.TORCHAO_QUANTIZED, 1.2, ops=ops)),
     )
     facts.float_profile = profile_of(ModuleTime("fc", "Linear", F.FLOAT, 0.6))
     (finding,) = run_rule("QD013", facts)
-    assert finding.evidence["cause"] == "slow-int8-kernel"
-    assert "filter_fn" in finding.fix and "'fc'" in finding.fix
+    assert finding.evidence["cause"] == cause and fix in finding.fix
+    facts.flow = FlowInfo(flow="torchao", compiled=CompileInfo(backend="inductor"))
+    assert run_rule("QD013", facts) == []  # compiled: not judged from eager per-layer times
 
 
 def test_qd015_flags_xnnpack_on_x86_and_x86_quantizer_on_arm():
