@@ -1,4 +1,4 @@
-"""QD012 / QD015 / QD016: what a converted PT2E model costs when it is not lowered, what the wrong quantizer costs,
+"""QD012 / QD018 / QD019: what a converted PT2E model costs when it is not lowered, what the wrong quantizer costs,
 and what an op left in fp32 between quantized ops costs.
 
     PYTHONPATH=$PWD python bench/flows_pt2e.py [--rounds 5] [--min-run-time 0.5] [--size 224]
@@ -7,9 +7,9 @@ Models, batch 1, random weights, 4 random calibration batches, quantized with to
 prepare_pt2e/convert_pt2e:
   - the seed 004 network (two convs): fp32 eager and compiled; the converted PT2E x86 model run eagerly (QD012),
     compiled without freezing (QD012) and with torch._inductor.config.freezing = True (the fix); the same network
-    quantized with the XNNPACK-style quantizer (signed int8 activations), eagerly and compiled (QD015);
-  - the same network without its MaxPool, x86 vs XNNPACK-style quantizer, compiled with freezing (QD015);
-  - a conv block with a SiLU between two convolutions (as fixtures/pt2e_fp32_between.py, QD016) against the same
+    quantized with the XNNPACK-style quantizer (signed int8 activations), eagerly and compiled (QD018);
+  - the same network without its MaxPool, x86 vs XNNPACK-style quantizer, compiled with freezing (QD018);
+  - a conv block with a SiLU between two convolutions (as fixtures/pt2e_fp32_between.py, QD019) against the same
     block with a ReLU, both x86 int8 compiled with freezing.
 All variants of a network are timed in interleaved rounds (bench/flows_common.interleaved) so load from other jobs
 falls on all of them alike. The first call of each compiled model is one wall-clock measurement (it compiles).
@@ -150,30 +150,30 @@ def main(argv: list[str] | None = None) -> str:
     fp32 = seed004_net()
     x86 = quantize_pt2e(copy.deepcopy(fp32), example, x86_quantizer())
     xnn = quantize_pt2e(copy.deepcopy(fp32), example, xnnpack_quantizer())
-    tables.append(measure("Seed 004 network (QD012, QD015)", [
+    tables.append(measure("Seed 004 network (QD012, QD018)", [
         ("fp32, eager", lambda: (fp32, None)),
         ("fp32, torch.compile + freezing", lambda: compiled(fp32, example, True)),
         ("PT2E x86 int8, converted, run eagerly (QD012)", lambda: (x86, None)),
         ("PT2E x86 int8, torch.compile without freezing (QD012)", lambda: compiled(x86, example, False)),
         ("PT2E x86 int8, torch.compile + freezing (the fix)", lambda: compiled(x86, example, True)),
         ("PT2E XNNPACK-style int8, run eagerly", lambda: (xnn, None)),
-        ("PT2E XNNPACK-style int8, torch.compile + freezing (QD015)", lambda: compiled(xnn, example, True)),
+        ("PT2E XNNPACK-style int8, torch.compile + freezing (QD018)", lambda: compiled(xnn, example, True)),
     ], example, args.rounds, args.min_run_time, args.clock))
 
     plain = seed004_net(maxpool=False)
-    tables.append(measure("The same network without MaxPool (QD015)", [
+    tables.append(measure("The same network without MaxPool (QD018)", [
         ("fp32, eager", lambda: (plain, None)),
         ("PT2E x86 int8, torch.compile + freezing", lambda: compiled(quantize_pt2e(copy.deepcopy(plain), example, x86_quantizer()), example, True)),
-        ("PT2E XNNPACK-style int8, torch.compile + freezing (QD015)",
+        ("PT2E XNNPACK-style int8, torch.compile + freezing (QD018)",
          lambda: compiled(quantize_pt2e(copy.deepcopy(plain), example, xnnpack_quantizer()), example, True)),
     ], example, args.rounds, args.min_run_time, args.clock))
 
     relu, silu = activation_block("relu"), activation_block("silu")
-    tables.append(measure("Conv block: ReLU (fused into the int8 conv) vs SiLU (left fp32 between q/dq, QD016)", [
+    tables.append(measure("Conv block: ReLU (fused into the int8 conv) vs SiLU (left fp32 between q/dq, QD019)", [
         ("fp32 ReLU block, eager", lambda: (relu, None)),
         ("fp32 SiLU block, eager", lambda: (silu, None)),
         ("PT2E x86 int8 ReLU block, torch.compile + freezing", lambda: compiled(quantize_pt2e(copy.deepcopy(relu), example, x86_quantizer()), example, True)),
-        ("PT2E x86 int8 SiLU block, torch.compile + freezing (QD016)", lambda: compiled(quantize_pt2e(copy.deepcopy(silu), example, x86_quantizer()), example, True)),
+        ("PT2E x86 int8 SiLU block, torch.compile + freezing (QD019)", lambda: compiled(quantize_pt2e(copy.deepcopy(silu), example, x86_quantizer()), example, True)),
     ], example, args.rounds, args.min_run_time, args.clock))
     import torch._inductor.config as inductor_config
 
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> str:
         + f"\n\nCommand: `PYTHONPATH=$PWD python bench/flows_pt2e.py --rounds {args.rounds} --clock {args.clock} --min-run-time "
         f"{args.min_run_time} --size {args.size}`"
     )
-    write_section("pt2e", "PT2E: not lowered (QD012), the wrong quantizer (QD015), fp32 ops between q/dq (QD016)", body)
+    write_section("pt2e", "PT2E: not lowered (QD012), the wrong quantizer (QD018), fp32 ops between q/dq (QD019)", body)
     return body
 
 

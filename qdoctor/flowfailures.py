@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from qdoctor.facts import CrashInfo, FlowFailure
 
-FLOW_FAILURE_RULES = ("QD014",)  # the rules that report a flow failure on a model left float by it
+FLOW_FAILURE_RULES = ("QD017",)  # the rules that report a flow failure on a model left float by it
 
 # Modules that moved out of torch into torchao (torch.ao.quantization's PT2E code lives in torchao since 2.10).
 MOVED_MODULES = {

@@ -1,4 +1,4 @@
-"""Modern quantization flows: FX graph facts, PT2E (QD012, QD014-QD016), torchao quantize_ (QD013), saved models.
+"""Modern quantization flows: FX graph facts, PT2E (QD012, QD017-QD019), torchao quantize_ (QD013), saved models.
 
 Unit tests build facts by hand (no model runs); end-to-end tests check the shipped fixtures for rule codes and
 locations, never timings. Tests that need torchao skip without it. Tests that call torch.compile take a minute or
@@ -270,22 +270,22 @@ def test_qd013_int8_layer_slower_than_its_fp32_twin(int8_ms, quantize_ms, cause,
     assert run_rule("QD013", facts) == []  # compiled: not judged from eager per-layer times
 
 
-def test_qd015_flags_xnnpack_on_x86_and_x86_quantizer_on_arm():
+def test_qd018_flags_xnnpack_on_x86_and_x86_quantizer_on_arm():
     signed = [node("q", F.NODE_QUANTIZE, qparams=act("torch.int8", -128, 127))]
     script = "quantizer = XNNPACKQuantizer()\n"
     flow = FlowInfo(flow="pt2e", stage="converted", quantizers=["x.XNNPACKQuantizer"])
-    (finding,) = run_rule("QD015", facts_with(graph=signed, flow=flow, script=script))
+    (finding,) = run_rule("QD018", facts_with(graph=signed, flow=flow, script=script))
     assert finding.location.line == 1 and "X86InductorQuantizer" in finding.fix
     unsigned = [node("q", F.NODE_QUANTIZE, qparams=act())]
     x86 = FlowInfo(flow="pt2e", stage="converted", quantizers=["x.X86InductorQuantizer"])
-    assert run_rule("QD015", facts_with(graph=unsigned, flow=x86)) == []
-    (arm,) = run_rule("QD015", facts_with(graph=unsigned, flow=x86, machine="aarch64"))
+    assert run_rule("QD018", facts_with(graph=unsigned, flow=x86)) == []
+    (arm,) = run_rule("QD018", facts_with(graph=unsigned, flow=x86, machine="aarch64"))
     assert "ArmInductorQuantizer" in arm.fix
 
 
-def test_qd015_reads_signed_activations_when_the_quantizer_object_is_gone():
+def test_qd018_reads_signed_activations_when_the_quantizer_object_is_gone():
     signed = [node("q", F.NODE_QUANTIZE, qparams=act("torch.int8", -128, 127))]
-    assert run_rule("QD015", facts_with(graph=signed, flow=FlowInfo(flow="pt2e", stage="converted")))
+    assert run_rule("QD018", facts_with(graph=signed, flow=FlowInfo(flow="pt2e", stage="converted")))
 
 
 # ------------------------------------------------------------------------------------ end to end: FX graphs
@@ -331,18 +331,18 @@ def test_pt2e_run_eagerly_reports_qd012_at_convert_line(check_fixture):
 def test_pt2e_fp32_ops_between_quantized_ops(check_fixture):
     pytest.importorskip("torchao")
     report = check_fixture("pt2e_fp32_between.py")
-    qd016 = {f.location.module: f for f in report.findings if f.rule == "QD016"}
-    assert set(qd016) == {"silu", "mean"}
-    assert qd016["silu"].location.line == 19
-    assert qd016["silu"].evidence["entries"] == ["conv2d"]
-    assert 'set_module_name_qconfig("stem", None)' in qd016["silu"].fix
+    qd019 = {f.location.module: f for f in report.findings if f.rule == "QD019"}
+    assert set(qd019) == {"silu", "mean"}
+    assert qd019["silu"].location.line == 19
+    assert qd019["silu"].evidence["entries"] == ["conv2d"]
+    assert 'set_module_name_qconfig("stem", None)' in qd019["silu"].fix
 
 
 @pytest.mark.skipif(not torch.backends.cpu.get_cpu_capability().startswith("AVX"), reason="x86 only")
 def test_pt2e_xnnpack_quantizer_on_x86(check_fixture):
     pytest.importorskip("torchao.testing.pt2e._xnnpack_quantizer")
     report = check_fixture("pt2e_xnnpack_on_x86.py")
-    (finding,) = [f for f in report.findings if f.rule == "QD015"]
+    (finding,) = [f for f in report.findings if f.rule == "QD018"]
     assert finding.location.line == 15  # quantizer = XNNPACKQuantizer()...
     assert finding.evidence["activation_qparams"] == ["torch.int8 [-128, 127]"]
 
@@ -351,7 +351,7 @@ def test_pt2e_export_failure_is_mapped_to_data_dependent_control_flow(check_fixt
     pytest.importorskip("torchao")
     report = check_fixture("pt2e_export_failed.py")
     (finding,) = report.findings
-    assert finding.rule == "QD014" and finding.evidence["cause"] == "data-dependent-control-flow"
+    assert finding.rule == "QD017" and finding.evidence["cause"] == "data-dependent-control-flow"
     assert finding.location.line == 16  # if x.abs().mean() > 1.0:
     assert "torch.cond" in finding.fix
     assert not any("not quantized" in note for note in report.notes)

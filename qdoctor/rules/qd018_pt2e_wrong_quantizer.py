@@ -1,4 +1,4 @@
-"""QD015 pt2e-wrong-quantizer: a PT2E model quantized for another CPU family: an XNNPACK/ARM-style quantizer
+"""QD018 pt2e-wrong-quantizer: a PT2E model quantized for another CPU family: an XNNPACK/ARM-style quantizer
 (signed int8 activations) on x86, whose Inductor int8 lowering takes uint8 activations, or the x86 quantizer on ARM."""
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _quantizer_line(facts: Facts, names: list[str]) -> SourceLocation | None:
 
 
 @rule(
-    "QD015",
+    "QD018",
     "pt2e-wrong-quantizer",
     Severity.WARNING,
     "a PT2E model quantized for another CPU family (XNNPACK/ARM-style signed int8 activations on x86, or the x86 "

@@ -1,4 +1,4 @@
-"""QD016 pt2e-fp32-op: ops the PT2E quantizer left in fp32 between quantized ops, each costing a
+"""QD019 pt2e-fp32-op: ops the PT2E quantizer left in fp32 between quantized ops, each costing a
 quantize/dequantize pair (and, for a convolution or matmul, the float compute itself)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ quantizer.set_module_name_qconfig("{module}", None)  # the layer that feeds it s
 
 
 @rule(
-    "QD016",
+    "QD019",
     "pt2e-fp32-op",
     Severity.INFO,
     "ops the PT2E quantizer left in fp32 between quantized ops (an int8 -> fp32 -> int8 round trip each)",

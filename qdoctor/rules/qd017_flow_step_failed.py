@@ -1,4 +1,4 @@
-"""QD014 flow-step-failed: a step of a quantization flow raised (torch.export, prepare_pt2e, convert_pt2e, torchao
+"""QD017 flow-step-failed: a step of a quantization flow raised (torch.export, prepare_pt2e, convert_pt2e, torchao
 quantize_, prepare_fx, or an import that a torch/torchao release moved), mapped from its message to the cause."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from qdoctor.report import Finding, Severity
 
 
 @rule(
-    "QD014",
+    "QD017",
     "flow-step-failed",
     Severity.ERROR,
     "a step of a quantization flow raised (export, prepare_pt2e, convert_pt2e, quantize_, a moved import): cause and fix",
