@@ -10,8 +10,9 @@ from typing import Callable
 
 from qdoctor import __version__
 from qdoctor.facts import Facts
+from qdoctor.flowfailures import FLOW_FAILURE_RULES
 from qdoctor.gather import GatherOptions, OnStage, gather_facts, preserved_torch_state
-from qdoctor.registry import run_rules
+from qdoctor.registry import run_rules, selected
 from qdoctor.report import Report
 
 # Importing this module must not import torch: qdoctor.batch builds reports of checks that died in their worker
@@ -27,6 +28,7 @@ class CheckOptions:
     verify: bool = True  # apply each finding's fix to a copy and measure it (qdoctor.prescribe)
     verify_bench_time: float | None = None  # seconds per counterfactual; None: qdoctor.prescribe's default
     save_fixed: str | None = None  # write the "fix all" model here (part of verification)
+    trust: bool = False  # a pickled full model as TARGET may be unpickled (it runs code from the file)
 
 
 def notes_for(facts) -> list[str]:  # type: ignore[no-untyped-def]
@@ -45,7 +47,9 @@ def notes_for(facts) -> list[str]:  # type: ignore[no-untyped-def]
         where = f" at {c.file}:{c.line}" if c.line else ""
         stdin = " (it read stdin, which qdoctor leaves empty)" if c.type == "EOFError" else ""
         notes.append(f"the script raised {c.type}{where}{stdin}; the globals defined before it were used")
-    if facts.modules is not None and not facts.is_quantized:
+    if facts.flow is not None:
+        notes.extend(f"{facts.flow.flow}: {note}" for note in facts.flow.notes)
+    if facts.modules is not None and not facts.is_quantized and not _flow_failed(facts):
         notes.append(
             "the model is not quantized (no quantized modules, observers, fake-quant or qconfig): nothing to "
             "diagnose. To choose a quantization recipe, run `qdoctor compare` on this file."
@@ -60,9 +64,21 @@ def loaded_facts(loaded) -> Facts:  # type: ignore[no-untyped-def]
     return Facts(target=loaded.target, environment=gather_environment(loaded.user_engine, loaded.user_num_threads))
 
 
+def _flow_failed(facts) -> bool:  # type: ignore[no-untyped-def]
+    """A quantization flow step raised (export, prepare_pt2e, an import that moved): the model the script meant to
+    quantize stayed float, and the rules must still run to say why."""
+    return facts.flow is not None and facts.flow.failure is not None
+
+
 def build_report(facts, options: CheckOptions) -> Report:  # type: ignore[no-untyped-def]
     """Run the rules over ``facts`` (complete, or partial when a check died part-way) and assemble the Report."""
-    if facts.modules is not None and not facts.is_quantized:
+    if facts.modules is not None and not facts.is_quantized and _flow_failed(facts):
+        # the flow raised before anything was quantized: only its failure is worth reporting on the float model
+        wanted = [code for code in FLOW_FAILURE_RULES if selected(code, options.select, options.ignore)]
+        findings, skipped = (
+            run_rules(facts, wanted, options.ignore, options.per_module_ignores) if wanted else ([], [])
+        )
+    elif facts.modules is not None and not facts.is_quantized:
         findings, skipped = [], []
     else:
         findings, skipped = run_rules(facts, options.select, options.ignore, options.per_module_ignores)
@@ -88,7 +104,7 @@ def check(
     options = options or CheckOptions()
     with preserved_torch_state():
         progress(f"loading {spec}")
-        loaded = load_target(spec)
+        loaded = load_target(spec, trust=options.trust)
         if on_stage is not None:
             on_stage("loaded", loaded_facts(loaded))
         progress("running the model once on the example inputs")

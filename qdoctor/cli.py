@@ -62,7 +62,10 @@ def _split(values: Optional[List[str]]) -> Optional[List[str]]:
 @app.command()
 def check(
     targets: List[str] = typer.Argument(
-        ..., help="model.py files, directories of them, or package.module:attribute", show_default=False
+        ...,
+        help="model.py files, directories of them, package.module:attribute, or saved models (.pt TorchScript, "
+        ".pt2 ExportedProgram)",
+        show_default=False,
     ),
     output_format: OutputFormat = typer.Option(OutputFormat.terminal, "--format", "-f", help="Report format."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report to this file (atomically)."),
@@ -92,6 +95,9 @@ def check(
         300.0, "--timeout", min=1.0, help="Seconds a target's check may run (after start-up) before it is stopped."
     ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and the stacks of crashed checks."),
+    trust: bool = typer.Option(
+        False, "--trust", help="Allow a pickled full model (torch.save(model)) as TARGET: unpickling runs code from it."
+    ),
 ) -> None:
     """Diagnose quantized models: measure them, find every cause of slowness or breakage, suggest fixes.
 
@@ -137,6 +143,7 @@ def check(
         per_module_ignores=settings.per_module_ignores,
         verify=verify,
         save_fixed=str(save_fixed) if save_fixed is not None else None,
+        trust=trust,
     )
     console = _stderr()
     try:

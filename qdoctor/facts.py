@@ -22,6 +22,7 @@ QUANT_STUB = "quant_stub"  # QuantStub before convert, nnq.Quantize after
 DEQUANT_STUB = "dequant_stub"  # DeQuantStub before convert, nnq.DeQuantize after
 FLOAT_FUNCTIONAL = "float_functional"  # FloatFunctional before convert, QFunctional after
 CONTAINER = "container"
+TORCHAO_QUANTIZED = "torchao_quantized"  # a float module whose weight is a torchao tensor subclass (quantize_)
 
 # Time-breakdown categories of the profile.
 CAT_INT8 = "int8_kernels"
@@ -30,6 +31,20 @@ CAT_FLOAT = "float_compute"
 CAT_OBSERVER = "observers_fake_quant"
 CAT_OTHER = "other"
 CATEGORIES = (CAT_INT8, CAT_QDQ, CAT_FLOAT, CAT_OBSERVER, CAT_OTHER)
+
+# Graph node kinds, as recorded in GraphNode.kind (FX GraphModules, PT2E/exported programs, TorchScript graphs).
+NODE_INPUT = "input"  # placeholder / graph input
+NODE_OUTPUT = "output"
+NODE_ATTR = "attr"  # get_attr, constants, packed params
+NODE_QUANTIZE = "quantize"  # float -> int8 (quantize_per_tensor, quantized_decomposed.quantize_*, ...)
+NODE_DEQUANTIZE = "dequantize"  # int8 -> float
+NODE_QUANTIZED_OP = "quantized_op"  # runs an int8 kernel now (quantized::*, a quantized module, an op on int8 tensors)
+NODE_REFERENCE_OP = "reference_op"  # float op fed by dequantize: runs in fp32 now, int8 once lowered (PT2E, reference FX)
+NODE_FLOAT_OP = "float_op"  # float compute
+NODE_LAYOUT = "layout"  # shape/view/bookkeeping ops: no compute worth counting
+NODE_OBSERVER = "observer"
+NODE_FAKE_QUANT = "fake_quant"
+NODE_OTHER = "other"
 
 
 @dataclass
@@ -102,6 +117,11 @@ class ModuleInfo:
     # Other paths the same module object is registered at (one nn.ReLU reused in several places); named_modules()
     # lists it once, at ``path``.
     also_at: list[str] = field(default_factory=list)
+    # torchao quantize_: the weight is a tensor subclass (kind TORCHAO_QUANTIZED)
+    weight_tensor_type: str | None = None  # qualified class name, e.g. torchao.quantization.Int8Tensor
+    weight_storage_dtype: str | None = None  # dtype of the stored integer data, e.g. torch.int8
+    weight_granularity: str | None = None  # e.g. PerRow, PerTensor, PerGroup(32)
+    activation_quantized: bool | None = None  # the subclass also quantizes activations (dynamic activation quant)
 
 
 @dataclass
@@ -176,6 +196,7 @@ class ModuleTime:
     type: str
     kind: str
     total_ms: float  # per run, inclusive of the ops inside it
+    ops: list[OpTime] = field(default_factory=list)  # the ops that ran inside it, by self time (top few)
 
 
 @dataclass
@@ -226,6 +247,12 @@ class Benchmarks:
     float_baseline: Timing | None
     subject_error: str | None = None  # why the subject could not be timed (it crashed, ...)
 
+    def evidence(self) -> dict[str, float]:
+        """{"subject_ms", "float_ms"} (rounded medians) when both were timed, for a finding's evidence."""
+        if self.subject and self.float_baseline:
+            return {"subject_ms": round(self.subject.median_ms, 3), "float_ms": round(self.float_baseline.median_ms, 3)}
+        return {}
+
     @property
     def speedup(self) -> float | None:
         """float time / subject time: > 1 means the quantized model is faster."""
@@ -244,6 +271,81 @@ class Sizes:
 class Numerics:
     sqnr_db: float | None  # subject output vs float baseline output on the same input
     note: str = ""
+
+
+@dataclass
+class QParams:
+    """Arguments of a quantize/dequantize node: what the quantizer chose for that tensor."""
+
+    dtype: str  # torch.uint8, torch.int8, torch.quint8, ...
+    quant_min: int | None = None
+    quant_max: int | None = None
+    per_channel: bool = False
+    is_weight: bool = False  # the quantized value is a parameter (get_attr / packed weight), not an activation
+
+
+@dataclass
+class GraphNode:
+    """One node of the subject's graph (FX GraphModule, PT2E/exported program, TorchScript), in execution order.
+
+    ``name`` is the location findings point at: the FX node name (TorchScript: the name of the value it produces,
+    with ``module`` the module path it runs in).
+    """
+
+    name: str
+    op: str  # placeholder, get_attr, call_function, call_method, call_module, output; TorchScript: the node kind
+    target: str  # "aten.conv2d.default", "quantized_decomposed.quantize_per_tensor.default", "conv1" (a module)...
+    kind: str  # one of the NODE_* kinds above
+    inputs: list[str]  # names of the nodes whose values it reads, in argument order
+    module: str | None = None  # module path it belongs to (call_module target, nn_module_stack, TorchScript scope)
+    module_type: str | None = None  # class name of that module
+    qparams: QParams | None = None  # for quantize/dequantize nodes
+    source: SourceLocation | None = None  # the user's line, from the node's stack trace
+
+    @property
+    def is_compute(self) -> bool:
+        return self.kind in (NODE_QUANTIZED_OP, NODE_REFERENCE_OP, NODE_FLOAT_OP)
+
+
+@dataclass
+class CompileInfo:
+    """The subject is a torch.compile'd module (torch._dynamo OptimizedModule)."""
+
+    backend: str | None  # "inductor", "eager", "aot_eager"...; None when it could not be read
+    source: SourceLocation | None = None  # the user's torch.compile line
+    options: dict[str, Any] = field(default_factory=dict)  # torch.compile(mode=..., options=...) settings
+    freezing: bool | None = None  # Inductor freezing in effect for it (options, else config, else environment)
+    freezing_source: str = ""  # where that came from
+    first_call_s: float | None = None  # one wall-clock measurement of its first call in qdoctor (includes compiling)
+
+
+@dataclass
+class FlowFailure:
+    """A quantization flow step that raised (export, prepare, convert, an import that moved), mapped to its cause."""
+
+    step: str  # "import", "export", "prepare_pt2e", "convert_pt2e", "eval/train", "run", "quantize_", ...
+    cause: str  # short id, e.g. "data-dependent-control-flow"
+    explanation: str  # one or two sentences for the user
+    fix: str  # code the user can paste
+    error: str  # "ExceptionType: first line of the message"
+    file: str | None = None
+    line: int | None = None
+    code: str | None = None
+
+
+@dataclass
+class FlowInfo:
+    """Which quantization flow produced the subject, and flow-specific facts."""
+
+    flow: str  # "eager", "fx", "pt2e", "torchao", "torchscript", "none"
+    stage: str | None = None  # "prepared", "converted", "reference" (FX reference / PT2E q-dq form), None
+    saved_format: str | None = None  # the TARGET was a file: "torchscript", "exported_program", "pickle"
+    source: SourceLocation | None = None  # the user's line that produced the subject (convert_pt2e, convert_fx...)
+    compiled: CompileInfo | None = None
+    quantizers: list[str] = field(default_factory=list)  # PT2E Quantizer classes the script holds (qualified names)
+    torchao_version: str | None = None  # when torchao is imported
+    failure: FlowFailure | None = None  # a flow step raised while the script ran
+    notes: list[str] = field(default_factory=list)  # flow facts worth telling (e.g. what a TorchScript file records)
 
 
 @dataclass
@@ -277,6 +379,8 @@ class Facts:
     benchmark: Benchmarks | None = None
     size: Sizes | None = None
     numerics: Numerics | None = None
+    graph: list[GraphNode] | None = None  # the subject's graph when it has one (FX, PT2E, TorchScript)
+    flow: FlowInfo | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
     phase_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each gathering phase (bench/)
     trace_files: dict[str, str] = field(default_factory=dict)  # "subject"/"float": profiler trace written (--trace-dir)
@@ -293,7 +397,13 @@ class Facts:
         """The subject holds anything of a quantization flow (quantized modules, observers, fake-quant, qconfig)."""
         return any(
             m.kind not in (FLOAT, CONTAINER) or m.qconfig is not None for m in self.modules or []
+        ) or any(
+            n.kind in (NODE_QUANTIZE, NODE_DEQUANTIZE, NODE_QUANTIZED_OP, NODE_OBSERVER, NODE_FAKE_QUANT)
+            for n in self.graph or []
         )
+
+    def graph_node(self, name: str) -> GraphNode | None:
+        return next((n for n in self.graph or [] if n.name == name), None)
 
     @property
     def crash(self) -> CrashInfo | None:

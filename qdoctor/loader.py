@@ -58,6 +58,7 @@ class LoadedTarget:
     )
     user_engine: str = ""  # torch.backends.quantized.engine when the script finished
     user_num_threads: int = 0
+    saved_format: str | None = None  # TARGET was a saved model: "torchscript", "exported_program", "pickle"
 
 
 class _BoundedText(io.TextIOBase):
@@ -204,8 +205,11 @@ def _run_script(path: Path, origins: weakref.WeakKeyDictionary, target: Target) 
                 raise
             except ModuleNotFoundError as exc:
                 if not _defines_any_module(namespace):
+                    hint = _flow_hint(exc.name, str(exc))
                     raise TargetError(
-                        f"{path}: the script imports '{exc.name}', which is not installed ({exc})"
+                        f"{path}: the script imports '{exc.name}': {hint}"
+                        if hint
+                        else f"{path}: the script imports '{exc.name}', which is not installed ({exc})"
                     ) from None
                 target.load_crash = crash_info(exc, "load", str(path))
             except BaseException as exc:  # noqa: BLE001 - a user's crash is a diagnosis, not our failure
@@ -223,6 +227,17 @@ def _run_script(path: Path, origins: weakref.WeakKeyDictionary, target: Target) 
             seen.add(text)
             target.warnings.append(text)
     return namespace
+
+
+def _flow_hint(module_name: str | None, message: str) -> str:
+    """Where an import that a torch or torchao release moved went (naming the installed torchao), else ""."""
+    from qdoctor.flowfailures import moved_module_hint, torchao_api_hint
+
+    hint = moved_module_hint(module_name, torch.__version__)
+    if hint is None:
+        torchao = sys.modules.get("torchao")
+        hint = torchao_api_hint(message, getattr(torchao, "__version__", None) if torchao else None)
+    return hint or ""
 
 
 def _defines_any_module(namespace: dict[str, Any]) -> bool:
@@ -252,14 +267,16 @@ def quantization_level(model: nn.Module) -> int:
     level = 0
     for module in model.modules():
         kind = classify(module)
-        if kind in ("quantized", "dynamic_quantized", "reference_quantized"):
+        if kind in ("quantized", "dynamic_quantized", "reference_quantized", "torchao_quantized"):
             return 3
         if kind in ("observer", "fake_quant", "qat"):
             level = max(level, 2)
         elif getattr(module, "qconfig", None) is not None:
             level = max(level, 1)
-    if level < 3 and isinstance(model, torch.fx.GraphModule):
-        targets = " ".join(str(n.target) for n in model.graph.nodes)
+    # a GraphModule anywhere (a torch.compile wrapper holds it as _orig_mod): PT2E/FX q-dq nodes
+    graphs = [m for m in model.modules() if isinstance(m, torch.fx.GraphModule)] if level < 3 else []
+    for graph_module in graphs:
+        targets = " ".join(str(n.target) for n in graph_module.graph.nodes)
         if "quantize_per_tensor" in targets or "quantized" in targets:
             return 3
     return level
@@ -324,9 +341,11 @@ def _pick_subject(namespace: dict[str, Any], target: Target) -> tuple[str, nn.Mo
             c = target.load_crash
             where = f" at line {c.line}" if c.line else ""
             stdin = " (it read stdin, which qdoctor leaves empty)" if c.type == "EOFError" else ""
+            hint = _flow_hint(None, c.message)
             raise TargetError(
                 f"the script raised {c.type}{where}{stdin} before defining any nn.Module: "
                 f"{c.message.splitlines()[0][:200]}"
+                + (f"; {hint}" if hint else "")
             )
         raise NoModelError("no torch.nn.Module found in the target (define `model` or `build_model()`)")
     if isinstance(namespace.get("quantized_model"), nn.Module):
@@ -403,7 +422,8 @@ def _as_inputs(value: Any, name: str) -> tuple[Any, ...]:
 
 def _first_layer_input(model: nn.Module) -> tuple[torch.Tensor, str] | None:
     for path, module in model.named_modules():
-        name = type(module).__name__
+        name = getattr(module, "original_name", None) if isinstance(module, torch.jit.ScriptModule) else None
+        name = name or type(module).__name__
         in_ch = getattr(module, "in_channels", None)
         if isinstance(in_ch, int) and "Conv" in name:
             dims = 3 if "3d" in name else 1 if "1d" in name else 2
@@ -481,8 +501,63 @@ def _optional_callable(namespace: dict[str, Any], name: str) -> Callable[..., An
     return None
 
 
-def load_target(spec: str) -> LoadedTarget:
-    """Run the target and pick subject, float baseline and inputs. Raises TargetError when nothing can be checked."""
+_PROBE_SIZES = (224, 112, 96, 64, 56, 32, 28, 16, 8)
+
+
+def _input_size_that_runs(model: nn.Module, tensor: torch.Tensor, how: str) -> tuple[torch.Tensor, str]:
+    """A saved image model records no input size: try common sizes until one runs (a Linear after Flatten fixes it)."""
+    if tensor.dim() != 4 or _accepts(model, (tensor,)):
+        return tensor, how
+    for size in _PROBE_SIZES:
+        candidate = torch.randn(tensor.shape[0], tensor.shape[1], size, size)
+        if _accepts(model, (candidate,)):
+            shape = "x".join(map(str, candidate.shape))
+            return candidate, how.rsplit(": ", 1)[0] + f": {shape} (the first of {'/'.join(map(str, _PROBE_SIZES))} px that runs)"
+    return tensor, how
+
+
+def _load_saved_target(path: Path, target: Target, trust: bool) -> LoadedTarget:
+    """A saved model file as TARGET (see qdoctor.saved): no script, no float baseline."""
+    from qdoctor.saved import load_saved
+
+    saved = load_saved(path, trust=trust)
+    target.file = None
+    target.subject_name = saved.subject_name
+    inputs = saved.inputs
+    if inputs is None:
+        inferred = _first_layer_input(saved.subject)
+        if inferred is None:
+            raise TargetError(
+                f"{path}: cannot tell what input the model takes (the file records no input shape); pass a .py "
+                "script that loads it and defines `example_inputs`"
+            )
+        tensor, how = _input_size_that_runs(saved.subject, *inferred)
+        inputs = (tensor,)
+        target.inputs_inferred = f"the saved model records no inputs; made a random one from the first layer {how}"
+    elif saved.inputs_how:
+        target.inputs_inferred = saved.inputs_how
+    else:
+        target.inputs_name = "the example inputs saved with the program"
+    target.inputs = [
+        TensorInfo(str(t.dtype), list(t.shape), bool(t.is_quantized)) for t in inputs if isinstance(t, torch.Tensor)
+    ]
+    return LoadedTarget(
+        target=target,
+        subject=saved.subject,
+        float_baseline=None,
+        inputs=inputs,
+        namespace={},
+        user_engine=torch.backends.quantized.engine,
+        user_num_threads=torch.get_num_threads(),
+        saved_format=saved.saved_format,
+    )
+
+
+def load_target(spec: str, *, trust: bool = False) -> LoadedTarget:
+    """Run the target and pick subject, float baseline and inputs. Raises TargetError when nothing can be checked.
+
+    A saved model file (.pt/.pth/.pt2) is loaded instead of run; a pickled full model only with ``trust=True``.
+    """
     origins: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
     path = Path(spec)
     looks_like_file = spec.endswith(".py") or path.exists() or "/" in spec or ":" not in spec
@@ -492,8 +567,10 @@ def load_target(spec: str) -> LoadedTarget:
             raise TargetError(f"{spec} is a directory; pass a model .py file")
         if not path.exists():
             raise TargetError(f"no such file: {spec}")
-        if path.suffix in (".pt", ".pth", ".pt2", ".ptl"):
-            raise TargetError(f"{spec}: saved models are not checked yet; pass the .py script that builds the model")
+        from qdoctor.saved import SAVED_SUFFIXES
+
+        if path.suffix in SAVED_SUFFIXES:
+            return _load_saved_target(path, target, trust)
         target.file = str(path.resolve())
         namespace = _run_script(path, origins, target)
         user_engine = torch.backends.quantized.engine

@@ -91,6 +91,13 @@ def _timing(t: Any) -> dict[str, Any] | None:
     return d
 
 
+def _graph_summary(graph: Any) -> dict[str, Any] | None:
+    """Node counts by kind of the subject's graph (FX, PT2E, TorchScript); the nodes themselves stay in Facts."""
+    from qdoctor.graphs import count_kinds
+
+    return None if graph is None else {"nodes": len(graph), "kinds": count_kinds(graph)}
+
+
 def to_dict(report: Report) -> dict[str, Any]:
     """The JSON document (schema version 1). The one place that decides its shape."""
     facts = report.facts
@@ -140,6 +147,8 @@ def to_dict(report: Report) -> dict[str, Any]:
                 "subject": asdict(facts.profile) if facts.profile is not None else None,
                 "float": asdict(facts.float_profile) if facts.float_profile is not None else None,
             },
+            "flow": asdict(facts.flow) if getattr(facts, "flow", None) is not None else None,
+            "graph": _graph_summary(getattr(facts, "graph", None)),
             "modules": [
                 {"path": m.path, "type": m.type, "kind": m.kind, "training": m.training}
                 for m in facts.modules or []

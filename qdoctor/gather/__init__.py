@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 import time
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from qdoctor import facts as F
-from qdoctor.facts import Benchmarks, Facts, Numerics, Sizes
+from qdoctor.facts import Benchmarks, Facts, Numerics, Sizes, Trace
 
 if TYPE_CHECKING:  # torch is imported where facts are gathered, so that GatherOptions is light (qdoctor.batch)
     from qdoctor.loader import LoadedTarget
@@ -46,6 +47,9 @@ def preserved_torch_state() -> Iterator[None]:
     grad = torch.is_grad_enabled()
     default_dtype = torch.get_default_dtype()
     rng = torch.random.get_rng_state()  # scripts seed and draw; qdoctor draws inputs and calibration data
+    # Inductor's freezing flag: a script may set it for its torch.compile (read only if the script imported it).
+    inductor_config = sys.modules.get("torch._inductor.config")
+    freezing = getattr(inductor_config, "freezing", None)
     try:
         yield
     finally:
@@ -54,6 +58,20 @@ def preserved_torch_state() -> Iterator[None]:
         torch.set_grad_enabled(grad)
         torch.set_default_dtype(default_dtype)
         torch.random.set_rng_state(rng)
+        if inductor_config is not None and freezing is not None:
+            inductor_config.freezing = freezing
+        elif inductor_config is None and "torch._inductor.config" in sys.modules:
+            _reset_inductor_freezing(sys.modules["torch._inductor.config"])
+
+
+def _reset_inductor_freezing(config: Any) -> None:
+    """The script imported Inductor and may have set freezing: back to what the environment or torch defaults to."""
+    try:
+        entry = config._config["freezing"]
+        from_env = entry.env_value_default
+        config.freezing = from_env if isinstance(from_env, bool) else bool(entry.default)
+    except (AttributeError, KeyError, TypeError):  # a torch whose config module is laid out differently
+        pass
 
 
 def _reason(exc: BaseException) -> str:
@@ -73,15 +91,30 @@ def _announcing_stages(progress: Progress, on_stage: OnStage | None, facts: Fact
     return announce
 
 
+def _run_once(model: Any, inputs: tuple[Any, ...]) -> Any:
+    import torch
+
+    with torch.no_grad():
+        return model(*inputs)
+
+
 def gather_facts(
     loaded: LoadedTarget, options: GatherOptions, progress: Progress = lambda _: None, on_stage: OnStage | None = None
 ) -> Facts:
-    from qdoctor.gather import environment, modules, numerics, profile, size, timing, trace
+    import torch
+
+    from qdoctor.gather import environment, flows, graph, modules, numerics, profile, size, timing, trace
+    from qdoctor.loader import crash_info
 
     target = loaded.target
     facts = Facts(target=target, environment=environment.gather_environment(loaded.user_engine, loaded.user_num_threads))
     progress = _announcing_stages(progress, on_stage, facts)
     subject, baseline, inputs = loaded.subject, loaded.float_baseline, loaded.inputs
+    # A torch.compile'd subject: facts about the model come from the module it wraps; profile and timing run the
+    # compiled module itself, uncopied (a copy would compile again). TorchScript modules take no Python hooks.
+    eager = graph.eager_module(subject)
+    compiled = eager is not subject
+    scripted = isinstance(eager, torch.jit.ScriptModule)
 
     def attempt(part: str, work: Callable[[], Any]) -> Any:
         start = time.perf_counter()
@@ -95,14 +128,43 @@ def gather_facts(
             facts.phase_seconds[part] = facts.phase_seconds.get(part, 0.0) + time.perf_counter() - start
 
     progress("inventory of modules")
-    facts.modules = attempt("modules", lambda: modules.inventory(subject, loaded.origins, baseline))
+    facts.modules = attempt("modules", lambda: modules.inventory(eager, loaded.origins, baseline))
     if baseline is not None:
         facts.float_modules = attempt("float_modules", lambda: modules.inventory(baseline, loaded.origins))
     else:
         facts.unavailable["float_modules"] = "no float baseline in the target"
 
+    progress("reading the graph")
+    facts.graph = attempt("graph", lambda: graph.graph_nodes(subject, target.file, modules.classify))
+    if facts.graph is None and "graph" not in facts.unavailable:
+        facts.unavailable["graph"] = "the subject is an eager module tree, not a graph (FX, PT2E or TorchScript)"
+
+    first_call: dict[str, Any] = {}
+    if compiled:
+        progress("compiling the subject (torch.compile: its first call)")
+        started = time.perf_counter()
+        try:
+            with quiet():
+                _run_once(subject, inputs)
+            first_call["seconds"] = time.perf_counter() - started
+        except Exception as exc:  # noqa: BLE001 - a compiled model that raises is a fact
+            first_call["crash"] = crash_info(exc, "run", target.file)
+
     progress("tracing one forward pass")
-    facts.trace = attempt("trace", lambda: trace.trace_model(subject, inputs, target.file))
+    if scripted:
+        facts.unavailable["trace"] = "a TorchScript module takes no Python hooks; its graph facts show what it runs"
+        try:
+            with quiet():
+                _run_once(subject, inputs)
+        except Exception as exc:  # noqa: BLE001
+            facts.trace = Trace(events=[], output=[], crash=crash_info(exc, "run", target.file))
+    else:
+        facts.trace = attempt("trace", lambda: trace.trace_model(eager, inputs, target.file))
+    if "crash" in first_call:  # the eager module runs but its compiled form raises: that is what the user runs
+        if facts.trace is None:
+            facts.trace = Trace(events=[], output=[], crash=first_call["crash"])
+        elif facts.trace.crash is None:
+            facts.trace.crash = first_call["crash"]
     crashed = facts.trace is not None and facts.trace.crash is not None
     kinds = {m.path: m.kind for m in facts.modules or []}
     int8 = {e.module for e in (facts.trace.events if facts.trace else []) if e.kind == "module" and e.any_input_quantized}
@@ -132,7 +194,13 @@ def gather_facts(
             facts.profile = attempt(
                 "profile",
                 lambda: profile.profile_model(
-                    subject, inputs, kinds, int8, budget_s=options.profile_budget, on_profiled=trace_exporter("subject")
+                    subject,
+                    inputs,
+                    kinds,
+                    int8,
+                    budget_s=options.profile_budget,
+                    on_profiled=trace_exporter("subject"),
+                    copy_model=not compiled,
                 ),
             )
         if baseline is not None:
@@ -160,6 +228,7 @@ def gather_facts(
             stateful = any(
                 m.kind in (F.OBSERVER, F.FAKE_QUANT, F.QAT) or (m.training and m.is_leaf) for m in facts.modules or []
             ) or facts.modules is None
+            stateful = stateful and not compiled  # a copy of a compiled module would compile again
             subject_timing = attempt(
                 "benchmark", lambda: timing.time_model(subject, inputs, options.bench_time, copy_model=stateful)
             )
@@ -187,9 +256,31 @@ def gather_facts(
         facts.numerics = attempt(
             "numerics",
             lambda: Numerics(
-                sqnr_db=numerics.sqnr_db(numerics.outputs(baseline, inputs), numerics.outputs(subject, inputs))
+                sqnr_db=numerics.sqnr_db(
+                    numerics.outputs(baseline, inputs),
+                    _run_once(subject, inputs) if compiled else numerics.outputs(subject, inputs),
+                )
             ),
         )
+
+    facts.flow = attempt(
+        "flow",
+        lambda: flows.flow_info(
+            subject,
+            facts.graph,
+            facts.modules,
+            loaded.namespace,
+            target.script_text,
+            (target.load_crash, facts.trace.crash if facts.trace else None),
+            facts.environment.torch_version,
+            saved_format=loaded.saved_format,
+            compile_source=loaded.origins.get(subject) if compiled else None,
+            source=loaded.origins.get(eager),
+            engine=facts.environment.quantized_engine,
+        ),
+    )
+    if facts.flow is not None and facts.flow.compiled is not None and "seconds" in first_call:
+        facts.flow.compiled.first_call_s = first_call["seconds"]
     return facts
 
 

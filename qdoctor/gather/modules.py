@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+import sys
 from typing import Any, Mapping
 
 import torch
@@ -23,14 +25,54 @@ _REFERENCE_PREFIXES = ("torch.ao.nn.quantized.reference",)
 _QAT_PREFIXES = ("torch.ao.nn.qat", "torch.ao.nn.intrinsic.qat", "torch.nn.qat", "torch.nn.intrinsic.qat")
 
 
+def _torchao_bases() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """torchao's PT2E observer and fake-quant base classes, when the user's code imported them (never imported here:
+    torchao is optional and importing it is slow)."""
+    observers: tuple[type, ...] = ()
+    fake_quants: tuple[type, ...] = ()
+    observer_module = sys.modules.get("torchao.quantization.pt2e.observer")
+    if observer_module is not None:
+        bases = (getattr(observer_module, "ObserverBase", None), getattr(observer_module, "AffineQuantizedObserverBase", None))
+        observers = tuple(c for c in bases if isinstance(c, type))
+    fake_quant_module = sys.modules.get("torchao.quantization.pt2e.fake_quantize")
+    base = getattr(fake_quant_module, "FakeQuantizeBase", None) if fake_quant_module is not None else None
+    if isinstance(base, type):
+        fake_quants = (base,)
+    return observers, fake_quants
+
+
+def script_origin(module: nn.Module) -> tuple[str, str] | None:
+    """(module of the class, class name) that a TorchScript module was scripted or traced from."""
+    if not isinstance(module, torch.jit.ScriptModule):
+        return None
+    try:
+        qualified = module._c._type().qualified_name()
+    except Exception:  # noqa: BLE001
+        return None
+    qualified = re.sub(r"\.___torch_mangle_\d+", "", qualified.removeprefix("__torch__."))
+    origin, _, name = qualified.rpartition(".")
+    return origin, name
+
+
+def tensor_subclass(weight: Any) -> str | None:
+    """Qualified class name of a torchao tensor-subclass weight (quantize_), else None."""
+    if not isinstance(weight, torch.Tensor):
+        return None
+    cls = type(weight)
+    if cls in (torch.Tensor, nn.Parameter) or not cls.__module__.startswith("torchao"):
+        return None
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def classify(module: nn.Module) -> str:
     """The kind of a module (see qdoctor.facts): quantized, observer, fake-quant, stub, float, container..."""
     from torch.ao import quantization as tq
     import torch.ao.nn.quantized as nnq
 
-    if isinstance(module, tq.FakeQuantizeBase):
+    ao_observers, ao_fake_quants = _torchao_bases()
+    if isinstance(module, tq.FakeQuantizeBase) or (ao_fake_quants and isinstance(module, ao_fake_quants)):
         return F.FAKE_QUANT
-    if isinstance(module, tq.ObserverBase):
+    if isinstance(module, tq.ObserverBase) or (ao_observers and isinstance(module, ao_observers)):
         return F.OBSERVER
     if isinstance(module, (tq.QuantStub, nnq.Quantize)):
         return F.QUANT_STUB
@@ -38,7 +80,22 @@ def classify(module: nn.Module) -> str:
         return F.DEQUANT_STUB
     if isinstance(module, (nnq.FloatFunctional, nnq.QFunctional, nnq.FXFloatFunctional)):
         return F.FLOAT_FUNCTIONAL
-    origin = type(module).__module__
+    scripted = script_origin(module)
+    if scripted is not None:
+        return _classify_script(module, *scripted)
+    if tensor_subclass(getattr(module, "weight", None)) is not None:
+        return F.TORCHAO_QUANTIZED
+    kind = _kind_by_origin(type(module).__module__)
+    if kind is not None:
+        return kind
+    has_children = not is_effective_leaf(module)
+    if has_children and type(module).__module__.startswith("torch.ao.nn.intrinsic.modules"):
+        return F.FLOAT  # a fused float ConvReLU2d etc. before prepare: one op, not a container
+    return F.CONTAINER if has_children else F.FLOAT
+
+
+def _kind_by_origin(origin: str) -> str | None:
+    """The kind the defining module of a class decides (dynamic, reference, QAT, quantized), else None."""
     if origin.startswith(_DYNAMIC_PREFIXES):
         return F.DYNAMIC_QUANTIZED
     if origin.startswith(_REFERENCE_PREFIXES):
@@ -47,10 +104,27 @@ def classify(module: nn.Module) -> str:
         return F.QAT
     if origin.startswith(_QUANTIZED_PREFIXES) and not origin.startswith("torch.ao.nn.quantizable"):
         return F.QUANTIZED
-    has_children = not is_effective_leaf(module)
-    if has_children and type(module).__module__.startswith("torch.ao.nn.intrinsic.modules"):
-        return F.FLOAT  # a fused float ConvReLU2d etc. before prepare: one op, not a container
-    return F.CONTAINER if has_children else F.FLOAT
+    return None
+
+
+def _classify_script(module: nn.Module, origin: str, name: str) -> str:
+    """A TorchScript module, by the class it was scripted from (its own type is RecursiveScriptModule)."""
+    if name in ("Quantize", "QuantStub") and ("quantized" in origin or "stubs" in origin):
+        return F.QUANT_STUB
+    if name in ("DeQuantize", "DeQuantStub") and ("quantized" in origin or "stubs" in origin):
+        return F.DEQUANT_STUB
+    if name in ("FloatFunctional", "QFunctional", "FXFloatFunctional"):
+        return F.FLOAT_FUNCTIONAL
+    if "Observer" in name and "quantization" in origin:
+        return F.OBSERVER
+    if "FakeQuant" in name and "quantization" in origin:
+        return F.FAKE_QUANT
+    kind = _kind_by_origin(origin)
+    if kind == F.QUANTIZED and name == "LinearPackedParams":
+        return F.CONTAINER  # the holder of a quantized Linear's packed weight: bookkeeping, not a layer
+    if kind is not None:
+        return kind
+    return F.CONTAINER if not is_effective_leaf(module) else F.FLOAT
 
 
 def is_effective_leaf(module: nn.Module) -> bool:
@@ -133,7 +207,28 @@ def _float_or_none(value: Any) -> float | None:
         return None
 
 
+def _script_weight(module: nn.Module) -> torch.Tensor | None:
+    """The int8 weight of a scripted quantized conv/linear, unpacked from its packed params."""
+    packed = getattr(module, "_packed_params", None)
+    if isinstance(packed, torch.jit.ScriptModule):  # quantized Linear keeps a LinearPackedParams holder
+        packed = getattr(packed, "_packed_params", None)
+    if packed is None:
+        return None
+    type_name = str(getattr(packed, "_type", lambda: "")())
+    try:
+        if "Linear" in type_name:
+            return torch.ops.quantized.linear_unpack(packed)[0]
+        for dims in ("3d", "2d", "1d"):
+            if f"Conv{dims[0]}d" in type_name:
+                return getattr(torch.ops.quantized, f"conv{dims}_unpack")(packed)[0]
+    except Exception:  # noqa: BLE001 - an engine that cannot unpack it
+        return None
+    return None
+
+
 def _quantized_weight(module: nn.Module) -> torch.Tensor | None:
+    if isinstance(module, torch.jit.ScriptModule):
+        return _script_weight(module)
     weight = getattr(module, "weight", None)
     try:
         if callable(weight):
@@ -145,12 +240,49 @@ def _quantized_weight(module: nn.Module) -> torch.Tensor | None:
     return weight if isinstance(weight, torch.Tensor) else None
 
 
+def _describe_tensor_subclass(info: ModuleInfo, weight: torch.Tensor) -> None:
+    """What a torchao quantized weight holds: storage dtype, granularity, whether activations are quantized too."""
+    info.weight_tensor_type = tensor_subclass(weight)
+    inner = weight
+    # older torchao wraps the weight for dynamic activation quantization (LinearActivationQuantizedTensor)
+    if hasattr(weight, "original_weight_tensor"):
+        info.activation_quantized = True
+        inner = weight.original_weight_tensor
+    elif hasattr(weight, "act_quant_kwargs"):
+        info.activation_quantized = getattr(weight, "act_quant_kwargs", None) is not None
+    data = None
+    for attr in ("qdata", "int_data", "packed_weight"):
+        data = getattr(inner, attr, None)
+        if isinstance(data, torch.Tensor):
+            break
+    if not isinstance(data, torch.Tensor):
+        impl = getattr(inner, "tensor_impl", None)
+        data = getattr(impl, "int_data", None) if impl is not None else None
+    if isinstance(data, torch.Tensor):
+        info.weight_storage_dtype = str(data.dtype)
+    granularity = getattr(inner, "granularity", None)
+    if granularity is not None:
+        info.weight_granularity = type(granularity).__name__
+    else:
+        block = getattr(inner, "block_size", None)
+        shape = tuple(getattr(inner, "shape", ()))
+        if block is not None and shape and len(block) == len(shape):
+            block = tuple(int(b) for b in block)
+            if block == shape:
+                info.weight_granularity = "PerTensor"
+            elif block[-1] == shape[-1] and all(b == 1 for b in block[:-1]):
+                info.weight_granularity = "PerRow"
+            else:
+                info.weight_granularity = f"PerGroup({block[-1]})"
+
+
 def describe(module: nn.Module, path: str, source: SourceLocation | None) -> ModuleInfo:
     kind = classify(module)
+    scripted = script_origin(module)
     info = ModuleInfo(
         path=path,
-        type=type(module).__name__,
-        type_module=type(module).__module__,
+        type=scripted[1] if scripted else type(module).__name__,
+        type_module=scripted[0] if scripted else type(module).__module__,
         kind=kind,
         is_leaf=is_effective_leaf(module),
         training=module.training,
@@ -167,6 +299,10 @@ def describe(module: nn.Module, path: str, source: SourceLocation | None) -> Mod
             info.weight_dtype = str(weight.dtype)
             if weight.is_quantized:
                 info.weight_qscheme = str(weight.qscheme())
+    if kind == F.TORCHAO_QUANTIZED:
+        weight = getattr(module, "weight", None)
+        info.weight_dtype = str(weight.dtype) if isinstance(weight, torch.Tensor) else None
+        _describe_tensor_subclass(info, weight)  # type: ignore[arg-type]
     if kind in (F.OBSERVER, F.FAKE_QUANT):
         observer = getattr(module, "activation_post_process", module)
         info.observed_min = _float_or_none(getattr(observer, "min_val", None))

@@ -27,12 +27,22 @@ from qdoctor.gather.exclusive import exclusive_measurement
 
 SCOPE = "qdoctor.module::"
 TRACE_WORKER = "qdoctor"  # the worker name torch-tb-profiler shows for our trace files
+MODULE_OPS_KEPT = 8  # ops kept per module in ModuleTime.ops
 _QDQ_OPS = {
     "aten::quantize_per_tensor", "aten::quantize_per_channel", "aten::quantize_per_tensor_dynamic",
     "aten::dequantize", "aten::_make_per_tensor_quantized_tensor", "aten::_make_per_channel_quantized_tensor",
     "aten::q_per_channel_scales", "aten::int_repr",
 }
 _OBSERVER_OPS = ("fake_quantize", "fused_moving_avg_obs", "aminmax", "histc", "_choose_qparams")
+# Int8 kernels outside the quantized:: namespace: torchao (torch._int_mm, weight-only packed matmuls) and what
+# Inductor lowers PT2E models to (onednn::qconv/qlinear).
+_INT8_KERNEL_OPS = (
+    "aten::_int_mm", "aten::_weight_int8pack_mm", "aten::_weight_int4pack_mm", "aten::_weight_int4pack_mm_for_cpu",
+    "aten::_dyn_quant_matmul_4bit", "onednn::qconv", "onednn::qlinear", "torchao::",
+)
+_TORCHAO_QDQ_OPS = ("torchao::quantize_affine", "torchao::dequantize_affine", "torchao::choose_qparams_affine")
+_DECOMPOSED_QDQ_PARENTS = ("quantized_decomposed::", "torchao::quantize_affine", "torchao::dequantize_affine",
+                           "torchao::choose_qparams")
 _BOOKKEEPING_OPS = {
     "aten::empty", "aten::empty_strided", "aten::view", "aten::reshape", "aten::_reshape_alias", "aten::size",
     "aten::detach", "aten::item", "aten::_local_scalar_dense", "aten::as_strided", "aten::resolve_conj",
@@ -62,6 +72,10 @@ def _native_stderr_silenced() -> Iterator[None]:
 
 def op_category(name: str, module_kind: str | None, module_on_int8: bool) -> str:
     """The category of one profiled op, given the module it ran in (None outside any leaf module)."""
+    if name.startswith(_TORCHAO_QDQ_OPS):
+        return F.CAT_QDQ
+    if name.startswith(_INT8_KERNEL_OPS):
+        return F.CAT_INT8
     if name.startswith(("quantized::", "quantized_decomposed::quantize", "quantized_decomposed::dequantize")):
         return F.CAT_QDQ if "quantize_per" in name or "dequantize" in name else F.CAT_INT8
     if name in _QDQ_OPS or name.startswith("quantized_decomposed::"):
@@ -89,15 +103,20 @@ def profile_model(
     runs: int | None = None,
     budget_s: float = 1.0,
     on_profiled: Callable[[Any], None] | None = None,
+    copy_model: bool = True,
 ) -> Profile:
     """Profile ``runs`` forward passes of a copy of ``model`` (chosen to fit ``budget_s`` when not given).
 
-    ``on_profiled`` is called with the finished ``torch.profiler.profile`` (e.g. to export its trace)."""
-    subject = copy.deepcopy(model)
+    ``on_profiled`` is called with the finished ``torch.profiler.profile`` (e.g. to export its trace).
+    TorchScript and torch.compile'd modules cannot take Python hooks (or would recompile): they are profiled
+    without per-module scopes. ``copy_model=False`` runs ``model`` itself (a compiled module keeps its code).
+    """
+    subject = copy.deepcopy(model) if copy_model else model
     handles = []
     open_scopes: list[Any] = []
     leaf_types: dict[str, str] = {}
-    for path, module in subject.named_modules():
+    hookable = not isinstance(subject, torch.jit.ScriptModule) and type(subject).__name__ != "OptimizedModule"
+    for path, module in subject.named_modules() if hookable else ():
         if not path or module_kinds.get(path) == F.CONTAINER:
             continue
         leaf_types[path] = type(module).__name__
@@ -143,27 +162,37 @@ def summarize(
     by_category: dict[str, float] = defaultdict(float)
     by_op: dict[str, list[Any]] = defaultdict(lambda: [0.0, 0, ""])
     by_module: dict[str, float] = defaultdict(float)
+    module_ops: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0, ""]))
     for event in events:
         if event.name.startswith(SCOPE):
             by_module[event.name[len(SCOPE):]] += event.cpu_time_total
             continue
         path = None
+        inside_qdq = False  # the aten ops a decomposed quantize/dequantize (PT2E, torchao) is made of
         parent = event.cpu_parent
         while parent is not None:
             if parent.name.startswith(SCOPE):
                 path = parent.name[len(SCOPE):]
                 break
+            inside_qdq = inside_qdq or parent.name.startswith(_DECOMPOSED_QDQ_PARENTS)
             parent = parent.cpu_parent
         kind = module_kinds.get(path) if path is not None else None
         if path is not None and kind is None:
             kind = F.FLOAT
-        category = op_category(event.name, kind, path in int8_modules if path is not None else False)
+        category = (
+            F.CAT_QDQ if inside_qdq else op_category(event.name, kind, path in int8_modules if path is not None else False)
+        )
         self_us = event.self_cpu_time_total
         by_category[category] += self_us
         op = by_op[event.name]
         op[0] += self_us
         op[1] += 1
         op[2] = category
+        if path is not None:
+            inside = module_ops[path][event.name]
+            inside[0] += self_us
+            inside[1] += 1
+            inside[2] = category
     total_us = sum(by_category.values()) or 1.0
     categories = [
         CategoryTime(c, by_category.get(c, 0.0) / runs / 1000.0, by_category.get(c, 0.0) / total_us)
@@ -175,7 +204,16 @@ def summarize(
     )[:20]
     modules = sorted(
         (
-            ModuleTime(path, leaf_types.get(path, ""), module_kinds.get(path, F.FLOAT), us / runs / 1000.0)
+            ModuleTime(
+                path,
+                leaf_types.get(path, ""),
+                module_kinds.get(path, F.FLOAT),
+                us / runs / 1000.0,
+                ops=sorted(
+                    (OpTime(name, v[2], v[0] / runs / 1000.0, round(v[1] / runs)) for name, v in module_ops[path].items()),
+                    key=lambda o: -o.self_ms,
+                )[:MODULE_OPS_KEPT],
+            )
             for path, us in by_module.items()
         ),
         key=lambda m: -m.total_ms,

@@ -1,0 +1,178 @@
+"""Flow facts: which quantization flow produced the subject (eager, FX, PT2E, torchao quantize_, TorchScript), how
+it is compiled, which PT2E quantizer the script used, and the flow step that raised, if one did.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Any, Iterable, Mapping
+
+from torch import nn
+
+from qdoctor import facts as F
+from qdoctor.facts import CompileInfo, CrashInfo, FlowInfo, GraphNode, ModuleInfo, SourceLocation
+from qdoctor.flowfailures import diagnose
+from qdoctor.gather.graph import eager_module
+
+_QUANTIZER_BASES = ("torchao.quantization.pt2e.quantizer", "torch.ao.quantization.quantizer", "executorch")
+_QUANTIZER_CALL = re.compile(r"\b(\w*Quantizer)\s*\(")
+
+
+def torchao_version() -> str | None:
+    """The installed torchao version, when torchao is imported (it is never imported here)."""
+    module = sys.modules.get("torchao")
+    if module is None:
+        return None
+    return str(getattr(module, "__version__", "unknown"))
+
+
+def _is_quantizer(value: Any) -> bool:
+    for cls in type(value).__mro__:
+        if cls.__name__ == "Quantizer" and cls.__module__.startswith(_QUANTIZER_BASES):
+            return True
+    return False
+
+
+def quantizers_in(namespace: Mapping[str, Any], script_text: str) -> list[str]:
+    """PT2E quantizers the script holds (qualified class names), or constructs in code qdoctor did not run."""
+    found: list[str] = []
+    for value in namespace.values():
+        if _is_quantizer(value):
+            cls = type(value)
+            found.append(f"{cls.__module__}.{cls.__qualname__}")
+    for name in _QUANTIZER_CALL.findall(script_text or ""):
+        if name != "Quantizer" and not any(q.endswith("." + name) for q in found):
+            found.append(name)
+    return list(dict.fromkeys(found))
+
+
+def _inductor_config_freezing() -> bool | None:
+    config = sys.modules.get("torch._inductor.config")
+    value = getattr(config, "freezing", None) if config is not None else None
+    return bool(value) if value is not None else None
+
+
+def compile_info(subject: nn.Module, source: SourceLocation | None) -> CompileInfo | None:
+    """How a torch.compile'd subject will compile: backend, options, and whether Inductor freezing is on.
+
+    torch.compile keeps its backend on the OptimizedModule (private attributes, read defensively); the freezing
+    flag comes from options=... first, then torch._inductor.config as the script left it, then the environment.
+    """
+    if type(subject).__name__ != "OptimizedModule":
+        return None
+    backend_name = None
+    options: dict[str, Any] = {}
+    try:
+        backend = subject.dynamo_ctx.callback  # type: ignore[union-attr]
+        for _ in range(6):
+            if hasattr(backend, "compiler_name"):
+                break
+            backend = getattr(backend, "_torchdynamo_orig_backend", None)
+        backend_name = getattr(backend, "compiler_name", None)
+        options = dict(getattr(backend, "config", None) or {})
+    except AttributeError:
+        backend_name = None
+    info = CompileInfo(backend=backend_name, options={k: repr(v) for k, v in options.items()}, source=source)
+    if "freezing" in options:
+        info.freezing, info.freezing_source = bool(options["freezing"]), "torch.compile(options={'freezing': ...})"
+    elif _inductor_config_freezing() is not None:
+        info.freezing = _inductor_config_freezing()
+        info.freezing_source = "torch._inductor.config.freezing (as the script left it)"
+    elif "TORCHINDUCTOR_FREEZING" in os.environ:
+        info.freezing = os.environ["TORCHINDUCTOR_FREEZING"] == "1"
+        info.freezing_source = "TORCHINDUCTOR_FREEZING"
+    else:
+        info.freezing, info.freezing_source = False, "default (off)"
+    return info
+
+
+def _is_aten_graph(graph: Iterable[GraphNode]) -> bool:
+    return any(n.op == "call_function" and n.target.startswith(("aten.", "quantized_decomposed.")) for n in graph)
+
+
+def flow_and_stage(
+    model: nn.Module, graph: list[GraphNode] | None, modules: list[ModuleInfo] | None
+) -> tuple[str, str | None]:
+    kinds = {m.kind for m in modules or []}
+    node_kinds = {n.kind for n in graph or []}
+    import torch
+
+    if isinstance(model, torch.jit.ScriptModule):
+        flow = "torchscript"
+    elif graph is not None and _is_aten_graph(graph):
+        flow = "pt2e"
+    elif graph is not None:
+        flow = "fx"
+    elif F.TORCHAO_QUANTIZED in kinds:
+        return "torchao", "converted"
+    elif kinds & {F.QUANTIZED, F.DYNAMIC_QUANTIZED, F.OBSERVER, F.FAKE_QUANT, F.QAT, F.QUANT_STUB,
+                  F.REFERENCE_QUANTIZED}:
+        flow = "eager"
+    else:
+        return "none", None
+    if F.NODE_REFERENCE_OP in node_kinds or F.REFERENCE_QUANTIZED in kinds:
+        stage = "reference" if flow == "fx" else "converted"
+    elif node_kinds & {F.NODE_QUANTIZED_OP, F.NODE_QUANTIZE} or kinds & {F.QUANTIZED, F.DYNAMIC_QUANTIZED}:
+        stage = "converted"
+    elif kinds & {F.OBSERVER, F.FAKE_QUANT, F.QAT} or node_kinds & {F.NODE_OBSERVER, F.NODE_FAKE_QUANT}:
+        stage = "prepared"
+    else:
+        stage = None
+    return flow, stage
+
+
+def flow_info(
+    subject: nn.Module,
+    graph: list[GraphNode] | None,
+    modules: list[ModuleInfo] | None,
+    namespace: Mapping[str, Any],
+    script_text: str,
+    crashes: Iterable[CrashInfo | None],
+    torch_version: str,
+    saved_format: str | None = None,
+    compile_source: SourceLocation | None = None,
+    source: SourceLocation | None = None,
+    engine: str = "",
+) -> FlowInfo:
+    model = eager_module(subject)
+    flow, stage = flow_and_stage(model, graph, modules)
+    version = torchao_version()
+    failure = None
+    for crash in crashes:
+        failure = diagnose(crash, torch_version, version)
+        if failure is not None:
+            break
+    info = FlowInfo(
+        flow=flow,
+        stage=stage,
+        saved_format=saved_format,
+        source=source,
+        compiled=compile_info(subject, compile_source),
+        quantizers=quantizers_in(namespace, script_text),
+        torchao_version=version,
+        failure=failure,
+    )
+    if flow == "torchscript":
+        info.notes.append(_torchscript_note(modules, engine))
+    return info
+
+
+def _torchscript_note(modules: list[ModuleInfo] | None, engine: str) -> str:
+    """What a TorchScript module tells about the engine: its packed weights' qschemes, not the engine itself."""
+    schemes = [m.weight_qscheme for m in modules or [] if m.kind == F.QUANTIZED and m.weight_qscheme]
+    per_channel = sum("per_channel" in s for s in schemes)
+    per_tensor = len(schemes) - per_channel
+    if not schemes:
+        packed = "no packed int8 weights"
+    elif per_channel and not per_tensor:
+        packed = f"{len(schemes)} packed int8 weights, all per-channel (the x86/fbgemm/onednn qconfig family)"
+    elif per_tensor and not per_channel:
+        packed = f"{len(schemes)} packed int8 weights, all per-tensor (the qnnpack qconfig family)"
+    else:
+        packed = f"{len(schemes)} packed int8 weights ({per_channel} per-channel, {per_tensor} per-tensor)"
+    return (
+        "a TorchScript archive does not record the quantized engine it was saved under (packed weights are "
+        f"serialized unpacked); it holds {packed}, and the engine in force here is {engine}"
+    )
