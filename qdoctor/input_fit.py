@@ -141,4 +141,8 @@ def check_loaded_inputs(loaded: LoadedTarget) -> None:
         probe, probe_name = loaded.float_baseline, target.float_name or "float_model"
     else:
         probe, probe_name = loaded.subject, target.subject_name or "model"
+    from qdoctor.gather.graph import eager_module
+
+    if isinstance(probe, torch.jit.ScriptModule) or eager_module(probe) is not probe:
+        return  # TorchScript takes no Python hooks and a compiled module would compile again: the trace decides
     check_inputs_fit(probe, probe_name, loaded.inputs, described, quantization_level(probe) == 0, target.file)
