@@ -162,6 +162,38 @@ def test_eager_failure_points_at_the_model_line_even_inside_torchvision():
     assert "torchvision.models.quantization" in text
 
 
+def test_time_in_turns_times_each_contender_in_every_round_under_its_context():
+    import contextlib
+
+    from qdoctor.compare.turns import ROUNDS, Contender, time_in_turns
+    from qdoctor.gather.timing import MIN_BLOCKS
+
+    entered = {"a": 0, "b": 0}
+    calls = {"b": 0}
+
+    def context(key):
+        @contextlib.contextmanager
+        def enter():
+            entered[key] += 1
+            yield
+
+        return enter
+
+    def flaky():
+        calls["b"] += 1
+        if calls["b"] > 10:  # fine while warming up (a few calls), raises in the first timed round
+            raise RuntimeError("kernel went away")
+
+    x = torch.randn(8, 8)
+    results = time_in_turns(
+        [Contender("a", lambda: x @ x, context("a")), Contender("b", flaky, context("b"))], min_run_time=0.01
+    )
+    assert results["a"].runs >= MIN_BLOCKS and results["a"].median_ms > 0
+    assert entered["a"] == 1 + ROUNDS  # warm-up, then once per round
+    assert isinstance(results["b"], RuntimeError)
+    assert entered["b"] == 2  # warm-up and the round it failed in; never again
+
+
 # ----------------------------------------------------------------------------------------- end to end, small model
 
 

@@ -18,6 +18,7 @@ from torch import nn
 from qdoctor import __version__
 from qdoctor import quantize as Q
 from qdoctor.compare import recipes as R
+from qdoctor.compare.turns import ROUNDS, Contender, time_in_turns
 from qdoctor.compare.result import (
     FAILED,
     FP32,
@@ -33,7 +34,6 @@ from qdoctor.errors import TargetError
 from qdoctor.gather import preserved_torch_state, quiet
 from qdoctor.gather.environment import gather_environment
 from qdoctor.gather.numerics import flat_tensors, sqnr_db
-from qdoctor.gather.timing import time_model
 from qdoctor.loader import LoadedTarget, load_target, quantization_level
 
 Progress = Callable[[str], None]
@@ -56,7 +56,6 @@ class _Context:
     given: R.BuildInputs
     check_batches: list[tuple[Any, ...]]
     evaluate: Callable[[nn.Module], float] | None
-    bench_time: float
     environment: Any
     collect_garbage: bool = False
 
@@ -105,14 +104,15 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0][:400]}" if text else type(exc).__name__
 
 
-def run_recipe(recipe: R.Recipe, ctx: _Context, progress: Progress) -> tuple[Candidate, list[Any] | None]:
-    """Build, run, time and evaluate one recipe on a copy. Returns the candidate and its outputs on the check
-    batches (None when it did not run). Never raises for the recipe's own errors."""
+def run_recipe(recipe: R.Recipe, ctx: _Context, progress: Progress) -> tuple[Candidate, list[Any] | None, Q.Built | None]:
+    """Build, run and evaluate one recipe on a copy, and measure its size. Returns the candidate, its outputs on
+    the check batches and the built model to time (both None unless it is ok). Never raises for the recipe's own
+    errors. Timing comes later, for all recipes in turns (time_recipes)."""
     candidate = Candidate(recipe.name, recipe.flow, recipe.engine, recipe.title)
     why = R.unavailable(recipe, ctx.environment)
     if why:
         candidate.status, candidate.reason = SKIPPED, why
-        return candidate, None
+        return candidate, None, None
     outputs: list[Any] | None = None
     built = None
     phase = "build"
@@ -130,9 +130,6 @@ def run_recipe(recipe: R.Recipe, ctx: _Context, progress: Progress) -> tuple[Can
             built.model(*ctx.given.inputs)
             candidate.first_run_s = time.perf_counter() - start
             outputs = [built.model(*batch) for batch in ctx.check_batches]
-            phase = "time"
-            progress(f"{recipe.name}: timing")
-            candidate.latency = time_model(built.model, ctx.given.inputs, ctx.bench_time, copy_model=False)
             if ctx.evaluate is not None:
                 phase = "evaluate"
                 progress(f"{recipe.name}: evaluate()")
@@ -142,15 +139,39 @@ def run_recipe(recipe: R.Recipe, ctx: _Context, progress: Progress) -> tuple[Can
     except R.SkipRecipe as exc:
         candidate.status, candidate.reason = SKIPPED, str(exc)
     except Exception as exc:  # noqa: BLE001 - a failing recipe is a result, never the end of the run
-        candidate.status, candidate.phase, candidate.reason = FAILED, phase, _one_line(exc)
-        candidate.traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-6000:]
+        _failed(candidate, phase, exc)
     finally:
-        del built
-        if recipe.flow == "pt2e":
-            torch._dynamo.reset()  # drop compiled graphs and their frozen weights
         if ctx.collect_garbage:
-            gc.collect()  # a full collection costs ~0.3 s: worth it only to free the copies of a large model
-    return candidate, outputs if candidate.ok else None
+            gc.collect()  # a full collection costs ~0.3 s: worth it only to free the leftovers of a large model
+    if not candidate.ok:
+        return candidate, None, None
+    return candidate, outputs, built
+
+
+def _failed(candidate: Candidate, phase: str, exc: BaseException) -> None:
+    candidate.status, candidate.phase, candidate.reason = FAILED, phase, _one_line(exc)
+    candidate.traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-6000:]
+
+
+def time_recipes(measured: list[tuple[Candidate, R.Recipe, Q.Built]], inputs: tuple[Any, ...], bench_time: float) -> None:
+    """Time every built model in turns (qdoctor.compare.turns), each under its recipe's runtime context."""
+
+    def contender(candidate: Candidate, recipe: R.Recipe, built: Q.Built) -> Contender:
+        model = built.model
+
+        def run() -> None:
+            with torch.no_grad():
+                model(*inputs)
+
+        return Contender(candidate.recipe, run, lambda: R.runtime(recipe, built))
+
+    timings = time_in_turns([contender(*entry) for entry in measured], bench_time)
+    for candidate, _, _ in measured:
+        timing = timings[candidate.recipe]
+        if isinstance(timing, BaseException):
+            _failed(candidate, "time", timing)
+        else:
+            candidate.latency = timing
 
 
 def _fill_comparisons(candidate: Candidate, fp32: Candidate | None, reference: list[Any] | None, outputs: list[Any] | None, limits: Limits) -> None:
@@ -165,6 +186,13 @@ def _fill_comparisons(candidate: Candidate, fp32: Candidate | None, reference: l
         candidate.metric_drop = metric_drop_points(fp32.metric, candidate.metric)
     if candidate.ok:
         candidate.within_limit = accuracy_within_limit(candidate, limits)
+
+
+def _require_float_ok(fp32: Candidate) -> None:
+    """The float model itself must run (inputs, evaluate()): without it there is nothing to compare against."""
+    if not fp32.ok:
+        where = "evaluate(float model)" if fp32.phase == "evaluate" else f"the {fp32.phase} of the float model"
+        raise TargetError(f"{where} failed: {fp32.reason}")
 
 
 def compare(spec: str, options: CompareOptions | None = None, progress: Progress = lambda _: None) -> CompareResult:
@@ -189,22 +217,35 @@ def compare(spec: str, options: CompareOptions | None = None, progress: Progress
             given=R.BuildInputs(float_model, tuple(loaded.inputs), calibration, vnni=environment.has_vnni),
             check_batches=check,
             evaluate=loaded.evaluate,
-            bench_time=options.bench_time,
             environment=environment,
             collect_garbage=sum(p.numel() * p.element_size() for p in float_model.parameters()) > LARGE_MODEL_BYTES,
         )
         candidates: list[Candidate] = []
-        fp32: Candidate | None = None
-        reference: list[Any] | None = None
-        for recipe in selected:
-            candidate, outputs = run_recipe(recipe, ctx, progress)
-            if recipe.name == FP32:
-                if not candidate.ok:  # the script itself is broken (inputs, evaluate()): nothing to compare against
-                    where = "evaluate(float model)" if candidate.phase == "evaluate" else f"{candidate.phase} of the float model"
-                    raise TargetError(f"{where} failed: {candidate.reason}")
-                fp32, reference = candidate, outputs
-            _fill_comparisons(candidate, fp32, reference, outputs, options.limits)
-            candidates.append(candidate)
+        outputs: dict[str, list[Any] | None] = {}
+        measured: list[tuple[Candidate, R.Recipe, Q.Built]] = []
+        try:
+            for recipe in selected:
+                candidate, outputs[recipe.name], built = run_recipe(recipe, ctx, progress)
+                if recipe.name == FP32:
+                    _require_float_ok(candidate)
+                candidates.append(candidate)
+                if built is not None:
+                    measured.append((candidate, recipe, built))
+            progress(f"timing {len(measured)} models in turns ({ROUNDS} rounds)")
+            time_recipes(measured, ctx.given.inputs, options.bench_time)
+            _require_float_ok(candidates[0])
+        finally:
+            pt2e_ran = any(recipe.flow == "pt2e" for _, recipe, _ in measured)
+            measured.clear()  # the built models go here
+            built = None
+            if pt2e_ran:
+                torch._dynamo.reset()  # compiled graphs and their frozen weights
+            if ctx.collect_garbage:
+                gc.collect()
+        fp32 = candidates[0]
+        reference = outputs[FP32]
+        for candidate in candidates:
+            _fill_comparisons(candidate, fp32, reference, outputs.get(candidate.recipe), options.limits)
     notes = _notes(loaded, candidates, not_run, selected)
     if reference is not None:
         largest = max((float(t.abs().max()) for t in flat_tensors(reference) if t.numel()), default=0.0)
@@ -252,6 +293,7 @@ def _notes(loaded: LoadedTarget, candidates: list[Candidate], not_run: dict[str,
         notes.append(f"also available: {', '.join(others)} (--recipes all)")
     notes.append(
         "latencies are torch.utils.benchmark medians of one forward on the example inputs under the recipe's "
-        "engine; build and first-run times are single wall-clock runs"
+        f"engine, timed in turns ({ROUNDS} rounds) so that a change in machine load hits every recipe alike; build "
+        "and first-run times are single wall-clock runs"
     )
     return notes

@@ -40,8 +40,7 @@ def _time_alone(run: Any, min_run_time: float, num_threads: int | None, label: s
     run()  # warm-up: first calls pay for lazy initialisation and weight packing
     timer = benchmark.Timer(stmt="run()", globals={"run": run}, num_threads=threads, label=label)
     single = timer.timeit(1).median
-    # Blocks of >= 5 ms keep timer overhead negligible; at least MIN_BLOCKS blocks make the IQR meaningful.
-    number = max(1, int(0.005 / max(single, 1e-7)))
+    number = block_size(single)
     blocks = []
     spent = 0.0
     while spent < min_run_time or len(blocks) < MIN_BLOCKS:
@@ -50,6 +49,18 @@ def _time_alone(run: Any, min_run_time: float, num_threads: int | None, label: s
         spent += block.median * number
         if spent > max(5 * min_run_time, 30 * single) and len(blocks) >= 3:
             break
+    return timing_of(blocks, number, threads)
+
+
+def block_size(single_s: float) -> int:
+    """Calls per timed block: blocks of >= 5 ms keep timer overhead negligible (at least MIN_BLOCKS blocks make
+    the IQR meaningful)."""
+    return max(1, int(0.005 / max(single_s, 1e-7)))
+
+
+def timing_of(blocks: list[Any], number: int, threads: int) -> Timing:
+    """One Timing from torch.utils.benchmark Measurements of blocks of ``number`` calls: median and IQR per call."""
+    benchmark = _quiet_benchmark_import()
     measurement = benchmark.Measurement.merge(blocks)[0]
     median = measurement.median * 1000.0
     iqr = measurement.iqr * 1000.0

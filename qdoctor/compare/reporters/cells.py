@@ -42,7 +42,7 @@ def metric_text(c: Candidate) -> str:
     if c.metric_drop is None or c.recipe == "fp32":
         return f"{c.metric:.4g}"
     change = -c.metric_drop if abs(c.metric_drop) >= 0.005 else 0.0
-    return f"{c.metric:.4g} ({change:+.2f})"
+    return f"{c.metric:.4g} {change:+.2f}"
 
 
 def build_text(c: Candidate) -> str:
