@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from conftest import FIXTURES, SCRIPTS, as_json, run_check
+from conftest import FIXTURES, SCRIPTS, as_json, run_check, skip_if_busy
 from qdoctor.report import Finding, Location, Severity
 
 runner = CliRunner()
@@ -208,6 +208,7 @@ def test_fix_all_snippet_turns_the_script_into_a_working_quantized_one(tmp_path)
 
 
 def test_qnnpack_to_x86_is_faster():
+    skip_if_busy()
     result = cached("qnnpack_engine_sequential.py", ("QD003",), bench=True)
     v = result.verified("QD003")
     assert v["applied"] and v["engine"] == "x86"
@@ -219,6 +220,7 @@ def test_qnnpack_to_x86_is_faster():
 
 
 def test_converting_a_prepared_model_is_faster_and_uses_its_own_calibration():
+    skip_if_busy()
     report = run_check(FIXTURES / "prepared_not_converted.py", bench=True, profile=False, verify=True)
     v = next(f for f in report.findings if f.rule == "QD006").verified
     assert v["applied"] and v["method"] == "the fix applied to a copy of `prepared`"
