@@ -22,7 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "RESULTS.md"
-BEGIN, END = "<!-- compare_models:begin -->", "<!-- compare_models:end -->"
+# The section markers every bench/ script uses (bench/common.py write_section on main): one section per script.
+BEGIN, END = "<!-- bench:compare_models -->", "<!-- /bench:compare_models -->"
 MODELS = ("resnet18", "resnet50", "mobilenet_v2")
 
 
