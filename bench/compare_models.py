@@ -36,11 +36,12 @@ def _load() -> str:
 
 def _table(result) -> list[str]:  # type: ignore[no-untyped-def]
     from qdoctor.compare.reporters import cells
+    from qdoctor.compare.reporters.markdown_report import cell
 
     shown = ["recipe", "latency", "speedup", "size", "smaller", "SQNR", "build", "verdict"]
     lines = ["| " + " | ".join(shown) + " |", "|" + "|".join("---" if n == "recipe" else "---:" for n in shown) + "|"]
     for row in cells.rows(result):
-        values = [row.cells[n].replace("|", "\\|") for n in shown]
+        values = [cell(row.cells[n]) for n in shown]
         if row.candidate.latency is not None:
             values[1] += f" ({row.candidate.latency.runs} runs)"
         lines.append("| " + " | ".join(f"**{v}**" if row.recommended else v for v in values) + " |")
