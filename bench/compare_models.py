@@ -22,7 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "RESULTS.md"
-BEGIN, END = "<!-- compare_models:begin -->", "<!-- compare_models:end -->"
+# The section markers every bench/ script uses (bench/common.py write_section on main): one section per script.
+BEGIN, END = "<!-- bench:compare_models -->", "<!-- /bench:compare_models -->"
 MODELS = ("resnet18", "resnet50", "mobilenet_v2")
 
 
@@ -35,11 +36,12 @@ def _load() -> str:
 
 def _table(result) -> list[str]:  # type: ignore[no-untyped-def]
     from qdoctor.compare.reporters import cells
+    from qdoctor.compare.reporters.markdown_report import cell
 
     shown = ["recipe", "latency", "speedup", "size", "smaller", "SQNR", "build", "verdict"]
     lines = ["| " + " | ".join(shown) + " |", "|" + "|".join("---" if n == "recipe" else "---:" for n in shown) + "|"]
     for row in cells.rows(result):
-        values = [row.cells[n].replace("|", "\\|") for n in shown]
+        values = [cell(row.cells[n]) for n in shown]
         if row.candidate.latency is not None:
             values[1] += f" ({row.candidate.latency.runs} runs)"
         lines.append("| " + " | ".join(f"**{v}**" if row.recommended else v for v in values) + " |")

@@ -89,8 +89,9 @@ def chart(result: CompareResult) -> str:
             )
             if kind == "latency" and row.candidate.latency is not None and top > 0:
                 half = bar_w * row.candidate.latency.iqr_ms / top / 2
+                right = min(x0 + w + half, x0 + PANEL_W)  # a spread wider than the panel is cut at its edge
                 out.append(
-                    f'<line x1="{max(x0, x0 + w - half):.1f}" y1="{y + ROW_H / 2}" x2="{x0 + w + half:.1f}" '
+                    f'<line x1="{max(x0, x0 + w - half):.1f}" y1="{y + ROW_H / 2}" x2="{right:.1f}" '
                     f'y2="{y + ROW_H / 2}" stroke="#000" stroke-width="1.5"/>'
                 )
             out.append(f'<text x="{x0 + w + 4:.1f}" y="{y + 16}">{value:.4g}</text>')

@@ -8,8 +8,9 @@ from qdoctor.compare.reporters import cells
 from qdoctor.compare.result import CompareResult
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+def cell(text: str) -> str:
+    """Text made safe for a Markdown table cell."""
+    return text.replace("|", "\\|").replace("*", "\\*").replace("\n", " ")
 
 
 def render(result: CompareResult, **_: Any) -> str:
@@ -24,15 +25,15 @@ def render(result: CompareResult, **_: Any) -> str:
     shown = cells.columns(result)
     lines += ["", "| " + " | ".join(shown) + " |", "|" + "|".join("---" if n == "recipe" else "---:" for n in shown) + "|"]
     for row in cells.rows(result):
-        values = [_cell(row.cells[name]) for name in shown]
+        values = [cell(row.cells[name]) for name in shown]
         if row.recommended:
             values = [f"**{v}**" for v in values]
         lines.append("| " + " | ".join(values) + " |")
     problems = cells.problems(result)
     if problems or result.not_run:
         lines += ["", "Not measured:", ""]
-        lines += [f"- `{recipe}`: {_cell(why)}" for recipe, why in problems]
-        lines += [f"- `{recipe}`: not run, {_cell(why)}" for recipe, why in result.not_run.items()]
+        lines += [f"- `{recipe}`: {cell(why)}" for recipe, why in problems]
+        lines += [f"- `{recipe}`: not run, {cell(why)}" for recipe, why in result.not_run.items()]
     lines += [
         "",
         "<details><summary>How this was measured</summary>",
