@@ -207,8 +207,20 @@ def test_fix_all_snippet_turns_the_script_into_a_working_quantized_one(tmp_path)
 # ------------------------------------------------------------------------------------------ directions
 
 
-def test_qnnpack_to_x86_is_faster():
-    result = cached("qnnpack_engine_on_x86.py", ("QD003",), bench=True)
+@pytest.fixture
+def one_thread():
+    """Direction tests time with one intra-op thread: on a shared machine, two threads that wait for each other at
+    every op turn another process's burst into a many-fold slowdown; one thread only loses its share of the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_qnnpack_to_x86_is_faster(one_thread):
+    result = prescribe_target(FIXTURES / "qnnpack_engine_on_x86.py", ("QD003",), bench=True)
     v = result.verified("QD003")
     assert v["applied"] and v["engine"] == "x86"
     assert v["method"].startswith("rebuilt from a copy of `float_model`") and "qconfig 'qnnpack'" in v["method"]
@@ -218,7 +230,7 @@ def test_qnnpack_to_x86_is_faster():
     assert 'get_default_qconfig("x86")' in result.fix_all["code"]
 
 
-def test_converting_a_prepared_model_is_faster_and_uses_its_own_calibration():
+def test_converting_a_prepared_model_is_faster_and_uses_its_own_calibration(one_thread):
     report = run_check(FIXTURES / "prepared_not_converted.py", bench=True, profile=False, verify=True)
     v = next(f for f in report.findings if f.rule == "QD006").verified
     assert v["applied"] and v["method"] == "the fix applied to a copy of `prepared`"
