@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -49,15 +50,19 @@ def load_average() -> str:
         return "unknown"
 
 
-def run_cli(fixture: str, extra: list[str]) -> tuple[float, dict]:
+def run_cli(fixture: str, extra: list[str]) -> tuple[float, float, dict]:
+    """Wall seconds, CPU seconds (user + system, all threads) and the JSON report of one `qdoctor check`."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     command = [sys.executable, "-m", "qdoctor", "check", fixture, "--format", "json", "--exit-zero", *extra]
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
     if done.returncode != 0:
         raise SystemExit(f"check_runtime: `{' '.join(command)}` exited {done.returncode}:\n{done.stderr[-2000:]}")
-    return wall, json.loads(done.stdout)
+    return wall, cpu, json.loads(done.stdout)
 
 
 def stage_alone(fixture: str, runs: int) -> dict:
@@ -113,13 +118,15 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     load_before = load_average()
     walls: dict[str, list[float]] = {"verified fixes (default)": [], "--no-verify": []}
+    cpus: dict[str, list[float]] = {name: [] for name in walls}
     docs = []
     for _ in range(args.runs):  # alternate the variants so that load changes hit both alike
-        wall, doc = run_cli(args.fixture, [])
-        walls["verified fixes (default)"].append(wall)
-        docs.append(doc)
-        wall, _ = run_cli(args.fixture, ["--no-verify"])
-        walls["--no-verify"].append(wall)
+        for name, extra in (("verified fixes (default)", []), ("--no-verify", ["--no-verify"])):
+            wall, cpu, doc = run_cli(args.fixture, extra)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+            if not extra:
+                docs.append(doc)
     stage = stage_alone(args.fixture, args.runs)
     load_after = load_average()
 
@@ -132,14 +139,22 @@ def main() -> int:
         f"Machine: {environment()}. Load average (1/5/15 min) {load_before} before, {load_after} after "
         "(a shared machine: every figure moves with the load).",
         "",
-        "| command | runs | median wall s | IQR s | min s |",
-        "|---|---:|---:|---:|---:|",
+        "| command | runs | median wall s | IQR s | min s | median CPU s (user+sys) | IQR s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, values in walls.items():
         median, iqr = spread(values)
-        lines.append(f"| `qdoctor check` {name} | {len(values)} | {median:.1f} | {iqr:.1f} | {min(values):.1f} |")
+        cpu, cpu_iqr = spread(cpus[name])
+        lines.append(
+            f"| `qdoctor check` {name} | {len(values)} | {median:.1f} | {iqr:.1f} | {min(values):.1f} | {cpu:.1f} | "
+            f"{cpu_iqr:.1f} |"
+        )
     cost, cost_iqr = spread([a - b for a, b in zip(walls["verified fixes (default)"], walls["--no-verify"])])
-    lines.append(f"\nVerification adds {cost:.1f} s (IQR {cost_iqr:.1f} s) per check, paired run by run.")
+    cpu_cost, cpu_cost_iqr = spread([a - b for a, b in zip(cpus["verified fixes (default)"], cpus["--no-verify"])])
+    lines.append(
+        f"\nVerification adds {cost:.1f} s wall (IQR {cost_iqr:.1f} s) and {cpu_cost:.1f} CPU s "
+        f"(IQR {cpu_cost_iqr:.1f} s) per check, paired run by run."
+    )
 
     headlines = [d.get("fix_all", {}).get("headline") for d in docs]
     fixes = sorted({c for d in docs for c in d.get("fix_all", {}).get("fixes", [])})
