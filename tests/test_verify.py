@@ -219,8 +219,9 @@ def one_thread():
         torch.set_num_threads(threads)
 
 
-def test_qnnpack_to_x86_is_faster(one_thread):
-    result = prescribe_target(FIXTURES / "qnnpack_engine_on_x86.py", ("QD003",), bench=True)
+@pytest.mark.usefixtures("one_thread")
+def test_qnnpack_to_x86_is_faster():
+    result = cached("qnnpack_engine_on_x86.py", ("QD003",), bench=True)
     v = result.verified("QD003")
     assert v["applied"] and v["engine"] == "x86"
     assert v["method"].startswith("rebuilt from a copy of `float_model`") and "qconfig 'qnnpack'" in v["method"]
@@ -230,7 +231,8 @@ def test_qnnpack_to_x86_is_faster(one_thread):
     assert 'get_default_qconfig("x86")' in result.fix_all["code"]
 
 
-def test_converting_a_prepared_model_is_faster_and_uses_its_own_calibration(one_thread):
+@pytest.mark.usefixtures("one_thread")
+def test_converting_a_prepared_model_is_faster_and_uses_its_own_calibration():
     report = run_check(FIXTURES / "prepared_not_converted.py", bench=True, profile=False, verify=True)
     v = next(f for f in report.findings if f.rule == "QD006").verified
     assert v["applied"] and v["method"] == "the fix applied to a copy of `prepared`"
