@@ -207,6 +207,19 @@ def test_fix_all_snippet_turns_the_script_into_a_working_quantized_one(tmp_path)
 # ------------------------------------------------------------------------------------------ directions
 
 
+@pytest.fixture
+def one_thread():
+    """Direction tests time with one intra-op thread: on a shared machine, two threads that wait for each other at
+    every op turn another process's burst into a many-fold slowdown; one thread only loses its share of the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_qnnpack_to_x86_is_faster():
     skip_if_busy()
     result = cached("qnnpack_engine_sequential.py", ("QD003",), bench=True)
@@ -219,6 +232,7 @@ def test_qnnpack_to_x86_is_faster():
     assert 'get_default_qconfig("x86")' in result.fix_all["code"]
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_converting_a_prepared_model_is_faster_and_uses_its_own_calibration():
     skip_if_busy()
     report = run_check(FIXTURES / "prepared_not_converted.py", bench=True, profile=False, verify=True)
