@@ -55,8 +55,13 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 
 def write_section(name: str, title: str, body: str) -> None:
     """Replace (or append) this script's section of bench/RESULTS.md."""
+    replace_section(name, f"<!-- bench:{name} -->\n## {title}\n\n{body.strip()}\n<!-- /bench:{name} -->")
+
+
+def replace_section(name: str, block: str) -> None:
+    """Put ``block`` (already wrapped in its `<!-- bench:NAME -->` markers) in place of the old section NAME."""
     text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else HEADER
-    block = f"<!-- bench:{name} -->\n## {title}\n\n{body.strip()}\n<!-- /bench:{name} -->"
+    block = block.strip()
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     RESULTS.write_text(text, encoding="utf-8")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -98,13 +97,6 @@ def run(models: list[str], recipes: str | None, bench_time: float) -> str:
     return "\n".join(header + sections + [END]) + "\n"
 
 
-def write_section(section: str) -> None:
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# qdoctor benchmark results\n\n"
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END) + "\n?", re.S)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text, encoding="utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*", default=["resnet18"], choices=MODELS)
@@ -115,7 +107,10 @@ def main() -> int:
     section = run(args.models or ["resnet18"], args.recipes, args.bench_time)
     print(section)
     if not args.no_write:
-        write_section(section)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from common import replace_section
+
+        replace_section("compare_models", section)
         print(f"wrote the compare section of {RESULTS}", file=sys.stderr)
     return 0
 
