@@ -60,7 +60,7 @@ def main(argv: list[str]) -> int:
             return 0
         return code
     if command == "readme":
-        script = "from pathlib import Path; from qdoctor.ruledocs import with_readme_table as w; p = Path('README.md'); p.write_text(w(p.read_text()))"
+        script = "from pathlib import Path; from qdoctor.report.ruledocs import with_readme_table as w; p = Path('README.md'); p.write_text(w(p.read_text()))"
         return sh(PYTHON, "-c", script)
     if command == "test":
         return sh(PYTHON, "-m", "pytest", *argv[1:])

@@ -72,7 +72,7 @@ def saved_model_times(path: Path, loaded, engine: str) -> dict[int, list[tuple[f
     import torch
 
     from qdoctor.gather import timing
-    from qdoctor.quantize import quantized_engine
+    from qdoctor.introspect.state import quantized_engine
 
     pairs: dict[int, list[tuple[float, float]]] = {}
     with quantized_engine(engine), warnings.catch_warnings():
@@ -92,11 +92,12 @@ def saved_model_times(path: Path, loaded, engine: str) -> dict[int, list[tuple[f
 
 def stage_alone(fixture: str, runs: int) -> dict:
     """The prescriptions stage in-process on the findings seed 004 must have; the last fix-all model saved."""
-    from qdoctor.gather import GatherOptions, gather_facts, preserved_torch_state
-    from qdoctor.loader import load_target
-    from qdoctor.prescribe import PrescribeOptions, prescribe
-    from qdoctor.registry import run_rules
-    from qdoctor.report import Finding, Location, Severity
+    from qdoctor.gather import GatherOptions, gather_facts
+    from qdoctor.introspect.state import preserved_torch_state
+    from qdoctor.load.target import load_target
+    from qdoctor.prescribe.core import PrescribeOptions, prescribe
+    from qdoctor.diagnose.registry import run_rules
+    from qdoctor.diagnose.findings import Finding, Location, Severity
 
     walls, results, added = [], [], []
     with tempfile.TemporaryDirectory() as folder, preserved_torch_state():

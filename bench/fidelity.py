@@ -19,7 +19,7 @@ def independent_ms(model, inputs, engine: str) -> tuple[float, float]:
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     import torch.utils.benchmark as benchmark
 
-    from qdoctor.quantize import quantized_engine
+    from qdoctor.introspect.state import quantized_engine
 
     with quantized_engine(engine), torch.no_grad():
         timer = benchmark.Timer("model(*inputs)", globals={"model": model, "inputs": inputs}, num_threads=torch.get_num_threads())
@@ -28,9 +28,10 @@ def independent_ms(model, inputs, engine: str) -> tuple[float, float]:
 
 
 def main() -> str:
-    from qdoctor.check import CheckOptions, check
-    from qdoctor.gather import GatherOptions, preserved_torch_state
-    from qdoctor.loader import load_target
+    from qdoctor.run.check import CheckOptions, check
+    from qdoctor.gather import GatherOptions
+    from qdoctor.introspect.state import preserved_torch_state
+    from qdoctor.load.target import load_target
 
     rows = []
     options = CheckOptions(gather=GatherOptions(bench=True, bench_time=1.0, profile=False))

@@ -65,9 +65,9 @@ def screenshot(html: Path, png: Path, width: int = 1100, height: int = 2600, tim
 def html_report_of(target: str, html: Path) -> Path:
     """Check ``target`` with qdoctor (short timings) and write its HTML report."""
     sys.path.insert(0, str(ROOT))
-    from qdoctor.check import CheckOptions, check
+    from qdoctor.run.check import CheckOptions, check
     from qdoctor.gather import GatherOptions
-    from qdoctor.reporters import OutputFormat, render
+    from qdoctor.report.render import OutputFormat, render
 
     report = check(target, CheckOptions(gather=GatherOptions(bench_time=0.2, profile_budget=0.2)))
     html.parent.mkdir(parents=True, exist_ok=True)

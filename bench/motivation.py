@@ -27,7 +27,7 @@ def variants(float_model, inputs, engines):
     import torch
     from torch.ao import quantization as tq
 
-    from qdoctor import quantize as Q
+    from qdoctor.prescribe import quantize as Q
 
     batches, _ = Q.calibration_batches(None, inputs)
 
@@ -65,7 +65,7 @@ def _built(built):
 def measure(name, float_model, inputs, engines, bench_time):
     import torch
 
-    from qdoctor import quantize as Q
+    from qdoctor.prescribe import quantize as Q
     from qdoctor.gather.size import serialized_bytes
     from qdoctor.gather.timing import time_model
 

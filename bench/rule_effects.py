@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.ao import quantization as tq
 
-from qdoctor.gather import preserved_torch_state
+from qdoctor.introspect.state import preserved_torch_state
 from qdoctor.gather.environment import gather_environment
 from qdoctor.facts import Timing
 from qdoctor.gather.numerics import sqnr_db

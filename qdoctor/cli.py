@@ -1,4 +1,4 @@
-"""The `qdoctor` command line: a thin typer shell over qdoctor.check. Must not import torch at module level."""
+"""The `qdoctor` command line: a thin typer shell over qdoctor.run.check. Must not import torch at module level."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, List, Optional
 import typer
 
 from qdoctor import __version__
-from qdoctor.reporters import OutputFormat
+from qdoctor.report.render import OutputFormat
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from qdoctor.batch import Outcome
+    from qdoctor.run.batch import Outcome
 
 app = typer.Typer(
     add_completion=False,
@@ -130,8 +130,8 @@ def check(
             raise _fail("--save-fixed takes a single target")
         if not save_fixed.resolve().parent.is_dir():
             raise _fail(f"--save-fixed: no such directory: {save_fixed.resolve().parent}")
-    from qdoctor.batch import check_targets, worst_exit_code
-    from qdoctor.check import CheckOptions
+    from qdoctor.run.batch import check_targets, worst_exit_code
+    from qdoctor.run.check import CheckOptions
     from qdoctor.gather import GatherOptions
 
     options = CheckOptions(
@@ -158,7 +158,7 @@ def check(
     _explain(outcomes, debug, console)
     text = _render(outcomes, several, output_format, settings.fail_on, settings.exit_zero, color=output is None)
     if output is not None and (several or outcomes[0].report is not None):  # nothing checked: leave no file
-        from qdoctor.atomic import write_text_atomic
+        from qdoctor.files import write_text_atomic
 
         try:
             write_text_atomic(output, text)
@@ -176,7 +176,7 @@ def check(
 def _after_report(report, trace_dir: Optional[Path], console: "Console") -> None:  # type: ignore[no-untyped-def]
     """Side notes on stderr: where traces and the fixed model were written."""
     if trace_dir is not None:
-        from qdoctor.reporters.common import trace_lines
+        from qdoctor.report.render.common import trace_lines
 
         for line in trace_lines(report.facts, str(trace_dir)):
             console.print(line, highlight=False, markup=False, soft_wrap=True)
@@ -201,8 +201,8 @@ def _explain(outcomes: "list[Outcome]", debug: bool, console: "Console") -> None
     """One line on stderr for each target that could not be checked or is not quantized (the report says more)."""
     from rich.text import Text
 
-    from qdoctor.batch import CHECKED
-    from qdoctor.summary import not_quantized
+    from qdoctor.run.batch import CHECKED
+    from qdoctor.run.summary import not_quantized
 
     def say(line: str, style: str = "bold red") -> None:
         console.print(Text.assemble(("qdoctor: ", style), line), soft_wrap=True)
@@ -223,8 +223,8 @@ def _explain(outcomes: "list[Outcome]", debug: bool, console: "Console") -> None
 def _render(
     outcomes: "list[Outcome]", several: bool, output_format: OutputFormat, fail_on: str, exit_zero: bool, color: bool
 ) -> str:
-    from qdoctor.reporters import render
-    from qdoctor.summary import render_json, render_table
+    from qdoctor.report.render import render
+    from qdoctor.run.summary import render_json, render_table
 
     color = color and output_format == OutputFormat.terminal and sys.stdout.isatty()
     root = str(Path.cwd())
@@ -312,7 +312,7 @@ def compare(
 @app.command()
 def rules() -> None:
     """List every rule: code, name, default severity, summary."""
-    from qdoctor.registry import all_rules
+    from qdoctor.diagnose.registry import all_rules
 
     for r in all_rules():
         typer.echo(f"{r.code}  {r.name:<28} {r.severity.value:<8} {r.summary}")
@@ -321,7 +321,7 @@ def rules() -> None:
 @app.command()
 def explain(code: str = typer.Argument(..., help="A rule code, e.g. QD002")) -> None:
     """Show the document of one rule."""
-    from qdoctor.ruledocs import get_doc
+    from qdoctor.report.ruledocs import get_doc
 
     doc = get_doc(code)
     if doc is None:

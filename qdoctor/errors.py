@@ -10,3 +10,13 @@ class TargetError(Exception):
 
 class NoModelError(TargetError):
     """The target defines no torch.nn.Module: when a directory is checked, such a file is a helper, not a model."""
+
+
+class ScriptFailedError(TargetError):
+    """The script raised before defining any nn.Module. Loading records what it raised; the run layer adds the cause
+    when it knows one (an API that a torch or torchao release moved: qdoctor.diagnose.flow_causes)."""
+
+    def __init__(self, text: str, exception_message: str, module_name: str | None = None, explained: str = "") -> None:
+        """``text``: the line without a cause; ``explained``: the line with ``{hint}`` where the cause goes."""
+        self.exception_message, self.module_name, self.explained = exception_message, module_name, explained
+        super().__init__(text)

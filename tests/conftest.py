@@ -13,7 +13,7 @@ SCRIPTS = Path(__file__).resolve().parent / "scripts"
 def run_check(target: str | Path, *, bench: bool = False, profile: bool = True, verify: bool = False, **kwargs):
     """Check a target in-process with short timings; returns the Report. Verified fixes (counterfactual builds)
     are off unless asked for: only tests/test_verify.py needs them."""
-    from qdoctor.check import CheckOptions, check
+    from qdoctor.run.check import CheckOptions, check
     from qdoctor.gather import GatherOptions
 
     options = CheckOptions(
@@ -41,7 +41,7 @@ def check_fixture():
 
 
 def as_json(report) -> dict:
-    from qdoctor.reporters import OutputFormat, render
+    from qdoctor.report.render import OutputFormat, render
 
     return json.loads(render(report, OutputFormat.json))
 

@@ -8,8 +8,9 @@ that could not be verified, one about the whole process with no module), a skipp
 from __future__ import annotations
 
 from qdoctor import facts as F
-from qdoctor.report import Finding, Location, Report, Severity, SkippedRule
-from qdoctor.ruledocs import RuleDoc, parse
+from qdoctor.diagnose.findings import Finding, Location, Severity, SkippedRule
+from qdoctor.report.model import Report
+from qdoctor.report.ruledocs import RuleDoc, parse
 
 ROOT = "/project"  # reporters show paths relative to this
 MODEL_FILE = "/project/models/net.py"

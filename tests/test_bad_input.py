@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from conftest import SCRIPTS, run_check
-from qdoctor.batch import COULD_NOT_CHECK, expand_targets, model_files
+from qdoctor.run.batch import COULD_NOT_CHECK, expand_targets, model_files
 from qdoctor.errors import NoModelError, TargetError
-from qdoctor.input_fit import check_inputs_fit
+from qdoctor.load.input_fit import check_inputs_fit
 
 ISOLATION = SCRIPTS / "isolation"
 
@@ -131,8 +131,8 @@ def test_directories_expand_to_model_files(tmp_path):
 def test_a_directory_without_model_files_is_one_line(tmp_path):
     (tmp_path / "README.txt").write_text("no models here")
     (tmp_path / "helper.py").write_text("def f():\n    return 1\n")
-    from qdoctor.batch import Runner
-    from qdoctor.check import CheckOptions
+    from qdoctor.run.batch import Runner
+    from qdoctor.run.check import CheckOptions
 
     outcomes = Runner(CheckOptions()).run(expand_targets([str(tmp_path)]))
     assert len(outcomes) == 1 and outcomes[0].status == COULD_NOT_CHECK

@@ -10,11 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import FIXTURES
-from qdoctor.atomic import atomic_path, write_text_atomic
+from qdoctor.files import atomic_path, write_text_atomic
 from qdoctor.cli import app
 from qdoctor.config import ConfigError, find_pyproject, parse, resolve
-from qdoctor.registry import module_ignored, module_matches
-from qdoctor.report import Finding, Location, Severity
+from qdoctor.diagnose.registry import module_ignored, module_matches
+from qdoctor.diagnose.findings import Finding, Location, Severity
 
 runner = CliRunner()
 FAST = ["--no-bench", "--no-profile"]

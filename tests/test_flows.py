@@ -18,11 +18,22 @@ from conftest import FIXTURES, ROOT, SCRIPTS, as_json, codes, run_check
 from qdoctor import facts as F
 from qdoctor.errors import TargetError
 from qdoctor.facts import (
-    CompileInfo, CrashInfo, Environment, Facts, FlowInfo, GraphNode, ModuleInfo, ModuleTime, OpTime, Profile, QParams,
+    CompileInfo,
+    CrashInfo,
+    Environment,
+    Facts,
+    FlowInfo,
+    GraphNode,
+    ModuleInfo,
+    ModuleTime,
+    OpTime,
+    Profile,
+    QParams,
     Target,
 )
-from qdoctor.flowfailures import diagnose, moved_module_hint, torchao_api_hint
-from qdoctor.graphs import activation_qparams, float_regions, observer_nodes, short_op, target_kind
+from qdoctor.diagnose.flow_causes import diagnose, moved_module_hint, torchao_api_hint
+from qdoctor.diagnose.graphs import activation_qparams, float_regions, observer_nodes
+from qdoctor.facts.graph import short_op, target_kind
 
 slow = pytest.mark.skipif(
     os.environ.get("QDOCTOR_SLOW_TESTS") != "1", reason="calls torch.compile (minutes on 2 cores): QDOCTOR_SLOW_TESTS=1"
@@ -196,7 +207,7 @@ def pt2e_graph():
 
 
 def run_rule(code: str, facts: Facts):
-    from qdoctor.registry import get_rule
+    from qdoctor.diagnose.registry import get_rule
 
     return list(get_rule(code).check(facts))
 
@@ -450,7 +461,7 @@ def test_exported_program_file_is_a_pt2e_subject(tmp_path):
 def test_pickled_model_needs_trust_and_state_dict_is_refused(tmp_path):
     from torch import nn
 
-    from qdoctor.loader import load_target
+    from qdoctor.load.target import load_target
 
     pickled = tmp_path / "full.pt"
     torch.save(nn.Sequential(nn.Linear(4, 4)), str(pickled))
@@ -481,15 +492,15 @@ def test_cli_refuses_a_pickle_without_trust_in_one_line(tmp_path):
 
 
 def test_old_pt2e_import_says_where_it_moved():
-    from qdoctor.loader import load_target
+    from qdoctor.run.check import load_target_explained
 
     with pytest.raises(TargetError, match="torchao.quantization.pt2e.quantize_pt2e"):
-        load_target(str(SCRIPTS / "pt2e_old_import.py"))
+        load_target_explained(str(SCRIPTS / "pt2e_old_import.py"))
 
 
 def test_torchao_name_that_moved_names_the_installed_version():
     torchao = pytest.importorskip("torchao")
-    from qdoctor.loader import load_target
+    from qdoctor.run.check import load_target_explained
 
     with pytest.raises(TargetError, match=f"torchao {torchao.__version__} has no `int8_weight_only_config`"):
-        load_target(str(SCRIPTS / "torchao_moved_name.py"))
+        load_target_explained(str(SCRIPTS / "torchao_moved_name.py"))

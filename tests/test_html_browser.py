@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from qdoctor import facts as F
-from qdoctor.reporters import OutputFormat, render
-from qdoctor.reporters.html_report import CATEGORY_COLOR, breakdown_svg
+from qdoctor.report.render import OutputFormat, render
+from qdoctor.report.render.html_report import CATEGORY_COLOR, breakdown_svg
 from sample_report import ROOT, sample_report
 
 SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "html_screenshot.py"

@@ -294,8 +294,8 @@ example_inputs = (torch.randn(4, 64),)
 
 
 def test_parallel_checks_measure_one_at_a_time(tmp_path, monkeypatch):
-    from qdoctor.batch import check_targets
-    from qdoctor.check import CheckOptions
+    from qdoctor.run.batch import check_targets
+    from qdoctor.run.check import CheckOptions
     from qdoctor.gather import GatherOptions
 
     for name in ("first.py", "second.py"):
@@ -321,7 +321,7 @@ def test_reports_and_facts_cross_to_a_parent_without_torch():
     import pickle
 
     from conftest import run_check
-    from qdoctor.check import CheckOptions, check
+    from qdoctor.run.check import CheckOptions, check
     from qdoctor.gather import GatherOptions
 
     modules: set[str] = set()

@@ -5,7 +5,7 @@ import torch
 
 from conftest import FIXTURES, SCRIPTS
 from qdoctor.errors import TargetError
-from qdoctor.loader import load_target
+from qdoctor.load.target import load_target
 
 
 def test_contract_names():
@@ -75,7 +75,7 @@ def test_module_source_lines_point_into_the_user_file():
 
 
 def test_loading_restores_global_state():
-    from qdoctor.gather import preserved_torch_state
+    from qdoctor.introspect.state import preserved_torch_state
 
     engine, threads = torch.backends.quantized.engine, torch.get_num_threads()
     with preserved_torch_state():

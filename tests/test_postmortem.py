@@ -2,8 +2,8 @@
 
 import signal
 
-from qdoctor import postmortem
-from qdoctor.check import CheckOptions
+from qdoctor.run import dead_worker as postmortem
+from qdoctor.run.check import CheckOptions
 from qdoctor.facts import Environment, Facts, Target
 
 SEGFAULT_DUMP = """\

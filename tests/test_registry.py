@@ -1,7 +1,7 @@
 """The registry, and that every registered rule has a complete document."""
 
-from qdoctor.registry import all_rules, selected
-from qdoctor.ruledocs import SECTIONS, load_docs
+from qdoctor.diagnose.registry import all_rules, selected
+from qdoctor.report.ruledocs import SECTIONS, load_docs
 
 
 def test_every_rule_has_a_document_with_every_section():
@@ -29,7 +29,7 @@ def test_selection_is_ruff_like():
 
 def test_readme_rule_table_is_generated_from_the_rule_documents():
     from conftest import ROOT
-    from qdoctor.ruledocs import with_readme_table
+    from qdoctor.report.ruledocs import with_readme_table
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert with_readme_table(readme) == readme, "README rule table is stale: run `python3 dev.py readme`"

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURES
-from qdoctor.report import Location
-from qdoctor.reporters import OutputFormat, render
-from qdoctor.reporters.common import module_rows, verified_text
+from qdoctor.diagnose.findings import Location
+from qdoctor.report.render import OutputFormat, render
+from qdoctor.report.render.common import module_rows, verified_text
 from sample_report import MODEL_FILE, ROOT, sample_report, sample_rule_docs
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
@@ -122,8 +122,8 @@ def test_sarif_file_outside_root_is_a_file_uri():
 
 
 def test_sarif_rules_come_from_the_rule_documents():
-    from qdoctor.registry import all_rules
-    from qdoctor.ruledocs import load_docs
+    from qdoctor.diagnose.registry import all_rules
+    from qdoctor.report.ruledocs import load_docs
 
     run = json.loads(render(sample_report(), OutputFormat.sarif, root=ROOT))["runs"][0]
     descriptors = {d["id"]: d for d in run["tool"]["driver"]["rules"]}
@@ -163,7 +163,7 @@ def test_sarif_has_no_infinity():
 
 
 def test_markdown_tables_and_code_survive_pipes_and_backticks():
-    from qdoctor.reporters.markdown_report import cell, code_block, code_span
+    from qdoctor.report.render.markdown_report import cell, code_block, code_span
 
     assert cell("a | b\nc") == "a \\| b c"
     assert code_span("x`y") == "``x`y``"
@@ -207,7 +207,7 @@ def test_html_is_self_contained():
 
 
 def test_html_chart_has_a_bar_per_category_and_model():
-    from qdoctor.reporters.html_report import breakdown_svg
+    from qdoctor.report.render.html_report import breakdown_svg
 
     svg = breakdown_svg(sample_report())
     # subject: int8, q/dq, float, other; float baseline: float, other
@@ -248,7 +248,7 @@ def test_verified_text():
 
 
 def test_paths_are_relative_to_root_only_below_it():
-    from qdoctor.reporters.common import display_path
+    from qdoctor.report.render.common import display_path
 
     assert display_path(MODEL_FILE, ROOT) == "models/net.py"
     assert display_path("/elsewhere/x.py", ROOT) == "/elsewhere/x.py"

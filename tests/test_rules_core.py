@@ -28,8 +28,8 @@ from qdoctor.facts import (
     Trace,
     TraceEvent,
 )
-from qdoctor.registry import get_rule
-from qdoctor.rules.qd005_fp32_fallback import MATERIAL_SHARE
+from qdoctor.diagnose.registry import get_rule
+from qdoctor.diagnose.rules.qd005_fp32_fallback import MATERIAL_SHARE
 
 X86_ISA = ["avx2", "avx512f", "avx512_vnni"]
 FP32 = TensorInfo("torch.float32", [1, 8], False)

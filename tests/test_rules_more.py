@@ -11,7 +11,7 @@ import os
 import pytest
 from conftest import FIXTURES, codes, run_check
 
-from qdoctor import crashes
+from qdoctor.diagnose import crash_causes as crashes
 from qdoctor import facts as F
 from qdoctor.facts import (
     Benchmarks,
@@ -29,7 +29,7 @@ from qdoctor.facts import (
     Trace,
     TraceEvent,
 )
-from qdoctor.registry import get_rule
+from qdoctor.diagnose.registry import get_rule
 
 USER_FILE = "/home/user/model.py"
 ADD_CRASH = (
@@ -217,7 +217,7 @@ def test_qd008_stays_quiet_when_another_cause_or_no_evidence(change):
 
 
 def test_qd008_is_skipped_without_a_benchmark():
-    from qdoctor.registry import run_rules
+    from qdoctor.diagnose.registry import run_rules
 
     facts = mlp_facts()
     facts.benchmark = None
@@ -434,8 +434,8 @@ def test_qd014_reports_what_nobody_explains_with_location():
 
 def test_qd014_reports_a_known_cause_whose_rule_is_not_registered(monkeypatch):
     # QD003 owns NoQEngine; a build of qdoctor without that rule must still show the crash
-    import qdoctor.rules.qd014_unexplained_crash as qd014
-    from qdoctor.registry import all_rules
+    import qdoctor.diagnose.rules.qd014_unexplained_crash as qd014
+    from qdoctor.diagnose.registry import all_rules
 
     crash = run_crash("quantized engine NoQEngine is not supported", module=None, line=5, phase="load")
     facts = make_facts([mod("conv", "Conv2d", F.QUANTIZED)], load_crash=crash)
@@ -475,7 +475,7 @@ def test_e2e_small_mlp_qd008_reported_or_skipped_with_reason(check_fixture):
 
 def test_e2e_small_mlp_qd008_when_measured():
     # Timings decide whether int8 was slower on this run; the test checks the rule follows the measured facts.
-    from qdoctor.rules import qd008_quant_overhead_dominates as qd008_rule
+    from qdoctor.diagnose.rules import qd008_quant_overhead_dominates as qd008_rule
 
     report = run_check(FIXTURES / "small_mlp_int8.py", bench=True)
     bench, profile = report.facts.benchmark, report.facts.profile
@@ -572,7 +572,7 @@ def test_e2e_seed004_crash_is_explained_by_qd002(check_fixture):
     ],
 )
 def test_qd011_fix_rewrites_the_users_line(line, stubs, expected):
-    from qdoctor.rules.qd011_missing_float_functional import rewrite_line
+    from qdoctor.diagnose.rules.qd011_missing_float_functional import rewrite_line
 
     assert rewrite_line(line, set(stubs)) == expected
 

@@ -13,7 +13,7 @@ from qdoctor.gather.profile import TRACE_WORKER, trace_file
 
 
 def _check_with_traces(trace_dir):
-    from qdoctor.check import CheckOptions, check
+    from qdoctor.run.check import CheckOptions, check
     from qdoctor.gather import GatherOptions
 
     options = CheckOptions(gather=GatherOptions(bench=False, profile_budget=0.05, trace_dir=str(trace_dir)))

@@ -19,7 +19,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from conftest import FIXTURES, SCRIPTS, as_json, run_check, skip_if_busy
-from qdoctor.report import Finding, Location, Severity
+from qdoctor.diagnose.findings import Finding, Location, Severity
 
 runner = CliRunner()
 
@@ -89,10 +89,11 @@ def prescribe_target(
     target, add: tuple[str, ...] = (), *, bench: bool = False, evidence=None, save_fixed=None, threads: int | None = None
 ) -> Prescribed:
     """Load, gather, run the rules, add hand-made findings, prescribe; record anything the stage changed."""
-    from qdoctor.gather import GatherOptions, gather_facts, preserved_torch_state
-    from qdoctor.loader import load_target
-    from qdoctor.prescribe import PrescribeOptions, prescribe
-    from qdoctor.registry import run_rules
+    from qdoctor.gather import GatherOptions, gather_facts
+    from qdoctor.introspect.state import preserved_torch_state
+    from qdoctor.load.target import load_target
+    from qdoctor.prescribe.core import PrescribeOptions, prescribe
+    from qdoctor.diagnose.registry import run_rules
 
     with preserved_torch_state():
         loaded = load_target(str(target))
@@ -131,8 +132,8 @@ def seed004() -> Prescribed:
 def test_every_listed_fix_has_one_transform_module_named_after_its_code():
     import pkgutil
 
-    import qdoctor.fixes as package
-    from qdoctor.fixes import all_transforms
+    import qdoctor.prescribe.fixes as package
+    from qdoctor.prescribe.fixes import all_transforms
 
     codes = [t.code for t in all_transforms()]
     assert codes == sorted(set(codes))
@@ -181,7 +182,7 @@ def test_seed004_each_fix_is_verified_on_top_of_the_crash_repair():
 
 
 def test_fix_all_snippet_turns_the_script_into_a_working_quantized_one(tmp_path):
-    from qdoctor.prescribe import quantization_lines
+    from qdoctor.prescribe.core import quantization_lines
 
     result = seed004()
     script = (FIXTURES / "seed004_as_written.py").read_text(encoding="utf-8")
@@ -374,7 +375,7 @@ class _Unscriptable(nn.Module):
 
 
 def test_save_fixed_falls_back_to_state_dict_and_rebuild_code(tmp_path):
-    from qdoctor.prescribe import save_fixed
+    from qdoctor.prescribe.core import save_fixed
 
     path = tmp_path / "fixed.pt"
     result = save_fixed(_Unscriptable(), torch.backends.quantized.engine, (torch.randn(1, 4),), str(path), "code = 1")
@@ -384,7 +385,7 @@ def test_save_fixed_falls_back_to_state_dict_and_rebuild_code(tmp_path):
 
 
 def test_a_failing_verification_keeps_the_diagnosis(monkeypatch):
-    import qdoctor.prescribe as prescribe_module
+    import qdoctor.prescribe.core as prescribe_module
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
@@ -406,8 +407,8 @@ def test_no_verify_skips_counterfactuals_and_save_fixed_needs_them(tmp_path):
 
 
 def test_terminal_report_shows_verified_lines_and_one_fix_all_snippet():
-    from qdoctor.reporters import OutputFormat, render
-    from qdoctor.report import Report
+    from qdoctor.report.render import OutputFormat, render
+    from qdoctor.report.model import Report
 
     result = seed004()
     text = render(Report(facts=result.facts, findings=result.findings, skipped=[], extras=result.extras), OutputFormat.terminal, width=200)
@@ -422,7 +423,7 @@ def test_terminal_report_shows_verified_lines_and_one_fix_all_snippet():
 
 def test_headline_wording():
     from qdoctor.facts import Timing
-    from qdoctor.prescribe import Outcome, headline
+    from qdoctor.prescribe.core import Outcome, headline
 
     def t(ms: float) -> Timing:
         return Timing(median_ms=ms, iqr_ms=0.1, runs=10, number_per_run=1, num_threads=2, noisy=False)

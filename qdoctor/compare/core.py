@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from qdoctor import __version__
-from qdoctor import quantize as Q
+from qdoctor.prescribe import quantize as Q
 from qdoctor.compare import recipes as R
 from qdoctor.compare.turns import ROUNDS, Contender, time_in_turns
 from qdoctor.compare.result import (
@@ -31,10 +31,12 @@ from qdoctor.compare.result import (
     recommend,
 )
 from qdoctor.errors import TargetError
-from qdoctor.gather import preserved_torch_state, quiet
+from qdoctor.introspect.state import preserved_torch_state, quiet
 from qdoctor.gather.environment import gather_environment
 from qdoctor.gather.numerics import flat_tensors, sqnr_db
-from qdoctor.loader import LoadedTarget, load_target, quantization_level
+from qdoctor.load.target import LoadedTarget
+from qdoctor.run.check import load_target_explained
+from qdoctor.introspect.kinds import quantization_level
 
 Progress = Callable[[str], None]
 LARGE_MODEL_BYTES = 16_000_000
@@ -205,7 +207,7 @@ def compare(spec: str, options: CompareOptions | None = None, progress: Progress
         except ValueError as exc:
             raise TargetError(str(exc)) from None
         progress(f"loading {spec}")
-        loaded = load_target(spec)
+        loaded = load_target_explained(spec)
         environment = gather_environment(loaded.user_engine, loaded.user_num_threads)
         selected, not_run = R.select(options.recipes, environment)
         float_model, float_name = float_model_of(loaded)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from qdoctor.facts import Environment
-from qdoctor.quantize import Built, calibrate
+from qdoctor.prescribe.quantize import Built, calibrate
 
 
 def unavailable(env: Environment) -> str | None:

@@ -1,7 +1,7 @@
 """The recipes `qdoctor compare` can apply to a float model, and how `--recipes` selects them.
 
 A recipe is a flow (fp32, dynamic, eager, fx, pt2e) on a quantized engine: "fx-x86", "eager-qnnpack",
-"dynamic-fbgemm". Builders come from qdoctor.quantize (the same ones verified fixes use) and work on copies.
+"dynamic-fbgemm". Builders come from qdoctor.prescribe.quantize (the same ones verified fixes use) and work on copies.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Any, Callable, ContextManager
 import torch
 from torch import nn
 
-from qdoctor import quantize as Q
+from qdoctor.prescribe import quantize as Q
 from qdoctor.compare.result import FP32
 from qdoctor.facts import Environment
-from qdoctor.gather import quiet
+from qdoctor.introspect.state import quiet
 
 ENGINES = ("x86", "fbgemm", "qnnpack", "onednn")
 FLOWS = ("fp32", "dynamic", "eager", "fx", "pt2e")

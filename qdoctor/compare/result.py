@@ -174,7 +174,7 @@ def recommend(candidates: list[Candidate], limits: Limits) -> Recommendation:
 
 def to_dict(result: CompareResult) -> dict[str, Any]:
     """The JSON document of a compare (schema version 1). The one place that decides its shape."""
-    from qdoctor.report import _clean, _timing
+    from qdoctor.report.model import _clean, _timing
 
     def candidate(c: Candidate) -> dict[str, Any]:
         d = asdict(c)

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import sys
 import time
-import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 from qdoctor import facts as F
 from qdoctor.facts import Benchmarks, Facts, Numerics, Sizes, Trace
+from qdoctor.introspect.state import quiet
 
-if TYPE_CHECKING:  # torch is imported where facts are gathered, so that GatherOptions is light (qdoctor.batch)
-    from qdoctor.loader import LoadedTarget
+if TYPE_CHECKING:  # torch is imported where facts are gathered, so that GatherOptions is light (qdoctor.run.batch)
+    from qdoctor.load.target import LoadedTarget
 
 Progress = Callable[[str], None]
 OnStage = Callable[[str, Facts], None]  # a stage begins; the facts gathered so far
@@ -27,51 +24,6 @@ class GatherOptions:
     profile: bool = True
     profile_budget: float = 1.0  # seconds of profiled runs per model
     trace_dir: str | None = None  # also write each profiled model's Chrome trace here (torch-tb-profiler layout)
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """The user's model may print or warn on every forward: keep that out of qdoctor's output."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
-
-
-@contextlib.contextmanager
-def preserved_torch_state() -> Iterator[None]:
-    """Restore torch's process-global settings that a user's script or a counterfactual may change."""
-    import torch
-
-    engine = torch.backends.quantized.engine
-    threads = torch.get_num_threads()
-    grad = torch.is_grad_enabled()
-    default_dtype = torch.get_default_dtype()
-    rng = torch.random.get_rng_state()  # scripts seed and draw; qdoctor draws inputs and calibration data
-    # Inductor's freezing flag: a script may set it for its torch.compile (read only if the script imported it).
-    inductor_config = sys.modules.get("torch._inductor.config")
-    freezing = getattr(inductor_config, "freezing", None)
-    try:
-        yield
-    finally:
-        torch.backends.quantized.engine = engine
-        torch.set_num_threads(threads)
-        torch.set_grad_enabled(grad)
-        torch.set_default_dtype(default_dtype)
-        torch.random.set_rng_state(rng)
-        if inductor_config is not None and freezing is not None:
-            inductor_config.freezing = freezing
-        elif inductor_config is None and "torch._inductor.config" in sys.modules:
-            _reset_inductor_freezing(sys.modules["torch._inductor.config"])
-
-
-def _reset_inductor_freezing(config: Any) -> None:
-    """The script imported Inductor and may have set freezing: back to what the environment or torch defaults to."""
-    try:
-        entry = config._config["freezing"]
-        from_env = entry.env_value_default
-        config.freezing = from_env if isinstance(from_env, bool) else bool(entry.default)
-    except (AttributeError, KeyError, TypeError):  # a torch whose config module is laid out differently
-        pass
 
 
 def _reason(exc: BaseException) -> str:
@@ -104,7 +56,7 @@ def gather_facts(
     import torch
 
     from qdoctor.gather import environment, flows, graph, modules, numerics, profile, size, timing, trace
-    from qdoctor.loader import crash_info
+    from qdoctor.facts.location import crash_info
 
     target = loaded.target
     facts = Facts(target=target, environment=environment.gather_environment(loaded.user_engine, loaded.user_num_threads))

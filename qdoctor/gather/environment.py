@@ -63,12 +63,3 @@ def gather_environment(quantized_engine: str | None = None, num_threads: int | N
         num_interop_threads=torch.get_num_interop_threads(),
         thread_env={k: os.environ[k] for k in THREAD_ENV if k in os.environ},
     )
-
-
-def recommended_engine(env: Environment) -> str:
-    """The quantized engine with the fastest int8 kernels for this CPU."""
-    if env.is_arm:
-        return "qnnpack"
-    if "x86" in env.supported_engines:
-        return "x86"
-    return "fbgemm" if "fbgemm" in env.supported_engines else (env.supported_engines[-1] if env.supported_engines else "none")

@@ -13,8 +13,8 @@ from torch import nn
 
 from qdoctor import facts as F
 from qdoctor.facts import CompileInfo, CrashInfo, FlowInfo, GraphNode, ModuleInfo, SourceLocation
-from qdoctor.flowfailures import diagnose
-from qdoctor.gather.graph import eager_module
+from qdoctor.diagnose.flow_causes import diagnose
+from qdoctor.introspect.kinds import eager_module
 
 _QUANTIZER_BASES = ("torchao.quantization.pt2e.quantizer", "torch.ao.quantization.quantizer", "executorch")
 _QUANTIZER_CALL = re.compile(r"\b(\w*Quantizer)\s*\(")

@@ -17,7 +17,8 @@ from torch import nn
 
 from qdoctor import facts as F
 from qdoctor.facts import GraphNode, QParams, SourceLocation
-from qdoctor.graphs import LAYOUT_MODULES, WEIGHTED_OPS, short_op, target_kind
+from qdoctor.introspect.kinds import eager_module
+from qdoctor.facts.graph import LAYOUT_MODULES, WEIGHTED_OPS, short_op, target_kind
 
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in [^\n]*\n(?P<code>[^\n]*)')
 
@@ -298,12 +299,6 @@ def script_graph_nodes(module: torch.jit.ScriptModule) -> list[GraphNode]:
     outputs = [name for value in graph.outputs() for name in sources(value)]
     result.append(GraphNode(name="output", op="output", target="output", kind=F.NODE_OUTPUT, inputs=outputs))
     return result
-
-
-def eager_module(subject: nn.Module) -> nn.Module:
-    """The module behind a torch.compile wrapper (OptimizedModule._orig_mod); the subject itself otherwise."""
-    inner = getattr(subject, "_orig_mod", None)
-    return inner if isinstance(inner, nn.Module) and type(subject).__name__ == "OptimizedModule" else subject
 
 
 def graph_nodes(

@@ -21,7 +21,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from qdoctor import facts as F
-from qdoctor.atomic import atomic_path
+from qdoctor.files import atomic_path
 from qdoctor.facts import CategoryTime, ModuleTime, OpTime, Profile
 from qdoctor.gather.exclusive import exclusive_measurement
 

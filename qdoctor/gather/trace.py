@@ -15,9 +15,9 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from qdoctor.gather.modules import is_effective_leaf
+from qdoctor.introspect.kinds import is_effective_leaf
 from qdoctor.facts import SourceLocation, Trace, TraceEvent, TensorInfo
-from qdoctor.loader import crash_info
+from qdoctor.facts.location import crash_info
 
 # Tensor methods and functions that are bookkeeping, not compute: not worth an event.
 _IGNORED_FUNCTIONS = {

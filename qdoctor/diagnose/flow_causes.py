@@ -1,0 +1,200 @@
+"""Map a crash in a quantization flow (torch.export, prepare_pt2e/convert_pt2e, torchao quantize_, an import that
+moved between torch and torchao versions) to its cause and a fix. Pure functions of the crash text: no torch import.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from qdoctor.errors import ScriptFailedError
+from qdoctor.facts import CrashInfo, FlowFailure
+
+FLOW_FAILURE_RULES = ("QD017",)  # the rules that report a flow failure on a model left float by it
+
+# Modules that moved out of torch into torchao (torch.ao.quantization's PT2E code lives in torchao since 2.10).
+MOVED_MODULES = {
+    "torch.ao.quantization.quantize_pt2e": "torchao.quantization.pt2e.quantize_pt2e",
+    "torch.ao.quantization.quantizer.x86_inductor_quantizer": "torchao.quantization.pt2e.quantizer.x86_inductor_quantizer",
+    "torch.ao.quantization.quantizer.xnnpack_quantizer": "executorch.backends.xnnpack.quantizer.xnnpack_quantizer",
+    "torch.ao.quantization.quantizer.xpu_inductor_quantizer": "torchao.quantization.pt2e.quantizer.xpu_inductor_quantizer",
+    "torch.ao.quantization.quantizer": "torchao.quantization.pt2e.quantizer",
+    "torch.ao.quantization.pt2e": "torchao.quantization.pt2e",
+}
+PT2E_IMPORTS = """\
+import torch
+from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e, convert_pt2e
+import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+
+quantizer = xiq.X86InductorQuantizer()
+quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+exported = torch.export.export(model.eval(), example_inputs).module()
+prepared = prepare_pt2e(exported, quantizer)
+for batch in calibration_batches:
+    prepared(*batch)
+converted = convert_pt2e(prepared)"""
+
+
+@dataclass(frozen=True)
+class _Cause:
+    cause: str
+    pattern: re.Pattern[str]
+    step: str
+    explanation: str
+    fix: str
+
+
+def _c(cause: str, pattern: str, step: str, explanation: str, fix: str) -> _Cause:
+    return _Cause(cause, re.compile(pattern, re.S), step, explanation, fix)
+
+
+CAUSES = (
+    _c(
+        "capture-pre-autograd-graph-removed",
+        r"capture_pre_autograd_graph",
+        "export",
+        "torch._export.capture_pre_autograd_graph was removed from torch; PT2E models are captured with "
+        "torch.export.export(...).module().",
+        "exported = torch.export.export(model.eval(), example_inputs).module()\nprepared = prepare_pt2e(exported, quantizer)",
+    ),
+    _c(
+        "data-dependent-control-flow",
+        r"data-dependent|GuardOnDataDependentSymNode|Dynamic control flow is not supported|"
+        r"Could not guard on data-dependent",
+        "export",
+        "forward() branches (if/while) on the values of a tensor: torch.export captures one graph for all inputs and "
+        "cannot decide such a branch at export time.",
+        "# branch with torch.cond, which export captures with both sides:\n"
+        "out = torch.cond(x.sum() > 0, lambda x: self.layer(x), lambda x: x, (x,))\n"
+        "# or move the data-dependent decision out of forward()",
+    ),
+    _c(
+        "prepare-needs-exported-graph",
+        r"object has no attribute '(meta|graph)'",
+        "prepare_pt2e",
+        "prepare_pt2e (and prepare_qat_pt2e) take the GraphModule that torch.export produces, not the nn.Module itself.",
+        "exported = torch.export.export(model.eval(), example_inputs).module()\nprepared = prepare_pt2e(exported, quantizer)",
+    ),
+    _c(
+        "exported-module-eval-train",
+        r"Calling (eval|train)\(\) is not supported yet",
+        "eval/train",
+        "A GraphModule from torch.export cannot switch modes with .eval()/.train(): call eval() on the float model "
+        "before exporting, and use torchao's helpers on the exported or prepared model.",
+        "model.eval()  # before torch.export.export\n"
+        "from torchao.quantization.pt2e import move_exported_model_to_eval\n"
+        "prepared = move_exported_model_to_eval(prepared)",
+    ),
+    _c(
+        "static-shape-guard",
+        r"Guard failed: .*size\(\)\[(\d+)\] == (\d+)|Expected input at .*shape\[(\d+)\] to be equal to (\d+)",
+        "run",
+        "The model was exported with static shapes: it only accepts inputs whose shape equals the example input's. "
+        "A different batch size or image size fails the exported model's guard.",
+        'batch = torch.export.Dim("batch")\n'
+        'exported = torch.export.export(model.eval(), example_inputs, dynamic_shapes={"x": {0: batch}}).module()',
+    ),
+    _c(
+        "strict-export-unsupported",
+        r"torch\._dynamo\.exc\.Unsupported|Unsupported: ",
+        "export",
+        "torch.export(strict=True) traces forward() with TorchDynamo and hit Python it cannot capture.",
+        "exported = torch.export.export(model.eval(), example_inputs, strict=False).module()",
+    ),
+)
+
+
+def moved_module_hint(module_name: str | None, torch_version: str) -> str | None:
+    """Where a module that no longer imports went, or None when it is not one qdoctor knows."""
+    if not module_name:
+        return None
+    for old, new in MOVED_MODULES.items():
+        if module_name == old or module_name.startswith(old + "."):
+            return (
+                f"torch {torch_version} has no {old}: PT2E quantization moved to torchao; import {new} "
+                "(pip install torchao)"
+            )
+    return None
+
+
+def torchao_api_hint(message: str, torchao_version: str | None) -> str | None:
+    """An ImportError/AttributeError inside torchao: name the installed version and what moved."""
+    imported = re.search(r"cannot import name '(\w+)' from '(torchao[\w.]*)'", message)
+    attribute = re.search(r"module '(torchao[\w.]*)' has no attribute '(\w+)'", message)
+    if imported:
+        name, module = imported.group(1), imported.group(2)
+    elif attribute:
+        module, name = attribute.group(1), attribute.group(2)
+    else:
+        return None
+    installed = f"torchao {torchao_version}" if torchao_version else "the installed torchao"
+    return (
+        f"{installed} has no `{name}` in {module}: torchao renames and moves its quantization APIs between releases "
+        "(e.g. the function-style int8_dynamic_activation_int8_weight() became Int8DynamicActivationInt8WeightConfig, "
+        "and PT2E moved into torchao.quantization.pt2e); install the torchao version the script was written for, "
+        f"or update the import to the name {installed} uses"
+    )
+
+
+def script_failure_text(error: ScriptFailedError, torch_version: str, torchao_version: str | None) -> str:
+    """The one line for a script that died before defining a model, with the cause when a release moved an API."""
+    hint = moved_module_hint(error.module_name, torch_version) or torchao_api_hint(
+        error.exception_message, torchao_version
+    )
+    return error.explained.format(hint=hint) if hint and error.explained else str(error)
+
+
+_PT2E_STEPS = ("prepare_pt2e", "prepare_qat_pt2e", "convert_pt2e")
+
+
+def _step_from_traceback(traceback_text: str) -> str | None:
+    frames = re.findall(r'File "([^"]+)", line \d+, in (\w+)', traceback_text)
+    for file, function in reversed(frames):
+        if function in ("prepare_pt2e", "prepare_qat_pt2e", "convert_pt2e"):
+            return function
+        if function == "quantize_" and "torchao" in file:
+            return "quantize_"
+        if function in ("prepare_fx", "convert_fx", "prepare_qat_fx", "convert_to_reference_fx"):
+            return function
+    for file, function in reversed(frames):
+        if "/torch/export/" in file or "/torch/_export/" in file:
+            return "export"
+        if "/torchao/" in file:
+            return "torchao"
+    return None
+
+
+def diagnose(crash: CrashInfo | None, torch_version: str, torchao_version: str | None) -> FlowFailure | None:
+    """The flow failure behind a crash, or None when the crash is not a quantization-flow failure."""
+    if crash is None:
+        return None
+    text = f"{crash.type}: {crash.message}"
+    first_line = text.splitlines()[0][:300]
+    where = {"file": crash.file, "line": crash.line, "code": crash.code}
+    if crash.type in ("ModuleNotFoundError", "ImportError"):
+        module = re.search(r"No module named '([\w.]+)'", crash.message)
+        hint = moved_module_hint(module.group(1) if module else None, torch_version)
+        if hint:
+            return FlowFailure("import", "pt2e-moved-to-torchao", hint + ".", PT2E_IMPORTS, first_line, **where)
+    api = torchao_api_hint(crash.message, torchao_version)
+    if api and crash.type in ("ImportError", "AttributeError"):
+        return FlowFailure("import", "torchao-api-moved", api + ".", "", first_line, **where)
+    step = _step_from_traceback(crash.traceback)
+    for cause in CAUSES:
+        in_traceback = cause.cause == "capture-pre-autograd-graph-removed" and cause.pattern.search(crash.traceback)
+        if cause.pattern.search(text) or in_traceback:
+            if cause.cause == "prepare-needs-exported-graph" and step not in _PT2E_STEPS:
+                continue
+            if cause.cause == "strict-export-unsupported" and step != "export":
+                continue
+            return FlowFailure(step or cause.step, cause.cause, cause.explanation, cause.fix, first_line, **where)
+    if step is not None:
+        return FlowFailure(
+            step,
+            "unrecognized",
+            f"{step} raised an error that is not a known quantization-flow failure; its message and location follow.",
+            "",
+            first_line,
+            **where,
+        )
+    return None

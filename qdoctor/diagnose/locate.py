@@ -1,0 +1,109 @@
+"""Where a finding points and which names its fix uses: pure functions of Facts shared by the rules.
+
+A finding names the module a user recognises (the first conv that runs, not the QuantStub's observer) and the user's
+own variable names in its fix, so the fix can be pasted into their script.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+from qdoctor import facts as F
+from qdoctor.facts import Facts, ModuleInfo, SourceLocation, recommended_engine
+
+# Kinds that hold no compute of their own: a finding prefers to point past them.
+_BOOKKEEPING = (F.QUANT_STUB, F.DEQUANT_STUB, F.OBSERVER, F.FAKE_QUANT, F.CONTAINER)
+
+
+def execution_order(facts: Facts) -> dict[str, int]:
+    """Module path -> position of its first call in the traced forward.
+
+    A module that is not a leaf (a fused ConvReLU2d, a QAT ConvBn2d holding its BatchNorm) takes the position of
+    the first of its children that ran.
+    """
+    order: dict[str, int] = {}
+    for event in facts.trace.events if facts.trace else []:
+        if event.kind != "module":
+            continue
+        position = len(order)
+        path = event.module
+        while True:
+            order.setdefault(path, position)
+            if not path:
+                break
+            path = path.rpartition(".")[0]
+    return order
+
+
+def first_compute(modules: Iterable[ModuleInfo], facts: Facts) -> ModuleInfo:
+    """The first module that computes, in execution order, outermost first (modules that did not run keep their tree
+    order, after those that did)."""
+    order = execution_order(facts)
+    ranked = sorted(modules, key=lambda m: (order.get(m.path, len(order)), m.path.count(".")))
+    return next((m for m in ranked if m.kind not in _BOOKKEEPING), ranked[0])
+
+
+def observer_owner(facts: Facts, observer: ModuleInfo) -> ModuleInfo:
+    """The module an eager observer or fake-quant belongs to: "features.0.activation_post_process" -> "features.0".
+
+    FX observers (``activation_post_process_3`` at the root) belong to no module: they stand for themselves.
+    """
+    head, _, last = observer.path.rpartition(".")
+    if last in ("activation_post_process", "weight_fake_quant"):
+        return facts.module(head) or observer
+    return observer
+
+
+def inside_fake_quant(facts: Facts, info: ModuleInfo) -> bool:
+    """A fake-quant holds its observer as a child: count the fake-quant, not both."""
+    parent = facts.module(info.path.rpartition(".")[0]) if "." in info.path else None
+    return parent is not None and parent.kind == F.FAKE_QUANT
+
+
+def fix_engine(facts: Facts) -> str:
+    """The engine a fix names: the fastest one for this CPU, never the one a wrong tutorial suggested."""
+    return recommended_engine(facts.environment)
+
+
+def is_graph_module(facts: Facts) -> bool:
+    """The subject is an FX GraphModule (prepare_fx / convert_fx output)."""
+    root = facts.module("")
+    return root is not None and root.type == "GraphModule"
+
+
+def subject_variable(facts: Facts) -> str:
+    """The user's name for the model being checked, usable on the left of an assignment."""
+    name = facts.target.subject_name.removesuffix("()")
+    return name if name.isidentifier() and name != "build_model" else "quantized_model"
+
+
+def float_variable(facts: Facts) -> str:
+    """The user's name for the float model (what fuse_modules/prepare take), or ``float_model``."""
+    name = (facts.target.float_name or "").removesuffix("()")
+    return name if name.isidentifier() and name != "build_float_model" else "float_model"
+
+
+def float_path(facts: Facts, path: str) -> str:
+    """The same module's path in the float model, when the quantized model wraps it (QuantWrapper's ``module.``)."""
+    if facts.float_modules is None:
+        return path
+    known = {m.path for m in facts.float_modules}
+    candidate = path
+    while candidate and candidate not in known:
+        candidate = candidate.partition(".")[2]
+    return candidate or path
+
+
+def script_line(facts: Facts, pattern: str) -> SourceLocation | None:
+    """The last line of the user's script matching ``pattern`` (the assignment in force), as a SourceLocation."""
+    text, file = facts.target.script_text, facts.target.file
+    if not text or not file:
+        return None
+    found = None
+    regex = re.compile(pattern)
+    for number, line in enumerate(text.splitlines(), start=1):
+        code = line.split("#", 1)[0]
+        if regex.search(code):
+            found = SourceLocation(file, number, line.strip())
+    return found

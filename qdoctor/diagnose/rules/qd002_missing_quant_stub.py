@@ -1,0 +1,146 @@
+"""QD002 missing-quant-stub: float tensors reaching int8 modules, or int8 tensors reaching float ops or the output."""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+from qdoctor import facts as F
+from qdoctor.facts import Facts, ModuleInfo
+from qdoctor.diagnose.locate import fix_engine, float_variable, subject_variable
+from qdoctor.diagnose.registry import rule
+from qdoctor.diagnose.findings import Finding, Severity
+
+_FLOAT_INTO_INT8 = re.compile(r"Could not run '(quantized::[\w.]+)' with arguments from the 'CPU' backend")
+_INT8_INTO_FLOAT = re.compile(r"Could not run '(aten::[\w.]+)' with arguments from the 'QuantizedCPU' backend")
+
+WRAP_FIX = """\
+torch.backends.quantized.engine = "{engine}"  # the int8 engine for this CPU
+{float} = torch.ao.quantization.QuantWrapper({float}).eval()  # QuantStub -> model -> DeQuantStub
+{float}.qconfig = torch.ao.quantization.get_default_qconfig("{engine}")
+prepared = torch.ao.quantization.prepare({float})
+with torch.no_grad():
+    for batch in calibration_batches:  # representative inputs (see QD001)
+        prepared(*batch)
+{subject} = torch.ao.quantization.convert(prepared)"""
+
+STUB_QCONFIG_FIX = """\
+# before prepare(): give the stub the qconfig of the layers it feeds, then prepare, calibrate and convert again
+{float}.{stub}.qconfig = torch.ao.quantization.get_default_qconfig("{engine}")
+# or set the qconfig on the root model ({float}.qconfig = ...) rather than on its children"""
+
+
+def wrap_fix(facts: Facts) -> str:
+    return WRAP_FIX.format(float=float_variable(facts), subject=subject_variable(facts), engine=fix_engine(facts))
+
+
+def _crash_text(facts: Facts) -> str | None:
+    crash = facts.crash
+    return f"{crash.type}: {crash.message.splitlines()[0][:200]}" if crash is not None and crash.message else None
+
+
+def _unconverted_stubs(facts: Facts) -> list[ModuleInfo]:
+    """QuantStub/DeQuantStub that convert() left in place of nnq.Quantize/DeQuantize: they had no qconfig."""
+    if not facts.modules_of_kind(F.QUANTIZED):
+        return []
+    return [m for m in facts.modules_of_kind(F.QUANT_STUB, F.DEQUANT_STUB) if m.type in ("QuantStub", "DeQuantStub")]
+
+
+@rule(
+    "QD002",
+    "missing-quant-stub",
+    Severity.ERROR,
+    "a float tensor reaches an int8 module, or an int8 tensor reaches a float op or the output (no Quant/DeQuantStub)",
+    needs=("modules", "trace"),
+)
+def missing_quant_stub(facts: Facts) -> Iterator[Finding]:
+    trace = facts.trace
+    assert trace is not None
+    crash = trace.crash
+    reported: set[str] = set()
+    idle_stubs = _unconverted_stubs(facts)
+    idle_quant_stubs = [m for m in idle_stubs if m.type == "QuantStub"]
+    for event in trace.events:
+        if event.kind != "module":
+            continue
+        info = facts.module(event.module)
+        if info is None:
+            continue
+        if info.kind == F.QUANTIZED and event.any_input_float and not event.any_input_quantized:
+            crashed_here = crash is not None and crash.module == event.module
+            reported.add(event.module)
+            raises = ", so the model raises here" if crashed_here else ""
+            if idle_quant_stubs:
+                stub = idle_quant_stubs[0]
+                message = (
+                    f"`{event.module}` ({info.type}) is an int8 module but receives a float tensor{raises}: the "
+                    f"QuantStub `{stub.path}` is still a no-op because convert() skipped it — it had no qconfig "
+                    "(the qconfig was set on child modules, not on the stub or the root)."
+                )
+                fix = STUB_QCONFIG_FIX.format(float=float_variable(facts), stub=stub.path, engine=fix_engine(facts))
+            else:
+                message = (
+                    f"`{event.module}` ({info.type}) is an int8 module but receives a float tensor: there is no "
+                    f"QuantStub before it{raises}. Wrap the float model with QuantStub/DeQuantStub before prepare()."
+                )
+                fix = wrap_fix(facts)
+            yield missing_quant_stub.finding(
+                message,
+                module=event.module,
+                source=info.source,
+                evidence={
+                    "input_dtypes": [t.dtype for t in event.inputs],
+                    "crash": _crash_text(facts) if crashed_here else None,
+                    "unconverted_stubs": [m.path for m in idle_stubs],
+                },
+                fix=fix,
+            )
+            break  # the first entry point is the cause; later ones follow from it
+    if crash is not None and crash.module and crash.module not in reported:
+        info = facts.module(crash.module)
+        m_float = _FLOAT_INTO_INT8.search(crash.message)
+        m_int8 = _INT8_INTO_FLOAT.search(crash.message)
+        last = trace.events[-1] if trace.events else None
+        raised_in_module = last is not None and last.kind == "module" and last.module == crash.module
+        # Function-level crashes (torch.add / + / cat on int8 tensors in forward()) belong to QD011.
+        if info is not None and m_int8 and raised_in_module and info.kind not in (F.QUANTIZED,):
+            yield missing_quant_stub.finding(
+                f"`{crash.module}` ({info.type}) is a float op with no int8 kernel and receives an int8 tensor "
+                f"({m_int8.group(1)} has no QuantizedCPU kernel): put a DeQuantStub before it.",
+                module=crash.module,
+                source=info.source,
+                evidence={"crash": _crash_text(facts)},
+                fix=(
+                    "# in __init__(): self.dequant_before = torch.ao.quantization.DeQuantStub()\n"
+                    f"# in forward(): x = self.{crash.module}(self.dequant_before(x))\n"
+                    "# and, if int8 layers follow it, a QuantStub after it: x = self.quant_after(x)"
+                ),
+            )
+        elif info is not None and m_float and info.kind == F.QUANTIZED:
+            yield missing_quant_stub.finding(
+                f"`{crash.module}` ({info.type}) raised because it received a float tensor ({m_float.group(1)}): "
+                "there is no QuantStub before it.",
+                module=crash.module,
+                source=info.source,
+                evidence={"crash": _crash_text(facts)},
+                fix=wrap_fix(facts),
+            )
+    if crash is None and any(t.quantized for t in trace.output):
+        last_int8 = next(
+            (e for e in reversed(trace.events) if e.kind == "module" and e.output_quantized), None
+        )
+        info = facts.module(last_int8.module) if last_int8 else None
+        idle_dequant = [m.path for m in idle_stubs if m.type == "DeQuantStub"]
+        why = (
+            f"the DeQuantStub `{idle_dequant[0]}` is still a no-op (convert() skipped it: no qconfig)"
+            if idle_dequant
+            else "there is no DeQuantStub before the output"
+        )
+        yield missing_quant_stub.finding(
+            f"the model returns an int8 (quantized) tensor: {why}, so callers get quint8 values instead of float "
+            "scores.",
+            module=last_int8.module if last_int8 else "",
+            source=info.source if info else None,
+            evidence={"output_dtypes": [t.dtype for t in trace.output], "unconverted_stubs": idle_dequant},
+            fix=wrap_fix(facts),
+        )

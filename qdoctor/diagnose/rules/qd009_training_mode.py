@@ -1,0 +1,146 @@
+"""QD009 training-mode: a quantized model run in train mode (Dropout active, BatchNorm on batch statistics), or
+BatchNorm left unfolded in float between int8 convolutions."""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+from qdoctor.diagnose import crash_causes as crashes
+from qdoctor import facts as F
+from qdoctor.facts import Facts, ModuleInfo, TraceEvent
+from qdoctor.diagnose.registry import rule
+from qdoctor.diagnose.findings import Finding, Severity
+
+# Float layers whose output depends on module.training.
+_MODE_DEPENDENT = ("BatchNorm", "Dropout", "AlphaDropout")
+# QAT layers with a BatchNorm inside (ConvBn2d, ConvBnReLU2d, LinearBn1d): they update and use batch statistics.
+_QAT_WITH_BN = "Bn"
+# Functional dropout called in a forward(): F.dropout(x, training=self.training) and friends.
+_FUNCTIONAL_DROPOUT = ("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout")
+_STUB_KINDS = (F.QUANT_STUB, F.DEQUANT_STUB)
+# Where .eval() belongs when the modules' own creation lines are unknown: before convert(), or instead of .train().
+_CONVERT_CALL = re.compile(r"\bconvert(?:_fx)?\s*\(")
+_TRAIN_CALL = re.compile(r"\.train\s*\(")
+
+
+def _mode_dependent(m: ModuleInfo) -> bool:
+    if m.kind == F.FLOAT:
+        return any(key in m.type for key in _MODE_DEPENDENT)
+    return m.kind == F.QAT and _QAT_WITH_BN in m.type
+
+
+@rule(
+    "QD009",
+    "training-mode",
+    Severity.WARNING,
+    "quantized model run in train mode (Dropout active, BatchNorm on batch statistics) or float BatchNorm left "
+    "between int8 convolutions",
+    needs=("modules",),
+)
+def training_mode(facts: Facts) -> Iterator[Finding]:
+    yield from _train_mode(facts)
+    yield from _float_batchnorm(facts)
+
+
+def _train_mode(facts: Facts) -> Iterator[Finding]:
+    root = facts.module("")
+    affected = [m for m in facts.modules or [] if m.path and m.training and _mode_dependent(m)]
+    dropout_calls: list[TraceEvent] = []
+    if facts.trace is not None:
+        for event in facts.trace.events:
+            owner = facts.module(event.module)
+            if (
+                event.kind == "function"
+                and event.name.rsplit(".", 1)[-1] in _FUNCTIONAL_DROPOUT
+                and owner is not None
+                and owner.training
+            ):
+                dropout_calls.append(event)
+    if not affected and not dropout_calls:
+        return
+    subject = facts.target.subject_name.removesuffix("()") or "quantized_model"
+    in_train = root is not None and root.training
+    names = [f"`{m.path}` ({m.type})" for m in affected[:4]]
+    names += [f"F.{e.name.rsplit('.', 1)[-1]} at line {e.source.line}" for e in dropout_calls[:2] if e.source]
+    dropout = any("Dropout" in m.type for m in affected) or bool(dropout_calls)
+    batchnorm = any("BatchNorm" in m.type or _QAT_WITH_BN in m.type for m in affected)
+    effects = []
+    if dropout:
+        effects.append("Dropout zeroes random activations, so two runs on the same input differ")
+    if batchnorm:
+        effects.append("BatchNorm normalizes with the statistics of each batch (garbage at batch 1) and overwrites its running statistics")
+    first = affected[0] if affected else None
+    qat = bool(facts.modules_of_kind(F.QAT))  # still a QAT model: it needs convert() too
+    fix = (
+        f"{subject}.eval()  # before convert() and before every inference run; .train() only while training\n"
+        if not qat
+        else f"{subject}.eval()\n{subject} = torch.ao.quantization.convert({subject})  # convert after eval()\n"
+    )
+    yield training_mode.finding(
+        ("the model is in train mode" if in_train else "part of the model is in train mode")
+        + f": {', '.join(names)} "
+        + ("behaves" if len(names) == 1 else "behave")
+        + f" differently than in eval mode. {'; '.join(effects)}.",
+        module=first.path if first else dropout_calls[0].module,
+        source=(first.source if first else dropout_calls[0].source)
+        or crashes.script_line(facts, _CONVERT_CALL)
+        or crashes.script_line(facts, _TRAIN_CALL),
+        evidence={
+            "root_training": in_train,
+            "train_mode_layers": [m.path for m in affected[:8]],
+            "functional_dropout_lines": [e.source.line for e in dropout_calls if e.source][:4],
+        },
+        fix=fix.rstrip("\n"),
+    )
+
+
+def _float_batchnorm(facts: Facts) -> Iterator[Finding]:
+    """A float BatchNorm running right after an int8 convolution: it was not folded into the conv."""
+    if facts.trace is None:
+        return
+    events = [e for e in facts.trace.events if e.kind == "module"]
+    for i, event in enumerate(events):
+        info = facts.module(event.module)
+        if info is None or info.kind != F.FLOAT or "BatchNorm" not in info.type or event.any_input_quantized:
+            continue
+        before = _neighbour(facts, events, i, -1)
+        if before is None or "Conv" not in before.type or before.kind != F.QUANTIZED:
+            continue
+        after = _neighbour(facts, events, i, +1)
+        group = [before.path, info.path]
+        if after is not None and after.type in ("ReLU", "ReLU6") and after.kind in (F.FLOAT, F.QUANTIZED):
+            group.append(after.path)
+        stubs = [e.module for e in events[max(0, i - 2):i + 3] if _kind(facts, e.module) in _STUB_KINDS]
+        subject = (facts.target.float_name or "float_model").removesuffix("()")
+        yield training_mode.finding(
+            f"`{info.path}` ({info.type}) runs in float between int8 layers (after `{before.path}`, "
+            f"{before.type}): it was not folded into the conv, so every call pays a dequantize, a float "
+            "BatchNorm and a quantize. In eval mode BatchNorm folds into the conv's weights for free.",
+            module=info.path,
+            source=info.source,
+            evidence={"follows": before.path, "float_input": True, "stubs_around_it": stubs},
+            fix=(
+                f"{subject}.eval()\n"
+                "# fusing in eval mode folds the BatchNorm into the conv's weights:\n"
+                f"torch.ao.quantization.fuse_modules(\n    {subject}, [{group!r}], inplace=True\n)\n"
+                f"# then drop `{info.path}.qconfig = None` and the DeQuantStub/QuantStub around it, and prepare,\n"
+                "# calibrate and convert again"
+            ).replace("'", '"'),
+        )
+
+
+def _kind(facts: Facts, path: str) -> str | None:
+    info = facts.module(path)
+    return info.kind if info is not None else None
+
+
+def _neighbour(facts: Facts, events: list[TraceEvent], i: int, step: int) -> ModuleInfo | None:
+    """The nearest module before (step -1) or after (+1) events[i] that computes (stubs and observers skipped)."""
+    j = i + step
+    while 0 <= j < len(events):
+        info = facts.module(events[j].module)
+        if info is not None and info.kind not in _STUB_KINDS + (F.OBSERVER, F.FAKE_QUANT) and info.type != "Identity":
+            return info
+        j += step
+    return None

@@ -1,0 +1,68 @@
+"""QD014 unexplained-crash: a crash that no rule explains is still reported, with its location."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from qdoctor.diagnose import crash_causes as crashes
+from qdoctor.facts import CrashInfo, Facts
+from qdoctor.diagnose.registry import all_rules, rule
+from qdoctor.diagnose.findings import Finding, Severity
+
+NOT_KNOWN = "not a known quantization failure"
+
+
+def _frames(crash: CrashInfo, count: int = 3) -> list[str]:
+    """The last ``count`` frames of the traceback, one line each ("file:line in function")."""
+    frames = []
+    for line in crash.traceback.splitlines():
+        text = line.strip()
+        if text.startswith('File "'):
+            path, _, rest = text[len('File "'):].partition('", line ')
+            number, _, func = rest.partition(", in ")
+            frames.append(f"{path}:{number} in {func}")
+    return frames[-count:]
+
+
+@rule(
+    "QD014",
+    "unexplained-crash",
+    Severity.ERROR,
+    "the model or the script raised an error that is not a known quantization failure (reported, never hidden)",
+)
+def unexplained_crash(facts: Facts) -> Iterator[Finding]:
+    registered = {r.code for r in all_rules()}
+    for crash in crashes.distinct_crashes(facts):
+        cause = crashes.classify(crash, facts)
+        if cause is not None and cause.rule in registered:
+            continue
+        source = crashes.crash_source(crash, facts)
+        where = f" at line {source.line}" if source else ""
+        if crash.phase == "run":
+            inside = f" in `{crash.module}`" if crash.module else ""
+            message = f"the model raised {crashes.short_message(crash)}{inside}{where}: {NOT_KNOWN}."
+            severity = Severity.ERROR
+        else:
+            message = (
+                f"the script raised {crashes.short_message(crash)}{where}: {NOT_KNOWN}. qdoctor checked the "
+                "objects the script had defined before it."
+            )
+            severity = Severity.WARNING
+        backend = crashes._BACKEND.search(crash.message)
+        if crash.phase == "load" and backend and crashes.has_int8_modules(facts):
+            message += (
+                f" It names {backend.group('op')} on the {backend.group('backend')} backend, an int8/float boundary "
+                "error, but qdoctor's own run of the model did not raise it: the script ran another model or input."
+            )
+        yield unexplained_crash.finding(
+            message,
+            module=crash.module,
+            source=source,
+            evidence={
+                "phase": crash.phase,
+                "type": crash.type,
+                "message": crashes.first_line(crash.message)[:500],
+                "last_frames": _frames(crash),
+            },
+            severity=severity,
+        )

@@ -1,0 +1,54 @@
+"""QD015 quantized-on-cuda: an eager/FX int8 model (torch.ao.quantization) run on a GPU; its kernels are CPU-only."""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+from qdoctor.diagnose import crash_causes as crashes
+from qdoctor.facts import Facts
+from qdoctor.diagnose.registry import rule
+from qdoctor.diagnose.findings import Finding, Severity
+
+_MOVES_TO_CUDA = re.compile(r"\.cuda\(|\.to\(\s*['\"]cuda|device\s*=\s*['\"]cuda|torch\.device\(\s*['\"]cuda")
+
+FIX = """\
+# torch.ao.quantization int8 models (eager and FX) run on the CPU only: their kernels are
+# x86/fbgemm, onednn and qnnpack. Keep the quantized model and its inputs on the CPU:
+device = torch.device("cpu")
+{subject} = {subject}.to(device)
+inputs = inputs.to(device)
+# For int8 on a GPU, start again from the float model with a GPU stack
+# (torchao's quantize_ configs, TensorRT)."""
+
+
+@rule(
+    "QD015",
+    "quantized-on-cuda",
+    Severity.ERROR,
+    "an eager/FX int8 model run on CUDA: torch.ao.quantization's int8 kernels are CPU-only",
+    needs=("modules",),
+)
+def quantized_on_cuda(facts: Facts) -> Iterator[Finding]:
+    for crash in crashes.distinct_crashes(facts):
+        cause = crashes.classify(crash, facts)
+        if cause is None or cause.rule != "QD015":
+            continue
+        # where it raised; else the line that sends the model or its inputs to the GPU
+        source = crashes.crash_source(crash, facts) or crashes.script_line(facts, _MOVES_TO_CUDA)
+        cuda_line = crashes.script_line(facts, _MOVES_TO_CUDA)
+        op = f" ({cause.op})" if cause.op else ""
+        subject = facts.target.subject_name.removesuffix("()")
+        yield quantized_on_cuda.finding(
+            f"the int8 model is run on CUDA{op} and raises {crashes.short_message(crash, 160)}. Eager and FX "
+            "quantized models (torch.ao.quantization) have CPU kernels only: run them on the CPU.",
+            module=crash.module if crash.module is not None else "",  # the whole model when the script raised
+            source=source,
+            evidence={
+                "crash": crashes.short_message(crash),
+                "phase": crash.phase,
+                "operator": cause.op,
+                "cuda_line": f"{cuda_line.line}: {cuda_line.code}" if cuda_line else None,
+            },
+            fix=FIX.format(subject=subject or "quantized_model"),
+        )

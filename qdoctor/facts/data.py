@@ -1,0 +1,424 @@
+"""The facts qdoctor gathers once about a target, as plain data.
+
+Rules read these and never recompute them: a rule never runs the model and never touches torch's global state.
+Every part that could not be gathered is ``None`` with the reason in ``Facts.unavailable``; a rule that needs it
+is reported as skipped with that reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Module kinds, as recorded in ModuleInfo.kind.
+QUANTIZED = "quantized"  # static int8 modules (torch.ao.nn.quantized, intrinsic.quantized)
+DYNAMIC_QUANTIZED = "dynamic_quantized"  # torch.ao.nn.quantized.dynamic
+REFERENCE_QUANTIZED = "reference_quantized"  # torch.ao.nn.quantized.reference (float compute around q/dq)
+QAT = "qat"  # torch.ao.nn.qat / intrinsic.qat: float compute with fake-quant weights
+FLOAT = "float"
+OBSERVER = "observer"
+FAKE_QUANT = "fake_quant"
+QUANT_STUB = "quant_stub"  # QuantStub before convert, nnq.Quantize after
+DEQUANT_STUB = "dequant_stub"  # DeQuantStub before convert, nnq.DeQuantize after
+FLOAT_FUNCTIONAL = "float_functional"  # FloatFunctional before convert, QFunctional after
+CONTAINER = "container"
+TORCHAO_QUANTIZED = "torchao_quantized"  # a float module whose weight is a torchao tensor subclass (quantize_)
+
+# Time-breakdown categories of the profile.
+CAT_INT8 = "int8_kernels"
+CAT_QDQ = "quantize_dequantize"
+CAT_FLOAT = "float_compute"
+CAT_OBSERVER = "observers_fake_quant"
+CAT_OTHER = "other"
+CATEGORIES = (CAT_INT8, CAT_QDQ, CAT_FLOAT, CAT_OBSERVER, CAT_OTHER)
+
+# Graph node kinds, as recorded in GraphNode.kind (FX GraphModules, PT2E/exported programs, TorchScript graphs).
+NODE_INPUT = "input"  # placeholder / graph input
+NODE_OUTPUT = "output"
+NODE_ATTR = "attr"  # get_attr, constants, packed params
+NODE_QUANTIZE = "quantize"  # float -> int8 (quantize_per_tensor, quantized_decomposed.quantize_*, ...)
+NODE_DEQUANTIZE = "dequantize"  # int8 -> float
+NODE_QUANTIZED_OP = "quantized_op"  # runs an int8 kernel now (quantized::*, a quantized module, an op on int8 tensors)
+NODE_REFERENCE_OP = "reference_op"  # float op fed by dequantize: runs in fp32 now, int8 once lowered (PT2E, reference FX)
+NODE_FLOAT_OP = "float_op"  # float compute
+NODE_LAYOUT = "layout"  # shape/view/bookkeeping ops: no compute worth counting
+NODE_OBSERVER = "observer"
+NODE_FAKE_QUANT = "fake_quant"
+NODE_OTHER = "other"
+
+
+@dataclass
+class SourceLocation:
+    file: str
+    line: int
+    code: str = ""  # the text of that line, stripped
+
+
+@dataclass
+class Environment:
+    torch_version: str
+    python_version: str
+    platform: str
+    machine: str  # x86_64, aarch64, ...
+    cpu_model: str
+    cpu_isa: list[str]  # e.g. ["avx2", "avx512f", "avx512_vnni"]; ARM: ["asimd", "asimddp"]
+    cpu_capability: str  # torch.backends.cpu.get_cpu_capability()
+    cpu_count: int  # logical CPUs this process may use
+    quantized_engine: str  # the engine in force when the user's script finished
+    supported_engines: list[str]
+    num_threads: int  # torch.get_num_threads() as the user's script left it
+    num_interop_threads: int
+    thread_env: dict[str, str]  # OMP_NUM_THREADS, MKL_NUM_THREADS, ... when set
+
+    @property
+    def is_x86(self) -> bool:
+        return self.machine.lower() in ("x86_64", "amd64", "i386", "i686")
+
+    @property
+    def is_arm(self) -> bool:
+        return self.machine.lower() in ("aarch64", "arm64") or self.machine.lower().startswith("arm")
+
+    @property
+    def has_vnni(self) -> bool:
+        return any(f in self.cpu_isa for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+@dataclass
+class QConfigInfo:
+    activation: str  # observer class name, e.g. HistogramObserver
+    weight: str
+    activation_dtype: str | None = None
+    weight_dtype: str | None = None
+    weight_qscheme: str | None = None
+    reduce_range: bool | None = None
+    backend_family: str | None = None  # "x86/fbgemm", "qnnpack", "onednn" or None when it matches none
+
+
+@dataclass
+class ModuleInfo:
+    path: str  # "" is the root; "features.0" a child
+    type: str  # class name, e.g. QuantizedConv2d
+    type_module: str  # module of the class, e.g. torch.ao.nn.quantized.modules.conv
+    kind: str  # one of the kinds above
+    is_leaf: bool
+    training: bool
+    qconfig: QConfigInfo | None = None
+    scale: float | None = None  # output scale of a quantized module
+    zero_point: int | None = None
+    weight_dtype: str | None = None
+    weight_qscheme: str | None = None
+    # observers / fake-quant: what they saw (min/max are inf/-inf before any calibration)
+    observed_min: float | None = None
+    observed_max: float | None = None
+    fake_quant_enabled: bool | None = None
+    observer_enabled: bool | None = None
+    has_observer_attached: bool = False  # an activation_post_process child or hook (eager prepare)
+    source: SourceLocation | None = None  # where the module was created in the user's file
+    # Other paths the same module object is registered at (one nn.ReLU reused in several places); named_modules()
+    # lists it once, at ``path``.
+    also_at: list[str] = field(default_factory=list)
+    # torchao quantize_: the weight is a tensor subclass (kind TORCHAO_QUANTIZED)
+    weight_tensor_type: str | None = None  # qualified class name, e.g. torchao.quantization.Int8Tensor
+    weight_storage_dtype: str | None = None  # dtype of the stored integer data, e.g. torch.int8
+    weight_granularity: str | None = None  # e.g. PerRow, PerTensor, PerGroup(32)
+    activation_quantized: bool | None = None  # the subclass also quantizes activations (dynamic activation quant)
+
+
+@dataclass
+class TensorInfo:
+    dtype: str
+    shape: list[int]
+    quantized: bool
+
+
+@dataclass
+class TraceEvent:
+    """One call recorded while running the subject once: a leaf module or a torch function between modules."""
+
+    kind: str  # "module" or "function"
+    name: str  # module path, or the torch function's name ("add", "cat", "Tensor.__add__")
+    module: str  # the module path it ran in ("" = the root's forward)
+    type: str  # module class name, or "function"
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    source: SourceLocation | None = None  # for functions: the user's line that called it
+
+    @property
+    def any_input_quantized(self) -> bool:
+        return any(t.quantized for t in self.inputs)
+
+    @property
+    def any_input_float(self) -> bool:
+        return any(not t.quantized and t.dtype.startswith("torch.float") for t in self.inputs)
+
+    @property
+    def output_quantized(self) -> bool:
+        return any(t.quantized for t in self.outputs)
+
+
+@dataclass
+class CrashInfo:
+    type: str
+    message: str
+    phase: str  # "load" (the script raised) or "run" (the subject raised when qdoctor ran it)
+    module: str | None = None  # module path being executed when it raised
+    file: str | None = None  # first frame in the user's file, walking the traceback from the raise point
+    line: int | None = None
+    code: str | None = None
+    traceback: str = ""
+
+
+@dataclass
+class Trace:
+    events: list[TraceEvent]
+    output: list[TensorInfo]  # what the model returned
+    crash: CrashInfo | None = None  # the subject raised during the traced run
+
+
+@dataclass
+class CategoryTime:
+    category: str
+    total_ms: float  # self time summed over the profiled runs, divided by the number of runs
+    share: float  # of the profiled total, 0..1
+
+
+@dataclass
+class OpTime:
+    name: str
+    category: str
+    self_ms: float  # per run
+    calls: int  # per run
+
+
+@dataclass
+class ModuleTime:
+    path: str
+    type: str
+    kind: str
+    total_ms: float  # per run, inclusive of the ops inside it
+    ops: list[OpTime] = field(default_factory=list)  # the ops that ran inside it, by self time (top few)
+
+
+@dataclass
+class Profile:
+    runs: int
+    total_ms: float  # per run
+    categories: list[CategoryTime]
+    top_ops: list[OpTime]
+    modules: list[ModuleTime]
+
+    def share(self, category: str) -> float:
+        return next((c.share for c in self.categories if c.category == category), 0.0)
+
+    def time_ms(self, category: str) -> float:
+        return next((c.total_ms for c in self.categories if c.category == category), 0.0)
+
+    def innermost_modules(self) -> list[ModuleTime]:
+        """The profiled modules with no profiled module inside them: their times do not overlap, so they add up."""
+        parents = {p for m in self.modules for p in _prefixes(m.path)}
+        return [m for m in self.modules if m.path not in parents]
+
+
+def _prefixes(path: str) -> list[str]:
+    """"a.b.c" -> ["a", "a.b"]: the module paths that contain this one."""
+    parts = path.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+@dataclass
+class Timing:
+    """A torch.utils.benchmark measurement: median and spread, never a mean of wall-clock deltas."""
+
+    median_ms: float
+    iqr_ms: float
+    runs: int  # number of timed blocks behind the median
+    number_per_run: int  # calls per block
+    num_threads: int
+    noisy: bool  # IQR / median > 10 %
+
+    @property
+    def spread(self) -> float:
+        return self.iqr_ms / self.median_ms if self.median_ms else 0.0
+
+
+@dataclass
+class Benchmarks:
+    subject: Timing | None
+    float_baseline: Timing | None
+    subject_error: str | None = None  # why the subject could not be timed (it crashed, ...)
+
+    def evidence(self) -> dict[str, float]:
+        """{"subject_ms", "float_ms"} (rounded medians) when both were timed, for a finding's evidence."""
+        if self.subject and self.float_baseline:
+            return {"subject_ms": round(self.subject.median_ms, 3), "float_ms": round(self.float_baseline.median_ms, 3)}
+        return {}
+
+    @property
+    def speedup(self) -> float | None:
+        """float time / subject time: > 1 means the quantized model is faster."""
+        if self.subject and self.float_baseline and self.subject.median_ms > 0:
+            return self.float_baseline.median_ms / self.subject.median_ms
+        return None
+
+
+@dataclass
+class Sizes:
+    subject_bytes: int | None
+    float_bytes: int | None
+
+
+@dataclass
+class Numerics:
+    sqnr_db: float | None  # subject output vs float baseline output on the same input
+    note: str = ""
+
+
+@dataclass
+class QParams:
+    """Arguments of a quantize/dequantize node: what the quantizer chose for that tensor."""
+
+    dtype: str  # torch.uint8, torch.int8, torch.quint8, ...
+    quant_min: int | None = None
+    quant_max: int | None = None
+    per_channel: bool = False
+    is_weight: bool = False  # the quantized value is a parameter (get_attr / packed weight), not an activation
+
+
+@dataclass
+class GraphNode:
+    """One node of the subject's graph (FX GraphModule, PT2E/exported program, TorchScript), in execution order.
+
+    ``name`` is the location findings point at: the FX node name (TorchScript: the name of the value it produces,
+    with ``module`` the module path it runs in).
+    """
+
+    name: str
+    op: str  # placeholder, get_attr, call_function, call_method, call_module, output; TorchScript: the node kind
+    target: str  # "aten.conv2d.default", "quantized_decomposed.quantize_per_tensor.default", "conv1" (a module)...
+    kind: str  # one of the NODE_* kinds above
+    inputs: list[str]  # names of the nodes whose values it reads, in argument order
+    module: str | None = None  # module path it belongs to (call_module target, nn_module_stack, TorchScript scope)
+    module_type: str | None = None  # class name of that module
+    qparams: QParams | None = None  # for quantize/dequantize nodes
+    source: SourceLocation | None = None  # the user's line, from the node's stack trace
+
+    @property
+    def is_compute(self) -> bool:
+        return self.kind in (NODE_QUANTIZED_OP, NODE_REFERENCE_OP, NODE_FLOAT_OP)
+
+
+@dataclass
+class CompileInfo:
+    """The subject is a torch.compile'd module (torch._dynamo OptimizedModule)."""
+
+    backend: str | None  # "inductor", "eager", "aot_eager"...; None when it could not be read
+    source: SourceLocation | None = None  # the user's torch.compile line
+    options: dict[str, Any] = field(default_factory=dict)  # torch.compile(mode=..., options=...) settings
+    freezing: bool | None = None  # Inductor freezing in effect for it (options, else config, else environment)
+    freezing_source: str = ""  # where that came from
+    first_call_s: float | None = None  # one wall-clock measurement of its first call in qdoctor (includes compiling)
+
+
+@dataclass
+class FlowFailure:
+    """A quantization flow step that raised (export, prepare, convert, an import that moved), mapped to its cause."""
+
+    step: str  # "import", "export", "prepare_pt2e", "convert_pt2e", "eval/train", "run", "quantize_", ...
+    cause: str  # short id, e.g. "data-dependent-control-flow"
+    explanation: str  # one or two sentences for the user
+    fix: str  # code the user can paste
+    error: str  # "ExceptionType: first line of the message"
+    file: str | None = None
+    line: int | None = None
+    code: str | None = None
+
+
+@dataclass
+class FlowInfo:
+    """Which quantization flow produced the subject, and flow-specific facts."""
+
+    flow: str  # "eager", "fx", "pt2e", "torchao", "torchscript", "none"
+    stage: str | None = None  # "prepared", "converted", "reference" (FX reference / PT2E q-dq form), None
+    saved_format: str | None = None  # the TARGET was a file: "torchscript", "exported_program", "pickle"
+    source: SourceLocation | None = None  # the user's line that produced the subject (convert_pt2e, convert_fx...)
+    compiled: CompileInfo | None = None
+    quantizers: list[str] = field(default_factory=list)  # PT2E Quantizer classes the script holds (qualified names)
+    torchao_version: str | None = None  # when torchao is imported
+    failure: FlowFailure | None = None  # a flow step raised while the script ran
+    notes: list[str] = field(default_factory=list)  # flow facts worth telling (e.g. what a TorchScript file records)
+
+
+@dataclass
+class Target:
+    spec: str  # what the user passed
+    file: str | None  # the script, when there is one
+    subject_name: str  # "quantized_model", "build_model()", ...
+    float_name: str | None
+    inputs_name: str | None  # None when inputs were inferred
+    inputs: list[TensorInfo]
+    inputs_inferred: str | None = None  # why and how, when qdoctor made the inputs up
+    float_derived: str | None = None  # how a float baseline was derived (e.g. observers stripped)
+    load_crash: CrashInfo | None = None  # the script raised part-way
+    user_stdout: str = ""
+    user_stderr: str = ""
+    warnings: list[str] = field(default_factory=list)  # warnings the script raised (messages, de-duplicated)
+    has_calibration_data: bool = False
+    has_evaluate: bool = False
+    script_text: str = ""  # the user's source, for source-level evidence (thread settings, API calls)
+
+
+@dataclass
+class Facts:
+    target: Target
+    environment: Environment
+    modules: list[ModuleInfo] | None = None
+    float_modules: list[ModuleInfo] | None = None
+    trace: Trace | None = None
+    profile: Profile | None = None
+    float_profile: Profile | None = None
+    benchmark: Benchmarks | None = None
+    size: Sizes | None = None
+    numerics: Numerics | None = None
+    graph: list[GraphNode] | None = None  # the subject's graph when it has one (FX, PT2E, TorchScript)
+    flow: FlowInfo | None = None
+    unavailable: dict[str, str] = field(default_factory=dict)
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each gathering phase (bench/)
+    trace_files: dict[str, str] = field(default_factory=dict)  # "subject"/"float": profiler trace written (--trace-dir)
+
+    # ---- small conveniences for rules; pure functions of the data above ----
+    def module(self, path: str) -> ModuleInfo | None:
+        return next((m for m in self.modules or [] if m.path == path), None)
+
+    def modules_of_kind(self, *kinds: str) -> list[ModuleInfo]:
+        return [m for m in self.modules or [] if m.kind in kinds]
+
+    @property
+    def is_quantized(self) -> bool:
+        """The subject holds anything of a quantization flow (quantized modules, observers, fake-quant, qconfig)."""
+        return any(
+            m.kind not in (FLOAT, CONTAINER) or m.qconfig is not None for m in self.modules or []
+        ) or any(
+            n.kind in (NODE_QUANTIZE, NODE_DEQUANTIZE, NODE_QUANTIZED_OP, NODE_OBSERVER, NODE_FAKE_QUANT)
+            for n in self.graph or []
+        )
+
+    def graph_node(self, name: str) -> GraphNode | None:
+        return next((n for n in self.graph or [] if n.name == name), None)
+
+    @property
+    def crash(self) -> CrashInfo | None:
+        if self.trace and self.trace.crash:
+            return self.trace.crash
+        return self.target.load_crash
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def recommended_engine(env: Environment) -> str:
+    """The quantized engine with the fastest int8 kernels for this CPU."""
+    if env.is_arm:
+        return "qnnpack"
+    if "x86" in env.supported_engines:
+        return "x86"
+    return "fbgemm" if "fbgemm" in env.supported_engines else (env.supported_engines[-1] if env.supported_engines else "none")

@@ -1,0 +1,47 @@
+"""QD006: convert the prepared (or QAT-trained) model to int8; for QAT, with observers disabled first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from qdoctor.prescribe.fixes import DYNAMIC, CannotApply, Fix, FixContext, transform
+from qdoctor.diagnose.findings import Finding
+
+
+def convert_subject(model: nn.Module, batches: Any) -> nn.Module:
+    from torch.ao import quantization as tq
+
+    from qdoctor.introspect.kinds import classify
+
+    model.eval()
+    if any(classify(m) == "fake_quant" for m in model.modules()):
+        model.apply(tq.disable_observer)  # QAT: freeze the learned ranges before convert
+    if isinstance(model, torch.fx.GraphModule):
+        from torch.ao.quantization.quantize_fx import convert_fx
+
+        return convert_fx(model)
+    return tq.convert(model)
+
+
+@transform("QD006", "convert to int8")
+def convert(ctx: FixContext, finding: Finding) -> Fix | CannotApply:
+    if ctx.flow == DYNAMIC:
+        return CannotApply("dynamic quantization has no convert step")
+    is_fx = any(m.path == "" and m.type == "GraphModule" for m in ctx.facts.modules or [])
+    is_qat = bool(ctx.facts.modules_of_kind("fake_quant", "qat"))
+    if is_fx:
+        code = "from torch.ao.quantization.quantize_fx import convert_fx\n{subject} = convert_fx({subject}.eval())"
+    elif is_qat:
+        code = (
+            "{subject}.eval()\n{subject}.apply(torch.ao.quantization.disable_observer)\n"
+            "{subject} = torch.ao.quantization.convert({subject})"
+        )
+    else:
+        code = "{subject} = torch.ao.quantization.convert({subject}.eval())"
+    return Fix(
+        as_written={"convert": False}, fixed={"convert": True}, on_subject=convert_subject, subject_code=code,
+        prefer_subject=True,  # convert the user's own calibrated observers
+    )

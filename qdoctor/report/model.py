@@ -1,0 +1,139 @@
+"""The report: findings, skipped rules and the facts they came from. Reporters render it; nothing here prints."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+from qdoctor.diagnose.findings import Finding, Severity, SkippedRule
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Report:
+    facts: Any  # qdoctor.facts.Facts
+    findings: list[Finding]
+    skipped: list[SkippedRule]
+    notes: list[str] = field(default_factory=list)
+    qdoctor_version: str = ""
+    extras: dict[str, Any] = field(default_factory=dict)  # later stages (verified fixes, fix-all) add here
+
+    def worst(self) -> Severity | None:
+        return max((f.severity for f in self.findings), key=lambda s: s.rank, default=None)
+
+    def exit_code(self, fail_on: str = "warning") -> int:
+        """0: nothing at or above ``fail_on``; 1: findings at or above it (Ruff's convention; 2 is the CLI's)."""
+        if fail_on == "never":
+            return 0
+        threshold = Severity(fail_on).rank
+        return 1 if any(f.severity.rank >= threshold for f in self.findings) else 0
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no inf/nan: write them as strings so the output stays valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf" if value > 0 else "-inf" if value < 0 else "nan"
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def _timing(t: Any) -> dict[str, Any] | None:
+    if t is None:
+        return None
+    d = asdict(t)
+    d["spread"] = t.spread
+    return d
+
+
+def _graph_summary(graph: Any) -> dict[str, Any] | None:
+    """Node counts by kind of the subject's graph (FX, PT2E, TorchScript); the nodes themselves stay in Facts."""
+    from qdoctor.facts.graph import count_kinds
+
+    return None if graph is None else {"nodes": len(graph), "kinds": count_kinds(graph)}
+
+
+def to_dict(report: Report) -> dict[str, Any]:
+    """The JSON document (schema version 1). The one place that decides its shape."""
+    facts = report.facts
+    target = facts.target
+    bench = facts.benchmark
+    crash = facts.crash
+    return _clean(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "qdoctor_version": report.qdoctor_version,
+            "target": {
+                "spec": target.spec,
+                "file": target.file,
+                "subject": target.subject_name,
+                "float_baseline": target.float_name,
+                "float_baseline_derived": target.float_derived,
+                "inputs": target.inputs_name,
+                "inputs_inferred": target.inputs_inferred,
+                "input_shapes": [t.shape for t in target.inputs],
+                "quantized": facts.is_quantized,
+                "user_stdout": target.user_stdout,
+                "user_stderr": target.user_stderr,
+                "warnings": target.warnings,
+            },
+            "environment": asdict(facts.environment),
+            "crash": (
+                {k: v for k, v in asdict(crash).items() if k != "traceback"} if crash is not None else None
+            ),
+            "load_crash": (
+                {k: v for k, v in asdict(target.load_crash).items() if k != "traceback"}
+                if target.load_crash is not None
+                else None
+            ),
+            "benchmark": (
+                {
+                    "subject": _timing(bench.subject),
+                    "float": _timing(bench.float_baseline),
+                    "speedup": bench.speedup,
+                    "subject_error": bench.subject_error,
+                }
+                if bench is not None
+                else None
+            ),
+            "size": asdict(facts.size) if facts.size is not None else None,
+            "numerics": asdict(facts.numerics) if facts.numerics is not None else None,
+            "profile": {
+                "subject": asdict(facts.profile) if facts.profile is not None else None,
+                "float": asdict(facts.float_profile) if facts.float_profile is not None else None,
+            },
+            "flow": asdict(facts.flow) if getattr(facts, "flow", None) is not None else None,
+            "graph": _graph_summary(getattr(facts, "graph", None)),
+            "modules": [
+                {"path": m.path, "type": m.type, "kind": m.kind, "training": m.training}
+                for m in facts.modules or []
+                if m.is_leaf and m.path
+            ],
+            "findings": [
+                {
+                    "rule": f.rule,
+                    "name": f.name,
+                    "severity": f.severity.value,
+                    "message": f.message,
+                    "location": asdict(f.location),
+                    "evidence": f.evidence,
+                    "fix": f.fix,
+                    "verified": f.verified,
+                }
+                for f in report.findings
+            ],
+            "skipped": [asdict(s) for s in report.skipped],
+            "unavailable": facts.unavailable,
+            "phase_seconds": facts.phase_seconds,
+            "trace_files": facts.trace_files,
+            "notes": report.notes,
+            **report.extras,
+        }
+    )

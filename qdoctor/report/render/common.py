@@ -1,0 +1,209 @@
+"""What every reporter says the same way: numbers as text, the per-module table, verified effects, file paths.
+
+Pure functions of the report; the reporters decide the markup.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qdoctor import facts as F
+from qdoctor.report.model import Report
+from qdoctor.diagnose.findings import Severity
+
+CATEGORY_LABEL = {
+    F.CAT_INT8: "int8 kernels",
+    F.CAT_QDQ: "quantize/dequantize",
+    F.CAT_FLOAT: "float compute",
+    F.CAT_OBSERVER: "observers/fake-quant",
+    F.CAT_OTHER: "other",
+}
+
+
+def fmt_ms(t: Any) -> str:
+    if t is None:
+        return "-"
+    noisy = " (noisy)" if t.noisy else ""
+    return f"{t.median_ms:.2f} ms ± {t.iqr_ms:.2f} (IQR, {t.runs} runs){noisy}"
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def fmt_sqnr(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "identical" if math.isinf(value) else f"{value:.1f} dB"
+
+
+def speed_text(speedup: float | None) -> str:
+    if speedup is None:
+        return "-"
+    if speedup >= 1:
+        return f"{speedup:.2f}x faster than float"
+    return f"{1 / speedup:.2f}x SLOWER than float"
+
+
+def finding_counts(report: Report) -> str:
+    """"3 findings: 1 error, 2 warning" or "no findings"."""
+    if not report.findings:
+        return "no findings"
+    counts = {s: sum(1 for f in report.findings if f.severity == s) for s in Severity}
+    detail = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
+    return f"{len(report.findings)} finding{'s' if len(report.findings) != 1 else ''}: {detail}"
+
+
+def verified_text(verified: dict[str, Any] | None) -> str | None:
+    """The measured effect of a fix (filled by the verification stage) as one line, "verified: ..." or
+    "not verified: <reason>"; None when the fix was not tried."""
+    if not verified:
+        return None
+    after = verified.get("after_ms")
+    if after is None:
+        return f"not verified: {verified.get('reason') or 'no measurement'}"
+    before = verified.get("before_ms")
+    line = f"verified: {before:.2f} ms -> {after:.2f} ms" if before is not None else f"verified: crashed -> {after:.2f} ms"
+    if verified.get("speedup"):
+        line += f" ({verified['speedup']:.2f}x)"
+    before_sqnr, after_sqnr = verified.get("before_sqnr_db"), verified.get("after_sqnr_db")
+    if after_sqnr is not None:
+        shown = f"{fmt_sqnr(before_sqnr)} -> {fmt_sqnr(after_sqnr)}" if before_sqnr is not None else fmt_sqnr(after_sqnr)
+        line += f", SQNR vs float {shown}"
+    if verified.get("on_top_of"):
+        line += f" (on top of {', '.join(verified['on_top_of'])})"
+    return line
+
+
+def evidence_items(evidence: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [(k, v) for k, v in evidence.items() if v not in (None, [], {}, "")]
+
+
+def display_path(file: str | None, root: str | None) -> str | None:
+    """``file`` relative to ``root`` when it lies under it (POSIX separators), else as given."""
+    if file is None:
+        return None
+    if root:
+        try:
+            return Path(os.path.abspath(file)).relative_to(os.path.abspath(root)).as_posix()
+        except ValueError:
+            pass
+    return file
+
+
+@dataclass
+class ModuleRow:
+    path: str
+    type: str
+    kind: str
+    ran_on: str  # "int8", "float", "float -> int8", "int8 -> float" or "-" when the trace did not see it run
+    time_ms: float | None  # per forward, inclusive, from torch.profiler
+    share: float | None  # of the profiled total
+
+
+def _numeric_kind(infos: list[Any]) -> str | None:
+    if any(t.quantized for t in infos):
+        return "int8"
+    if any(t.dtype.startswith("torch.float") or t.dtype.startswith("torch.bfloat") for t in infos):
+        return "float"
+    return None
+
+
+def _ran_on(events: list[Any]) -> str:
+    inputs = _numeric_kind([t for e in events for t in e.inputs])
+    outputs = _numeric_kind([t for e in events for t in e.outputs])
+    if inputs and outputs and inputs != outputs:
+        return f"{inputs} -> {outputs}"
+    return inputs or outputs or "-"
+
+
+def module_rows(facts: Any) -> list[ModuleRow]:
+    """Leaf modules of the subject: what they ran on (trace) and how long they took (profile), slowest first.
+
+    A module is listed when the profile timed it or the trace saw it run; modules that never ran are left out.
+    """
+    events_by_module: dict[str, list[Any]] = {}
+    for event in facts.trace.events if facts.trace else []:
+        if event.kind == "module":
+            events_by_module.setdefault(event.name, []).append(event)
+        elif event.module:
+            # a torch function called inside a module's forward (e.g. a quantized Linear run as `linear`)
+            events_by_module.setdefault(event.module, []).append(event)
+    info = {m.path: m for m in facts.modules or []}
+    profile = facts.profile
+    timed = {m.path: m for m in profile.modules} if profile else {}
+    total = profile.total_ms if profile and profile.total_ms > 0 else None
+    rows = []
+    for path in list(timed) + [p for p in events_by_module if p not in timed]:
+        module_time = timed.get(path)
+        module = info.get(path)
+        if module is not None and module.kind == F.CONTAINER:
+            continue
+        rows.append(
+            ModuleRow(
+                path=path,
+                type=module_time.type if module_time and module_time.type else (module.type if module else "-"),
+                kind=module.kind if module else (module_time.kind if module_time else "-"),
+                ran_on=_ran_on(events_by_module.get(path, [])),
+                time_ms=module_time.total_ms if module_time else None,
+                share=module_time.total_ms / total if module_time and total else None,
+            )
+        )
+    rows.sort(key=lambda r: (-(r.time_ms if r.time_ms is not None else -1.0), r.path))
+    return rows
+
+
+def category_rows(facts: Any) -> list[tuple[str, str, float | None, float | None, float | None, float | None]]:
+    """(category, label, subject ms, subject share, float ms, float share) for the categories either model spent
+    time in."""
+    subject, baseline = facts.profile, facts.float_profile
+    rows = []
+    for category in F.CATEGORIES:
+        s_ms = subject.time_ms(category) if subject else None
+        f_ms = baseline.time_ms(category) if baseline else None
+        if not s_ms and not f_ms:
+            continue
+        rows.append(
+            (
+                category,
+                CATEGORY_LABEL[category],
+                s_ms,
+                subject.share(category) if subject else None,
+                f_ms,
+                baseline.share(category) if baseline else None,
+            )
+        )
+    return rows
+
+
+def environment_rows(env: Any) -> list[tuple[str, str]]:
+    threads_env = ", ".join(f"{k}={v}" for k, v in sorted(env.thread_env.items())) or "none set"
+    return [
+        ("torch", env.torch_version),
+        ("python", env.python_version),
+        ("platform", env.platform),
+        ("CPU", f"{env.cpu_model} ({env.machine}), {env.cpu_count} logical cores"),
+        ("CPU ISA", ", ".join(env.cpu_isa) or "-"),
+        ("torch CPU capability", env.cpu_capability),
+        ("quantized engine", f"{env.quantized_engine} (supported: {', '.join(env.supported_engines)})"),
+        ("threads", f"{env.num_threads} intra-op, {env.num_interop_threads} inter-op; env: {threads_env}"),
+    ]
+
+
+def trace_lines(facts: Any, trace_dir: str) -> list[str]:
+    """What --trace-dir wrote (or why not), and how to open it: for stderr."""
+    lines = [f"profiler trace ({role}): {path}" for role, path in facts.trace_files.items()]
+    lines += [
+        f"no profiler trace ({part.removeprefix('trace_')}): {reason}"
+        for part, reason in facts.unavailable.items()
+        if part.startswith("trace_")
+    ]
+    if facts.trace_files:
+        lines.append(f"view them with: tensorboard --logdir {trace_dir}  (the files also open in Perfetto and chrome://tracing)")
+    return lines

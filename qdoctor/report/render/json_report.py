@@ -1,0 +1,12 @@
+"""JSON report (schema version 1): qdoctor.report.model.to_dict, serialized."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from qdoctor.report.model import Report, to_dict
+
+
+def render(report: Report, **_: Any) -> str:
+    return json.dumps(to_dict(report), indent=2, sort_keys=False) + "\n"

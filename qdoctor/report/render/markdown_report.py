@@ -1,0 +1,186 @@
+"""Markdown report (GitHub-flavoured): pastes into an issue and reads well there.
+
+Summary table (subject vs float: latency with spread, speedup, size, SQNR), time breakdown, findings with fix code
+blocks and verified effects, the per-module table folded, and the environment so triagers can compare machines.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.report.model import Report
+from qdoctor.report.render.common import (
+    category_rows,
+    display_path,
+    environment_rows,
+    evidence_items,
+    finding_counts,
+    fmt_bytes,
+    fmt_ms,
+    fmt_sqnr,
+    module_rows,
+    speed_text,
+    verified_text,
+)
+
+SEVERITY_MARK = {Severity.ERROR: "🔴", Severity.WARNING: "🟡", Severity.INFO: "🔵"}
+MAX_MODULE_ROWS = 30
+
+
+def cell(value: Any) -> str:
+    """Text safe inside a table cell: no pipes or newlines."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def code_span(value: str) -> str:
+    """Inline code that survives backticks inside ``value``."""
+    fence = "``" if "`" in value else "`"
+    pad = " " if value.startswith("`") or value.endswith("`") else ""
+    return f"{fence}{pad}{value}{pad}{fence}"
+
+
+def code_block(code: str, language: str = "python") -> list[str]:
+    fence = "```"
+    while fence in code:
+        fence += "`"
+    return [f"{fence}{language}", code.rstrip("\n"), fence]
+
+
+def table(header: list[str], rows: list[list[Any]], align: str = "") -> list[str]:
+    """``align``: one letter per column, l or r (left when missing)."""
+    marks = ["---:" if (align[i:i + 1] == "r") else "---" for i in range(len(header))]
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "| " + " | ".join(marks) + " |"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return lines
+
+
+def _summary(report: Report) -> list[str]:
+    facts = report.facts
+    target = facts.target
+    bench = facts.benchmark
+    subject_head = f"subject {code_span(target.subject_name)}"
+    float_head = f"float baseline {code_span(target.float_name)}" if target.float_name else "float baseline"
+    rows: list[list[Any]] = []
+    crash = facts.crash
+    if crash is not None:
+        where = f" in module {code_span(crash.module)}" if crash.module else ""
+        first_line = (crash.message.splitlines() or [""])[0][:200]
+        rows.append(["status", f"**crashed**{where}: {crash.type}: {first_line}", "-"])
+    if bench is not None:
+        subject_latency = fmt_ms(bench.subject) if bench.subject else (bench.subject_error or "-")
+        rows.append(["latency (median ± IQR)", subject_latency, fmt_ms(bench.float_baseline)])
+        if bench.speedup is not None:
+            rows.append(["speed", f"**{speed_text(bench.speedup)}** ({bench.speedup:.2f}x)", "1.00x"])
+    else:
+        rows.append(["latency", facts.unavailable.get("benchmark", "not measured"), "-"])
+    fix_all = report.extras.get("fix_all")
+    if fix_all and fix_all.get("headline"):
+        rows.append(["after all fixes", f"**{fix_all['headline']}**", "-"])
+    if facts.size is not None:
+        rows.append(["size (serialized)", fmt_bytes(facts.size.subject_bytes), fmt_bytes(facts.size.float_bytes)])
+    if facts.numerics is not None:
+        rows.append(["SQNR vs float", fmt_sqnr(facts.numerics.sqnr_db), "-"])
+    elif "numerics" in facts.unavailable:
+        rows.append(["SQNR vs float", f"not measured: {facts.unavailable['numerics']}", "-"])
+    return table(["", subject_head, float_head], rows, "lrr")
+
+
+def _breakdown(report: Report) -> list[str]:
+    rows = category_rows(report.facts)
+    if not rows:
+        return []
+    facts = report.facts
+
+    def both(ms: float | None, share: float | None) -> str:
+        return "-" if ms is None else f"{ms:.2f} ms ({share:.0%})"
+
+    lines = ["", "### Time breakdown", "", "torch.profiler self time per forward, by category (shares, not latency):", ""]
+    lines += table(
+        ["category", "subject", "float baseline"],
+        [[label, both(s_ms, s_share), both(f_ms, f_share)] for _, label, s_ms, s_share, f_ms, f_share in rows],
+        "lrr",
+    )
+    totals = [
+        f"{facts.profile.total_ms:.2f} ms" if facts.profile else "-",
+        f"{facts.float_profile.total_ms:.2f} ms" if facts.float_profile else "-",
+    ]
+    lines.append(f"| **total** | **{totals[0]}** | **{totals[1]}** |")
+    return lines
+
+
+def _modules(report: Report) -> list[str]:
+    rows = module_rows(report.facts)
+    if not rows:
+        return []
+    shown = rows[:MAX_MODULE_ROWS]
+    lines = ["", "<details><summary>Per-module time (subject)</summary>", ""]
+    lines += table(
+        ["module", "type", "runs on", "time / forward", "share"],
+        [
+            [
+                code_span(r.path),
+                r.type,
+                r.ran_on,
+                "-" if r.time_ms is None else f"{r.time_ms:.3f} ms",
+                "-" if r.share is None else f"{r.share:.0%}",
+            ]
+            for r in shown
+        ],
+        "lllrr",
+    )
+    if len(rows) > len(shown):
+        lines += ["", f"... and {len(rows) - len(shown)} more modules (all of them in `--format json` / `html`)."]
+    lines += ["", "</details>"]
+    return lines
+
+
+def _finding(f: Finding, root: str | None) -> list[str]:
+    lines = ["", f"#### {SEVERITY_MARK[f.severity]} {f.rule} {f.name} ({f.severity.value})", "", f.message, ""]
+    loc = f.location
+    where = []
+    if loc.module is not None:
+        where.append(f"module {code_span(loc.module or '<root>')}")
+    if loc.file:
+        where.append(code_span(f"{display_path(loc.file, root)}:{loc.line}" if loc.line else display_path(loc.file, root) or ""))
+    if where:
+        lines.append(f"- **where:** {', '.join(where)}" + (f": {code_span(loc.code)}" if loc.code else ""))
+    evidence = evidence_items(f.evidence)
+    if evidence:
+        lines.append("- **evidence:** " + ", ".join(f"{k}={code_span(str(v))}" for k, v in evidence))
+    verified = verified_text(f.verified)
+    if verified:
+        measured = f.verified is not None and f.verified.get("after_ms") is not None
+        lines.append(f"- **{verified}**" if measured else f"- {verified}")
+    if f.fix:
+        lines += ["", "**Fix:**", ""] + code_block(f.fix)
+    return lines
+
+
+def render(report: Report, root: str | None = None, **_: Any) -> str:
+    """``root``: file paths under it are shown relative to it (the CLI passes the working directory)."""
+    facts = report.facts
+    target = facts.target
+    lines = [f"## qdoctor check: {code_span(display_path(target.file, root) or target.spec)}", ""]
+    lines.append(f"**{finding_counts(report)}**" + (f" · qdoctor {report.qdoctor_version}" if report.qdoctor_version else ""))
+    lines.append("")
+    lines += _summary(report)
+    for note in report.notes:
+        lines += ["", f"> note: {note}"]
+    lines += _breakdown(report)
+    lines += _modules(report)
+    lines += ["", "### Findings"]
+    if report.findings:
+        for finding in report.findings:
+            lines += _finding(finding, root)
+    else:
+        lines += ["", "No findings."]
+    if report.skipped:
+        lines += ["", "<details><summary>Skipped rules</summary>", ""]
+        lines += [f"- {s.rule} {s.name}: {s.reason}" for s in report.skipped]
+        lines += ["", "</details>"]
+    lines += ["", "### Environment", ""]
+    lines += table(["", ""], [[k, v] for k, v in environment_rows(facts.environment)])
+    inputs = ", ".join("x".join(str(d) for d in t.shape) or "scalar" for t in target.inputs) or "-"
+    lines += [f"| inputs | {cell(inputs)}{' (inferred)' if target.inputs_inferred else ''} |"]
+    return "\n".join(lines) + "\n"

@@ -1,1 +1,0 @@
-"""One module per rule, named after its code. Each registers itself with qdoctor.registry.rule."""

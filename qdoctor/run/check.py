@@ -1,0 +1,154 @@
+"""The core of `qdoctor check`: load, gather facts once, run the rules, return a Report.
+
+Never prints and never exits: the CLI decides what to show and which exit code to use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from qdoctor import __version__
+from qdoctor.facts import Facts
+from qdoctor.diagnose.flow_causes import FLOW_FAILURE_RULES, script_failure_text
+from qdoctor.errors import ScriptFailedError, TargetError
+from qdoctor.gather import GatherOptions, OnStage, gather_facts
+from qdoctor.introspect.state import preserved_torch_state
+from qdoctor.diagnose.registry import run_rules, selected
+from qdoctor.report.model import Report
+
+# Importing this module must not import torch: qdoctor.run.batch builds reports of checks that died in their worker
+# process from here, in a parent process that never loads torch (see tests/test_isolation.py).
+
+
+@dataclass
+class CheckOptions:
+    gather: GatherOptions = field(default_factory=GatherOptions)
+    select: list[str] | None = None
+    ignore: list[str] | None = None
+    per_module_ignores: dict[str, list[str]] | None = None  # module glob -> rule codes/prefixes ([tool.qdoctor])
+    verify: bool = True  # apply each finding's fix to a copy and measure it (qdoctor.prescribe)
+    verify_bench_time: float | None = None  # seconds per counterfactual; None: qdoctor.prescribe's default
+    save_fixed: str | None = None  # write the "fix all" model here (part of verification)
+    trust: bool = False  # a pickled full model as TARGET may be unpickled (it runs code from the file)
+
+
+def notes_for(facts) -> list[str]:  # type: ignore[no-untyped-def]
+    notes = []
+    target = facts.target
+    if target.inputs_inferred:
+        notes.append(f"inputs: {target.inputs_inferred}")
+    if target.float_derived:
+        notes.append(f"float baseline: {target.float_derived}")
+    if target.float_name is None:
+        notes.append(
+            "no float baseline found (define `float_model` or `build_float_model()`): speedup and SQNR not measured"
+        )
+    if target.load_crash is not None:
+        c = target.load_crash
+        where = f" at {c.file}:{c.line}" if c.line else ""
+        stdin = " (it read stdin, which qdoctor leaves empty)" if c.type == "EOFError" else ""
+        notes.append(f"the script raised {c.type}{where}{stdin}; the globals defined before it were used")
+    if facts.flow is not None:
+        notes.extend(f"{facts.flow.flow}: {note}" for note in facts.flow.notes)
+    if facts.modules is not None and not facts.is_quantized and not _flow_failed(facts):
+        notes.append(
+            "the model is not quantized (no quantized modules, observers, fake-quant or qconfig): nothing to "
+            "diagnose. To choose a quantization recipe, run `qdoctor compare` on this file."
+        )
+    return notes
+
+
+def loaded_facts(loaded) -> Facts:  # type: ignore[no-untyped-def]
+    """The facts known once the script has run: the target and the machine (gather_facts adds the rest)."""
+    from qdoctor.gather.environment import gather_environment
+
+    return Facts(target=loaded.target, environment=gather_environment(loaded.user_engine, loaded.user_num_threads))
+
+
+def _flow_failed(facts) -> bool:  # type: ignore[no-untyped-def]
+    """A quantization flow step raised (export, prepare_pt2e, an import that moved): the model the script meant to
+    quantize stayed float, and the rules must still run to say why."""
+    return facts.flow is not None and facts.flow.failure is not None
+
+
+def build_report(facts, options: CheckOptions) -> Report:  # type: ignore[no-untyped-def]
+    """Run the rules over ``facts`` (complete, or partial when a check died part-way) and assemble the Report."""
+    if facts.modules is not None and not facts.is_quantized and _flow_failed(facts):
+        # the flow raised before anything was quantized: only its failure is worth reporting on the float model
+        wanted = [code for code in FLOW_FAILURE_RULES if selected(code, options.select, options.ignore)]
+        findings, skipped = (
+            run_rules(facts, wanted, options.ignore, options.per_module_ignores) if wanted else ([], [])
+        )
+    elif facts.modules is not None and not facts.is_quantized:
+        findings, skipped = [], []
+    else:
+        findings, skipped = run_rules(facts, options.select, options.ignore, options.per_module_ignores)
+    return Report(
+        facts=facts, findings=findings, skipped=skipped, notes=notes_for(facts), qdoctor_version=__version__
+    )
+
+
+def check(
+    spec: str,
+    options: CheckOptions | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+    on_stage: OnStage | None = None,
+) -> Report:
+    """Check one target. Raises qdoctor.errors.TargetError when it cannot be checked at all.
+
+    ``on_stage(message, facts)`` is called as each stage begins, with everything gathered so far (qdoctor.run.worker
+    sends these snapshots to its parent, so a check that dies part-way still gives a report).
+    """
+    from qdoctor.load.input_fit import check_loaded_inputs
+
+    options = options or CheckOptions()
+    with preserved_torch_state():
+        progress(f"loading {spec}")
+        loaded = load_target_explained(spec, trust=options.trust)
+        if on_stage is not None:
+            on_stage("loaded", loaded_facts(loaded))
+        progress("running the model once on the example inputs")
+        check_loaded_inputs(loaded)
+        facts = gather_facts(loaded, options.gather, progress, on_stage)
+        if on_stage is not None:
+            on_stage("running the rules", facts)
+        report = build_report(facts, options)
+        if options.verify:
+            if on_stage is not None:
+                on_stage("verifying fixes", facts)
+            report.extras.update(verify_fixes(loaded, facts, report.findings, options, progress))
+        return report
+
+
+def load_target_explained(spec: str, trust: bool = False) -> Any:
+    """load_target, with a script that died at a moved import explained (qdoctor.diagnose.flow_causes)."""
+    import sys
+
+    from qdoctor.load.target import load_target
+
+    try:
+        return load_target(spec, trust=trust)
+    except ScriptFailedError as error:
+        torch, torchao = sys.modules.get("torch"), sys.modules.get("torchao")
+        text = script_failure_text(
+            error, str(getattr(torch, "__version__", "?")), getattr(torchao, "__version__", None) if torchao else None
+        )
+        raise TargetError(text) from None
+
+
+def verify_fixes(loaded, facts, findings, options: CheckOptions, progress: Callable[[str], None]) -> dict:  # type: ignore[no-untyped-def]
+    """The verified-prescriptions stage (qdoctor.prescribe): fills each finding's ``verified``, returns the extras."""
+    from qdoctor.prescribe.core import VERIFY_BENCH_TIME, PrescribeOptions, prescribe
+
+    return prescribe(
+        loaded,
+        facts,
+        findings,
+        PrescribeOptions(
+            bench=options.gather.bench,
+            bench_time=min(options.verify_bench_time or VERIFY_BENCH_TIME, options.gather.bench_time),
+            save_fixed=options.save_fixed,
+        ),
+        progress,
+    )
