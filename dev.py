@@ -2,7 +2,7 @@
 """Set up and run qdoctor from a fresh clone with nothing but Python 3.10+.
 
     python3 dev.py demo    # create .venv, install qdoctor, run `qdoctor check` on the seed 004 fixture
-    python3 dev.py test    # create .venv, install qdoctor with its test extras, run the whole test suite
+    python3 dev.py test    # create .venv, install qdoctor with its test extras, lint + type-check, run the whole test suite
     python3 dev.py bench   # run the benchmarks in bench/ and rewrite bench/RESULTS.md
     python3 dev.py readme  # regenerate the README's rule table from rules/*.md
 
@@ -40,10 +40,32 @@ def ensure_venv(extras: str) -> None:
     if stamp.exists() and stamp.read_text() == digest:
         return
     # torch/torchvision pinned to the tested versions; pip takes them from the local wheel cache where there is one.
-    code = sh(PYTHON, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-c", CONSTRAINTS, "-e", f".{extras}")
+    code = sh(
+        PYTHON, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-c", CONSTRAINTS, "-e", f".{extras}"
+    )
     if code != 0:
         sys.exit(f"dev.py: installing qdoctor{extras} failed (pip exit {code})")
     stamp.write_text(digest)
+
+
+LINTED = ("qdoctor", "tests", "bench", "dev.py")
+
+
+def test(pytest_args: list[str]) -> int:
+    """Lint (ruff), format check (ruff format), types (mypy on qdoctor/), then the whole pytest suite.
+
+    Every step runs even when an earlier one failed, so one run shows everything; the exit code is the first failure's.
+    """
+    steps = [
+        ("ruff check", [PYTHON, "-m", "ruff", "check", *LINTED]),
+        ("ruff format", [PYTHON, "-m", "ruff", "format", "--check", *LINTED]),
+        ("mypy", [PYTHON, "-m", "mypy"]),
+        ("pytest", [PYTHON, "-m", "pytest", *pytest_args]),
+    ]
+    failed = [(name, code) for name, command in steps if (code := sh(*command)) != 0]
+    for name, code in failed:
+        print(f"dev.py: {name} failed (exit {code})", flush=True)
+    return failed[0][1] if failed else 0
 
 
 def main(argv: list[str]) -> int:
@@ -63,7 +85,7 @@ def main(argv: list[str]) -> int:
         script = "from pathlib import Path; from qdoctor.report.ruledocs import with_readme_table as w; p = Path('README.md'); p.write_text(w(p.read_text()))"
         return sh(PYTHON, "-c", script)
     if command == "test":
-        return sh(PYTHON, "-m", "pytest", *argv[1:])
+        return test(argv[1:])
     return sh(PYTHON, "bench/run.py", *argv[1:])
 
 

@@ -23,7 +23,6 @@ import os
 import resource
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import warnings
@@ -92,12 +91,12 @@ def saved_model_times(path: Path, loaded, engine: str) -> dict[int, list[tuple[f
 
 def stage_alone(fixture: str, runs: int) -> dict:
     """The prescriptions stage in-process on the findings seed 004 must have; the last fix-all model saved."""
+    from qdoctor.diagnose.findings import Finding, Location, Severity
+    from qdoctor.diagnose.registry import run_rules
     from qdoctor.gather import GatherOptions, gather_facts
     from qdoctor.introspect.state import preserved_torch_state
     from qdoctor.load.target import load_target
     from qdoctor.prescribe.core import PrescribeOptions, prescribe
-    from qdoctor.diagnose.registry import run_rules
-    from qdoctor.diagnose.findings import Finding, Location, Severity
 
     walls, results, added = [], [], []
     with tempfile.TemporaryDirectory() as folder, preserved_torch_state():
@@ -150,15 +149,15 @@ def main() -> str:
         "",
         table(["command", "runs", "wall s (median ± IQR)", "CPU s, user+sys (median ± IQR)"], rows),
         "",
-        f"Verification adds {cell([a - b for a, b in zip(walls[WITH], walls[WITHOUT])], 1)} s wall and "
-        f"{cell([a - b for a, b in zip(cpus[WITH], cpus[WITHOUT])], 1)} CPU s per check (paired run by run).",
+        f"Verification adds {cell([a - b for a, b in zip(walls[WITH], walls[WITHOUT], strict=False)], 1)} s wall and "
+        f"{cell([a - b for a, b in zip(cpus[WITH], cpus[WITHOUT], strict=False)], 1)} CPU s per check (paired run by run).",
     ]
     fixes = sorted({c for d in docs for c in d.get("fix_all", {}).get("fixes", [])})
     added = ", ".join(stage["added"]) or "none"
     body += [
         "",
         f"Fix all as the CLI reports it (fixes: {', '.join(fixes) or 'none'}), last run: "
-        f"\"{docs[-1].get('fix_all', {}).get('headline')}\"",
+        f'"{docs[-1].get("fix_all", {}).get("headline")}"',
         "",
         table(
             ["fix all (median ± IQR)", "after ms", "fp32 ms", "speedup vs fp32", "SQNR dB vs fp32"],
@@ -176,7 +175,12 @@ def main() -> str:
         table(
             ["intra-op threads", "fp32 ms", "fix all ms", "speedup vs fp32"],
             [
-                [threads, cell([p[0] for p in pairs], 1), cell([p[1] for p in pairs]), cell([p[0] / p[1] for p in pairs], 1)]
+                [
+                    threads,
+                    cell([p[0] for p in pairs], 1),
+                    cell([p[1] for p in pairs]),
+                    cell([p[0] / p[1] for p in pairs], 1),
+                ]
                 for threads, pairs in stage["pairs"].items()
             ],
         ),

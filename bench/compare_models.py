@@ -63,8 +63,11 @@ def run(models: list[str], recipes: str | None, bench_time: float) -> str:
             sys.exit(f"no fixture {fixture}")
         print(f"== {name}", file=sys.stderr, flush=True)
         wall = time.perf_counter()
-        result = compare(str(fixture), CompareOptions(recipes=recipes, bench_time=bench_time),
-                         progress=lambda msg: print(f"   {msg}", file=sys.stderr, flush=True))
+        result = compare(
+            str(fixture),
+            CompareOptions(recipes=recipes, bench_time=bench_time),
+            progress=lambda msg: print(f"   {msg}", file=sys.stderr, flush=True),
+        )
         wall = time.perf_counter() - wall
         sys.stdout.write(render(result, CompareFormat.terminal))
         machine = cells.machine_text(result)

@@ -22,16 +22,18 @@ def independent_ms(model, inputs, engine: str) -> tuple[float, float]:
     from qdoctor.introspect.state import quantized_engine
 
     with quantized_engine(engine), torch.no_grad():
-        timer = benchmark.Timer("model(*inputs)", globals={"model": model, "inputs": inputs}, num_threads=torch.get_num_threads())
+        timer = benchmark.Timer(
+            "model(*inputs)", globals={"model": model, "inputs": inputs}, num_threads=torch.get_num_threads()
+        )
         m = timer.blocked_autorange(min_run_time=2.0)
     return m.median * 1000, m.iqr * 1000
 
 
 def main() -> str:
-    from qdoctor.run.check import CheckOptions, check
     from qdoctor.gather import GatherOptions
     from qdoctor.introspect.state import preserved_torch_state
     from qdoctor.load.target import load_target
+    from qdoctor.run.check import CheckOptions, check
 
     rows = []
     options = CheckOptions(gather=GatherOptions(bench=True, bench_time=1.0, profile=False))
@@ -52,10 +54,21 @@ def main() -> str:
                 f"{abs(first.median_ms - independent) / independent:.1%}",
             ]
         )
-    body = f"Machine: {machine()}\n\n" + table(
-        ["target", "qdoctor run 1 (ms)", "qdoctor run 2 (ms)", "run-to-run", "independent Timer (ms)", "qdoctor vs independent"],
-        rows,
-    ) + "\n\nTargets: run-to-run and qdoctor-vs-independent differences within 10 %."
+    body = (
+        f"Machine: {machine()}\n\n"
+        + table(
+            [
+                "target",
+                "qdoctor run 1 (ms)",
+                "qdoctor run 2 (ms)",
+                "run-to-run",
+                "independent Timer (ms)",
+                "qdoctor vs independent",
+            ],
+            rows,
+        )
+        + "\n\nTargets: run-to-run and qdoctor-vs-independent differences within 10 %."
+    )
     write_section("fidelity", "Timing fidelity", body)
     return body
 

@@ -36,9 +36,7 @@ def row(label: str, timing, base, first_call_s: float | None = None) -> str:
     relation = f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
     noisy = " (noisy)" if timing.noisy else ""
     first = f"{first_call_s:.1f}" if first_call_s is not None else "-"
-    return (
-        f"| {label} | {timing.median_ms:.2f} ± {timing.iqr_ms:.2f}{noisy} | {relation} | {timing.runs} | {first} |"
-    )
+    return f"| {label} | {timing.median_ms:.2f} ± {timing.iqr_ms:.2f}{noisy} | {relation} | {timing.runs} | {first} |"
 
 
 def write_section(name: str, title: str, body: str) -> None:
@@ -88,7 +86,11 @@ def interleaved(runs: dict, rounds: int, min_run_time: float, clock: str = "wall
         median = statistics.median(values)
         iqr = quartiles[2] - quartiles[0]
         result[label] = Timing(
-            median_ms=median, iqr_ms=iqr, runs=len(values), number_per_run=1, num_threads=threads,
+            median_ms=median,
+            iqr_ms=iqr,
+            runs=len(values),
+            number_per_run=1,
+            num_threads=threads,
             noisy=bool(median and iqr / median > 0.10),
         )
     return result
@@ -128,7 +130,9 @@ def parse_args(argv, **extra):
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--min-run-time", type=float, default=0.5)
     parser.add_argument(
-        "--clock", choices=("wall", "cpu"), default="wall",
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
         help="wall: latency with the threads in force; cpu: CPU time on one thread (steadier on a shared machine)",
     )
     for name, (kind, default) in extra.items():

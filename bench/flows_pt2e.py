@@ -40,9 +40,16 @@ def seed004_net(maxpool: bool = True):
     from torch import nn
 
     torch.manual_seed(0)
-    middle = [nn.MaxPool2d(2), nn.Conv2d(64, 128, 3, padding=1)] if maxpool else [nn.Conv2d(64, 128, 3, padding=1, stride=2)]
+    middle = (
+        [nn.MaxPool2d(2), nn.Conv2d(64, 128, 3, padding=1)] if maxpool else [nn.Conv2d(64, 128, 3, padding=1, stride=2)]
+    )
     return nn.Sequential(
-        nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), *middle, nn.ReLU(), nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(),
+        nn.Conv2d(3, 64, 3, padding=1),
+        nn.ReLU(),
+        *middle,
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d((1, 1)),
+        nn.Flatten(),
         nn.Linear(128, 10),
     ).eval()
 
@@ -116,7 +123,7 @@ def measure(title: str, variants: list, example, rounds: int, min_run_time: floa
             model, first = build()
             with torch.no_grad():
                 model(*example)  # a model that raises when run is a result too
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             text = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
             failures[label] = f"raises {type(exc).__name__}: {text}"
             continue
@@ -129,8 +136,12 @@ def measure(title: str, variants: list, example, rounds: int, min_run_time: floa
     timings = interleaved(runs, rounds, min_run_time, clock)
     base = timings[variants[0][0]]
     column = clock_text(clock, rounds, min_run_time)[1]
-    rows = [f"**{title}**", "", f"| variant | {column} | vs fp32 eager | rounds | first call s (includes compile) |",
-            "| --- | --- | --- | --- | --- |"]
+    rows = [
+        f"**{title}**",
+        "",
+        f"| variant | {column} | vs fp32 eager | rounds | first call s (includes compile) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for label, _ in variants:
         if label in failures:
             rows.append(f"| {label} | {failures[label]} | - | - | - |")
@@ -150,31 +161,69 @@ def main(argv: list[str] | None = None) -> str:
     fp32 = seed004_net()
     x86 = quantize_pt2e(copy.deepcopy(fp32), example, x86_quantizer())
     xnn = quantize_pt2e(copy.deepcopy(fp32), example, xnnpack_quantizer())
-    tables.append(measure("Seed 004 network (QD012, QD018)", [
-        ("fp32, eager", lambda: (fp32, None)),
-        ("fp32, torch.compile + freezing", lambda: compiled(fp32, example, True)),
-        ("PT2E x86 int8, converted, run eagerly (QD012)", lambda: (x86, None)),
-        ("PT2E x86 int8, torch.compile without freezing (QD012)", lambda: compiled(x86, example, False)),
-        ("PT2E x86 int8, torch.compile + freezing (the fix)", lambda: compiled(x86, example, True)),
-        ("PT2E XNNPACK-style int8, run eagerly", lambda: (xnn, None)),
-        ("PT2E XNNPACK-style int8, torch.compile + freezing (QD018)", lambda: compiled(xnn, example, True)),
-    ], example, args.rounds, args.min_run_time, args.clock))
+    tables.append(
+        measure(
+            "Seed 004 network (QD012, QD018)",
+            [
+                ("fp32, eager", lambda: (fp32, None)),
+                ("fp32, torch.compile + freezing", lambda: compiled(fp32, example, True)),
+                ("PT2E x86 int8, converted, run eagerly (QD012)", lambda: (x86, None)),
+                ("PT2E x86 int8, torch.compile without freezing (QD012)", lambda: compiled(x86, example, False)),
+                ("PT2E x86 int8, torch.compile + freezing (the fix)", lambda: compiled(x86, example, True)),
+                ("PT2E XNNPACK-style int8, run eagerly", lambda: (xnn, None)),
+                ("PT2E XNNPACK-style int8, torch.compile + freezing (QD018)", lambda: compiled(xnn, example, True)),
+            ],
+            example,
+            args.rounds,
+            args.min_run_time,
+            args.clock,
+        )
+    )
 
     plain = seed004_net(maxpool=False)
-    tables.append(measure("The same network without MaxPool (QD018)", [
-        ("fp32, eager", lambda: (plain, None)),
-        ("PT2E x86 int8, torch.compile + freezing", lambda: compiled(quantize_pt2e(copy.deepcopy(plain), example, x86_quantizer()), example, True)),
-        ("PT2E XNNPACK-style int8, torch.compile + freezing (QD018)",
-         lambda: compiled(quantize_pt2e(copy.deepcopy(plain), example, xnnpack_quantizer()), example, True)),
-    ], example, args.rounds, args.min_run_time, args.clock))
+    tables.append(
+        measure(
+            "The same network without MaxPool (QD018)",
+            [
+                ("fp32, eager", lambda: (plain, None)),
+                (
+                    "PT2E x86 int8, torch.compile + freezing",
+                    lambda: compiled(quantize_pt2e(copy.deepcopy(plain), example, x86_quantizer()), example, True),
+                ),
+                (
+                    "PT2E XNNPACK-style int8, torch.compile + freezing (QD018)",
+                    lambda: compiled(quantize_pt2e(copy.deepcopy(plain), example, xnnpack_quantizer()), example, True),
+                ),
+            ],
+            example,
+            args.rounds,
+            args.min_run_time,
+            args.clock,
+        )
+    )
 
     relu, silu = activation_block("relu"), activation_block("silu")
-    tables.append(measure("Conv block: ReLU (fused into the int8 conv) vs SiLU (left fp32 between q/dq, QD019)", [
-        ("fp32 ReLU block, eager", lambda: (relu, None)),
-        ("fp32 SiLU block, eager", lambda: (silu, None)),
-        ("PT2E x86 int8 ReLU block, torch.compile + freezing", lambda: compiled(quantize_pt2e(copy.deepcopy(relu), example, x86_quantizer()), example, True)),
-        ("PT2E x86 int8 SiLU block, torch.compile + freezing (QD019)", lambda: compiled(quantize_pt2e(copy.deepcopy(silu), example, x86_quantizer()), example, True)),
-    ], example, args.rounds, args.min_run_time, args.clock))
+    tables.append(
+        measure(
+            "Conv block: ReLU (fused into the int8 conv) vs SiLU (left fp32 between q/dq, QD019)",
+            [
+                ("fp32 ReLU block, eager", lambda: (relu, None)),
+                ("fp32 SiLU block, eager", lambda: (silu, None)),
+                (
+                    "PT2E x86 int8 ReLU block, torch.compile + freezing",
+                    lambda: compiled(quantize_pt2e(copy.deepcopy(relu), example, x86_quantizer()), example, True),
+                ),
+                (
+                    "PT2E x86 int8 SiLU block, torch.compile + freezing (QD019)",
+                    lambda: compiled(quantize_pt2e(copy.deepcopy(silu), example, x86_quantizer()), example, True),
+                ),
+            ],
+            example,
+            args.rounds,
+            args.min_run_time,
+            args.clock,
+        )
+    )
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = False

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> str:
         bf16_in = (fp32_in[0].to(torch.bfloat16),)
         fp32 = mlp(width, hidden)
 
-        def quantized(config, dtype=torch.float32):
+        def quantized(config, dtype=torch.float32, fp32=fp32):
             model = copy.deepcopy(fp32).to(dtype)
             quantize_(model, config)
             return model
@@ -72,13 +72,23 @@ def main(argv: list[str] | None = None) -> str:
             ("Int8WeightOnlyConfig, eager (QD013: float matmul)", quantized(Int8WeightOnlyConfig()), fp32_in, None),
             ("Int8WeightOnlyConfig, torch.compile (fp32 activations)", wo_compiled, fp32_in, wo_first),
             ("bfloat16 copy, eager (no quantization)", copy.deepcopy(fp32).to(torch.bfloat16), bf16_in, None),
-            ("Int8WeightOnlyConfig on bfloat16, torch.compile (_weight_int8pack_mm)", bf16_compiled, bf16_in, bf16_first),
-            ("Int8DynamicActivationInt8WeightConfig, eager (torch._int_mm)",
-             quantized(Int8DynamicActivationInt8WeightConfig()), fp32_in, None),
+            (
+                "Int8WeightOnlyConfig on bfloat16, torch.compile (_weight_int8pack_mm)",
+                bf16_compiled,
+                bf16_in,
+                bf16_first,
+            ),
+            (
+                "Int8DynamicActivationInt8WeightConfig, eager (torch._int_mm)",
+                quantized(Int8DynamicActivationInt8WeightConfig()),
+                fp32_in,
+                None,
+            ),
             ("Int8DynamicActivationInt8WeightConfig, torch.compile", dyn_compiled, fp32_in, dyn_first),
         ]
         runs = {}
         for label, model, inputs, _ in variants:
+
             def run(model=model, inputs=inputs):
                 with torch.no_grad():
                     model(*inputs)
@@ -86,10 +96,13 @@ def main(argv: list[str] | None = None) -> str:
             runs[label] = run
         timings = interleaved(runs, args.rounds, args.min_run_time, args.clock)
         base = timings["fp32, eager"]
-        rows = [f"**MLP {width} -> {hidden} -> {width} -> 10, batch {args.batch}**", "",
-                f"| variant | {clock_text(args.clock, args.rounds, args.min_run_time)[1]} | vs fp32 eager | rounds | "
-                "first call s (includes compile) |",
-                "| --- | --- | --- | --- | --- |"]
+        rows = [
+            f"**MLP {width} -> {hidden} -> {width} -> 10, batch {args.batch}**",
+            "",
+            f"| variant | {clock_text(args.clock, args.rounds, args.min_run_time)[1]} | vs fp32 eager | rounds | "
+            "first call s (includes compile) |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         rows += [row(label, timings[label], base, first) for label, _, _, first in variants]
         tables.append("\n".join(rows))
     body = (

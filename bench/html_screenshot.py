@@ -65,9 +65,9 @@ def screenshot(html: Path, png: Path, width: int = 1100, height: int = 2600, tim
 def html_report_of(target: str, html: Path) -> Path:
     """Check ``target`` with qdoctor (short timings) and write its HTML report."""
     sys.path.insert(0, str(ROOT))
-    from qdoctor.run.check import CheckOptions, check
     from qdoctor.gather import GatherOptions
     from qdoctor.report.render import OutputFormat, render
+    from qdoctor.run.check import CheckOptions, check
 
     report = check(target, CheckOptions(gather=GatherOptions(bench_time=0.2, profile_budget=0.2)))
     html.parent.mkdir(parents=True, exist_ok=True)
@@ -77,8 +77,12 @@ def html_report_of(target: str, html: Path) -> Path:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("source", nargs="?", default=str(ROOT / "fixtures" / "prepared_not_converted.py"),
-                        help="a model .py to check, or an .html report")
+    parser.add_argument(
+        "source",
+        nargs="?",
+        default=str(ROOT / "fixtures" / "prepared_not_converted.py"),
+        help="a model .py to check, or an .html report",
+    )
     parser.add_argument("--out", default=str(ROOT / "out" / "report.png"), help="PNG to write")
     args = parser.parse_args(argv)
     source = Path(args.source)

@@ -17,8 +17,14 @@ def seed004_net():
     from torch import nn
 
     return nn.Sequential(
-        nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(128, 10),
+        nn.Conv2d(3, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(64, 128, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d((1, 1)),
+        nn.Flatten(),
+        nn.Linear(128, 10),
     ).eval()
 
 
@@ -52,10 +58,16 @@ def variants(float_model, inputs, engines):
     yield "fp32", lambda: (copy.deepcopy(float_model), torch.backends.quantized.engine)
     for engine in engines:
         yield f"static int8, {engine}, fused", lambda e=engine: _built(Q.static_eager(float_model, inputs, e, batches))
-    yield "static int8, x86, not fused", lambda: _built(Q.static_eager(float_model, inputs, "x86", batches, do_fuse=False))
+    yield (
+        "static int8, x86, not fused",
+        lambda: _built(Q.static_eager(float_model, inputs, "x86", batches, do_fuse=False)),
+    )
     yield "prepared, not converted (observers left)", observers_left
     yield "QAT fake-quant left (not converted)", qat_left
-    yield "dynamic int8 (nn.Linear only)", lambda: _built(Q.dynamic(float_model, "x86", [__import__("torch").nn.Linear]))
+    yield (
+        "dynamic int8 (nn.Linear only)",
+        lambda: _built(Q.dynamic(float_model, "x86", [__import__("torch").nn.Linear])),
+    )
 
 
 def _built(built):
@@ -65,9 +77,9 @@ def _built(built):
 def measure(name, float_model, inputs, engines, bench_time):
     import torch
 
-    from qdoctor.prescribe import quantize as Q
     from qdoctor.gather.size import serialized_bytes
     from qdoctor.gather.timing import time_model
+    from qdoctor.prescribe import quantize as Q
 
     rows = []
     base = None
@@ -78,7 +90,7 @@ def measure(name, float_model, inputs, engines, bench_time):
                 model, engine = build()
                 with Q.quantized_engine(engine), torch.no_grad():
                     timing = time_model(model, inputs, bench_time)
-        except Exception as exc:  # noqa: BLE001 - a variant that fails is a row saying so
+        except Exception as exc:
             rows.append([name, label, "-", "-", "-", f"failed: {type(exc).__name__}: {str(exc)[:80]}"])
             continue
         base = base or timing.median_ms

@@ -29,19 +29,27 @@ def main(argv: list[str] | None = None) -> str:
         try:
             doc = json.loads(result.stdout)
         except json.JSONDecodeError:
-            rows.append([path.name, f"{wall:.1f}", "-", "-", f"exit {result.returncode}: {result.stderr.strip()[-80:]}"])
+            rows.append(
+                [path.name, f"{wall:.1f}", "-", "-", f"exit {result.returncode}: {result.stderr.strip()[-80:]}"]
+            )
             continue
         if isinstance(doc, dict) and "reports" in doc:
             doc = doc["reports"][0]
         phases = doc.get("phase_seconds") or {}
         model_time = sum(v for k, v in phases.items() if k in MODEL_PHASES)
         codes = ",".join(sorted({f["rule"] for f in doc.get("findings", [])})) or "none"
-        rows.append([path.name, f"{wall:.1f}", f"{model_time:.1f}", f"{wall / model_time:.2f}" if model_time else "-", codes])
-    body = f"Machine: {machine()}\n\n" + table(
-        ["fixture", "wall s", "model runs s", "overhead ratio", "findings"], rows
-    ) + "\n\nOne run each of `python -m qdoctor check FIXTURE --format json` (default timing settings). Model runs = trace,
-profiles, benchmarks and numerics; process start-up, the user's script and the verified-fixes stage count as
-overhead."
+        rows.append(
+            [path.name, f"{wall:.1f}", f"{model_time:.1f}", f"{wall / model_time:.2f}" if model_time else "-", codes]
+        )
+    body = (
+        f"Machine: {machine()}\n\n"
+        + table(["fixture", "wall s", "model runs s", "overhead ratio", "findings"], rows)
+        + (
+            "\n\nOne run each of `python -m qdoctor check FIXTURE --format json` (default timing settings). Model runs ="
+            " trace, profiles, benchmarks and numerics; process start-up, the user's script and the verified-fixes stage"
+            " count as overhead."
+        )
+    )
     write_section("overhead", "qdoctor check: wall time and overhead per fixture", body)
     return body
 

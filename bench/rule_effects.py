@@ -23,18 +23,18 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 from torch.ao import quantization as tq
 
-from qdoctor.introspect.state import preserved_torch_state
-from qdoctor.gather.environment import gather_environment
 from qdoctor.facts import Timing
+from qdoctor.gather.environment import gather_environment
 from qdoctor.gather.numerics import sqnr_db
 from qdoctor.gather.timing import NOISY_SPREAD
+from qdoctor.introspect.state import preserved_torch_state
 
 
 class SeedNet(nn.Module):
@@ -166,21 +166,38 @@ def variants(batches: list[torch.Tensor]) -> list[Variant]:
         Variant("x86 int8, fused, calibrated (all fixes)", "after", "x86", int8("x86", "x86")),
         Variant("x86 int8, not fused", "QD004 before", "x86", int8("x86", "x86", fuse=False)),
         Variant("x86 int8, not calibrated", "QD001 before", "x86", int8("x86", "x86", calibrated=False)),
-        Variant("x86 int8, conv 3 in fp32 between dequant/quant", "QD005 before", "x86",
-                int8("x86", "x86", fallback=True)),
+        Variant(
+            "x86 int8, conv 3 in fp32 between dequant/quant", "QD005 before", "x86", int8("x86", "x86", fallback=True)
+        ),
         Variant("fbgemm engine + fbgemm qconfig", "QD003 (fbgemm)", "fbgemm", int8("fbgemm", "fbgemm")),
         Variant("qnnpack engine + qnnpack qconfig", "QD003 before", "qnnpack", int8("qnnpack", "qnnpack")),
         Variant("x86 engine + qnnpack qconfig", "QD003 qconfig", "x86", int8("x86", "qnnpack")),
         Variant("x86 engine + onednn qconfig", "QD003 qconfig", "x86", int8("x86", "onednn")),
-        Variant("converted under qnnpack, engine then set to x86", "QD003 engine only", "x86",
-                int8("qnnpack", "qnnpack")),
+        Variant(
+            "converted under qnnpack, engine then set to x86", "QD003 engine only", "x86", int8("qnnpack", "qnnpack")
+        ),
         Variant("converted under qnnpack, deep-copied under x86", "QD003 repacked", "x86", repacked_under_x86),
-        Variant("x86 engine + x86 qconfig, channel ranges spread", "QD003 qconfig, spread", "x86",
-                int8("x86", "x86", spread=True), spread=True),
-        Variant("x86 engine + qnnpack qconfig, channel ranges spread", "QD003 qconfig, spread", "x86",
-                int8("x86", "qnnpack", spread=True), spread=True),
-        Variant("x86 engine + onednn qconfig, channel ranges spread", "QD003 qconfig, spread", "x86",
-                int8("x86", "onednn", spread=True), spread=True),
+        Variant(
+            "x86 engine + x86 qconfig, channel ranges spread",
+            "QD003 qconfig, spread",
+            "x86",
+            int8("x86", "x86", spread=True),
+            spread=True,
+        ),
+        Variant(
+            "x86 engine + qnnpack qconfig, channel ranges spread",
+            "QD003 qconfig, spread",
+            "x86",
+            int8("x86", "qnnpack", spread=True),
+            spread=True,
+        ),
+        Variant(
+            "x86 engine + onednn qconfig, channel ranges spread",
+            "QD003 qconfig, spread",
+            "x86",
+            int8("x86", "onednn", spread=True),
+            spread=True,
+        ),
         Variant("prepared, calibrated, not converted", "QD006 before", "x86", lambda: prepared_only(batches)),
         Variant("QAT fake-quant left (not converted)", "QD006 before (QAT)", "x86", lambda: qat_left(batches)),
     ]
@@ -216,7 +233,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=224, help="input height and width (seed: 224)")
     parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds of timed runs per variant")
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="wall latency, or CPU time on 1 thread")
+    parser.add_argument(
+        "--clock", choices=("wall", "cpu"), default="wall", help="wall latency, or CPU time on 1 thread"
+    )
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
@@ -269,7 +288,7 @@ def main() -> None:
     else:
         widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
         for row in [header, *table]:
-            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)))
 
 
 if __name__ == "__main__":

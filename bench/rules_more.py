@@ -15,12 +15,12 @@ import io
 import logging
 import os
 import platform
-import re
 import runpy
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
@@ -44,6 +44,7 @@ def compare(
     runs: dict[str, list] = {name: [] for name in models}
     for _ in range(rounds):
         for name, model in models.items():
+
             def run(model: Any = model) -> None:
                 with torch.no_grad():
                     model(*inputs)
@@ -97,8 +98,12 @@ def static_fx(model: nn.Module, example: tuple, engine: str = "x86") -> nn.Modul
 def qd007() -> list[str]:
     import torchvision
 
-    lines = ["### QD007 dynamic-quant-low-coverage: torchvision ResNet, random weights, 1x3x224x224", "",
-             "| model | recipe | latency (1 thread) | size |", "| --- | --- | --- | --- |"]
+    lines = [
+        "### QD007 dynamic-quant-low-coverage: torchvision ResNet, random weights, 1x3x224x224",
+        "",
+        "| model | recipe | latency (1 thread) | size |",
+        "| --- | --- | --- | --- |",
+    ]
     x = (torch.randn(1, 3, 224, 224),)
     for arch in ("resnet18", "resnet50"):
         fp32 = getattr(torchvision.models, arch)(weights=None).eval()
@@ -115,8 +120,12 @@ def qd008() -> list[str]:
     ns = fixture("small_mlp_int8.py")
     fp32, int8 = ns["build_float_model"](), ns["build_model"]()
     x = ns["get_example_inputs"]()
-    lines = ["### QD008 quant-overhead-dominates: fixtures/small_mlp_int8.py (16-32-32-4 MLP)", "",
-             "| batch | threads | fp32 | int8 |", "| --- | --- | --- | --- |"]
+    lines = [
+        "### QD008 quant-overhead-dominates: fixtures/small_mlp_int8.py (16-32-32-4 MLP)",
+        "",
+        "| batch | threads | fp32 | int8 |",
+        "| --- | --- | --- | --- |",
+    ]
     for batch in (1, 256):
         inputs = (x[0].repeat(batch, 1),)
         for threads in sorted({1, gather_environment().cpu_count}):
@@ -146,8 +155,10 @@ def qd009() -> list[str]:
     for x_shape in ((1, 3, 32, 32), (1, 3, 224, 224)):
         x = (torch.randn(*x_shape),)
         t = compare({"before": before, "after": after}, x, 1)
-        lines.append(f"- input {'x'.join(map(str, x_shape))}, 1 thread: BN kept float {fmt(t['before'])}; "
-                     f"Conv-BN-ReLU fused {fmt(t['after'])}")
+        lines.append(
+            f"- input {'x'.join(map(str, x_shape))}, 1 thread: BN kept float {fmt(t['before'])}; "
+            f"Conv-BN-ReLU fused {fmt(t['after'])}"
+        )
     return lines
 
 
@@ -155,8 +166,12 @@ def qd010() -> list[str]:
     ns = fixture("threads_set_to_one.py")
     int8, fp32 = ns["quantized_model"], ns["float_model"]
     cores = gather_environment().cpu_count
-    lines = ["### QD010 thread-config: fixtures/threads_set_to_one.py (2 int8 convs, 1x3x64x64 and 1x3x224x224)", "",
-             "| input | threads | fp32 | int8 |", "| --- | --- | --- | --- |"]
+    lines = [
+        "### QD010 thread-config: fixtures/threads_set_to_one.py (2 int8 convs, 1x3x64x64 and 1x3x224x224)",
+        "",
+        "| input | threads | fp32 | int8 |",
+        "| --- | --- | --- | --- |",
+    ]
     for shape in ((1, 3, 64, 64), (1, 3, 224, 224)):
         x = (torch.randn(*shape),)
         for threads in sorted({1, cores}):
@@ -204,8 +219,10 @@ def qd011() -> list[str]:
     for shape in ((1, 32, 28, 28), (1, 32, 56, 56)):
         x = (torch.randn(*shape),)
         t = compare({"by hand": built[False], "FloatFunctional": built[True]}, x, 1)
-        lines.append(f"- block, input {'x'.join(map(str, shape))}, 1 thread: dequantize/add/quantize by hand "
-                     f"{fmt(t['by hand'])}; FloatFunctional.add {fmt(t['FloatFunctional'])}")
+        lines.append(
+            f"- block, input {'x'.join(map(str, shape))}, 1 thread: dequantize/add/quantize by hand "
+            f"{fmt(t['by hand'])}; FloatFunctional.add {fmt(t['FloatFunctional'])}"
+        )
     # The add alone, without the convolutions around it.
     a = torch.quantize_per_tensor(torch.randn(1, 32, 56, 56), 0.05, 128, torch.quint8)
     b = torch.quantize_per_tensor(torch.randn(1, 32, 56, 56), 0.04, 120, torch.quint8)
@@ -217,9 +234,11 @@ def qd011() -> list[str]:
         "FloatFunctional, mixed formats": lambda: torch.ops.quantized.add(a_cl, b, 0.07, 125),
     }
     t = compare(ops, (), 1)
-    lines.append(f"- the add alone, 1x32x56x56 channels_last, 1 thread: dequantize/add/quantize {fmt(t['by hand'])}; "
-                 f"quantized::add (what FloatFunctional.add becomes) {fmt(t['FloatFunctional'])}; quantized::add "
-                 f"of a channels_last and a contiguous tensor {fmt(t['FloatFunctional, mixed formats'])}")
+    lines.append(
+        f"- the add alone, 1x32x56x56 channels_last, 1 thread: dequantize/add/quantize {fmt(t['by hand'])}; "
+        f"quantized::add (what FloatFunctional.add becomes) {fmt(t['FloatFunctional'])}; quantized::add "
+        f"of a channels_last and a contiguous tensor {fmt(t['FloatFunctional, mixed formats'])}"
+    )
     return lines
 
 
@@ -234,8 +253,12 @@ def _calibrated(model: nn.Module, shape: tuple[int, ...], qconfig: Any = None) -
 
 def crash_fixes() -> list[str]:
     """The crash fixtures after the fix their finding gives: they run, at this speed, against fp32."""
-    lines = ["### Crash doctor: the crash fixtures after their fix (QD015, QD016), 1 thread", "",
-             "| fixture | before | after the fix (int8) | fp32 |", "| --- | --- | --- | --- |"]
+    lines = [
+        "### Crash doctor: the crash fixtures after their fix (QD015, QD016), 1 thread",
+        "",
+        "| fixture | before | after the fix (int8) | fp32 |",
+        "| --- | --- | --- | --- |",
+    ]
     # QD016: the float head gets int8 -> quantize the head too (drop `qconfig = None`).
     ns = fixture("float_conv_gets_int8.py")
     fp32 = ns["float_model"]
@@ -258,7 +281,12 @@ def crash_fixes() -> list[str]:
 
 
 SCENARIOS: dict[str, Callable[[], list[str]]] = {
-    "qd007": qd007, "qd008": qd008, "qd009": qd009, "qd010": qd010, "qd011": qd011, "crashes": crash_fixes,
+    "qd007": qd007,
+    "qd008": qd008,
+    "qd009": qd009,
+    "qd010": qd010,
+    "qd011": qd011,
+    "crashes": crash_fixes,
 }
 
 

@@ -36,8 +36,20 @@ def main() -> int:
 
     fixtures = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "fixtures").glob("*.py"))
     targets = list(itertools.islice(itertools.cycle(fixtures), args.count))
-    command = [sys.executable, "-m", "qdoctor", "check", *targets, "-j", str(args.jobs), "-f", "json",
-               "--timeout", str(args.timeout), "--exit-zero"]
+    command = [
+        sys.executable,
+        "-m",
+        "qdoctor",
+        "check",
+        *targets,
+        "-j",
+        str(args.jobs),
+        "-f",
+        "json",
+        "--timeout",
+        str(args.timeout),
+        "--exit-zero",
+    ]
     if args.no_bench:
         command += ["--no-bench", "--no-profile"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
@@ -54,8 +66,10 @@ def main() -> int:
         status = report["worker"]["status"]
         statuses[status] = statuses.get(status, 0) + 1
     seconds = sorted(row["seconds"] for row in document["summary"]["targets"])
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f} at the end; python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f} at the end; python {platform.python_version()}"
+    )
     print(f"command: {' '.join(command[1:])}")
     print(f"targets {len(targets)}, reports {len(specs)}, lost {lost}, in order: {specs == targets}")
     print(f"statuses: {statuses}; exit code {result.returncode} (--exit-zero: 2 only if a check did not finish)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -24,15 +24,13 @@ app = typer.Typer(
 )
 
 
-
-
 def _stderr():  # type: ignore[no-untyped-def]
     from rich.console import Console
 
     return Console(stderr=True)
 
 
-def _fail(message: str) -> "typer.Exit":
+def _fail(message: str) -> typer.Exit:
     from rich.markup import escape
 
     # escaped: messages quote user text and TOML tables ("[tool.qdoctor]"); soft_wrap: one line, never re-wrapped
@@ -48,12 +46,14 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_callback(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
 ) -> None:
     """A doctor for slow or broken quantized PyTorch models."""
 
 
-def _split(values: Optional[List[str]]) -> Optional[List[str]]:
+def _split(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
     return [v.strip().upper() for item in values for v in item.split(",") if v.strip()]
@@ -61,34 +61,36 @@ def _split(values: Optional[List[str]]) -> Optional[List[str]]:
 
 @app.command()
 def check(
-    targets: List[str] = typer.Argument(
+    targets: list[str] = typer.Argument(
         ...,
         help="model.py files, directories of them, package.module:attribute, or saved models (.pt TorchScript, "
         ".pt2 ExportedProgram)",
         show_default=False,
     ),
     output_format: OutputFormat = typer.Option(OutputFormat.terminal, "--format", "-f", help="Report format."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report to this file (atomically)."),
-    fail_on: Optional[str] = typer.Option(
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the report to this file (atomically)."),
+    fail_on: str | None = typer.Option(
         None, "--fail-on", help="Exit 1 on findings at or above: error|warning|info|never (default: warning)."
     ),
-    exit_zero: Optional[bool] = typer.Option(None, "--exit-zero/--no-exit-zero", help="Exit 0 even when there are findings."),
-    select: Optional[List[str]] = typer.Option(None, "--select", help="Rule codes or prefixes to run (QD002,QD00)."),
-    ignore: Optional[List[str]] = typer.Option(None, "--ignore", help="Rule codes or prefixes to skip."),
-    config: Optional[Path] = typer.Option(
+    exit_zero: bool | None = typer.Option(
+        None, "--exit-zero/--no-exit-zero", help="Exit 0 even when there are findings."
+    ),
+    select: list[str] | None = typer.Option(None, "--select", help="Rule codes or prefixes to run (QD002,QD00)."),
+    ignore: list[str] | None = typer.Option(None, "--ignore", help="Rule codes or prefixes to skip."),
+    config: Path | None = typer.Option(
         None, "--config", help="pyproject.toml to read [tool.qdoctor] from (default: the nearest one above the model)."
     ),
-    trace_dir: Optional[Path] = typer.Option(
+    trace_dir: Path | None = typer.Option(
         None, "--trace-dir", help="Write the profiler traces of subject and float baseline here (tensorboard --logdir)."
     ),
     bench: bool = typer.Option(True, "--bench/--no-bench", help="Time the subject and the float baseline."),
     bench_time: float = typer.Option(1.0, "--bench-time", min=0.05, help="Seconds of timed runs per model."),
     profile: bool = typer.Option(True, "--profile/--no-profile", help="Profile with torch.profiler."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Apply each fix to a copy and measure it."),
-    save_fixed: Optional[Path] = typer.Option(
+    save_fixed: Path | None = typer.Option(
         None, "--save-fixed", help="Write the 'fix all' model here (TorchScript, else state_dict + rebuild code)."
     ),
-    jobs: Optional[int] = typer.Option(
+    jobs: int | None = typer.Option(
         None, "--jobs", "-j", min=1, help="Targets checked in parallel (default: the number of cores)."
     ),
     timeout: float = typer.Option(
@@ -109,7 +111,12 @@ def check(
     try:
         # [tool.qdoctor] is looked up from the first target (several targets share one configuration).
         settings = settings_file.resolve(
-            targets[0], config=config, select=_split(select), ignore=_split(ignore), fail_on=fail_on, exit_zero=exit_zero
+            targets[0],
+            config=config,
+            select=_split(select),
+            ignore=_split(ignore),
+            fail_on=fail_on,
+            exit_zero=exit_zero,
         )
     except settings_file.ConfigError as exc:
         raise _fail(str(exc)) from None
@@ -130,9 +137,9 @@ def check(
             raise _fail("--save-fixed takes a single target")
         if not save_fixed.resolve().parent.is_dir():
             raise _fail(f"--save-fixed: no such directory: {save_fixed.resolve().parent}")
+    from qdoctor.gather import GatherOptions
     from qdoctor.run.batch import check_targets, worst_exit_code
     from qdoctor.run.check import CheckOptions
-    from qdoctor.gather import GatherOptions
 
     options = CheckOptions(
         gather=GatherOptions(
@@ -149,9 +156,13 @@ def check(
     try:
         with console.status("checking", spinner="dots") as status:
             outcomes = check_targets(
-                targets, options, jobs=jobs, timeout=timeout, on_progress=lambda *state: status.update(_progress(*state))
+                targets,
+                options,
+                jobs=jobs,
+                timeout=timeout,
+                on_progress=lambda *state: status.update(_progress(*state)),
             )
-    except Exception as exc:  # noqa: BLE001 - qdoctor's own failure: one line unless --debug
+    except Exception as exc:
         if debug:
             raise
         raise _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)") from None
@@ -173,7 +184,7 @@ def check(
     raise typer.Exit(worst_exit_code(outcomes, settings.fail_on, settings.exit_zero))
 
 
-def _after_report(report, trace_dir: Optional[Path], console: "Console") -> None:  # type: ignore[no-untyped-def]
+def _after_report(report, trace_dir: Path | None, console: Console) -> None:  # type: ignore[no-untyped-def]
     """Side notes on stderr: where traces and the fixed model were written."""
     if trace_dir is not None:
         from qdoctor.report.render.common import trace_lines
@@ -183,11 +194,15 @@ def _after_report(report, trace_dir: Optional[Path], console: "Console") -> None
     saved = report.extras.get("saved_fixed")
     if saved is not None:
         if saved.get("saved"):
-            console.print(f"qdoctor: saved the fixed model to {saved['path']} ({saved['format']})", highlight=False, markup=False)
+            console.print(
+                f"qdoctor: saved the fixed model to {saved['path']} ({saved['format']})", highlight=False, markup=False
+            )
         elif saved.get("error"):
             raise _fail(f"--save-fixed: could not write {saved['path']}: {saved['error']}")
         else:
-            console.print(f"qdoctor: nothing saved to {saved['path']}: {saved.get('reason', '')}", highlight=False, markup=False)
+            console.print(
+                f"qdoctor: nothing saved to {saved['path']}: {saved.get('reason', '')}", highlight=False, markup=False
+            )
 
 
 def _progress(done: int, total: int, running: list[tuple[str, str]]) -> str:
@@ -197,7 +212,7 @@ def _progress(done: int, total: int, running: list[tuple[str, str]]) -> str:
     return escape(f"{done}/{total} done; {now}" if total > 1 else now)
 
 
-def _explain(outcomes: "list[Outcome]", debug: bool, console: "Console") -> None:
+def _explain(outcomes: list[Outcome], debug: bool, console: Console) -> None:
     """One line on stderr for each target that could not be checked or is not quantized (the report says more)."""
     from rich.text import Text
 
@@ -221,7 +236,7 @@ def _explain(outcomes: "list[Outcome]", debug: bool, console: "Console") -> None
 
 
 def _render(
-    outcomes: "list[Outcome]", several: bool, output_format: OutputFormat, fail_on: str, exit_zero: bool, color: bool
+    outcomes: list[Outcome], several: bool, output_format: OutputFormat, fail_on: str, exit_zero: bool, color: bool
 ) -> str:
     from qdoctor.report.render import render
     from qdoctor.run.summary import render_json, render_table
@@ -248,18 +263,24 @@ def _render(
 
 @app.command()
 def compare(
-    target: str = typer.Argument(..., help="model.py (float model, example inputs; optional calibration_data(), evaluate())"),
-    recipes: Optional[str] = typer.Option(
+    target: str = typer.Argument(
+        ..., help="model.py (float model, example inputs; optional calibration_data(), evaluate())"
+    ),
+    recipes: str | None = typer.Option(
         None,
         "--recipes",
         help="Comma-separated recipes (fx-x86, eager-qnnpack, dynamic-fbgemm, pt2e-x86, ...), flows (fp32, dynamic, "
         "eager, fx, pt2e), 'default' or 'all'. Default: fp32, dynamic and eager on this CPU's engine, FX on every engine.",
     ),
     max_drop: float = typer.Option(1.0, "--max-drop", min=0.0, help="Largest accepted drop of evaluate(), in points."),
-    min_sqnr: float = typer.Option(20.0, "--min-sqnr", help="Smallest accepted SQNR vs fp32 in dB (used without evaluate())."),
-    min_speedup: float = typer.Option(1.1, "--min-speedup", min=0.0, help="Recommend int8 only if at least this much faster."),
+    min_sqnr: float = typer.Option(
+        20.0, "--min-sqnr", help="Smallest accepted SQNR vs fp32 in dB (used without evaluate())."
+    ),
+    min_speedup: float = typer.Option(
+        1.1, "--min-speedup", min=0.0, help="Recommend int8 only if at least this much faster."
+    ),
     output_format: str = typer.Option("terminal", "--format", "-f", help="terminal | json | markdown | html"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report to this file instead of stdout."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the report to this file instead of stdout."),
     bench_time: float = typer.Option(1.0, "--bench-time", min=0.05, help="Seconds of timed runs per recipe."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of qdoctor's own errors."),
 ) -> None:
@@ -269,9 +290,12 @@ def compare(
     try:
         fmt = CompareFormat(output_format)
     except ValueError:
-        raise _fail(f"--format must be one of {', '.join(f.value for f in CompareFormat)}, not {output_format!r}") from None
+        raise _fail(
+            f"--format must be one of {', '.join(f.value for f in CompareFormat)}, not {output_format!r}"
+        ) from None
     console = _stderr()
-    from qdoctor.compare import CompareOptions, Limits, compare as run_compare
+    from qdoctor.compare import CompareOptions, Limits
+    from qdoctor.compare import compare as run_compare
     from qdoctor.compare.reporters import render
     from qdoctor.errors import TargetError
 
@@ -285,14 +309,18 @@ def compare(
             result = run_compare(target, options, progress=lambda msg: status.update(msg))
     except TargetError as exc:
         raise _fail(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - qdoctor's own failure: one line unless --debug
+    except Exception as exc:
         if debug:
             raise
-        raise _fail(f"internal error while comparing {target}: {type(exc).__name__}: {exc} (rerun with --debug)") from None
+        raise _fail(
+            f"internal error while comparing {target}: {type(exc).__name__}: {exc} (rerun with --debug)"
+        ) from None
     if debug:
         for candidate in result.candidates:
             if candidate.traceback:
-                console.print(f"[bold]{candidate.recipe}[/] failed:\n{candidate.traceback}", highlight=False, markup=True)
+                console.print(
+                    f"[bold]{candidate.recipe}[/] failed:\n{candidate.traceback}", highlight=False, markup=True
+                )
     color = fmt.value == "terminal" and output is None and sys.stdout.isatty()
     text = render(result, fmt, color=color)
     if output is None:

@@ -47,7 +47,7 @@ class Settings:
 def rule_codes(values: Any, where: str) -> list[str]:
     """Upper-cased rule codes or prefixes (QD002, QD00, QD); anything else is a ConfigError."""
     if isinstance(values, str) or not isinstance(values, (list, tuple)):
-        raise ConfigError(f"{where} must be a list of rule codes or prefixes, like [\"QD002\", \"QD00\"]")
+        raise ConfigError(f'{where} must be a list of rule codes or prefixes, like ["QD002", "QD00"]')
     codes = []
     for value in values:
         code = str(value).strip().upper()

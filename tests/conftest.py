@@ -13,11 +13,13 @@ SCRIPTS = Path(__file__).resolve().parent / "scripts"
 def run_check(target: str | Path, *, bench: bool = False, profile: bool = True, verify: bool = False, **kwargs):
     """Check a target in-process with short timings; returns the Report. Verified fixes (counterfactual builds)
     are off unless asked for: only tests/test_verify.py needs them."""
-    from qdoctor.run.check import CheckOptions, check
     from qdoctor.gather import GatherOptions
+    from qdoctor.run.check import CheckOptions, check
 
     options = CheckOptions(
-        gather=GatherOptions(bench=bench, bench_time=0.05, profile=profile, profile_budget=0.05), verify=verify, **kwargs
+        gather=GatherOptions(bench=bench, bench_time=0.05, profile=profile, profile_budget=0.05),
+        verify=verify,
+        **kwargs,
     )
     return check(str(target), options)
 

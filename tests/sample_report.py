@@ -55,8 +55,16 @@ def sample_facts() -> F.Facts:
     modules = [
         F.ModuleInfo("", "Net", "models.net", F.CONTAINER, False, False),
         F.ModuleInfo("quant", "Quantize", "torch.ao.nn.quantized.modules", F.QUANT_STUB, True, False),
-        F.ModuleInfo("conv1", "ConvReLU2d", "torch.ao.nn.intrinsic.quantized", F.QUANTIZED, True, False,
-                     scale=0.021, zero_point=0),
+        F.ModuleInfo(
+            "conv1",
+            "ConvReLU2d",
+            "torch.ao.nn.intrinsic.quantized",
+            F.QUANTIZED,
+            True,
+            False,
+            scale=0.021,
+            zero_point=0,
+        ),
         F.ModuleInfo("dequant", "DeQuantize", "torch.ao.nn.quantized.modules", F.DEQUANT_STUB, True, False),
         F.ModuleInfo("conv2", "Conv2d", "torch.nn.modules.conv", F.FLOAT, True, False, source=src),
         F.ModuleInfo("bn2", "BatchNorm2d", "torch.nn.modules.batchnorm", F.FLOAT, True, False),
@@ -136,11 +144,19 @@ def sample_report() -> Report:
             severity=Severity.ERROR,
             message="`conv2`, `bn2`, `relu2` and `fc` run in float between `dequant` and the output: 62% of the "
             "subject's profiled time is float compute or quantize/dequantize | pipes and `backticks` stay intact.",
-            location=Location(module="conv2", file=MODEL_FILE, line=14, code="self.conv2 = nn.Conv2d(16, 16, 3, padding=1)"),
+            location=Location(
+                module="conv2", file=MODEL_FILE, line=14, code="self.conv2 = nn.Conv2d(16, 16, 3, padding=1)"
+            ),
             evidence={"float_modules": ["conv2", "bn2", "relu2", "fc"], "float_share": 0.533, "none": None},
-            fix="model.dequant = nn.Identity()\nmodel.qconfig = torch.ao.quantization.get_default_qconfig(\"x86\")\n"
+            fix='model.dequant = nn.Identity()\nmodel.qconfig = torch.ao.quantization.get_default_qconfig("x86")\n'
             "# fuse conv2+bn2+relu2, then prepare / calibrate / convert again",
-            verified={"before_ms": 4.812, "after_ms": 1.932, "speedup": 2.49, "before_sqnr_db": 31.42, "after_sqnr_db": 29.8},
+            verified={
+                "before_ms": 4.812,
+                "after_ms": 1.932,
+                "speedup": 2.49,
+                "before_sqnr_db": 31.42,
+                "after_sqnr_db": 29.8,
+            },
         ),
         Finding(
             rule="QD003",

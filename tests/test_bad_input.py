@@ -5,12 +5,12 @@ In-process and fast. The same cases run through the CLI and worker processes in 
 
 import pytest
 import torch
+from conftest import SCRIPTS, run_check
 from torch import nn
 
-from conftest import SCRIPTS, run_check
-from qdoctor.run.batch import COULD_NOT_CHECK, expand_targets, model_files
 from qdoctor.errors import NoModelError, TargetError
 from qdoctor.load.input_fit import check_inputs_fit
+from qdoctor.run.batch import COULD_NOT_CHECK, expand_targets, model_files
 
 ISOLATION = SCRIPTS / "isolation"
 
@@ -20,8 +20,11 @@ ISOLATION = SCRIPTS / "isolation"
     [
         ("missing_package.py", "imports 'qdoctor_test_no_such_quant_lib', which is not installed"),
         ("asks_for_input.py", r"raised EOFError at line 5 \(it read stdin, which qdoctor leaves empty\)"),
-        ("wrong_shape.py", r"`example_inputs` \(1x10\) do not fit the model: layer `0` \(Linear\) rejected them: "
-                           "expects 16 input features, got 10"),
+        (
+            "wrong_shape.py",
+            r"`example_inputs` \(1x10\) do not fit the model: layer `0` \(Linear\) rejected them: "
+            "expects 16 input features, got 10",
+        ),
     ],
 )
 def test_bad_scripts_give_one_line(script, message):
@@ -83,11 +86,23 @@ class _Reshapes(nn.Module):
 @pytest.mark.parametrize(
     "model, inputs, message",
     [
-        (nn.Sequential(nn.Conv2d(3, 8, 3)), torch.randn(1, 4, 16, 16), "layer `0` (Conv2d) rejected them: expects 3 input channels, got 4"),
+        (
+            nn.Sequential(nn.Conv2d(3, 8, 3)),
+            torch.randn(1, 4, 16, 16),
+            "layer `0` (Conv2d) rejected them: expects 3 input channels, got 4",
+        ),
         (nn.Sequential(nn.Conv2d(3, 8, 3)), torch.randn(1, 3), "expects a 4-D input (N, C, ...), got shape [1, 3]"),
-        (nn.Sequential(nn.Identity(), nn.LSTM(8, 4)), torch.randn(5, 1, 6), "layer `1` (LSTM) rejected them: expects input_size 8, got 6"),
+        (
+            nn.Sequential(nn.Identity(), nn.LSTM(8, 4)),
+            torch.randn(5, 1, 6),
+            "layer `1` (LSTM) rejected them: expects input_size 8, got 6",
+        ),
         (nn.Sequential(nn.Embedding(10, 4)), torch.tensor([[3, 12]]), "expects token ids below 10, got 12"),
-        (_Reshapes(), torch.randn(1, 10), "the forward() of `net` rejected them: RuntimeError: shape '[1, 64]' is invalid"),
+        (
+            _Reshapes(),
+            torch.randn(1, 10),
+            "the forward() of `net` rejected them: RuntimeError: shape '[1, 64]' is invalid",
+        ),
     ],
 )
 def test_the_layer_that_rejects_the_inputs_is_named(model, inputs, message):
@@ -122,8 +137,12 @@ def test_directories_expand_to_model_files(tmp_path):
     (tmp_path / "__init__.py").write_text("import torch\n")
     assert [p.name for p in model_files(tmp_path)] == ["mobilenet.py", "resnet.py"]
     planned = expand_targets([str(tmp_path), str(tmp_path / "missing.py"), "pkg.mod:attr"])
-    assert [p.spec for p in planned] == [str(tmp_path / "mobilenet.py"), str(tmp_path / "resnet.py"),
-                                        str(tmp_path / "missing.py"), "pkg.mod:attr"]
+    assert [p.spec for p in planned] == [
+        str(tmp_path / "mobilenet.py"),
+        str(tmp_path / "resnet.py"),
+        str(tmp_path / "missing.py"),
+        "pkg.mod:attr",
+    ]
     assert planned[0].from_directory and planned[2].error == f"no such file: {tmp_path / 'missing.py'}"
     assert planned[3].error is None
 
@@ -136,6 +155,8 @@ def test_a_directory_without_model_files_is_one_line(tmp_path):
 
     outcomes = Runner(CheckOptions()).run(expand_targets([str(tmp_path)]))
     assert len(outcomes) == 1 and outcomes[0].status == COULD_NOT_CHECK
-    assert outcomes[0].reason == f"{tmp_path}: no model files in this directory (*.py files that use torch; " \
-                                 "subdirectories are not searched)"
+    assert (
+        outcomes[0].reason == f"{tmp_path}: no model files in this directory (*.py files that use torch; "
+        "subdirectories are not searched)"
+    )
     assert outcomes[0].exit_code() == 2

@@ -4,9 +4,9 @@ import json
 import subprocess
 import sys
 
+from conftest import FIXTURES, SCRIPTS
 from typer.testing import CliRunner
 
-from conftest import FIXTURES, SCRIPTS
 from qdoctor.cli import app
 
 runner = CliRunner()
@@ -28,7 +28,9 @@ def test_help_and_version_do_not_import_torch():
 
 
 def test_json_shape_and_exit_code_with_findings():
-    result = runner.invoke(app, ["check", str(FIXTURES / "prepared_not_converted.py"), "--format", "json", "--bench-time", "0.05"])
+    result = runner.invoke(
+        app, ["check", str(FIXTURES / "prepared_not_converted.py"), "--format", "json", "--bench-time", "0.05"]
+    )
     assert result.exit_code == 1, result.output
     doc = json.loads(result.stdout)
     assert doc["schema_version"] == 1
@@ -44,14 +46,18 @@ def test_json_shape_and_exit_code_with_findings():
 
 
 def test_no_bench_gives_null_benchmark_and_fail_on_error_still_fails():
-    result = runner.invoke(app, ["check", str(FIXTURES / "prepared_not_converted.py"), "-f", "json", "--no-bench", "--fail-on", "error"])
+    result = runner.invoke(
+        app, ["check", str(FIXTURES / "prepared_not_converted.py"), "-f", "json", "--no-bench", "--fail-on", "error"]
+    )
     assert result.exit_code == 1
     assert json.loads(result.stdout)["benchmark"] is None
 
 
 def test_exit_zero_and_fail_on_never():
     for flag in (["--exit-zero"], ["--fail-on", "never"]):
-        result = runner.invoke(app, ["check", str(FIXTURES / "prepared_not_converted.py"), "--no-bench", "--no-profile", *flag])
+        result = runner.invoke(
+            app, ["check", str(FIXTURES / "prepared_not_converted.py"), "--no-bench", "--no-profile", *flag]
+        )
         assert result.exit_code == 0
 
 

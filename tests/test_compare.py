@@ -9,9 +9,9 @@ from dataclasses import replace
 
 import pytest
 import torch
+from conftest import FIXTURES, SCRIPTS
 from typer.testing import CliRunner
 
-from conftest import FIXTURES, SCRIPTS
 from qdoctor.cli import app
 from qdoctor.compare import CompareOptions, compare, recommend, to_dict
 from qdoctor.compare import recipes as R
@@ -25,9 +25,19 @@ FAST = dict(bench_time=0.05, check_batches=2, calibration_batches=2)
 
 def _env(**overrides) -> Environment:
     base = Environment(
-        torch_version="2.14.1", python_version="3.11", platform="linux", machine="x86_64", cpu_model="test cpu",
-        cpu_isa=["avx2", "avx512_vnni"], cpu_capability="AVX512", cpu_count=2, quantized_engine="x86",
-        supported_engines=["qnnpack", "onednn", "x86", "fbgemm"], num_threads=2, num_interop_threads=2, thread_env={},
+        torch_version="2.14.1",
+        python_version="3.11",
+        platform="linux",
+        machine="x86_64",
+        cpu_model="test cpu",
+        cpu_isa=["avx2", "avx512_vnni"],
+        cpu_capability="AVX512",
+        cpu_count=2,
+        quantized_engine="x86",
+        supported_engines=["qnnpack", "onednn", "x86", "fbgemm"],
+        num_threads=2,
+        num_interop_threads=2,
+        thread_env={},
     )
     return replace(base, **overrides)
 
@@ -52,12 +62,14 @@ def _with_speedups(candidates: list[Candidate]) -> list[Candidate]:
 
 
 def test_recommends_the_fastest_recipe_within_the_sqnr_limit():
-    candidates = _with_speedups([
-        _timed(FP32, 80.0, sqnr_db=math.inf),
-        _timed("fx-qnnpack", 10.0, sqnr_db=12.0),  # fastest, but too lossy
-        _timed("fx-x86", 20.0, sqnr_db=31.0, size_ratio=3.9),
-        _timed("dynamic-x86", 79.0, sqnr_db=45.0),
-    ])
+    candidates = _with_speedups(
+        [
+            _timed(FP32, 80.0, sqnr_db=math.inf),
+            _timed("fx-qnnpack", 10.0, sqnr_db=12.0),  # fastest, but too lossy
+            _timed("fx-x86", 20.0, sqnr_db=31.0, size_ratio=3.9),
+            _timed("dynamic-x86", 79.0, sqnr_db=45.0),
+        ]
+    )
     rec = recommend(candidates, Limits())
     assert rec.recipe == "fx-x86"
     assert rec.code == "code for fx-x86"
@@ -115,7 +127,13 @@ def test_metric_drop_reads_fractions_as_percent():
 def test_default_selection_is_fp32_dynamic_eager_and_fx_on_every_engine():
     chosen, not_run = R.select(None, _env())
     assert [r.name for r in chosen] == [
-        "fp32", "dynamic-x86", "eager-x86", "fx-x86", "fx-fbgemm", "fx-qnnpack", "fx-onednn",
+        "fp32",
+        "dynamic-x86",
+        "eager-x86",
+        "fx-x86",
+        "fx-fbgemm",
+        "fx-qnnpack",
+        "fx-onednn",
     ]
     assert R.PT2E_RECIPE in not_run and "torch.compile" in not_run[R.PT2E_RECIPE]
 
@@ -149,8 +167,12 @@ def test_unsupported_engine_and_non_x86_pt2e_are_skipped_with_reasons():
 def test_eager_failure_points_at_the_model_line_even_inside_torchvision():
     # A frame in site-packages/torchvision must not be mistaken for torch's own (same path prefix).
     fake = R._TORCH_DIR.rstrip("/\\") + "vision/models/resnet.py"
-    code = compile("def forward():\n    raise RuntimeError(\"Could not run 'aten::add.out' with arguments from the "
-                   "'QuantizedCPU' backend. more text\")\n", fake, "exec")
+    code = compile(
+        "def forward():\n    raise RuntimeError(\"Could not run 'aten::add.out' with arguments from the "
+        "'QuantizedCPU' backend. more text\")\n",
+        fake,
+        "exec",
+    )
     namespace: dict = {}
     exec(code, namespace)
     try:
@@ -249,7 +271,17 @@ def test_json_document_shape(residual_result):
     assert doc["schema_version"] == 1 and doc["kind"] == "compare"
     assert {"target", "environment", "limits", "recommendation", "candidates", "not_run", "notes"} <= set(doc)
     first = doc["candidates"][0]
-    assert {"recipe", "status", "latency", "speedup", "size_bytes", "sqnr_db", "top1_agreement", "metric", "code"} <= set(first)
+    assert {
+        "recipe",
+        "status",
+        "latency",
+        "speedup",
+        "size_bytes",
+        "sqnr_db",
+        "top1_agreement",
+        "metric",
+        "code",
+    } <= set(first)
     assert {"median_ms", "iqr_ms", "runs"} <= set(first["latency"])
     fp32 = next(c for c in doc["candidates"] if c["recipe"] == "fp32")
     assert fp32["sqnr_db"] == "inf"
@@ -264,8 +296,11 @@ def test_text_formats_show_every_recipe_and_the_recommendation(residual_result):
             assert c.recipe in text, (fmt, c.recipe)
         assert rec in text
     html = render(residual_result, CompareFormat.html)
-    assert html.startswith("<!DOCTYPE html>") and "<svg" in html and "<script" not in html and "http" not in html.replace(
-        'xmlns="http://www.w3.org/2000/svg"', ""
+    assert (
+        html.startswith("<!DOCTYPE html>")
+        and "<svg" in html
+        and "<script" not in html
+        and "http" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     )
     markdown = render(residual_result, CompareFormat.markdown)
     assert "| recipe |" in markdown and "```python" in markdown
@@ -315,11 +350,25 @@ def test_digits_cnn_reports_real_accuracy():
 def test_cli_json_to_a_file(tmp_path):
     out = tmp_path / "compare.json"
     result = runner.invoke(
-        app, ["compare", str(SCRIPTS / "compare_residual_cnn.py"), "--recipes", "fx-x86", "-f", "json", "-o", str(out), "--bench-time", "0.05"]
+        app,
+        [
+            "compare",
+            str(SCRIPTS / "compare_residual_cnn.py"),
+            "--recipes",
+            "fx-x86",
+            "-f",
+            "json",
+            "-o",
+            str(out),
+            "--bench-time",
+            "0.05",
+        ],
     )
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
-    assert [c["recipe"] for c in doc["candidates"]] != [] and {"fp32", "fx-x86"} == {c["recipe"] for c in doc["candidates"]}
+    assert [c["recipe"] for c in doc["candidates"]] != [] and {"fp32", "fx-x86"} == {
+        c["recipe"] for c in doc["candidates"]
+    }
     assert not list(tmp_path.glob("*.partial"))
 
 
@@ -336,7 +385,6 @@ def test_a_quantized_model_without_float_model_cannot_be_compared():
     result = runner.invoke(app, ["compare", str(SCRIPTS / "quantized_only.py")])
     assert result.exit_code == 2
     assert "compare needs the float model" in result.output and "Traceback" not in result.output
-
 
 
 def test_a_broken_evaluate_stops_the_compare_with_one_line():

@@ -7,14 +7,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURES
 from typer.testing import CliRunner
 
-from conftest import FIXTURES
-from qdoctor.files import atomic_path, write_text_atomic
 from qdoctor.cli import app
 from qdoctor.config import ConfigError, find_pyproject, parse, resolve
-from qdoctor.diagnose.registry import module_ignored, module_matches
 from qdoctor.diagnose.findings import Finding, Location, Severity
+from qdoctor.diagnose.registry import module_ignored, module_matches
+from qdoctor.files import atomic_path, write_text_atomic
 
 runner = CliRunner()
 FAST = ["--no-bench", "--no-profile"]
@@ -145,7 +145,9 @@ def test_bad_select_on_the_command_line_exits_2():
 
 def test_output_writes_the_report_to_a_file(tmp_path):
     out = tmp_path / "reports" / "qdoctor.sarif"  # missing folders are created
-    result = runner.invoke(app, ["check", str(FIXTURES / "prepared_not_converted.py"), *FAST, "-f", "sarif", "-o", str(out)])
+    result = runner.invoke(
+        app, ["check", str(FIXTURES / "prepared_not_converted.py"), *FAST, "-f", "sarif", "-o", str(out)]
+    )
     assert result.exit_code == 1
     assert result.stdout == ""
     assert json.loads(out.read_text())["runs"][0]["results"][0]["ruleId"] == "QD006"

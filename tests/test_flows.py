@@ -13,9 +13,11 @@ import sys
 
 import pytest
 import torch
-
 from conftest import FIXTURES, ROOT, SCRIPTS, as_json, codes, run_check
+
 from qdoctor import facts as F
+from qdoctor.diagnose.flow_causes import diagnose, moved_module_hint, torchao_api_hint
+from qdoctor.diagnose.graphs import activation_qparams, float_regions, observer_nodes
 from qdoctor.errors import TargetError
 from qdoctor.facts import (
     CompileInfo,
@@ -31,8 +33,6 @@ from qdoctor.facts import (
     QParams,
     Target,
 )
-from qdoctor.diagnose.flow_causes import diagnose, moved_module_hint, torchao_api_hint
-from qdoctor.diagnose.graphs import activation_qparams, float_regions, observer_nodes
 from qdoctor.facts.graph import short_op, target_kind
 
 slow = pytest.mark.skipif(
@@ -42,23 +42,48 @@ slow = pytest.mark.skipif(
 
 def environment(machine: str = "x86_64") -> Environment:
     return Environment(
-        torch_version="2.14.1", python_version="3.11", platform="Linux", machine=machine, cpu_model="test",
+        torch_version="2.14.1",
+        python_version="3.11",
+        platform="Linux",
+        machine=machine,
+        cpu_model="test",
         cpu_isa=["avx2", "avx512f", "avx512_vnni"] if machine == "x86_64" else ["asimd", "asimddp"],
-        cpu_capability="AVX512" if machine == "x86_64" else "DEFAULT", cpu_count=2, quantized_engine="x86",
-        supported_engines=["x86", "qnnpack"], num_threads=2, num_interop_threads=2, thread_env={},
+        cpu_capability="AVX512" if machine == "x86_64" else "DEFAULT",
+        cpu_count=2,
+        quantized_engine="x86",
+        supported_engines=["x86", "qnnpack"],
+        num_threads=2,
+        num_interop_threads=2,
+        thread_env={},
     )
 
 
 def facts_with(graph=None, flow=None, modules=None, profile=None, machine="x86_64", script="") -> Facts:
-    target = Target(spec="model.py", file="/work/model.py", subject_name="quantized_model", float_name="float_model",
-                    inputs_name="example_inputs", inputs=[], script_text=script)
-    return Facts(target=target, environment=environment(machine), graph=graph, flow=flow, modules=modules,
-                 profile=profile)
+    target = Target(
+        spec="model.py",
+        file="/work/model.py",
+        subject_name="quantized_model",
+        float_name="float_model",
+        inputs_name="example_inputs",
+        inputs=[],
+        script_text=script,
+    )
+    return Facts(
+        target=target, environment=environment(machine), graph=graph, flow=flow, modules=modules, profile=profile
+    )
 
 
 def node(name, kind, inputs=(), target="", op="call_function", module=None, qparams=None, module_type=None):
-    return GraphNode(name=name, op=op, target=target or name, kind=kind, inputs=list(inputs), module=module,
-                     qparams=qparams, module_type=module_type)
+    return GraphNode(
+        name=name,
+        op=op,
+        target=target or name,
+        kind=kind,
+        inputs=list(inputs),
+        module=module,
+        qparams=qparams,
+        module_type=module_type,
+    )
 
 
 def act(dtype="torch.uint8", qmin=0, qmax=255):
@@ -150,27 +175,44 @@ def test_observer_nodes_and_activation_qparams():
 
 
 def crash(type_: str, message: str, traceback: str = "", line: int | None = 7) -> CrashInfo:
-    return CrashInfo(type=type_, message=message, phase="load", file="/work/model.py", line=line, code="x",
-                     traceback=traceback)
+    return CrashInfo(
+        type=type_, message=message, phase="load", file="/work/model.py", line=line, code="x", traceback=traceback
+    )
 
 
 @pytest.mark.parametrize(
     "error, cause",
     [
-        (crash("GuardOnDataDependentSymNode", "Could not guard on data-dependent expression Eq(u0, 1)"),
-         "data-dependent-control-flow"),
-        (crash("AttributeError", "'Net' object has no attribute 'meta'",
-               'File "/x/torchao/quantization/pt2e/quantize_pt2e.py", line 90, in prepare_pt2e\n'),
-         "prepare-needs-exported-graph"),
+        (
+            crash("GuardOnDataDependentSymNode", "Could not guard on data-dependent expression Eq(u0, 1)"),
+            "data-dependent-control-flow",
+        ),
+        (
+            crash(
+                "AttributeError",
+                "'Net' object has no attribute 'meta'",
+                'File "/x/torchao/quantization/pt2e/quantize_pt2e.py", line 90, in prepare_pt2e\n',
+            ),
+            "prepare-needs-exported-graph",
+        ),
         (crash("NotImplementedError", "Calling eval() is not supported yet."), "exported-module-eval-train"),
         (crash("AssertionError", "Guard failed: input.size()[0] == 2"), "static-shape-guard"),
-        (crash("AttributeError", "module 'torch._export' has no attribute 'capture_pre_autograd_graph'"),
-         "capture-pre-autograd-graph-removed"),
-        (crash("ModuleNotFoundError", "No module named 'torch.ao.quantization.quantize_pt2e'"), "pt2e-moved-to-torchao"),
-        (crash("ImportError", "cannot import name 'int8_weight_only' from 'torchao.quantization' (/x/__init__.py)"),
-         "torchao-api-moved"),
-        (crash("RuntimeError", "something odd", 'File "/x/torch/export/_trace.py", line 3, in _export\n'),
-         "unrecognized"),
+        (
+            crash("AttributeError", "module 'torch._export' has no attribute 'capture_pre_autograd_graph'"),
+            "capture-pre-autograd-graph-removed",
+        ),
+        (
+            crash("ModuleNotFoundError", "No module named 'torch.ao.quantization.quantize_pt2e'"),
+            "pt2e-moved-to-torchao",
+        ),
+        (
+            crash("ImportError", "cannot import name 'int8_weight_only' from 'torchao.quantization' (/x/__init__.py)"),
+            "torchao-api-moved",
+        ),
+        (
+            crash("RuntimeError", "something odd", 'File "/x/torch/export/_trace.py", line 3, in _export\n'),
+            "unrecognized",
+        ),
     ],
 )
 def test_flow_failures_are_mapped_to_causes(error, cause):
@@ -180,11 +222,16 @@ def test_flow_failures_are_mapped_to_causes(error, cause):
 
 
 def test_crash_outside_any_flow_is_not_a_flow_failure():
-    assert diagnose(crash("ValueError", "bad shape", 'File "/work/model.py", line 3, in forward\n'), "2.14.1", None) is None
+    assert (
+        diagnose(crash("ValueError", "bad shape", 'File "/work/model.py", line 3, in forward\n'), "2.14.1", None)
+        is None
+    )
 
 
 def test_hints_name_the_new_place_and_the_installed_version():
-    assert "torchao.quantization.pt2e.quantize_pt2e" in moved_module_hint("torch.ao.quantization.quantize_pt2e", "2.14.1")
+    assert "torchao.quantization.pt2e.quantize_pt2e" in moved_module_hint(
+        "torch.ao.quantization.quantize_pt2e", "2.14.1"
+    )
     assert moved_module_hint("numpy", "2.14.1") is None
     hint = torchao_api_hint("cannot import name 'Foo' from 'torchao.quantization'", "0.18.0")
     assert hint is not None and "torchao 0.18.0" in hint and "`Foo`" in hint
@@ -236,9 +283,17 @@ def test_qd012_ignores_fx_and_prepared_models():
 
 
 def torchao_layer(path: str, activation_quantized: bool) -> ModuleInfo:
-    return ModuleInfo(path=path, type="Linear", type_module="torch.nn.modules.linear", kind=F.TORCHAO_QUANTIZED,
-                      is_leaf=True, training=False, weight_tensor_type="torchao.quantization.Int8Tensor",
-                      weight_storage_dtype="torch.int8", activation_quantized=activation_quantized)
+    return ModuleInfo(
+        path=path,
+        type="Linear",
+        type_module="torch.nn.modules.linear",
+        kind=F.TORCHAO_QUANTIZED,
+        is_leaf=True,
+        training=False,
+        weight_tensor_type="torchao.quantization.Int8Tensor",
+        weight_storage_dtype="torch.int8",
+        activation_quantized=activation_quantized,
+    )
 
 
 def profile_of(*modules: ModuleTime) -> Profile:
@@ -417,8 +472,9 @@ def small_quantized_model():
     from torch import nn
 
     torch.manual_seed(0)
-    model = nn.Sequential(tq.QuantStub(), nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 14 * 14, 4),
-                          tq.DeQuantStub()).eval()
+    model = nn.Sequential(
+        tq.QuantStub(), nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 14 * 14, 4), tq.DeQuantStub()
+    ).eval()
     model.qconfig = tq.get_default_qconfig("x86")
     prepared = tq.prepare(model)
     prepared(torch.randn(1, 3, 16, 16))
@@ -482,7 +538,10 @@ def test_cli_refuses_a_pickle_without_trust_in_one_line(tmp_path):
     torch.save(nn.Sequential(nn.Linear(4, 4)), str(pickled))
     result = subprocess.run(
         [sys.executable, "-m", "qdoctor", "check", str(pickled), "--no-bench", "--no-profile"],
-        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 2
     assert "--trust" in result.stderr and "Traceback" not in result.stderr

@@ -7,11 +7,11 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from sample_report import ROOT, sample_report
 
 from qdoctor import facts as F
 from qdoctor.report.render import OutputFormat, render
 from qdoctor.report.render.html_report import CATEGORY_COLOR, breakdown_svg
-from sample_report import ROOT, sample_report
 
 SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "html_screenshot.py"
 
@@ -24,7 +24,7 @@ def _script():
 
 
 def _rgb(hex_colour: str) -> tuple[int, int, int]:
-    return tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+    return tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
 
 
 def _screenshot(tmp_path: Path, name: str, html_text: str, height: int):

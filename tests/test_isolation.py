@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, SCRIPTS
 
 ISOLATION = SCRIPTS / "isolation"
@@ -50,7 +49,11 @@ def _gone(pid: int) -> bool:
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "qdoctor", "check", *args],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=900,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=900,
     )
 
 
@@ -69,15 +72,33 @@ def batch(tmp_path_factory):
     (folder / "empty" / "README.txt").write_text("no models")
     (folder / "latin1.py").write_bytes(b"import torch\n# Mod\xe8le\nmodel = torch.nn.Linear(2, 2)\n")
     targets = [
-        *(str(ISOLATION / name) for name in (
-            "segfaults.py", "hangs.py", "exits_in_forward.py", "os_exit.py", "killed.py", "noisy.py",
-            "reads_stdin.py", "asks_for_input.py", "missing_package.py", "wrong_shape.py",
-        )),
-        str(SCRIPTS / "syntax_error.py"), str(SCRIPTS / "no_module.py"), str(SCRIPTS / "float_only.py"),
-        str(folder / "latin1.py"), str(models), str(folder / "missing.py"), str(folder / "empty"),
+        *(
+            str(ISOLATION / name)
+            for name in (
+                "segfaults.py",
+                "hangs.py",
+                "exits_in_forward.py",
+                "os_exit.py",
+                "killed.py",
+                "noisy.py",
+                "reads_stdin.py",
+                "asks_for_input.py",
+                "missing_package.py",
+                "wrong_shape.py",
+            )
+        ),
+        str(SCRIPTS / "syntax_error.py"),
+        str(SCRIPTS / "no_module.py"),
+        str(SCRIPTS / "float_only.py"),
+        str(folder / "latin1.py"),
+        str(models),
+        str(folder / "missing.py"),
+        str(folder / "empty"),
     ]
     env = {**os.environ, "QDOCTOR_TEST_HELPER_PID_FILE": str(folder / "helper.pid")}  # see hangs.py
-    result = run_cli(*targets, "-j", "2", "--no-bench", "--no-profile", "--timeout", str(TIMEOUT), "-f", "json", env=env)
+    result = run_cli(
+        *targets, "-j", "2", "--no-bench", "--no-profile", "--timeout", str(TIMEOUT), "-f", "json", env=env
+    )
     document = json.loads(result.stdout)  # valid JSON whatever the scripts printed
     reports = {r["target"]["spec"]: r for r in document["reports"]}
     return result, document, reports, result.stderr.splitlines(), folder
@@ -90,13 +111,31 @@ def _spec(name: str) -> str:
 def test_twenty_checks_in_parallel_give_every_report_and_lose_none(batch):
     result, document, reports, _, folder = batch
     expected = [
-        *(_spec(n) for n in ("segfaults.py", "hangs.py", "exits_in_forward.py", "os_exit.py", "killed.py",
-                             "noisy.py", "reads_stdin.py", "asks_for_input.py", "missing_package.py", "wrong_shape.py")),
-        str(SCRIPTS / "syntax_error.py"), str(SCRIPTS / "no_module.py"), str(SCRIPTS / "float_only.py"),
+        *(
+            _spec(n)
+            for n in (
+                "segfaults.py",
+                "hangs.py",
+                "exits_in_forward.py",
+                "os_exit.py",
+                "killed.py",
+                "noisy.py",
+                "reads_stdin.py",
+                "asks_for_input.py",
+                "missing_package.py",
+                "wrong_shape.py",
+            )
+        ),
+        str(SCRIPTS / "syntax_error.py"),
+        str(SCRIPTS / "no_module.py"),
+        str(SCRIPTS / "float_only.py"),
         str(folder / "latin1.py"),
-        *(str(folder / "models" / n) for n in ("dynamic_0.py", "dynamic_1.py", "dynamic_2.py", "helpers.py",
-                                               "prepared_0.py", "prepared_1.py")),
-        str(folder / "missing.py"), str(folder / "empty"),
+        *(
+            str(folder / "models" / n)
+            for n in ("dynamic_0.py", "dynamic_1.py", "dynamic_2.py", "helpers.py", "prepared_0.py", "prepared_1.py")
+        ),
+        str(folder / "missing.py"),
+        str(folder / "empty"),
     ]
     assert [r["target"]["spec"] for r in document["reports"]] == expected  # 20 worker checks + 2 found at once
     assert [row["target"] for row in document["summary"]["targets"]] == expected
@@ -143,7 +182,10 @@ def test_sys_exit_os_exit_and_a_kill_are_reported(batch):
     assert os_exit["status"] == "exited" and os_exit["exit_code"] == 7 and "os._exit()" in os_exit["reason"]
     killed = reports[_spec("killed.py")]["worker"]
     assert killed["status"] == "crashed" and killed["exit_code"] == -9
-    assert "killed (SIGKILL) by something other than qdoctor, usually the kernel's out-of-memory killer" in killed["reason"]
+    assert (
+        "killed (SIGKILL) by something other than qdoctor, usually the kernel's out-of-memory killer"
+        in killed["reason"]
+    )
 
 
 def test_bad_input_gives_one_line_each_and_no_traceback(batch):
@@ -247,17 +289,40 @@ sys.exit(code)
 def test_qdoctor_makes_no_network_connection_and_its_parent_never_imports_torch(tmp_path):
     (tmp_path / "sitecustomize.py").write_text(SITECUSTOMIZE)  # every process started below blocks the network
     log = tmp_path / "network.log"
-    env = {**os.environ, "QDOCTOR_TEST_NETWORK_LOG": str(log),
-           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    control = subprocess.run([sys.executable, "-c", "import socket; socket.create_connection(('127.0.0.1', 9))"],
-                             capture_output=True, text=True, env=env)
+    env = {
+        **os.environ,
+        "QDOCTOR_TEST_NETWORK_LOG": str(log),
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    control = subprocess.run(
+        [sys.executable, "-c", "import socket; socket.create_connection(('127.0.0.1', 9))"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert "network blocked by qdoctor's tests" in control.stderr  # the block works
     log.unlink()
 
     result = subprocess.run(
-        [sys.executable, "-c", PARENT, "check", str(SCRIPTS / "contract_names.py"), _spec("phones_home.py"),
-         "-j", "2", "--bench-time", "0.05", "-f", "json"],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=900,
+        [
+            sys.executable,
+            "-c",
+            PARENT,
+            "check",
+            str(SCRIPTS / "contract_names.py"),
+            _spec("phones_home.py"),
+            "-j",
+            "2",
+            "--bench-time",
+            "0.05",
+            "-f",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=900,
     )
     # a full check (profile, benchmark) succeeded (exit 0, or 1 for findings); the parent never imported torch
     assert result.returncode in (0, 1), result.stderr
@@ -294,9 +359,9 @@ example_inputs = (torch.randn(4, 64),)
 
 
 def test_parallel_checks_measure_one_at_a_time(tmp_path, monkeypatch):
+    from qdoctor.gather import GatherOptions
     from qdoctor.run.batch import check_targets
     from qdoctor.run.check import CheckOptions
-    from qdoctor.gather import GatherOptions
 
     for name in ("first.py", "second.py"):
         (tmp_path / name).write_text(LOGGED_MODEL)
@@ -306,7 +371,7 @@ def test_parallel_checks_measure_one_at_a_time(tmp_path, monkeypatch):
     outcomes = check_targets([str(tmp_path / "first.py"), str(tmp_path / "second.py")], options, jobs=2)
 
     calls = [(name, float(t)) for name, t in (line.split() for line in log.read_text().splitlines())]
-    for outcome, me in zip(outcomes, ("first.py", "second.py")):
+    for outcome, me in zip(outcomes, ("first.py", "second.py"), strict=False):
         assert outcome.status == "checked" and outcome.report.extras["worker"]["measured_alone"] is True
         assert len(outcome.turns) >= 4  # profile and time the subject and the float baseline
         assert any("measured alone" in note for note in outcome.report.notes)
@@ -321,8 +386,9 @@ def test_reports_and_facts_cross_to_a_parent_without_torch():
     import pickle
 
     from conftest import run_check
-    from qdoctor.run.check import CheckOptions, check
+
     from qdoctor.gather import GatherOptions
+    from qdoctor.run.check import CheckOptions, check
 
     modules: set[str] = set()
 
@@ -333,8 +399,9 @@ def test_reports_and_facts_cross_to_a_parent_without_torch():
 
     snapshots = []
     options = CheckOptions(gather=GatherOptions(bench=True, bench_time=0.05, profile=True, profile_budget=0.05))
-    report = check(str(SCRIPTS / "contract_names.py"), options,
-                   on_stage=lambda stage, facts: snapshots.append(pickle.dumps(facts)))
+    report = check(
+        str(SCRIPTS / "contract_names.py"), options, on_stage=lambda stage, facts: snapshots.append(pickle.dumps(facts))
+    )
     assert len(snapshots) >= 5
     for data in [*snapshots, pickle.dumps(report), pickle.dumps(run_check(SCRIPTS / "crash_partway.py"))]:
         Recording(io.BytesIO(data)).load()

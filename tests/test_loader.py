@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from conftest import FIXTURES, SCRIPTS
+
 from qdoctor.errors import TargetError
 from qdoctor.load.target import load_target
 

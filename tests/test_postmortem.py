@@ -2,9 +2,9 @@
 
 import signal
 
+from qdoctor.facts import Environment, Facts, Target
 from qdoctor.run import dead_worker as postmortem
 from qdoctor.run.check import CheckOptions
-from qdoctor.facts import Environment, Facts, Target
 
 SEGFAULT_DUMP = """\
 Fatal Python error: Segmentation fault

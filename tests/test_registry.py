@@ -29,6 +29,7 @@ def test_selection_is_ruff_like():
 
 def test_readme_rule_table_is_generated_from_the_rule_documents():
     from conftest import ROOT
+
     from qdoctor.report.ruledocs import with_readme_table
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -15,12 +15,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-
 from conftest import FIXTURES
+from sample_report import MODEL_FILE, ROOT, sample_report, sample_rule_docs
+
 from qdoctor.diagnose.findings import Location
 from qdoctor.report.render import OutputFormat, render
 from qdoctor.report.render.common import module_rows, verified_text
-from sample_report import MODEL_FILE, ROOT, sample_report, sample_rule_docs
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
 SCHEMA = Path(__file__).resolve().parent / "data" / "sarif-schema-2.1.0.json"
@@ -117,8 +117,12 @@ def test_sarif_file_outside_root_is_a_file_uri():
     report = sample_report()
     report.findings[0].location = Location(module="conv2", file="/elsewhere/lib.py", line=3)
     docs, severities = sample_rule_docs()
-    run = json.loads(render(report, OutputFormat.sarif, root=ROOT, rule_docs=docs, rule_severities=severities))["runs"][0]
-    assert run["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"] == {"uri": "file:///elsewhere/lib.py"}
+    run = json.loads(render(report, OutputFormat.sarif, root=ROOT, rule_docs=docs, rule_severities=severities))["runs"][
+        0
+    ]
+    assert run["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"] == {
+        "uri": "file:///elsewhere/lib.py"
+    }
 
 
 def test_sarif_rules_come_from_the_rule_documents():
@@ -133,9 +137,10 @@ def test_sarif_rules_come_from_the_rule_documents():
         assert descriptor["name"] == rule.name
         assert descriptor["help"]["markdown"] == docs[rule.code].text
         assert descriptor["shortDescription"]["text"] == docs[rule.code].summary
-        assert descriptor["defaultConfiguration"]["level"] == {"error": "error", "warning": "warning", "info": "note"}[
-            rule.severity.value
-        ]
+        assert (
+            descriptor["defaultConfiguration"]["level"]
+            == {"error": "error", "warning": "warning", "info": "note"}[rule.severity.value]
+        )
     # findings of rules this build does not have (the sample's) still validate, without a ruleIndex
     validate_sarif(json.loads(render(sample_report(), OutputFormat.sarif, root=ROOT)))
 

@@ -10,9 +10,11 @@ import math
 import platform
 
 import pytest
-
 from conftest import SCRIPTS, as_json, codes, run_check
+
 from qdoctor import facts as F
+from qdoctor.diagnose.registry import get_rule
+from qdoctor.diagnose.rules.qd005_fp32_fallback import MATERIAL_SHARE
 from qdoctor.facts import (
     CategoryTime,
     CrashInfo,
@@ -28,16 +30,24 @@ from qdoctor.facts import (
     Trace,
     TraceEvent,
 )
-from qdoctor.diagnose.registry import get_rule
-from qdoctor.diagnose.rules.qd005_fp32_fallback import MATERIAL_SHARE
 
 X86_ISA = ["avx2", "avx512f", "avx512_vnni"]
 FP32 = TensorInfo("torch.float32", [1, 8], False)
 INT8 = TensorInfo("torch.quint8", [1, 8], True)
-X86_QCONFIG = QConfigInfo("HistogramObserver", "PerChannelMinMaxObserver", weight_qscheme="torch.per_channel_symmetric",
-                          reduce_range=True, backend_family="x86/fbgemm")
-QNNPACK_QCONFIG = QConfigInfo("HistogramObserver", "MinMaxObserver", weight_qscheme="torch.per_tensor_symmetric",
-                              reduce_range=False, backend_family="qnnpack")
+X86_QCONFIG = QConfigInfo(
+    "HistogramObserver",
+    "PerChannelMinMaxObserver",
+    weight_qscheme="torch.per_channel_symmetric",
+    reduce_range=True,
+    backend_family="x86/fbgemm",
+)
+QNNPACK_QCONFIG = QConfigInfo(
+    "HistogramObserver",
+    "MinMaxObserver",
+    weight_qscheme="torch.per_tensor_symmetric",
+    reduce_range=False,
+    backend_family="qnnpack",
+)
 
 
 # ------------------------------------------------------------------------------------------------ builders
@@ -46,11 +56,19 @@ QNNPACK_QCONFIG = QConfigInfo("HistogramObserver", "MinMaxObserver", weight_qsch
 def env(machine: str = "x86_64", engine: str = "x86", isa: list[str] | None = None) -> Environment:
     arm = machine == "aarch64"
     return Environment(
-        torch_version="2.14.1", python_version="3.11", platform="linux", machine=machine, cpu_model="test cpu",
-        cpu_isa=isa if isa is not None else (["asimd", "asimddp"] if arm else X86_ISA), cpu_capability="default",
-        cpu_count=2, quantized_engine=engine,
+        torch_version="2.14.1",
+        python_version="3.11",
+        platform="linux",
+        machine=machine,
+        cpu_model="test cpu",
+        cpu_isa=isa if isa is not None else (["asimd", "asimddp"] if arm else X86_ISA),
+        cpu_capability="default",
+        cpu_count=2,
+        quantized_engine=engine,
         supported_engines=["qnnpack"] if arm else ["qnnpack", "onednn", "x86", "fbgemm"],
-        num_threads=2, num_interop_threads=2, thread_env={},
+        num_threads=2,
+        num_interop_threads=2,
+        thread_env={},
     )
 
 
@@ -64,8 +82,14 @@ def qconv(path: str, scale: float = 0.02, zp: int = 3, qscheme: str = "torch.per
 
 
 def ev(path: str, type_: str, inputs: list[TensorInfo], outputs: list[TensorInfo], kind: str = "module") -> TraceEvent:
-    return TraceEvent(kind=kind, name=path, module=path if kind == "module" else "", type=type_ if kind == "module"
-                      else "function", inputs=inputs, outputs=outputs)
+    return TraceEvent(
+        kind=kind,
+        name=path,
+        module=path if kind == "module" else "",
+        type=type_ if kind == "module" else "function",
+        inputs=inputs,
+        outputs=outputs,
+    )
 
 
 def facts(
@@ -81,8 +105,16 @@ def facts(
     float_modules: list[ModuleInfo] | None = None,
     sqnr: float | None = None,
 ) -> Facts:
-    target = Target(spec="model.py", file="/src/model.py", subject_name="quantized_model", float_name="float_model",
-                    inputs_name="example_inputs", inputs=[FP32], script_text=script, warnings=warnings or [])
+    target = Target(
+        spec="model.py",
+        file="/src/model.py",
+        subject_name="quantized_model",
+        float_name="float_model",
+        inputs_name="example_inputs",
+        inputs=[FP32],
+        script_text=script,
+        warnings=warnings or [],
+    )
     root = [] if any(m.path == "" for m in modules) else [mod("", "Net", F.CONTAINER)]
     return Facts(
         target=target,
@@ -147,7 +179,11 @@ def test_qd001_default_qparams_point_at_first_conv_with_sqnr():
         qconv("conv", scale=1.0, zp=0),
         qconv("fc", scale=1.0, zp=0, type_="Linear"),
     ]
-    events = [ev("quant", "Quantize", [FP32], [INT8]), ev("conv", "Conv2d", [INT8], [INT8]), ev("fc", "Linear", [INT8], [INT8])]
+    events = [
+        ev("quant", "Quantize", [FP32], [INT8]),
+        ev("conv", "Conv2d", [INT8], [INT8]),
+        ev("fc", "Linear", [INT8], [INT8]),
+    ]
     found = run("QD001", facts(modules, events, sqnr=-0.3))
     assert len(found) == 1
     finding = found[0]
@@ -173,8 +209,13 @@ def test_qd001_calibrated_scale_of_one_with_nonzero_zero_point_is_not_flagged():
 def test_qd001_observers_never_run_in_a_prepared_model_warn_at_their_owner():
     modules = [
         mod("conv", "Conv2d", F.FLOAT, qconfig=X86_QCONFIG, has_observer_attached=True),
-        mod("conv.activation_post_process", "HistogramObserver", F.OBSERVER, observed_min=math.inf,
-            observed_max=-math.inf),
+        mod(
+            "conv.activation_post_process",
+            "HistogramObserver",
+            F.OBSERVER,
+            observed_min=math.inf,
+            observed_max=-math.inf,
+        ),
     ]
     found = run("QD001", facts(modules))
     assert len(found) == 1
@@ -186,9 +227,16 @@ def test_qd001_observers_never_run_in_a_prepared_model_warn_at_their_owner():
 def test_qd001_counts_a_fake_quant_once_not_with_its_inner_observer():
     modules = [
         mod("conv", "Conv2d", F.QAT),
-        mod("conv.activation_post_process", "FakeQuantize", F.FAKE_QUANT, observed_min=math.inf, observed_max=-math.inf),
-        mod("conv.activation_post_process.activation_post_process", "MovingAverageMinMaxObserver", F.OBSERVER,
-            observed_min=math.inf, observed_max=-math.inf),
+        mod(
+            "conv.activation_post_process", "FakeQuantize", F.FAKE_QUANT, observed_min=math.inf, observed_max=-math.inf
+        ),
+        mod(
+            "conv.activation_post_process.activation_post_process",
+            "MovingAverageMinMaxObserver",
+            F.OBSERVER,
+            observed_min=math.inf,
+            observed_max=-math.inf,
+        ),
     ]
     found = run("QD001", facts(modules))
     assert found[0].evidence["observers_never_run"] == ["conv.activation_post_process"]
@@ -205,13 +253,23 @@ def test_qd001_torch_warning_counts_only_when_no_int8_module_can_be_checked():
 
 
 def test_qd001_ignores_modules_that_never_run_and_float_functionals():
-    modules = [qconv("backbone"), qconv("aux_head", scale=1.0, zp=0),
-               mod("skip_add", "QFunctional", F.FLOAT_FUNCTIONAL, scale=1.0, zero_point=0)]
+    modules = [
+        qconv("backbone"),
+        qconv("aux_head", scale=1.0, zp=0),
+        mod("skip_add", "QFunctional", F.FLOAT_FUNCTIONAL, scale=1.0, zero_point=0),
+    ]
     events = [ev("backbone", "Conv2d", [INT8], [INT8])]
     assert run("QD001", facts(modules, events)) == []
-    unused_observer = [mod("aux", "Conv2d", F.FLOAT, qconfig=X86_QCONFIG, has_observer_attached=True),
-                       mod("aux.activation_post_process", "HistogramObserver", F.OBSERVER, observed_min=math.inf,
-                           observed_max=-math.inf)]
+    unused_observer = [
+        mod("aux", "Conv2d", F.FLOAT, qconfig=X86_QCONFIG, has_observer_attached=True),
+        mod(
+            "aux.activation_post_process",
+            "HistogramObserver",
+            F.OBSERVER,
+            observed_min=math.inf,
+            observed_max=-math.inf,
+        ),
+    ]
     assert run("QD001", facts(unused_observer, [ev("stem", "Conv2d", [FP32], [FP32])])) == []
 
 
@@ -226,8 +284,12 @@ def test_qd001_fix_for_an_fx_graph_module_uses_convert_fx():
 
 def test_qd002_float_into_int8_module_without_quant_stub():
     modules = [qconv("0"), mod("1", "ReLU", F.FLOAT)]
-    crash = CrashInfo("NotImplementedError", "Could not run 'quantized::conv2d.new' with arguments from the 'CPU' "
-                      "backend.", "run", module="0")
+    crash = CrashInfo(
+        "NotImplementedError",
+        "Could not run 'quantized::conv2d.new' with arguments from the 'CPU' backend.",
+        "run",
+        module="0",
+    )
     (finding,) = run("QD002", facts(modules, [ev("0", "Conv2d", [FP32], [])], crash=crash, output=[]))
     assert finding.location.module == "0"
     assert "raises here" in finding.message
@@ -244,12 +306,22 @@ def test_qd002_names_a_quant_stub_that_convert_skipped():
 
 
 def test_qd002_int8_into_float_module_crash_asks_for_a_dequant_stub():
-    modules = [mod("quant", "Quantize", F.QUANT_STUB, scale=0.1, zero_point=3), qconv("conv"),
-               mod("norm", "LocalResponseNorm", F.FLOAT)]
-    events = [ev("quant", "Quantize", [FP32], [INT8]), ev("conv", "Conv2d", [INT8], [INT8]),
-              ev("norm", "LocalResponseNorm", [INT8], [])]
-    crash = CrashInfo("NotImplementedError", "Could not run 'aten::pow.Tensor_Scalar' with arguments from the "
-                      "'QuantizedCPU' backend.", "run", module="norm")
+    modules = [
+        mod("quant", "Quantize", F.QUANT_STUB, scale=0.1, zero_point=3),
+        qconv("conv"),
+        mod("norm", "LocalResponseNorm", F.FLOAT),
+    ]
+    events = [
+        ev("quant", "Quantize", [FP32], [INT8]),
+        ev("conv", "Conv2d", [INT8], [INT8]),
+        ev("norm", "LocalResponseNorm", [INT8], []),
+    ]
+    crash = CrashInfo(
+        "NotImplementedError",
+        "Could not run 'aten::pow.Tensor_Scalar' with arguments from the 'QuantizedCPU' backend.",
+        "run",
+        module="norm",
+    )
     (finding,) = run("QD002", facts(modules, events, crash=crash, output=[]))
     assert finding.location.module == "norm"
     assert "DeQuantStub" in finding.message and "dequant_before" in finding.fix
@@ -257,10 +329,17 @@ def test_qd002_int8_into_float_module_crash_asks_for_a_dequant_stub():
 
 def test_qd002_leaves_function_level_crashes_to_qd011():
     modules = [mod("quant", "Quantize", F.QUANT_STUB, scale=0.1, zero_point=3), qconv("conv")]
-    events = [ev("quant", "Quantize", [FP32], [INT8]), ev("conv", "Conv2d", [INT8], [INT8]),
-              ev("add", "function", [INT8, INT8], [], kind="function")]
-    crash = CrashInfo("NotImplementedError", "Could not run 'aten::add.Tensor' with arguments from the "
-                      "'QuantizedCPU' backend.", "run", module="")
+    events = [
+        ev("quant", "Quantize", [FP32], [INT8]),
+        ev("conv", "Conv2d", [INT8], [INT8]),
+        ev("add", "function", [INT8, INT8], [], kind="function"),
+    ]
+    crash = CrashInfo(
+        "NotImplementedError",
+        "Could not run 'aten::add.Tensor' with arguments from the 'QuantizedCPU' backend.",
+        "run",
+        module="",
+    )
     assert run("QD002", facts(modules, events, crash=crash, output=[])) == []
 
 
@@ -326,8 +405,10 @@ def test_qd003_converted_per_tensor_weights_need_a_second_sign_of_qnnpack():
 
 def test_qd003_crash_without_an_engine_is_an_error():
     crash = CrashInfo("RuntimeError", "Didn't find engine for operation quantized::conv2d_prepack NoQEngine", "load")
-    (finding,) = run("QD003", facts([mod("conv", "Conv2d", F.FLOAT, qconfig=X86_QCONFIG)], crash=crash,
-                                    environment=env(engine="none")))
+    (finding,) = run(
+        "QD003",
+        facts([mod("conv", "Conv2d", F.FLOAT, qconfig=X86_QCONFIG)], crash=crash, environment=env(engine="none")),
+    )
     assert finding.severity.value == "error"
     assert "quantized::conv2d_prepack" in finding.message
     assert 'engine = "x86"' in finding.fix
@@ -367,7 +448,7 @@ def test_qd004_converted_conv_followed_by_relu_gives_the_fuse_modules_call():
     (finding,) = run("QD004", facts(modules, events))
     assert finding.location.module == "features.0"
     assert finding.evidence["groups"] == [["features.0", "features.1"]]
-    assert 'torch.ao.quantization.fuse_modules(\n    float_model.eval(),' in finding.fix
+    assert "torch.ao.quantization.fuse_modules(\n    float_model.eval()," in finding.fix
     assert '["features.0", "features.1"]' in finding.fix
 
 
@@ -378,7 +459,9 @@ def test_qd004_refuses_a_relu_that_runs_twice():
 
 def test_qd004_already_fused_and_never_quantized_layers_are_quiet():
     fused = [qconv("c", type_="ConvReLU2d"), mod("r", "Identity", F.FLOAT)]
-    assert run("QD004", facts(fused, [ev("c", "ConvReLU2d", [INT8], [INT8]), ev("r", "Identity", [INT8], [INT8])])) == []
+    assert (
+        run("QD004", facts(fused, [ev("c", "ConvReLU2d", [INT8], [INT8]), ev("r", "Identity", [INT8], [INT8])])) == []
+    )
     floats = [mod("c", "Conv2d", F.FLOAT), mod("r", "ReLU", F.FLOAT), qconv("fc", type_="Linear")]
     events = [ev("c", "Conv2d", [FP32], [FP32]), ev("r", "ReLU", [FP32], [FP32])]
     assert run("QD004", facts(floats, events)) == []  # a float layer kept out of quantization on purpose
@@ -387,12 +470,17 @@ def test_qd004_already_fused_and_never_quantized_layers_are_quiet():
 def test_qd004_after_a_crash_reads_nn_sequential_order_and_stops_at_gaps():
     modules = [
         mod("", "Sequential", F.CONTAINER),
-        qconv("0"), mod("1", "ReLU", F.FLOAT), mod("2", "MaxPool2d", F.FLOAT),
-        qconv("3"), mod("4", "ReLU", F.FLOAT),
-        qconv("6"), mod("7", "ReLU", F.FLOAT),  # "5" missing: a module shared with an earlier index
+        qconv("0"),
+        mod("1", "ReLU", F.FLOAT),
+        mod("2", "MaxPool2d", F.FLOAT),
+        qconv("3"),
+        mod("4", "ReLU", F.FLOAT),
+        qconv("6"),
+        mod("7", "ReLU", F.FLOAT),  # "5" missing: a module shared with an earlier index
     ]
-    crash = CrashInfo("NotImplementedError", "Could not run 'quantized::conv2d.new' with arguments from the 'CPU'",
-                      "run", module="0")
+    crash = CrashInfo(
+        "NotImplementedError", "Could not run 'quantized::conv2d.new' with arguments from the 'CPU'", "run", module="0"
+    )
     (finding,) = run("QD004", facts(modules, [ev("0", "Conv2d", [FP32], [])], crash=crash, output=[]))
     assert finding.evidence["groups"] == [["0", "1"], ["3", "4"], ["6", "7"]]
     # Sequential(conv_a, relu, conv_b, relu): the last ReLU is the first one again, so named_modules() lists it once
@@ -402,8 +490,11 @@ def test_qd004_after_a_crash_reads_nn_sequential_order_and_stops_at_gaps():
 
 
 def test_qd004_qat_uses_fuse_modules_qat_and_wrapper_paths_map_to_the_float_model():
-    modules = [mod("module.0", "Conv2d", F.QAT), mod("module.1", "ReLU", F.FLOAT, qconfig=X86_QCONFIG),
-               mod("module.0.weight_fake_quant", "FakeQuantize", F.FAKE_QUANT)]
+    modules = [
+        mod("module.0", "Conv2d", F.QAT),
+        mod("module.1", "ReLU", F.FLOAT, qconfig=X86_QCONFIG),
+        mod("module.0.weight_fake_quant", "FakeQuantize", F.FAKE_QUANT),
+    ]
     events = [ev("module.0", "Conv2d", [FP32], [FP32]), ev("module.1", "ReLU", [FP32], [FP32])]
     float_modules = [mod("", "Sequential", F.CONTAINER), mod("0", "Conv2d", F.FLOAT), mod("1", "ReLU", F.FLOAT)]
     (finding,) = run("QD004", facts(modules, events, float_modules=float_modules))
@@ -421,17 +512,26 @@ def test_qd004_skips_fx_graph_modules():
 
 def _fallback_trace():
     modules = [
-        mod("quant", "Quantize", F.QUANT_STUB, scale=0.1, zero_point=3), qconv("stem"),
-        mod("to_float", "DeQuantize", F.DEQUANT_STUB), mod("mid", "Conv2d", F.FLOAT), mod("act", "SiLU", F.FLOAT),
-        mod("to_int8", "Quantize", F.QUANT_STUB, scale=0.1, zero_point=3), qconv("block"),
-        mod("dequant", "DeQuantize", F.DEQUANT_STUB), mod("head", "Softmax", F.FLOAT),
+        mod("quant", "Quantize", F.QUANT_STUB, scale=0.1, zero_point=3),
+        qconv("stem"),
+        mod("to_float", "DeQuantize", F.DEQUANT_STUB),
+        mod("mid", "Conv2d", F.FLOAT),
+        mod("act", "SiLU", F.FLOAT),
+        mod("to_int8", "Quantize", F.QUANT_STUB, scale=0.1, zero_point=3),
+        qconv("block"),
+        mod("dequant", "DeQuantize", F.DEQUANT_STUB),
+        mod("head", "Softmax", F.FLOAT),
     ]
     events = [
-        ev("quant", "Quantize", [FP32], [INT8]), ev("stem", "Conv2d", [INT8], [INT8]),
-        ev("to_float", "DeQuantize", [INT8], [FP32]), ev("mid", "Conv2d", [FP32], [FP32]),
+        ev("quant", "Quantize", [FP32], [INT8]),
+        ev("stem", "Conv2d", [INT8], [INT8]),
+        ev("to_float", "DeQuantize", [INT8], [FP32]),
+        ev("mid", "Conv2d", [FP32], [FP32]),
         ev("view", "function", [FP32], [FP32], kind="function"),
-        ev("act", "SiLU", [FP32], [FP32]), ev("to_int8", "Quantize", [FP32], [INT8]),
-        ev("block", "Conv2d", [INT8], [INT8]), ev("dequant", "DeQuantize", [INT8], [FP32]),
+        ev("act", "SiLU", [FP32], [FP32]),
+        ev("to_int8", "Quantize", [FP32], [INT8]),
+        ev("block", "Conv2d", [INT8], [INT8]),
+        ev("dequant", "DeQuantize", [INT8], [FP32]),
         ev("head", "Softmax", [FP32], [FP32]),  # the float tail: a boundary, not a fallback
     ]
     return modules, events
@@ -439,7 +539,9 @@ def _fallback_trace():
 
 def test_qd005_names_the_float_modules_between_int8_regions_and_their_share():
     modules, events = _fallback_trace()
-    prof = profile(10.0, {"to_float": 0.2, "mid": 2.0, "act": 0.5, "to_int8": 0.3, "head": 1.0}, float_ms=3.5, qdq_ms=0.8)
+    prof = profile(
+        10.0, {"to_float": 0.2, "mid": 2.0, "act": 0.5, "to_int8": 0.3, "head": 1.0}, float_ms=3.5, qdq_ms=0.8
+    )
     (finding,) = run("QD005", facts(modules, events, profile=prof))
     assert finding.severity.value == "warning"
     assert finding.location.module == "mid"
@@ -467,17 +569,21 @@ def test_qd005_model_boundaries_are_not_round_trips():
 
 def test_qd005_leaves_hand_made_float_adds_to_qd011():
     modules, events = healthy_chain()
-    trip = [ev("dequantize", "function", [INT8], [FP32], kind="function"),
-            ev("Tensor.__add__", "function", [FP32, FP32], [FP32], kind="function"),
-            ev("quantize_per_tensor", "function", [FP32], [INT8], kind="function")]
+    trip = [
+        ev("dequantize", "function", [INT8], [FP32], kind="function"),
+        ev("Tensor.__add__", "function", [FP32, FP32], [FP32], kind="function"),
+        ev("quantize_per_tensor", "function", [FP32], [INT8], kind="function"),
+    ]
     assert run("QD005", facts(modules, events[:2] + trip + events[2:])) == []
 
 
 def test_qd005_counts_function_fallbacks_through_the_profile_categories():
     modules, events = healthy_chain()
-    trip = [ev("Tensor.dequantize", "function", [INT8], [FP32], kind="function"),
-            ev("sigmoid", "function", [FP32], [FP32], kind="function"),
-            ev("quantize_per_tensor", "function", [FP32], [INT8], kind="function")]
+    trip = [
+        ev("Tensor.dequantize", "function", [INT8], [FP32], kind="function"),
+        ev("sigmoid", "function", [FP32], [FP32], kind="function"),
+        ev("quantize_per_tensor", "function", [FP32], [INT8], kind="function"),
+    ]
     prof = profile(10.0, {"quant": 0.3, "dequant": 0.2, "conv": 5.0}, float_ms=2.0, qdq_ms=1.5)
     (finding,) = run("QD005", facts(modules, events[:2] + trip + events[2:], profile=prof))
     assert finding.evidence["float_functions"] == ["sigmoid()"]
@@ -519,9 +625,12 @@ def test_qd006_fx_prepared_graph_module_points_at_the_first_float_layer():
         mod("conv1.1", "ReLU", F.FLOAT, qconfig=X86_QCONFIG),
         mod("activation_post_process_1", "HistogramObserver", F.OBSERVER, observed_min=0.0, observed_max=2.0),
     ]
-    events = [ev("activation_post_process_0", "HistogramObserver", [FP32], [FP32]),
-              ev("conv1.0", "Conv2d", [FP32], [FP32]), ev("conv1.1", "ReLU", [FP32], [FP32]),
-              ev("activation_post_process_1", "HistogramObserver", [FP32], [FP32])]
+    events = [
+        ev("activation_post_process_0", "HistogramObserver", [FP32], [FP32]),
+        ev("conv1.0", "Conv2d", [FP32], [FP32]),
+        ev("conv1.1", "ReLU", [FP32], [FP32]),
+        ev("activation_post_process_1", "HistogramObserver", [FP32], [FP32]),
+    ]
     (finding,) = run("QD006", facts(modules, events))
     assert finding.location.module == "conv1"
     assert finding.evidence["flow"] == "FX prepare_fx" and finding.evidence["observers"] == 2
@@ -531,9 +640,20 @@ def test_qd006_fx_prepared_graph_module_points_at_the_first_float_layer():
 def test_qd006_eager_qat_counts_fake_quant_and_disables_observers_in_the_fix():
     modules = [
         mod("0", "QuantStub", F.QUANT_STUB),
-        mod("0.activation_post_process", "FusedMovingAvgObsFakeQuantize", F.FAKE_QUANT, observed_min=-1.0, observed_max=1.0),
-        mod("0.activation_post_process.activation_post_process", "MovingAverageMinMaxObserver", F.OBSERVER,
-            observed_min=-1.0, observed_max=1.0),
+        mod(
+            "0.activation_post_process",
+            "FusedMovingAvgObsFakeQuantize",
+            F.FAKE_QUANT,
+            observed_min=-1.0,
+            observed_max=1.0,
+        ),
+        mod(
+            "0.activation_post_process.activation_post_process",
+            "MovingAverageMinMaxObserver",
+            F.OBSERVER,
+            observed_min=-1.0,
+            observed_max=1.0,
+        ),
         mod("1", "ConvBnReLU2d", F.QAT, is_leaf=False),
         mod("1.bn", "BatchNorm2d", F.FLOAT),
         mod("1.weight_fake_quant", "FusedMovingAvgObsFakeQuantize", F.FAKE_QUANT, observed_min=-1.0, observed_max=1.0),

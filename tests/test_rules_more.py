@@ -11,8 +11,9 @@ import os
 import pytest
 from conftest import FIXTURES, codes, run_check
 
-from qdoctor.diagnose import crash_causes as crashes
 from qdoctor import facts as F
+from qdoctor.diagnose import crash_causes as crashes
+from qdoctor.diagnose.registry import get_rule
 from qdoctor.facts import (
     Benchmarks,
     CategoryTime,
@@ -29,7 +30,6 @@ from qdoctor.facts import (
     Trace,
     TraceEvent,
 )
-from qdoctor.diagnose.registry import get_rule
 
 USER_FILE = "/home/user/model.py"
 ADD_CRASH = (
@@ -50,9 +50,19 @@ CUDA_CRASH = (
 
 def env(**overrides) -> Environment:
     values = dict(
-        torch_version="2.14.1", python_version="3.11.9", platform="Linux", machine="x86_64", cpu_model="test cpu",
-        cpu_isa=["avx2", "avx512f", "avx512_vnni"], cpu_capability="AVX512", cpu_count=4, quantized_engine="x86",
-        supported_engines=["qnnpack", "onednn", "x86", "fbgemm"], num_threads=4, num_interop_threads=4, thread_env={},
+        torch_version="2.14.1",
+        python_version="3.11.9",
+        platform="Linux",
+        machine="x86_64",
+        cpu_model="test cpu",
+        cpu_isa=["avx2", "avx512f", "avx512_vnni"],
+        cpu_capability="AVX512",
+        cpu_count=4,
+        quantized_engine="x86",
+        supported_engines=["qnnpack", "onednn", "x86", "fbgemm"],
+        num_threads=4,
+        num_interop_threads=4,
+        thread_env={},
     )
     values.update(overrides)
     return Environment(**values)
@@ -60,7 +70,12 @@ def env(**overrides) -> Environment:
 
 def mod(path: str, type_: str, kind: str, training: bool = False, line: int | None = None) -> ModuleInfo:
     return ModuleInfo(
-        path=path, type=type_, type_module="test", kind=kind, is_leaf=kind != F.CONTAINER, training=training,
+        path=path,
+        type=type_,
+        type_module="test",
+        kind=kind,
+        is_leaf=kind != F.CONTAINER,
+        training=training,
         source=SourceLocation(USER_FILE, line, f"self.{path} = ...") if line else None,
     )
 
@@ -98,8 +113,14 @@ def profile(total: float, shares: dict[str, float], modules: list[tuple[str, str
 
 def make_facts(modules, events=(), crash=None, load_crash=None, script="", environment=None, **parts) -> Facts:
     target = Target(
-        spec=USER_FILE, file=USER_FILE, subject_name="quantized_model", float_name="float_model",
-        inputs_name="example_inputs", inputs=[f32((1, 16))], script_text=script, load_crash=load_crash,
+        spec=USER_FILE,
+        file=USER_FILE,
+        subject_name="quantized_model",
+        float_name="float_model",
+        inputs_name="example_inputs",
+        inputs=[f32((1, 16))],
+        script_text=script,
+        load_crash=load_crash,
     )
     return Facts(
         target=target,
@@ -114,16 +135,29 @@ def run_rule(code: str, facts: Facts):
     return list(get_rule(code).check(facts))
 
 
-def run_crash(message: str, module: str | None = "", line: int | None = 20, type_: str = "RuntimeError", phase: str = "run"):
-    return CrashInfo(type=type_, message=message, phase=phase, module=module, file=USER_FILE if line else None,
-                     line=line, code="out += identity" if line else None)
+def run_crash(
+    message: str, module: str | None = "", line: int | None = 20, type_: str = "RuntimeError", phase: str = "run"
+):
+    return CrashInfo(
+        type=type_,
+        message=message,
+        phase=phase,
+        module=module,
+        file=USER_FILE if line else None,
+        line=line,
+        code="out += identity" if line else None,
+    )
 
 
 # ------------------------------------------------------------------------------------ QD007 dynamic coverage
 
 
 def resnet_like(fc_ms: float, conv_ms: float, bn_ms: float = 0.0, lstm_ms: float = 0.0) -> list:
-    mods = [("conv1", "Conv2d", F.FLOAT, conv_ms), ("bn1", "BatchNorm2d", F.FLOAT, bn_ms), ("fc", "Linear", F.FLOAT, fc_ms)]
+    mods = [
+        ("conv1", "Conv2d", F.FLOAT, conv_ms),
+        ("bn1", "BatchNorm2d", F.FLOAT, bn_ms),
+        ("fc", "Linear", F.FLOAT, fc_ms),
+    ]
     if lstm_ms:
         mods.append(("rnn", "LSTM", F.FLOAT, lstm_ms))
     return mods
@@ -134,8 +168,12 @@ def dynamic_facts(fc_ms: float, conv_ms: float, bn_ms: float = 0.0, lstm_ms: flo
     total = sum(m[3] for m in mods)
     subject_mods = [(p, t, F.DYNAMIC_QUANTIZED if p == "fc" else k, ms) for p, t, k, ms in mods]
     return make_facts(
-        [mod("conv1", "Conv2d", F.FLOAT), mod("bn1", "BatchNorm2d", F.FLOAT), mod("fc", "Linear", F.DYNAMIC_QUANTIZED),
-         mod("fc._packed_params", "LinearPackedParams", F.QUANTIZED)]
+        [
+            mod("conv1", "Conv2d", F.FLOAT),
+            mod("bn1", "BatchNorm2d", F.FLOAT),
+            mod("fc", "Linear", F.DYNAMIC_QUANTIZED),
+            mod("fc._packed_params", "LinearPackedParams", F.QUANTIZED),
+        ]
         + ([mod("rnn", "LSTM", F.FLOAT)] if lstm_ms else []),
         script="import torch\nmodel_dynamic = torch.ao.quantization.quantize_dynamic(model, {nn.Linear})\n",
         profile=profile(total, {F.CAT_FLOAT: 0.99, F.CAT_INT8: 0.01}, subject_mods),
@@ -178,17 +216,25 @@ def test_qd007_ignores_static_models():
 
 
 def mlp_facts(subject_ms=0.36, float_ms=0.16, qdq=0.35, flt=0.0, engine="x86", observers=False, sub_iqr=0.02) -> Facts:
-    mods = [mod("quant", "Quantize", F.QUANT_STUB), mod("fc1", "LinearReLU", F.QUANTIZED, line=12),
-            mod("fc2", "Linear", F.QUANTIZED, line=14), mod("dequant", "DeQuantize", F.DEQUANT_STUB)]
+    mods = [
+        mod("quant", "Quantize", F.QUANT_STUB),
+        mod("fc1", "LinearReLU", F.QUANTIZED, line=12),
+        mod("fc2", "Linear", F.QUANTIZED, line=14),
+        mod("dequant", "DeQuantize", F.DEQUANT_STUB),
+    ]
     if observers:
         mods.append(mod("fc1.activation_post_process", "HistogramObserver", F.OBSERVER))
     return make_facts(
         mods,
         environment=env(quantized_engine=engine),
-        profile=profile(0.3, {F.CAT_QDQ: qdq, F.CAT_FLOAT: flt, F.CAT_INT8: 1 - qdq - flt},
-                        [("fc1", "LinearReLU", F.QUANTIZED, 0.05), ("fc2", "Linear", F.QUANTIZED, 0.02)]),
-        float_profile=profile(0.1, {F.CAT_FLOAT: 1.0},
-                              [("fc1", "Linear", F.FLOAT, 0.03), ("fc2", "Linear", F.FLOAT, 0.03)]),
+        profile=profile(
+            0.3,
+            {F.CAT_QDQ: qdq, F.CAT_FLOAT: flt, F.CAT_INT8: 1 - qdq - flt},
+            [("fc1", "LinearReLU", F.QUANTIZED, 0.05), ("fc2", "Linear", F.QUANTIZED, 0.02)],
+        ),
+        float_profile=profile(
+            0.1, {F.CAT_FLOAT: 1.0}, [("fc1", "Linear", F.FLOAT, 0.03), ("fc2", "Linear", F.FLOAT, 0.03)]
+        ),
         benchmark=Benchmarks(subject=timing(subject_ms, sub_iqr), float_baseline=timing(float_ms, 0.01)),
     )
 
@@ -231,8 +277,11 @@ def test_qd008_is_skipped_without_a_benchmark():
 
 def test_qd009_dropout_active_in_a_converted_model():
     facts = make_facts(
-        [mod("conv", "ConvReLU2d", F.QUANTIZED, training=True), mod("drop", "Dropout", F.FLOAT, training=True, line=9),
-         mod("qdrop", "Dropout", F.QUANTIZED, training=True)],
+        [
+            mod("conv", "ConvReLU2d", F.QUANTIZED, training=True),
+            mod("drop", "Dropout", F.FLOAT, training=True, line=9),
+            mod("qdrop", "Dropout", F.QUANTIZED, training=True),
+        ],
     )
     facts.modules[0].training = True
     [finding] = run_rule("QD009", facts)
@@ -247,8 +296,10 @@ def test_qd009_quiet_in_eval_mode():
 
 
 def test_qd009_functional_dropout_in_forward():
-    facts = make_facts([mod("fc", "Linear", F.DYNAMIC_QUANTIZED, training=True)],
-                       events=[fev("dropout", "", [f32()], [f32()], line=31, code="x = F.dropout(x, 0.5, self.training)")])
+    facts = make_facts(
+        [mod("fc", "Linear", F.DYNAMIC_QUANTIZED, training=True)],
+        events=[fev("dropout", "", [f32()], [f32()], line=31, code="x = F.dropout(x, 0.5, self.training)")],
+    )
     facts.modules[0].training = True
     [finding] = run_rule("QD009", facts)
     assert finding.evidence["functional_dropout_lines"] == [31]
@@ -256,13 +307,24 @@ def test_qd009_functional_dropout_in_forward():
 
 def test_qd009_float_batchnorm_between_int8_convs():
     facts = make_facts(
-        [mod("quant", "Quantize", F.QUANT_STUB), mod("conv1", "Conv2d", F.QUANTIZED),
-         mod("dq", "DeQuantize", F.DEQUANT_STUB), mod("bn1", "BatchNorm2d", F.FLOAT, line=7),
-         mod("rq", "Quantize", F.QUANT_STUB), mod("relu1", "ReLU", F.FLOAT), mod("conv2", "Conv2d", F.QUANTIZED)],
-        events=[mev("quant", "Quantize", [f32()], [q()]), mev("conv1", "Conv2d", [q()], [q()]),
-                mev("dq", "DeQuantize", [q()], [f32()]), mev("bn1", "BatchNorm2d", [f32()], [f32()]),
-                mev("rq", "Quantize", [f32()], [q()]), mev("relu1", "ReLU", [q()], [q()]),
-                mev("conv2", "Conv2d", [q()], [q()])],
+        [
+            mod("quant", "Quantize", F.QUANT_STUB),
+            mod("conv1", "Conv2d", F.QUANTIZED),
+            mod("dq", "DeQuantize", F.DEQUANT_STUB),
+            mod("bn1", "BatchNorm2d", F.FLOAT, line=7),
+            mod("rq", "Quantize", F.QUANT_STUB),
+            mod("relu1", "ReLU", F.FLOAT),
+            mod("conv2", "Conv2d", F.QUANTIZED),
+        ],
+        events=[
+            mev("quant", "Quantize", [f32()], [q()]),
+            mev("conv1", "Conv2d", [q()], [q()]),
+            mev("dq", "DeQuantize", [q()], [f32()]),
+            mev("bn1", "BatchNorm2d", [f32()], [f32()]),
+            mev("rq", "Quantize", [f32()], [q()]),
+            mev("relu1", "ReLU", [q()], [q()]),
+            mev("conv2", "Conv2d", [q()], [q()]),
+        ],
     )
     [finding] = run_rule("QD009", facts)
     assert finding.location.module == "bn1" and finding.location.line == 7
@@ -271,6 +333,7 @@ def test_qd009_float_batchnorm_between_int8_convs():
 
 
 # ------------------------------------------------------------------------------------------ QD010 threads
+
 
 def threads_facts(script="", **environment) -> Facts:
     return make_facts([mod("conv", "Conv2d", F.QUANTIZED)], script=script, environment=env(**environment))
@@ -310,16 +373,25 @@ def test_qd010_interop_threads_beyond_cores_is_info():
 
 
 def block_modules():
-    return [mod("quant", "Quantize", F.QUANT_STUB), mod("layer1", "BasicBlock", F.CONTAINER),
-            mod("layer1.conv1", "Conv2d", F.QUANTIZED, line=13), mod("layer1.conv2", "Conv2d", F.QUANTIZED, line=15)]
+    return [
+        mod("quant", "Quantize", F.QUANT_STUB),
+        mod("layer1", "BasicBlock", F.CONTAINER),
+        mod("layer1.conv1", "Conv2d", F.QUANTIZED, line=13),
+        mod("layer1.conv2", "Conv2d", F.QUANTIZED, line=15),
+    ]
 
 
-def add_crash_facts(message=ADD_CRASH, name="Tensor.add_", inputs=(q(), q()), code="out += identity") -> Facts:
-    events = [mev("quant", "Quantize", [f32()], [q()]), mev("layer1.conv1", "Conv2d", [q()], [q()]),
-              mev("layer1.conv2", "Conv2d", [q()], [q()]),
-              fev(name, "layer1", inputs, [], line=22, code=code)]
-    return make_facts(block_modules(), events=events,
-                      crash=run_crash(message, module="layer1", line=22, type_="NotImplementedError"))
+def add_crash_facts(message=ADD_CRASH, name="Tensor.add_", inputs=None, code="out += identity") -> Facts:
+    inputs = (q(), q()) if inputs is None else inputs
+    events = [
+        mev("quant", "Quantize", [f32()], [q()]),
+        mev("layer1.conv1", "Conv2d", [q()], [q()]),
+        mev("layer1.conv2", "Conv2d", [q()], [q()]),
+        fev(name, "layer1", inputs, [], line=22, code=code),
+    ]
+    return make_facts(
+        block_modules(), events=events, crash=run_crash(message, module="layer1", line=22, type_="NotImplementedError")
+    )
 
 
 def test_qd011_residual_add_crash_points_at_the_forward_line():
@@ -333,45 +405,66 @@ def test_qd011_residual_add_crash_points_at_the_forward_line():
 
 
 def test_qd011_scalar_multiply_maps_to_mul_scalar():
-    facts = add_crash_facts("promoteTypes with quantized numbers is not handled yet; figure out what the correct rules "
-                            "should be, offending types: QUInt8 Float", name="Tensor.mul", inputs=(q(),),
-                            code="out = out * 0.5")
+    facts = add_crash_facts(
+        "promoteTypes with quantized numbers is not handled yet; figure out what the correct rules "
+        "should be, offending types: QUInt8 Float",
+        name="Tensor.mul",
+        inputs=(q(),),
+        code="out = out * 0.5",
+    )
     [finding] = run_rule("QD011", facts)
     assert "out = self.skip_mul.mul_scalar(out, 0.5)" in finding.fix
 
 
 def test_qd011_float_tensor_into_a_converted_float_functional():
-    facts = add_crash_facts("Could not run 'quantized::add' with arguments from the 'CPU' backend. ...",
-                            name="quantized::add", inputs=(f32(), f32()))
+    facts = add_crash_facts(
+        "Could not run 'quantized::add' with arguments from the 'CPU' backend. ...",
+        name="quantized::add",
+        inputs=(f32(), f32()),
+    )
     [finding] = run_rule("QD011", facts)
     assert "received a float tensor" in finding.message
 
 
 def test_qd011_function_without_int8_kernel_gets_dequantize_advice():
-    facts = add_crash_facts("Could not run 'aten::exp.out' with arguments from the 'QuantizedCPU' backend.",
-                            name="Tensor.exp", inputs=(q(),))
+    facts = add_crash_facts(
+        "Could not run 'aten::exp.out' with arguments from the 'QuantizedCPU' backend.",
+        name="Tensor.exp",
+        inputs=(q(),),
+    )
     [finding] = run_rule("QD011", facts)
     assert "no int8 kernel" in finding.message and "DeQuantStub" in finding.fix
 
 
 def test_qd011_leaves_module_level_crashes_to_qd002():
     events = [mev("quant", "Quantize", [f32()], [q()]), mev("bn", "BatchNorm1d", [q()], [])]
-    facts = make_facts([mod("quant", "Quantize", F.QUANT_STUB), mod("bn", "BatchNorm1d", F.FLOAT)], events=events,
-                       crash=run_crash(ADD_CRASH.replace("add.out", "native_batch_norm"), module="bn", line=None))
+    facts = make_facts(
+        [mod("quant", "Quantize", F.QUANT_STUB), mod("bn", "BatchNorm1d", F.FLOAT)],
+        events=events,
+        crash=run_crash(ADD_CRASH.replace("add.out", "native_batch_norm"), module="bn", line=None),
+    )
     assert run_rule("QD011", facts) == []
     assert crashes.classify(facts.trace.crash, facts).rule == "QD002"
     assert run_rule("QD014", facts) == []
 
 
 def test_qd011_hand_written_round_trip_and_int8_cat():
-    mods = [mod("dq_a", "DeQuantize", F.DEQUANT_STUB), mod("dq_b", "DeQuantize", F.DEQUANT_STUB),
-            mod("requant", "Quantize", F.QUANT_STUB), mod("head", "Conv2d", F.QUANTIZED), mod("ff", "QFunctional", F.FLOAT_FUNCTIONAL)]
-    events = [mev("dq_a", "DeQuantize", [q()], [f32()]), mev("dq_b", "DeQuantize", [q()], [f32()]),
-              fev("Tensor.add", "", [f32(), f32()], [f32()], line=25),
-              mev("requant", "Quantize", [f32()], [q()]),
-              fev("cat", "", [q(), q()], [q()], line=26),
-              fev("quantized::cat", "", [q(), q()], [q()], line=27),  # FloatFunctional.cat after convert: fine
-              mev("head", "Conv2d", [q()], [q()])]
+    mods = [
+        mod("dq_a", "DeQuantize", F.DEQUANT_STUB),
+        mod("dq_b", "DeQuantize", F.DEQUANT_STUB),
+        mod("requant", "Quantize", F.QUANT_STUB),
+        mod("head", "Conv2d", F.QUANTIZED),
+        mod("ff", "QFunctional", F.FLOAT_FUNCTIONAL),
+    ]
+    events = [
+        mev("dq_a", "DeQuantize", [q()], [f32()]),
+        mev("dq_b", "DeQuantize", [q()], [f32()]),
+        fev("Tensor.add", "", [f32(), f32()], [f32()], line=25),
+        mev("requant", "Quantize", [f32()], [q()]),
+        fev("cat", "", [q(), q()], [q()], line=26),
+        fev("quantized::cat", "", [q(), q()], [q()], line=27),  # FloatFunctional.cat after convert: fine
+        mev("head", "Conv2d", [q()], [q()]),
+    ]
     findings = run_rule("QD011", make_facts(mods, events=events))
     assert sorted(f.location.line for f in findings) == [25, 26]  # the round trip's add, the int8 torch.cat
     assert all(f.severity.value == "warning" for f in findings)
@@ -406,16 +499,24 @@ def test_crash_classification(message, level_event, rule):
     elif level_event == "module":
         events = [mev("conv", "Conv2d", [q()], [])]
     crash = run_crash(message, module="conv" if level_event == "module" else "", phase="run" if events else "load")
-    facts = make_facts([mod("conv", "Conv2d", F.QUANTIZED)], events=events, crash=crash if events else None,
-                       load_crash=None if events else crash)
+    facts = make_facts(
+        [mod("conv", "Conv2d", F.QUANTIZED)],
+        events=events,
+        crash=crash if events else None,
+        load_crash=None if events else crash,
+    )
     cause = crashes.classify(crash, facts)
     assert (cause.rule if cause else None) == rule
 
 
 def test_qd015_gpu_message_on_hand_built_facts():
     crash = run_crash(CUDA_CRASH, module="conv1", line=30, type_="NotImplementedError")
-    facts = make_facts([mod("conv1", "Conv2d", F.QUANTIZED, line=8)], events=[mev("conv1", "Conv2d", [q()], [])],
-                       crash=crash, script='x = x.to("cuda")\n')
+    facts = make_facts(
+        [mod("conv1", "Conv2d", F.QUANTIZED, line=8)],
+        events=[mev("conv1", "Conv2d", [q()], [])],
+        crash=crash,
+        script='x = x.to("cuda")\n',
+    )
     [finding] = run_rule("QD015", facts)
     assert finding.location.module == "conv1" and finding.location.line == 30
     assert "CPU kernels only" in finding.message and 'torch.device("cpu")' in finding.fix
@@ -425,8 +526,9 @@ def test_qd015_gpu_message_on_hand_built_facts():
 
 def test_qd014_reports_what_nobody_explains_with_location():
     crash = run_crash("shape '[1, 8192]' is invalid for input of size 2048", module="", line=21)
-    facts = make_facts([mod("conv", "Conv2d", F.QUANTIZED)], events=[fev("Tensor.reshape", "", [q()], [], line=21)],
-                       crash=crash)
+    facts = make_facts(
+        [mod("conv", "Conv2d", F.QUANTIZED)], events=[fev("Tensor.reshape", "", [q()], [], line=21)], crash=crash
+    )
     [finding] = run_rule("QD014", facts)
     assert "not a known quantization failure" in finding.message
     assert finding.location.line == 21 and finding.severity.value == "error"
@@ -448,8 +550,12 @@ def test_qd014_reports_a_known_cause_whose_rule_is_not_registered(monkeypatch):
 def test_qd014_load_crash_same_as_run_crash_is_reported_once():
     run = run_crash("boom", module="", line=21, type_="ValueError")
     load = run_crash("boom", module=None, line=40, type_="ValueError", phase="load")
-    facts = make_facts([mod("conv", "Conv2d", F.QUANTIZED)], events=[fev("Tensor.view", "", [q()], [], line=21)],
-                       crash=run, load_crash=load)
+    facts = make_facts(
+        [mod("conv", "Conv2d", F.QUANTIZED)],
+        events=[fev("Tensor.view", "", [q()], [], line=21)],
+        crash=run,
+        load_crash=load,
+    )
     assert len(run_rule("QD014", facts)) == 1
 
 
@@ -581,8 +687,12 @@ def test_qd014_reports_a_second_script_crash_that_qd003_does_not_read():
     # QD003 reads Facts.crash, the run's crash when there is one: a different NoQEngine crash of the script is ours
     run = run_crash("boom", module="", line=21, type_="ValueError")
     load = run_crash("quantized engine NoQEngine is not supported", module=None, line=40, phase="load")
-    facts = make_facts([mod("conv", "Conv2d", F.QUANTIZED)], events=[fev("Tensor.view", "", [q()], [], line=21)],
-                       crash=run, load_crash=load)
+    facts = make_facts(
+        [mod("conv", "Conv2d", F.QUANTIZED)],
+        events=[fev("Tensor.view", "", [q()], [], line=21)],
+        crash=run,
+        load_crash=load,
+    )
     assert sorted(f.location.line for f in run_rule("QD014", facts)) == [21, 40]
 
 

@@ -5,9 +5,8 @@ import io
 import sys
 
 import torch
-from torch import nn
-
 from conftest import run_check
+from torch import nn
 
 STATE_MODULE = """
 import torch

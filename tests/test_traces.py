@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import FIXTURES
 from typer.testing import CliRunner
 
-from conftest import FIXTURES
 from qdoctor.cli import app
 from qdoctor.gather.profile import TRACE_WORKER, trace_file
 
 
 def _check_with_traces(trace_dir):
-    from qdoctor.run.check import CheckOptions, check
     from qdoctor.gather import GatherOptions
+    from qdoctor.run.check import CheckOptions, check
 
     options = CheckOptions(gather=GatherOptions(bench=False, profile_budget=0.05, trace_dir=str(trace_dir)))
     return check(str(FIXTURES / "healthy_static.py"), options)
@@ -28,7 +28,10 @@ def traced(tmp_path_factory):
 
 def test_trace_file_layout():
     assert trace_file("/t", "fixtures/net.py", "subject").as_posix() == f"/t/net-subject/{TRACE_WORKER}.pt.trace.json"
-    assert trace_file("/t", "models.zoo:build", "float").as_posix() == f"/t/models.zoo-build-float/{TRACE_WORKER}.pt.trace.json"
+    assert (
+        trace_file("/t", "models.zoo:build", "float").as_posix()
+        == f"/t/models.zoo-build-float/{TRACE_WORKER}.pt.trace.json"
+    )
     assert trace_file("/t", "my model!.py", "subject").parent.name == "my_model-subject"
 
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import FIXTURES, SCRIPTS, as_json, run_check, skip_if_busy
 from torch import nn
 from typer.testing import CliRunner
 
-from conftest import FIXTURES, SCRIPTS, as_json, run_check, skip_if_busy
 from qdoctor.diagnose.findings import Finding, Location, Severity
 
 runner = CliRunner()
@@ -46,7 +46,9 @@ class Prescribed:
 def hand_made(codes: tuple[str, ...], findings: list[Finding], evidence: dict[str, dict]) -> list[Finding]:
     present = {f.rule for f in findings}
     return [
-        Finding(code, "hand-made", Severity.WARNING, "added by the test", Location(), evidence=dict(evidence.get(code, {})))
+        Finding(
+            code, "hand-made", Severity.WARNING, "added by the test", Location(), evidence=dict(evidence.get(code, {}))
+        )
         for code in codes
         if code not in present
     ]
@@ -64,7 +66,7 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, torch.Tensor):
         return isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
     if isinstance(a, tuple):
-        return isinstance(b, tuple) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return isinstance(b, tuple) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=False))
     return a == b
 
 
@@ -72,7 +74,9 @@ def snapshot(model: nn.Module | None) -> tuple[dict[str, Any], list[tuple]]:
     if model is None:
         return {}, []
     state = {k: _frozen(v) for k, v in model.state_dict().items()}
-    structure = [(name, type(m).__name__, m.training, getattr(m, "qconfig", "none")) for name, m in model.named_modules()]
+    structure = [
+        (name, type(m).__name__, m.training, getattr(m, "qconfig", "none")) for name, m in model.named_modules()
+    ]
     return state, structure
 
 
@@ -86,14 +90,20 @@ def changes(before: tuple, after: tuple, what: str) -> list[str]:
 
 
 def prescribe_target(
-    target, add: tuple[str, ...] = (), *, bench: bool = False, evidence=None, save_fixed=None, threads: int | None = None
+    target,
+    add: tuple[str, ...] = (),
+    *,
+    bench: bool = False,
+    evidence=None,
+    save_fixed=None,
+    threads: int | None = None,
 ) -> Prescribed:
     """Load, gather, run the rules, add hand-made findings, prescribe; record anything the stage changed."""
+    from qdoctor.diagnose.registry import run_rules
     from qdoctor.gather import GatherOptions, gather_facts
     from qdoctor.introspect.state import preserved_torch_state
     from qdoctor.load.target import load_target
     from qdoctor.prescribe.core import PrescribeOptions, prescribe
-    from qdoctor.diagnose.registry import run_rules
 
     with preserved_torch_state():
         loaded = load_target(str(target))
@@ -106,18 +116,20 @@ def prescribe_target(
         before = {k: snapshot(m) for k, m in models.items()}
         inputs = [t.clone() for t in loaded.inputs]
         engine, num_threads = torch.backends.quantized.engine, torch.get_num_threads()
-        extras = prescribe(loaded, facts, findings, PrescribeOptions(bench=bench, bench_time=0.05, save_fixed=save_fixed))
+        extras = prescribe(
+            loaded, facts, findings, PrescribeOptions(bench=bench, bench_time=0.05, save_fixed=save_fixed)
+        )
         untouched = [c for k, m in models.items() for c in changes(before[k], snapshot(m), k)]
         if torch.backends.quantized.engine != engine:
             untouched.append(f"engine {engine} -> {torch.backends.quantized.engine}")
         if torch.get_num_threads() != num_threads:
             untouched.append(f"threads {num_threads} -> {torch.get_num_threads()}")
-        if not all(torch.equal(a, b) for a, b in zip(inputs, loaded.inputs)):
+        if not all(torch.equal(a, b) for a, b in zip(inputs, loaded.inputs, strict=False)):
             untouched.append("inputs changed")
     return Prescribed(loaded, facts, findings, extras, untouched)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cached(name: str, add: tuple[str, ...] = (), bench: bool = False) -> Prescribed:
     return prescribe_target(FIXTURES / name, add, bench=bench)
 
@@ -186,7 +198,7 @@ def test_fix_all_snippet_turns_the_script_into_a_working_quantized_one(tmp_path)
 
     result = seed004()
     script = (FIXTURES / "seed004_as_written.py").read_text(encoding="utf-8")
-    (first, last), = quantization_lines(script)
+    ((first, last),) = quantization_lines(script)
     assert f"lines {first}-{last}" in result.fix_all["code"].splitlines()[0]
     lines = script.splitlines()
     # The user's own benchmark after the quantization steps is dropped to keep the test fast.
@@ -305,7 +317,7 @@ def test_fx_model_is_rebuilt_with_prepare_fx_calibrated_for_this_cpu():
     assert qd003["engine"] == "x86"
     assert result.verified("QD004")["applied"] is False  # prepare_fx fuses by itself
     code = result.fix_all["code"]
-    assert "prepare_fx(float_model.eval(), get_default_qconfig_mapping(\"x86\"), (example_inputs,))" in code
+    assert 'prepare_fx(float_model.eval(), get_default_qconfig_mapping("x86"), (example_inputs,))' in code
     assert "quantized_model = convert_fx(qmodel)" in code
     compile(code, "<fix>", "exec")
     assert result.untouched == []
@@ -329,7 +341,9 @@ def test_user_objects_and_torch_state_are_unchanged():
     assert seed.untouched == [] and seed.fix_all["fixes"]
     # The engine switch (QD003), training mode (QD009) and a thread count (QD010) on a script that sets qnnpack.
     result = prescribe_target(
-        FIXTURES / "qnnpack_engine_sequential.py", ("QD003", "QD009", "QD010"), threads=1,
+        FIXTURES / "qnnpack_engine_sequential.py",
+        ("QD003", "QD009", "QD010"),
+        threads=1,
         evidence={"QD010": {"recommended_threads": 2}},
     )
     assert result.loaded.user_engine == "qnnpack"
@@ -345,8 +359,16 @@ def test_save_fixed_writes_a_loadable_torchscript_model(tmp_path):
     path = tmp_path / "fixed.pt"
     result = runner.invoke(
         __import__("qdoctor.cli", fromlist=["app"]).app,
-        ["check", str(FIXTURES / "prepared_not_converted.py"), "--no-profile", "--no-bench", "--format", "json",
-         "--save-fixed", str(path)],
+        [
+            "check",
+            str(FIXTURES / "prepared_not_converted.py"),
+            "--no-profile",
+            "--no-bench",
+            "--format",
+            "json",
+            "--save-fixed",
+            str(path),
+        ],
     )
     assert result.exit_code == 1, result.output
     doc = json.loads(result.stdout)
@@ -402,16 +424,23 @@ def test_no_verify_skips_counterfactuals_and_save_fixed_needs_them(tmp_path):
     assert "fix_all" not in report.extras and all(f.verified is None for f in report.findings)
     from qdoctor.cli import app
 
-    result = runner.invoke(app, ["check", str(FIXTURES / "prepared_not_converted.py"), "--no-verify", "--save-fixed", str(tmp_path / "x.pt")])
+    result = runner.invoke(
+        app,
+        ["check", str(FIXTURES / "prepared_not_converted.py"), "--no-verify", "--save-fixed", str(tmp_path / "x.pt")],
+    )
     assert result.exit_code == 2 and "--no-verify" in result.output and "Traceback" not in result.output
 
 
 def test_terminal_report_shows_verified_lines_and_one_fix_all_snippet():
-    from qdoctor.report.render import OutputFormat, render
     from qdoctor.report.model import Report
+    from qdoctor.report.render import OutputFormat, render
 
     result = seed004()
-    text = render(Report(facts=result.facts, findings=result.findings, skipped=[], extras=result.extras), OutputFormat.terminal, width=200)
+    text = render(
+        Report(facts=result.facts, findings=result.findings, skipped=[], extras=result.extras),
+        OutputFormat.terminal,
+        width=200,
+    )
     assert "after fixes" in text and "quantized: crashed -> after all fixes" in text
     assert "verified: crashed ->" in text  # QD002: the subject could not run before the fix
     assert text.count("fix all (verified on a copy)") == 1

@@ -5,4 +5,13 @@ qdoctor.compare.reporters render it."""
 from qdoctor.compare.core import CompareOptions, compare
 from qdoctor.compare.result import Candidate, CompareResult, Limits, Recommendation, recommend, to_dict
 
-__all__ = ["Candidate", "CompareOptions", "CompareResult", "Limits", "Recommendation", "compare", "recommend", "to_dict"]
+__all__ = [
+    "Candidate",
+    "CompareOptions",
+    "CompareResult",
+    "Limits",
+    "Recommendation",
+    "compare",
+    "recommend",
+    "to_dict",
+]

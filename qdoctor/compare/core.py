@@ -9,16 +9,15 @@ from __future__ import annotations
 import gc
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from qdoctor import __version__
-from qdoctor.prescribe import quantize as Q
 from qdoctor.compare import recipes as R
-from qdoctor.compare.turns import ROUNDS, Contender, time_in_turns
 from qdoctor.compare.result import (
     FAILED,
     FP32,
@@ -30,13 +29,15 @@ from qdoctor.compare.result import (
     metric_drop_points,
     recommend,
 )
+from qdoctor.compare.turns import ROUNDS, Contender, time_in_turns
 from qdoctor.errors import TargetError
-from qdoctor.introspect.state import preserved_torch_state, quiet
 from qdoctor.gather.environment import gather_environment
 from qdoctor.gather.numerics import flat_tensors, sqnr_db
-from qdoctor.load.target import LoadedTarget
-from qdoctor.run.check import load_target_explained
 from qdoctor.introspect.kinds import quantization_level
+from qdoctor.introspect.state import preserved_torch_state, quiet
+from qdoctor.load.target import LoadedTarget
+from qdoctor.prescribe import quantize as Q
+from qdoctor.run.check import load_target_explained
 
 Progress = Callable[[str], None]
 LARGE_MODEL_BYTES = 16_000_000
@@ -75,7 +76,9 @@ def float_model_of(loaded: LoadedTarget) -> tuple[nn.Module, str]:
     )
 
 
-def _check_batches(loaded: LoadedTarget, calibration: list[tuple[Any, ...]], count: int) -> tuple[list[tuple[Any, ...]], str]:
+def _check_batches(
+    loaded: LoadedTarget, calibration: list[tuple[Any, ...]], count: int
+) -> tuple[list[tuple[Any, ...]], str]:
     if loaded.calibration_data is not None:
         batches = calibration[:count]
         return batches, f"the first {len(batches)} calibration_data() batch(es) (the same data used to calibrate)"
@@ -89,7 +92,7 @@ def _check_batches(loaded: LoadedTarget, calibration: list[tuple[Any, ...]], cou
 def top1_agreement(reference: list[Any], outputs: list[Any]) -> tuple[float | None, int]:
     """Share of samples whose argmax matches the reference's, when every output is one (batch, classes) tensor."""
     agree = total = 0
-    for ref, out in zip(reference, outputs):
+    for ref, out in zip(reference, outputs, strict=False):
         refs, outs = flat_tensors(ref), flat_tensors(out)
         if len(refs) != 1 or len(outs) != 1:
             return None, 0
@@ -106,7 +109,9 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0][:400]}" if text else type(exc).__name__
 
 
-def run_recipe(recipe: R.Recipe, ctx: _Context, progress: Progress) -> tuple[Candidate, list[Any] | None, Q.Built | None]:
+def run_recipe(
+    recipe: R.Recipe, ctx: _Context, progress: Progress
+) -> tuple[Candidate, list[Any] | None, Q.Built | None]:
     """Build, run and evaluate one recipe on a copy, and measure its size. Returns the candidate, its outputs on
     the check batches and the built model to time (both None unless it is ok). Never raises for the recipe's own
     errors. Timing comes later, for all recipes in turns (time_recipes)."""
@@ -140,7 +145,7 @@ def run_recipe(recipe: R.Recipe, ctx: _Context, progress: Progress) -> tuple[Can
         candidate.size_bytes = R.model_bytes(recipe, built)
     except R.SkipRecipe as exc:
         candidate.status, candidate.reason = SKIPPED, str(exc)
-    except Exception as exc:  # noqa: BLE001 - a failing recipe is a result, never the end of the run
+    except Exception as exc:
         _failed(candidate, phase, exc)
     finally:
         if ctx.collect_garbage:
@@ -155,7 +160,9 @@ def _failed(candidate: Candidate, phase: str, exc: BaseException) -> None:
     candidate.traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-6000:]
 
 
-def time_recipes(measured: list[tuple[Candidate, R.Recipe, Q.Built]], inputs: tuple[Any, ...], bench_time: float) -> None:
+def time_recipes(
+    measured: list[tuple[Candidate, R.Recipe, Q.Built]], inputs: tuple[Any, ...], bench_time: float
+) -> None:
     """Time every built model in turns (qdoctor.compare.turns), each under its recipe's runtime context."""
 
     def contender(candidate: Candidate, recipe: R.Recipe, built: Q.Built) -> Contender:
@@ -176,7 +183,9 @@ def time_recipes(measured: list[tuple[Candidate, R.Recipe, Q.Built]], inputs: tu
             candidate.latency = timing
 
 
-def _fill_comparisons(candidate: Candidate, fp32: Candidate | None, reference: list[Any] | None, outputs: list[Any] | None, limits: Limits) -> None:
+def _fill_comparisons(
+    candidate: Candidate, fp32: Candidate | None, reference: list[Any] | None, outputs: list[Any] | None, limits: Limits
+) -> None:
     if fp32 is not None and fp32.latency is not None and candidate.latency is not None and candidate.latency.median_ms:
         candidate.speedup = fp32.latency.median_ms / candidate.latency.median_ms
     if fp32 is not None and fp32.size_bytes and candidate.size_bytes:
@@ -252,11 +261,14 @@ def compare(spec: str, options: CompareOptions | None = None, progress: Progress
     if reference is not None:
         largest = max((float(t.abs().max()) for t in flat_tensors(reference) if t.numel()), default=0.0)
         if largest < DEGENERATE_OUTPUT:
-            notes.insert(0, (
-                f"the fp32 outputs are all but zero (largest |value| {largest:.1e}): int8 rounds them to 0, so SQNR "
-                "and top-1 agreement say nothing. Random weights with untouched BatchNorm statistics do this; use "
-                "trained weights or estimate the statistics first"
-            ))
+            notes.insert(
+                0,
+                (
+                    f"the fp32 outputs are all but zero (largest |value| {largest:.1e}): int8 rounds them to 0, so SQNR "
+                    "and top-1 agreement say nothing. Random weights with untouched BatchNorm statistics do this; use "
+                    "trained weights or estimate the statistics first"
+                ),
+            )
     return CompareResult(
         spec=spec,
         file=loaded.target.file,
@@ -276,7 +288,9 @@ def compare(spec: str, options: CompareOptions | None = None, progress: Progress
     )
 
 
-def _notes(loaded: LoadedTarget, candidates: list[Candidate], not_run: dict[str, str], selected: list[R.Recipe]) -> list[str]:
+def _notes(
+    loaded: LoadedTarget, candidates: list[Candidate], not_run: dict[str, str], selected: list[R.Recipe]
+) -> list[str]:
     notes = []
     target = loaded.target
     if target.inputs_inferred:

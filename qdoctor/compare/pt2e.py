@@ -10,7 +10,8 @@ import contextlib
 import copy
 import io
 import logging
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,7 +25,7 @@ def unavailable(env: Environment) -> str | None:
         return f"X86InductorQuantizer targets x86 CPUs; this machine is {env.machine}"
     try:
         _api()
-    except Exception as exc:  # noqa: BLE001 - ImportError, or an API that moved in another torchao version
+    except Exception as exc:
         version = _torchao_version()
         found = f"torchao {version}" if version else "torchao is not installed"
         return f"{found}: its PT2E API cannot be imported ({type(exc).__name__}: {exc}); pip install 'qdoctor[torchao]'"
@@ -36,7 +37,7 @@ def _torchao_version() -> str | None:
         from importlib.metadata import version
 
         return version("torchao")
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 
 
@@ -80,15 +81,23 @@ def export(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[torch.fx.GraphMod
     attempts: list[tuple[str, tuple[Any, ...], Any, bool]] = []
     if doubled is not None:
         dynamic = tuple({0: torch.export.Dim.AUTO} for _ in doubled)
-        attempts += [("strict, dynamic batch", doubled, dynamic, True), ("non-strict, dynamic batch", doubled, dynamic, False)]
-    attempts += [("strict, static shapes", tuple(inputs), None, True), ("non-strict, static shapes", tuple(inputs), None, False)]
+        attempts += [
+            ("strict, dynamic batch", doubled, dynamic, True),
+            ("non-strict, dynamic batch", doubled, dynamic, False),
+        ]
+    attempts += [
+        ("strict, static shapes", tuple(inputs), None, True),
+        ("non-strict, static shapes", tuple(inputs), None, False),
+    ]
     errors = []
     for how, args, shapes, strict in attempts:
         try:
             exported = torch.export.export(copy.deepcopy(model).eval(), args, dynamic_shapes=shapes, strict=strict)
             return exported.module(), how
-        except Exception as exc:  # noqa: BLE001 - try the next way of capturing
-            errors.append(f"{how}: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}")
+        except Exception as exc:
+            errors.append(
+                f"{how}: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+            )
     raise RuntimeError("torch.export could not capture the model (" + "; ".join(errors) + ")")
 
 

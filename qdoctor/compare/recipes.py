@@ -11,17 +11,19 @@ import copy
 import os
 import re
 import traceback
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager
+from typing import Any
 
 import torch
 from torch import nn
 
-from qdoctor.prescribe import quantize as Q
 from qdoctor.compare.result import FP32
 from qdoctor.facts import Environment
 from qdoctor.introspect.state import quiet
+from qdoctor.prescribe import quantize as Q
 
 ENGINES = ("x86", "fbgemm", "qnnpack", "onednn")
 FLOWS = ("fp32", "dynamic", "eager", "fx", "pt2e")
@@ -62,7 +64,10 @@ def catalog() -> list[Recipe]:
 def native_engine(env: Environment) -> str:
     """The engine made for this CPU: x86 (fbgemm + oneDNN) on x86, qnnpack on ARM."""
     preferred = ("qnnpack",) if env.is_arm else ("x86", "fbgemm", "onednn", "qnnpack")
-    return next((e for e in preferred if e in env.supported_engines), env.supported_engines[0] if env.supported_engines else "x86")
+    return next(
+        (e for e in preferred if e in env.supported_engines),
+        env.supported_engines[0] if env.supported_engines else "x86",
+    )
 
 
 def default_names(env: Environment) -> list[str]:
@@ -128,7 +133,7 @@ def build(recipe: Recipe, given: BuildInputs) -> Q.Built:
     return builders[recipe.flow](recipe, given)
 
 
-def runtime(recipe: Recipe, built: Q.Built) -> ContextManager[None]:
+def runtime(recipe: Recipe, built: Q.Built) -> AbstractContextManager[None]:
     """What must be in force while the built model runs: its engine (packed weights belong to it), or for PT2E
     Inductor freezing (without it the compiled model keeps its q/dq reference pattern)."""
     if recipe.flow == "pt2e":
@@ -192,10 +197,12 @@ def _eager(recipe: Recipe, given: BuildInputs) -> Q.Built:
     try:
         with Q.quantized_engine(engine), torch.no_grad(), quiet():
             probe.model(*given.inputs)
-    except Exception as exc:  # noqa: BLE001 - the reason the model is not eager-ready
+    except Exception as exc:
         explanation = explain_eager_failure(exc)
         if own_stubs:
-            raise RuntimeError(f"the model has its own QuantStub but its eager int8 version raised: {explanation}") from exc
+            raise RuntimeError(
+                f"the model has its own QuantStub but its eager int8 version raised: {explanation}"
+            ) from exc
         raise SkipRecipe(f"the model cannot simply be wrapped with QuantStub/DeQuantStub: {explanation}") from None
     del probe
     return Q.static_eager(given.float_model, given.inputs, engine, given.batches)

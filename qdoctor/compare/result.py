@@ -143,7 +143,9 @@ def recommend(candidates: list[Candidate], limits: Limits) -> Recommendation:
     if fp32 is None:
         if accurate:
             best = accurate[0]
-            return Recommendation(best.recipe, f"fastest recipe with {limit}; fp32 itself could not be measured", best.code)
+            return Recommendation(
+                best.recipe, f"fastest recipe with {limit}; fp32 itself could not be measured", best.code
+            )
         return Recommendation(None, "nothing could be measured, not even fp32")
     best = accurate[0] if accurate else None
     if best is not None and best.speedup is not None and best.speedup >= limits.min_speedup:

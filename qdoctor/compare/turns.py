@@ -10,8 +10,10 @@ torch.utils.benchmark measurement (median and IQR), exactly as qdoctor.gather.ti
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager
+from typing import Any
 
 import torch
 
@@ -25,7 +27,7 @@ ROUNDS = 5
 class Contender:
     key: str
     run: Callable[[], Any]  # one forward pass
-    context: Callable[[], ContextManager[Any]]  # what must be in force while it runs (its engine, ...)
+    context: Callable[[], AbstractContextManager[Any]]  # what must be in force while it runs (its engine, ...)
     timer: Any = None
     number: int = 1
     single_s: float = 0.0
@@ -46,7 +48,7 @@ def time_in_turns(
                 c.timer = benchmark.Timer(stmt="run()", globals={"run": c.run}, num_threads=threads)
                 c.single_s = c.timer.timeit(1).median
             c.number = block_size(c.single_s)
-        except Exception as exc:  # noqa: BLE001 - one model failing does not stop the others' timing
+        except Exception as exc:
             c.error = exc
     slice_s = min_run_time / rounds
     blocks_per_round = math.ceil(MIN_BLOCKS / rounds)
@@ -64,6 +66,6 @@ def time_in_turns(
                         count += 1
                         if spent > max(5 * slice_s, 30 * c.single_s / rounds) and count >= blocks_per_round:
                             break  # the machine got much slower than the first call said: keep the turn short
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 c.error = exc
     return {c.key: c.error if c.error is not None else timing_of(c.blocks, c.number, threads) for c in contenders}

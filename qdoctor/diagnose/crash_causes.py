@@ -28,10 +28,16 @@ _CUDA = re.compile(
 _ENGINE = re.compile(r"Didn't find engine for operation quantized::\w+|quantized engine \w+ is not supported|NoQEngine")
 # int8 and float (or quint8 and qint8) meeting where one dtype is required; (pattern, cause).
 _DTYPE = (
-    (re.compile(r"Input type \(c10::(?P<got>q\w+)\) and (?:bias|weight) type \((?P<want>[\w:]+)\) should be the same"),
-     "int8-into-float-module"),
-    (re.compile(r"mat1 and mat2 must have the same dtype, but got (?P<got>Q\w+) and (?P<want>\w+)"),
-     "int8-into-float-module"),
+    (
+        re.compile(
+            r"Input type \(c10::(?P<got>q\w+)\) and (?:bias|weight) type \((?P<want>[\w:]+)\) should be the same"
+        ),
+        "int8-into-float-module",
+    ),
+    (
+        re.compile(r"mat1 and mat2 must have the same dtype, but got (?P<got>Q\w+) and (?P<want>\w+)"),
+        "int8-into-float-module",
+    ),
     (re.compile(r"Expected input data type (?P<want>\w+) but got (?P<got>\w+)"), "activation-dtype"),
     (re.compile(r"data type of input should be (?P<want>\w+)"), "activation-dtype"),
     (re.compile(r"Weight observer must have a dtype of (?P<want>\w+), got (?P<got>[\w.]+)"), "weight-dtype"),

@@ -156,7 +156,7 @@ def _step_from_traceback(traceback_text: str) -> str | None:
             return "quantize_"
         if function in ("prepare_fx", "convert_fx", "prepare_qat_fx", "convert_to_reference_fx"):
             return function
-    for file, function in reversed(frames):
+    for file, _function in reversed(frames):
         if "/torch/export/" in file or "/torch/_export/" in file:
             return "export"
         if "/torchao/" in file:

@@ -5,8 +5,8 @@ Pure data in, pure data out: QD004 calls it on Facts, the quantization builders 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 CONV = ("Conv1d", "Conv2d", "Conv3d")
 BN = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
@@ -25,8 +25,19 @@ PATTERNS: tuple[tuple[tuple[str, ...], ...], ...] = (
 
 # Quantized and fused module types: seeing these means the layer was already fused or converted after fusion.
 FUSED_TYPES = (
-    "ConvReLU1d", "ConvReLU2d", "ConvReLU3d", "ConvBn1d", "ConvBn2d", "ConvBn3d", "ConvBnReLU1d", "ConvBnReLU2d",
-    "ConvBnReLU3d", "LinearReLU", "BNReLU2d", "BNReLU3d", "LinearBn1d",
+    "ConvReLU1d",
+    "ConvReLU2d",
+    "ConvReLU3d",
+    "ConvBn1d",
+    "ConvBn2d",
+    "ConvBn3d",
+    "ConvBnReLU1d",
+    "ConvBnReLU2d",
+    "ConvBnReLU3d",
+    "LinearReLU",
+    "BNReLU2d",
+    "BNReLU3d",
+    "LinearBn1d",
 )
 
 
@@ -41,7 +52,7 @@ def base_type(type_name: str) -> str:
     """QuantizedConv2d -> Conv2d, QuantizedLinear -> Linear; float names unchanged."""
     for prefix in ("Quantized", "QAT"):
         if type_name.startswith(prefix):
-            return type_name[len(prefix):]
+            return type_name[len(prefix) :]
     return type_name
 
 
@@ -63,7 +74,7 @@ def fusion_groups(executed: Sequence[Layer]) -> list[list[str]]:
             window = executed[i : i + len(pattern)]
             if len(window) != len(pattern):
                 continue
-            if not all(_matches(kinds, layer) for kinds, layer in zip(pattern, window)):
+            if not all(_matches(kinds, layer) for kinds, layer in zip(pattern, window, strict=False)):
                 continue
             if any(layer.calls != 1 for layer in window):
                 continue

@@ -9,8 +9,8 @@ model's float head and tail, not fallbacks.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 from qdoctor import facts as F
 from qdoctor.facts import GraphNode
@@ -18,12 +18,41 @@ from qdoctor.facts.graph import short_op
 
 # Compute whose float fallback costs real time (a matmul or convolution), as opposed to cheap pointwise ops.
 HEAVY_OPS = {
-    "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "convolution",
-    "linear", "addmm", "mm", "matmul", "bmm", "baddbmm", "einsum", "scaled_dot_product_attention",
-    "_scaled_dot_product_flash_attention_for_cpu", "multi_head_attention_forward", "lstm", "gru", "embedding_bag",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "convolution",
+    "linear",
+    "addmm",
+    "mm",
+    "matmul",
+    "bmm",
+    "baddbmm",
+    "einsum",
+    "scaled_dot_product_attention",
+    "_scaled_dot_product_flash_attention_for_cpu",
+    "multi_head_attention_forward",
+    "lstm",
+    "gru",
+    "embedding_bag",
 }
-HEAVY_MODULES = {"Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "Linear",
-                 "LSTM", "GRU", "MultiheadAttention", "Bilinear", "EmbeddingBag"}
+HEAVY_MODULES = {
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
+    "Linear",
+    "LSTM",
+    "GRU",
+    "MultiheadAttention",
+    "Bilinear",
+    "EmbeddingBag",
+}
 
 
 @dataclass
@@ -78,9 +107,7 @@ def float_regions(nodes: Sequence[GraphNode]) -> list[FloatRegion]:
             u.kind == F.NODE_QUANTIZE or (u.kind in passes_float and before_int8.get(u.name, False))
             for u in users[node.name]
         )
-    stranded = [
-        n for n in nodes if n.kind == F.NODE_FLOAT_OP and after_int8[n.name] and before_int8[n.name]
-    ]
+    stranded = [n for n in nodes if n.kind == F.NODE_FLOAT_OP and after_int8[n.name] and before_int8[n.name]]
     # group connected stranded nodes (through float/layout edges) into regions
     members = {n.name for n in stranded}
     region_of: dict[str, int] = {}

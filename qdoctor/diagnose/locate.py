@@ -7,7 +7,7 @@ own variable names in its fix, so the fix can be pasted into their script.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from qdoctor import facts as F
 from qdoctor.facts import Facts, ModuleInfo, SourceLocation, recommended_engine

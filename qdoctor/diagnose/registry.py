@@ -8,11 +8,11 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import pkgutil
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
 
-from qdoctor.facts import Facts, SourceLocation
 from qdoctor.diagnose.findings import Finding, Location, Severity, SkippedRule
+from qdoctor.facts import Facts, SourceLocation
 
 CheckFn = Callable[[Facts], Iterable[Finding]]
 
@@ -56,7 +56,9 @@ class Rule:
 _REGISTRY: dict[str, Rule] = {}
 
 
-def rule(code: str, name: str, severity: Severity, summary: str, needs: tuple[str, ...] = ()) -> Callable[[CheckFn], Rule]:
+def rule(
+    code: str, name: str, severity: Severity, summary: str, needs: tuple[str, ...] = ()
+) -> Callable[[CheckFn], Rule]:
     def register(fn: CheckFn) -> Rule:
         if code in _REGISTRY:
             raise ValueError(f"rule {code} registered twice")

@@ -39,7 +39,9 @@ NODE_ATTR = "attr"  # get_attr, constants, packed params
 NODE_QUANTIZE = "quantize"  # float -> int8 (quantize_per_tensor, quantized_decomposed.quantize_*, ...)
 NODE_DEQUANTIZE = "dequantize"  # int8 -> float
 NODE_QUANTIZED_OP = "quantized_op"  # runs an int8 kernel now (quantized::*, a quantized module, an op on int8 tensors)
-NODE_REFERENCE_OP = "reference_op"  # float op fed by dequantize: runs in fp32 now, int8 once lowered (PT2E, reference FX)
+NODE_REFERENCE_OP = (
+    "reference_op"  # float op fed by dequantize: runs in fp32 now, int8 once lowered (PT2E, reference FX)
+)
 NODE_FLOAT_OP = "float_op"  # float compute
 NODE_LAYOUT = "layout"  # shape/view/bookkeeping ops: no compute worth counting
 NODE_OBSERVER = "observer"
@@ -220,7 +222,7 @@ class Profile:
 
 
 def _prefixes(path: str) -> list[str]:
-    """"a.b.c" -> ["a", "a.b"]: the module paths that contain this one."""
+    """ "a.b.c" -> ["a", "a.b"]: the module paths that contain this one."""
     parts = path.split(".")
     return [".".join(parts[:i]) for i in range(1, len(parts))]
 
@@ -395,9 +397,7 @@ class Facts:
     @property
     def is_quantized(self) -> bool:
         """The subject holds anything of a quantization flow (quantized modules, observers, fake-quant, qconfig)."""
-        return any(
-            m.kind not in (FLOAT, CONTAINER) or m.qconfig is not None for m in self.modules or []
-        ) or any(
+        return any(m.kind not in (FLOAT, CONTAINER) or m.qconfig is not None for m in self.modules or []) or any(
             n.kind in (NODE_QUANTIZE, NODE_DEQUANTIZE, NODE_QUANTIZED_OP, NODE_OBSERVER, NODE_FAKE_QUANT)
             for n in self.graph or []
         )
@@ -421,4 +421,8 @@ def recommended_engine(env: Environment) -> str:
         return "qnnpack"
     if "x86" in env.supported_engines:
         return "x86"
-    return "fbgemm" if "fbgemm" in env.supported_engines else (env.supported_engines[-1] if env.supported_engines else "none")
+    return (
+        "fbgemm"
+        if "fbgemm" in env.supported_engines
+        else (env.supported_engines[-1] if env.supported_engines else "none")
+    )

@@ -6,31 +6,85 @@ Shared by gathering (which labels each node) and the rules and reports (which re
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from qdoctor.facts import data as F
 from qdoctor.facts.data import GraphNode
 
 # Ops that move or reinterpret data without computing: not worth counting as float compute.
 LAYOUT_OPS = {
-    "view", "reshape", "_reshape_alias", "_unsafe_view", "flatten", "unflatten", "permute", "transpose", "t",
-    "contiguous", "squeeze", "unsqueeze", "expand", "expand_as", "size", "getitem", "clone", "detach", "alias",
-    "dropout", "feature_dropout", "alpha_dropout", "identity", "slice", "select", "split", "split_with_sizes",
-    "chunk", "unbind", "narrow", "type_as", "numel", "dim", "lift_fresh_copy", "_assert_tensor_metadata",
-    "sym_size", "sym_numel", "sym_stride", "_guards_fn", "float", "to", "_to_copy", "empty_like", "zeros_like",
-    "ones_like", "__getitem__",
+    "view",
+    "reshape",
+    "_reshape_alias",
+    "_unsafe_view",
+    "flatten",
+    "unflatten",
+    "permute",
+    "transpose",
+    "t",
+    "contiguous",
+    "squeeze",
+    "unsqueeze",
+    "expand",
+    "expand_as",
+    "size",
+    "getitem",
+    "clone",
+    "detach",
+    "alias",
+    "dropout",
+    "feature_dropout",
+    "alpha_dropout",
+    "identity",
+    "slice",
+    "select",
+    "split",
+    "split_with_sizes",
+    "chunk",
+    "unbind",
+    "narrow",
+    "type_as",
+    "numel",
+    "dim",
+    "lift_fresh_copy",
+    "_assert_tensor_metadata",
+    "sym_size",
+    "sym_numel",
+    "sym_stride",
+    "_guards_fn",
+    "float",
+    "to",
+    "_to_copy",
+    "empty_like",
+    "zeros_like",
+    "ones_like",
+    "__getitem__",
 }
 LAYOUT_MODULES = ("Identity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "Flatten", "Unflatten", "GuardsFn")
 # Ops with a weight operand: fed by a dequantized weight they are the quantized op of a reference (q/dq) pattern.
-WEIGHTED_OPS = {"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
-                "convolution", "linear", "addmm", "mm", "matmul", "bmm", "embedding", "embedding_bag"}
+WEIGHTED_OPS = {
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "convolution",
+    "linear",
+    "addmm",
+    "mm",
+    "matmul",
+    "bmm",
+    "embedding",
+    "embedding_bag",
+}
 
 
 _OP_NAMESPACES = ("aten.", "quantized_decomposed.", "quantized.", "torchao.", "onednn.", "prims.", "mkldnn.")
 
 
 def short_op(target: str) -> str:
-    """"aten.conv2d.default" -> "conv2d", "torch._C._nn.gelu" -> "gelu", "quantized::linear" -> "linear",
+    """ "aten.conv2d.default" -> "conv2d", "torch._C._nn.gelu" -> "gelu", "quantized::linear" -> "linear",
     "aten::relu_" -> "relu"."""
     if "::" in target:
         name = target.split("::", 1)[1].split(".")[0]
@@ -54,7 +108,10 @@ def target_kind(target: str) -> str | None:
     if "choose_qparams" in lowered:
         return F.NODE_OTHER
     if re.search(r"(^|[._:])quantize(_per_tensor|_per_channel|_per_token|_affine)?($|[._])", lowered) or op in (
-        "quantize_per_tensor", "quantize_per_channel", "quantize_per_tensor_dynamic", "quantize_affine",
+        "quantize_per_tensor",
+        "quantize_per_channel",
+        "quantize_per_tensor_dynamic",
+        "quantize_affine",
         "quantize_per_token",
     ):
         return F.NODE_QUANTIZE

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from qdoctor import facts as F
 from qdoctor.facts import Benchmarks, Facts, Numerics, Sizes, Trace
@@ -55,11 +56,13 @@ def gather_facts(
 ) -> Facts:
     import torch
 
-    from qdoctor.gather import environment, flows, graph, modules, numerics, profile, size, timing, trace
     from qdoctor.facts.location import crash_info
+    from qdoctor.gather import environment, flows, graph, modules, numerics, profile, size, timing, trace
 
     target = loaded.target
-    facts = Facts(target=target, environment=environment.gather_environment(loaded.user_engine, loaded.user_num_threads))
+    facts = Facts(
+        target=target, environment=environment.gather_environment(loaded.user_engine, loaded.user_num_threads)
+    )
     progress = _announcing_stages(progress, on_stage, facts)
     subject, baseline, inputs = loaded.subject, loaded.float_baseline, loaded.inputs
     # A torch.compile'd subject: facts about the model come from the module it wraps; profile and timing run the
@@ -73,7 +76,7 @@ def gather_facts(
         try:
             with quiet():
                 return work()
-        except Exception as exc:  # noqa: BLE001 - a part that cannot be gathered is a fact, not a crash
+        except Exception as exc:
             facts.unavailable[part] = _reason(exc)
             return None
         finally:
@@ -99,7 +102,7 @@ def gather_facts(
             with quiet():
                 _run_once(subject, inputs)
             first_call["seconds"] = time.perf_counter() - started
-        except Exception as exc:  # noqa: BLE001 - a compiled model that raises is a fact
+        except Exception as exc:
             first_call["crash"] = crash_info(exc, "run", target.file)
 
     progress("tracing one forward pass")
@@ -108,7 +111,7 @@ def gather_facts(
         try:
             with quiet():
                 _run_once(subject, inputs)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             facts.trace = Trace(events=[], output=[], crash=crash_info(exc, "run", target.file))
     else:
         facts.trace = attempt("trace", lambda: trace.trace_model(eager, inputs, target.file))
@@ -119,7 +122,9 @@ def gather_facts(
             facts.trace.crash = first_call["crash"]
     crashed = facts.trace is not None and facts.trace.crash is not None
     kinds = {m.path: m.kind for m in facts.modules or []}
-    int8 = {e.module for e in (facts.trace.events if facts.trace else []) if e.kind == "module" and e.any_input_quantized}
+    int8 = {
+        e.module for e in (facts.trace.events if facts.trace else []) if e.kind == "module" and e.any_input_quantized
+    }
 
     def trace_exporter(role: str) -> Callable[[Any], None] | None:
         """Writes the profiler's trace of one model under options.trace_dir; a failure is a fact, not a crash."""
@@ -161,7 +166,12 @@ def gather_facts(
             facts.float_profile = attempt(
                 "float_profile",
                 lambda: profile.profile_model(
-                    baseline, inputs, float_kinds, set(), budget_s=options.profile_budget, on_profiled=trace_exporter("float")
+                    baseline,
+                    inputs,
+                    float_kinds,
+                    set(),
+                    budget_s=options.profile_budget,
+                    on_profiled=trace_exporter("float"),
                 ),
             )
         else:
@@ -177,9 +187,13 @@ def gather_facts(
             # A copy would repack int8 weights for the engine in force now, timing a different model than the
             # user's when the engine changed after convert; so the subject itself is timed unless running it
             # changes it (observers, fake-quant, train-mode BatchNorm update their state on every forward).
-            stateful = any(
-                m.kind in (F.OBSERVER, F.FAKE_QUANT, F.QAT) or (m.training and m.is_leaf) for m in facts.modules or []
-            ) or facts.modules is None
+            stateful = (
+                any(
+                    m.kind in (F.OBSERVER, F.FAKE_QUANT, F.QAT) or (m.training and m.is_leaf)
+                    for m in facts.modules or []
+                )
+                or facts.modules is None
+            )
             stateful = stateful and not compiled  # a copy of a compiled module would compile again
             subject_timing = attempt(
                 "benchmark", lambda: timing.time_model(subject, inputs, options.bench_time, copy_model=stateful)

@@ -13,10 +13,29 @@ from qdoctor.facts import Environment
 
 # CPU flags that matter for int8 kernels (names as /proc/cpuinfo spells them).
 INT8_FLAGS = (
-    "avx2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_tile",
-    "asimd", "asimddp", "i8mm", "sve", "sve2",
+    "avx2",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_int8",
+    "amx_tile",
+    "asimd",
+    "asimddp",
+    "i8mm",
+    "sve",
+    "sve2",
 )
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TORCH_NUM_THREADS", "KMP_AFFINITY", "GOMP_CPU_AFFINITY")
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "TORCH_NUM_THREADS",
+    "KMP_AFFINITY",
+    "GOMP_CPU_AFFINITY",
+)
 
 
 def _cpuinfo() -> tuple[str, set[str]]:
@@ -46,7 +65,7 @@ def gather_environment(quantized_engine: str | None = None, num_threads: int | N
     model, flags = _cpuinfo()
     try:
         capability = torch.backends.cpu.get_cpu_capability()
-    except Exception:  # noqa: BLE001
+    except Exception:
         capability = "unknown"
     return Environment(
         torch_version=str(torch.__version__),  # plain str: TorchVersion would make facts unpicklable without torch

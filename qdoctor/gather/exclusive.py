@@ -9,16 +9,17 @@ over, so parallel checks do not disturb each other's timings. Every timed or pro
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, ContextManager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
-_slot: Callable[[], ContextManager[None]] = contextlib.nullcontext
+_slot: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
 
 
-def install(slot: Callable[[], ContextManager[None]]) -> None:
+def install(slot: Callable[[], AbstractContextManager[None]]) -> None:
     """Make ``slot()`` the context every measurement runs in (re-entrant: measurements may nest)."""
     global _slot
     _slot = slot
 
 
-def exclusive_measurement() -> ContextManager[None]:
+def exclusive_measurement() -> AbstractContextManager[None]:
     return _slot()

@@ -7,13 +7,14 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from torch import nn
 
 from qdoctor import facts as F
-from qdoctor.facts import CompileInfo, CrashInfo, FlowInfo, GraphNode, ModuleInfo, SourceLocation
 from qdoctor.diagnose.flow_causes import diagnose
+from qdoctor.facts import CompileInfo, CrashInfo, FlowInfo, GraphNode, ModuleInfo, SourceLocation
 from qdoctor.introspect.kinds import eager_module
 
 _QUANTIZER_BASES = ("torchao.quantization.pt2e.quantizer", "torch.ao.quantization.quantizer", "executorch")
@@ -107,8 +108,15 @@ def flow_and_stage(
         flow = "fx"
     elif F.TORCHAO_QUANTIZED in kinds:
         return "torchao", "converted"
-    elif kinds & {F.QUANTIZED, F.DYNAMIC_QUANTIZED, F.OBSERVER, F.FAKE_QUANT, F.QAT, F.QUANT_STUB,
-                  F.REFERENCE_QUANTIZED}:
+    elif kinds & {
+        F.QUANTIZED,
+        F.DYNAMIC_QUANTIZED,
+        F.OBSERVER,
+        F.FAKE_QUANT,
+        F.QAT,
+        F.QUANT_STUB,
+        F.REFERENCE_QUANTIZED,
+    }:
         flow = "eager"
     else:
         return "none", None

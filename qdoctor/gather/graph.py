@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import operator
 import re
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
 
 from qdoctor import facts as F
 from qdoctor.facts import GraphNode, QParams, SourceLocation
-from qdoctor.introspect.kinds import eager_module
 from qdoctor.facts.graph import LAYOUT_MODULES, WEIGHTED_OPS, short_op, target_kind
+from qdoctor.introspect.kinds import eager_module
 
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in [^\n]*\n(?P<code>[^\n]*)')
 
@@ -60,7 +61,7 @@ def _target_name(node: torch.fx.Node) -> str:
         from torch.fx.node import _get_qualified_name
 
         return _get_qualified_name(target)  # type: ignore[arg-type]
-    except Exception:  # noqa: BLE001 - a callable without a qualified name
+    except Exception:
         return getattr(target, "__name__", repr(target))
 
 
@@ -85,6 +86,7 @@ def fx_graph_nodes(
     gm: torch.fx.GraphModule, user_file: str | None, classify: Callable[[nn.Module], str]
 ) -> list[GraphNode]:
     """Graph facts of an FX GraphModule: convert_fx/prepare_fx output, or a PT2E model (torch.export .module())."""
+
     def submodule(path: str) -> nn.Module | None:
         try:
             return gm.get_submodule(path)  # named_modules() would hide a module registered under two names
@@ -125,7 +127,8 @@ def fx_graph_nodes(
             first = node.args[0] if node.args else None
             producer = by_name.get(first.name) if isinstance(first, torch.fx.Node) else None
             weight = isinstance(first, torch.fx.Node) and (
-                first.op == "get_attr" or (producer is not None and producer.qparams is not None and producer.qparams.is_weight)
+                first.op == "get_attr"
+                or (producer is not None and producer.qparams is not None and producer.qparams.is_weight)
             )
             qparams = _qparams(node.args[1:], weight, per_channel="per_channel" in target)
         tensor_inputs = [by_name[i] for i in inputs if i in by_name]
@@ -211,10 +214,10 @@ _HIERARCHY_PART = re.compile(r"([^.()]+)\(([^()]*)\)")
 
 
 def _hierarchy(node: Any) -> tuple[str | None, str | None]:
-    """"features(Sequential).1(B).conv(Conv2d)" -> ("features.1.conv", "Conv2d")."""
+    """ "features(Sequential).1(B).conv(Conv2d)" -> ("features.1.conv", "Conv2d")."""
     try:
         text = node.getModuleHierarchy()
-    except Exception:  # noqa: BLE001 - older torch without module hierarchies
+    except Exception:
         return None, None
     parts = _HIERARCHY_PART.findall(text or "")
     if not parts:
@@ -225,7 +228,7 @@ def _hierarchy(node: Any) -> tuple[str | None, str | None]:
 def _is_tensor(value: Any) -> bool:
     try:
         return value.type().kind() == "TensorType"
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 
@@ -256,14 +259,12 @@ def script_graph_nodes(module: torch.jit.ScriptModule) -> list[GraphNode]:
                 for block in blocks:
                     visit(block.nodes())
                 for i, out in enumerate(outputs):
-                    producers[out.unique()] = [
-                        name for block in blocks for name in sources(list(block.outputs())[i])
-                    ]
+                    producers[out.unique()] = [name for block in blocks for name in sources(list(block.outputs())[i])]
                 continue
             if kind_name == "prim::Loop":
                 for block in node.blocks():
                     visit(block.nodes())
-                for out, value in zip(outputs, list(node.inputs())[2:]):
+                for out, value in zip(outputs, list(node.inputs())[2:], strict=False):
                     producers[out.unique()] = sources(value)
                 continue
             if kind_name.startswith("prim::") or not any(_is_tensor(o) for o in outputs):
@@ -282,12 +283,19 @@ def script_graph_nodes(module: torch.jit.ScriptModule) -> list[GraphNode]:
             name = outputs[0].debugName()
             if name in by_name:
                 name = f"{name}#{len(result)}"
-            if kind in (F.NODE_QUANTIZE,) or (
-                kind == F.NODE_QUANTIZED_OP and "dynamic" not in target
-            ) or (kind == F.NODE_LAYOUT and any(i.name in int8_valued for i in tensor_inputs)):
+            if (
+                kind in (F.NODE_QUANTIZE,)
+                or (kind == F.NODE_QUANTIZED_OP and "dynamic" not in target)
+                or (kind == F.NODE_LAYOUT and any(i.name in int8_valued for i in tensor_inputs))
+            ):
                 int8_valued.add(name)
             gnode = GraphNode(
-                name=name, op=kind_name, target=target, kind=kind, inputs=in_names, module=module_path,
+                name=name,
+                op=kind_name,
+                target=target,
+                kind=kind,
+                inputs=in_names,
+                module=module_path,
                 module_type=module_type,
             )
             result.append(gnode)

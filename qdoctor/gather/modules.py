@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -11,6 +12,7 @@ from torch import nn
 from qdoctor import facts as F
 from qdoctor.facts import ModuleInfo, QConfigInfo, SourceLocation
 from qdoctor.introspect.kinds import classify, is_effective_leaf, script_origin, tensor_subclass
+
 
 def _name(factory: Any) -> str:
     """Class name behind an observer constructor (a class, functools.partial or _PartialWrapper)."""
@@ -55,7 +57,7 @@ def qconfig_info(qconfig: Any) -> QConfigInfo | None:
     try:
         act = qconfig.activation()
         weight = qconfig.weight()
-    except Exception:  # noqa: BLE001 - an exotic qconfig: record the names only
+    except Exception:
         return QConfigInfo(activation=_name(qconfig.activation), weight=_name(qconfig.weight))
     reduce_range = getattr(act, "reduce_range", None)
     w_scheme = str(getattr(weight, "qscheme", "")) or None
@@ -95,7 +97,7 @@ def _script_weight(module: nn.Module) -> torch.Tensor | None:
         for dims in ("3d", "2d", "1d"):
             if f"Conv{dims[0]}d" in type_name:
                 return getattr(torch.ops.quantized, f"conv{dims}_unpack")(packed)[0]
-    except Exception:  # noqa: BLE001 - an engine that cannot unpack it
+    except Exception:
         return None
     return None
 
@@ -107,7 +109,7 @@ def _quantized_weight(module: nn.Module) -> torch.Tensor | None:
     try:
         if callable(weight):
             weight = weight()
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
     if isinstance(weight, tuple):
         weight = weight[0]

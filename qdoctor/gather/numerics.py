@@ -31,9 +31,9 @@ def sqnr_db(reference: Any, candidate: Any) -> float | None:
     from torch.ao.ns.fx.utils import compute_sqnr
 
     refs, cands = flat_tensors(reference), flat_tensors(candidate)
-    if not refs or len(refs) != len(cands) or any(r.shape != c.shape for r, c in zip(refs, cands)):
+    if not refs or len(refs) != len(cands) or any(r.shape != c.shape for r, c in zip(refs, cands, strict=False)):
         return None
-    if not all(r.is_floating_point() and c.is_floating_point() for r, c in zip(refs, cands)):
+    if not all(r.is_floating_point() and c.is_floating_point() for r, c in zip(refs, cands, strict=False)):
         return None
     ref = torch.cat([r.detach().float().flatten() for r in refs])
     cand = torch.cat([c.detach().float().flatten() for c in cands])

@@ -13,40 +13,70 @@ import re
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from qdoctor import facts as F
-from qdoctor.files import atomic_path
 from qdoctor.facts import CategoryTime, ModuleTime, OpTime, Profile
+from qdoctor.files import atomic_path
 from qdoctor.gather.exclusive import exclusive_measurement
 
 SCOPE = "qdoctor.module::"
 TRACE_WORKER = "qdoctor"  # the worker name torch-tb-profiler shows for our trace files
 MODULE_OPS_KEPT = 8  # ops kept per module in ModuleTime.ops
 _QDQ_OPS = {
-    "aten::quantize_per_tensor", "aten::quantize_per_channel", "aten::quantize_per_tensor_dynamic",
-    "aten::dequantize", "aten::_make_per_tensor_quantized_tensor", "aten::_make_per_channel_quantized_tensor",
-    "aten::q_per_channel_scales", "aten::int_repr",
+    "aten::quantize_per_tensor",
+    "aten::quantize_per_channel",
+    "aten::quantize_per_tensor_dynamic",
+    "aten::dequantize",
+    "aten::_make_per_tensor_quantized_tensor",
+    "aten::_make_per_channel_quantized_tensor",
+    "aten::q_per_channel_scales",
+    "aten::int_repr",
 }
 _OBSERVER_OPS = ("fake_quantize", "fused_moving_avg_obs", "aminmax", "histc", "_choose_qparams")
 # Int8 kernels outside the quantized:: namespace: torchao (torch._int_mm, weight-only packed matmuls) and what
 # Inductor lowers PT2E models to (onednn::qconv/qlinear).
 _INT8_KERNEL_OPS = (
-    "aten::_int_mm", "aten::_weight_int8pack_mm", "aten::_weight_int4pack_mm", "aten::_weight_int4pack_mm_for_cpu",
-    "aten::_dyn_quant_matmul_4bit", "onednn::qconv", "onednn::qlinear", "torchao::",
+    "aten::_int_mm",
+    "aten::_weight_int8pack_mm",
+    "aten::_weight_int4pack_mm",
+    "aten::_weight_int4pack_mm_for_cpu",
+    "aten::_dyn_quant_matmul_4bit",
+    "onednn::qconv",
+    "onednn::qlinear",
+    "torchao::",
 )
 _TORCHAO_QDQ_OPS = ("torchao::quantize_affine", "torchao::dequantize_affine", "torchao::choose_qparams_affine")
-_DECOMPOSED_QDQ_PARENTS = ("quantized_decomposed::", "torchao::quantize_affine", "torchao::dequantize_affine",
-                           "torchao::choose_qparams")
+_DECOMPOSED_QDQ_PARENTS = (
+    "quantized_decomposed::",
+    "torchao::quantize_affine",
+    "torchao::dequantize_affine",
+    "torchao::choose_qparams",
+)
 _BOOKKEEPING_OPS = {
-    "aten::empty", "aten::empty_strided", "aten::view", "aten::reshape", "aten::_reshape_alias", "aten::size",
-    "aten::detach", "aten::item", "aten::_local_scalar_dense", "aten::as_strided", "aten::resolve_conj",
-    "aten::resolve_neg", "aten::result_type", "aten::lift_fresh", "aten::alias", "aten::zeros", "aten::ones",
+    "aten::empty",
+    "aten::empty_strided",
+    "aten::view",
+    "aten::reshape",
+    "aten::_reshape_alias",
+    "aten::size",
+    "aten::detach",
+    "aten::item",
+    "aten::_local_scalar_dense",
+    "aten::as_strided",
+    "aten::resolve_conj",
+    "aten::resolve_neg",
+    "aten::result_type",
+    "aten::lift_fresh",
+    "aten::alias",
+    "aten::zeros",
+    "aten::ones",
 }
 
 
@@ -165,14 +195,14 @@ def summarize(
     module_ops: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0, ""]))
     for event in events:
         if event.name.startswith(SCOPE):
-            by_module[event.name[len(SCOPE):]] += event.cpu_time_total
+            by_module[event.name[len(SCOPE) :]] += event.cpu_time_total
             continue
         path = None
         inside_qdq = False  # the aten ops a decomposed quantize/dequantize (PT2E, torchao) is made of
         parent = event.cpu_parent
         while parent is not None:
             if parent.name.startswith(SCOPE):
-                path = parent.name[len(SCOPE):]
+                path = parent.name[len(SCOPE) :]
                 break
             inside_qdq = inside_qdq or parent.name.startswith(_DECOMPOSED_QDQ_PARENTS)
             parent = parent.cpu_parent
@@ -180,7 +210,9 @@ def summarize(
         if path is not None and kind is None:
             kind = F.FLOAT
         category = (
-            F.CAT_QDQ if inside_qdq else op_category(event.name, kind, path in int8_modules if path is not None else False)
+            F.CAT_QDQ
+            if inside_qdq
+            else op_category(event.name, kind, path in int8_modules if path is not None else False)
         )
         self_us = event.self_cpu_time_total
         by_category[category] += self_us
@@ -210,7 +242,10 @@ def summarize(
                 module_kinds.get(path, F.FLOAT),
                 us / runs / 1000.0,
                 ops=sorted(
-                    (OpTime(name, v[2], v[0] / runs / 1000.0, round(v[1] / runs)) for name, v in module_ops[path].items()),
+                    (
+                        OpTime(name, v[2], v[0] / runs / 1000.0, round(v[1] / runs))
+                        for name, v in module_ops[path].items()
+                    ),
                     key=lambda o: -o.self_ms,
                 )[:MODULE_OPS_KEPT],
             )
@@ -218,7 +253,9 @@ def summarize(
         ),
         key=lambda m: -m.total_ms,
     )
-    return Profile(runs=runs, total_ms=total_us / runs / 1000.0, categories=categories, top_ops=top_ops, modules=modules)
+    return Profile(
+        runs=runs, total_ms=total_us / runs / 1000.0, categories=categories, top_ops=top_ops, modules=modules
+    )
 
 
 def trace_file(trace_dir: str | Path, spec: str, role: str) -> Path:

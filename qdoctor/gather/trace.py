@@ -9,23 +9,60 @@ from __future__ import annotations
 
 import copy
 import sys
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from qdoctor.introspect.kinds import is_effective_leaf
-from qdoctor.facts import SourceLocation, Trace, TraceEvent, TensorInfo
+from qdoctor.facts import SourceLocation, TensorInfo, Trace, TraceEvent
 from qdoctor.facts.location import crash_info
+from qdoctor.introspect.kinds import is_effective_leaf
 
 # Tensor methods and functions that are bookkeeping, not compute: not worth an event.
 _IGNORED_FUNCTIONS = {
-    "size", "dim", "numel", "__len__", "__get__", "__set__", "shape", "dtype", "device", "is_quantized",
-    "q_scale", "q_zero_point", "qscheme", "element_size", "stride", "is_contiguous", "__format__", "__repr__",
-    "__bool__", "__index__", "__int__", "__float__", "item", "tolist", "__iter__", "__hash__", "__eq__",
-    "requires_grad", "grad_fn", "is_floating_point", "__getitem__", "__contains__", "__reduce_ex__",
-    "__deepcopy__", "data_ptr", "untyped_storage", "storage_offset", "_is_view", "ndim", "layout", "is_sparse",
+    "size",
+    "dim",
+    "numel",
+    "__len__",
+    "__get__",
+    "__set__",
+    "shape",
+    "dtype",
+    "device",
+    "is_quantized",
+    "q_scale",
+    "q_zero_point",
+    "qscheme",
+    "element_size",
+    "stride",
+    "is_contiguous",
+    "__format__",
+    "__repr__",
+    "__bool__",
+    "__index__",
+    "__int__",
+    "__float__",
+    "item",
+    "tolist",
+    "__iter__",
+    "__hash__",
+    "__eq__",
+    "requires_grad",
+    "grad_fn",
+    "is_floating_point",
+    "__getitem__",
+    "__contains__",
+    "__reduce_ex__",
+    "__deepcopy__",
+    "data_ptr",
+    "untyped_storage",
+    "storage_offset",
+    "_is_view",
+    "ndim",
+    "layout",
+    "is_sparse",
 }
 
 
@@ -78,7 +115,9 @@ class _Recorder(TorchFunctionMode):
             if frame.f_code.co_filename == self.user_file:
                 import linecache
 
-                return SourceLocation(self.user_file, frame.f_lineno, linecache.getline(self.user_file, frame.f_lineno).strip())
+                return SourceLocation(
+                    self.user_file, frame.f_lineno, linecache.getline(self.user_file, frame.f_lineno).strip()
+                )
             frame = frame.f_back
         return None
 
@@ -107,9 +146,7 @@ class _Recorder(TorchFunctionMode):
         return result
 
 
-def trace_model(
-    model: nn.Module, inputs: tuple[Any, ...], user_file: str | None
-) -> Trace:
+def trace_model(model: nn.Module, inputs: tuple[Any, ...], user_file: str | None) -> Trace:
     """Run a copy of ``model`` once under no_grad, recording leaf modules and torch functions between them."""
     subject = copy.deepcopy(model)
     recorder = _Recorder(user_file)
@@ -120,7 +157,9 @@ def trace_model(
         is_leaf = is_effective_leaf(module)
         kind_name = type(module).__name__
 
-        def pre(mod: nn.Module, args: tuple, *, _path: str = path, _leaf: bool = is_leaf, _type: str = kind_name) -> None:
+        def pre(
+            mod: nn.Module, args: tuple, *, _path: str = path, _leaf: bool = is_leaf, _type: str = kind_name
+        ) -> None:
             recorder.module_stack.append((_path, _leaf))
             if _leaf:
                 event = TraceEvent(
@@ -143,7 +182,7 @@ def trace_model(
     try:
         with torch.no_grad(), recorder:
             output = subject(*inputs)
-    except Exception as exc:  # noqa: BLE001 - the subject's crash is a fact
+    except Exception as exc:
         running = recorder.module_stack[-1][0] if recorder.module_stack else None
         crash = crash_info(exc, "run", user_file, module=running)
     finally:

@@ -20,7 +20,11 @@ _QUANTIZED_PREFIXES = (
     "torch.nn.quantized",
     "torch.nn.intrinsic.quantized",
 )
-_DYNAMIC_PREFIXES = ("torch.ao.nn.quantized.dynamic", "torch.ao.nn.intrinsic.quantized.dynamic", "torch.nn.quantized.dynamic")
+_DYNAMIC_PREFIXES = (
+    "torch.ao.nn.quantized.dynamic",
+    "torch.ao.nn.intrinsic.quantized.dynamic",
+    "torch.nn.quantized.dynamic",
+)
 _REFERENCE_PREFIXES = ("torch.ao.nn.quantized.reference",)
 _QAT_PREFIXES = ("torch.ao.nn.qat", "torch.ao.nn.intrinsic.qat", "torch.nn.qat", "torch.nn.intrinsic.qat")
 
@@ -32,7 +36,10 @@ def _torchao_bases() -> tuple[tuple[type, ...], tuple[type, ...]]:
     fake_quants: tuple[type, ...] = ()
     observer_module = sys.modules.get("torchao.quantization.pt2e.observer")
     if observer_module is not None:
-        bases = (getattr(observer_module, "ObserverBase", None), getattr(observer_module, "AffineQuantizedObserverBase", None))
+        bases = (
+            getattr(observer_module, "ObserverBase", None),
+            getattr(observer_module, "AffineQuantizedObserverBase", None),
+        )
         observers = tuple(c for c in bases if isinstance(c, type))
     fake_quant_module = sys.modules.get("torchao.quantization.pt2e.fake_quantize")
     base = getattr(fake_quant_module, "FakeQuantizeBase", None) if fake_quant_module is not None else None
@@ -47,7 +54,7 @@ def script_origin(module: nn.Module) -> tuple[str, str] | None:
         return None
     try:
         qualified = module._c._type().qualified_name()
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
     qualified = re.sub(r"\.___torch_mangle_\d+", "", qualified.removeprefix("__torch__."))
     origin, _, name = qualified.rpartition(".")
@@ -66,8 +73,8 @@ def tensor_subclass(weight: Any) -> str | None:
 
 def classify(module: nn.Module) -> str:
     """The kind of a module (see qdoctor.facts): quantized, observer, fake-quant, stub, float, container..."""
-    from torch.ao import quantization as tq
     import torch.ao.nn.quantized as nnq
+    from torch.ao import quantization as tq
 
     ao_observers, ao_fake_quants = _torchao_bases()
     if isinstance(module, tq.FakeQuantizeBase) or (ao_fake_quants and isinstance(module, ao_fake_quants)):

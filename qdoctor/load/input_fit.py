@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from qdoctor.errors import TargetError
-from qdoctor.load.target import LoadedTarget
 from qdoctor.introspect.kinds import quantization_level
+from qdoctor.load.target import LoadedTarget
 
 # Messages that can only mean "the input does not have the shape this layer needs", whatever the model.
 _SHAPE_MESSAGES = re.compile(
@@ -108,7 +108,7 @@ def check_inputs_fit(
             warnings.simplefilter("ignore")
             try:
                 model(*inputs)
-            except Exception as exc:  # noqa: BLE001 - classified below; anything else is the trace's business
+            except Exception as exc:
                 if stack:
                     failed_at.append(stack[-1])
                 error = exc

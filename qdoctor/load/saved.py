@@ -13,9 +13,10 @@ import io
 import logging
 import warnings
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,8 +41,10 @@ def _quiet_loading() -> Iterator[None]:
     previous = logging.root.manager.disable
     logging.disable(logging.CRITICAL)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(
-            io.StringIO()
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
         ):
             warnings.simplefilter("ignore")
             yield
@@ -50,7 +53,7 @@ def _quiet_loading() -> Iterator[None]:
 
 
 def archive_kind(path: Path) -> str:
-    """"torchscript", "exported_program", "pickle" (a torch.save zip or legacy pickle), by the archive's contents."""
+    """ "torchscript", "exported_program", "pickle" (a torch.save zip or legacy pickle), by the archive's contents."""
     if not zipfile.is_zipfile(path):
         return "pickle"
     with zipfile.ZipFile(path) as archive:
@@ -86,12 +89,12 @@ def _placeholder_inputs(graph_module: torch.fx.GraphModule) -> tuple[Any, ...] |
 
 def _load_exported(path: Path) -> SavedModel:
     # PT2E programs hold quantized_decomposed ops: register them before deserializing.
-    import torch.ao.quantization.fx._decomposed  # noqa: F401
+    import torch.ao.quantization.fx._decomposed
 
     try:
         with _quiet_loading():
             program = torch.export.load(str(path))
-    except Exception as exc:  # noqa: BLE001 - a file torch cannot read is bad input
+    except Exception as exc:
         raise TargetError(
             f"{path}: torch.export.load could not read it ({type(exc).__name__}: {_first_line(exc)})"
         ) from None
@@ -113,7 +116,7 @@ def _load_torchscript(path: Path) -> SavedModel:
     try:
         with _quiet_loading():
             module = torch.jit.load(str(path), map_location="cpu")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise TargetError(
             f"{path}: torch.jit.load could not read it ({type(exc).__name__}: {_first_line(exc)})"
         ) from None
@@ -133,7 +136,7 @@ def _load_pickle(path: Path, trust: bool) -> SavedModel:
     try:
         with _quiet_loading():
             value = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as safe_error:  # noqa: BLE001 - not loadable as plain tensors: a pickled Python object
+    except Exception as safe_error:
         if not trust:
             raise TargetError(
                 f"{path} is a pickled Python object (torch.save(model)): loading it runs code named in the file. "
@@ -142,7 +145,7 @@ def _load_pickle(path: Path, trust: bool) -> SavedModel:
         try:
             with _quiet_loading():
                 value = torch.load(str(path), map_location="cpu", weights_only=False)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise TargetError(
                 f"{path}: could not unpickle it even with --trust ({type(exc).__name__}: {_first_line(exc)}); "
                 "the classes it names must be importable: pass the .py script that builds the model instead"

@@ -18,9 +18,10 @@ import tokenize
 import types
 import warnings
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -54,9 +55,7 @@ class LoadedTarget:
     namespace: dict[str, Any]
     calibration_data: Callable[[], Any] | None = None
     evaluate: Callable[[nn.Module], float] | None = None
-    origins: "weakref.WeakKeyDictionary[nn.Module, SourceLocation]" = field(
-        default_factory=weakref.WeakKeyDictionary
-    )
+    origins: weakref.WeakKeyDictionary[nn.Module, SourceLocation] = field(default_factory=weakref.WeakKeyDictionary)
     user_engine: str = ""  # torch.backends.quantized.engine when the script finished
     user_num_threads: int = 0
     saved_format: str | None = None  # TARGET was a saved model: "torchscript", "exported_program", "pickle"
@@ -162,9 +161,12 @@ def _run_script(path: Path, origins: weakref.WeakKeyDictionary, target: Target) 
     # Registered so that classes defined in the script can be pickled (torch.save) and deep-copied.
     sys.modules[MODULE_NAME] = module
     try:
-        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(
-            stdout
-        ), contextlib.redirect_stderr(stderr), _record_module_origins(str(path), origins):
+        with (
+            warnings.catch_warnings(record=True) as caught,
+            contextlib.redirect_stdout(stdout),
+            contextlib.redirect_stderr(stderr),
+            _record_module_origins(str(path), origins),
+        ):
             warnings.simplefilter("always")
             try:
                 exec(code, namespace)
@@ -179,7 +181,7 @@ def _run_script(path: Path, origins: weakref.WeakKeyDictionary, target: Target) 
                         explained=f"{path}: the script imports '{exc.name}': {{hint}}",
                     ) from None
                 target.load_crash = crash_info(exc, "load", str(path))
-            except BaseException as exc:  # noqa: BLE001 - a user's crash is a diagnosis, not our failure
+            except BaseException as exc:
                 target.load_crash = crash_info(exc, "load", str(path))
     finally:
         sys.path[:] = saved_path
@@ -206,7 +208,7 @@ def _import_attribute(spec: str) -> tuple[dict[str, Any], Any]:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         raise TargetError(f"cannot import '{module_name}': {exc}") from None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise TargetError(f"importing '{module_name}' raised {type(exc).__name__}: {exc}") from None
     if not hasattr(module, attr):
         raise TargetError(f"'{module_name}' has no attribute '{attr}'")
@@ -243,8 +245,10 @@ def _call(name: str, func: Callable[..., Any], target: Target, *args: Any) -> An
         with warnings.catch_warnings(), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             warnings.simplefilter("ignore")
             return func(*args)
-    except Exception as exc:  # noqa: BLE001
-        raise TargetError(f"{name}() raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    except Exception as exc:
+        raise TargetError(
+            f"{name}() raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
     finally:
         target.user_stdout += stdout.getvalue()
         target.user_stderr += stderr.getvalue()
@@ -274,7 +278,9 @@ def _pick_subject(namespace: dict[str, Any], target: Target) -> tuple[str, nn.Mo
             c = target.load_crash
             where = f" at line {c.line}" if c.line else ""
             stdin = " (it read stdin, which qdoctor leaves empty)" if c.type == "EOFError" else ""
-            text = f"the script raised {c.type}{where}{stdin} before defining any nn.Module: {first_line(c.message)[:200]}"
+            text = (
+                f"the script raised {c.type}{where}{stdin} before defining any nn.Module: {first_line(c.message)[:200]}"
+            )
             raise ScriptFailedError(text, c.message, explained=text.replace("{", "{{").replace("}", "}}") + "; {hint}")
         raise NoModelError("no torch.nn.Module found in the target (define `model` or `build_model()`)")
     if isinstance(namespace.get("quantized_model"), nn.Module):
@@ -376,7 +382,7 @@ def _accepts(model: nn.Module, inputs: tuple[Any, ...]) -> bool:
             warnings.simplefilter("ignore")
             copy.deepcopy(model).eval()(*inputs)
         return True
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 
@@ -392,7 +398,8 @@ def _pick_inputs(
             target.inputs_name = name
             return _as_inputs(namespace[name], name)
     tensors = [
-        (n, v) for n, v in namespace.items()
+        (n, v)
+        for n, v in namespace.items()
         if isinstance(v, torch.Tensor) and not n.startswith("_") and v.dim() >= 1 and not v.is_quantized
     ]
 
@@ -411,9 +418,7 @@ def _pick_inputs(
             return (tensor,)
     inferred = _first_layer_input(float_baseline if float_baseline is not None else subject)
     if inferred is None:
-        raise TargetError(
-            "no example inputs: define `example_inputs` (a tensor or tuple) or `get_example_inputs()`"
-        )
+        raise TargetError("no example inputs: define `example_inputs` (a tensor or tuple) or `get_example_inputs()`")
     tensor, how = inferred
     target.inputs_inferred = f"no input tensor in the script; made a random one from the first layer {how}"
     return (tensor,)
@@ -441,7 +446,9 @@ def _input_size_that_runs(model: nn.Module, tensor: torch.Tensor, how: str) -> t
         candidate = torch.randn(tensor.shape[0], tensor.shape[1], size, size)
         if _accepts(model, (candidate,)):
             shape = "x".join(map(str, candidate.shape))
-            return candidate, how.rsplit(": ", 1)[0] + f": {shape} (the first of {'/'.join(map(str, _PROBE_SIZES))} px that runs)"
+            return candidate, how.rsplit(": ", 1)[
+                0
+            ] + f": {shape} (the first of {'/'.join(map(str, _PROBE_SIZES))} px that runs)"
     return tensor, how
 
 

@@ -17,14 +17,18 @@ import copy
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
+from qdoctor.diagnose.findings import Finding
 from qdoctor.facts import Facts, Timing
+from qdoctor.introspect.state import preserved_torch_state, quiet
+from qdoctor.load.target import LoadedTarget
 from qdoctor.prescribe.fixes import (
     DYNAMIC,
     EAGER,
@@ -38,9 +42,6 @@ from qdoctor.prescribe.fixes import (
     SubjectFixError,
     all_transforms,
 )
-from qdoctor.introspect.state import preserved_torch_state, quiet
-from qdoctor.load.target import LoadedTarget
-from qdoctor.diagnose.findings import Finding
 
 VERIFY_BENCH_TIME = 0.15  # seconds of timed runs per counterfactual (the subject gets the full --bench-time)
 CALIBRATION_BATCHES = 3  # stand-in batches when the script has no calibration_data(): the example + 2 random
@@ -92,7 +93,11 @@ def detect_flow(subject: nn.Module) -> str:
     from qdoctor.introspect.kinds import classify
 
     inside_dynamic = {
-        id(child) for m in subject.modules() if classify(m) == "dynamic_quantized" for child in m.modules() if child is not m
+        id(child)
+        for m in subject.modules()
+        if classify(m) == "dynamic_quantized"
+        for child in m.modules()
+        if child is not m
     }  # a dynamic Linear holds its packed weights in a static-quantized child module
     kinds = {classify(m) for m in subject.modules() if id(m) not in inside_dynamic}
     if kinds & {"fake_quant", "qat"}:
@@ -181,7 +186,7 @@ def quantization_lines(script: str) -> list[tuple[int, int]]:
             continue
         base = _indent(line)
 
-        def filler(text: str) -> bool:
+        def filler(text: str, base: int = base) -> bool:
             rest = text.strip()
             return (
                 not rest
@@ -221,7 +226,9 @@ class _Stage:
                 "no float baseline in the target to rebuild from (define `float_model` or `build_float_model()`)"
             )
         elif self.flow == QAT:
-            self.no_rebuild_reason = "a QAT model is fixed on a copy of itself: a rebuild from float would lose its training"
+            self.no_rebuild_reason = (
+                "a QAT model is fixed on a copy of itself: a rebuild from float would lose its training"
+            )
         else:
             self.no_rebuild_reason = f"qdoctor cannot rebuild a {self.flow} model from its float baseline"
         self.float_model = _float_for_rebuild(loaded.float_baseline) if loaded.float_baseline is not None else None
@@ -271,7 +278,7 @@ class _Stage:
                     items.append(item)
                     if len(items) > MAX_CALIBRATION_BATCHES:
                         break
-            except Exception as exc:  # noqa: BLE001 - the user's data loader failing is worth saying, not fatal
+            except Exception as exc:
                 items = []
                 failed = f"calibration_data() raised {_reason(exc)}; "
             else:
@@ -285,7 +292,9 @@ class _Stage:
                     if truncated
                     else f"calibration_data() from the script ({len(batches)} batches)"
                 )
-                expr = "calibration_data()" if callable(loaded.namespace.get("calibration_data")) else "calibration_data"
+                expr = (
+                    "calibration_data()" if callable(loaded.namespace.get("calibration_data")) else "calibration_data"
+                )
                 tuples = isinstance(items[0], (tuple, list))
                 call = "(*batch)" if tuples else "(batch)"
                 head = f"itertools.islice({expr}, {MAX_CALIBRATION_BATCHES})" if truncated else expr
@@ -319,7 +328,9 @@ class _Stage:
         tensors = [t for t in self.inputs if isinstance(t, torch.Tensor)]
         single = len(self.inputs) == 1 and len(tensors) == 1
         name = self._inputs_expr()
-        lines = ["# calibrate: qdoctor used the example inputs plus random tensors like them; real data calibrates better"]
+        lines = [
+            "# calibrate: qdoctor used the example inputs plus random tensors like them; real data calibrates better"
+        ]
         if name and single and not name.endswith("()"):
             x = name
         elif single:
@@ -334,15 +345,25 @@ class _Stage:
                 shapes = ", ".join(str(tuple(t.shape)) for t in tensors)
                 lines.append(f"{example} = tuple(torch.randn(s) for s in [{shapes}])  # your real inputs here")
         floating = bool(tensors) and all(t.is_floating_point() for t in tensors)
-        batches = next(n for n in ("calibration_batches", "qdoctor_calibration_batches") if n not in self.loaded.namespace)
+        batches = next(
+            n for n in ("calibration_batches", "qdoctor_calibration_batches") if n not in self.loaded.namespace
+        )
         if x is not None:
             like = f"torch.randn_like({x}) * {x}.std() + {x}.mean()" if floating else x
-            lines += [f"{batches} = [{x}] + [{like} for _ in range({extra})]", "with torch.no_grad():",
-                      f"    for batch in {batches}:", f"        {work}(batch)"]
+            lines += [
+                f"{batches} = [{x}] + [{like} for _ in range({extra})]",
+                "with torch.no_grad():",
+                f"    for batch in {batches}:",
+                f"        {work}(batch)",
+            ]
         else:
             like = f"tuple(torch.randn_like(t) * t.std() + t.mean() for t in {example})" if floating else example
-            lines += [f"{batches} = [{example}] + [{like} for _ in range({extra})]", "with torch.no_grad():",
-                      f"    for batch in {batches}:", f"        {work}(*batch)"]
+            lines += [
+                f"{batches} = [{example}] + [{like} for _ in range({extra})]",
+                "with torch.no_grad():",
+                f"    for batch in {batches}:",
+                f"        {work}(*batch)",
+            ]
         return "\n".join(lines)
 
     # ---- names for the generated code
@@ -384,9 +405,7 @@ class _Stage:
             where = f" (lines {', '.join(f'{a}-{b}' if b > a else str(a) for a, b in blocks)})" if blocks else ""
             lines.append(f"# qdoctor fix: in {script}, replace the quantization steps{where} with:")
             if target.float_derived:
-                lines.append(
-                    f"# `{target.float_name}` must be the float model: do not prepare it in place before this"
-                )
+                lines.append(f"# `{target.float_name}` must be the float model: do not prepare it in place before this")
         if target.subject_name.endswith("()"):
             lines.append(f"# ({target.subject_name} should return quantized_model)")
         return "\n".join(lines)
@@ -401,7 +420,7 @@ class _Stage:
 
                 try:
                     self._reference = numerics.outputs(self.float_model, self.inputs)
-                except Exception:  # noqa: BLE001 - without a reference there is no SQNR, nothing else changes
+                except Exception:
                     self._reference = None
         return self._reference
 
@@ -430,13 +449,13 @@ class _Stage:
             except SubjectFixError as exc:
                 outcome.error, outcome.cannot = str(exc), True
                 return outcome
-            except Exception as exc:  # noqa: BLE001 - a counterfactual that cannot be built is a result
+            except Exception as exc:
                 outcome.error = f"building the fixed copy raised {_reason(exc)}"
                 return outcome
             try:
                 with torch.no_grad():
                     output = model(*self.inputs)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 outcome.error = _reason(exc)
                 return outcome
             if self.options.save_fixed:
@@ -455,7 +474,9 @@ class _Stage:
 
     def rebuilt(self, recipe: Recipe) -> Outcome:
         if recipe not in self._cache:
-            self._cache[recipe] = self._measure(lambda: self._build(recipe), recipe.engine, recipe.threads or self.measured_threads)
+            self._cache[recipe] = self._measure(
+                lambda: self._build(recipe), recipe.engine, recipe.threads or self.measured_threads
+            )
         return self._cache[recipe]
 
     def _build(self, recipe: Recipe) -> tuple[nn.Module, list[str], str]:
@@ -465,8 +486,14 @@ class _Stage:
         names = self._names()
         if recipe.flow == FX:
             built = quantize.static_fx(
-                self.float_model, self.inputs, recipe.engine, self.batches, qconfig_engine=recipe.qconfig_engine,
-                calibrate_model=recipe.calibrate, convert=recipe.convert, names=names,
+                self.float_model,
+                self.inputs,
+                recipe.engine,
+                self.batches,
+                qconfig_engine=recipe.qconfig_engine,
+                calibrate_model=recipe.calibrate,
+                convert=recipe.convert,
+                names=names,
             )
         elif recipe.flow == DYNAMIC:
             by_name = {t.__name__: t for t in quantize.DYNAMIC_TYPES}
@@ -482,9 +509,17 @@ class _Stage:
             else:
                 groups = []
             built = quantize.static_eager(
-                self.float_model, self.inputs, recipe.engine, self.batches, groups=groups, wrap=recipe.stubs,
-                qconfig_engine=recipe.qconfig_engine, calibrate_model=recipe.calibrate, convert=recipe.convert,
-                train=not recipe.eval_mode, names=names,
+                self.float_model,
+                self.inputs,
+                recipe.engine,
+                self.batches,
+                groups=groups,
+                wrap=recipe.stubs,
+                qconfig_engine=recipe.qconfig_engine,
+                calibrate_model=recipe.calibrate,
+                convert=recipe.convert,
+                train=not recipe.eval_mode,
+                names=names,
             )
         steps, code = list(built.steps), built.code
         if recipe.threads:
@@ -496,7 +531,9 @@ class _Stage:
         """The subject's copy with the fixes of ``codes`` applied in code order (convert after calibrate...)."""
         key = ("subject", codes)
         if key not in self._cache:
-            threads = next((fixes[c].fixed["threads"] for c in codes if "threads" in fixes[c].fixed), self.measured_threads)
+            threads = next(
+                (fixes[c].fixed["threads"] for c in codes if "threads" in fixes[c].fixed), self.measured_threads
+            )
             subject_name = self.loaded.target.subject_name
             name = "quantized_model" if subject_name.endswith("()") else subject_name
 
@@ -530,7 +567,7 @@ class _Stage:
                     self._float_timings[threads] = timing.time_model(
                         self.float_model, self.inputs, self.options.bench_time, copy_model=False
                     )
-                except Exception:  # noqa: BLE001
+                except Exception:
                     self._float_timings[threads] = None
         return self._float_timings[threads]
 
@@ -563,7 +600,9 @@ class _Stage:
         if before.error:
             v["before_error"] = before.error
         if after.timing:
-            v.update(after_iqr_ms=_ms(after.timing.iqr_ms), after_runs=after.timing.runs, after_noisy=after.timing.noisy)
+            v.update(
+                after_iqr_ms=_ms(after.timing.iqr_ms), after_runs=after.timing.runs, after_noisy=after.timing.noisy
+            )
         v.update(engine=after.engine, threads=after.threads, method=method, steps=after.steps)
         if on_top_of:
             v["on_top_of"] = on_top_of
@@ -573,14 +612,14 @@ class _Stage:
             v["reason"] = f"the fixed copy still raises: {after.error}"
         elif after.timing is None:
             v["reason"] = (
-                "timing disabled (--no-bench); SQNR "
-                f"{_sqnr_text(before.sqnr_db)} -> {_sqnr_text(after.sqnr_db)}"
+                f"timing disabled (--no-bench); SQNR {_sqnr_text(before.sqnr_db)} -> {_sqnr_text(after.sqnr_db)}"
             )
         return v
 
     def direct_codes(self, fixes: dict[str, Fix]) -> list[str]:
         return [
-            c for c, f in fixes.items()
+            c
+            for c, f in fixes.items()
             if f.on_subject is not None and ((not self.subject_crashed and f.prefer_subject) or not self.rebuild)
         ]
 
@@ -629,7 +668,9 @@ class _Stage:
             results[code] = self.verified(subject, self.on_subject((code,), fixes), fixes[code], self.method(True), [])
         return results
 
-    def fix_all(self, fixes: dict[str, Fix], results: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], Outcome | None]:
+    def fix_all(
+        self, fixes: dict[str, Fix], results: dict[str, dict[str, Any]]
+    ) -> tuple[dict[str, Any], Outcome | None]:
         applied = [c for c in fixes if results.get(c, {}).get("applied")]
         direct = self.direct_codes({c: fixes[c] for c in applied})
         if not applied:
@@ -718,18 +759,20 @@ def save_fixed(model: nn.Module, engine: str, inputs: tuple[Any, ...], path: str
     scripted = None
     how = ""
     with preserved_torch_state(), quantized_engine(engine), quiet(), torch.no_grad():
-        for how, make in (
+        for name, make in (
             ("torch.jit.script", lambda: torch.jit.script(model)),
             ("torch.jit.trace", lambda: torch.jit.trace(model, tuple(inputs))),
         ):
             try:
                 candidate = make()
                 candidate(*inputs)
-            except Exception:  # noqa: BLE001 - try the next way; a state_dict always works
+            except Exception:
                 continue
-            scripted = candidate
+            scripted, how = candidate, name
             break
-        fd, tmp = tempfile.mkstemp(prefix=".qdoctor-", suffix=".pt", dir=str(target.parent if str(target.parent) else "."))
+        fd, tmp = tempfile.mkstemp(
+            prefix=".qdoctor-", suffix=".pt", dir=str(target.parent if str(target.parent) else ".")
+        )
         os.close(fd)
         try:
             if scripted is not None:
@@ -751,7 +794,7 @@ def save_fixed(model: nn.Module, engine: str, inputs: tuple[Any, ...], path: str
                 )
             os.replace(tmp, target)
             result["saved"] = True
-        except Exception as exc:  # noqa: BLE001 - reported; the CLI turns it into one line and exit 2
+        except Exception as exc:
             result["error"] = _reason(exc)
         finally:
             if os.path.exists(tmp):
@@ -787,7 +830,7 @@ def prescribe(
         progress("preparing verified fixes")
         try:
             extras["fix_all"], fixed = _verify(loaded, facts, relevant, transforms, options, progress)
-        except Exception as exc:  # noqa: BLE001 - a failed verification must not cost the user the diagnosis
+        except Exception as exc:
             reason = f"verification failed: {_reason(exc)} (a qdoctor bug: please report it)"
             for finding in relevant:
                 finding.verified = {"applied": False, "reason": reason}
@@ -795,7 +838,9 @@ def prescribe(
         if options.save_fixed:
             if fixed is not None and fixed.model is not None:
                 progress(f"saving the fixed model to {options.save_fixed}")
-                extras["saved_fixed"] = save_fixed(fixed.model, fixed.engine, loaded.inputs, options.save_fixed, fixed.code)
+                extras["saved_fixed"] = save_fixed(
+                    fixed.model, fixed.engine, loaded.inputs, options.save_fixed, fixed.code
+                )
             else:
                 summary = extras["fix_all"]
                 extras["saved_fixed"] = {

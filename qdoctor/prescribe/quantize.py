@@ -10,14 +10,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from qdoctor.introspect.state import quantized_engine
 from qdoctor.diagnose.fusion import executed_layers, fusion_groups
+from qdoctor.introspect.state import quantized_engine
 
 Batches = Sequence[tuple[Any, ...]]
 CALIBRATION_BATCHES = 8
@@ -203,13 +204,20 @@ def static_eager(
             calibrate(prepared, batches)
         quantized = tq.convert(prepared) if convert else prepared
         quantized.train(train)
-    steps.append(f"qconfig '{qconfig_engine}', engine '{engine}'" if qconfig_engine != engine else f"qconfig and engine '{engine}'")
+    steps.append(
+        f"qconfig '{qconfig_engine}', engine '{engine}'"
+        if qconfig_engine != engine
+        else f"qconfig and engine '{engine}'"
+    )
     steps.append(f"calibrated on {len(batches)} batch(es)" if calibrate_model else "not calibrated")
     steps.append("converted" if convert else "not converted")
     if train:
         steps.append("left in training mode")
     n = names or CodeNames()
-    lines = [f'torch.backends.quantized.engine = "{engine}"', f"{n.model} = {n.float_model}.{'train' if train else 'eval'}()"]
+    lines = [
+        f'torch.backends.quantized.engine = "{engine}"',
+        f"{n.model} = {n.float_model}.{'train' if train else 'eval'}()",
+    ]
     if fused:
         lines.append(f"{n.model} = torch.ao.quantization.fuse_modules({n.model}, {fused!r})")
     if wrapped:
@@ -255,12 +263,14 @@ def static_fx(
         "from torch.ao.quantization import get_default_qconfig_mapping",
         "from torch.ao.quantization.quantize_fx import prepare_fx, convert_fx",
         f'torch.backends.quantized.engine = "{engine}"',
-        f"{n.prepared} = prepare_fx({n.float_model}.eval(), get_default_qconfig_mapping(\"{qconfig_engine}\"), "
+        f'{n.prepared} = prepare_fx({n.float_model}.eval(), get_default_qconfig_mapping("{qconfig_engine}"), '
         f"{n.example_inputs})",
     ]
     if calibrate_model:
         lines.append(n.calibration_loop())
-    lines.append(f"{n.quantized_model} = convert_fx({n.prepared})" if convert else f"{n.quantized_model} = {n.prepared}")
+    lines.append(
+        f"{n.quantized_model} = convert_fx({n.prepared})" if convert else f"{n.quantized_model} = {n.prepared}"
+    )
     steps = [
         "FX prepare_fx (fuses, places q/dq)",
         f"qconfig mapping '{qconfig_engine}', engine '{engine}'" if qconfig_engine != engine else f"engine '{engine}'",

@@ -85,9 +85,7 @@ def to_dict(report: Report) -> dict[str, Any]:
                 "warnings": target.warnings,
             },
             "environment": asdict(facts.environment),
-            "crash": (
-                {k: v for k, v in asdict(crash).items() if k != "traceback"} if crash is not None else None
-            ),
+            "crash": ({k: v for k, v in asdict(crash).items() if k != "traceback"} if crash is not None else None),
             "load_crash": (
                 {k: v for k, v in asdict(target.load_crash).items() if k != "traceback"}
                 if target.load_crash is not None

@@ -20,14 +20,15 @@ import signal
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from qdoctor.report.model import Report
 from qdoctor.run import dead_worker as postmortem
 from qdoctor.run import worker
-from qdoctor.report.model import Report
 
 DEFAULT_TIMEOUT = 300.0
 STARTUP_ALLOWANCE = 120.0  # seconds to import torch before the timeout clock starts (a loaded machine is slow)
@@ -100,8 +101,11 @@ def expand_targets(arguments: list[str]) -> list[Planned]:
             files = model_files(path)
             if not files:
                 planned.append(
-                    Planned(argument, error=f"{argument}: no model files in this directory "
-                            "(*.py files that use torch; subdirectories are not searched)")
+                    Planned(
+                        argument,
+                        error=f"{argument}: no model files in this directory "
+                        "(*.py files that use torch; subdirectories are not searched)",
+                    )
                 )
             planned.extend(Planned(str(f), from_directory=True) for f in files)
         elif not path.exists() and (argument.endswith(".py") or os.sep in argument or ":" not in argument):
@@ -279,7 +283,7 @@ class Runner:
             except (EOFError, OSError):
                 w.connection_lost = True
                 return
-            except Exception as exc:  # noqa: BLE001 - it arrived whole but cannot be unpickled here (see worker.py)
+            except Exception as exc:
                 w.unreadable = f"{type(exc).__name__}: {exc}"
                 continue
             kind = message[0]

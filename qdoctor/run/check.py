@@ -5,16 +5,17 @@ Never prints and never exits: the CLI decides what to show and which exit code t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from qdoctor import __version__
-from qdoctor.facts import Facts
 from qdoctor.diagnose.flow_causes import FLOW_FAILURE_RULES, script_failure_text
+from qdoctor.diagnose.registry import run_rules, selected
 from qdoctor.errors import ScriptFailedError, TargetError
+from qdoctor.facts import Facts
 from qdoctor.gather import GatherOptions, OnStage, gather_facts
 from qdoctor.introspect.state import preserved_torch_state
-from qdoctor.diagnose.registry import run_rules, selected
 from qdoctor.report.model import Report
 
 # Importing this module must not import torch: qdoctor.run.batch builds reports of checks that died in their worker
@@ -77,16 +78,12 @@ def build_report(facts, options: CheckOptions) -> Report:  # type: ignore[no-unt
     if facts.modules is not None and not facts.is_quantized and _flow_failed(facts):
         # the flow raised before anything was quantized: only its failure is worth reporting on the float model
         wanted = [code for code in FLOW_FAILURE_RULES if selected(code, options.select, options.ignore)]
-        findings, skipped = (
-            run_rules(facts, wanted, options.ignore, options.per_module_ignores) if wanted else ([], [])
-        )
+        findings, skipped = run_rules(facts, wanted, options.ignore, options.per_module_ignores) if wanted else ([], [])
     elif facts.modules is not None and not facts.is_quantized:
         findings, skipped = [], []
     else:
         findings, skipped = run_rules(facts, options.select, options.ignore, options.per_module_ignores)
-    return Report(
-        facts=facts, findings=findings, skipped=skipped, notes=notes_for(facts), qdoctor_version=__version__
-    )
+    return Report(facts=facts, findings=findings, skipped=skipped, notes=notes_for(facts), qdoctor_version=__version__)
 
 
 def check(

@@ -10,8 +10,8 @@ import json
 from typing import Any
 
 from qdoctor import __version__
-from qdoctor.run.batch import CHECKED, NO_MODEL, Outcome, worst_exit_code
 from qdoctor.report.model import SCHEMA_VERSION, to_dict
+from qdoctor.run.batch import CHECKED, NO_MODEL, Outcome, worst_exit_code
 
 
 def not_quantized(outcome: Outcome) -> bool:
@@ -76,7 +76,11 @@ def to_json_document(outcomes: list[Outcome], fail_on: str = "warning", exit_zer
                     "schema_version": SCHEMA_VERSION,
                     "qdoctor_version": __version__,
                     "target": {"spec": outcome.spec},
-                    "worker": {"status": outcome.status, "reason": outcome.reason, "seconds": round(outcome.seconds, 2)},
+                    "worker": {
+                        "status": outcome.status,
+                        "reason": outcome.reason,
+                        "seconds": round(outcome.seconds, 2),
+                    },
                     "findings": [],
                 }
             )
@@ -95,8 +99,9 @@ def render_json(outcomes: list[Outcome], fail_on: str = "warning", exit_zero: bo
     return json.dumps(to_json_document(outcomes, fail_on, exit_zero), indent=2) + "\n"
 
 
-def render_table(outcomes: list[Outcome], fail_on: str = "warning", exit_zero: bool = False, color: bool = False,
-                 width: int = 110) -> str:
+def render_table(
+    outcomes: list[Outcome], fail_on: str = "warning", exit_zero: bool = False, color: bool = False, width: int = 110
+) -> str:
     """The summary table that follows the reports of several targets."""
     from rich.console import Console
     from rich.table import Table

@@ -32,9 +32,10 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Iterator, NoReturn
+from typing import Any, NoReturn
 
 STDOUT_FILE = "stdout.txt"
 STDERR_FILE = "stderr.txt"
@@ -59,7 +60,7 @@ def _redirect_standard_streams(folder: Path) -> None:
 
 def _enable_stack_dumps(folder: Path) -> None:
     global _stack_file
-    _stack_file = open(folder / STACK_FILE, "w")  # noqa: SIM115 - faulthandler needs it open until exit
+    _stack_file = open(folder / STACK_FILE, "w")
     faulthandler.enable(file=_stack_file, all_threads=True)
     if STACK_SIGNAL is not None and hasattr(faulthandler, "register"):
         faulthandler.register(STACK_SIGNAL, file=_stack_file, all_threads=True)
@@ -123,15 +124,15 @@ def main(conn: Connection, spec: str, options: Any, folder: str, take_turns: boo
     _enable_stack_dumps(Path(folder))
     _exit_when_orphaned()
     try:
-        from qdoctor.run.check import check
         from qdoctor.errors import NoModelError, TargetError
-        from qdoctor.gather import exclusive
         from qdoctor.facts.location import crash_info
+        from qdoctor.gather import exclusive
+        from qdoctor.run.check import check
 
         if take_turns:
             exclusive.install(_Turns(conn))
         facts = _facts_before_loading(spec)
-    except BaseException as exc:  # noqa: BLE001 - qdoctor or torch cannot even start here
+    except BaseException as exc:
         conn.send(("failed", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
         _leave()
     conn.send(("ready",))
@@ -148,12 +149,12 @@ def main(conn: Connection, spec: str, options: Any, folder: str, take_turns: boo
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, (int, str, type(None))) else repr(exc.code)
         conn.send(("exit", code, crash_info(exc, "run", facts.target.file)))
-    except BaseException as exc:  # noqa: BLE001 - qdoctor's own failure: the parent keeps the partial report
+    except BaseException as exc:
         conn.send(("failed", f"{type(exc).__name__}: {str(exc).strip()[:300]}", traceback.format_exc()))
     else:
         try:
             conn.send(("done", report))
-        except Exception as exc:  # noqa: BLE001 - e.g. a rule put something unpicklable in its evidence
+        except Exception as exc:
             conn.send(("failed", f"the report could not be sent: {type(exc).__name__}: {exc}", traceback.format_exc()))
     _leave()
 

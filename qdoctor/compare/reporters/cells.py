@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from qdoctor.compare.result import FAILED, OK, Candidate, CompareResult, limit_text
 from qdoctor.report.render.terminal_report import fmt_bytes, fmt_sqnr
 
-PHASES = {"build": "building", "run": "running", "time": "timing", "evaluate": "running evaluate()", "size": "measuring size"}
+PHASES = {
+    "build": "building",
+    "run": "running",
+    "time": "timing",
+    "evaluate": "running evaluate()",
+    "size": "measuring size",
+}
 COLUMNS = ("recipe", "latency", "speedup", "size", "smaller", "SQNR", "top-1 agree", "evaluate()", "build", "verdict")
 
 

@@ -67,7 +67,9 @@ def chart(result: CompareResult) -> str:
     for i, row in enumerate(measured):
         y = TOP + i * ROW_H
         weight = "bold" if row.recommended else "normal"
-        out.append(f'<text x="{LABEL_W - 8}" y="{y + 16}" text-anchor="end" font-weight="{weight}">{escape(row.candidate.recipe)}</text>')
+        out.append(
+            f'<text x="{LABEL_W - 8}" y="{y + 16}" text-anchor="end" font-weight="{weight}">{escape(row.candidate.recipe)}</text>'
+        )
     for p, (kind, title, line) in enumerate(panels):
         x0 = LABEL_W + p * (PANEL_W + GAP)
         values = [cells.chart_value(r.candidate, kind) for r in measured]
@@ -76,7 +78,7 @@ def chart(result: CompareResult) -> str:
         bar_w = PANEL_W - 60  # room for the value's text
         out.append(f'<text x="{x0}" y="{TOP - 14}" font-weight="bold">{escape(title)}</text>')
         out.append(f'<line x1="{x0}" y1="{TOP - 4}" x2="{x0}" y2="{height - 8}" stroke="#bbb"/>')
-        for i, (row, value) in enumerate(zip(measured, values)):
+        for i, (row, value) in enumerate(zip(measured, values, strict=False)):
             y = TOP + i * ROW_H
             if value is None:
                 label = "identical" if kind == "accuracy" and row.candidate.recipe == FP32 else "-"
@@ -136,7 +138,9 @@ def render(result: CompareResult, **_: Any) -> str:
     if problems or result.not_run:
         parts.append("<h2>Not measured</h2><ul>")
         parts += [f"<li><code>{escape(recipe)}</code>: {escape(why)}</li>" for recipe, why in problems]
-        parts += [f"<li><code>{escape(recipe)}</code>: not run, {escape(why)}</li>" for recipe, why in result.not_run.items()]
+        parts += [
+            f"<li><code>{escape(recipe)}</code>: not run, {escape(why)}</li>" for recipe, why in result.not_run.items()
+        ]
         parts.append("</ul>")
     parts += [
         "<h2>How this was measured</h2><dl>",
@@ -150,6 +154,8 @@ def render(result: CompareResult, **_: Any) -> str:
     parts += [f"<li>{escape(note)}</li>" for note in result.notes]
     parts.append("</ul>")
     if result.wall_s is not None:
-        parts.append(f"<p>compare took {result.wall_s:.0f} s (wall clock), qdoctor {escape(result.qdoctor_version)}</p>")
+        parts.append(
+            f"<p>compare took {result.wall_s:.0f} s (wall clock), qdoctor {escape(result.qdoctor_version)}</p>"
+        )
     parts.append("</body></html>\n")
     return "\n".join(parts)

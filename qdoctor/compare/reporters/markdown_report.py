@@ -23,7 +23,11 @@ def render(result: CompareResult, **_: Any) -> str:
     if rec.code:
         lines += ["", "```python", rec.code, "```"]
     shown = cells.columns(result)
-    lines += ["", "| " + " | ".join(shown) + " |", "|" + "|".join("---" if n == "recipe" else "---:" for n in shown) + "|"]
+    lines += [
+        "",
+        "| " + " | ".join(shown) + " |",
+        "|" + "|".join("---" if n == "recipe" else "---:" for n in shown) + "|",
+    ]
     for row in cells.rows(result):
         values = [cell(row.cells[name]) for name in shown]
         if row.recommended:

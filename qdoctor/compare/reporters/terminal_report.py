@@ -36,7 +36,9 @@ def _table(result: CompareResult) -> Table:
         table.add_column(name, justify="right" if name in RIGHT else "left", no_wrap=name in ("recipe", "latency"))
     for row in cells.rows(result):
         c = row.candidate
-        style = "bold green" if row.recommended else ("dim" if not c.ok else ("yellow" if c.within_limit is False else ""))
+        style = (
+            "bold green" if row.recommended else ("dim" if not c.ok else ("yellow" if c.within_limit is False else ""))
+        )
         values = [row.cells[name] for name in shown]
         if row.recommended:
             values[0] = f"► {values[0]}"

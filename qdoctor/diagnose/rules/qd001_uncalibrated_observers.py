@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 from qdoctor import facts as F
-from qdoctor.facts import Facts, ModuleInfo
+from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.locate import (
     first_compute,
     float_variable,
@@ -16,7 +16,7 @@ from qdoctor.diagnose.locate import (
     subject_variable,
 )
 from qdoctor.diagnose.registry import rule
-from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.facts import Facts, ModuleInfo
 
 # What torch's observers warn when calculate_qparams() runs on an observer that never saw a tensor (observer.py).
 DEFAULT_QPARAMS_WARNING = "must run observer before calling calculate_qparams"
@@ -149,7 +149,7 @@ def uncalibrated_observers(facts: Facts) -> Iterator[Finding]:
         # the warning came from an observer that is never used (MobileNetV2's skip_add without a residual).
         yield uncalibrated_observers.finding(
             "torch warned that an observer was asked for its scale/zero_point before it saw any data "
-            f"(\"{DEFAULT_QPARAMS_WARNING}\"): somewhere in the script a model was converted without calibration."
+            f'("{DEFAULT_QPARAMS_WARNING}"): somewhere in the script a model was converted without calibration.'
             + sqnr_text,
             module=None,
             evidence={"torch_warning": warned},

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 from qdoctor import facts as F
-from qdoctor.facts import Facts, ModuleInfo
+from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.locate import fix_engine, float_variable, subject_variable
 from qdoctor.diagnose.registry import rule
-from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.facts import Facts, ModuleInfo
 
 _FLOAT_INTO_INT8 = re.compile(r"Could not run '(quantized::[\w.]+)' with arguments from the 'CPU' backend")
 _INT8_INTO_FLOAT = re.compile(r"Could not run '(aten::[\w.]+)' with arguments from the 'QuantizedCPU' backend")
@@ -126,9 +126,7 @@ def missing_quant_stub(facts: Facts) -> Iterator[Finding]:
                 fix=wrap_fix(facts),
             )
     if crash is None and any(t.quantized for t in trace.output):
-        last_int8 = next(
-            (e for e in reversed(trace.events) if e.kind == "module" and e.output_quantized), None
-        )
+        last_int8 = next((e for e in reversed(trace.events) if e.kind == "module" and e.output_quantized), None)
         info = facts.module(last_int8.module) if last_int8 else None
         idle_dequant = [m.path for m in idle_stubs if m.type == "DeQuantStub"]
         why = (

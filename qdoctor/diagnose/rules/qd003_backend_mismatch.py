@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Iterator
+from collections.abc import Iterator
 
 from qdoctor import facts as F
-from qdoctor.facts import Facts, ModuleInfo
+from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.locate import (
     first_compute,
     fix_engine,
@@ -17,7 +17,7 @@ from qdoctor.diagnose.locate import (
     subject_variable,
 )
 from qdoctor.diagnose.registry import rule
-from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.facts import Facts, ModuleInfo
 
 X86, QNNPACK, ONEDNN = "x86/fbgemm", "qnnpack", "onednn"
 ENGINE_FAMILY = {"x86": X86, "fbgemm": X86, "qnnpack": QNNPACK, "onednn": ONEDNN}
@@ -92,7 +92,7 @@ def _engine_source(facts: Facts):  # type: ignore[no-untyped-def]
 def _requantize_fix(facts: Facts, engine: str, why: str, note: str = "") -> str:
     """Quantize again from the float model under ``engine`` with its own qconfig."""
     float_name, subject = float_variable(facts), subject_variable(facts)
-    head = f"# {why}\n" + (f"# ({note})\n" if note else "") + f"torch.backends.quantized.engine = \"{engine}\"\n"
+    head = f"# {why}\n" + (f"# ({note})\n" if note else "") + f'torch.backends.quantized.engine = "{engine}"\n'
     tail = "# convert() packs the weights for the engine in force: switching the engine afterwards is not enough\n"
     if is_graph_module(facts):
         return (

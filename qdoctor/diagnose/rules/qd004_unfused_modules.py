@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 from qdoctor import facts as F
-from qdoctor.facts import Facts, ModuleInfo, TraceEvent
+from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.fusion import Layer, base_type, executed_layers, fusion_groups
 from qdoctor.diagnose.locate import float_path, float_variable, is_graph_module
 from qdoctor.diagnose.registry import rule
-from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.facts import Facts, ModuleInfo, TraceEvent
 
 
 def _will_be_quantized(info: ModuleInfo | None) -> bool:
@@ -33,12 +33,12 @@ def _sequential_runs(facts: Facts) -> list[list[Layer]]:
             continue
         prefix = f"{container.path}." if container.path else ""
         children = [
-            m for m in facts.modules or [] if m.path.startswith(prefix) and "." not in m.path[len(prefix):] and m.path
+            m for m in facts.modules or [] if m.path.startswith(prefix) and "." not in m.path[len(prefix) :] and m.path
         ]
         events: list[TraceEvent] = []
         expected = 0
         for child in children:
-            name = child.path[len(prefix):]
+            name = child.path[len(prefix) :]
             if name.isdigit():
                 if int(name) != expected:  # a gap: a shared module ran here too
                     runs.append(executed_layers(events))
@@ -90,8 +90,7 @@ def fuse_fix(facts: Facts, groups: list[list[str]]) -> str:
         "    [\n"
         f"{lines},\n"
         "    ],\n"
-        ")  # before setting the qconfig and prepare(); then calibrate and convert as before"
-        + hint
+        ")  # before setting the qconfig and prepare(); then calibrate and convert as before" + hint
     )
 
 

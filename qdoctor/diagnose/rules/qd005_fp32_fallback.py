@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from qdoctor import facts as F
-from qdoctor.facts import Facts, TraceEvent
+from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.locate import fix_engine, float_variable, is_graph_module
 from qdoctor.diagnose.registry import rule
-from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.facts import Facts, TraceEvent
 
 # Severity threshold: a warning when the fallback (float compute between int8 regions plus the quantize/dequantize
 # of its round trips) takes at least this share of the quantized model's profiled forward. Justified in
@@ -19,25 +19,102 @@ MATERIAL_SHARE = 0.10
 
 # Torch functions that move or reshape data without computing: they neither count as float compute nor end a region.
 SHAPE_FUNCTIONS = {
-    "view", "reshape", "flatten", "unflatten", "permute", "transpose", "t", "contiguous", "squeeze", "unsqueeze",
-    "expand", "expand_as", "view_as", "reshape_as", "narrow", "select", "split", "chunk", "unbind", "to", "clone",
-    "detach", "type", "float", "cpu", "repeat", "flip", "movedim",
+    "view",
+    "reshape",
+    "flatten",
+    "unflatten",
+    "permute",
+    "transpose",
+    "t",
+    "contiguous",
+    "squeeze",
+    "unsqueeze",
+    "expand",
+    "expand_as",
+    "view_as",
+    "reshape_as",
+    "narrow",
+    "select",
+    "split",
+    "chunk",
+    "unbind",
+    "to",
+    "clone",
+    "detach",
+    "type",
+    "float",
+    "cpu",
+    "repeat",
+    "flip",
+    "movedim",
 }
 # Elementwise add/mul/cat done in float by hand between a DeQuantStub and a QuantStub: QD011 (missing-float-functional)
 # owns those round trips, with FloatFunctional as the fix.
 FLOAT_FUNCTIONAL_OPS = {
-    "add", "__add__", "__iadd__", "__radd__", "mul", "__mul__", "__imul__", "__rmul__", "cat", "concat", "concatenate",
-    "stack", "add_", "mul_",
+    "add",
+    "__add__",
+    "__iadd__",
+    "__radd__",
+    "mul",
+    "__mul__",
+    "__imul__",
+    "__rmul__",
+    "cat",
+    "concat",
+    "concatenate",
+    "stack",
+    "add_",
+    "mul_",
 }
 # Module types with an eager-mode int8 kernel (torch.ao.quantization's default static mappings, plus the ops that
 # run natively on quantized tensors): a float one between int8 regions could run in int8 instead.
 INT8_CAPABLE = {
-    "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "Linear", "BatchNorm2d",
-    "BatchNorm3d", "ReLU", "ReLU6", "Hardswish", "ELU", "LeakyReLU", "PReLU", "Sigmoid", "Tanh", "Hardsigmoid",
-    "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "Embedding", "EmbeddingBag",
-    "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d", "AdaptiveAvgPool1d",
-    "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "Upsample", "Flatten", "Dropout", "Identity", "Softmax",
-    "ConvReLU1d", "ConvReLU2d", "ConvReLU3d", "LinearReLU", "BNReLU2d", "BNReLU3d", "Hardtanh",
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
+    "Linear",
+    "BatchNorm2d",
+    "BatchNorm3d",
+    "ReLU",
+    "ReLU6",
+    "Hardswish",
+    "ELU",
+    "LeakyReLU",
+    "PReLU",
+    "Sigmoid",
+    "Tanh",
+    "Hardsigmoid",
+    "LayerNorm",
+    "GroupNorm",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "InstanceNorm3d",
+    "Embedding",
+    "EmbeddingBag",
+    "MaxPool1d",
+    "MaxPool2d",
+    "MaxPool3d",
+    "AvgPool1d",
+    "AvgPool2d",
+    "AvgPool3d",
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AdaptiveAvgPool3d",
+    "Upsample",
+    "Flatten",
+    "Dropout",
+    "Identity",
+    "Softmax",
+    "ConvReLU1d",
+    "ConvReLU2d",
+    "ConvReLU3d",
+    "LinearReLU",
+    "BNReLU2d",
+    "BNReLU3d",
+    "Hardtanh",
 }
 
 
@@ -133,7 +210,7 @@ def fp32_fallback(facts: Facts) -> Iterator[Finding]:
     float_events = [e for trip in trips for e in trip.float_events]
     float_modules = [e.module for e in float_events if e.kind == "module"]
     float_functions = [_label(e) for e in float_events if e.kind == "function"]
-    boundaries = [e for trip in trips for e in (trip.exit, trip.entry)]
+    [e for trip in trips for e in (trip.exit, trip.entry)]
     evidence: dict = {
         "round_trips": len(trips),
         "float_modules": float_modules,
@@ -225,8 +302,10 @@ def fallback_fix(facts: Facts, float_events: list[TraceEvent]) -> str:
         lines += [
             f"# {', '.join(capable)}: int8 kernels exist. Quantize {'it' if len(capable) == 1 else 'them'} with the "
             "rest of the model:",
-            *[f'{name}.{p}.qconfig = torch.ao.quantization.get_default_qconfig("{engine}")  # was None'
-              for p in capable],
+            *[
+                f'{name}.{p}.qconfig = torch.ao.quantization.get_default_qconfig("{engine}")  # was None'
+                for p in capable
+            ],
             "# then drop the DeQuantStub/QuantStub pair around it in forward(); prepare, calibrate, convert again",
         ]
     rest = [e for e in float_events if not (e.kind == "module" and _capable(facts, e.module))]
@@ -259,4 +338,3 @@ def reshape_fix(facts: Facts) -> str:
 def _capable(facts: Facts, path: str) -> bool:
     info = facts.module(path)
     return info is not None and info.type in INT8_CAPABLE
-

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from qdoctor import facts as F
-from qdoctor.facts import Facts
+from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.locate import (
     first_compute,
     inside_fake_quant,
@@ -14,7 +14,7 @@ from qdoctor.diagnose.locate import (
     subject_variable,
 )
 from qdoctor.diagnose.registry import rule
-from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.facts import Facts
 
 # The ways a model ends up prepared but not converted, and the call that finishes each.
 EAGER, EAGER_QAT, FX, FX_QAT = "eager prepare", "eager QAT (prepare_qat)", "FX prepare_fx", "FX QAT (prepare_qat_fx)"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
-from qdoctor.diagnose import crash_causes as crashes
 from qdoctor import facts as F
-from qdoctor.facts import Facts, Profile
-from qdoctor.diagnose.registry import rule
+from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.registry import rule
+from qdoctor.facts import Facts, Profile
 
 # Below this share of the float model's time in the layers dynamic quantization converted, the int8 model cannot
 # be much faster (Amdahl): with those layers made 2x faster, the best whole-model speedup is 1/(1 - 0.25/2) = 1.14x.

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from qdoctor import facts as F
-from qdoctor.facts import Facts, Timing
-from qdoctor.diagnose.registry import rule
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.registry import rule
+from qdoctor.facts import Facts, Timing
 
 SLOWER = 1.05  # int8 median at least 5 % above the fp32 median ...
 OVERHEAD_SHARE = 0.20  # ... and quantize/dequantize + dispatch at least this share of the int8 profile,
@@ -35,9 +35,7 @@ def quant_overhead_dominates(facts: Facts) -> Iterator[Finding]:
     assert bench is not None and profile is not None
     if bench.subject is None or bench.float_baseline is None:
         return
-    int8_layers = [
-        m for m in facts.modules_of_kind(F.QUANTIZED, F.DYNAMIC_QUANTIZED) if "Packed" not in m.type
-    ]
+    int8_layers = [m for m in facts.modules_of_kind(F.QUANTIZED, F.DYNAMIC_QUANTIZED) if "Packed" not in m.type]
     if not int8_layers or facts.modules_of_kind(F.OBSERVER, F.FAKE_QUANT):
         return  # nothing runs in int8, or observers left in (QD006)
     env = facts.environment

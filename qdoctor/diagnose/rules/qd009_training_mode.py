@@ -4,13 +4,13 @@ BatchNorm left unfolded in float between int8 convolutions."""
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
-from qdoctor.diagnose import crash_causes as crashes
 from qdoctor import facts as F
-from qdoctor.facts import Facts, ModuleInfo, TraceEvent
-from qdoctor.diagnose.registry import rule
+from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.registry import rule
+from qdoctor.facts import Facts, ModuleInfo, TraceEvent
 
 # Float layers whose output depends on module.training.
 _MODE_DEPENDENT = ("BatchNorm", "Dropout", "AlphaDropout")
@@ -69,7 +69,9 @@ def _train_mode(facts: Facts) -> Iterator[Finding]:
     if dropout:
         effects.append("Dropout zeroes random activations, so two runs on the same input differ")
     if batchnorm:
-        effects.append("BatchNorm normalizes with the statistics of each batch (garbage at batch 1) and overwrites its running statistics")
+        effects.append(
+            "BatchNorm normalizes with the statistics of each batch (garbage at batch 1) and overwrites its running statistics"
+        )
     first = affected[0] if affected else None
     qat = bool(facts.modules_of_kind(F.QAT))  # still a QAT model: it needs convert() too
     fix = (
@@ -111,7 +113,7 @@ def _float_batchnorm(facts: Facts) -> Iterator[Finding]:
         group = [before.path, info.path]
         if after is not None and after.type in ("ReLU", "ReLU6") and after.kind in (F.FLOAT, F.QUANTIZED):
             group.append(after.path)
-        stubs = [e.module for e in events[max(0, i - 2):i + 3] if _kind(facts, e.module) in _STUB_KINDS]
+        stubs = [e.module for e in events[max(0, i - 2) : i + 3] if _kind(facts, e.module) in _STUB_KINDS]
         subject = (facts.target.float_name or "float_model").removesuffix("()")
         yield training_mode.finding(
             f"`{info.path}` ({info.type}) runs in float between int8 layers (after `{before.path}`, "

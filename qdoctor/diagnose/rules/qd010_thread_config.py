@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from qdoctor.diagnose import crash_causes as crashes
-from qdoctor.facts import Facts, SourceLocation
-from qdoctor.diagnose.registry import rule
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.registry import rule
+from qdoctor.facts import Facts, SourceLocation
 
 # The variables that set torch's intra-op thread count when torch starts.
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TORCH_NUM_THREADS")
@@ -98,7 +98,11 @@ def thread_config(facts: Facts) -> Iterator[Finding]:
         yield thread_config.finding(
             f"torch is set to {least} intra-op thread{'s' if least != 1 else ''} while {cores} cores are "
             f"available{set_by}: {idle} core{'s' if idle != 1 else ''} stay{'s' if idle == 1 else ''} idle during every forward pass"
-            + (", and qdoctor's timings were taken under that setting" if evidence.get("timed_with_threads") == least else "")
+            + (
+                ", and qdoctor's timings were taken under that setting"
+                if evidence.get("timed_with_threads") == least
+                else ""
+            )
             + ".",
             module="",
             source=origin.source,

@@ -7,27 +7,38 @@ line); a wrong tensor reaching a leaf module is QD002's.
 from __future__ import annotations
 
 import ast
-from typing import Iterator
+from collections.abc import Iterator
 
-from qdoctor.diagnose import crash_causes as crashes
 from qdoctor import facts as F
-from qdoctor.facts import Facts, TraceEvent
-from qdoctor.diagnose.registry import rule
+from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.registry import rule
+from qdoctor.facts import Facts, TraceEvent
 
 # torch function / Tensor method (short name, dunders stripped) -> the FloatFunctional method that replaces it.
 FLOAT_FUNCTIONAL_FOR = {
-    "add": "add", "iadd": "add", "radd": "add", "add_": "add",
-    "mul": "mul", "imul": "mul", "rmul": "mul", "mul_": "mul",
-    "cat": "cat", "concat": "cat", "concatenate": "cat",
-    "matmul": "matmul", "rmatmul": "matmul", "mm": "matmul", "bmm": "matmul",
+    "add": "add",
+    "iadd": "add",
+    "radd": "add",
+    "add_": "add",
+    "mul": "mul",
+    "imul": "mul",
+    "rmul": "mul",
+    "mul_": "mul",
+    "cat": "cat",
+    "concat": "cat",
+    "concatenate": "cat",
+    "matmul": "matmul",
+    "rmatmul": "matmul",
+    "mm": "matmul",
+    "bmm": "matmul",
 }
 # Ops that may sit between the hand-written dequantize and quantize with the arithmetic (add_relu, reshapes).
 _PASSIVE = {"relu", "relu_", "flatten", "view", "reshape", "contiguous", "permute", "transpose", "squeeze", "unsqueeze"}
 
 
 def short_name(name: str) -> str:
-    """"Tensor.__iadd__" -> "iadd", "torch.add" -> "add", "quantized::add" -> "quantized::add"."""
+    """ "Tensor.__iadd__" -> "iadd", "torch.add" -> "add", "quantized::add" -> "quantized::add"."""
     if "::" in name:
         return name
     return name.rsplit(".", 1)[-1].strip("_") or name
@@ -96,8 +107,11 @@ class _UseFloatFunctional(ast.NodeTransformer):
         self.generic_visit(node)
         func = node.func
         if (  # self.dq_a(x) / self.requant(x) around the op: the FloatFunctional works on int8 directly
-            isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self"
-            and func.attr in self.stubs and len(node.args) == 1
+            isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Name)
+            and func.value.id == "self"
+            and func.attr in self.stubs
+            and len(node.args) == 1
         ):
             self.changed = True
             return node.args[0]
@@ -123,9 +137,9 @@ def _stub_names(facts: Facts, owner: str) -> set[str]:
     """Names of the Quant/DeQuant stubs that are direct children of the module whose forward() holds the op."""
     prefix = owner + "." if owner else ""
     return {
-        m.path[len(prefix):]
+        m.path[len(prefix) :]
         for m in facts.modules_of_kind(F.QUANT_STUB, F.DEQUANT_STUB)
-        if m.path.startswith(prefix) and "." not in m.path[len(prefix):]
+        if m.path.startswith(prefix) and "." not in m.path[len(prefix) :]
     }
 
 
@@ -145,8 +159,11 @@ def _fix(event: TraceEvent, method: str, facts: Facts, stubs: set[str] = frozens
     if rewritten:
         lines += [f"# in forward(), instead of `{code.split('  #')[0]}`:", rewritten]
     else:
-        example = {"cat": "self.skip_cat.cat([a, b], dim=1)", "add_scalar": "self.skip_add.add_scalar(a, 1.0)",
-                   "mul_scalar": "self.skip_mul.mul_scalar(a, 0.5)"}.get(method, f"self.{attr}.{method}(a, b)")
+        example = {
+            "cat": "self.skip_cat.cat([a, b], dim=1)",
+            "add_scalar": "self.skip_add.add_scalar(a, 1.0)",
+            "mul_scalar": "self.skip_mul.mul_scalar(a, 0.5)",
+        }.get(method, f"self.{attr}.{method}(a, b)")
         lines += [f"# in forward(), instead of `{code or 'a + b'}`:", example]
     lines.append("# then prepare, calibrate and convert again (convert makes it an int8 QFunctional)")
     return "\n".join(lines)
@@ -278,7 +295,8 @@ def _round_trip_finding(facts: Facts, op: TraceEvent, quantize: TraceEvent) -> F
     method = _method(op) or "add"
     requant = f"`{quantize.module}`" if quantize.kind == "module" else f"`{quantize.name}`"
     return missing_float_functional.finding(
-        f"`{op.name}` in " + (f"`{op.module}`.forward()" if op.module else "forward()")
+        f"`{op.name}` in "
+        + (f"`{op.module}`.forward()" if op.module else "forward()")
         + f" is wrapped in a hand-written dequantize -> float {short_name(op.name)} -> quantize ({requant}) round "
         "trip: it works, but pays two conversions and a float op on every call. A FloatFunctional "
         f"`{method}` runs it in int8.",

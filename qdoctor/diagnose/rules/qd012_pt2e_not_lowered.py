@@ -3,13 +3,13 @@ quantize/dequantize reference pattern and computes in fp32 plus the q/dq overhea
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from qdoctor import facts as F
+from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts
 from qdoctor.facts.graph import count_kinds
-from qdoctor.diagnose.registry import rule
-from qdoctor.diagnose.findings import Finding, Severity
 
 FIX = """\
 import torch

@@ -4,20 +4,35 @@ matmul whose per-call activation quantization costs more than it saves. Both are
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from qdoctor import facts as F
-from qdoctor.facts import Facts, ModuleInfo, ModuleTime
-from qdoctor.diagnose.registry import rule
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.registry import rule
+from qdoctor.facts import Facts, ModuleInfo, ModuleTime
 
 # Profiler ops that are int8 (or packed low-bit) matmul kernels: a layer running one of these is not falling back.
 FAST_KERNELS = (
-    "aten::_int_mm", "aten::_weight_int8pack_mm", "aten::_weight_int4pack_mm", "aten::_dyn_quant_matmul_4bit",
-    "onednn::", "quantized::", "torchao::int", "torchao::_",
+    "aten::_int_mm",
+    "aten::_weight_int8pack_mm",
+    "aten::_weight_int4pack_mm",
+    "aten::_dyn_quant_matmul_4bit",
+    "onednn::",
+    "quantized::",
+    "torchao::int",
+    "torchao::_",
 )
-FLOAT_MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "aten::convolution",
-                 "aten::mkldnn_convolution", "aten::_convolution", "aten::baddbmm")
+FLOAT_MATMULS = (
+    "aten::mm",
+    "aten::addmm",
+    "aten::bmm",
+    "aten::matmul",
+    "aten::linear",
+    "aten::convolution",
+    "aten::mkldnn_convolution",
+    "aten::_convolution",
+    "aten::baddbmm",
+)
 # The weight cast/dequantization that precedes a float matmul
 DEQUANT_OPS = ("aten::_to_copy", "aten::copy_", "aten::to", "torchao::dequantize_affine", "aten::dequantize")
 
@@ -132,7 +147,9 @@ def torchao_fallback(facts: Facts) -> Iterator[Finding]:
                 f"{evidence['int8_kernel_ms']:.2f} ms) that is by itself slower than the whole fp32 layer at these "
                 f"shapes on this CPU{compared}.{whole}"
             )
-            config = "Int8DynamicActivationInt8WeightConfig()" if info.activation_quantized else "Int8WeightOnlyConfig()"
+            config = (
+                "Int8DynamicActivationInt8WeightConfig()" if info.activation_quantized else "Int8WeightOnlyConfig()"
+            )
             fix = FIX_KEEP_FLOAT.format(name=name, float=float_name, config=config, slow=repr({path}))
         else:
             message = (

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from qdoctor.diagnose import crash_causes as crashes
-from qdoctor.facts import CrashInfo, Facts
-from qdoctor.diagnose.registry import all_rules, rule
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.registry import all_rules, rule
+from qdoctor.facts import CrashInfo, Facts
 
 NOT_KNOWN = "not a known quantization failure"
 
@@ -18,7 +18,7 @@ def _frames(crash: CrashInfo, count: int = 3) -> list[str]:
     for line in crash.traceback.splitlines():
         text = line.strip()
         if text.startswith('File "'):
-            path, _, rest = text[len('File "'):].partition('", line ')
+            path, _, rest = text[len('File "') :].partition('", line ')
             number, _, func = rest.partition(", in ")
             frames.append(f"{path}:{number} in {func}")
     return frames[-count:]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 from qdoctor.diagnose import crash_causes as crashes
-from qdoctor.facts import Facts
-from qdoctor.diagnose.registry import rule
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.registry import rule
+from qdoctor.facts import Facts
 
 _MOVES_TO_CUDA = re.compile(r"\.cuda\(|\.to\(\s*['\"]cuda|device\s*=\s*['\"]cuda|torch\.device\(\s*['\"]cuda")
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from qdoctor.diagnose import crash_causes as crashes
-from qdoctor.facts import CrashInfo, Facts
-from qdoctor.diagnose.registry import rule
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.registry import rule
+from qdoctor.facts import CrashInfo, Facts
 
 ACTIVATION_FIX = """\
 # x86 / fbgemm / onednn / qnnpack int8 kernels take quint8 activations and qint8 weights:
@@ -61,7 +61,7 @@ def _finding(facts: Facts, crash: CrashInfo, cause: crashes.CrashCause, engine: 
         evidence["module_kind"] = info.kind if info else None
         message = (
             f"{name} is a float module (it was not quantized: qconfig None, or a type convert does not map) but "
-            f"receives an int8 ({cause.got}) tensor, so it raises \"{crashes.first_line(crash.message)[:120]}\". "
+            f'receives an int8 ({cause.got}) tensor, so it raises "{crashes.first_line(crash.message)[:120]}". '
             "Dequantize before it, or let it be quantized."
         )
         path = crash.module or "layer"
@@ -86,13 +86,13 @@ def _finding(facts: Facts, crash: CrashInfo, cause: crashes.CrashCause, engine: 
     elif cause.cause == "weight-dtype":
         message = (
             f"the qconfig's weight observer uses {cause.got}, but int8 weights must be {cause.want}: "
-            f"\"{crashes.first_line(crash.message)[:120]}\"."
+            f'"{crashes.first_line(crash.message)[:120]}".'
         )
         fix = WEIGHT_FIX.format(engine=engine)
     else:  # int8-and-float-mixed inside a module
         message = (
             f"{name} combines an int8 and a float tensor in one op and raises "
-            f"\"{crashes.first_line(crash.message)[:120]}\": dequantize the int8 one (or quantize the float one) first."
+            f'"{crashes.first_line(crash.message)[:120]}": dequantize the int8 one (or quantize the float one) first.'
         )
         fix = "x = x.dequantize() if x.is_quantized else x  # inside the module's forward, before mixing with float"
     return quantized_dtype_mismatch.finding(

@@ -3,11 +3,11 @@ quantize_, prepare_fx, or an import that a torch/torchao release moved), mapped 
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
-from qdoctor.facts import Facts, SourceLocation
-from qdoctor.diagnose.registry import rule
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.registry import rule
+from qdoctor.facts import Facts, SourceLocation
 
 
 @rule(

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
-from qdoctor.facts import Facts, SourceLocation
+from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.graphs import activation_qparams
 from qdoctor.diagnose.registry import rule
-from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.facts import Facts, SourceLocation
 
 X86_FIX = """\
 import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq

@@ -3,12 +3,12 @@ quantize/dequantize pair (and, for a convolution or matmul, the float compute it
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
-from qdoctor.facts import Facts
+from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.graphs import float_regions
 from qdoctor.diagnose.registry import rule
-from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.facts import Facts
 
 FIX = """\
 # The quantizer has no int8 pattern for {ops}. Move it out of the quantized region (before the first

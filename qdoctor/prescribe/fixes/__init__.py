@@ -12,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
-from qdoctor.facts import Facts
 from qdoctor.diagnose.findings import Finding
+from qdoctor.facts import Facts
 
 # Flows a recipe can rebuild from the float baseline.
 EAGER, FX, DYNAMIC = "eager", "fx", "dynamic"
@@ -42,7 +43,7 @@ class Recipe:
     threads: int | None = None  # intra-op threads at run time; None: as the subject was measured
     dynamic_types: tuple[str, ...] = ()  # dynamic: layer class names the user quantized
 
-    def changed(self, **fields: Any) -> "Recipe":
+    def changed(self, **fields: Any) -> Recipe:
         return dataclasses.replace(self, **fields)
 
 

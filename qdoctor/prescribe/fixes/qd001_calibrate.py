@@ -6,8 +6,8 @@ from typing import Any
 
 from torch import nn
 
-from qdoctor.prescribe.fixes import DYNAMIC, CannotApply, Fix, FixContext, SubjectFixError, transform
 from qdoctor.diagnose.findings import Finding
+from qdoctor.prescribe.fixes import DYNAMIC, CannotApply, Fix, FixContext, SubjectFixError, transform
 
 
 def _calibrate_subject(model: nn.Module, batches: Any) -> nn.Module:

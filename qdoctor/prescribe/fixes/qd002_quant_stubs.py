@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from qdoctor.prescribe.fixes import DYNAMIC, FX, OTHER, CannotApply, Fix, FixContext, transform
 from qdoctor.diagnose.findings import Finding
+from qdoctor.prescribe.fixes import DYNAMIC, FX, OTHER, CannotApply, Fix, FixContext, transform
 
 
 @transform("QD002", "insert QuantStub/DeQuantStub")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from qdoctor.prescribe.fixes import QAT, OTHER, CannotApply, Fix, FixContext, transform
 from qdoctor.diagnose.findings import Finding
+from qdoctor.prescribe.fixes import OTHER, QAT, CannotApply, Fix, FixContext, transform
 
 FAMILIES = {"x86": "x86/fbgemm", "fbgemm": "x86/fbgemm", "qnnpack": "qnnpack", "onednn": "onednn"}
 
@@ -27,4 +27,6 @@ def engine(ctx: FixContext, finding: Finding) -> Fix | CannotApply:
     base = ctx.base
     if recommended == base.engine and same_family(recommended, base.qconfig_engine):
         return CannotApply(f"the engine is already '{recommended}' with a qconfig of its family")
-    return Fix(as_written={}, fixed={"engine": recommended, "qconfig_engine": recommended}, details={"engine": recommended})
+    return Fix(
+        as_written={}, fixed={"engine": recommended, "qconfig_engine": recommended}, details={"engine": recommended}
+    )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from qdoctor.prescribe.fixes import DYNAMIC, EAGER, FX, CannotApply, Fix, FixContext, transform
 from qdoctor.diagnose.findings import Finding
+from qdoctor.prescribe.fixes import DYNAMIC, EAGER, FX, CannotApply, Fix, FixContext, transform
 
 
 @transform("QD004", "fuse Conv/BN/ReLU sequences")

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from qdoctor.prescribe.fixes import DYNAMIC, CannotApply, Fix, FixContext, transform
 from qdoctor.diagnose.findings import Finding
+from qdoctor.prescribe.fixes import DYNAMIC, CannotApply, Fix, FixContext, transform
 
 
 def convert_subject(model: nn.Module, batches: Any) -> nn.Module:
@@ -42,6 +42,9 @@ def convert(ctx: FixContext, finding: Finding) -> Fix | CannotApply:
     else:
         code = "{subject} = torch.ao.quantization.convert({subject}.eval())"
     return Fix(
-        as_written={"convert": False}, fixed={"convert": True}, on_subject=convert_subject, subject_code=code,
+        as_written={"convert": False},
+        fixed={"convert": True},
+        on_subject=convert_subject,
+        subject_code=code,
         prefer_subject=True,  # convert the user's own calibrated observers
     )

@@ -6,8 +6,8 @@ from typing import Any
 
 from torch import nn
 
-from qdoctor.prescribe.fixes import DYNAMIC, FX, CannotApply, Fix, FixContext, transform
 from qdoctor.diagnose.findings import Finding
+from qdoctor.prescribe.fixes import DYNAMIC, FX, CannotApply, Fix, FixContext, transform
 
 
 def _eval(model: nn.Module, batches: Any) -> nn.Module:

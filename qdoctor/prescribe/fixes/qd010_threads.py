@@ -6,8 +6,8 @@ from typing import Any
 
 from torch import nn
 
-from qdoctor.prescribe.fixes import CannotApply, Fix, FixContext, transform
 from qdoctor.diagnose.findings import Finding
+from qdoctor.prescribe.fixes import CannotApply, Fix, FixContext, transform
 
 
 def _unchanged(model: nn.Module, batches: Any) -> nn.Module:

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from qdoctor import facts as F
-from qdoctor.report.model import Report
 from qdoctor.diagnose.findings import Severity
+from qdoctor.report.model import Report
 
 CATEGORY_LABEL = {
     F.CAT_INT8: "int8 kernels",
@@ -52,7 +52,7 @@ def speed_text(speedup: float | None) -> str:
 
 
 def finding_counts(report: Report) -> str:
-    """"3 findings: 1 error, 2 warning" or "no findings"."""
+    """ "3 findings: 1 error, 2 warning" or "no findings"."""
     if not report.findings:
         return "no findings"
     counts = {s: sum(1 for f in report.findings if f.severity == s) for s in Severity}
@@ -69,12 +69,16 @@ def verified_text(verified: dict[str, Any] | None) -> str | None:
     if after is None:
         return f"not verified: {verified.get('reason') or 'no measurement'}"
     before = verified.get("before_ms")
-    line = f"verified: {before:.2f} ms -> {after:.2f} ms" if before is not None else f"verified: crashed -> {after:.2f} ms"
+    line = (
+        f"verified: {before:.2f} ms -> {after:.2f} ms" if before is not None else f"verified: crashed -> {after:.2f} ms"
+    )
     if verified.get("speedup"):
         line += f" ({verified['speedup']:.2f}x)"
     before_sqnr, after_sqnr = verified.get("before_sqnr_db"), verified.get("after_sqnr_db")
     if after_sqnr is not None:
-        shown = f"{fmt_sqnr(before_sqnr)} -> {fmt_sqnr(after_sqnr)}" if before_sqnr is not None else fmt_sqnr(after_sqnr)
+        shown = (
+            f"{fmt_sqnr(before_sqnr)} -> {fmt_sqnr(after_sqnr)}" if before_sqnr is not None else fmt_sqnr(after_sqnr)
+        )
         line += f", SQNR vs float {shown}"
     if verified.get("on_top_of"):
         line += f" (on top of {', '.join(verified['on_top_of'])})"
@@ -205,5 +209,7 @@ def trace_lines(facts: Any, trace_dir: str) -> list[str]:
         if part.startswith("trace_")
     ]
     if facts.trace_files:
-        lines.append(f"view them with: tensorboard --logdir {trace_dir}  (the files also open in Perfetto and chrome://tracing)")
+        lines.append(
+            f"view them with: tensorboard --logdir {trace_dir}  (the files also open in Perfetto and chrome://tracing)"
+        )
     return lines

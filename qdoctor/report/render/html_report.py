@@ -153,9 +153,7 @@ def breakdown_svg(report: Report, width: int = 960) -> str:
 
 def _legend(report: Report) -> str:
     used = [row[0] for row in category_rows(report.facts)]
-    items = "".join(
-        f'<span><i style="background:{CATEGORY_COLOR[c]}"></i>{_e(CATEGORY_LABEL[c])}</span>' for c in used
-    )
+    items = "".join(f'<span><i style="background:{CATEGORY_COLOR[c]}"></i>{_e(CATEGORY_LABEL[c])}</span>' for c in used)
     return f'<div class="legend">{items}</div>'
 
 
@@ -181,7 +179,9 @@ def _summary(report: Report) -> str:
     if fix_all and fix_all.get("headline"):
         rows.append(("after all fixes", f'<span class="verified">{_e(fix_all["headline"])}</span>', "-"))
     if facts.size is not None:
-        rows.append(("size (serialized)", _e(fmt_bytes(facts.size.subject_bytes)), _e(fmt_bytes(facts.size.float_bytes))))
+        rows.append(
+            ("size (serialized)", _e(fmt_bytes(facts.size.subject_bytes)), _e(fmt_bytes(facts.size.float_bytes)))
+        )
     if facts.numerics is not None:
         rows.append(("SQNR vs float", _e(fmt_sqnr(facts.numerics.sqnr_db)), "-"))
     float_head = f"float baseline <code>{_e(target.float_name)}</code>" if target.float_name else "float baseline"
@@ -231,7 +231,7 @@ def _modules(report: Report) -> str:
         for r in rows
     )
     return (
-        "<table><tr><th>module</th><th>type</th><th>kind</th><th>runs on</th><th class=\"num\">time / forward</th>"
+        '<table><tr><th>module</th><th>type</th><th>kind</th><th>runs on</th><th class="num">time / forward</th>'
         f'<th class="num">share</th><th></th></tr>{body}</table>'
     )
 
@@ -250,7 +250,9 @@ def _finding(f: Finding, root: str | None) -> str:
         f"<p>{_prose(f.message)}</p>",
     ]
     if where:
-        parts.append(f'<p class="sub">at {", ".join(where)}' + (f": <code>{_e(loc.code)}</code>" if loc.code else "") + "</p>")
+        parts.append(
+            f'<p class="sub">at {", ".join(where)}' + (f": <code>{_e(loc.code)}</code>" if loc.code else "") + "</p>"
+        )
     evidence = evidence_items(f.evidence)
     if evidence:
         items = "".join(f"<li><code>{_e(k)}</code> = {_e(v)}</li>" for k, v in evidence)

@@ -49,7 +49,7 @@ def code_block(code: str, language: str = "python") -> list[str]:
 
 def table(header: list[str], rows: list[list[Any]], align: str = "") -> list[str]:
     """``align``: one letter per column, l or r (left when missing)."""
-    marks = ["---:" if (align[i:i + 1] == "r") else "---" for i in range(len(header))]
+    marks = ["---:" if (align[i : i + 1] == "r") else "---" for i in range(len(header))]
     lines = ["| " + " | ".join(cell(h) for h in header) + " |", "| " + " | ".join(marks) + " |"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return lines
@@ -95,7 +95,13 @@ def _breakdown(report: Report) -> list[str]:
     def both(ms: float | None, share: float | None) -> str:
         return "-" if ms is None else f"{ms:.2f} ms ({share:.0%})"
 
-    lines = ["", "### Time breakdown", "", "torch.profiler self time per forward, by category (shares, not latency):", ""]
+    lines = [
+        "",
+        "### Time breakdown",
+        "",
+        "torch.profiler self time per forward, by category (shares, not latency):",
+        "",
+    ]
     lines += table(
         ["category", "subject", "float baseline"],
         [[label, both(s_ms, s_share), both(f_ms, f_share)] for _, label, s_ms, s_share, f_ms, f_share in rows],
@@ -142,7 +148,9 @@ def _finding(f: Finding, root: str | None) -> list[str]:
     if loc.module is not None:
         where.append(f"module {code_span(loc.module or '<root>')}")
     if loc.file:
-        where.append(code_span(f"{display_path(loc.file, root)}:{loc.line}" if loc.line else display_path(loc.file, root) or ""))
+        where.append(
+            code_span(f"{display_path(loc.file, root)}:{loc.line}" if loc.line else display_path(loc.file, root) or "")
+        )
     if where:
         lines.append(f"- **where:** {', '.join(where)}" + (f": {code_span(loc.code)}" if loc.code else ""))
     evidence = evidence_items(f.evidence)
@@ -162,7 +170,9 @@ def render(report: Report, root: str | None = None, **_: Any) -> str:
     facts = report.facts
     target = facts.target
     lines = [f"## qdoctor check: {code_span(display_path(target.file, root) or target.spec)}", ""]
-    lines.append(f"**{finding_counts(report)}**" + (f" · qdoctor {report.qdoctor_version}" if report.qdoctor_version else ""))
+    lines.append(
+        f"**{finding_counts(report)}**" + (f" · qdoctor {report.qdoctor_version}" if report.qdoctor_version else "")
+    )
     lines.append("")
     lines += _summary(report)
     for note in report.notes:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.report.model import Report, to_dict
@@ -133,7 +134,7 @@ def to_sarif(
         },
         "results": [
             _result(f, cleaned, rule_index, facts.target.file, root)
-            for f, cleaned in zip(report.findings, summary["findings"])
+            for f, cleaned in zip(report.findings, summary["findings"], strict=False)
         ],
         "invocations": [
             {

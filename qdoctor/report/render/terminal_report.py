@@ -12,8 +12,8 @@ from rich.table import Table
 from rich.text import Text
 
 from qdoctor import facts as F
-from qdoctor.report.model import Report
 from qdoctor.diagnose.findings import Severity
+from qdoctor.report.model import Report
 from qdoctor.report.render.common import CATEGORY_LABEL, fmt_bytes, fmt_ms, fmt_sqnr, speed_text, verified_text
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
@@ -31,7 +31,9 @@ def _header(report: Report) -> Table:
     crash = facts.crash
     if crash is not None:
         where = f" in `{crash.module}`" if crash.module else ""
-        table.add_row("subject", Text(f"CRASHED{where}: {crash.type}: {crash.message.splitlines()[0][:160]}", style="bold red"))
+        table.add_row(
+            "subject", Text(f"CRASHED{where}: {crash.type}: {crash.message.splitlines()[0][:160]}", style="bold red")
+        )
     elif bench is not None:
         table.add_row("subject", fmt_ms(bench.subject))
     if bench is not None:
@@ -119,7 +121,11 @@ def _finding(f: Any) -> Panel:
     if f.fix:
         parts.append(Text("fix:", style="bold"))
         parts.append(Syntax(f.fix, "python", theme="ansi_dark", background_color="default"))
-    title = Text.assemble((f"{f.rule} ", SEVERITY_STYLE[f.severity]), (f"{f.name} ", "bold"), (f"[{f.severity.value}]", SEVERITY_STYLE[f.severity]))
+    title = Text.assemble(
+        (f"{f.rule} ", SEVERITY_STYLE[f.severity]),
+        (f"{f.name} ", "bold"),
+        (f"[{f.severity.value}]", SEVERITY_STYLE[f.severity]),
+    )
     return Panel(Group(*parts), title=title, title_align="left", border_style=SEVERITY_STYLE[f.severity])
 
 
@@ -136,8 +142,7 @@ def render(report: Report, width: int = 110, color: bool = False, **_: Any) -> s
         counts = {s: sum(1 for f in report.findings if f.severity == s) for s in Severity}
         console.print(
             Text(
-                f"\n{len(report.findings)} finding(s): "
-                + ", ".join(f"{n} {s.value}" for s, n in counts.items() if n),
+                f"\n{len(report.findings)} finding(s): " + ", ".join(f"{n} {s.value}" for s, n in counts.items() if n),
                 style="bold",
             )
         )
@@ -149,7 +154,10 @@ def render(report: Report, width: int = 110, color: bool = False, **_: Any) -> s
     if fix_all and fix_all.get("fixes"):
         saved = report.extras.get("saved_fixed")
         if saved and saved.get("saved"):
-            fix_all = {**fix_all, "saved": f"saved to {saved['path']} as {saved['format']} ({saved.get('how', '')}); load: {saved.get('load', '')}"}
+            fix_all = {
+                **fix_all,
+                "saved": f"saved to {saved['path']} as {saved['format']} ({saved.get('how', '')}); load: {saved.get('load', '')}",
+            }
         console.print(_fix_all(fix_all))
     if report.skipped:
         console.print(Text("skipped rules:", style="dim"))
@@ -158,5 +166,7 @@ def render(report: Report, width: int = 110, color: bool = False, **_: Any) -> s
     t = report.facts.target
     if t.user_stdout.strip():
         lines = t.user_stdout.strip().splitlines()
-        console.print(Text(f"the script printed {len(lines)} line(s) (kept out of this report; in --format json)", style="dim"))
+        console.print(
+            Text(f"the script printed {len(lines)} line(s) (kept out of this report; in --format json)", style="dim")
+        )
     return buffer.getvalue()
