@@ -96,7 +96,7 @@ def stage_alone(fixture: str, runs: int) -> dict:
     from qdoctor.gather import GatherOptions, gather_facts
     from qdoctor.introspect.state import preserved_torch_state
     from qdoctor.load.target import load_target
-    from qdoctor.prescribe.core import PrescribeOptions, prescribe
+    from qdoctor.prescribe.verify import PrescribeOptions, prescribe
 
     walls, results, added = [], [], []
     with tempfile.TemporaryDirectory() as folder, preserved_torch_state():

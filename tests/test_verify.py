@@ -103,7 +103,7 @@ def prescribe_target(
     from qdoctor.gather import GatherOptions, gather_facts
     from qdoctor.introspect.state import preserved_torch_state
     from qdoctor.load.target import load_target
-    from qdoctor.prescribe.core import PrescribeOptions, prescribe
+    from qdoctor.prescribe.verify import PrescribeOptions, prescribe
 
     with preserved_torch_state():
         loaded = load_target(str(target))
@@ -194,7 +194,7 @@ def test_seed004_each_fix_is_verified_on_top_of_the_crash_repair():
 
 
 def test_fix_all_snippet_turns_the_script_into_a_working_quantized_one(tmp_path):
-    from qdoctor.prescribe.core import quantization_lines
+    from qdoctor.prescribe.recipe import quantization_lines
 
     result = seed004()
     script = (FIXTURES / "seed004_as_written.py").read_text(encoding="utf-8")
@@ -397,7 +397,7 @@ class _Unscriptable(nn.Module):
 
 
 def test_save_fixed_falls_back_to_state_dict_and_rebuild_code(tmp_path):
-    from qdoctor.prescribe.core import save_fixed
+    from qdoctor.prescribe.save import save_fixed
 
     path = tmp_path / "fixed.pt"
     result = save_fixed(_Unscriptable(), torch.backends.quantized.engine, (torch.randn(1, 4),), str(path), "code = 1")
@@ -407,12 +407,12 @@ def test_save_fixed_falls_back_to_state_dict_and_rebuild_code(tmp_path):
 
 
 def test_a_failing_verification_keeps_the_diagnosis(monkeypatch):
-    import qdoctor.prescribe.core as prescribe_module
+    import qdoctor.prescribe.verify as prescribe_module
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(prescribe_module, "_Stage", broken)
+    monkeypatch.setattr(prescribe_module, "Verification", broken)
     report = run_check(FIXTURES / "prepared_not_converted.py", profile=False, verify=True)
     qd006 = next(f for f in report.findings if f.rule == "QD006")
     assert qd006.verified["applied"] is False and "RuntimeError: boom" in qd006.verified["reason"]
@@ -452,20 +452,20 @@ def test_terminal_report_shows_verified_lines_and_one_fix_all_snippet():
 
 def test_headline_wording():
     from qdoctor.facts import Timing
-    from qdoctor.prescribe.core import Outcome, headline
+    from qdoctor.prescribe.measure import Measured, headline
 
     def t(ms: float) -> Timing:
         return Timing(median_ms=ms, iqr_ms=0.1, runs=10, number_per_run=1, num_threads=2, noisy=False)
 
-    crashed, fixed = Outcome(error="NotImplementedError: ..."), Outcome(timing=t(4.9), sqnr_db=35.04)
+    crashed, fixed = Measured(error="NotImplementedError: ..."), Measured(timing=t(4.9), sqnr_db=35.04)
     assert headline(crashed, fixed, t(34.1)) == (
         "quantized: crashed -> after all fixes 4.9 ms, 7.0x faster than fp32 (34.1 ms), SQNR 35.0 dB vs fp32"
     )
-    assert headline(Outcome(timing=t(50.0)), Outcome(timing=t(10.0)), None) == (
+    assert headline(Measured(timing=t(50.0)), Measured(timing=t(10.0)), None) == (
         "quantized: 50.0 ms -> after all fixes 10.0 ms (5.0x faster than before)"
     )
-    assert "SLOWER than fp32" in headline(Outcome(timing=t(5.0)), Outcome(timing=t(4.0)), t(2.0))
-    assert headline(crashed, Outcome(error="RuntimeError: x"), t(1.0)) == (
+    assert "SLOWER than fp32" in headline(Measured(timing=t(5.0)), Measured(timing=t(4.0)), t(2.0))
+    assert headline(crashed, Measured(error="RuntimeError: x"), t(1.0)) == (
         "quantized: crashed -> after all fixes it still raises RuntimeError: x"
     )
-    assert headline(crashed, Outcome(timing=t(1.0), sqnr_db=math.inf), None).endswith("SQNR identical vs fp32")
+    assert headline(crashed, Measured(timing=t(1.0), sqnr_db=math.inf), None).endswith("SQNR identical vs fp32")

@@ -136,7 +136,7 @@ def load_target_explained(spec: str, trust: bool = False) -> Any:
 
 def verify_fixes(loaded, facts, findings, options: CheckOptions, progress: Callable[[str], None]) -> dict:  # type: ignore[no-untyped-def]
     """The verified-prescriptions stage (qdoctor.prescribe): fills each finding's ``verified``, returns the extras."""
-    from qdoctor.prescribe.core import VERIFY_BENCH_TIME, PrescribeOptions, prescribe
+    from qdoctor.prescribe.verify import VERIFY_BENCH_TIME, PrescribeOptions, prescribe
 
     return prescribe(
         loaded,

@@ -1,0 +1,417 @@
+"""Verified prescriptions: apply each finding's fix to a copy, measure it like the subject, and "fix all".
+
+A finding whose rule has a transform (qdoctor.prescribe.fixes) gets ``finding.verified``: the model rebuilt from a
+copy of the float baseline the way the script evidently meant to (its engine and qconfig family, its defects), then
+with the one fix, timed with qdoctor.gather.timing and compared with the float baseline by SQNR. "Fix all" applies
+every applicable fix together and is measured against the float baseline. The user's objects are never touched
+(every model here is a deep copy) and torch's global state is restored after each counterfactual.
+
+Cheap by design: the subject's own measurement is reused as "before", each distinct counterfactual is built and
+measured once (cached by its recipe), counterfactuals are timed for a short budget, and calibration uses a few
+batches.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from qdoctor.diagnose.findings import Finding
+from qdoctor.facts import Facts, Timing, recommended_engine
+from qdoctor.facts.location import exception_line, first_line
+from qdoctor.gather import numerics, timing
+from qdoctor.introspect.state import preserved_torch_state, quiet
+from qdoctor.load.target import LoadedTarget
+from qdoctor.prescribe import quantize
+from qdoctor.prescribe.calibration import calibration_for
+from qdoctor.prescribe.fixes import DYNAMIC, EAGER, FX, QAT, CannotApply, Fix, FixContext, Recipe, all_transforms
+from qdoctor.prescribe.measure import Build, Measured, effect, headline, measure, rounded_db, rounded_ms
+from qdoctor.prescribe.quantize import fusion_plan
+from qdoctor.prescribe.recipe import detect_flow, float_for_rebuild, fused_in_subject, qconfig_engine_of
+from qdoctor.prescribe.save import save_fixed
+from qdoctor.prescribe.snippet import FixCode
+
+VERIFY_BENCH_TIME = 0.15  # seconds of timed runs per counterfactual (the subject gets the full --bench-time)
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class PrescribeOptions:
+    bench: bool = True  # time the counterfactuals (else SQNR only)
+    bench_time: float = VERIFY_BENCH_TIME
+    save_fixed: str | None = None  # write the "fix all" model here
+
+
+class Verification:
+    """The counterfactuals of one check: the model rebuilt as the script did it, then with each fix; measured once
+    each (cached by recipe)."""
+
+
+    def __init__(self, loaded: LoadedTarget, facts: Facts, options: PrescribeOptions, progress: Progress) -> None:
+        self.loaded, self.facts, self.options, self.progress = loaded, facts, options, progress
+        self.inputs = loaded.inputs
+        self.flow = detect_flow(loaded.subject)
+        engine = loaded.user_engine or facts.environment.quantized_engine
+        bench = facts.benchmark
+        measured = bench.subject if bench and bench.subject else (bench.float_baseline if bench else None)
+        self.measured_threads = measured.num_threads if measured else torch.get_num_threads()
+        trace = facts.trace
+        self.subject_crashed = (trace is not None and trace.crash is not None) or bool(bench and bench.subject_error)
+        self.subject_crash = facts.crash
+        self.rebuild = loaded.float_baseline is not None and self.flow in (EAGER, FX, DYNAMIC)
+        if loaded.float_baseline is None:
+            self.no_rebuild_reason = (
+                "no float baseline in the target to rebuild from (define `float_model` or `build_float_model()`)"
+            )
+        elif self.flow == QAT:
+            self.no_rebuild_reason = (
+                "a QAT model is fixed on a copy of itself: a rebuild from float would lose its training"
+            )
+        else:
+            self.no_rebuild_reason = f"qdoctor cannot rebuild a {self.flow} model from its float baseline"
+        self.float_model = float_for_rebuild(loaded.float_baseline) if loaded.float_baseline is not None else None
+        self.code = FixCode(loaded)
+        self.batches, self.calibration, self.calibration_code = calibration_for(loaded, self.code.stand_in_calibration)
+        groups: list[list[str]] = []
+        relu_fused = bn_folded = True
+        if self.rebuild and self.flow == EAGER and self.float_model is not None:
+            groups = fusion_plan(self.float_model, self.inputs)
+            relu_fused, bn_folded = fused_in_subject(loaded.subject, self.float_model, groups)
+        self.groups = groups
+        dynamic_types = tuple(
+            sorted({m.type for m in facts.modules or [] if m.kind == "dynamic_quantized" and m.is_leaf})
+        )
+        self.base = Recipe(
+            flow=self.flow if self.flow in (EAGER, FX, DYNAMIC) else EAGER,
+            engine=engine,
+            qconfig_engine=qconfig_engine_of(facts, engine),
+            fuse_activations=relu_fused,
+            fold_bn=bn_folded,
+            dynamic_types=dynamic_types,
+        )
+        self.ctx = FixContext(
+            facts=facts,
+            flow=self.flow,
+            base=self.base,
+            recommended_engine=recommended_engine(facts.environment),
+            calibration=self.calibration,
+            has_float_baseline=loaded.float_baseline is not None,
+            fusion_groups=groups,
+            measured_threads=self.measured_threads,
+        )
+        self._reference: Any = None
+        self._reference_done = False
+        self._cache: dict[Any, Measured] = {}
+        self._float_timings: dict[int, Timing | None] = {}
+
+    # ---- measuring
+
+    def reference(self) -> Any:
+        if not self._reference_done:
+            self._reference_done = True
+            if self.float_model is not None:
+                try:
+                    self._reference = numerics.outputs(self.float_model, self.inputs)
+                except Exception:
+                    self._reference = None
+        return self._reference
+
+    def subject_outcome(self) -> Measured:
+        facts = self.facts
+        if self.subject_crashed:
+            crash = self.subject_crash
+            return Measured(error=f"{crash.type}: {first_line(crash.message)[:200]}" if crash else "it raised")
+        bench = facts.benchmark
+        return Measured(
+            timing=bench.subject if bench else None,
+            sqnr_db=facts.numerics.sqnr_db if facts.numerics else None,
+            engine=self.base.engine,
+            threads=self.measured_threads,
+        )
+
+    def _measure(self, make: Build, engine: str, threads: int) -> Measured:
+        return measure(
+            make,
+            self.inputs,
+            engine,
+            threads,
+            reference=self.reference(),
+            bench_time=self.options.bench_time if self.options.bench else None,
+            keep_model=bool(self.options.save_fixed),
+        )
+
+    def rebuilt(self, recipe: Recipe) -> Measured:
+        if recipe not in self._cache:
+            self._cache[recipe] = self._measure(
+                lambda: self._build(recipe), recipe.engine, recipe.threads or self.measured_threads
+            )
+        return self._cache[recipe]
+
+    def _build(self, recipe: Recipe) -> tuple[nn.Module, list[str], str]:
+        assert self.float_model is not None
+        names = self.code.names(self.calibration_code)
+        if recipe.flow == FX:
+            built = quantize.static_fx(
+                self.float_model,
+                self.inputs,
+                recipe.engine,
+                self.batches,
+                qconfig_engine=recipe.qconfig_engine,
+                calibrate_model=recipe.calibrate,
+                convert=recipe.convert,
+                names=names,
+            )
+        elif recipe.flow == DYNAMIC:
+            by_name = {t.__name__: t for t in quantize.DYNAMIC_TYPES}
+            types = [by_name[n] for n in recipe.dynamic_types if n in by_name] or None
+            built = quantize.dynamic(self.float_model, recipe.engine, types, names=names)
+        else:
+            if recipe.fuse_activations and recipe.fold_bn:
+                groups = self.groups
+            elif recipe.fold_bn:
+                groups = quantize.bn_folds(self.float_model, self.groups)
+            elif recipe.fuse_activations:
+                groups = [g for g in self.groups if not quantize.bn_folds(self.float_model, [g])]
+            else:
+                groups = []
+            built = quantize.static_eager(
+                self.float_model,
+                self.inputs,
+                recipe.engine,
+                self.batches,
+                groups=groups,
+                wrap=recipe.stubs,
+                qconfig_engine=recipe.qconfig_engine,
+                calibrate_model=recipe.calibrate,
+                convert=recipe.convert,
+                train=not recipe.eval_mode,
+                names=names,
+            )
+        steps, code = list(built.steps), built.code
+        if recipe.threads:
+            steps.append(f"{recipe.threads} intra-op thread(s)")
+            code = f"torch.set_num_threads({recipe.threads})\n{code}"
+        return built.model, steps, f"{self.code.header(direct=False)}\n{code}"
+
+    def on_subject(self, codes: tuple[str, ...], fixes: dict[str, Fix]) -> Measured:
+        """The subject's copy with the fixes of ``codes`` applied in code order (convert after calibrate...)."""
+        key = ("subject", codes)
+        if key not in self._cache:
+            threads = next(
+                (fixes[c].fixed["threads"] for c in codes if "threads" in fixes[c].fixed), self.measured_threads
+            )
+            subject_name = self.loaded.target.subject_name
+            name = "quantized_model" if subject_name.endswith("()") else subject_name
+
+            def make() -> tuple[nn.Module, list[str], str]:
+                model = copy.deepcopy(self.loaded.subject)
+                steps = []
+                for code in codes:
+                    fix = fixes[code]
+                    assert fix.on_subject is not None
+                    model = fix.on_subject(model, self.batches)
+                    steps.append(f"{code} on a copy of `{subject_name}`")
+                lines = [fixes[c].subject_code.format(subject=name) for c in codes]
+                return model, steps, self.code.header(direct=True) + "\n" + "\n".join(lines)
+
+            self._cache[key] = self._measure(make, self.base.engine, threads)
+        return self._cache[key]
+
+    def float_timing(self, threads: int) -> Timing | None:
+        """The float baseline's time at ``threads`` (the gathered one when the thread count is the same)."""
+        bench = self.facts.benchmark
+        if bench is None or self.float_model is None:
+            return None
+        if threads == self.measured_threads and bench.float_baseline is not None:
+            return bench.float_baseline
+        if threads not in self._float_timings:
+            with preserved_torch_state(), quiet():
+                torch.set_num_threads(threads)
+                try:
+                    self._float_timings[threads] = timing.time_model(
+                        self.float_model, self.inputs, self.options.bench_time, copy_model=False
+                    )
+                except Exception:
+                    self._float_timings[threads] = None
+        return self._float_timings[threads]
+
+    # ---- verification of each fix, and fix all
+
+    def method(self, direct: bool) -> str:
+        target = self.loaded.target
+        if direct:
+            return f"the fix applied to a copy of `{target.subject_name}`"
+        return (
+            f"rebuilt from a copy of `{target.float_name}` (the float baseline) the way the script did it "
+            f"({self.flow} mode, engine '{self.base.engine}', qconfig '{self.base.qconfig_engine}'), then fixed"
+        )
+
+    def direct_codes(self, fixes: dict[str, Fix]) -> list[str]:
+        return [
+            c
+            for c, f in fixes.items()
+            if f.on_subject is not None and ((not self.subject_crashed and f.prefer_subject) or not self.rebuild)
+        ]
+
+    def _calibrated(self, direct: bool, codes: tuple[str, ...], fixes: dict[str, Fix]) -> bool:
+        """Whether qdoctor's calibration batches went into the fixed model (a direct convert uses the user's)."""
+        if direct:
+            return any("calibration" in fixes[c].details for c in codes)
+        recipe = self.fixed_recipe(self.as_written(fixes), fixes, codes)
+        return recipe.calibrate and recipe.flow != DYNAMIC
+
+    def as_written(self, fixes: dict[str, Fix]) -> Recipe:
+        """The recipe the script followed: the user's engine and qconfig family, with every finding's defect."""
+        fields: dict[str, Any] = {}
+        for fix in fixes.values():
+            fields.update(fix.as_written)
+        return self.base.changed(**fields)
+
+    @staticmethod
+    def fixed_recipe(recipe: Recipe, fixes: dict[str, Fix], codes: Any) -> Recipe:
+        for code in codes:
+            recipe = recipe.changed(**fixes[code].fixed)
+        return recipe
+
+    def verify_each(self, fixes: dict[str, Fix]) -> dict[str, dict[str, Any]]:
+        results: dict[str, dict[str, Any]] = {}
+        direct = self.direct_codes(fixes)
+        rebuilt = [c for c in fixes if c not in direct] if self.rebuild else []
+        for code in fixes:
+            if code not in direct and code not in rebuilt:
+                results[code] = {"applied": False, "reason": self.no_rebuild_reason}
+        blocking = [c for c in rebuilt if fixes[c].repairs_crash] if self.subject_crashed else []
+        runnable = self.fixed_recipe(self.as_written(fixes), fixes, blocking)
+        subject = self.subject_outcome()
+        for code in rebuilt:
+            self.progress(f"verifying the fix for {code}")
+            if code in blocking:
+                before, after = subject, self.rebuilt(runnable)
+                on_top_of = [c for c in blocking if c != code]
+            else:
+                before = subject if not self.subject_crashed else self.rebuilt(runnable)
+                after = self.rebuilt(runnable.changed(**fixes[code].fixed))
+                on_top_of = blocking
+            results[code] = effect(before, after, fixes[code], self.method(direct=False), on_top_of)
+        for code in direct:
+            self.progress(f"verifying the fix for {code}")
+            results[code] = effect(subject, self.on_subject((code,), fixes), fixes[code], self.method(True), [])
+        return results
+
+    def fix_all(
+        self, fixes: dict[str, Fix], results: dict[str, dict[str, Any]]
+    ) -> tuple[dict[str, Any], Measured | None]:
+        applied = [c for c in fixes if results.get(c, {}).get("applied")]
+        direct = self.direct_codes({c: fixes[c] for c in applied})
+        if not applied:
+            return {"applied": False, "reason": "no fix could be applied", "fixes": []}, None
+        use_direct = not self.rebuild or len(direct) == len(applied)
+        codes = tuple(sorted(direct)) if use_direct else tuple(sorted(applied))
+        self.progress("verifying all fixes together")
+        if use_direct:
+            after = self.on_subject(codes, fixes)
+        else:
+            after = self.rebuilt(self.fixed_recipe(self.as_written(fixes), fixes, codes))
+        before = self.subject_outcome()
+        float_timing = self.float_timing(after.threads) if after.timing else None
+        summary: dict[str, Any] = {
+            "applied": after.error is None,
+            "fixes": list(codes),
+            "headline": headline(before, after, float_timing),
+            "before_ms": rounded_ms(before.timing.median_ms) if before.timing else None,
+            "before_error": before.error,
+            "after_ms": rounded_ms(after.timing.median_ms) if after.timing else None,
+            "after_iqr_ms": rounded_ms(after.timing.iqr_ms) if after.timing else None,
+            "after_runs": after.timing.runs if after.timing else None,
+            "after_noisy": after.timing.noisy if after.timing else None,
+            "float_ms": rounded_ms(float_timing.median_ms) if float_timing else None,
+            "speedup_vs_float": (
+                round(float_timing.median_ms / after.timing.median_ms, 3) if float_timing and after.timing else None
+            ),
+            "before_sqnr_db": rounded_db(before.sqnr_db),
+            "after_sqnr_db": rounded_db(after.sqnr_db),
+            "engine": after.engine,
+            "threads": after.threads,
+            "method": self.method(use_direct),
+            "calibration": self.calibration if self._calibrated(use_direct, codes, fixes) else None,
+            "steps": after.steps,
+            "code": after.code,
+        }
+        if after.error:
+            summary["after_error"] = after.error
+        return summary, after
+
+
+def prescribe(
+    loaded: LoadedTarget,
+    facts: Facts,
+    findings: list[Finding],
+    options: PrescribeOptions | None = None,
+    progress: Progress = lambda _: None,
+) -> dict[str, Any]:
+    """Fill ``verified`` on every finding whose rule has a transform; return Report.extras entries ("fix_all",
+    "saved_fixed"). Never modifies the user's objects; restores torch's global state."""
+    options = options or PrescribeOptions()
+    transforms = {t.code: t for t in all_transforms()}
+    relevant = [f for f in findings if f.rule in transforms]
+    extras: dict[str, Any] = {}
+    if not relevant:
+        if options.save_fixed:
+            extras["saved_fixed"] = {
+                "path": options.save_fixed,
+                "saved": False,
+                "reason": "no finding has an automatic fix: nothing to save",
+            }
+        return extras
+    with preserved_torch_state(), quiet():
+        progress("preparing verified fixes")
+        try:
+            extras["fix_all"], fixed = _verify(loaded, facts, relevant, transforms, options, progress)
+        except Exception as exc:
+            reason = f"verification failed: {exception_line(exc, 200)} (a qdoctor bug: please report it)"
+            for finding in relevant:
+                finding.verified = {"applied": False, "reason": reason}
+            extras["fix_all"], fixed = {"applied": False, "reason": reason, "fixes": []}, None
+        if options.save_fixed:
+            if fixed is not None and fixed.model is not None:
+                progress(f"saving the fixed model to {options.save_fixed}")
+                extras["saved_fixed"] = save_fixed(
+                    fixed.model, fixed.engine, loaded.inputs, options.save_fixed, fixed.code
+                )
+            else:
+                summary = extras["fix_all"]
+                extras["saved_fixed"] = {
+                    "path": options.save_fixed,
+                    "saved": False,
+                    "reason": summary.get("after_error") or summary.get("reason") or "no fixed model",
+                }
+    return extras
+
+
+def _verify(
+    loaded: LoadedTarget,
+    facts: Facts,
+    relevant: list[Finding],
+    transforms: dict[str, Any],
+    options: PrescribeOptions,
+    progress: Progress,
+) -> tuple[dict[str, Any], Measured | None]:
+    stage = Verification(loaded, facts, options, progress)
+    outcomes: dict[str, Fix | CannotApply] = {}
+    for code in sorted({f.rule for f in relevant}):
+        first = next(f for f in relevant if f.rule == code)
+        outcomes[code] = transforms[code].make(stage.ctx, first)
+    fixes = {c: o for c, o in outcomes.items() if isinstance(o, Fix)}
+    results = {c: {"applied": False, "reason": o.reason} for c, o in outcomes.items() if isinstance(o, CannotApply)}
+    results.update(stage.verify_each(fixes))
+    for finding in relevant:
+        finding.verified = dict(results[finding.rule])
+    summary, fixed = stage.fix_all(fixes, results)
+    summary["left_out"] = {c: r.get("reason", "") for c, r in results.items() if c not in summary["fixes"]}
+    return summary, fixed
