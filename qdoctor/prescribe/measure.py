@@ -34,14 +34,12 @@ class Measured:
     model: nn.Module | None = None
 
 
-
 def rounded_ms(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
 def rounded_db(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
-
 
 
 def measure(

@@ -29,7 +29,7 @@ from qdoctor.introspect.state import preserved_torch_state, quiet
 from qdoctor.load.target import LoadedTarget
 from qdoctor.prescribe import quantize
 from qdoctor.prescribe.calibration import calibration_for
-from qdoctor.prescribe.fixes import DYNAMIC, EAGER, FX, QAT, CannotApply, Fix, FixContext, Recipe, all_transforms
+from qdoctor.prescribe.fixes import DYNAMIC, EAGER, FX, QAT, CannotApply, Fix, FixContext, RebuildPlan, all_transforms
 from qdoctor.prescribe.measure import Build, Measured, effect, headline, measure, rounded_db, rounded_ms
 from qdoctor.prescribe.quantize import fusion_plan
 from qdoctor.prescribe.recipe import detect_flow, float_for_rebuild, fused_in_subject, qconfig_engine_of
@@ -51,7 +51,6 @@ class PrescribeOptions:
 class Verification:
     """The counterfactuals of one check: the model rebuilt as the script did it, then with each fix; measured once
     each (cached by recipe)."""
-
 
     def __init__(self, loaded: LoadedTarget, facts: Facts, options: PrescribeOptions, progress: Progress) -> None:
         self.loaded, self.facts, self.options, self.progress = loaded, facts, options, progress
@@ -87,7 +86,7 @@ class Verification:
         dynamic_types = tuple(
             sorted({m.type for m in facts.modules or [] if m.kind == "dynamic_quantized" and m.is_leaf})
         )
-        self.base = Recipe(
+        self.base = RebuildPlan(
             flow=self.flow if self.flow in (EAGER, FX, DYNAMIC) else EAGER,
             engine=engine,
             qconfig_engine=qconfig_engine_of(facts, engine),
@@ -146,14 +145,14 @@ class Verification:
             keep_model=bool(self.options.save_fixed),
         )
 
-    def rebuilt(self, recipe: Recipe) -> Measured:
+    def rebuilt(self, recipe: RebuildPlan) -> Measured:
         if recipe not in self._cache:
             self._cache[recipe] = self._measure(
                 lambda: self._build(recipe), recipe.engine, recipe.threads or self.measured_threads
             )
         return self._cache[recipe]
 
-    def _build(self, recipe: Recipe) -> tuple[nn.Module, list[str], str]:
+    def _build(self, recipe: RebuildPlan) -> tuple[nn.Module, list[str], str]:
         assert self.float_model is not None
         names = self.code.names(self.calibration_code)
         if recipe.flow == FX:
@@ -266,7 +265,7 @@ class Verification:
         recipe = self.fixed_recipe(self.as_written(fixes), fixes, codes)
         return recipe.calibrate and recipe.flow != DYNAMIC
 
-    def as_written(self, fixes: dict[str, Fix]) -> Recipe:
+    def as_written(self, fixes: dict[str, Fix]) -> RebuildPlan:
         """The recipe the script followed: the user's engine and qconfig family, with every finding's defect."""
         fields: dict[str, Any] = {}
         for fix in fixes.values():
@@ -274,7 +273,7 @@ class Verification:
         return self.base.changed(**fields)
 
     @staticmethod
-    def fixed_recipe(recipe: Recipe, fixes: dict[str, Fix], codes: Any) -> Recipe:
+    def fixed_recipe(recipe: RebuildPlan, fixes: dict[str, Fix], codes: Any) -> RebuildPlan:
         for code in codes:
             recipe = recipe.changed(**fixes[code].fixed)
         return recipe

@@ -183,7 +183,7 @@ class _Worker:
 
 
 @dataclass
-class _Turns:
+class _SlotQueue:
     """Who may measure now, who waits for it. Only one worker measures at a time; the others are paused."""
 
     holder: _Worker | None = None
@@ -205,7 +205,7 @@ class Runner:
         self.timeout = timeout
         self.on_progress = on_progress or (lambda done, total, running: None)
         self.context = multiprocessing.get_context("spawn")
-        self.turns = _Turns()
+        self.turns = _SlotQueue()
         self.take_turns = False
 
     # ------------------------------------------------------------------------------------------------ the loop

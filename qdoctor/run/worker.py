@@ -79,7 +79,7 @@ def _exit_when_orphaned() -> None:
     threading.Thread(target=watch, name="qdoctor-orphan-watch", daemon=True).start()
 
 
-class _Turns:
+class _SlotFromParent:
     """qdoctor.gather.exclusive's slot in a parallel run: ask the parent for the machine, measure, hand it back.
 
     Re-entrant: a measurement inside another (a fix verified inside a benchmark phase) does not ask twice.
@@ -130,7 +130,7 @@ def main(conn: Connection, spec: str, options: Any, folder: str, take_turns: boo
         from qdoctor.run.check import check
 
         if take_turns:
-            exclusive.install(_Turns(conn))
+            exclusive.install(_SlotFromParent(conn))
         facts = _facts_before_loading(spec)
     except BaseException as exc:
         conn.send(("failed", f"{type(exc).__name__}: {exc}", traceback.format_exc()))

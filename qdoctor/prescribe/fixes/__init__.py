@@ -28,7 +28,7 @@ QAT, OTHER = "qat", "other"
 
 
 @dataclass(frozen=True)
-class Recipe:
+class RebuildPlan:
     """How a quantized model is built from the float baseline and run. Frozen: a recipe is a cache key."""
 
     flow: str  # EAGER, FX or DYNAMIC
@@ -43,7 +43,7 @@ class Recipe:
     threads: int | None = None  # intra-op threads at run time; None: as the subject was measured
     dynamic_types: tuple[str, ...] = ()  # dynamic: layer class names the user quantized
 
-    def changed(self, **fields: Any) -> Recipe:
+    def changed(self, **fields: Any) -> RebuildPlan:
         return dataclasses.replace(self, **fields)
 
 
@@ -53,7 +53,7 @@ class FixContext:
 
     facts: Facts
     flow: str
-    base: Recipe  # the user's evident recipe, before any finding's as_written
+    base: RebuildPlan  # the user's evident recipe, before any finding's as_written
     recommended_engine: str
     calibration: str  # where the calibration batches come from, in words
     has_float_baseline: bool
@@ -63,8 +63,8 @@ class FixContext:
 
 @dataclass
 class Fix:
-    as_written: dict[str, Any]  # Recipe fields as the user had them (the defect)
-    fixed: dict[str, Any]  # Recipe fields once fixed
+    as_written: dict[str, Any]  # RebuildPlan fields as the user had them (the defect)
+    fixed: dict[str, Any]  # RebuildPlan fields once fixed
     repairs_crash: bool = False  # the subject cannot run until this is fixed
     prefer_subject: bool = False  # when the subject runs, verify on a copy of it (exact, no rebuild needed)
     on_subject: Callable[[nn.Module, Any], nn.Module] | None = None  # (copy of subject, batches) -> fixed copy

@@ -1,0 +1,288 @@
+"""The stages of gathering, in order: inventory, graph, (compile), trace, profiles, benchmarks, size, numerics,
+flow. Each stage reads the facts of the stages before it; a stage that raises leaves its part None with the reason
+in ``facts.unavailable`` and the time it took in ``facts.phase_seconds``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from qdoctor import facts as F
+from qdoctor.facts import Benchmarks, Facts, Numerics, Sizes, Trace
+from qdoctor.facts.location import crash_info, exception_line
+from qdoctor.gather import (
+    GatherOptions,
+    OnStage,
+    Progress,
+    environment,
+    flows,
+    graph,
+    modules,
+    numerics,
+    profile,
+    size,
+    timing,
+    trace,
+)
+from qdoctor.introspect.kinds import classify, eager_module
+from qdoctor.introspect.state import quiet
+from qdoctor.load.target import LoadedTarget
+
+
+def _run_once(model: Any, inputs: tuple[Any, ...]) -> Any:
+    with torch.no_grad():
+        return model(*inputs)
+
+
+def _announcing_stages(progress: Progress, on_stage: OnStage | None, facts: Facts) -> Progress:
+    """Each progress message starts a stage: hand ``on_stage`` the facts gathered so far, then report progress."""
+    if on_stage is None:
+        return progress
+
+    def announce(message: str) -> None:
+        on_stage(message, facts)
+        progress(message)
+
+    return announce
+
+
+class Gathering:
+    """One target's facts, gathered stage by stage. Use ``run()``."""
+
+    def __init__(self, loaded: LoadedTarget, options: GatherOptions, progress: Progress, on_stage: OnStage | None):
+        self.loaded, self.options = loaded, options
+        self.target = loaded.target
+        self.facts = Facts(
+            target=loaded.target,
+            environment=environment.gather_environment(loaded.user_engine, loaded.user_num_threads),
+        )
+        self.progress = _announcing_stages(progress, on_stage, self.facts)
+        self.subject, self.baseline, self.inputs = loaded.subject, loaded.float_baseline, loaded.inputs
+        # A torch.compile'd subject: facts about the model come from the module it wraps; profile and timing run the
+        # compiled module itself, uncopied (a copy would compile again). TorchScript modules take no Python hooks.
+        self.eager = eager_module(self.subject)
+        self.compiled = self.eager is not self.subject
+        self.scripted = isinstance(self.eager, torch.jit.ScriptModule)
+        self.first_call: dict[str, Any] = {}  # a compiled subject's first call: its seconds, or its crash
+
+    def run(self) -> Facts:
+        self.inventory()
+        self.graph()
+        if self.compiled:
+            self.compile()
+        self.trace()
+        self.profiles()
+        self.benchmarks()
+        self.size()
+        self.numerics()
+        self.flow()
+        return self.facts
+
+    def attempt(self, part: str, work: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        try:
+            with quiet():
+                return work()
+        except Exception as exc:
+            self.facts.unavailable[part] = exception_line(exc)
+            return None
+        finally:
+            seconds = self.facts.phase_seconds
+            seconds[part] = seconds.get(part, 0.0) + time.perf_counter() - start
+
+    @property
+    def crashed(self) -> bool:
+        return self.facts.trace is not None and self.facts.trace.crash is not None
+
+    # ---- what the model is
+
+    def inventory(self) -> None:
+        facts, loaded, baseline = self.facts, self.loaded, self.baseline
+        self.progress("inventory of modules")
+        facts.modules = self.attempt("modules", lambda: modules.inventory(self.eager, loaded.origins, baseline))
+        if baseline is not None:
+            facts.float_modules = self.attempt("float_modules", lambda: modules.inventory(baseline, loaded.origins))
+        else:
+            facts.unavailable["float_modules"] = "no float baseline in the target"
+
+    def graph(self) -> None:
+        facts = self.facts
+        self.progress("reading the graph")
+        facts.graph = self.attempt("graph", lambda: graph.graph_nodes(self.subject, self.target.file, classify))
+        if facts.graph is None and "graph" not in facts.unavailable:
+            facts.unavailable["graph"] = "the subject is an eager module tree, not a graph (FX, PT2E or TorchScript)"
+
+    # ---- what it does when run
+
+    def compile(self) -> None:
+        self.progress("compiling the subject (torch.compile: its first call)")
+        started = time.perf_counter()
+        try:
+            with quiet():
+                _run_once(self.subject, self.inputs)
+            self.first_call["seconds"] = time.perf_counter() - started
+        except Exception as exc:
+            self.first_call["crash"] = crash_info(exc, "run", self.target.file)
+
+    def trace(self) -> None:
+        facts, file = self.facts, self.target.file
+        self.progress("tracing one forward pass")
+        if self.scripted:
+            facts.unavailable["trace"] = "a TorchScript module takes no Python hooks; its graph facts show what it runs"
+            try:
+                with quiet():
+                    _run_once(self.subject, self.inputs)
+            except Exception as exc:
+                facts.trace = Trace(events=[], output=[], crash=crash_info(exc, "run", file))
+        else:
+            facts.trace = self.attempt("trace", lambda: trace.trace_model(self.eager, self.inputs, file))
+        if "crash" in self.first_call:  # the eager module runs but its compiled form raises: that is what the user runs
+            if facts.trace is None:
+                facts.trace = Trace(events=[], output=[], crash=self.first_call["crash"])
+            elif facts.trace.crash is None:
+                facts.trace.crash = self.first_call["crash"]
+
+    # ---- where the time goes, and how long it takes
+
+    def _trace_exporter(self, role: str) -> Callable[[Any], None] | None:
+        """Writes the profiler's trace of one model under options.trace_dir; a failure is a fact, not a crash."""
+        trace_dir = self.options.trace_dir
+        if trace_dir is None:
+            return None
+
+        def export(prof: Any) -> None:
+            try:
+                self.facts.trace_files[role] = profile.write_chrome_trace(
+                    prof, profile.trace_file(trace_dir, self.target.spec, role)
+                )
+            except (OSError, RuntimeError) as exc:
+                self.facts.unavailable[f"trace_{role}"] = exception_line(exc)
+
+        return export
+
+    def profiles(self) -> None:
+        facts, options, baseline = self.facts, self.options, self.baseline
+        if not options.profile:
+            facts.unavailable["profile"] = facts.unavailable["float_profile"] = "profiling disabled (--no-profile)"
+            return
+        if self.crashed:
+            facts.unavailable["profile"] = "the subject raised when run, so it cannot be profiled"
+        else:
+            self.progress("profiling the subject")
+            kinds = {m.path: m.kind for m in facts.modules or []}
+            events = facts.trace.events if facts.trace else []
+            int8 = {e.module for e in events if e.kind == "module" and e.any_input_quantized}
+            facts.profile = self.attempt(
+                "profile",
+                lambda: profile.profile_model(
+                    self.subject,
+                    self.inputs,
+                    kinds,
+                    int8,
+                    budget_s=options.profile_budget,
+                    on_profiled=self._trace_exporter("subject"),
+                    copy_model=not self.compiled,
+                ),
+            )
+        if baseline is None:
+            facts.unavailable["float_profile"] = "no float baseline in the target"
+            return
+        self.progress("profiling the float baseline")
+        float_kinds = {m.path: m.kind for m in facts.float_modules or []}
+        facts.float_profile = self.attempt(
+            "float_profile",
+            lambda: profile.profile_model(
+                baseline,
+                self.inputs,
+                float_kinds,
+                set(),
+                budget_s=options.profile_budget,
+                on_profiled=self._trace_exporter("float"),
+            ),
+        )
+
+    def _subject_is_stateful(self) -> bool:
+        """Running it changes it: observers, fake-quant and train-mode BatchNorm update their state on every
+        forward (unknown modules count as stateful)."""
+        found = self.facts.modules
+        if found is None:
+            return True
+        return any(m.kind in (F.OBSERVER, F.FAKE_QUANT, F.QAT) or (m.training and m.is_leaf) for m in found)
+
+    def benchmarks(self) -> None:
+        facts, options, baseline, inputs = self.facts, self.options, self.baseline, self.inputs
+        if not options.bench:
+            facts.unavailable["benchmark"] = "timing disabled (--no-bench)"
+            return
+        subject_timing = float_timing = None
+        subject_error = None
+        if self.crashed:
+            subject_error = "the subject raised when run"
+        else:
+            self.progress("benchmarking the subject")
+            # A copy would repack int8 weights for the engine in force now, timing a different model than the
+            # user's when the engine changed after convert; so the subject itself is timed unless running it
+            # changes it. A copy of a compiled module would compile again.
+            copy_model = self._subject_is_stateful() and not self.compiled
+            subject_timing = self.attempt(
+                "benchmark", lambda: timing.time_model(self.subject, inputs, options.bench_time, copy_model=copy_model)
+            )
+        if baseline is not None:
+            self.progress("benchmarking the float baseline")
+            float_timing = self.attempt("benchmark", lambda: timing.time_model(baseline, inputs, options.bench_time))
+        facts.benchmark = Benchmarks(subject=subject_timing, float_baseline=float_timing, subject_error=subject_error)
+
+    # ---- size, accuracy, flow
+
+    def size(self) -> None:
+        baseline = self.baseline
+        self.facts.size = self.attempt(
+            "size",
+            lambda: Sizes(
+                subject_bytes=size.serialized_bytes(self.subject),
+                float_bytes=size.serialized_bytes(baseline) if baseline is not None else None,
+            ),
+        )
+
+    def numerics(self) -> None:
+        facts, baseline, subject, inputs = self.facts, self.baseline, self.subject, self.inputs
+        if baseline is None:
+            facts.unavailable["numerics"] = "no float baseline in the target"
+            return
+        if self.crashed:
+            facts.unavailable["numerics"] = "the subject raised when run"
+            return
+        self.progress("comparing outputs with the float baseline")
+        facts.numerics = self.attempt(
+            "numerics",
+            lambda: Numerics(
+                sqnr_db=numerics.sqnr_db(
+                    numerics.outputs(baseline, inputs),
+                    _run_once(subject, inputs) if self.compiled else numerics.outputs(subject, inputs),
+                )
+            ),
+        )
+
+    def flow(self) -> None:
+        facts, loaded, target, subject = self.facts, self.loaded, self.target, self.subject
+        facts.flow = self.attempt(
+            "flow",
+            lambda: flows.flow_info(
+                subject,
+                facts.graph,
+                facts.modules,
+                loaded.namespace,
+                target.script_text,
+                (target.load_crash, facts.trace.crash if facts.trace else None),
+                facts.environment.torch_version,
+                saved_format=loaded.saved_format,
+                compile_source=loaded.origins.get(subject) if self.compiled else None,
+                source=loaded.origins.get(self.eager),
+                engine=facts.environment.quantized_engine,
+            ),
+        )
+        if facts.flow is not None and facts.flow.compiled is not None and "seconds" in self.first_call:
+            facts.flow.compiled.first_call_s = self.first_call["seconds"]
