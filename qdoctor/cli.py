@@ -14,6 +14,7 @@ from qdoctor.report.render import OutputFormat
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from qdoctor.report.model import Report
     from qdoctor.run.batch import Outcome
 
 app = typer.Typer(
@@ -24,7 +25,7 @@ app = typer.Typer(
 )
 
 
-def _stderr():  # type: ignore[no-untyped-def]
+def _stderr() -> Console:
     from rich.console import Console
 
     return Console(stderr=True)
@@ -184,7 +185,7 @@ def check(
     raise typer.Exit(worst_exit_code(outcomes, settings.fail_on, settings.exit_zero))
 
 
-def _after_report(report, trace_dir: Path | None, console: Console) -> None:  # type: ignore[no-untyped-def]
+def _after_report(report: Report, trace_dir: Path | None, console: Console) -> None:
     """Side notes on stderr: where traces and the fixed model were written."""
     if trace_dir is not None:
         from qdoctor.report.render.common import trace_lines

@@ -11,7 +11,7 @@ import copy
 import io
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -113,7 +113,7 @@ def build(float_model: nn.Module, inputs: tuple[Any, ...], batches: list[tuple[A
     move_to_eval(converted)
     # Compiles on the first call (which must run under runtime()), once per input shape: with dynamic shapes the
     # int8 conv lowering of torch 2.14 fails a stride assertion (channels-last meta vs contiguous buffer).
-    compiled = torch.compile(converted, dynamic=False)
+    compiled = cast(nn.Module, torch.compile(converted, dynamic=False))  # an OptimizedModule, typed as a callable
     strict = not how.startswith("non-strict")
     export_line = (
         "batch = tuple(torch.cat([t, t]) for t in example_inputs)  # a batch of 1 would be specialised\n"

@@ -69,6 +69,11 @@ class Recommendation:
     code: str = ""
 
 
+def _median_ms(candidate: Candidate) -> float:
+    """Sort key of measured candidates (unmeasured ones sort last)."""
+    return candidate.latency.median_ms if candidate.latency is not None else float("inf")
+
+
 @dataclass
 class CompareResult:
     spec: str
@@ -89,7 +94,7 @@ class CompareResult:
 
     def by_speed(self) -> list[Candidate]:
         """Measured recipes fastest first, then failed, then skipped (each in run order)."""
-        timed = sorted((c for c in self.candidates if c.ok and c.latency), key=lambda c: c.latency.median_ms)
+        timed = sorted((c for c in self.candidates if c.ok and c.latency), key=_median_ms)
         untimed = [c for c in self.candidates if c.ok and not c.latency]
         failed = [c for c in self.candidates if c.status == FAILED]
         skipped = [c for c in self.candidates if c.status == SKIPPED]
@@ -138,16 +143,16 @@ def recommend(candidates: list[Candidate], limits: Limits) -> Recommendation:
     fp32 = next((c for c in timed if c.recipe == FP32), None)
     has_metric = any(c.metric_drop is not None for c in timed)
     limit = limit_text(limits, has_metric)
-    int8 = sorted((c for c in timed if c.recipe != FP32), key=lambda c: c.latency.median_ms)  # type: ignore[union-attr]
+    int8 = sorted((c for c in timed if c.recipe != FP32), key=_median_ms)
     accurate = [c for c in int8 if accuracy_within_limit(c, limits)]
     if fp32 is None:
         if accurate:
-            best = accurate[0]
+            fastest = accurate[0]
             return Recommendation(
-                best.recipe, f"fastest recipe with {limit}; fp32 itself could not be measured", best.code
+                fastest.recipe, f"fastest recipe with {limit}; fp32 itself could not be measured", fastest.code
             )
         return Recommendation(None, "nothing could be measured, not even fp32")
-    best = accurate[0] if accurate else None
+    best: Candidate | None = accurate[0] if accurate else None
     if best is not None and best.speedup is not None and best.speedup >= limits.min_speedup:
         size = f", {best.size_ratio:.1f}x smaller" if best.size_ratio else ""
         return Recommendation(

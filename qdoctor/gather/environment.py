@@ -39,7 +39,7 @@ THREAD_ENV = (
 
 
 def _cpuinfo() -> tuple[str, set[str]]:
-    model, flags = platform.processor() or "", set()
+    model, flags = platform.processor() or "", set[str]()
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:

@@ -67,7 +67,12 @@ def _target_name(node: torch.fx.Node) -> str:
 
 def _node_inputs(node: torch.fx.Node) -> list[str]:
     names: list[str] = []
-    torch.fx.node.map_arg((node.args, node.kwargs), lambda n: names.append(n.name) or n)
+
+    def collect(n: torch.fx.Node) -> torch.fx.Node:
+        names.append(n.name)
+        return n
+
+    torch.fx.node.map_arg((node.args, node.kwargs), collect)
     return list(dict.fromkeys(names))
 
 

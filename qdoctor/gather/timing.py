@@ -41,7 +41,7 @@ def _time_alone(run: Any, min_run_time: float, num_threads: int | None, label: s
     timer = benchmark.Timer(stmt="run()", globals={"run": run}, num_threads=threads, label=label)
     single = timer.timeit(1).median
     number = block_size(single)
-    blocks = []
+    blocks: list[float] = []
     spent = 0.0
     while spent < min_run_time or len(blocks) < MIN_BLOCKS:
         block = timer.timeit(number)

@@ -41,7 +41,8 @@ def preserved_torch_state() -> Iterator[None]:
         torch.set_default_dtype(default_dtype)
         torch.random.set_rng_state(rng)
         if inductor_config is not None and freezing is not None:
-            inductor_config.freezing = freezing
+            config: Any = inductor_config  # a config module: its attributes are set at import time
+            config.freezing = freezing
         elif inductor_config is None and "torch._inductor.config" in sys.modules:
             _reset_inductor_freezing(sys.modules["torch._inductor.config"])
 

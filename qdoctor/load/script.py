@@ -39,7 +39,7 @@ class BoundedText(io.TextIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, text: str) -> int:  # type: ignore[override]
+    def write(self, text: str) -> int:
         room = self._limit - self._kept
         if room > 0:
             self._parts.append(text[:room])

@@ -425,23 +425,24 @@ class Runner:
 
     def _ending(self, w: _Worker, location: Any) -> tuple[Outcome, Any]:
         """How the check ended, from the worker's last message or its exit code; and the crash fact it implies."""
-        spec, stage, kind = w.planned.spec, w.stage, (w.result[0] if w.result else None)
+        spec, stage, result = w.planned.spec, w.stage, w.result or (None,)
+        kind = result[0]
         where = postmortem.where_text(location)
         if kind == "done":
-            return Outcome(spec, CHECKED, report=w.result[1], seconds=w.seconds), None
+            return Outcome(spec, CHECKED, report=result[1], seconds=w.seconds), None
         if kind == "could-not-check":
-            status = NO_MODEL if (w.result[2] and w.planned.from_directory) else COULD_NOT_CHECK
-            return Outcome(spec, status, reason=w.result[1], seconds=w.seconds), None
+            status = NO_MODEL if (result[2] and w.planned.from_directory) else COULD_NOT_CHECK
+            return Outcome(spec, status, reason=result[1], seconds=w.seconds), None
         if kind == "exit":
-            code, crash = w.result[1], w.result[2]
+            code, crash = result[1], result[2]
             crash.message = f"sys.exit({code!r}) called by the checked code"
             crash.phase = "load" if stage.startswith("loading") else "run"
             where = postmortem.where_text(postmortem.location_of(crash))
             reason = f"the checked code called sys.exit({code!r}){where} (stage: {stage})"
             return Outcome(spec, EXITED, reason=reason, seconds=w.seconds), crash
         if kind == "failed":
-            reason = f"qdoctor failed: {w.result[1]} (stage: {stage}; rerun with --debug for the traceback)"
-            return Outcome(spec, INTERNAL_ERROR, reason=reason, debug=w.result[2], seconds=w.seconds), None
+            reason = f"qdoctor failed: {result[1]} (stage: {stage}; rerun with --debug for the traceback)"
+            return Outcome(spec, INTERNAL_ERROR, reason=reason, debug=result[2], seconds=w.seconds), None
         if w.unreadable is not None:
             reason = f"qdoctor could not read its worker's result: {w.unreadable} (stage: {stage})"
             return Outcome(spec, INTERNAL_ERROR, reason=reason, seconds=w.seconds), None
