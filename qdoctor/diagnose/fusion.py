@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from qdoctor.facts import TraceEvent
+
 CONV = ("Conv1d", "Conv2d", "Conv3d")
 BN = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d")
 RELU = ("ReLU",)
@@ -91,7 +93,7 @@ def fusion_groups(executed: Sequence[Layer]) -> list[list[str]]:
     return groups
 
 
-def executed_layers(events: Iterable[object]) -> list[Layer]:
+def executed_layers(events: Iterable[TraceEvent]) -> list[Layer]:
     """Leaf-module calls from a qdoctor trace (TraceEvent objects), collapsed to one Layer per module, in first-call
     order, with call counts. Observers, stubs and non-compute modules are left out, so they do not break a sequence.
     """
@@ -100,9 +102,9 @@ def executed_layers(events: Iterable[object]) -> list[Layer]:
     calls: dict[str, int] = {}
     skip = ("Observer", "FakeQuantize", "QuantStub", "DeQuantStub", "Quantize", "DeQuantize", "Identity", "Dropout")
     for event in events:
-        if getattr(event, "kind", None) != "module":
+        if event.kind != "module":
             continue
-        path, type_name = event.name, event.type  # type: ignore[attr-defined]
+        path, type_name = event.name, event.type
         if any(s in type_name for s in skip) or path.endswith("activation_post_process"):
             continue
         if path not in calls:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -60,7 +60,7 @@ def _target_name(node: torch.fx.Node) -> str:
     try:
         from torch.fx.node import _get_qualified_name
 
-        return _get_qualified_name(target)  # type: ignore[arg-type]
+        return _get_qualified_name(cast(Callable[..., Any], target))
     except Exception:
         return getattr(target, "__name__", repr(target))
 

@@ -177,8 +177,9 @@ def describe(module: nn.Module, path: str, source: SourceLocation | None) -> Mod
                 info.weight_qscheme = str(weight.qscheme())
     if kind == F.TORCHAO_QUANTIZED:
         weight = getattr(module, "weight", None)
-        info.weight_dtype = str(weight.dtype) if isinstance(weight, torch.Tensor) else None
-        _describe_tensor_subclass(info, weight)  # type: ignore[arg-type]
+        if isinstance(weight, torch.Tensor):
+            info.weight_dtype = str(weight.dtype)
+            _describe_tensor_subclass(info, weight)
     if kind in (F.OBSERVER, F.FAKE_QUANT):
         observer = getattr(module, "activation_post_process", module)
         info.observed_min = _float_or_none(getattr(observer, "min_val", None))

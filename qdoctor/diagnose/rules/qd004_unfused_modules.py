@@ -109,7 +109,8 @@ def unfused_modules(facts: Facts) -> Iterator[Finding]:
         return
     first = facts.module(groups[0][0])
     assert first is not None
-    kinds = sorted({"-".join(base_type(facts.module(p).type) for p in g) for g in groups})  # type: ignore[union-attr]
+    types = {m.path: m.type for m in facts.modules or []}
+    kinds = sorted({"-".join(base_type(types.get(p, "")) for p in g) for g in groups})
     followers = [p for g in groups for p in g[1:]]
     evidence: dict = {"groups": groups, "patterns": kinds, "order_from": how}
     profile = facts.profile

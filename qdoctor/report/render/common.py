@@ -15,7 +15,7 @@ from qdoctor import facts as F
 from qdoctor.diagnose.findings import Severity
 from qdoctor.report.model import Report
 
-CATEGORY_LABEL = {
+CATEGORY_LABEL: dict[str, str] = {
     F.CAT_INT8: "int8 kernels",
     F.CAT_QDQ: "quantize/dequantize",
     F.CAT_FLOAT: "float compute",

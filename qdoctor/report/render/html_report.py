@@ -29,7 +29,7 @@ from qdoctor.report.render.common import (
     verified_text,
 )
 
-CATEGORY_COLOR = {
+CATEGORY_COLOR: dict[str, str] = {
     F.CAT_INT8: "#2e7d32",
     F.CAT_QDQ: "#ef6c00",
     F.CAT_FLOAT: "#1565c0",
