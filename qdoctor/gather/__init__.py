@@ -237,8 +237,6 @@ def gather_facts(
             facts.modules,
             loaded.namespace,
             target.script_text,
-            (target.load_crash, facts.trace.crash if facts.trace else None),
-            facts.environment.torch_version,
             saved_format=loaded.saved_format,
             compile_source=loaded.origins.get(subject) if compiled else None,
             source=loaded.origins.get(eager),
