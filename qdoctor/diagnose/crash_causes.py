@@ -1,16 +1,20 @@
-"""The crash doctor: which known quantization failure explains a crash, and which rule reports it.
+"""The crash doctor: which known quantization failure explains a crash (int8 and float meeting, a missing engine,
+int8 kernels run on CUDA). Pure functions over Facts.
 
-A quantized model that raises is the most common report. This module is the one table of the failures qdoctor
-knows, read by the rules that report them (QD011, QD015, QD016 here; QD002 and QD003 own theirs) and by QD014
-unexplained-crash, which reports every crash no entry explains: a crash is never hidden. Pure functions over Facts.
+A quantized model that raises is the most common report. ``classify`` is the one ordered table of the failures
+qdoctor knows; each cause it names is a declared ``Cause`` that the rule reporting it claims with
+``@rule(..., owns=...)``. QD014 unexplained-crash reports every crash that no registered rule owns: a crash is never
+hidden. Quantization-flow failures (export, prepare_pt2e, moved imports) are qdoctor.diagnose.flow_causes.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from qdoctor import facts as F
+from qdoctor.diagnose.cause import Cause
 from qdoctor.facts import CrashInfo, Facts, SourceLocation, TraceEvent
 from qdoctor.facts.location import first_line
 
@@ -18,6 +22,33 @@ from qdoctor.facts.location import first_line
 FUNCTION = "function"  # by a torch function called in a forward() (torch.add, +, torch.cat, x.exp())
 MODULE = "module"  # inside a leaf module
 SCRIPT = "script"  # no trace event: the script raised it, or qdoctor's own run did not reach it
+
+
+def _classified_as(cause_id: str) -> Callable[[CrashInfo, Facts], bool]:
+    def matches(crash: CrashInfo, facts: Facts) -> bool:
+        known = classify(crash, facts)
+        return known is not None and known.cause.id == cause_id
+
+    return matches
+
+
+def _cause(cause_id: str) -> Cause:
+    """A cause that ``classify`` names: the first entry of its ordered table that matches a crash decides."""
+    return Cause(cause_id, _classified_as(cause_id))
+
+
+INT8_ON_CUDA = _cause("int8-on-cuda")  # torch.ao.quantization's CPU-only int8 kernels run on a GPU
+NO_QUANTIZED_ENGINE = _cause("no-quantized-engine")
+STUB_MISSING = _cause("stub-missing")  # an int8/float backend error raised inside a leaf module
+# Raised by a torch function called in forward() (torch.add, +, torch.cat, x.exp()):
+INT8_AND_FLOAT_IN_FUNCTION = _cause("int8-and-float-in-function")
+FLOAT_INTO_INT8_FUNCTION = _cause("float-into-int8-function")  # a converted FloatFunctional given a float tensor
+INT8_INTO_ATEN_FUNCTION = _cause("int8-into-aten-function")  # an op with no int8 kernel given an int8 tensor
+# Dtypes that do not meet inside a module or the script: int8 and float, quint8 and qint8.
+INT8_AND_FLOAT_MIXED = _cause("int8-and-float-mixed")
+INT8_INTO_FLOAT_MODULE = _cause("int8-into-float-module")
+ACTIVATION_DTYPE = _cause("activation-dtype")
+WEIGHT_DTYPE = _cause("weight-dtype")
 
 _BACKEND = re.compile(r"Could not run '(?P<op>[\w:.]+)' with arguments from the '(?P<backend>\w+)' backend")
 _CUDA = re.compile(
@@ -32,15 +63,15 @@ _DTYPE = (
         re.compile(
             r"Input type \(c10::(?P<got>q\w+)\) and (?:bias|weight) type \((?P<want>[\w:]+)\) should be the same"
         ),
-        "int8-into-float-module",
+        INT8_INTO_FLOAT_MODULE,
     ),
     (
         re.compile(r"mat1 and mat2 must have the same dtype, but got (?P<got>Q\w+) and (?P<want>\w+)"),
-        "int8-into-float-module",
+        INT8_INTO_FLOAT_MODULE,
     ),
-    (re.compile(r"Expected input data type (?P<want>\w+) but got (?P<got>\w+)"), "activation-dtype"),
-    (re.compile(r"data type of input should be (?P<want>\w+)"), "activation-dtype"),
-    (re.compile(r"Weight observer must have a dtype of (?P<want>\w+), got (?P<got>[\w.]+)"), "weight-dtype"),
+    (re.compile(r"Expected input data type (?P<want>\w+) but got (?P<got>\w+)"), ACTIVATION_DTYPE),
+    (re.compile(r"data type of input should be (?P<want>\w+)"), ACTIVATION_DTYPE),
+    (re.compile(r"Weight observer must have a dtype of (?P<want>\w+), got (?P<got>[\w.]+)"), WEIGHT_DTYPE),
 )
 _MIXED = re.compile(
     r"promoteTypes with quantized numbers|not supported on quantized tensors|"
@@ -49,9 +80,10 @@ _MIXED = re.compile(
 
 
 @dataclass(frozen=True)
-class CrashCause:
-    rule: str  # the rule that reports this crash
-    cause: str  # short name of the cause, e.g. "int8-into-aten-function"
+class KnownCrash:
+    """A crash that ``classify`` explains: its cause, where it was raised and what the message tells."""
+
+    cause: Cause
     level: str  # FUNCTION, MODULE or SCRIPT
     op: str | None = None  # the operator the message names
     got: str | None = None  # dtype the op received, when the message says
@@ -91,8 +123,8 @@ def has_int8_modules(facts: Facts) -> bool:
     return bool(facts.modules_of_kind(F.QUANTIZED, F.DYNAMIC_QUANTIZED))
 
 
-def classify(crash: CrashInfo, facts: Facts) -> CrashCause | None:
-    """The known cause of ``crash``, or None when qdoctor cannot explain it."""
+def classify(crash: CrashInfo, facts: Facts) -> KnownCrash | None:
+    """The known cause of ``crash``, or None when qdoctor cannot explain it. Ordered: the first entry that matches."""
     message = crash.message
     event = raising_event(facts, crash)
     level = SCRIPT if event is None else FUNCTION if event.kind == "function" else MODULE
@@ -100,24 +132,24 @@ def classify(crash: CrashInfo, facts: Facts) -> CrashCause | None:
     op = backend.group("op") if backend else None
 
     if _CUDA.search(message) and has_int8_modules(facts):
-        return CrashCause("QD015", "int8-on-cuda", level, op)
+        return KnownCrash(INT8_ON_CUDA, level, op)
     if _ENGINE.search(message) and crash is facts.crash:
-        return CrashCause("QD003", "no-quantized-engine", level, op)
+        return KnownCrash(NO_QUANTIZED_ENGINE, level, op)
     if _MIXED.search(message):
         if level == FUNCTION:
-            return CrashCause("QD011", "int8-and-float-mixed", level, event.name if event else op)
-        return CrashCause("QD016", "int8-and-float-mixed", level, op)
+            return KnownCrash(INT8_AND_FLOAT_IN_FUNCTION, level, event.name if event else op)
+        return KnownCrash(INT8_AND_FLOAT_MIXED, level, op)
     for pattern, cause in _DTYPE:
         match = pattern.search(message)
         if match:
             groups = match.groupdict()
-            return CrashCause("QD016", cause, level, op, got=groups.get("got"), want=groups.get("want"))
+            return KnownCrash(cause, level, op, got=groups.get("got"), want=groups.get("want"))
     if backend and backend.group("backend") in ("CPU", "QuantizedCPU"):
         if level == FUNCTION:
-            kind = "float-into-int8-function" if backend.group("backend") == "CPU" else "int8-into-aten-function"
-            return CrashCause("QD011", kind, level, op)
+            kind = FLOAT_INTO_INT8_FUNCTION if backend.group("backend") == "CPU" else INT8_INTO_ATEN_FUNCTION
+            return KnownCrash(kind, level, op)
         if level == MODULE:
-            return CrashCause("QD002", "stub-missing", level, op)
+            return KnownCrash(STUB_MISSING, level, op)
     return None
 
 

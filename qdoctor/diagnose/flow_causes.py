@@ -1,16 +1,35 @@
 """Map a crash in a quantization flow (torch.export, prepare_pt2e/convert_pt2e, torchao quantize_, an import that
 moved between torch and torchao versions) to its cause and a fix. Pure functions of the crash text: no torch import.
+
+Diagnosed at rule time from the crashes in Facts: each cause is a declared flow-step ``Cause`` (FLOW_CAUSES) that the
+rule reporting it claims with ``@rule(..., owns=...)``. Eager int8 crashes are qdoctor.diagnose.crash_causes.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from qdoctor.diagnose.cause import Cause
+from qdoctor.diagnose.crash_causes import same_crash
 from qdoctor.errors import ScriptFailedError
-from qdoctor.facts import CrashInfo, FlowFailure
+from qdoctor.facts import CrashInfo, Facts
 
-FLOW_FAILURE_RULES = ("QD017",)  # the rules that report a flow failure on a model left float by it
+
+@dataclass
+class FlowFailure:
+    """A quantization flow step that raised (export, prepare, convert, an import that moved), mapped to its cause."""
+
+    step: str  # "import", "export", "prepare_pt2e", "convert_pt2e", "eval/train", "run", "quantize_", ...
+    cause: str  # short id, e.g. "data-dependent-control-flow"
+    explanation: str  # one or two sentences for the user
+    fix: str  # code the user can paste
+    error: str  # "ExceptionType: first line of the message"
+    file: str | None = None
+    line: int | None = None
+    code: str | None = None
+
 
 # Modules that moved out of torch into torchao (torch.ao.quantization's PT2E code lives in torchao since 2.10).
 MOVED_MODULES = {
@@ -35,8 +54,13 @@ for batch in calibration_batches:
 converted = convert_pt2e(prepared)"""
 
 
+PT2E_MOVED = "pt2e-moved-to-torchao"
+TORCHAO_API_MOVED = "torchao-api-moved"
+UNRECOGNIZED = "unrecognized"  # a flow step raised an error qdoctor does not know: reported with its location
+
+
 @dataclass(frozen=True)
-class _Cause:
+class _KnownFailure:
     cause: str
     pattern: re.Pattern[str]
     step: str
@@ -44,11 +68,11 @@ class _Cause:
     fix: str
 
 
-def _c(cause: str, pattern: str, step: str, explanation: str, fix: str) -> _Cause:
-    return _Cause(cause, re.compile(pattern, re.S), step, explanation, fix)
+def _c(cause: str, pattern: str, step: str, explanation: str, fix: str) -> _KnownFailure:
+    return _KnownFailure(cause, re.compile(pattern, re.S), step, explanation, fix)
 
 
-CAUSES = (
+_KNOWN_FAILURES = (
     _c(
         "capture-pre-autograd-graph-removed",
         r"capture_pre_autograd_graph",
@@ -170,31 +194,64 @@ def diagnose(crash: CrashInfo | None, torch_version: str, torchao_version: str |
         return None
     text = f"{crash.type}: {crash.message}"
     first_line = text.splitlines()[0][:300]
-    where = {"file": crash.file, "line": crash.line, "code": crash.code}
+
+    def failure(step: str, cause: str, explanation: str, fix: str) -> FlowFailure:
+        return FlowFailure(step, cause, explanation, fix, first_line, crash.file, crash.line, crash.code)
+
     if crash.type in ("ModuleNotFoundError", "ImportError"):
         module = re.search(r"No module named '([\w.]+)'", crash.message)
         hint = moved_module_hint(module.group(1) if module else None, torch_version)
         if hint:
-            return FlowFailure("import", "pt2e-moved-to-torchao", hint + ".", PT2E_IMPORTS, first_line, **where)
+            return failure("import", PT2E_MOVED, hint + ".", PT2E_IMPORTS)
     api = torchao_api_hint(crash.message, torchao_version)
     if api and crash.type in ("ImportError", "AttributeError"):
-        return FlowFailure("import", "torchao-api-moved", api + ".", "", first_line, **where)
+        return failure("import", TORCHAO_API_MOVED, api + ".", "")
     step = _step_from_traceback(crash.traceback)
-    for cause in CAUSES:
+    for cause in _KNOWN_FAILURES:
         in_traceback = cause.cause == "capture-pre-autograd-graph-removed" and cause.pattern.search(crash.traceback)
         if cause.pattern.search(text) or in_traceback:
             if cause.cause == "prepare-needs-exported-graph" and step not in _PT2E_STEPS:
                 continue
             if cause.cause == "strict-export-unsupported" and step != "export":
                 continue
-            return FlowFailure(step or cause.step, cause.cause, cause.explanation, cause.fix, first_line, **where)
+            return failure(step or cause.step, cause.cause, cause.explanation, cause.fix)
     if step is not None:
-        return FlowFailure(
+        return failure(
             step,
-            "unrecognized",
+            UNRECOGNIZED,
             f"{step} raised an error that is not a known quantization-flow failure; its message and location follow.",
             "",
-            first_line,
-            **where,
         )
     return None
+
+
+def failed_flow_step(facts: Facts) -> tuple[CrashInfo, FlowFailure] | None:
+    """The flow failure to report and the crash behind it: the script's crash, else the run's, when it is a
+    quantization-flow failure. None without flow facts (the installed torchao version is one of them)."""
+    if facts.flow is None:
+        return None
+    for crash in (facts.target.load_crash, facts.trace.crash if facts.trace else None):
+        failure = diagnose(crash, facts.environment.torch_version, facts.flow.torchao_version)
+        if crash is not None and failure is not None:
+            return crash, failure
+    return None
+
+
+def flow_failure(facts: Facts) -> FlowFailure | None:
+    found = failed_flow_step(facts)
+    return found[1] if found else None
+
+
+def _failed_with(cause_id: str) -> Callable[[CrashInfo, Facts], bool]:
+    def matches(crash: CrashInfo, facts: Facts) -> bool:
+        found = failed_flow_step(facts)
+        return found is not None and found[1].cause == cause_id and same_crash(crash, found[0])
+
+    return matches
+
+
+# Every cause ``diagnose`` can name, declared as a flow-step Cause for the rule that reports flow failures to own.
+FLOW_CAUSES = tuple(
+    Cause(cause_id, _failed_with(cause_id), flow_step=True)
+    for cause_id in (PT2E_MOVED, TORCHAO_API_MOVED, *(known.cause for known in _KNOWN_FAILURES), UNRECOGNIZED)
+)

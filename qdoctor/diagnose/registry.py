@@ -1,6 +1,9 @@
 """The one rule registry. A rule is a pure function ``Facts -> findings`` registered with ``@rule``.
 
-A rule declares the facts it needs; when one is missing the rule is skipped with the reason, never run.
+A rule declares the facts it needs; when one is missing the rule is skipped with the reason, never run. A rule that
+reports crashes declares the crash causes it owns (``owns=``, qdoctor.diagnose.cause); from those claims alone the
+registry derives which crashes are explained, hands the rest to the residual rule (QD014 unexplained-crash), and
+picks the rules to run when a quantization flow step raised before anything was quantized.
 """
 
 from __future__ import annotations
@@ -11,10 +14,14 @@ import pkgutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from qdoctor.diagnose.cause import Cause
+from qdoctor.diagnose.crash_causes import distinct_crashes
 from qdoctor.diagnose.findings import Finding, Location, Severity, SkippedRule
-from qdoctor.facts import Facts, SourceLocation
+from qdoctor.facts import CrashInfo, Facts, SourceLocation
 
 CheckFn = Callable[[Facts], Iterable[Finding]]
+# A residual rule's function also takes the crashes that no registered rule owns.
+ResidualFn = Callable[[Facts, list[CrashInfo]], Iterable[Finding]]
 
 
 @dataclass(frozen=True)
@@ -24,7 +31,12 @@ class Rule:
     severity: Severity  # default severity of its findings
     summary: str  # one line, for `qdoctor rules`
     needs: tuple[str, ...]  # Facts fields that must be present (not None)
-    check: CheckFn
+    check: CheckFn  # a residual rule's function is called with the unexplained crashes here
+    owns: tuple[Cause, ...] = ()  # the crash causes this rule reports: a crash with one of them is explained
+    residual: bool = False  # reports the crashes that no registered rule owns
+
+    def owns_cause(self, cause: Cause) -> bool:
+        return any(owned.id == cause.id for owned in self.owns)
 
     def finding(
         self,
@@ -57,12 +69,32 @@ _REGISTRY: dict[str, Rule] = {}
 
 
 def rule(
-    code: str, name: str, severity: Severity, summary: str, needs: tuple[str, ...] = ()
-) -> Callable[[CheckFn], Rule]:
-    def register(fn: CheckFn) -> Rule:
+    code: str,
+    name: str,
+    severity: Severity,
+    summary: str,
+    needs: tuple[str, ...] = (),
+    owns: tuple[Cause, ...] = (),
+    residual: bool = False,
+) -> Callable[[Callable[..., Iterable[Finding]]], Rule]:
+    """Register a rule. ``owns``: the crash causes it reports. ``residual``: the function is
+    ``(facts, unexplained_crashes) -> findings`` and reports every crash that no registered rule owns."""
+
+    def register(fn: Callable[..., Iterable[Finding]]) -> Rule:
         if code in _REGISTRY:
             raise ValueError(f"rule {code} registered twice")
-        registered = Rule(code, name, severity, summary, needs, fn)
+        for cause in owns:
+            claimed = [r.code for r in _REGISTRY.values() if r.owns_cause(cause)]
+            if claimed:
+                raise ValueError(f"crash cause {cause.id} owned by {claimed[0]} and {code}")
+        if residual:
+
+            def check(facts: Facts) -> Iterable[Finding]:
+                return fn(facts, unexplained_crashes(facts))
+
+        else:
+            check = fn
+        registered = Rule(code, name, severity, summary, needs, check, owns, residual)
         _REGISTRY[code] = registered
         return registered
 
@@ -76,6 +108,28 @@ def all_rules() -> list[Rule]:
     for info in pkgutil.iter_modules(package.__path__):
         importlib.import_module(f"{package.__name__}.{info.name}")
     return [_REGISTRY[c] for c in sorted(_REGISTRY)]
+
+
+def owners(crash: CrashInfo, facts: Facts) -> list[Rule]:
+    """The registered rules that own a cause of ``crash``. Whatever --select/--ignore say: ignoring a rule silences
+    its finding, it does not make its crash unexplained."""
+    return [r for r in all_rules() if any(cause.matches(crash, facts) for cause in r.owns)]
+
+
+def unexplained_crashes(facts: Facts) -> list[CrashInfo]:
+    """The facts' distinct crashes that no registered rule owns: what the residual rule reports."""
+    return [crash for crash in distinct_crashes(facts) if not owners(crash, facts)]
+
+
+def flow_failure_rules(facts: Facts) -> list[Rule]:
+    """The rules that own a flow-step cause of one of the facts' crashes: empty unless a step of a quantization flow
+    raised (then the model the script meant to quantize may have stayed float, and these rules say why)."""
+    crashes = distinct_crashes(facts)
+    return [
+        r
+        for r in all_rules()
+        if any(cause.flow_step and cause.matches(crash, facts) for cause in r.owns for crash in crashes)
+    ]
 
 
 def get_rule(code: str) -> Rule | None:
@@ -113,10 +167,12 @@ def run_rules(
     select: Iterable[str] | None = None,
     ignore: Iterable[str] | None = None,
     per_module_ignores: Mapping[str, Iterable[str]] | None = None,
+    rules: Iterable[Rule] | None = None,
 ) -> tuple[list[Finding], list[SkippedRule]]:
+    """Run the selected rules (of ``rules``, else of every rule) whose needed facts are present."""
     findings: list[Finding] = []
     skipped: list[SkippedRule] = []
-    for r in all_rules():
+    for r in all_rules() if rules is None else rules:
         if not selected(r.code, select, ignore):
             continue
         missing = [n for n in r.needs if getattr(facts, n, None) is None]

@@ -374,20 +374,6 @@ class CompileInfo:
 
 
 @dataclass
-class FlowFailure:
-    """A quantization flow step that raised (export, prepare, convert, an import that moved), mapped to its cause."""
-
-    step: str  # "import", "export", "prepare_pt2e", "convert_pt2e", "eval/train", "run", "quantize_", ...
-    cause: str  # short id, e.g. "data-dependent-control-flow"
-    explanation: str  # one or two sentences for the user
-    fix: str  # code the user can paste
-    error: str  # "ExceptionType: first line of the message"
-    file: str | None = None
-    line: int | None = None
-    code: str | None = None
-
-
-@dataclass
 class FlowInfo:
     """Which quantization flow produced the subject, and flow-specific facts."""
 
@@ -398,7 +384,6 @@ class FlowInfo:
     compiled: CompileInfo | None = None
     quantizers: list[str] = field(default_factory=list)  # PT2E Quantizer classes the script holds (qualified names)
     torchao_version: str | None = None  # when torchao is imported
-    failure: FlowFailure | None = None  # a flow step raised while the script ran
     notes: list[str] = field(default_factory=list)  # flow facts worth telling (e.g. what a TorchScript file records)
 
 

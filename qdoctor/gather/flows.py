@@ -1,5 +1,8 @@
 """Flow facts: which quantization flow produced the subject (eager, FX, PT2E, torchao quantize_, TorchScript), how
-it is compiled, which PT2E quantizer the script used, and the flow step that raised, if one did.
+it is compiled, which PT2E quantizer the script used, and the installed torchao version.
+
+A flow step that raised is only a crash here (Facts.target.load_crash, Facts.trace.crash): the rules diagnose it
+(qdoctor.diagnose.flow_causes).
 """
 
 from __future__ import annotations
@@ -13,8 +16,7 @@ from typing import Any
 from torch import nn
 
 from qdoctor import facts as F
-from qdoctor.diagnose.flow_causes import diagnose
-from qdoctor.facts import CompileInfo, CrashInfo, FlowInfo, GraphNode, ModuleInfo, SourceLocation
+from qdoctor.facts import CompileInfo, FlowInfo, GraphNode, ModuleInfo, SourceLocation
 from qdoctor.introspect.kinds import eager_module
 
 _QUANTIZER_BASES = ("torchao.quantization.pt2e.quantizer", "torch.ao.quantization.quantizer", "executorch")
@@ -137,8 +139,6 @@ def flow_info(
     modules: list[ModuleInfo] | None,
     namespace: Mapping[str, Any],
     script_text: str,
-    crashes: Iterable[CrashInfo | None],
-    torch_version: str,
     saved_format: str | None = None,
     compile_source: SourceLocation | None = None,
     source: SourceLocation | None = None,
@@ -146,12 +146,6 @@ def flow_info(
 ) -> FlowInfo:
     model = eager_module(subject)
     flow, stage = flow_and_stage(model, graph, modules)
-    version = torchao_version()
-    failure = None
-    for crash in crashes:
-        failure = diagnose(crash, torch_version, version)
-        if failure is not None:
-            break
     info = FlowInfo(
         flow=flow,
         stage=stage,
@@ -159,8 +153,7 @@ def flow_info(
         source=source,
         compiled=compile_info(subject, compile_source),
         quantizers=quantizers_in(namespace, script_text),
-        torchao_version=version,
-        failure=failure,
+        torchao_version=torchao_version(),
     )
     if flow == "torchscript":
         info.notes.append(_torchscript_note(modules, engine))

@@ -276,8 +276,6 @@ class Gathering:
                 facts.modules,
                 loaded.namespace,
                 target.script_text,
-                (target.load_crash, facts.trace.crash if facts.trace else None),
-                facts.environment.torch_version,
                 saved_format=loaded.saved_format,
                 compile_source=loaded.origins.get(subject) if self.compiled else None,
                 source=loaded.origins.get(self.eager),

@@ -8,6 +8,7 @@ from enum import Enum
 from typing import Any
 
 from qdoctor.diagnose.findings import Finding, Severity, SkippedRule
+from qdoctor.diagnose.flow_causes import flow_failure
 
 SCHEMA_VERSION = 1
 
@@ -60,6 +61,17 @@ def _graph_summary(graph: Any) -> dict[str, Any] | None:
     return None if graph is None else {"nodes": len(graph), "kinds": count_kinds(graph)}
 
 
+def _flow(facts: Any) -> dict[str, Any] | None:
+    """The flow facts, with the flow step that raised as the rules diagnose it (``failure``, before ``notes``)."""
+    flow = getattr(facts, "flow", None)
+    if flow is None:
+        return None
+    described = asdict(flow)
+    notes = described.pop("notes")
+    failure = flow_failure(facts)
+    return {**described, "failure": asdict(failure) if failure is not None else None, "notes": notes}
+
+
 def to_dict(report: Report) -> dict[str, Any]:
     """The JSON document (schema version 1). The one place that decides its shape."""
     facts = report.facts
@@ -107,7 +119,7 @@ def to_dict(report: Report) -> dict[str, Any]:
                 "subject": asdict(facts.profile) if facts.profile is not None else None,
                 "float": asdict(facts.float_profile) if facts.float_profile is not None else None,
             },
-            "flow": asdict(facts.flow) if getattr(facts, "flow", None) is not None else None,
+            "flow": _flow(facts),
             "graph": _graph_summary(getattr(facts, "graph", None)),
             "modules": [
                 {"path": m.path, "type": m.type, "kind": m.kind, "training": m.training}

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qdoctor import __version__
-from qdoctor.diagnose.flow_causes import FLOW_FAILURE_RULES, script_failure_text
-from qdoctor.diagnose.registry import run_rules, selected
+from qdoctor.diagnose.flow_causes import script_failure_text
+from qdoctor.diagnose.registry import flow_failure_rules, run_rules
 from qdoctor.errors import ScriptFailedError, TargetError
 from qdoctor.facts import Facts
 from qdoctor.gather import GatherOptions, OnStage, gather_facts
@@ -70,17 +70,16 @@ def loaded_facts(loaded) -> Facts:  # type: ignore[no-untyped-def]
 def _flow_failed(facts) -> bool:  # type: ignore[no-untyped-def]
     """A quantization flow step raised (export, prepare_pt2e, an import that moved): the model the script meant to
     quantize stayed float, and the rules must still run to say why."""
-    return facts.flow is not None and facts.flow.failure is not None
+    return bool(flow_failure_rules(facts))
 
 
 def build_report(facts, options: CheckOptions) -> Report:  # type: ignore[no-untyped-def]
     """Run the rules over ``facts`` (complete, or partial when a check died part-way) and assemble the Report."""
-    if facts.modules is not None and not facts.is_quantized and _flow_failed(facts):
-        # the flow raised before anything was quantized: only its failure is worth reporting on the float model
-        wanted = [code for code in FLOW_FAILURE_RULES if selected(code, options.select, options.ignore)]
-        findings, skipped = run_rules(facts, wanted, options.ignore, options.per_module_ignores) if wanted else ([], [])
-    elif facts.modules is not None and not facts.is_quantized:
-        findings, skipped = [], []
+    if facts.modules is not None and not facts.is_quantized:
+        # Nothing was quantized. When a flow step raised first, only the rules that own its cause run (the others
+        # would only describe the float model); else there is nothing to diagnose.
+        owners = flow_failure_rules(facts)
+        findings, skipped = run_rules(facts, options.select, options.ignore, options.per_module_ignores, rules=owners)
     else:
         findings, skipped = run_rules(facts, options.select, options.ignore, options.per_module_ignores)
     return Report(facts=facts, findings=findings, skipped=skipped, notes=notes_for(facts), qdoctor_version=__version__)

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 
 from qdoctor import facts as F
+from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.locate import fix_engine, float_variable, subject_variable
 from qdoctor.diagnose.registry import rule
@@ -52,6 +53,7 @@ def _unconverted_stubs(facts: Facts) -> list[ModuleInfo]:
     Severity.ERROR,
     "a float tensor reaches an int8 module, or an int8 tensor reaches a float op or the output (no Quant/DeQuantStub)",
     needs=("modules", "trace"),
+    owns=(crashes.STUB_MISSING,),
 )
 def missing_quant_stub(facts: Facts) -> Iterator[Finding]:
     trace = facts.trace

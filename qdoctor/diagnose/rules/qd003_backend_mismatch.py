@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 from qdoctor import facts as F
+from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.locate import (
     first_compute,
@@ -131,6 +132,7 @@ def _cpu(facts: Facts) -> str:
     Severity.WARNING,
     "the quantized engine is wrong for this CPU, or the qconfig was made for another engine than the one in use",
     needs=("modules",),
+    owns=(crashes.NO_QUANTIZED_ENGINE,),
 )
 def backend_mismatch(facts: Facts) -> Iterator[Finding]:
     env = facts.environment

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 
 from qdoctor import facts as F
 from qdoctor.diagnose import crash_causes as crashes
@@ -122,7 +123,7 @@ class _UseFloatFunctional(ast.NodeTransformer):
         return node
 
 
-def rewrite_line(code: str, stubs: set[str] = frozenset()) -> str | None:
+def rewrite_line(code: str, stubs: AbstractSet[str] = frozenset()) -> str | None:
     """The line of forward() with its int8 arithmetic done by FloatFunctional, or None when it cannot be parsed."""
     try:
         tree = ast.parse(code.strip())
@@ -143,7 +144,7 @@ def _stub_names(facts: Facts, owner: str) -> set[str]:
     }
 
 
-def _fix(event: TraceEvent, method: str, facts: Facts, stubs: set[str] = frozenset()) -> str:
+def _fix(event: TraceEvent, method: str, facts: Facts, stubs: AbstractSet[str] = frozenset()) -> str:
     code = event.source.code if event.source else ""
     owner = facts.module(event.module)
     if owner is None:
@@ -175,6 +176,7 @@ def _fix(event: TraceEvent, method: str, facts: Facts, stubs: set[str] = frozens
     Severity.ERROR,
     "+, *, torch.add, torch.cat on int8 tensors in forward() without nn.quantized.FloatFunctional",
     needs=("modules", "trace"),
+    owns=(crashes.INT8_AND_FLOAT_IN_FUNCTION, crashes.FLOAT_INTO_INT8_FUNCTION, crashes.INT8_INTO_ATEN_FUNCTION),
 )
 def missing_float_functional(facts: Facts) -> Iterator[Finding]:
     trace = facts.trace
@@ -184,14 +186,14 @@ def missing_float_functional(facts: Facts) -> Iterator[Finding]:
     if crash is not None:
         cause = crashes.classify(crash, facts)
         event = crashes.raising_event(facts, crash)
-        if cause is not None and cause.rule == "QD011" and event is not None:
+        if cause is not None and missing_float_functional.owns_cause(cause.cause) and event is not None:
             crashed_event = event
             yield _crash_finding(facts, event, cause, crash)
     yield from _cat_findings(facts, skip=crashed_event)
     yield from _round_trip_findings(facts)
 
 
-def _crash_finding(facts: Facts, event: TraceEvent, cause: crashes.CrashCause, crash: F.CrashInfo) -> Finding:
+def _crash_finding(facts: Facts, event: TraceEvent, cause: crashes.KnownCrash, crash: F.CrashInfo) -> Finding:
     method = _method(event)
     source = event.source or crashes.crash_source(crash, facts)
     evidence = {
@@ -201,7 +203,7 @@ def _crash_finding(facts: Facts, event: TraceEvent, cause: crashes.CrashCause, c
     }
     where = f"in `{event.module}`.forward()" if event.module else "in forward()"
     what = f"`{source.code}` {where} calls `{event.name}`" if source and source.code else f"`{event.name}` {where}"
-    if cause.cause == "float-into-int8-function":
+    if cause.cause == crashes.FLOAT_INTO_INT8_FUNCTION:
         message = (
             f"`{event.name}` {where} is an int8 kernel (a converted FloatFunctional) but received a float tensor "
             f"({', '.join(evidence['input_dtypes'])}): the tensor was dequantized before it, or never quantized."
@@ -214,7 +216,7 @@ def _crash_finding(facts: Facts, event: TraceEvent, cause: crashes.CrashCause, c
             f"{source.code if source else 'out = self.ff.add(a, b)'}"
         )
     elif method is not None:
-        mixed = cause.cause == "int8-and-float-mixed"
+        mixed = cause.cause == crashes.INT8_AND_FLOAT_IN_FUNCTION
         message = (
             f"{what} on "
             + ("an int8 tensor and a float operand" if mixed else "int8 tensors")

@@ -1,4 +1,7 @@
-"""QD014 unexplained-crash: a crash that no rule explains is still reported, with its location."""
+"""QD014 unexplained-crash: a crash that no rule explains is still reported, with its location.
+
+The residual rule: the registry hands it the crashes whose cause no registered rule owns (``@rule(owns=...)``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from collections.abc import Iterator
 
 from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
-from qdoctor.diagnose.registry import all_rules, rule
+from qdoctor.diagnose.registry import rule
 from qdoctor.facts import CrashInfo, Facts
 
 NOT_KNOWN = "not a known quantization failure"
@@ -29,13 +32,10 @@ def _frames(crash: CrashInfo, count: int = 3) -> list[str]:
     "unexplained-crash",
     Severity.ERROR,
     "the model or the script raised an error that is not a known quantization failure (reported, never hidden)",
+    residual=True,
 )
-def unexplained_crash(facts: Facts) -> Iterator[Finding]:
-    registered = {r.code for r in all_rules()}
-    for crash in crashes.distinct_crashes(facts):
-        cause = crashes.classify(crash, facts)
-        if cause is not None and cause.rule in registered:
-            continue
+def unexplained_crash(facts: Facts, unexplained: list[CrashInfo]) -> Iterator[Finding]:
+    for crash in unexplained:
         source = crashes.crash_source(crash, facts)
         where = f" at line {source.line}" if source else ""
         if crash.phase == "run":

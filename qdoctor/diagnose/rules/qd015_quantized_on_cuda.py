@@ -28,11 +28,12 @@ inputs = inputs.to(device)
     Severity.ERROR,
     "an eager/FX int8 model run on CUDA: torch.ao.quantization's int8 kernels are CPU-only",
     needs=("modules",),
+    owns=(crashes.INT8_ON_CUDA,),
 )
 def quantized_on_cuda(facts: Facts) -> Iterator[Finding]:
     for crash in crashes.distinct_crashes(facts):
         cause = crashes.classify(crash, facts)
-        if cause is None or cause.rule != "QD015":
+        if cause is None or not quantized_on_cuda.owns_cause(cause.cause):
             continue
         # where it raised; else the line that sends the model or its inputs to the GPU
         source = crashes.crash_source(crash, facts) or crashes.script_line(facts, _MOVES_TO_CUDA)

@@ -40,24 +40,25 @@ def _producer(facts: Facts, dtype: str) -> str | None:
     Severity.ERROR,
     "an int8 tensor reaches a float-weighted module, or qint8 activations reach quint8 kernels (dtype errors)",
     needs=("modules",),
+    owns=(crashes.INT8_INTO_FLOAT_MODULE, crashes.ACTIVATION_DTYPE, crashes.WEIGHT_DTYPE, crashes.INT8_AND_FLOAT_MIXED),
 )
 def quantized_dtype_mismatch(facts: Facts) -> Iterator[Finding]:
     engine = facts.environment.quantized_engine
     for crash in crashes.distinct_crashes(facts):
         cause = crashes.classify(crash, facts)
-        if cause is None or cause.rule != "QD016":
+        if cause is None or not quantized_dtype_mismatch.owns_cause(cause.cause):
             continue
         yield _finding(facts, crash, cause, engine)
 
 
-def _finding(facts: Facts, crash: CrashInfo, cause: crashes.CrashCause, engine: str) -> Finding:
+def _finding(facts: Facts, crash: CrashInfo, cause: crashes.KnownCrash, engine: str) -> Finding:
     info = facts.module(crash.module) if crash.module else None
     name = f"`{crash.module}` ({info.type})" if info else "the model"
     event = crashes.raising_event(facts, crash)
     evidence: dict = {"crash": crashes.short_message(crash), "phase": crash.phase}
     if event is not None:
         evidence["input_dtypes"] = [t.dtype for t in event.inputs]
-    if cause.cause == "int8-into-float-module":
+    if cause.cause == crashes.INT8_INTO_FLOAT_MODULE:
         evidence["module_kind"] = info.kind if info else None
         message = (
             f"{name} is a float module (it was not quantized: qconfig None, or a type convert does not map) but "
@@ -73,7 +74,7 @@ def _finding(facts: Facts, crash: CrashInfo, cause: crashes.CrashCause, engine: 
             "# or quantize it with the rest: drop the `qconfig = None` you set on it,\n"
             "# then prepare, calibrate and convert again"
         )
-    elif cause.cause == "activation-dtype":
+    elif cause.cause == crashes.ACTIVATION_DTYPE:
         producer = _producer(facts, "torch.qint8")
         evidence["qint8_made_by"] = producer
         message = (
@@ -83,7 +84,7 @@ def _finding(facts: Facts, crash: CrashInfo, cause: crashes.CrashCause, engine: 
             + ": the activation dtype in the qconfig (or in a hand-written quantize_per_tensor) is qint8."
         )
         fix = ACTIVATION_FIX.format(engine=engine)
-    elif cause.cause == "weight-dtype":
+    elif cause.cause == crashes.WEIGHT_DTYPE:
         message = (
             f"the qconfig's weight observer uses {cause.got}, but int8 weights must be {cause.want}: "
             f'"{crashes.first_line(crash.message)[:120]}".'

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.flow_causes import FLOW_CAUSES, UNRECOGNIZED, flow_failure
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts, SourceLocation
 
@@ -16,15 +17,16 @@ from qdoctor.facts import Facts, SourceLocation
     Severity.ERROR,
     "a step of a quantization flow raised (export, prepare_pt2e, convert_pt2e, quantize_, a moved import): cause and fix",
     needs=("flow",),
+    owns=FLOW_CAUSES,
 )
 def flow_step_failed(facts: Facts) -> Iterator[Finding]:
     flow = facts.flow
     assert flow is not None
-    failure = flow.failure
+    failure = flow_failure(facts)
     if failure is None:
         return
     source = SourceLocation(failure.file, failure.line, failure.code or "") if failure.file and failure.line else None
-    known = failure.cause != "unrecognized"
+    known = failure.cause != UNRECOGNIZED
     version = f"torch {facts.environment.torch_version}" + (
         f", torchao {flow.torchao_version}" if flow.torchao_version else ""
     )
