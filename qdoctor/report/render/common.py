@@ -163,11 +163,14 @@ def module_rows(facts: Any) -> list[ModuleRow]:
     return rows
 
 
-def category_rows(facts: Any) -> list[tuple[str, str, float | None, float | None, float | None, float | None]]:
+CategoryRow = tuple[str, str, float | None, float | None, float | None, float | None]
+
+
+def category_rows(facts: Any) -> list[CategoryRow]:
     """(category, label, subject ms, subject share, float ms, float share) for the categories either model spent
     time in."""
     subject, baseline = facts.profile, facts.float_profile
-    rows = []
+    rows: list[CategoryRow] = []
     for category in F.CATEGORIES:
         s_ms = subject.time_ms(category) if subject else None
         f_ms = baseline.time_ms(category) if baseline else None
