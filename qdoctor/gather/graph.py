@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import operator
 import re
+import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -19,6 +20,7 @@ from torch import nn
 from qdoctor import facts as F
 from qdoctor.facts import GraphNode, QParams, SourceLocation
 from qdoctor.facts.graph import LAYOUT_MODULES, WEIGHTED_OPS, short_op, target_kind
+from qdoctor.facts.location import user_frame
 from qdoctor.introspect.kinds import eager_module
 
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in [^\n]*\n(?P<code>[^\n]*)')
@@ -28,11 +30,11 @@ def parse_source(stack_trace: str | None, user_file: str | None) -> SourceLocati
     """The deepest frame of the user's file in a node's recorded stack trace."""
     if not stack_trace or not user_file:
         return None
-    found = None
-    for match in _FRAME.finditer(stack_trace):
-        if match.group("file") == user_file:
-            found = SourceLocation(user_file, int(match.group("line")), match.group("code").strip())
-    return found
+    frames = (
+        traceback.FrameSummary(m.group("file"), int(m.group("line")), "", lookup_line=False, line=m.group("code"))
+        for m in _FRAME.finditer(stack_trace)
+    )
+    return user_frame(frames, user_file)
 
 
 def _qparams(args: Iterable[Any], weight: bool, per_channel: bool) -> QParams | None:

@@ -12,7 +12,6 @@ import contextlib
 import copy
 import io
 import re
-import traceback
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from qdoctor.errors import TargetError
+from qdoctor.facts.location import user_frame
 from qdoctor.introspect.kinds import quantization_level
 from qdoctor.load.target import LoadedTarget
 
@@ -69,13 +69,8 @@ def _shape(inputs: tuple[Any, ...]) -> str:
 
 def _user_line(error: BaseException, user_file: str | None) -> str:
     """ " at model.py:12" for the deepest frame of the user's file in the error's traceback, else ""."""
-    if not user_file:
-        return ""
-    found = ""
-    for frame in traceback.extract_tb(error.__traceback__):
-        if frame.filename == user_file:
-            found = f" at {Path(user_file).name}:{frame.lineno}"
-    return found
+    found = user_frame(error.__traceback__, user_file)
+    return f" at {Path(found.file).name}:{found.line}" if found else ""
 
 
 def check_inputs_fit(
