@@ -31,6 +31,7 @@ from qdoctor.compare.result import (
 )
 from qdoctor.compare.turns import ROUNDS, Contender, time_in_turns
 from qdoctor.errors import TargetError
+from qdoctor.facts.location import exception_line
 from qdoctor.gather.environment import gather_environment
 from qdoctor.gather.numerics import flat_tensors, sqnr_db
 from qdoctor.introspect.kinds import quantization_level
@@ -104,11 +105,6 @@ def top1_agreement(reference: list[Any], outputs: list[Any]) -> tuple[float | No
     return (agree / total if total else None), total
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:400]}" if text else type(exc).__name__
-
-
 def run_recipe(
     recipe: R.Recipe, ctx: _Context, progress: Progress
 ) -> tuple[Candidate, list[Any] | None, Q.Built | None]:
@@ -156,7 +152,7 @@ def run_recipe(
 
 
 def _failed(candidate: Candidate, phase: str, exc: BaseException) -> None:
-    candidate.status, candidate.phase, candidate.reason = FAILED, phase, _one_line(exc)
+    candidate.status, candidate.phase, candidate.reason = FAILED, phase, exception_line(exc, 400)
     candidate.traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-6000:]
 
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from qdoctor.compare.result import FP32
 from qdoctor.facts import Environment, SourceLocation
-from qdoctor.facts.location import deepest_frame
+from qdoctor.facts.location import deepest_frame, first_line
 from qdoctor.introspect.state import quiet
 from qdoctor.prescribe import quantize as Q
 
@@ -219,7 +219,7 @@ def _code_frame(exc: BaseException) -> SourceLocation | None:
 
 def explain_eager_failure(exc: BaseException) -> str:
     """One sentence: which op met a tensor of the wrong kind, at which line of the model, and what to do."""
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    message = first_line(str(exc)) or type(exc).__name__
     frame = _code_frame(exc)
     where = f" at {frame.file}:{frame.line} `{frame.code}`" if frame else ""
     match = _BACKEND_ERROR.search(message)

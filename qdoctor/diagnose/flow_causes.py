@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from qdoctor.errors import ScriptFailedError
 from qdoctor.facts import CrashInfo, FlowFailure
+from qdoctor.facts.location import first_line
 
 FLOW_FAILURE_RULES = ("QD017",)  # the rules that report a flow failure on a model left float by it
 
@@ -169,16 +170,16 @@ def diagnose(crash: CrashInfo | None, torch_version: str, torchao_version: str |
     if crash is None:
         return None
     text = f"{crash.type}: {crash.message}"
-    first_line = text.splitlines()[0][:300]
+    headline = first_line(text)[:300]
     where = {"file": crash.file, "line": crash.line, "code": crash.code}
     if crash.type in ("ModuleNotFoundError", "ImportError"):
         module = re.search(r"No module named '([\w.]+)'", crash.message)
         hint = moved_module_hint(module.group(1) if module else None, torch_version)
         if hint:
-            return FlowFailure("import", "pt2e-moved-to-torchao", hint + ".", PT2E_IMPORTS, first_line, **where)
+            return FlowFailure("import", "pt2e-moved-to-torchao", hint + ".", PT2E_IMPORTS, headline, **where)
     api = torchao_api_hint(crash.message, torchao_version)
     if api and crash.type in ("ImportError", "AttributeError"):
-        return FlowFailure("import", "torchao-api-moved", api + ".", "", first_line, **where)
+        return FlowFailure("import", "torchao-api-moved", api + ".", "", headline, **where)
     step = _step_from_traceback(crash.traceback)
     for cause in CAUSES:
         in_traceback = cause.cause == "capture-pre-autograd-graph-removed" and cause.pattern.search(crash.traceback)
@@ -187,14 +188,14 @@ def diagnose(crash: CrashInfo | None, torch_version: str, torchao_version: str |
                 continue
             if cause.cause == "strict-export-unsupported" and step != "export":
                 continue
-            return FlowFailure(step or cause.step, cause.cause, cause.explanation, cause.fix, first_line, **where)
+            return FlowFailure(step or cause.step, cause.cause, cause.explanation, cause.fix, headline, **where)
     if step is not None:
         return FlowFailure(
             step,
             "unrecognized",
             f"{step} raised an error that is not a known quantization-flow failure; its message and location follow.",
             "",
-            first_line,
+            headline,
             **where,
         )
     return None

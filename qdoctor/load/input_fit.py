@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from qdoctor.errors import TargetError
-from qdoctor.facts.location import user_frame
+from qdoctor.facts.location import first_line, user_frame
 from qdoctor.introspect.kinds import quantization_level
 from qdoctor.load.target import LoadedTarget
 
@@ -112,7 +112,7 @@ def check_inputs_fit(
     finally:
         for handle in handles:
             handle.remove()
-    message = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    message = first_line(str(error)) or type(error).__name__
     path, module, args = failed_at[0] if failed_at else ("", model, inputs)
     expected = _expected_shape(module, args) if path else None
     about_shape = expected is not None or _SHAPE_MESSAGES.search(message) is not None

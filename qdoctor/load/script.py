@@ -20,7 +20,7 @@ from torch import nn
 
 from qdoctor.errors import ScriptFailedError, TargetError
 from qdoctor.facts import SourceLocation, Target
-from qdoctor.facts.location import crash_info, user_frame
+from qdoctor.facts.location import crash_info, first_line, user_frame
 
 MAX_CAPTURED_CHARS = 64_000
 MODULE_NAME = "__qdoctor_target__"
@@ -151,7 +151,7 @@ def run_script(path: Path, origins: weakref.WeakKeyDictionary, target: Target) -
     target.user_stderr = stderr.getvalue()
     seen: set[str] = set()
     for w in caught:
-        text = f"{w.category.__name__}: {w.message}".split("\n")[0][:300]
+        text = first_line(f"{w.category.__name__}: {w.message}")[:300]
         if text not in seen:
             seen.add(text)
             target.warnings.append(text)

@@ -59,9 +59,7 @@ def call_contract(name: str, func: Callable[..., Any], target: Target, *args: An
             warnings.simplefilter("ignore")
             return func(*args)
     except Exception as exc:
-        raise TargetError(
-            f"{name}() raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        ) from None
+        raise TargetError(f"{name}() raised {type(exc).__name__}: {first_line(str(exc))}") from None
     finally:
         target.user_stdout += stdout.getvalue()
         target.user_stderr += stderr.getvalue()

@@ -18,6 +18,7 @@ from qdoctor.diagnose.locate import (
 )
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts, ModuleInfo
+from qdoctor.facts.location import first_line
 
 X86, QNNPACK, ONEDNN = "x86/fbgemm", "qnnpack", "onednn"
 ENGINE_FAMILY = {"x86": X86, "fbgemm": X86, "qnnpack": QNNPACK, "onednn": ONEDNN}
@@ -142,14 +143,14 @@ def backend_mismatch(facts: Facts) -> Iterator[Finding]:
         op = match.group(1) if match else None
         info = facts.module(crash.module) if crash.module else None
         yield backend_mismatch.finding(
-            f"no usable quantized engine: torch raised `{crash.message.splitlines()[0][:160]}`"
+            f"no usable quantized engine: torch raised `{first_line(crash.message)[:160]}`"
             + (f" for {op}" if op else "")
             + f". The engine in force is `{engine}`; this build supports {', '.join(env.supported_engines) or 'none'}. "
             f"Select `{best}`, the int8 engine for this {_cpu(facts)}, before prepare/convert.",
             module=crash.module,
             source=info.source if info and info.source else _engine_source(facts),
             evidence={
-                "crash": f"{crash.type}: {crash.message.splitlines()[0][:200]}",
+                "crash": f"{crash.type}: {first_line(crash.message)[:200]}",
                 "engine": engine,
                 "supported_engines": env.supported_engines,
                 "recommended_engine": best,

@@ -9,6 +9,7 @@ from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.graphs import activation_qparams
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts, SourceLocation
+from qdoctor.facts.location import first_line
 
 X86_FIX = """\
 import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
@@ -86,9 +87,9 @@ def pt2e_wrong_quantizer(facts: Facts) -> Iterator[Finding]:
     severity = None
     evidence = {"quantizers": flow.quantizers, "activation_qparams": activations, "cpu": env.cpu_capability}
     if crash is not None and crash.phase == "run" and "quantized" in crash.message and "'CPU' backend" in crash.message:
-        message += f", and here the model raises when run ({crash.type}: {crash.message.splitlines()[0][:160]})"
+        message += f", and here the model raises when run ({crash.type}: {first_line(crash.message)[:160]})"
         severity = Severity.ERROR
-        evidence["crash"] = f"{crash.type}: {crash.message.splitlines()[0][:200]}"
+        evidence["crash"] = f"{crash.type}: {first_line(crash.message)[:200]}"
     yield pt2e_wrong_quantizer.finding(
         message + ".",
         module="",
