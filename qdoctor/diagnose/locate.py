@@ -95,15 +95,17 @@ def float_path(facts: Facts, path: str) -> str:
     return candidate or path
 
 
-def script_line(facts: Facts, pattern: str) -> SourceLocation | None:
-    """The last line of the user's script matching ``pattern`` (the assignment in force), as a SourceLocation."""
+def script_line(facts: Facts, pattern: str | re.Pattern[str], *, last: bool = False) -> SourceLocation | None:
+    """The first line of the user's script whose code (comments skipped) matches ``pattern``; with ``last``, the
+    last one: the assignment or call in force once the script has run."""
     text, file = facts.target.script_text, facts.target.file
     if not text or not file:
         return None
-    found = None
     regex = re.compile(pattern)
+    found = None
     for number, line in enumerate(text.splitlines(), start=1):
-        code = line.split("#", 1)[0]
-        if regex.search(code):
+        if regex.search(line.split("#", 1)[0]):
             found = SourceLocation(file, number, line.strip())
+            if not last:
+                break
     return found

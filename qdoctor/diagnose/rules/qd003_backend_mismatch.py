@@ -87,7 +87,7 @@ def qconfig_family(facts: Facts) -> tuple[str | None, list[str]]:
 
 
 def _engine_source(facts: Facts):  # type: ignore[no-untyped-def]
-    return script_line(facts, _ENGINE_ASSIGNMENT) or script_line(facts, _QCONFIG_CALL)
+    return script_line(facts, _ENGINE_ASSIGNMENT, last=True) or script_line(facts, _QCONFIG_CALL, last=True)
 
 
 def _requantize_fix(facts: Facts, engine: str, why: str, note: str = "") -> str:
@@ -227,7 +227,7 @@ def backend_mismatch(facts: Facts) -> Iterator[Finding]:
         f"the qconfig was made for {family} but the engine in use is `{engine}` ({engine_family}): {risk}. "
         f'Quantize again with get_default_qconfig("{target_engine}") under the `{target_engine}` engine.',
         module=anchor.path if anchor else None,
-        source=script_line(facts, _QCONFIG_CALL) or (anchor.source if anchor else None),
+        source=script_line(facts, _QCONFIG_CALL, last=True) or (anchor.source if anchor else None),
         evidence={
             "engine": engine,
             "qconfig_family": family,

@@ -6,8 +6,8 @@ import re
 from collections.abc import Iterator
 
 from qdoctor import facts as F
-from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.locate import script_line
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts, Profile
 
@@ -154,5 +154,5 @@ def dynamic_quant_low_coverage(facts: Facts) -> Iterator[Finding]:
         f"{evidence['best_case_speedup']:.2f}x faster. To speed it up, {advice}."
     )
     first = min(dynamic, key=lambda m: m.path)
-    source = crashes.script_line(facts, _QUANTIZE_DYNAMIC) or first.source
+    source = script_line(facts, _QUANTIZE_DYNAMIC) or first.source
     yield dynamic_quant_low_coverage.finding(message, module=first.path, source=source, evidence=evidence, fix=fix)

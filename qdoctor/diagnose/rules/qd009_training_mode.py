@@ -7,8 +7,8 @@ import re
 from collections.abc import Iterator
 
 from qdoctor import facts as F
-from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.locate import script_line
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts, ModuleInfo, TraceEvent
 
@@ -86,8 +86,8 @@ def _train_mode(facts: Facts) -> Iterator[Finding]:
         + f" differently than in eval mode. {'; '.join(effects)}.",
         module=first.path if first else dropout_calls[0].module,
         source=(first.source if first else dropout_calls[0].source)
-        or crashes.script_line(facts, _CONVERT_CALL)
-        or crashes.script_line(facts, _TRAIN_CALL),
+        or script_line(facts, _CONVERT_CALL)
+        or script_line(facts, _TRAIN_CALL),
         evidence={
             "root_training": in_train,
             "train_mode_layers": [m.path for m in affected[:8]],

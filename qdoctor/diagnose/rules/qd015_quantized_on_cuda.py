@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.locate import script_line
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts
 
@@ -35,8 +36,8 @@ def quantized_on_cuda(facts: Facts) -> Iterator[Finding]:
         if cause is None or cause.rule != "QD015":
             continue
         # where it raised; else the line that sends the model or its inputs to the GPU
-        source = crashes.crash_source(crash, facts) or crashes.script_line(facts, _MOVES_TO_CUDA)
-        cuda_line = crashes.script_line(facts, _MOVES_TO_CUDA)
+        source = crashes.crash_source(crash, facts) or script_line(facts, _MOVES_TO_CUDA)
+        cuda_line = script_line(facts, _MOVES_TO_CUDA)
         op = f" ({cause.op})" if cause.op else ""
         subject = facts.target.subject_name.removesuffix("()")
         yield quantized_on_cuda.finding(
