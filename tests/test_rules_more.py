@@ -346,6 +346,13 @@ def test_qd010_set_num_threads_one_on_four_cores():
     assert "torch.set_num_threads(4)" in finding.fix and finding.evidence["recommended_threads"] == 4
 
 
+def test_qd010_points_at_the_set_num_threads_in_force_the_last_one():
+    script = "import torch\n\ntorch.set_num_threads(1)\nmodel = build()\ntorch.set_num_threads(2)  # for serving\n"
+    [finding] = run_rule("QD010", threads_facts(script, num_threads=2, cpu_count=4))
+    assert finding.location.line == 5 and "2 intra-op threads" in finding.message
+    assert finding.evidence["set_by"] == ["`torch.set_num_threads(2)  # for serving` (line 5)"]
+
+
 def test_qd010_more_threads_than_cores_from_the_environment():
     [finding] = run_rule("QD010", threads_facts(num_threads=16, cpu_count=4, thread_env={"OMP_NUM_THREADS": "16"}))
     assert "oversubscribe" in finding.message and "OMP_NUM_THREADS=16" in finding.message

@@ -32,7 +32,8 @@ class Setting:
 
 
 def _script_setting(facts: Facts, pattern: re.Pattern[str]) -> Setting | None:
-    line = script_line(facts, pattern)
+    """The script's setting in force: its last line that sets it (a later call overrides an earlier one)."""
+    line = script_line(facts, pattern, last=True)
     if line is None:
         return None
     match = pattern.search(line.code.split("#", 1)[0])
