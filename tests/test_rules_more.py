@@ -332,6 +332,28 @@ def test_qd009_float_batchnorm_between_int8_convs():
     assert finding.evidence["stubs_around_it"] == ["dq", "rq"]
 
 
+# ----------------------------------------------------------------------- the user's names in the fixes
+
+
+def built_by_build_model(facts: Facts) -> Facts:
+    facts.target.subject_name = "build_model()"
+    return facts
+
+
+def test_fixes_for_a_build_model_target_never_assign_to_the_function():
+    """The subject comes from build_model(): a fix that rebinds the model names it quantized_model (as QD001-QD006
+    do), never `build_model = ...`, which would replace the user's function."""
+    qat_in_train_mode = make_facts([mod("conv", "ConvBnReLU2d", F.QAT, training=True, line=5)])
+    findings = [
+        *run_rule("QD007", built_by_build_model(dynamic_facts(fc_ms=0.5, conv_ms=2.0, lstm_ms=50.0))),
+        *run_rule("QD008", built_by_build_model(mlp_facts())),
+        *run_rule("QD009", built_by_build_model(qat_in_train_mode)),
+    ]
+    assert [f.rule for f in findings] == ["QD007", "QD008", "QD009"]
+    for finding in findings:
+        assert "build_model =" not in finding.fix and "quantized_model = " in finding.fix, finding.fix
+
+
 # ------------------------------------------------------------------------------------------ QD010 threads
 
 

@@ -72,16 +72,24 @@ def is_graph_module(facts: Facts) -> bool:
     return root is not None and root.type == "GraphModule"
 
 
-def subject_variable(facts: Facts) -> str:
-    """The user's name for the model being checked, usable on the left of an assignment."""
-    name = facts.target.subject_name.removesuffix("()")
-    return name if name.isidentifier() and name != "build_model" else "quantized_model"
+def subject_label(facts: Facts) -> str:
+    """The user's name for the model being checked, as a message names it: ``build_model`` for ``build_model()``."""
+    return facts.target.subject_name.removesuffix("()")
 
 
-def float_variable(facts: Facts) -> str:
-    """The user's name for the float model (what fuse_modules/prepare take), or ``float_model``."""
-    name = (facts.target.float_name or "").removesuffix("()")
-    return name if name.isidentifier() and name != "build_float_model" else "float_model"
+def subject_variable(facts: Facts, fallback: str = "quantized_model") -> str:
+    """The user's name for the model being checked, usable on the left of an assignment in a fix; ``fallback`` when
+    the subject is what a function returns (``build_model()``: assigning to ``build_model`` would replace the
+    function) or has no plain name (a saved model's ``torch.jit.load(model.pt)``)."""
+    name = facts.target.subject_name
+    return name if name.isidentifier() else fallback
+
+
+def float_variable(facts: Facts, fallback: str = "float_model") -> str:
+    """The user's name for the float model (what fuse_modules/prepare take), or ``fallback`` when it is what a
+    function returns (``build_float_model()``) or there is none."""
+    name = facts.target.float_name or ""
+    return name if name.isidentifier() else fallback
 
 
 def float_path(facts: Facts, path: str) -> str:

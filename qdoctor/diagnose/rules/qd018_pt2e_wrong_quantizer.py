@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.graphs import activation_qparams
+from qdoctor.diagnose.locate import subject_label
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts, SourceLocation
 from qdoctor.facts.location import first_line
@@ -66,7 +67,7 @@ def pt2e_wrong_quantizer(facts: Facts) -> Iterator[Finding]:
             return
         what = f"{', '.join(wrong)}" if wrong else "a quantizer with signed int8 activations"
         message = (
-            f"`{facts.target.subject_name.removesuffix('()')}` was quantized with {what} (activations "
+            f"`{subject_label(facts)}` was quantized with {what} (activations "
             f"{', '.join(activations) or 'signed int8'}), a recipe for ARM/mobile XNNPACK kernels, on an x86 CPU "
             f"({env.cpu_capability}). Inductor's x86 int8 lowering takes uint8 activations: patterns it does not "
             "match stay fp32 with quantize/dequantize around them"
@@ -78,7 +79,7 @@ def pt2e_wrong_quantizer(facts: Facts) -> Iterator[Finding]:
             return
         what = ", ".join(wrong)
         message = (
-            f"`{facts.target.subject_name.removesuffix('()')}` was quantized with {what} (uint8 activations for x86 "
+            f"`{subject_label(facts)}` was quantized with {what} (uint8 activations for x86 "
             "oneDNN kernels) on an ARM CPU; ArmInductorQuantizer makes the int8 recipe ARM's lowering expects"
         )
         fix = ARM_FIX
