@@ -34,7 +34,7 @@ from qdoctor.errors import TargetError
 from qdoctor.facts.location import exception_line
 from qdoctor.gather.environment import gather_environment
 from qdoctor.gather.numerics import flat_tensors, sqnr_db
-from qdoctor.introspect.kinds import quantization_level
+from qdoctor.introspect.flow import model_flow
 from qdoctor.introspect.state import preserved_torch_state, quiet
 from qdoctor.load.target import LoadedTarget
 from qdoctor.prescribe import quantize as Q
@@ -69,7 +69,7 @@ def float_model_of(loaded: LoadedTarget) -> tuple[nn.Module, str]:
     target = loaded.target
     if loaded.float_baseline is not None:
         return loaded.float_baseline, target.float_name or "float baseline"
-    if quantization_level(loaded.subject) == 0:
+    if model_flow(loaded.subject).level == 0:
         return loaded.subject, target.subject_name
     raise TargetError(
         f"compare needs the float model, and `{target.subject_name}` is already quantized: "

@@ -21,7 +21,7 @@ from torch import nn
 
 from qdoctor.errors import TargetError
 from qdoctor.facts.location import first_line, user_frame
-from qdoctor.introspect.kinds import quantization_level
+from qdoctor.introspect.flow import model_flow
 from qdoctor.load.target import LoadedTarget
 
 # Messages that can only mean "the input does not have the shape this layer needs", whatever the model.
@@ -141,4 +141,4 @@ def check_loaded_inputs(loaded: LoadedTarget) -> None:
 
     if isinstance(probe, torch.jit.ScriptModule) or eager_module(probe) is not probe:
         return  # TorchScript takes no Python hooks and a compiled module would compile again: the trace decides
-    check_inputs_fit(probe, probe_name, loaded.inputs, described, quantization_level(probe) == 0, target.file)
+    check_inputs_fit(probe, probe_name, loaded.inputs, described, model_flow(probe).level == 0, target.file)
