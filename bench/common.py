@@ -58,13 +58,16 @@ def write_section(name: str, title: str, body: str) -> None:
     replace_section(name, f"<!-- bench:{name} -->\n## {title}\n\n{body.strip()}\n<!-- /bench:{name} -->")
 
 
-def replace_section(name: str, block: str) -> None:
-    """Put ``block`` (already wrapped in its `<!-- bench:NAME -->` markers) in place of the old section NAME."""
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else HEADER
+def replace_section(name: str, block: str, results: Path = RESULTS, header: str = HEADER) -> None:
+    """Put ``block`` (already wrapped in its `<!-- bench:NAME -->` markers) in place of the old section NAME of
+    ``results`` (bench/RESULTS.md unless told), written atomically: an interrupted run leaves the old file whole."""
+    from qdoctor.files import write_text_atomic
+
+    text = results.read_text(encoding="utf-8") if results.exists() else header
     block = block.strip()
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(text, encoding="utf-8")
+    write_text_atomic(results, text)
 
 
 def ms(median: float, iqr: float) -> str:

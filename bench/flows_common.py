@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import re
 import time
 from pathlib import Path
 
@@ -40,11 +39,11 @@ def row(label: str, timing, base, first_call_s: float | None = None) -> str:
 
 
 def write_section(name: str, title: str, body: str) -> None:
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else HEADER
+    """Replace (or append) this script's section of bench/flows_results.md (through common.replace_section)."""
+    from common import replace_section
+
     block = f"<!-- bench:{name} -->\n## {title}\n\n{body.strip()}\n<!-- /bench:{name} -->"
-    pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(text, encoding="utf-8")
+    replace_section(name, block, results=RESULTS, header=HEADER)
 
 
 def cpu_time_ms(run, min_run_time: float) -> float:

@@ -124,8 +124,9 @@ def measure(title: str, variants: list, example, rounds: int, min_run_time: floa
             with torch.no_grad():
                 model(*example)  # a model that raises when run is a result too
         except Exception as exc:
-            text = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-            failures[label] = f"raises {type(exc).__name__}: {text}"
+            from qdoctor.facts.location import first_line
+
+            failures[label] = f"raises {type(exc).__name__}: {first_line(str(exc))[:160]}"
             continue
 
         def run(model=model):

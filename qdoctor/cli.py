@@ -328,12 +328,11 @@ def compare(
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    partial = output.with_name(output.name + ".partial")
+    from qdoctor.files import write_text_atomic
+
     try:
-        partial.write_text(text, encoding="utf-8")
-        partial.replace(output)  # a failed write never leaves a half-written report behind
+        write_text_atomic(output, text)  # a failed write never leaves a half-written report behind
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         raise _fail(f"cannot write {output}: {exc.strerror or exc}") from None
     console.print(f"wrote {output}", highlight=False)
 

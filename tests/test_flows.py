@@ -563,3 +563,45 @@ def test_torchao_name_that_moved_names_the_installed_version():
 
     with pytest.raises(TargetError, match=f"torchao {torchao.__version__} has no `int8_weight_only_config`"):
         load_target_explained(str(SCRIPTS / "torchao_moved_name.py"))
+
+
+# ------------------------------------------------------------------- one flow vocabulary (introspect.flow)
+
+
+def _tiny() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 2))
+
+
+def test_model_flow_answers_every_consumer_from_one_look():
+    import copy
+
+    import torch.ao.quantization as tq
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    from qdoctor.introspect.flow import model_flow
+    from qdoctor.prescribe.recipe import detect_flow
+
+    example = (torch.randn(1, 3, 8, 8),)
+    with_qconfig = _tiny().eval()
+    with_qconfig.qconfig = tq.get_default_qconfig("x86")
+    prepared = prepare_fx(_tiny().eval(), tq.get_default_qconfig_mapping("x86"), example)
+    prepared(*example)
+    models = {
+        "float": _tiny(),
+        "qconfig": with_qconfig,
+        "dynamic": tq.quantize_dynamic(_tiny(), {torch.nn.Linear}),
+        "fx prepared": prepared,
+        "fx converted": convert_fx(copy.deepcopy(prepared)),  # convert_fx changes what it is given
+        "exported": torch.export.export(_tiny().eval(), example).module(),
+    }
+    seen = {name: model_flow(m) for name, m in models.items()}
+    answers = {name: (f.flow, f.stage, f.level, detect_flow(models[name])) for name, f in seen.items()}
+    assert answers == {
+        "float": ("none", None, 0, "eager"),
+        "qconfig": ("none", None, 1, "eager"),
+        "dynamic": ("eager", "converted", 3, "dynamic"),
+        "fx prepared": ("fx", "prepared", 2, "fx"),
+        "fx converted": ("fx", "converted", 3, "fx"),
+        "exported": ("pt2e", None, 0, "fx"),
+    }
+    assert seen["dynamic"].dynamic_only and not any(f.qat for f in seen.values())

@@ -331,6 +331,28 @@ def test_qd009_float_batchnorm_between_int8_convs():
     assert finding.evidence["stubs_around_it"] == ["dq", "rq"]
 
 
+# ----------------------------------------------------------------------- the user's names in the fixes
+
+
+def built_by_build_model(facts: Facts) -> Facts:
+    facts.target.subject_name = "build_model()"
+    return facts
+
+
+def test_fixes_for_a_build_model_target_never_assign_to_the_function():
+    """The subject comes from build_model(): a fix that rebinds the model names it quantized_model (as QD001-QD006
+    do), never `build_model = ...`, which would replace the user's function."""
+    qat_in_train_mode = make_facts([mod("conv", "ConvBnReLU2d", F.QAT, training=True, line=5)])
+    findings = [
+        *run_rule("QD007", built_by_build_model(dynamic_facts(fc_ms=0.5, conv_ms=2.0, lstm_ms=50.0))),
+        *run_rule("QD008", built_by_build_model(mlp_facts())),
+        *run_rule("QD009", built_by_build_model(qat_in_train_mode)),
+    ]
+    assert [f.rule for f in findings] == ["QD007", "QD008", "QD009"]
+    for finding in findings:
+        assert "build_model =" not in finding.fix and "quantized_model = " in finding.fix, finding.fix
+
+
 # ------------------------------------------------------------------------------------------ QD010 threads
 
 
@@ -343,6 +365,13 @@ def test_qd010_set_num_threads_one_on_four_cores():
     [finding] = run_rule("QD010", threads_facts(script, num_threads=1, cpu_count=4))
     assert finding.location.line == 3 and "1 intra-op thread" in finding.message
     assert "torch.set_num_threads(4)" in finding.fix and finding.evidence["recommended_threads"] == 4
+
+
+def test_qd010_points_at_the_set_num_threads_in_force_the_last_one():
+    script = "import torch\n\ntorch.set_num_threads(1)\nmodel = build()\ntorch.set_num_threads(2)  # for serving\n"
+    [finding] = run_rule("QD010", threads_facts(script, num_threads=2, cpu_count=4))
+    assert finding.location.line == 5 and "2 intra-op threads" in finding.message
+    assert finding.evidence["set_by"] == ["`torch.set_num_threads(2)  # for serving` (line 5)"]
 
 
 def test_qd010_more_threads_than_cores_from_the_environment():

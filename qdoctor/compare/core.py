@@ -31,9 +31,10 @@ from qdoctor.compare.result import (
 )
 from qdoctor.compare.turns import ROUNDS, Contender, time_in_turns
 from qdoctor.errors import TargetError
+from qdoctor.facts.location import exception_line
 from qdoctor.gather.environment import gather_environment
 from qdoctor.gather.numerics import flat_tensors, sqnr_db
-from qdoctor.introspect.kinds import quantization_level
+from qdoctor.introspect.flow import model_flow
 from qdoctor.introspect.state import preserved_torch_state, quiet
 from qdoctor.load.target import LoadedTarget
 from qdoctor.prescribe import quantize as Q
@@ -68,7 +69,7 @@ def float_model_of(loaded: LoadedTarget) -> tuple[nn.Module, str]:
     target = loaded.target
     if loaded.float_baseline is not None:
         return loaded.float_baseline, target.float_name or "float baseline"
-    if quantization_level(loaded.subject) == 0:
+    if model_flow(loaded.subject).level == 0:
         return loaded.subject, target.subject_name
     raise TargetError(
         f"compare needs the float model, and `{target.subject_name}` is already quantized: "
@@ -102,11 +103,6 @@ def top1_agreement(reference: list[Any], outputs: list[Any]) -> tuple[float | No
         agree += int((r.argmax(dim=1) == o.argmax(dim=1)).sum())
         total += r.shape[0]
     return (agree / total if total else None), total
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:400]}" if text else type(exc).__name__
 
 
 def run_recipe(
@@ -156,7 +152,7 @@ def run_recipe(
 
 
 def _failed(candidate: Candidate, phase: str, exc: BaseException) -> None:
-    candidate.status, candidate.phase, candidate.reason = FAILED, phase, _one_line(exc)
+    candidate.status, candidate.phase, candidate.reason = FAILED, phase, exception_line(exc, 400)
     candidate.traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-6000:]
 
 

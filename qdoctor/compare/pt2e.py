@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from qdoctor.facts import Environment
+from qdoctor.facts.location import first_line
 from qdoctor.prescribe.quantize import Built, calibrate
 
 
@@ -95,9 +96,7 @@ def export(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[torch.fx.GraphMod
             exported = torch.export.export(copy.deepcopy(model).eval(), args, dynamic_shapes=shapes, strict=strict)
             return exported.module(), how
         except Exception as exc:
-            errors.append(
-                f"{how}: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
-            )
+            errors.append(f"{how}: {type(exc).__name__}: {first_line(str(exc))[:200]}")
     raise RuntimeError("torch.export could not capture the model (" + "; ".join(errors) + ")")
 
 

@@ -10,7 +10,6 @@ import contextlib
 import copy
 import os
 import re
-import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -21,7 +20,8 @@ import torch
 from torch import nn
 
 from qdoctor.compare.result import FP32
-from qdoctor.facts import Environment
+from qdoctor.facts import Environment, SourceLocation
+from qdoctor.facts.location import deepest_frame, first_line
 from qdoctor.introspect.state import quiet
 from qdoctor.prescribe import quantize as Q
 
@@ -212,24 +212,20 @@ _BACKEND_ERROR = re.compile(r"Could not run '([\w:.]+)' with arguments from the 
 _TORCH_DIR = str(Path(torch.__file__).resolve().parent) + os.sep  # the separator keeps torchvision/ out
 
 
-def _code_frame(exc: BaseException) -> traceback.FrameSummary | None:
+def _code_frame(exc: BaseException) -> SourceLocation | None:
     """The deepest frame outside torch itself: the model's own line that raised (user or torchvision code)."""
-    found = None
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if not str(Path(frame.filename).resolve()).startswith(_TORCH_DIR):
-            found = frame
-    return found
+    return deepest_frame(exc.__traceback__, lambda file: not str(Path(file).resolve()).startswith(_TORCH_DIR))
 
 
 def explain_eager_failure(exc: BaseException) -> str:
     """One sentence: which op met a tensor of the wrong kind, at which line of the model, and what to do."""
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    message = first_line(str(exc)) or type(exc).__name__
     frame = _code_frame(exc)
-    where = f" at {frame.filename}:{frame.lineno} `{(frame.line or '').strip()}`" if frame else ""
+    where = f" at {frame.file}:{frame.line} `{frame.code}`" if frame else ""
     match = _BACKEND_ERROR.search(message)
     if match and match.group(2) == "QuantizedCPU":
         hint = ""
-        if frame is not None and f"torchvision{os.sep}models{os.sep}" in frame.filename:
+        if frame is not None and f"torchvision{os.sep}models{os.sep}" in frame.file:
             hint = " (torchvision.models.quantization has eager-ready versions of several torchvision models)"
         return (
             f"{match.group(1)} received a quantized tensor{where}. Eager mode needs nn.quantized.FloatFunctional "

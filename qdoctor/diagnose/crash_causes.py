@@ -160,15 +160,3 @@ def crash_source(crash: CrashInfo, facts: Facts) -> SourceLocation | None:
         return SourceLocation(crash.file, crash.line, crash.code or "")
     info = facts.module(crash.module) if crash.module is not None else None
     return info.source if info is not None else None
-
-
-def script_line(facts: Facts, pattern: re.Pattern[str]) -> SourceLocation | None:
-    """The first line of the user's script that matches ``pattern`` (comments skipped)."""
-    target = facts.target
-    if not target.file or not target.script_text:
-        return None
-    for number, text in enumerate(target.script_text.splitlines(), start=1):
-        code = text.split("#", 1)[0]
-        if pattern.search(code):
-            return SourceLocation(target.file, number, text.strip())
-    return None

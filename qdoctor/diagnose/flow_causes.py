@@ -15,6 +15,7 @@ from qdoctor.diagnose.cause import Cause
 from qdoctor.diagnose.crash_causes import same_crash
 from qdoctor.errors import ScriptFailedError
 from qdoctor.facts import CrashInfo, Facts
+from qdoctor.facts.location import first_line
 
 
 @dataclass
@@ -193,10 +194,10 @@ def diagnose(crash: CrashInfo | None, torch_version: str, torchao_version: str |
     if crash is None:
         return None
     text = f"{crash.type}: {crash.message}"
-    first_line = text.splitlines()[0][:300]
+    headline = first_line(text)[:300]
 
     def failure(step: str, cause: str, explanation: str, fix: str) -> FlowFailure:
-        return FlowFailure(step, cause, explanation, fix, first_line, crash.file, crash.line, crash.code)
+        return FlowFailure(step, cause, explanation, fix, headline, crash.file, crash.line, crash.code)
 
     if crash.type in ("ModuleNotFoundError", "ImportError"):
         module = re.search(r"No module named '([\w.]+)'", crash.message)

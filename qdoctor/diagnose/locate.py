@@ -72,16 +72,24 @@ def is_graph_module(facts: Facts) -> bool:
     return root is not None and root.type == "GraphModule"
 
 
-def subject_variable(facts: Facts) -> str:
-    """The user's name for the model being checked, usable on the left of an assignment."""
-    name = facts.target.subject_name.removesuffix("()")
-    return name if name.isidentifier() and name != "build_model" else "quantized_model"
+def subject_label(facts: Facts) -> str:
+    """The user's name for the model being checked, as a message names it: ``build_model`` for ``build_model()``."""
+    return facts.target.subject_name.removesuffix("()")
 
 
-def float_variable(facts: Facts) -> str:
-    """The user's name for the float model (what fuse_modules/prepare take), or ``float_model``."""
-    name = (facts.target.float_name or "").removesuffix("()")
-    return name if name.isidentifier() and name != "build_float_model" else "float_model"
+def subject_variable(facts: Facts, fallback: str = "quantized_model") -> str:
+    """The user's name for the model being checked, usable on the left of an assignment in a fix; ``fallback`` when
+    the subject is what a function returns (``build_model()``: assigning to ``build_model`` would replace the
+    function) or has no plain name (a saved model's ``torch.jit.load(model.pt)``)."""
+    name = facts.target.subject_name
+    return name if name.isidentifier() else fallback
+
+
+def float_variable(facts: Facts, fallback: str = "float_model") -> str:
+    """The user's name for the float model (what fuse_modules/prepare take), or ``fallback`` when it is what a
+    function returns (``build_float_model()``) or there is none."""
+    name = facts.target.float_name or ""
+    return name if name.isidentifier() else fallback
 
 
 def float_path(facts: Facts, path: str) -> str:
@@ -95,15 +103,17 @@ def float_path(facts: Facts, path: str) -> str:
     return candidate or path
 
 
-def script_line(facts: Facts, pattern: str) -> SourceLocation | None:
-    """The last line of the user's script matching ``pattern`` (the assignment in force), as a SourceLocation."""
+def script_line(facts: Facts, pattern: str | re.Pattern[str], *, last: bool = False) -> SourceLocation | None:
+    """The first line of the user's script whose code (comments skipped) matches ``pattern``; with ``last``, the
+    last one: the assignment or call in force once the script has run."""
     text, file = facts.target.script_text, facts.target.file
     if not text or not file:
         return None
-    found = None
     regex = re.compile(pattern)
+    found = None
     for number, line in enumerate(text.splitlines(), start=1):
-        code = line.split("#", 1)[0]
-        if regex.search(code):
+        if regex.search(line.split("#", 1)[0]):
             found = SourceLocation(file, number, line.strip())
+            if not last:
+                break
     return found

@@ -1,33 +1,83 @@
-"""Where in the user's code something happened: the one helper that finds the user's frame in a traceback or
-stack, the first line of an exception, and a CrashInfo made from an exception."""
+"""Where in the user's code something happened: the one helper that finds the user's frame (in a traceback, a live
+stack, or frames read back from text), the one test of whether two paths name the same file, the first line of an
+exception, and a CrashInfo made from an exception."""
 
 from __future__ import annotations
 
+import functools
+import linecache
+import os
 import traceback
 import types
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 from qdoctor.facts.data import CrashInfo, SourceLocation
 
+# A traceback, a live frame (its callers are walked), or frames listed outermost first as ``traceback.extract_tb``
+# and ``traceback.StackSummary`` list them (build FrameSummary(file, line, name, line=code) for parsed text).
+Frames = types.TracebackType | types.FrameType | Iterable[traceback.FrameSummary]
 
-def user_frame(tb_or_stack: Any, user_file: str | None) -> SourceLocation | None:
-    """The deepest frame of the user's file in a traceback: where their code was when it raised."""
+
+def deepest_frame(frames: Frames | None, matches: Callable[[str], bool]) -> SourceLocation | None:
+    """The innermost frame whose file ``matches``: where that code was when it raised (or called)."""
+    if frames is None:
+        return None
+    if isinstance(frames, types.FrameType):
+        frame: types.FrameType | None = frames
+        while frame is not None:  # innermost first: the first match is the deepest
+            if matches(frame.f_code.co_filename):
+                return _location(frame.f_code.co_filename, frame.f_lineno, None)
+            frame = frame.f_back
+        return None
+    found: tuple[str, int | None, str | None] | None = None
+    if isinstance(frames, types.TracebackType):
+        for tb_frame, lineno in traceback.walk_tb(frames):  # outermost first: the last match is the deepest
+            if matches(tb_frame.f_code.co_filename):
+                found = (tb_frame.f_code.co_filename, lineno, None)
+    else:
+        for summary in frames:
+            if matches(summary.filename):
+                found = (summary.filename, summary.lineno, summary.line)
+    return _location(*found) if found else None
+
+
+def user_frame(frames: Frames | None, user_file: str | None) -> SourceLocation | None:
+    """The deepest frame of the user's file: where their code was when it raised (or called)."""
     if not user_file:
         return None
-    frames = traceback.extract_tb(tb_or_stack) if isinstance(tb_or_stack, types.TracebackType) else tb_or_stack
-    found = None
-    for frame in frames:
-        if same_file(frame.filename, user_file):
-            found = SourceLocation(frame.filename, frame.lineno or 0, (frame.line or "").strip())
-    return found
+    return deepest_frame(frames, lambda file: same_file(file, user_file))
+
+
+def _location(file: str, line: int | None, code: str | None) -> SourceLocation:
+    if code is None:
+        code = linecache.getline(file, line or 0)
+    return SourceLocation(file, line or 0, code.strip())
 
 
 def same_file(a: str, b: str) -> bool:
+    """Whether two paths name the same file (relative, symlinked or spelled differently)."""
+    return a == b or _resolved(a) == _resolved(b)
+
+
+def _resolved(path: str) -> str:
+    if path.startswith("<"):  # "<string>", "<frozen importlib._bootstrap>": code with no file
+        return path
+    if not os.path.isabs(path):  # depends on the working directory: not cached
+        return _resolve(path)
+    return _resolved_absolute(path)
+
+
+@functools.lru_cache(maxsize=1024)
+def _resolved_absolute(path: str) -> str:
+    return _resolve(path)  # a frame walk asks about the same few files again and again
+
+
+def _resolve(path: str) -> str:
     try:
-        return Path(a).resolve() == Path(b).resolve()
-    except OSError:
-        return a == b
+        return str(Path(path).resolve())
+    except (OSError, RuntimeError):
+        return path
 
 
 def first_line(message: str) -> str:

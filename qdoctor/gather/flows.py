@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 
 from qdoctor import facts as F
 from qdoctor.facts import CompileInfo, FlowInfo, GraphNode, ModuleInfo, SourceLocation
+from qdoctor.introspect import flow as introspect_flow
 from qdoctor.introspect.kinds import eager_module
 
 _QUANTIZER_BASES = ("torchao.quantization.pt2e.quantizer", "torch.ao.quantization.quantizer", "executorch")
@@ -91,46 +92,19 @@ def compile_info(subject: nn.Module, source: SourceLocation | None) -> CompileIn
     return info
 
 
-def _is_aten_graph(graph: Iterable[GraphNode]) -> bool:
-    return any(n.op == "call_function" and n.target.startswith(("aten.", "quantized_decomposed.")) for n in graph)
-
-
 def flow_and_stage(
     model: nn.Module, graph: list[GraphNode] | None, modules: list[ModuleInfo] | None
 ) -> tuple[str, str | None]:
-    kinds = {m.kind for m in modules or []}
-    node_kinds = {n.kind for n in graph or []}
+    """introspect.flow's flow and stage, decided over what gathering found: the inventory's module kinds and the
+    classified graph (finer than a look at the live model: int8 propagation, reference patterns, TorchScript)."""
     import torch
 
-    if isinstance(model, torch.jit.ScriptModule):
-        flow = "torchscript"
-    elif graph is not None and _is_aten_graph(graph):
-        flow = "pt2e"
-    elif graph is not None:
-        flow = "fx"
-    elif F.TORCHAO_QUANTIZED in kinds:
-        return "torchao", "converted"
-    elif kinds & {
-        F.QUANTIZED,
-        F.DYNAMIC_QUANTIZED,
-        F.OBSERVER,
-        F.FAKE_QUANT,
-        F.QAT,
-        F.QUANT_STUB,
-        F.REFERENCE_QUANTIZED,
-    }:
-        flow = "eager"
-    else:
-        return "none", None
-    if F.NODE_REFERENCE_OP in node_kinds or F.REFERENCE_QUANTIZED in kinds:
-        stage = "reference" if flow == "fx" else "converted"
-    elif node_kinds & {F.NODE_QUANTIZED_OP, F.NODE_QUANTIZE} or kinds & {F.QUANTIZED, F.DYNAMIC_QUANTIZED}:
-        stage = "converted"
-    elif kinds & {F.OBSERVER, F.FAKE_QUANT, F.QAT} or node_kinds & {F.NODE_OBSERVER, F.NODE_FAKE_QUANT}:
-        stage = "prepared"
-    else:
-        stage = None
-    return flow, stage
+    return introspect_flow.flow_and_stage(
+        script=isinstance(model, torch.jit.ScriptModule),
+        graph=None if graph is None else introspect_flow.graph_dialect((n.op, n.target) for n in graph),
+        module_kinds={m.kind for m in modules or []},
+        node_kinds={n.kind for n in graph or []},
+    )
 
 
 def flow_info(
@@ -155,7 +129,7 @@ def flow_info(
         quantizers=quantizers_in(namespace, script_text),
         torchao_version=torchao_version(),
     )
-    if flow == "torchscript":
+    if flow == introspect_flow.TORCHSCRIPT:
         info.notes.append(_torchscript_note(modules, engine))
     return info
 

@@ -8,10 +8,10 @@ int8 ops forward, the way the kernels will see it.
 
 from __future__ import annotations
 
-import operator
 import re
+import traceback
 from collections.abc import Callable, Iterable
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,6 +19,8 @@ from torch import nn
 from qdoctor import facts as F
 from qdoctor.facts import GraphNode, QParams, SourceLocation
 from qdoctor.facts.graph import LAYOUT_MODULES, WEIGHTED_OPS, short_op, target_kind
+from qdoctor.facts.location import user_frame
+from qdoctor.introspect.flow import node_target
 from qdoctor.introspect.kinds import eager_module
 
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in [^\n]*\n(?P<code>[^\n]*)')
@@ -28,11 +30,11 @@ def parse_source(stack_trace: str | None, user_file: str | None) -> SourceLocati
     """The deepest frame of the user's file in a node's recorded stack trace."""
     if not stack_trace or not user_file:
         return None
-    found = None
-    for match in _FRAME.finditer(stack_trace):
-        if match.group("file") == user_file:
-            found = SourceLocation(user_file, int(match.group("line")), match.group("code").strip())
-    return found
+    frames = (
+        traceback.FrameSummary(m.group("file"), int(m.group("line")), "", lookup_line=False, line=m.group("code"))
+        for m in _FRAME.finditer(stack_trace)
+    )
+    return user_frame(frames, user_file)
 
 
 def _qparams(args: Iterable[Any], weight: bool, per_channel: bool) -> QParams | None:
@@ -47,22 +49,6 @@ def _qparams(args: Iterable[Any], weight: bool, per_channel: bool) -> QParams | 
                 qmin, qmax = info[arg]
             return QParams(str(arg), qmin, qmax, per_channel=per_channel, is_weight=weight)
     return None
-
-
-def _target_name(node: torch.fx.Node) -> str:
-    target = node.target
-    if node.op in ("call_module", "get_attr", "call_method", "placeholder", "output"):
-        return str(target)
-    if isinstance(target, torch._ops.OpOverload | torch._ops.OpOverloadPacket):
-        return str(target)
-    if target is operator.getitem:
-        return "getitem"
-    try:
-        from torch.fx.node import _get_qualified_name
-
-        return _get_qualified_name(cast(Callable[..., Any], target))
-    except Exception:
-        return getattr(target, "__name__", repr(target))
 
 
 def _node_inputs(node: torch.fx.Node) -> list[str]:
@@ -99,7 +85,7 @@ def fx_graph_nodes(
             return None
 
     decomposed = any(
-        n.op == "call_function" and _target_name(n).startswith(("quantized_decomposed.", "torchao."))
+        n.op == "call_function" and node_target(n).startswith(("quantized_decomposed.", "torchao."))
         for n in gm.graph.nodes
     )
     annotated = any("quantization_annotation" in n.meta for n in gm.graph.nodes)
@@ -109,7 +95,7 @@ def fx_graph_nodes(
     int8_valued: set[str] = set()
     for node in gm.graph.nodes:
         fx_by_name[node.name] = node
-        target = _target_name(node)
+        target = node_target(node)
         module, module_type = _module_of(node)
         inputs = _node_inputs(node)
         kind: str | None
@@ -206,8 +192,8 @@ def _is_reference(
     from_dq = [i for i in inputs if i.kind == F.NODE_DEQUANTIZE]
     activation_dq = [i for i in from_dq if not (i.qparams and i.qparams.is_weight)]
     weight_dq = [i for i in from_dq if i.qparams and i.qparams.is_weight]
-    feeds_q = any(target_kind(_target_name(u)) == F.NODE_QUANTIZE for u in node.users)
-    if activation_dq and (weight_dq or feeds_q or short_op(_target_name(node)) in WEIGHTED_OPS):
+    feeds_q = any(target_kind(node_target(u)) == F.NODE_QUANTIZE for u in node.users)
+    if activation_dq and (weight_dq or feeds_q or short_op(node_target(node)) in WEIGHTED_OPS):
         return True
     return bool(feeds_q and len(inputs) >= 1 and inputs[0].kind == F.NODE_REFERENCE_OP)
 

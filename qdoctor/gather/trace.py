@@ -17,7 +17,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from qdoctor.facts import SourceLocation, TensorInfo, Trace, TraceEvent
-from qdoctor.facts.location import crash_info
+from qdoctor.facts.location import crash_info, user_frame
 from qdoctor.introspect.kinds import is_effective_leaf
 
 # Tensor methods and functions that are bookkeeping, not compute: not worth an event.
@@ -108,18 +108,7 @@ class _Recorder(TorchFunctionMode):
         self.user_file = user_file
 
     def _user_line(self) -> SourceLocation | None:
-        if not self.user_file:
-            return None
-        frame = sys._getframe(2)
-        while frame is not None:
-            if frame.f_code.co_filename == self.user_file:
-                import linecache
-
-                return SourceLocation(
-                    self.user_file, frame.f_lineno, linecache.getline(self.user_file, frame.f_lineno).strip()
-                )
-            frame = frame.f_back
-        return None
+        return user_frame(sys._getframe(2), self.user_file) if self.user_file else None
 
     def __torch_function__(self, func: Any, types: Iterable[type], args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}

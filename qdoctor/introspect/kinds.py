@@ -1,5 +1,6 @@
-"""What a torch module is: its kind (quantized, dynamic, reference, QAT, observer, stub, float...), how far along a
-quantization flow a model is, and the module behind a torch.compile wrapper. Read-only: nothing here changes a model.
+"""What a torch module is: its kind (quantized, dynamic, reference, QAT, observer, stub, float...) and the module
+behind a torch.compile wrapper (how far along a flow a whole model is: introspect.flow). Read-only: nothing here
+changes a model.
 """
 
 from __future__ import annotations
@@ -149,23 +150,3 @@ def eager_module(subject: nn.Module) -> nn.Module:
     """The module behind a torch.compile wrapper (OptimizedModule._orig_mod); the subject itself otherwise."""
     inner = getattr(subject, "_orig_mod", None)
     return inner if isinstance(inner, nn.Module) and type(subject).__name__ == "OptimizedModule" else subject
-
-
-def quantization_level(model: nn.Module) -> int:
-    """How far along a quantization flow a module is: 3 quantized modules, 2 observers/fake-quant, 1 qconfig, 0 float."""
-    level = 0
-    for module in model.modules():
-        kind = classify(module)
-        if kind in ("quantized", "dynamic_quantized", "reference_quantized", "torchao_quantized"):
-            return 3
-        if kind in ("observer", "fake_quant", "qat"):
-            level = max(level, 2)
-        elif getattr(module, "qconfig", None) is not None:
-            level = max(level, 1)
-    # a GraphModule anywhere (a torch.compile wrapper holds it as _orig_mod): PT2E/FX q-dq nodes
-    graphs = [m for m in model.modules() if isinstance(m, torch.fx.GraphModule)] if level < 3 else []
-    for graph_module in graphs:
-        targets = " ".join(str(n.target) for n in graph_module.graph.nodes)
-        if "quantize_per_tensor" in targets or "quantized" in targets:
-            return 3
-    return level

@@ -12,7 +12,6 @@ import contextlib
 import copy
 import io
 import re
-import traceback
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ import torch
 from torch import nn
 
 from qdoctor.errors import TargetError
-from qdoctor.introspect.kinds import quantization_level
+from qdoctor.facts.location import first_line, user_frame
+from qdoctor.introspect.flow import model_flow
 from qdoctor.load.target import LoadedTarget
 
 # Messages that can only mean "the input does not have the shape this layer needs", whatever the model.
@@ -69,13 +69,8 @@ def _shape(inputs: tuple[Any, ...]) -> str:
 
 def _user_line(error: BaseException, user_file: str | None) -> str:
     """ " at model.py:12" for the deepest frame of the user's file in the error's traceback, else ""."""
-    if not user_file:
-        return ""
-    found = ""
-    for frame in traceback.extract_tb(error.__traceback__):
-        if frame.filename == user_file:
-            found = f" at {Path(user_file).name}:{frame.lineno}"
-    return found
+    found = user_frame(error.__traceback__, user_file)
+    return f" at {Path(found.file).name}:{found.line}" if found else ""
 
 
 def check_inputs_fit(
@@ -117,7 +112,7 @@ def check_inputs_fit(
     finally:
         for handle in handles:
             handle.remove()
-    message = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    message = first_line(str(error)) or type(error).__name__
     path, module, args = failed_at[0] if failed_at else ("", model, inputs)
     expected = _expected_shape(module, args) if path else None
     about_shape = expected is not None or _SHAPE_MESSAGES.search(message) is not None
@@ -146,4 +141,4 @@ def check_loaded_inputs(loaded: LoadedTarget) -> None:
 
     if isinstance(probe, torch.jit.ScriptModule) or eager_module(probe) is not probe:
         return  # TorchScript takes no Python hooks and a compiled module would compile again: the trace decides
-    check_inputs_fit(probe, probe_name, loaded.inputs, described, quantization_level(probe) == 0, target.file)
+    check_inputs_fit(probe, probe_name, loaded.inputs, described, model_flow(probe).level == 0, target.file)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from qdoctor.errors import TargetError
+from qdoctor.facts.location import exception_line
 
 SAVED_SUFFIXES = (".pt", ".pth", ".pt2", ".ptl", ".bin")
 
@@ -95,9 +96,7 @@ def _load_exported(path: Path) -> SavedModel:
         with _quiet_loading():
             program = torch.export.load(str(path))
     except Exception as exc:
-        raise TargetError(
-            f"{path}: torch.export.load could not read it ({type(exc).__name__}: {_first_line(exc)})"
-        ) from None
+        raise TargetError(f"{path}: torch.export.load could not read it ({exception_line(exc, 200)})") from None
     module = program.module()
     example = getattr(program, "example_inputs", None)
     inputs = None
@@ -117,9 +116,7 @@ def _load_torchscript(path: Path) -> SavedModel:
         with _quiet_loading():
             module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
-        raise TargetError(
-            f"{path}: torch.jit.load could not read it ({type(exc).__name__}: {_first_line(exc)})"
-        ) from None
+        raise TargetError(f"{path}: torch.jit.load could not read it ({exception_line(exc, 200)})") from None
     inputs, how = None, None
     try:  # a traced module records the shapes it was traced with
         graph_inputs = list(module.graph.inputs())[1:]
@@ -147,7 +144,7 @@ def _load_pickle(path: Path, trust: bool) -> SavedModel:
                 value = torch.load(str(path), map_location="cpu", weights_only=False)
         except Exception as exc:
             raise TargetError(
-                f"{path}: could not unpickle it even with --trust ({type(exc).__name__}: {_first_line(exc)}); "
+                f"{path}: could not unpickle it even with --trust ({exception_line(exc, 200)}); "
                 "the classes it names must be importable: pass the .py script that builds the model instead"
             ) from None
         del safe_error
@@ -172,11 +169,6 @@ def _load_pickle(path: Path, trust: bool) -> SavedModel:
     raise TargetError(
         f"{path} holds an object of type {type(value).__name__}, not a model: pass the .py script that builds the model"
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else repr(exc)
 
 
 def load_saved(path: Path, trust: bool = False) -> SavedModel:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
-import linecache
 import sys
 import tokenize
 import types
@@ -21,7 +20,7 @@ from torch import nn
 
 from qdoctor.errors import ScriptFailedError, TargetError
 from qdoctor.facts import SourceLocation, Target
-from qdoctor.facts.location import crash_info
+from qdoctor.facts.location import crash_info, first_line, user_frame
 
 MAX_CAPTURED_CHARS = 64_000
 MODULE_NAME = "__qdoctor_target__"
@@ -65,17 +64,12 @@ def _record_module_origins(user_file: str, origins: weakref.WeakKeyDictionary) -
 
     def init(self: nn.Module, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
-        frame = sys._getframe(1)
-        while frame is not None:
-            if frame.f_code.co_filename == user_path or frame.f_code.co_filename == user_file:
-                line = frame.f_lineno
-                code = linecache.getline(frame.f_code.co_filename, line).strip()
-                try:
-                    origins[self] = SourceLocation(user_path, line, code)
-                except TypeError:  # a module that cannot be weakly referenced
-                    pass
-                break
-            frame = frame.f_back
+        found = user_frame(sys._getframe(1), user_path)
+        if found is not None:
+            try:
+                origins[self] = SourceLocation(user_path, found.line, found.code)
+            except TypeError:  # a module that cannot be weakly referenced
+                pass
 
     nn.Module.__init__ = init  # type: ignore[method-assign]
     try:
@@ -157,7 +151,7 @@ def run_script(path: Path, origins: weakref.WeakKeyDictionary, target: Target) -
     target.user_stderr = stderr.getvalue()
     seen: set[str] = set()
     for w in caught:
-        text = f"{w.category.__name__}: {w.message}".split("\n")[0][:300]
+        text = first_line(f"{w.category.__name__}: {w.message}")[:300]
         if text not in seen:
             seen.add(text)
             target.warnings.append(text)

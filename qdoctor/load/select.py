@@ -18,7 +18,8 @@ from torch import nn
 from qdoctor.errors import NoModelError, ScriptFailedError, TargetError
 from qdoctor.facts import Target
 from qdoctor.facts.location import first_line
-from qdoctor.introspect.kinds import classify, quantization_level
+from qdoctor.introspect.flow import model_flow
+from qdoctor.introspect.kinds import classify
 from qdoctor.load.script import BoundedText
 
 SUBJECT_FUNCS = ("build_model",)
@@ -59,9 +60,7 @@ def call_contract(name: str, func: Callable[..., Any], target: Target, *args: An
             warnings.simplefilter("ignore")
             return func(*args)
     except Exception as exc:
-        raise TargetError(
-            f"{name}() raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        ) from None
+        raise TargetError(f"{name}() raised {type(exc).__name__}: {first_line(str(exc))}") from None
     finally:
         target.user_stdout += stdout.getvalue()
         target.user_stderr += stderr.getvalue()
@@ -98,7 +97,7 @@ def pick_subject(namespace: dict[str, Any], target: Target) -> tuple[str, nn.Mod
         raise NoModelError("no torch.nn.Module found in the target (define `model` or `build_model()`)")
     if isinstance(namespace.get("quantized_model"), nn.Module):
         return "quantized_model", namespace["quantized_model"]
-    levels = [(quantization_level(m), i, name, m) for i, (name, m) in enumerate(candidates)]
+    levels = [(model_flow(m).level, i, name, m) for i, (name, m) in enumerate(candidates)]
     best = max(levels, key=lambda t: (t[0], t[1]))
     if best[0] > 0:
         return best[2], best[3]
@@ -139,21 +138,19 @@ def pick_float(
             return name, namespace[name]
     if subject_name.endswith("()"):
         return None, None
-    float_like: list[tuple[int, str, nn.Module]] = []
+    float_like: list[tuple[int, str, nn.Module, bool]] = []
     for name, model in _modules_in(namespace):
         if model is subject:
             continue
-        level = quantization_level(model)
-        if level <= 2 and _same_structure(model, subject):
-            float_like.append((level, name, model))
+        found = model_flow(model)
+        if found.level <= 2 and _same_structure(model, subject):
+            float_like.append((found.level, name, model, found.qat))
     if not float_like:
         return None, None
-    level, name, model = min(float_like, key=lambda t: t[0])
+    level, name, model, qat = min(float_like, key=lambda t: t[0])
     if level == 2:
         # The script prepared its float model in place (observers attached): compare against a clean copy.
-        from qdoctor.introspect.kinds import classify
-
-        if any(classify(m) in ("fake_quant", "qat") for m in model.modules()):
+        if qat:
             return None, None
         target.float_derived = f"a copy of `{name}` with its observers removed (it was prepared in place)"
         return name, _float_copy(model)

@@ -6,30 +6,22 @@ from __future__ import annotations
 import copy
 import re
 
-import torch
 from torch import nn
 
 from qdoctor.facts import Facts
-from qdoctor.introspect.kinds import classify
+from qdoctor.introspect import flow as flows
 from qdoctor.prescribe.fixes import DYNAMIC, EAGER, FX, OTHER, QAT
 
 
 def detect_flow(subject: nn.Module) -> str:
-    """Which quantization flow made the subject: EAGER, FX, DYNAMIC, QAT (fake-quant) or OTHER (PT2E)."""
-    inside_dynamic = {
-        id(child)
-        for m in subject.modules()
-        if classify(m) == "dynamic_quantized"
-        for child in m.modules()
-        if child is not m
-    }  # a dynamic Linear holds its packed weights in a static-quantized child module
-    kinds = {classify(m) for m in subject.modules() if id(m) not in inside_dynamic}
-    if kinds & {"fake_quant", "qat"}:
+    """How a fix rebuilds the subject: QAT (fake-quant), OTHER (converted PT2E), FX, DYNAMIC or EAGER; a mapping of
+    introspect.flow's answer (its docstring relates the two vocabularies)."""
+    found = flows.model_flow(subject)
+    if found.qat:
         return QAT
-    if isinstance(subject, torch.fx.GraphModule):
-        targets = " ".join(str(n.target) for n in subject.graph.nodes)
-        return OTHER if "quantized_decomposed" in targets else FX
-    if "dynamic_quantized" in kinds and not kinds & {"quantized", "observer"}:
+    if found.flow in (flows.FX, flows.PT2E) and not found.compiled:  # a GraphModule
+        return OTHER if found.flow == flows.PT2E and found.stage == flows.CONVERTED else FX
+    if found.dynamic_only:
         return DYNAMIC
     return EAGER
 

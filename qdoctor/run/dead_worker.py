@@ -7,12 +7,13 @@ worker sent last, its exit code, the files its standard streams and faulthandler
 from __future__ import annotations
 
 import dataclasses
-import linecache
 import re
 import signal
+import traceback
 from pathlib import Path
 
 from qdoctor.facts import CrashInfo, Facts, SourceLocation, Trace
+from qdoctor.facts.location import deepest_frame, same_file, user_frame
 from qdoctor.report.model import Report
 
 CAPTURE_HEAD = 32_000  # bytes of a captured stream kept from its start ...
@@ -86,13 +87,6 @@ def parse_stack(text: str) -> list[list[tuple[str, int, str]]]:
     return [frames for current, frames in sorted(blocks, key=lambda block: not block[0])]
 
 
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return Path(a).resolve() == Path(b).resolve()
-    except OSError:
-        return a == b
-
-
 def locate(stack_text: str, user_file: str | None) -> tuple[SourceLocation | None, list[str]]:
     """Where the process was: the deepest frame in the user's file (else the innermost frame), and the stack of the
     thread that was there, innermost first, as "file:line in function" lines."""
@@ -101,13 +95,11 @@ def locate(stack_text: str, user_file: str | None) -> tuple[SourceLocation | Non
         return None, []
     chosen = threads[0]
     if user_file:
-        chosen = next((t for t in threads if any(_same_file(f, user_file) for f, _, _ in t)), chosen)
+        chosen = next((t for t in threads if any(same_file(f, user_file) for f, _, _ in t)), chosen)
     frames = [f"{file}:{line} in {func}" for file, line, func in chosen]
-    user_frames = [(f, n) for f, n, _ in chosen if user_file and _same_file(f, user_file)]
-    file, line = user_frames[0] if user_frames else (chosen[0][:2] if chosen else (None, None))
-    if file is None or line is None:
-        return None, frames
-    return SourceLocation(file, line, linecache.getline(file, line).strip()), frames
+    outermost_first = [traceback.FrameSummary(f, n, func, lookup_line=False) for f, n, func in reversed(chosen)]
+    found = user_frame(outermost_first, user_file) or deepest_frame(outermost_first, lambda _: True)
+    return found, frames
 
 
 def where_text(location: SourceLocation | None) -> str:

@@ -11,6 +11,7 @@ from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.locate import fix_engine, float_variable, subject_variable
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts, ModuleInfo
+from qdoctor.facts.location import first_line
 
 _FLOAT_INTO_INT8 = re.compile(r"Could not run '(quantized::[\w.]+)' with arguments from the 'CPU' backend")
 _INT8_INTO_FLOAT = re.compile(r"Could not run '(aten::[\w.]+)' with arguments from the 'QuantizedCPU' backend")
@@ -37,7 +38,7 @@ def wrap_fix(facts: Facts) -> str:
 
 def _crash_text(facts: Facts) -> str | None:
     crash = facts.crash
-    return f"{crash.type}: {crash.message.splitlines()[0][:200]}" if crash is not None and crash.message else None
+    return f"{crash.type}: {first_line(crash.message)[:200]}" if crash is not None and crash.message else None
 
 
 def _unconverted_stubs(facts: Facts) -> list[ModuleInfo]:

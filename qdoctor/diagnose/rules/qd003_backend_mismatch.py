@@ -19,6 +19,7 @@ from qdoctor.diagnose.locate import (
 )
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts, ModuleInfo
+from qdoctor.facts.location import first_line
 
 X86, QNNPACK, ONEDNN = "x86/fbgemm", "qnnpack", "onednn"
 ENGINE_FAMILY = {"x86": X86, "fbgemm": X86, "qnnpack": QNNPACK, "onednn": ONEDNN}
@@ -87,7 +88,7 @@ def qconfig_family(facts: Facts) -> tuple[str | None, list[str]]:
 
 
 def _engine_source(facts: Facts):  # type: ignore[no-untyped-def]
-    return script_line(facts, _ENGINE_ASSIGNMENT) or script_line(facts, _QCONFIG_CALL)
+    return script_line(facts, _ENGINE_ASSIGNMENT, last=True) or script_line(facts, _QCONFIG_CALL, last=True)
 
 
 def _requantize_fix(facts: Facts, engine: str, why: str, note: str = "") -> str:
@@ -144,14 +145,14 @@ def backend_mismatch(facts: Facts) -> Iterator[Finding]:
         op = match.group(1) if match else None
         info = facts.module(crash.module) if crash.module else None
         yield backend_mismatch.finding(
-            f"no usable quantized engine: torch raised `{crash.message.splitlines()[0][:160]}`"
+            f"no usable quantized engine: torch raised `{first_line(crash.message)[:160]}`"
             + (f" for {op}" if op else "")
             + f". The engine in force is `{engine}`; this build supports {', '.join(env.supported_engines) or 'none'}. "
             f"Select `{best}`, the int8 engine for this {_cpu(facts)}, before prepare/convert.",
             module=crash.module,
             source=info.source if info and info.source else _engine_source(facts),
             evidence={
-                "crash": f"{crash.type}: {crash.message.splitlines()[0][:200]}",
+                "crash": f"{crash.type}: {first_line(crash.message)[:200]}",
                 "engine": engine,
                 "supported_engines": env.supported_engines,
                 "recommended_engine": best,
@@ -228,7 +229,7 @@ def backend_mismatch(facts: Facts) -> Iterator[Finding]:
         f"the qconfig was made for {family} but the engine in use is `{engine}` ({engine_family}): {risk}. "
         f'Quantize again with get_default_qconfig("{target_engine}") under the `{target_engine}` engine.',
         module=anchor.path if anchor else None,
-        source=script_line(facts, _QCONFIG_CALL) or (anchor.source if anchor else None),
+        source=script_line(facts, _QCONFIG_CALL, last=True) or (anchor.source if anchor else None),
         evidence={
             "engine": engine,
             "qconfig_family": family,

@@ -11,6 +11,7 @@ from qdoctor.diagnose.locate import (
     inside_fake_quant,
     is_graph_module,
     observer_owner,
+    subject_label,
     subject_variable,
 )
 from qdoctor.diagnose.registry import rule
@@ -89,7 +90,7 @@ def not_converted(facts: Facts) -> Iterator[Finding]:
         slower = f" It runs in {evidence['subject_ms']:.2f} ms vs {evidence['float_ms']:.2f} ms for the float model."
     what = "QAT fake-quant" if is_qat else "observer"
     count = len(fake_quants) + len(qat) if is_qat else len(observers)
-    name = facts.target.subject_name.removesuffix("()")
+    name = subject_label(facts)
     yield not_converted.finding(
         f"{count} {what} module(s) left in `{name}` ({how}): it was {'trained with QAT' if is_qat else 'prepared'} "
         f"but never converted, so every forward runs float compute plus {what}s and nothing runs in int8.{slower}",

@@ -6,8 +6,8 @@ import re
 from collections.abc import Iterator
 
 from qdoctor import facts as F
-from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.locate import float_variable, script_line, subject_variable
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts, Profile
 
@@ -124,8 +124,7 @@ def dynamic_quant_low_coverage(facts: Facts) -> Iterator[Finding]:
     if facts.size is not None and facts.size.subject_bytes and facts.size.float_bytes:
         evidence["size_mb"] = [round(facts.size.float_bytes / 1e6, 1), round(facts.size.subject_bytes / 1e6, 1)]
 
-    subject = facts.target.subject_name.removesuffix("()") or "quantized_model"
-    float_name = (facts.target.float_name or "float_model").removesuffix("()")
+    subject, float_name = subject_variable(facts), float_variable(facts)
     script = facts.target.file.rsplit("/", 1)[-1] if facts.target.file else facts.target.spec
     engine = "qnnpack" if facts.environment.is_arm else "x86"
     shares_text = ", ".join(f"{t} {s:.0%}" for t, s in list(type_shares.items())[:4])
@@ -154,5 +153,5 @@ def dynamic_quant_low_coverage(facts: Facts) -> Iterator[Finding]:
         f"{evidence['best_case_speedup']:.2f}x faster. To speed it up, {advice}."
     )
     first = min(dynamic, key=lambda m: m.path)
-    source = crashes.script_line(facts, _QUANTIZE_DYNAMIC) or first.source
+    source = script_line(facts, _QUANTIZE_DYNAMIC) or first.source
     yield dynamic_quant_low_coverage.finding(message, module=first.path, source=source, evidence=evidence, fix=fix)

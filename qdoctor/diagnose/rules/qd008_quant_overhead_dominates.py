@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from qdoctor import facts as F
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.locate import float_variable, subject_variable
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts, Timing
 
@@ -67,8 +68,7 @@ def quant_overhead_dominates(facts: Facts) -> Iterator[Finding]:
         "batch": batch,
         "noisy": bench.subject.noisy or bench.float_baseline.noisy,
     }
-    subject = facts.target.subject_name.removesuffix("()") or "quantized_model"
-    float_name = (facts.target.float_name or "float_model").removesuffix("()")
+    subject, float_name = subject_variable(facts), float_variable(facts)
     keep_float = "\n".join(f"{float_name}.{path}.qconfig = None" for path in not_paying[:6])
     fix = (
         "# int8 is slower than fp32 here: each call pays quantize/dequantize and int8 kernel dispatch,\n"

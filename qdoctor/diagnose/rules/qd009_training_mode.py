@@ -7,8 +7,8 @@ import re
 from collections.abc import Iterator
 
 from qdoctor import facts as F
-from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.locate import float_variable, script_line, subject_variable
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts, ModuleInfo, TraceEvent
 
@@ -59,7 +59,7 @@ def _train_mode(facts: Facts) -> Iterator[Finding]:
                 dropout_calls.append(event)
     if not affected and not dropout_calls:
         return
-    subject = facts.target.subject_name.removesuffix("()") or "quantized_model"
+    subject = subject_variable(facts)
     in_train = root is not None and root.training
     names = [f"`{m.path}` ({m.type})" for m in affected[:4]]
     names += [f"F.{e.name.rsplit('.', 1)[-1]} at line {e.source.line}" for e in dropout_calls[:2] if e.source]
@@ -86,8 +86,8 @@ def _train_mode(facts: Facts) -> Iterator[Finding]:
         + f" differently than in eval mode. {'; '.join(effects)}.",
         module=first.path if first else dropout_calls[0].module,
         source=(first.source if first else dropout_calls[0].source)
-        or crashes.script_line(facts, _CONVERT_CALL)
-        or crashes.script_line(facts, _TRAIN_CALL),
+        or script_line(facts, _CONVERT_CALL)
+        or script_line(facts, _TRAIN_CALL),
         evidence={
             "root_training": in_train,
             "train_mode_layers": [m.path for m in affected[:8]],
@@ -114,7 +114,7 @@ def _float_batchnorm(facts: Facts) -> Iterator[Finding]:
         if after is not None and after.type in ("ReLU", "ReLU6") and after.kind in (F.FLOAT, F.QUANTIZED):
             group.append(after.path)
         stubs = [e.module for e in events[max(0, i - 2) : i + 3] if _kind(facts, e.module) in _STUB_KINDS]
-        subject = (facts.target.float_name or "float_model").removesuffix("()")
+        subject = float_variable(facts)
         yield training_mode.finding(
             f"`{info.path}` ({info.type}) runs in float between int8 layers (after `{before.path}`, "
             f"{before.type}): it was not folded into the conv, so every call pays a dequantize, a float "

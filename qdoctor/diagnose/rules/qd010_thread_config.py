@@ -6,8 +6,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.locate import script_line
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts, SourceLocation
 
@@ -32,7 +32,8 @@ class Setting:
 
 
 def _script_setting(facts: Facts, pattern: re.Pattern[str]) -> Setting | None:
-    line = crashes.script_line(facts, pattern)
+    """The script's setting in force: its last line that sets it (a later call overrides an earlier one)."""
+    line = script_line(facts, pattern, last=True)
     if line is None:
         return None
     match = pattern.search(line.code.split("#", 1)[0])

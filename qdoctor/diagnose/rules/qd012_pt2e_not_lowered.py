@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from qdoctor import facts as F
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.locate import subject_label, subject_variable
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts
 from qdoctor.facts.graph import count_kinds
@@ -55,7 +56,7 @@ def pt2e_not_lowered(facts: Facts) -> Iterator[Finding]:
     compiled = flow.compiled
     if compiled is not None and compiled.backend == "inductor" and compiled.freezing:
         return
-    name = facts.target.subject_name.removesuffix("()") or "converted"
+    name, variable = subject_label(facts), subject_variable(facts, fallback="converted")
     if compiled is None:
         how = "runs eagerly"
         why = (
@@ -83,7 +84,7 @@ def pt2e_not_lowered(facts: Facts) -> Iterator[Finding]:
         slower = f" Quantize/dequantize take {evidence['quantize_dequantize_time_share']:.0%} of its profiled time."
     source = compiled.source if compiled is not None and compiled.source else flow.source
     # compiled: compile the convert_pt2e(...) result again, with freezing; eager: compile the subject itself
-    model_name = "converted" if compiled is not None else name
+    model_name = "converted" if compiled is not None else variable
     yield pt2e_not_lowered.finding(
         f"`{name}` is a converted PT2E model ({evidence['reference_ops']} quantized ops in q/dq reference form) and "
         f"{how}: {why}.{slower} Compile it with Inductor and freezing on to get int8 kernels.",
@@ -91,5 +92,5 @@ def pt2e_not_lowered(facts: Facts) -> Iterator[Finding]:
         source=source,
         evidence=evidence,
         fix=("# converted = convert_pt2e(prepared)\n" if compiled is not None else "")
-        + FIX.format(compiled=f"{name}_compiled" if compiled is None else name, model=model_name),
+        + FIX.format(compiled=f"{variable}_compiled" if compiled is None else variable, model=model_name),
     )

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from qdoctor import facts as F
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.locate import float_variable, subject_variable
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts, ModuleInfo, ModuleTime
 
@@ -102,8 +103,7 @@ def torchao_fallback(facts: Facts) -> Iterator[Finding]:
     assert profile is not None
     layers: dict[str, ModuleInfo] = {m.path: m for m in facts.modules_of_kind(F.TORCHAO_QUANTIZED)}
     times = {t.path: t for t in profile.modules}
-    name = facts.target.subject_name.removesuffix("()") or "model"
-    float_name = (facts.target.float_name or "float_model").removesuffix("()")
+    name, float_name = subject_variable(facts, fallback="model"), float_variable(facts)
     bench = facts.benchmark
     whole = ""
     if bench and bench.subject and bench.float_baseline:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.locate import script_line, subject_variable
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts
 
@@ -36,10 +37,9 @@ def quantized_on_cuda(facts: Facts) -> Iterator[Finding]:
         if cause is None or not quantized_on_cuda.owns_cause(cause.cause):
             continue
         # where it raised; else the line that sends the model or its inputs to the GPU
-        source = crashes.crash_source(crash, facts) or crashes.script_line(facts, _MOVES_TO_CUDA)
-        cuda_line = crashes.script_line(facts, _MOVES_TO_CUDA)
+        source = crashes.crash_source(crash, facts) or script_line(facts, _MOVES_TO_CUDA)
+        cuda_line = script_line(facts, _MOVES_TO_CUDA)
         op = f" ({cause.op})" if cause.op else ""
-        subject = facts.target.subject_name.removesuffix("()")
         yield quantized_on_cuda.finding(
             f"the int8 model is run on CUDA{op} and raises {crashes.short_message(crash, 160)}. Eager and FX "
             "quantized models (torch.ao.quantization) have CPU kernels only: run them on the CPU.",
@@ -51,5 +51,5 @@ def quantized_on_cuda(facts: Facts) -> Iterator[Finding]:
                 "operator": cause.op,
                 "cuda_line": f"{cuda_line.line}: {cuda_line.code}" if cuda_line else None,
             },
-            fix=FIX.format(subject=subject or "quantized_model"),
+            fix=FIX.format(subject=subject_variable(facts)),
         )

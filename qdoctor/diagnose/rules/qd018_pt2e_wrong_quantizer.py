@@ -7,8 +7,10 @@ from collections.abc import Iterator
 
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.graphs import activation_qparams
+from qdoctor.diagnose.locate import subject_label
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts, SourceLocation
+from qdoctor.facts.location import first_line
 
 X86_FIX = """\
 import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
@@ -65,7 +67,7 @@ def pt2e_wrong_quantizer(facts: Facts) -> Iterator[Finding]:
             return
         what = f"{', '.join(wrong)}" if wrong else "a quantizer with signed int8 activations"
         message = (
-            f"`{facts.target.subject_name.removesuffix('()')}` was quantized with {what} (activations "
+            f"`{subject_label(facts)}` was quantized with {what} (activations "
             f"{', '.join(activations) or 'signed int8'}), a recipe for ARM/mobile XNNPACK kernels, on an x86 CPU "
             f"({env.cpu_capability}). Inductor's x86 int8 lowering takes uint8 activations: patterns it does not "
             "match stay fp32 with quantize/dequantize around them"
@@ -77,7 +79,7 @@ def pt2e_wrong_quantizer(facts: Facts) -> Iterator[Finding]:
             return
         what = ", ".join(wrong)
         message = (
-            f"`{facts.target.subject_name.removesuffix('()')}` was quantized with {what} (uint8 activations for x86 "
+            f"`{subject_label(facts)}` was quantized with {what} (uint8 activations for x86 "
             "oneDNN kernels) on an ARM CPU; ArmInductorQuantizer makes the int8 recipe ARM's lowering expects"
         )
         fix = ARM_FIX
@@ -86,9 +88,9 @@ def pt2e_wrong_quantizer(facts: Facts) -> Iterator[Finding]:
     severity = None
     evidence = {"quantizers": flow.quantizers, "activation_qparams": activations, "cpu": env.cpu_capability}
     if crash is not None and crash.phase == "run" and "quantized" in crash.message and "'CPU' backend" in crash.message:
-        message += f", and here the model raises when run ({crash.type}: {crash.message.splitlines()[0][:160]})"
+        message += f", and here the model raises when run ({crash.type}: {first_line(crash.message)[:160]})"
         severity = Severity.ERROR
-        evidence["crash"] = f"{crash.type}: {crash.message.splitlines()[0][:200]}"
+        evidence["crash"] = f"{crash.type}: {first_line(crash.message)[:200]}"
     yield pt2e_wrong_quantizer.finding(
         message + ".",
         module="",

@@ -13,6 +13,7 @@ from typing import Any
 
 from qdoctor import facts as F
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.facts.location import first_line
 from qdoctor.report.model import Report
 from qdoctor.report.render.common import (
     CATEGORY_LABEL,
@@ -165,7 +166,7 @@ def _summary(report: Report) -> str:
     crash = facts.crash
     if crash is not None:
         where = f" in module <code>{_e(crash.module)}</code>" if crash.module else ""
-        first = _e((crash.message.splitlines() or [""])[0][:300])
+        first = _e(first_line(crash.message)[:300])
         rows.append(("status", f'<span class="crash">crashed{where}: {_e(crash.type)}: {first}</span>', None))
     if bench is not None:
         subject = _e(fmt_ms(bench.subject)) if bench.subject else _e(bench.subject_error or "-")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.facts.location import first_line
 from qdoctor.report.model import Report
 from qdoctor.report.render.common import (
     category_rows,
@@ -65,8 +66,7 @@ def _summary(report: Report) -> list[str]:
     crash = facts.crash
     if crash is not None:
         where = f" in module {code_span(crash.module)}" if crash.module else ""
-        first_line = (crash.message.splitlines() or [""])[0][:200]
-        rows.append(["status", f"**crashed**{where}: {crash.type}: {first_line}", "-"])
+        rows.append(["status", f"**crashed**{where}: {crash.type}: {first_line(crash.message)[:200]}", "-"])
     if bench is not None:
         subject_latency = fmt_ms(bench.subject) if bench.subject else (bench.subject_error or "-")
         rows.append(["latency (median ± IQR)", subject_latency, fmt_ms(bench.float_baseline)])

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from qdoctor import facts as F
 from qdoctor.diagnose.findings import Severity
+from qdoctor.facts.location import first_line
 from qdoctor.report.model import Report
 from qdoctor.report.render.common import CATEGORY_LABEL, fmt_bytes, fmt_ms, fmt_sqnr, speed_text, verified_text
 
@@ -32,7 +33,7 @@ def _header(report: Report) -> Table:
     if crash is not None:
         where = f" in `{crash.module}`" if crash.module else ""
         table.add_row(
-            "subject", Text(f"CRASHED{where}: {crash.type}: {crash.message.splitlines()[0][:160]}", style="bold red")
+            "subject", Text(f"CRASHED{where}: {crash.type}: {first_line(crash.message)[:160]}", style="bold red")
         )
     elif bench is not None:
         table.add_row("subject", fmt_ms(bench.subject))
