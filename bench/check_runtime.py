@@ -62,7 +62,7 @@ def run_cli(fixture: str, extra: list[str]) -> tuple[float, float, dict]:
     return wall, cpu, json.loads(done.stdout)
 
 
-def saved_model_times(path: Path, loaded, engine: str) -> dict[int, list[tuple[float, float]]]:  # type: ignore[no-untyped-def]
+def saved_model_times(path: Path, loaded, engine: str) -> dict[int, list[tuple[float, float]]]:
     """(fp32 ms, fix-all ms) pairs for the saved TorchScript fix-all model, alternating, at 1 and 2 threads.
 
     One thread is the load-robust figure on a shared machine: two threads that wait for each other at every op turn

@@ -47,7 +47,10 @@ def machine() -> str:
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     rows = [[str(c) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)) + " |"  # noqa: E731
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)) + " |"
+
     out = [line(headers), "| " + " | ".join("-" * w for w in widths) + " |"]
     out += [line(r) for r in rows]
     return "\n".join(out)

@@ -33,7 +33,7 @@ def _load() -> str:
         return "load average unknown"
 
 
-def _table(result) -> list[str]:  # type: ignore[no-untyped-def]
+def _table(result) -> list[str]:
     from qdoctor.compare.reporters import cells
     from qdoctor.compare.reporters.markdown_report import cell
 

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from flows_common import clock_text, interleaved, machine, parse_args, row, write_section  # noqa: E402
+from flows_common import clock_text, interleaved, machine, parse_args, row, write_section
 
 
 def mlp(width: int, hidden: int):

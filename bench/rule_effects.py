@@ -158,7 +158,7 @@ def variants(batches: list[torch.Tensor]) -> list[Variant]:
         torch.backends.quantized.engine = "x86"
         return copy.deepcopy(model)  # deepcopy (like a state_dict reload) packs the weights again for x86
 
-    def int8(engine: str, qconfig: str, **options: bool):  # type: ignore[no-untyped-def]
+    def int8(engine: str, qconfig: str, **options: bool):
         return lambda: static_int8(engine, qconfig, batches=batches, **options)
 
     return [

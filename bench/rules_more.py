@@ -26,13 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 warnings.filterwarnings("ignore")
 
-import torch  # noqa: E402
-import torch.utils.benchmark as benchmark  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.ao import quantization as tq  # noqa: E402
+import torch
+import torch.utils.benchmark as benchmark
+from torch import nn
+from torch.ao import quantization as tq
 
 sys.path.insert(0, str(ROOT))
-from qdoctor.gather.environment import gather_environment  # noqa: E402
+from qdoctor.gather.environment import gather_environment
 
 
 def compare(

@@ -69,7 +69,8 @@ def compile_info(subject: nn.Module, source: SourceLocation | None) -> CompileIn
     backend_name = None
     options: dict[str, Any] = {}
     try:
-        backend = subject.dynamo_ctx.callback  # type: ignore[union-attr]
+        compiled: Any = subject  # an OptimizedModule: its backend hangs off private attributes
+        backend = compiled.dynamo_ctx.callback
         for _ in range(6):
             if hasattr(backend, "compiler_name"):
                 break

@@ -23,8 +23,9 @@ EAGER.
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Set
+from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -110,7 +111,7 @@ def node_target(node: torch.fx.Node) -> str:
     try:
         from torch.fx.node import _get_qualified_name
 
-        return _get_qualified_name(target)  # type: ignore[arg-type]
+        return _get_qualified_name(cast(Callable[..., Any], target))
     except Exception:
         return getattr(target, "__name__", repr(target))
 

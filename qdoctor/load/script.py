@@ -71,11 +71,12 @@ def _record_module_origins(user_file: str, origins: weakref.WeakKeyDictionary) -
             except TypeError:  # a module that cannot be weakly referenced
                 pass
 
-    nn.Module.__init__ = init  # type: ignore[method-assign]
+    module_class: Any = nn.Module  # patched for the duration of the script, restored below
+    module_class.__init__ = init
     try:
         yield
     finally:
-        nn.Module.__init__ = original_init  # type: ignore[method-assign]
+        module_class.__init__ = original_init
 
 
 def _decode_source(path: Path, raw: bytes) -> str:

@@ -128,8 +128,9 @@ def load_target(spec: str, *, trust: bool = False) -> LoadedTarget:
     target.subject_name = subject_name
     float_name, float_baseline = pick_float(namespace, subject_name, subject, target)
     target.float_name = float_name
-    if target.float_derived and float_baseline is not None and isinstance(namespace.get(float_name or ""), nn.Module):
-        copy_origins(namespace[float_name], float_baseline, origins)  # type: ignore[index]
+    prepared_in_place = namespace.get(float_name) if float_name else None
+    if target.float_derived and float_baseline is not None and isinstance(prepared_in_place, nn.Module):
+        copy_origins(prepared_in_place, float_baseline, origins)
     inputs = pick_inputs(namespace, subject, float_baseline, target)
     target.inputs = [
         TensorInfo(str(t.dtype), list(t.shape), bool(t.is_quantized)) for t in inputs if isinstance(t, torch.Tensor)

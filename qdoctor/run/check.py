@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qdoctor import __version__
 from qdoctor.diagnose.flow_causes import script_failure_text
@@ -17,6 +17,10 @@ from qdoctor.facts import Facts
 from qdoctor.gather import GatherOptions, OnStage, gather_facts
 from qdoctor.introspect.state import preserved_torch_state
 from qdoctor.report.model import Report
+
+if TYPE_CHECKING:  # torch-free at import: loading and findings are only named here
+    from qdoctor.diagnose.findings import Finding
+    from qdoctor.load.target import LoadedTarget
 
 # Importing this module must not import torch: qdoctor.run.batch builds reports of checks that died in their worker
 # process from here, in a parent process that never loads torch (see tests/test_isolation.py).
@@ -34,7 +38,7 @@ class CheckOptions:
     trust: bool = False  # a pickled full model as TARGET may be unpickled (it runs code from the file)
 
 
-def notes_for(facts) -> list[str]:  # type: ignore[no-untyped-def]
+def notes_for(facts: Facts) -> list[str]:
     notes = []
     target = facts.target
     if target.inputs_inferred:
@@ -60,20 +64,20 @@ def notes_for(facts) -> list[str]:  # type: ignore[no-untyped-def]
     return notes
 
 
-def loaded_facts(loaded) -> Facts:  # type: ignore[no-untyped-def]
+def loaded_facts(loaded: LoadedTarget) -> Facts:
     """The facts known once the script has run: the target and the machine (gather_facts adds the rest)."""
     from qdoctor.gather.environment import gather_environment
 
     return Facts(target=loaded.target, environment=gather_environment(loaded.user_engine, loaded.user_num_threads))
 
 
-def _flow_failed(facts) -> bool:  # type: ignore[no-untyped-def]
+def _flow_failed(facts: Facts) -> bool:
     """A quantization flow step raised (export, prepare_pt2e, an import that moved): the model the script meant to
     quantize stayed float, and the rules must still run to say why."""
     return bool(flow_failure_rules(facts))
 
 
-def build_report(facts, options: CheckOptions) -> Report:  # type: ignore[no-untyped-def]
+def build_report(facts: Facts, options: CheckOptions) -> Report:
     """Run the rules over ``facts`` (complete, or partial when a check died part-way) and assemble the Report."""
     if facts.modules is not None and not facts.is_quantized:
         # Nothing was quantized. When a flow step raised first, only the rules that own its cause run (the others
@@ -133,7 +137,13 @@ def load_target_explained(spec: str, trust: bool = False) -> Any:
         raise TargetError(text) from None
 
 
-def verify_fixes(loaded, facts, findings, options: CheckOptions, progress: Callable[[str], None]) -> dict:  # type: ignore[no-untyped-def]
+def verify_fixes(
+    loaded: LoadedTarget,
+    facts: Facts,
+    findings: list[Finding],
+    options: CheckOptions,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
     """The verified-prescriptions stage (qdoctor.prescribe): fills each finding's ``verified``, returns the extras."""
     from qdoctor.prescribe.verify import VERIFY_BENCH_TIME, PrescribeOptions, prescribe
 

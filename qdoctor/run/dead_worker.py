@@ -11,10 +11,14 @@ import re
 import signal
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qdoctor.facts import CrashInfo, Facts, SourceLocation, Trace
 from qdoctor.facts.location import deepest_frame, same_file, user_frame
 from qdoctor.report.model import Report
+
+if TYPE_CHECKING:
+    from qdoctor.run.check import CheckOptions
 
 CAPTURE_HEAD = 32_000  # bytes of a captured stream kept from its start ...
 CAPTURE_TAIL = 16_000  # ... and from its end
@@ -127,7 +131,7 @@ def crash_of_death(kind: str, message: str, stage: str, location: SourceLocation
     )
 
 
-def partial_report(facts: Facts, options, reason: str, stage: str, crash: CrashInfo | None) -> Report:  # type: ignore[no-untyped-def]
+def partial_report(facts: Facts, options: CheckOptions, reason: str, stage: str, crash: CrashInfo | None) -> Report:
     """The report of a check that did not finish: the last facts the worker sent, the rules that can run on them,
     every part not gathered marked so with the reason, and the crash placed where the rules look for it."""
     from qdoctor.run.check import build_report

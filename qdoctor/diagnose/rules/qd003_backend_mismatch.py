@@ -18,7 +18,7 @@ from qdoctor.diagnose.locate import (
     subject_variable,
 )
 from qdoctor.diagnose.registry import rule
-from qdoctor.facts import Facts, ModuleInfo
+from qdoctor.facts import Facts, ModuleInfo, SourceLocation
 from qdoctor.facts.location import first_line
 
 X86, QNNPACK, ONEDNN = "x86/fbgemm", "qnnpack", "onednn"
@@ -87,7 +87,7 @@ def qconfig_family(facts: Facts) -> tuple[str | None, list[str]]:
     return None, evidence  # e.g. the legacy per-tensor default_qconfig: no backend's default
 
 
-def _engine_source(facts: Facts):  # type: ignore[no-untyped-def]
+def _engine_source(facts: Facts) -> SourceLocation | None:
     return script_line(facts, _ENGINE_ASSIGNMENT, last=True) or script_line(facts, _QCONFIG_CALL, last=True)
 
 
