@@ -138,6 +138,7 @@ def crash(
     type_: str = "RuntimeError",
     phase: str = "run",
     code: str = "out += identity",
+    traceback: str = "",
 ) -> CrashInfo:
     """An exception raised at ``line`` of the user's file (no line: raised outside it) while ``module`` ran."""
     return CrashInfo(
@@ -148,6 +149,7 @@ def crash(
         file=USER_FILE if line else None,
         line=line,
         code=code if line else None,
+        traceback=traceback,
     )
 
 
