@@ -184,7 +184,10 @@ def test_fx_converted_graph_facts_show_the_gelu_round_trip(check_fixture):
     assert act_node.source is not None and act_node.source.line == 22  # x = self.act(self.conv2(x))
     pool = facts.graph_node("pool")
     assert pool.kind == F.NODE_QUANTIZED_OP  # a float module class fed int8 runs int8 kernels
-    assert as_json(report)["findings"] is not None
+    document = as_json(report)
+    assert document["flow"]["flow"] == "fx" and document["flow"]["stage"] == "converted"
+    assert document["flow"]["source"]["line"] == 34  # quantized_model = convert_fx(prepared)
+    assert [(f["rule"], f["location"]["module"]) for f in document["findings"]] == [("QD005", "act")]
 
 
 def test_fx_prepared_graph_is_not_converted(check_fixture):

@@ -10,7 +10,7 @@ from qdoctor import facts as F
 from qdoctor.diagnose.rules.qd005_fp32_fallback import MATERIAL_SHARE
 from qdoctor.facts import TensorInfo
 
-FIXTURES = ["fixtures/fp32_fallback.py"]
+FIXTURES = ["fixtures/fp32_fallback.py", "fixtures/fx_gelu_fallback.py"]
 
 
 def _fallback_trace():
