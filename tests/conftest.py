@@ -28,15 +28,27 @@ def codes(report) -> list[str]:
     return sorted({f.rule for f in report.findings})
 
 
+def findings_of(report, code: str) -> list:
+    return [f for f in report.findings if f.rule == code]
+
+
+def fixture_path(name: str | Path) -> Path:
+    """A fixture by its name in fixtures/ ("healthy_static.py") or its path in the repository
+    ("fixtures/healthy_static.py", "tests/scripts/float_only.py")."""
+    name = Path(name)
+    return (ROOT / name if len(name.parts) > 1 else FIXTURES / name).resolve()
+
+
 @pytest.fixture(scope="session")
 def check_fixture():
-    """Memoised checks of shipped fixtures (several tests read the same report)."""
+    """Memoised checks of shipped fixtures (several tests, in several files, read the same report): each fixture runs
+    once per session however many tests name it, by file name or by repository path."""
     cache: dict[tuple, object] = {}
 
-    def get(name: str, bench: bool = False):
-        key = (name, bench)
+    def get(name: str | Path, bench: bool = False):
+        key = (fixture_path(name), bench)
         if key not in cache:
-            cache[key] = run_check(FIXTURES / name, bench=bench)
+            cache[key] = run_check(key[0], bench=bench)
         return cache[key]
 
     return get

@@ -117,16 +117,28 @@ def test_quantized_model_given_wrong_shape_without_float_baseline():
         check_inputs_fit(quantized, "model", (torch.randn(1, 10),), "`x`", probe_is_float=False)
 
 
-def test_a_crash_that_is_not_about_the_inputs_is_left_to_the_trace():
+def test_a_crash_that_is_not_about_the_inputs_is_left_to_the_trace(check_fixture):
     # seed 004's mistake: converted without QuantStub, so the first quantized conv gets a float tensor and raises.
     # That is a finding for the rules (QD002), not bad input.
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()).eval()
     model.qconfig = torch.ao.quantization.get_default_qconfig("x86")
     quantized = torch.ao.quantization.convert(torch.ao.quantization.prepare(model))
-    check_inputs_fit(quantized, "quantized_model", (torch.randn(1, 3, 8, 8),), "`x`", probe_is_float=False)
+    inputs = (torch.randn(1, 3, 8, 8),)
+    with pytest.raises(NotImplementedError, match="quantized::conv2d"):
+        quantized(*inputs)  # the model does raise on these inputs ...
+    assert check_inputs_fit(quantized, "quantized_model", inputs, "`x`", probe_is_float=False) is None  # ... quietly
     # a quantized model's dtype complaint is a quantization matter too: not judged without a float probe
     dynamic = torch.ao.quantization.quantize_dynamic(nn.Sequential(nn.Linear(4, 4)).eval(), {nn.Linear})
-    check_inputs_fit(dynamic, "model", (torch.randn(1, 4).double(),), "`x`", probe_is_float=False)
+    doubles = (torch.randn(1, 4).double(),)
+    with pytest.raises(RuntimeError, match="Double"):
+        dynamic(*doubles)
+    assert check_inputs_fit(dynamic, "model", doubles, "`x`", probe_is_float=False) is None
+    # and the check goes on: the same mistake in a script is diagnosed at its module, not refused as bad input (exit 2)
+    report = check_fixture("fixtures/seed004_as_written.py")
+    assert report.facts.crash is not None and report.facts.crash.module == "0"
+    assert report.facts.crash.type == "NotImplementedError"
+    assert [f.location.module for f in report.findings if f.rule == "QD002"] == ["0"]
+    assert report.exit_code() == 1
 
 
 def test_directories_expand_to_model_files(tmp_path):

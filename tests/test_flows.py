@@ -1,8 +1,8 @@
-"""Modern quantization flows: FX graph facts, PT2E (QD012, QD017-QD019), torchao quantize_ (QD013), saved models.
+"""Modern quantization flows: FX and PT2E graph facts, flow failures mapped to causes, flow facts of the PT2E,
+torchao and FX fixtures, saved models, imports that moved.
 
-Unit tests build facts by hand (no model runs); end-to-end tests check the shipped fixtures for rule codes and
-locations, never timings. Tests that need torchao skip without it. Tests that call torch.compile take a minute or
-more on 2 cores: they run only with QDOCTOR_SLOW_TESTS=1.
+The rules these flows feed (QD012, QD013, QD017-QD019) are tested in tests/rules/. Unit tests build facts by hand
+(no model runs); end-to-end tests check the shipped fixtures, never timings. Tests that need torchao skip without it.
 """
 
 from __future__ import annotations
@@ -13,82 +13,15 @@ import sys
 
 import pytest
 import torch
-from conftest import FIXTURES, ROOT, SCRIPTS, as_json, codes, run_check
+from conftest import ROOT, SCRIPTS, as_json, codes, run_check
+from factsbuild import act, node
 
 from qdoctor import facts as F
 from qdoctor.diagnose.flow_causes import diagnose, moved_module_hint, torchao_api_hint
 from qdoctor.diagnose.graphs import activation_qparams, float_regions, observer_nodes
 from qdoctor.errors import TargetError
-from qdoctor.facts import (
-    CompileInfo,
-    CrashInfo,
-    Environment,
-    Facts,
-    FlowInfo,
-    GraphNode,
-    ModuleInfo,
-    ModuleTime,
-    OpTime,
-    Profile,
-    QParams,
-    Target,
-)
+from qdoctor.facts import CrashInfo, QParams
 from qdoctor.facts.graph import short_op, target_kind
-
-slow = pytest.mark.skipif(
-    os.environ.get("QDOCTOR_SLOW_TESTS") != "1", reason="calls torch.compile (minutes on 2 cores): QDOCTOR_SLOW_TESTS=1"
-)
-
-
-def environment(machine: str = "x86_64") -> Environment:
-    return Environment(
-        torch_version="2.14.1",
-        python_version="3.11",
-        platform="Linux",
-        machine=machine,
-        cpu_model="test",
-        cpu_isa=["avx2", "avx512f", "avx512_vnni"] if machine == "x86_64" else ["asimd", "asimddp"],
-        cpu_capability="AVX512" if machine == "x86_64" else "DEFAULT",
-        cpu_count=2,
-        quantized_engine="x86",
-        supported_engines=["x86", "qnnpack"],
-        num_threads=2,
-        num_interop_threads=2,
-        thread_env={},
-    )
-
-
-def facts_with(graph=None, flow=None, modules=None, profile=None, machine="x86_64", script="") -> Facts:
-    target = Target(
-        spec="model.py",
-        file="/work/model.py",
-        subject_name="quantized_model",
-        float_name="float_model",
-        inputs_name="example_inputs",
-        inputs=[],
-        script_text=script,
-    )
-    return Facts(
-        target=target, environment=environment(machine), graph=graph, flow=flow, modules=modules, profile=profile
-    )
-
-
-def node(name, kind, inputs=(), target="", op="call_function", module=None, qparams=None, module_type=None):
-    return GraphNode(
-        name=name,
-        op=op,
-        target=target or name,
-        kind=kind,
-        inputs=list(inputs),
-        module=module,
-        qparams=qparams,
-        module_type=module_type,
-    )
-
-
-def act(dtype="torch.uint8", qmin=0, qmax=255):
-    return QParams(dtype, qmin, qmax)
-
 
 # ----------------------------------------------------------------------------------------------- graph helpers
 
@@ -237,123 +170,6 @@ def test_hints_name_the_new_place_and_the_installed_version():
     assert hint is not None and "torchao 0.18.0" in hint and "`Foo`" in hint
 
 
-# ------------------------------------------------------------------------------------------- rules on facts
-
-
-def pt2e_graph():
-    weight = QParams("torch.int8", -128, 127, per_channel=True, is_weight=True)
-    return [
-        node("x", F.NODE_INPUT, op="placeholder"),
-        node("q", F.NODE_QUANTIZE, ["x"], qparams=act()),
-        node("dq", F.NODE_DEQUANTIZE, ["q"], qparams=act()),
-        node("w", F.NODE_ATTR, op="get_attr"),
-        node("dqw", F.NODE_DEQUANTIZE, ["w"], qparams=weight),
-        node("conv2d", F.NODE_REFERENCE_OP, ["dq", "dqw"], target="aten.conv2d.default", module="conv"),
-        node("output", F.NODE_OUTPUT, ["conv2d"], op="output"),
-    ]
-
-
-def run_rule(code: str, facts: Facts):
-    from qdoctor.diagnose.registry import get_rule
-
-    return list(get_rule(code).check(facts))
-
-
-@pytest.mark.parametrize(
-    "compiled, fires",
-    [
-        (None, True),
-        (CompileInfo(backend="inductor", freezing=False, freezing_source="default (off)"), True),
-        (CompileInfo(backend="eager", freezing=True), True),
-        (CompileInfo(backend="inductor", freezing=True, freezing_source="torch._inductor.config"), False),
-    ],
-)
-def test_qd012_fires_unless_compiled_by_inductor_with_freezing(compiled, fires):
-    facts = facts_with(graph=pt2e_graph(), flow=FlowInfo(flow="pt2e", stage="converted", compiled=compiled))
-    findings = run_rule("QD012", facts)
-    assert bool(findings) == fires
-    if fires:
-        assert findings[0].location.module == ""
-        assert "freezing = True" in findings[0].fix
-
-
-def test_qd012_ignores_fx_and_prepared_models():
-    assert run_rule("QD012", facts_with(graph=pt2e_graph(), flow=FlowInfo(flow="fx", stage="converted"))) == []
-    assert run_rule("QD012", facts_with(graph=pt2e_graph(), flow=FlowInfo(flow="pt2e", stage="prepared"))) == []
-
-
-def torchao_layer(path: str, activation_quantized: bool) -> ModuleInfo:
-    return ModuleInfo(
-        path=path,
-        type="Linear",
-        type_module="torch.nn.modules.linear",
-        kind=F.TORCHAO_QUANTIZED,
-        is_leaf=True,
-        training=False,
-        weight_tensor_type="torchao.quantization.Int8Tensor",
-        weight_storage_dtype="torch.int8",
-        activation_quantized=activation_quantized,
-    )
-
-
-def profile_of(*modules: ModuleTime) -> Profile:
-    return Profile(runs=1, total_ms=1.0, categories=[], top_ops=[], modules=list(modules))
-
-
-def test_qd013_finds_the_float_matmul_fallback_per_layer():
-    ops_fallback = [OpTime("aten::mm", F.CAT_FLOAT, 1.0, 1), OpTime("aten::copy_", F.CAT_FLOAT, 0.5, 1)]
-    ops_int8 = [OpTime("aten::_int_mm", F.CAT_INT8, 0.3, 1), OpTime("aten::copy_", F.CAT_FLOAT, 0.1, 1)]
-    facts = facts_with(
-        modules=[torchao_layer("fc1", False), torchao_layer("fc2", True)],
-        profile=profile_of(
-            ModuleTime("fc1", "Linear", F.TORCHAO_QUANTIZED, 1.6, ops=ops_fallback),
-            ModuleTime("fc2", "Linear", F.TORCHAO_QUANTIZED, 0.5, ops=ops_int8),
-        ),
-    )
-    findings = run_rule("QD013", facts)
-    assert [f.location.module for f in findings] == ["fc1"]
-    assert findings[0].evidence["cause"] == "float-matmul" and findings[0].evidence["activation_quantized"] is False
-    assert "Int8DynamicActivationInt8WeightConfig" in findings[0].fix and "torch.bfloat16" in findings[0].fix
-
-
-@pytest.mark.parametrize(
-    "int8_ms, quantize_ms, cause, fix",
-    [
-        (0.3, 0.9, "eager-activation-quantization", "torch.compile"),  # the eager quantization around it dominates
-        (0.8, 0.1, "slow-int8-kernel", "filter_fn"),  # the int8 kernel alone costs the whole fp32 layer
-    ],
-)
-def test_qd013_int8_layer_slower_than_its_fp32_twin(int8_ms, quantize_ms, cause, fix):
-    ops = [OpTime("aten::_int_mm", F.CAT_INT8, int8_ms, 1), OpTime("aten::round", F.CAT_QDQ, quantize_ms, 1)]
-    facts = facts_with(
-        modules=[torchao_layer("fc", True)],
-        profile=profile_of(ModuleTime("fc", "Linear", F.TORCHAO_QUANTIZED, 1.2, ops=ops)),
-    )
-    facts.float_profile = profile_of(ModuleTime("fc", "Linear", F.FLOAT, 0.6))
-    (finding,) = run_rule("QD013", facts)
-    assert finding.evidence["cause"] == cause and fix in finding.fix
-    facts.flow = FlowInfo(flow="torchao", compiled=CompileInfo(backend="inductor"))
-    assert run_rule("QD013", facts) == []  # compiled: not judged from eager per-layer times
-
-
-def test_qd018_flags_xnnpack_on_x86_and_x86_quantizer_on_arm():
-    signed = [node("q", F.NODE_QUANTIZE, qparams=act("torch.int8", -128, 127))]
-    script = "quantizer = XNNPACKQuantizer()\n"
-    flow = FlowInfo(flow="pt2e", stage="converted", quantizers=["x.XNNPACKQuantizer"])
-    (finding,) = run_rule("QD018", facts_with(graph=signed, flow=flow, script=script))
-    assert finding.location.line == 1 and "X86InductorQuantizer" in finding.fix
-    unsigned = [node("q", F.NODE_QUANTIZE, qparams=act())]
-    x86 = FlowInfo(flow="pt2e", stage="converted", quantizers=["x.X86InductorQuantizer"])
-    assert run_rule("QD018", facts_with(graph=unsigned, flow=x86)) == []
-    (arm,) = run_rule("QD018", facts_with(graph=unsigned, flow=x86, machine="aarch64"))
-    assert "ArmInductorQuantizer" in arm.fix
-
-
-def test_qd018_reads_signed_activations_when_the_quantizer_object_is_gone():
-    signed = [node("q", F.NODE_QUANTIZE, qparams=act("torch.int8", -128, 127))]
-    assert run_rule("QD018", facts_with(graph=signed, flow=FlowInfo(flow="pt2e", stage="converted")))
-
-
 # ------------------------------------------------------------------------------------ end to end: FX graphs
 
 
@@ -368,7 +184,10 @@ def test_fx_converted_graph_facts_show_the_gelu_round_trip(check_fixture):
     assert act_node.source is not None and act_node.source.line == 22  # x = self.act(self.conv2(x))
     pool = facts.graph_node("pool")
     assert pool.kind == F.NODE_QUANTIZED_OP  # a float module class fed int8 runs int8 kernels
-    assert as_json(report)["findings"] is not None
+    document = as_json(report)
+    assert document["flow"]["flow"] == "fx" and document["flow"]["stage"] == "converted"
+    assert document["flow"]["source"]["line"] == 34  # quantized_model = convert_fx(prepared)
+    assert [(f["rule"], f["location"]["module"]) for f in document["findings"]] == [("QD005", "act")]
 
 
 def test_fx_prepared_graph_is_not_converted(check_fixture):
@@ -381,48 +200,6 @@ def test_fx_prepared_graph_is_not_converted(check_fixture):
 # ------------------------------------------------------------------------------------------ end to end: PT2E
 
 
-def test_pt2e_run_eagerly_reports_qd012_at_convert_line(check_fixture):
-    pytest.importorskip("torchao")
-    report = check_fixture("pt2e_not_lowered.py")
-    assert report.facts.flow.flow == "pt2e" and report.facts.flow.stage == "converted"
-    assert codes(report) == ["QD012"]
-    (finding,) = report.findings
-    assert finding.location.module == "" and finding.location.line == 35  # quantized_model = convert_pt2e(prepared)
-    assert finding.evidence["reference_ops"] >= 4
-    assert "X86InductorQuantizer" in report.facts.flow.quantizers[0]
-    document = as_json(report)
-    assert document["flow"]["flow"] == "pt2e" and document["graph"]["kinds"]["reference_op"] >= 4
-
-
-def test_pt2e_fp32_ops_between_quantized_ops(check_fixture):
-    pytest.importorskip("torchao")
-    report = check_fixture("pt2e_fp32_between.py")
-    qd019 = {f.location.module: f for f in report.findings if f.rule == "QD019"}
-    assert set(qd019) == {"silu", "mean"}
-    assert qd019["silu"].location.line == 19
-    assert qd019["silu"].evidence["entries"] == ["conv2d"]
-    assert 'set_module_name_qconfig("stem", None)' in qd019["silu"].fix
-
-
-@pytest.mark.skipif(not torch.backends.cpu.get_cpu_capability().startswith("AVX"), reason="x86 only")
-def test_pt2e_xnnpack_quantizer_on_x86(check_fixture):
-    pytest.importorskip("torchao.testing.pt2e._xnnpack_quantizer")
-    report = check_fixture("pt2e_xnnpack_on_x86.py")
-    (finding,) = [f for f in report.findings if f.rule == "QD018"]
-    assert finding.location.line == 15  # quantizer = XNNPACKQuantizer()...
-    assert finding.evidence["activation_qparams"] == ["torch.int8 [-128, 127]"]
-
-
-def test_pt2e_export_failure_is_mapped_to_data_dependent_control_flow(check_fixture):
-    pytest.importorskip("torchao")
-    report = check_fixture("pt2e_export_failed.py")
-    (finding,) = report.findings
-    assert finding.rule == "QD017" and finding.evidence["cause"] == "data-dependent-control-flow"
-    assert finding.location.line == 16  # if x.abs().mean() > 1.0:
-    assert "torch.cond" in finding.fix
-    assert not any("not quantized" in note for note in report.notes)
-
-
 def test_pt2e_prepared_not_converted_has_torchao_observers(check_fixture):
     pytest.importorskip("torchao")
     report = check_fixture("pt2e_prepared_not_converted.py")
@@ -430,38 +207,6 @@ def test_pt2e_prepared_not_converted_has_torchao_observers(check_fixture):
     assert {m.kind for m in report.facts.modules if m.path.startswith("activation_post_process")} == {F.OBSERVER}
     assert len(observer_nodes(report.facts.graph)) == 7  # activations and weights
     assert "QD006" in codes(report) and "QD012" not in codes(report)
-
-
-@slow
-def test_pt2e_compiled_without_freezing_reports_qd012():
-    pytest.importorskip("torchao")
-    report = run_check(FIXTURES / "pt2e_compiled_no_freezing.py")
-    (finding,) = [f for f in report.findings if f.rule == "QD012"]
-    assert finding.evidence["compile_backend"] == "inductor" and finding.evidence["inductor_freezing"] is False
-    assert finding.location.line == 19  # model = torch.compile(converted)
-    assert report.facts.flow.compiled.first_call_s is not None
-
-
-# ----------------------------------------------------------------------------------------- end to end: torchao
-
-
-def test_torchao_weight_only_falls_back_to_float_matmul(check_fixture):
-    pytest.importorskip("torchao")
-    report = check_fixture("torchao_weight_only.py")
-    layers = {m.path: m for m in report.facts.modules if m.kind == F.TORCHAO_QUANTIZED}
-    assert set(layers) == {"fc1", "fc2", "out"}
-    assert layers["fc1"].weight_storage_dtype == "torch.int8" and layers["fc1"].activation_quantized is False
-    qd013 = {f.location.module: f.location.line for f in report.findings if f.rule == "QD013"}
-    assert qd013 == {"fc1": 13, "fc2": 15, "out": 16}
-
-
-def test_torchao_dynamic_int8_has_an_int8_kernel(check_fixture):
-    pytest.importorskip("torchao")
-    report = check_fixture("torchao_dynamic_int8.py")
-    assert report.facts.flow.flow == "torchao"
-    # torch._int_mm runs: never the float-matmul fallback (whether eager quantization overhead shows depends on timing)
-    assert not [f for f in report.findings if f.rule == "QD013" and f.evidence["cause"] == "float-matmul"]
-    assert {m.path for m in report.facts.modules if m.activation_quantized} == {"0", "2"}
 
 
 # ------------------------------------------------------------------------------------------- saved models

@@ -85,7 +85,9 @@ def test_schema_validation_catches_a_broken_log():
     document = json.loads(render_sample(OutputFormat.sarif))
     document["runs"][0]["results"][0]["level"] = "fatal"
     schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
-    assert list(jsonschema.Draft4Validator(schema).iter_errors(document))
+    errors = list(jsonschema.Draft4Validator(schema).iter_errors(document))
+    assert [(list(e.absolute_path), e.validator) for e in errors] == [(["runs", 0, "results", 0, "level"], "enum")]
+    assert "'fatal' is not one of" in errors[0].message
 
 
 def test_sarif_results_levels_locations():

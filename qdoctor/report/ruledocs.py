@@ -19,6 +19,8 @@ SECTIONS = (
     "References",
 )
 _TITLE = re.compile(r"^#\s+(QD\d{3})\s*[:\-–]\s*([a-z0-9-]+)\s*$")
+# Under the title, before the first section: "Default severity: warning" (and, in words, when findings differ).
+_SEVERITY = re.compile(r"^Default severity:\s*(error|warning|info)\b", re.MULTILINE)
 
 
 @dataclass
@@ -27,6 +29,7 @@ class RuleDoc:
     name: str
     text: str
     sections: dict[str, str]
+    severity: str | None = None  # the default severity the document states ("error", "warning", "info")
 
     @property
     def summary(self) -> str:
@@ -53,16 +56,26 @@ def parse(text: str) -> RuleDoc | None:
     sections: dict[str, str] = {}
     current = None
     body: list[str] = []
+    preamble = ""
     for line in lines[1:]:
         if line.startswith("## "):
             if current:
                 sections[current] = "\n".join(body).strip()
+            else:
+                preamble = "\n".join(body)
             current, body = line[3:].strip(), []
         else:
             body.append(line)
     if current:
         sections[current] = "\n".join(body).strip()
-    return RuleDoc(code=title.group(1), name=title.group(2), text=text, sections=sections)
+    severity = _SEVERITY.search(preamble)
+    return RuleDoc(
+        code=title.group(1),
+        name=title.group(2),
+        text=text,
+        sections=sections,
+        severity=severity.group(1) if severity else None,
+    )
 
 
 def load_docs() -> dict[str, RuleDoc]:
@@ -84,9 +97,11 @@ README_END = "<!-- rules-table:end -->"
 
 def readme_table() -> str:
     """The README's rule table, generated from the rule documents (the one source of rule text)."""
-    rows = ["| code | name | what it finds |", "| --- | --- | --- |"]
+    rows = ["| code | name | severity | what it finds |", "| --- | --- | --- | --- |"]
     for doc in load_docs().values():
-        rows.append(f"| [{doc.code}](rules/{doc.code}-{doc.name}.md) | {doc.name} | {doc.summary} |")
+        rows.append(
+            f"| [{doc.code}](rules/{doc.code}-{doc.name}.md) | {doc.name} | {doc.severity or ''} | {doc.summary} |"
+        )
     return "\n".join(rows)
 
 

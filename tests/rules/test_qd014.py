@@ -1,0 +1,85 @@
+"""QD014 unexplained-crash: unit tests on hand-built Facts, then end to end over its fixtures."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import codes, findings_of
+from factsbuild import crash, fev, healthy_facts, make_facts, mod, q, run_rule
+
+from qdoctor import facts as F
+
+FIXTURES = ["fixtures/forward_topk_error.py", "fixtures/script_fails_after_model.py"]
+
+
+def test_qd014_quiet_without_a_crash():
+    assert run_rule("QD014", healthy_facts()) == []
+
+
+def test_qd014_reports_what_nobody_explains_with_location():
+    raised = crash("shape '[1, 8192]' is invalid for input of size 2048", module="", line=21)
+    facts = make_facts(
+        [mod("conv", "Conv2d", F.QUANTIZED)], [fev("Tensor.reshape", "", [q()], [], line=21)], crash=raised
+    )
+    [finding] = run_rule("QD014", facts)
+    assert "not a known quantization failure" in finding.message
+    assert finding.location.module == "" and finding.location.line == 21 and finding.severity.value == "error"
+
+
+def test_qd014_reports_a_known_cause_whose_rule_is_not_registered(monkeypatch):
+    # QD003 owns NoQEngine; a build of qdoctor without that rule must still show the crash
+    from qdoctor.diagnose import registry
+
+    raised = crash("quantized engine NoQEngine is not supported", module=None, line=5, phase="load")
+    facts = make_facts([mod("conv", "Conv2d", F.QUANTIZED)], [], load_crash=raised)
+    registry.all_rules()
+    monkeypatch.delitem(registry._REGISTRY, "QD003")
+    [finding] = run_rule("QD014", facts)
+    assert finding.severity.value == "warning"  # the script raised, not the model
+    assert finding.location.line == 5
+
+
+def test_qd014_load_crash_same_as_run_crash_is_reported_once():
+    run = crash("boom", module="", line=21, type_="ValueError")
+    load = crash("boom", module=None, line=40, type_="ValueError", phase="load")
+    facts = make_facts(
+        [mod("conv", "Conv2d", F.QUANTIZED)],
+        [fev("Tensor.view", "", [q()], [], line=21)],
+        crash=run,
+        load_crash=load,
+    )
+    assert len(run_rule("QD014", facts)) == 1
+
+
+def test_qd014_reports_a_second_script_crash_that_qd003_does_not_read():
+    # QD003 reads Facts.crash, the run's crash when there is one: a different NoQEngine crash of the script is ours
+    run = crash("boom", module="", line=21, type_="ValueError")
+    load = crash("quantized engine NoQEngine is not supported", module=None, line=40, phase="load")
+    facts = make_facts(
+        [mod("conv", "Conv2d", F.QUANTIZED)],
+        [fev("Tensor.view", "", [q()], [], line=21)],
+        crash=run,
+        load_crash=load,
+    )
+    assert sorted(f.location.line for f in run_rule("QD014", facts)) == [21, 40]
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+
+@pytest.mark.parametrize("fixture", FIXTURES)
+def test_fixture_reports_qd014(check_fixture, fixture):
+    assert "QD014" in codes(check_fixture(fixture))
+
+
+def test_unexplained_crash(check_fixture):
+    report = check_fixture("fixtures/forward_topk_error.py")
+    [finding] = findings_of(report, "QD014")
+    assert finding.location.line == 22 and finding.location.module == ""
+    assert "selected index k out of range" in finding.message
+
+
+def test_script_crash_after_the_model_is_a_warning_with_its_line(check_fixture):
+    report = check_fixture("fixtures/script_fails_after_model.py")
+    [finding] = findings_of(report, "QD014")
+    assert finding.severity.value == "warning" and finding.location.line == 11
+    assert finding.evidence["type"] == "FileNotFoundError" and finding.evidence["phase"] == "load"
