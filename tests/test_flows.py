@@ -18,7 +18,7 @@ from factsbuild import act, node
 
 from qdoctor import facts as F
 from qdoctor.diagnose.flow_causes import diagnose, moved_module_hint, torchao_api_hint
-from qdoctor.diagnose.graphs import activation_qparams, float_regions, observer_nodes
+from qdoctor.diagnose.graph_patterns import activation_qparams, float_regions, observer_nodes
 from qdoctor.errors import TargetError
 from qdoctor.facts import CrashInfo, QParams
 from qdoctor.facts.graph import short_op, target_kind

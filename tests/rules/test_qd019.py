@@ -1,6 +1,6 @@
 """QD019 pt2e-fp32-op: unit tests on hand-built Facts, then end to end over its fixture (needs torchao).
 
-How float regions are found in a graph is qdoctor.diagnose.graphs' job, tested in tests/test_flows.py.
+How float regions are found in a graph is qdoctor.diagnose.graph_patterns' job, tested in tests/test_flows.py.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from qdoctor.diagnose.findings import Finding, Severity
-from qdoctor.diagnose.graphs import activation_qparams
+from qdoctor.diagnose.graph_patterns import activation_qparams
 from qdoctor.diagnose.locate import subject_label
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts, SourceLocation

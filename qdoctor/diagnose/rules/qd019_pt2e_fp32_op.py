@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from qdoctor.diagnose.findings import Finding, Severity
-from qdoctor.diagnose.graphs import float_regions
+from qdoctor.diagnose.graph_patterns import float_regions
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts
 
