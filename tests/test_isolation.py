@@ -18,6 +18,19 @@ import pytest
 from conftest import ROOT, SCRIPTS
 
 ISOLATION = SCRIPTS / "isolation"
+# Scripts that misbehave in every way a user's script can (crash the process, hang, exit, read stdin...).
+MISBEHAVING_SCRIPTS = (
+    "segfaults.py",
+    "hangs.py",
+    "exits_in_forward.py",
+    "os_exit.py",
+    "killed.py",
+    "noisy.py",
+    "reads_stdin.py",
+    "asks_for_input.py",
+    "missing_package.py",
+    "wrong_shape.py",
+)
 TIMEOUT = 10  # seconds after start-up: the hanging script is stopped after this
 
 DYNAMIC = """import torch
@@ -72,21 +85,7 @@ def batch(tmp_path_factory):
     (folder / "empty" / "README.txt").write_text("no models")
     (folder / "latin1.py").write_bytes(b"import torch\n# Mod\xe8le\nmodel = torch.nn.Linear(2, 2)\n")
     targets = [
-        *(
-            str(ISOLATION / name)
-            for name in (
-                "segfaults.py",
-                "hangs.py",
-                "exits_in_forward.py",
-                "os_exit.py",
-                "killed.py",
-                "noisy.py",
-                "reads_stdin.py",
-                "asks_for_input.py",
-                "missing_package.py",
-                "wrong_shape.py",
-            )
-        ),
+        *(str(ISOLATION / name) for name in MISBEHAVING_SCRIPTS),
         str(SCRIPTS / "syntax_error.py"),
         str(SCRIPTS / "no_module.py"),
         str(SCRIPTS / "float_only.py"),
@@ -111,21 +110,7 @@ def _spec(name: str) -> str:
 def test_twenty_checks_in_parallel_give_every_report_and_lose_none(batch):
     result, document, reports, _, folder = batch
     expected = [
-        *(
-            _spec(n)
-            for n in (
-                "segfaults.py",
-                "hangs.py",
-                "exits_in_forward.py",
-                "os_exit.py",
-                "killed.py",
-                "noisy.py",
-                "reads_stdin.py",
-                "asks_for_input.py",
-                "missing_package.py",
-                "wrong_shape.py",
-            )
-        ),
+        *(_spec(n) for n in MISBEHAVING_SCRIPTS),
         str(SCRIPTS / "syntax_error.py"),
         str(SCRIPTS / "no_module.py"),
         str(SCRIPTS / "float_only.py"),
