@@ -52,6 +52,7 @@ from qdoctor.facts.data import (
     Profile,
     QConfigInfo,
     QParams,
+    Ratio,
     Sizes,
     SourceLocation,
     Target,
@@ -59,6 +60,7 @@ from qdoctor.facts.data import (
     Timing,
     Trace,
     TraceEvent,
+    ratio_of,
     recommended_engine,
 )
 
@@ -110,6 +112,7 @@ __all__ = [
     "QUANTIZED",
     "QUANT_STUB",
     "REFERENCE_QUANTIZED",
+    "Ratio",
     "Sizes",
     "SourceLocation",
     "TORCHAO_QUANTIZED",
@@ -118,5 +121,6 @@ __all__ = [
     "Timing",
     "Trace",
     "TraceEvent",
+    "ratio_of",
     "recommended_engine",
 ]

@@ -295,11 +295,63 @@ class Timing:
         return self.iqr_ms / self.median_ms if self.median_ms else 0.0
 
 
+@dataclass(frozen=True)
+class Ratio:
+    """A ratio of two timings with its confidence interval: `4.1x (3.9-4.3)`.
+
+    A verdict that depends on a comparison ("slower", "no gain", "the fix helps") is stated only when the interval
+    clears the threshold; otherwise the difference is within noise.
+    """
+
+    value: float
+    low: float
+    high: float
+    method: str = "iqr-bounds"  # how the interval was derived ("paired-bootstrap", "iqr-bounds")
+
+    def clearly_below(self, threshold: float) -> bool:
+        return self.high < threshold
+
+    def clearly_above(self, threshold: float) -> bool:
+        return self.low > threshold
+
+    def text(self) -> str:
+        return f"{self.value:.2f}x ({self.low:.2f}-{self.high:.2f})"
+
+
+def ratio_of(numerator: Timing, denominator: Timing) -> Ratio | None:
+    """numerator / denominator with conservative bounds from the two spreads (quartiles), when nothing better exists."""
+    if numerator.median_ms <= 0 or denominator.median_ms <= 0:
+        return None
+    low_den = max(denominator.median_ms + denominator.iqr_ms / 2, 1e-12)
+    high_den = max(denominator.median_ms - denominator.iqr_ms / 2, 1e-12)
+    return Ratio(
+        value=numerator.median_ms / denominator.median_ms,
+        low=max(numerator.median_ms - numerator.iqr_ms / 2, 0.0) / low_den,
+        high=(numerator.median_ms + numerator.iqr_ms / 2) / high_den,
+    )
+
+
 @dataclass
 class Benchmarks:
     subject: Timing | None
     float_baseline: Timing | None
     subject_error: str | None = None  # why the subject could not be timed (it crashed, ...)
+    # float time / subject time from paired rounds, when the measurement layer measured them together
+    paired_speedup: Ratio | None = None
+
+    @property
+    def speedup_ratio(self) -> Ratio | None:
+        """The speedup with its interval: paired rounds when measured so, else bounds from the two spreads."""
+        if self.paired_speedup is not None:
+            return self.paired_speedup
+        if self.subject and self.float_baseline:
+            return ratio_of(self.float_baseline, self.subject)
+        return None
+
+    def clearly_slower(self) -> bool:
+        """The quantized model is slower than its float baseline beyond noise (the interval is below 1.0)."""
+        ratio = self.speedup_ratio
+        return ratio is not None and ratio.clearly_below(1.0)
 
     def evidence(self) -> dict[str, float]:
         """{"subject_ms", "float_ms"} (rounded medians) when both were timed, for a finding's evidence."""
