@@ -187,8 +187,7 @@ def test_eager_failure_points_at_the_model_line_even_inside_torchvision():
 def test_time_in_turns_times_each_contender_in_every_round_under_its_context():
     import contextlib
 
-    from qdoctor.compare.turns import ROUNDS, Contender, time_in_turns
-    from qdoctor.gather.timing import MIN_BLOCKS
+    from qdoctor.compare.turns import Contender, time_in_turns
 
     entered = {"a": 0, "b": 0}
     calls = {"b": 0}
@@ -207,13 +206,17 @@ def test_time_in_turns_times_each_contender_in_every_round_under_its_context():
             raise RuntimeError("kernel went away")
 
     x = torch.randn(8, 8)
-    results = time_in_turns(
-        [Contender("a", lambda: x @ x, context("a")), Contender("b", flaky, context("b"))], min_run_time=0.01
+    results, rounds = time_in_turns(
+        [Contender("a", lambda: x @ x, context("a")), Contender("b", flaky, context("b"))],
+        min_run_time=0.01,
+        min_rounds=6,
+        max_rounds=6,
     )
-    assert results["a"].runs >= MIN_BLOCKS and results["a"].median_ms > 0
-    assert entered["a"] == 1 + ROUNDS  # warm-up, then once per round
+    assert results["a"].runs == 6 and results["a"].median_ms > 0
+    assert entered["a"] == 1 + 6  # warm-up, then once per round
     assert isinstance(results["b"], RuntimeError)
     assert entered["b"] == 2  # warm-up and the round it failed in; never again
+    assert rounds.ratio("a", "b") is None  # no ratio with a contender that raised
 
 
 # ----------------------------------------------------------------------------------------- end to end, small model

@@ -29,8 +29,9 @@ from qdoctor.compare.result import (
     metric_drop_points,
     recommend,
 )
-from qdoctor.compare.turns import ROUNDS, Contender, time_in_turns
+from qdoctor.compare.turns import Contender, time_in_turns
 from qdoctor.errors import TargetError
+from qdoctor.facts import Contention, ratio_of
 from qdoctor.facts.location import exception_line
 from qdoctor.gather.environment import gather_environment
 from qdoctor.gather.numerics import flat_tensors, sqnr_db
@@ -158,8 +159,9 @@ def _failed(candidate: Candidate, phase: str, exc: BaseException) -> None:
 
 def time_recipes(
     measured: list[tuple[Candidate, R.Recipe, Q.Built]], inputs: tuple[Any, ...], bench_time: float
-) -> None:
-    """Time every built model in turns (qdoctor.compare.turns), each under its recipe's runtime context."""
+) -> Contention | None:
+    """Time every built model in interleaved rounds (qdoctor.compare.turns), each under its recipe's runtime context;
+    each candidate's speedup over fp32 comes from the paired rounds, with its interval. Returns the contention seen."""
 
     def contender(candidate: Candidate, recipe: R.Recipe, built: Q.Built) -> Contender:
         model = built.model
@@ -170,13 +172,16 @@ def time_recipes(
 
         return Contender(candidate.recipe, run, lambda: R.runtime(recipe, built))
 
-    timings = time_in_turns([contender(*entry) for entry in measured], bench_time)
+    timings, rounds = time_in_turns([contender(*entry) for entry in measured], bench_time)
     for candidate, _, _ in measured:
         timing = timings[candidate.recipe]
         if isinstance(timing, BaseException):
             _failed(candidate, "time", timing)
         else:
             candidate.latency = timing
+            if candidate.recipe != FP32:
+                candidate.speedup_interval = rounds.ratio(FP32, candidate.recipe)
+    return rounds.contention
 
 
 def _fill_comparisons(
@@ -184,6 +189,8 @@ def _fill_comparisons(
 ) -> None:
     if fp32 is not None and fp32.latency is not None and candidate.latency is not None and candidate.latency.median_ms:
         candidate.speedup = fp32.latency.median_ms / candidate.latency.median_ms
+        if candidate.speedup_interval is None and candidate is not fp32:
+            candidate.speedup_interval = ratio_of(fp32.latency, candidate.latency)
     if fp32 is not None and fp32.size_bytes and candidate.size_bytes:
         candidate.size_ratio = fp32.size_bytes / candidate.size_bytes
     if reference is not None and outputs is not None:
@@ -230,6 +237,7 @@ def compare(spec: str, options: CompareOptions | None = None, progress: Progress
         candidates: list[Candidate] = []
         outputs: dict[str, list[Any] | None] = {}
         measured: list[tuple[Candidate, R.Recipe, Q.Built]] = []
+        measurement = None
         try:
             for recipe in selected:
                 candidate, outputs[recipe.name], built = run_recipe(recipe, ctx, progress)
@@ -238,8 +246,8 @@ def compare(spec: str, options: CompareOptions | None = None, progress: Progress
                 candidates.append(candidate)
                 if built is not None:
                     measured.append((candidate, recipe, built))
-            progress(f"timing {len(measured)} models in turns ({ROUNDS} rounds)")
-            time_recipes(measured, ctx.given.inputs, options.bench_time)
+            progress(f"timing {len(measured)} models in interleaved rounds")
+            measurement = time_recipes(measured, ctx.given.inputs, options.bench_time)
             _require_float_ok(candidates[0])
         finally:
             pt2e_ran = any(recipe.flow == "pt2e" for _, recipe, _ in measured)
@@ -254,6 +262,8 @@ def compare(spec: str, options: CompareOptions | None = None, progress: Progress
         for candidate in candidates:
             _fill_comparisons(candidate, fp32, reference, outputs.get(candidate.recipe), options.limits)
     notes = _notes(loaded, candidates, not_run, selected)
+    if measurement is not None:
+        notes.insert(0, f"measured: {measurement.action}")
     if reference is not None:
         largest = max((float(t.abs().max()) for t in flat_tensors(reference) if t.numel()), default=0.0)
         if largest < DEGENERATE_OUTPUT:
@@ -273,7 +283,8 @@ def compare(spec: str, options: CompareOptions | None = None, progress: Progress
         environment=environment,
         limits=options.limits,
         candidates=candidates,
-        recommendation=recommend(candidates, options.limits),
+        recommendation=recommend(candidates, options.limits, environment),
+        measurement=measurement,
         calibration_source=calibration_source,
         check_source=check_source,
         metric_name="evaluate()" if loaded.evaluate is not None else None,
@@ -304,8 +315,9 @@ def _notes(
     if others:
         notes.append(f"also available: {', '.join(others)} (--recipes all)")
     notes.append(
-        "latencies are torch.utils.benchmark medians of one forward on the example inputs under the recipe's "
-        f"engine, timed in turns ({ROUNDS} rounds) so that a change in machine load hits every recipe alike; build "
-        "and first-run times are single wall-clock runs"
+        "latencies are medians (over rounds) of one forward on the example inputs under the recipe's "
+        "engine, timed in interleaved rounds so that a change in machine load hits every recipe alike; each speedup "
+        "over fp32 is from paired rounds with a 95% bootstrap interval; build and first-run times are single "
+        "wall-clock runs"
     )
     return notes

@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from qdoctor.facts import Environment, Timing
+from qdoctor.facts import Contention, Environment, Ratio, Timing
 
 SCHEMA_VERSION = 1
 
@@ -47,6 +47,7 @@ class Candidate:
     first_run_s: float | None = None  # wall-clock seconds of the first call (for pt2e: torch.compile happens here)
     latency: Timing | None = None
     speedup: float | None = None  # fp32 median / this median
+    speedup_interval: Ratio | None = None  # the same with its interval, from paired rounds (qdoctor.gather.rounds)
     size_bytes: int | None = None
     size_ratio: float | None = None  # fp32 bytes / these bytes: 4.0 means four times smaller
     sqnr_db: float | None = None  # outputs vs fp32 over the check batches
@@ -90,6 +91,7 @@ class CompareResult:
     not_run: dict[str, str] = field(default_factory=dict)  # recipe -> why it was not selected
     notes: list[str] = field(default_factory=list)
     wall_s: float | None = None  # the whole compare, wall clock
+    measurement: Contention | None = None  # how the recipes were timed: contention seen, threads, CPUs
     qdoctor_version: str = ""
 
     def by_speed(self) -> list[Candidate]:
@@ -136,37 +138,88 @@ def limit_text(limits: Limits, has_metric: bool) -> str:
     return f"SQNR >= {limits.min_sqnr_db:g} dB vs fp32"
 
 
-def recommend(candidates: list[Candidate], limits: Limits) -> Recommendation:
-    """The fastest recipe whose accuracy is within the limit and which is at least ``min_speedup`` faster than fp32;
-    fp32 when none is. Pure: reads only the candidates' measured numbers."""
+def known_slow_here(candidate: Candidate, environment: Environment | None) -> bool:
+    """ARM-first kernels (QNNPACK, XNNPACK) on an x86 CPU: slow here in every measurement on a quiet machine."""
+    if environment is None or not environment.is_x86:
+        return False
+    return candidate.engine == "qnnpack" or any(k in candidate.recipe for k in ("qnnpack", "xnnpack"))
+
+
+def noisy_measurement(candidate: Candidate) -> bool:
+    latency, interval = candidate.latency, candidate.speedup_interval
+    return bool(latency and (latency.noisy or latency.contended)) or bool(interval and interval.busy)
+
+
+def speedup_of(candidate: Candidate) -> Ratio | None:
+    """The speedup over fp32 with its interval (a point when no interval was measured)."""
+    if candidate.speedup_interval is not None:
+        return candidate.speedup_interval
+    if candidate.speedup is not None:
+        return Ratio(candidate.speedup, candidate.speedup, candidate.speedup, "point")
+    return None
+
+
+def _interval(ratio: Ratio) -> str:
+    return "" if ratio.method == "point" else f" ({ratio.low:.2f}-{ratio.high:.2f})"
+
+
+def recommend(candidates: list[Candidate], limits: Limits, environment: Environment | None = None) -> Recommendation:
+    """The fastest recipe whose accuracy is within the limit and whose speedup over fp32 is clearly (its interval
+    above) at least ``min_speedup``; fp32 when none is. A runner-up within noise of it is named; a recipe known to be
+    slow on this CPU family is passed over when its measurement was noisy. Pure: reads only measured numbers."""
     timed = [c for c in candidates if c.ok and c.latency is not None]
     fp32 = next((c for c in timed if c.recipe == FP32), None)
     has_metric = any(c.metric_drop is not None for c in timed)
     limit = limit_text(limits, has_metric)
     int8 = sorted((c for c in timed if c.recipe != FP32), key=_median_ms)
     accurate = [c for c in int8 if accuracy_within_limit(c, limits)]
+    passed_over = [c for c in accurate if known_slow_here(c, environment) and noisy_measurement(c)]
+    eligible = [c for c in accurate if c not in passed_over]
+    passed = (
+        "; passed over "
+        + ", ".join(c.recipe for c in passed_over)
+        + " (known to be slow on this x86 CPU, and its measurement was noisy)"
+        if passed_over
+        else ""
+    )
     if fp32 is None:
-        if accurate:
-            fastest = accurate[0]
+        if eligible:
+            fastest = eligible[0]
             return Recommendation(
-                fastest.recipe, f"fastest recipe with {limit}; fp32 itself could not be measured", fastest.code
+                fastest.recipe, f"fastest recipe with {limit}; fp32 itself could not be measured{passed}", fastest.code
             )
         return Recommendation(None, "nothing could be measured, not even fp32")
-    best: Candidate | None = accurate[0] if accurate else None
-    if best is not None and best.speedup is not None and best.speedup >= limits.min_speedup:
+    best: Candidate | None = eligible[0] if eligible else None
+    best_speedup = speedup_of(best) if best is not None else None
+    if best is not None and best_speedup is not None and best_speedup.clearly_above(limits.min_speedup):
         size = f", {best.size_ratio:.1f}x smaller" if best.size_ratio else ""
-        return Recommendation(
-            best.recipe,
-            f"the fastest recipe with {limit}: {best.speedup:.2f}x faster than fp32{size}, {accuracy_text(best)}",
-            best.code,
+        reason = (
+            f"the fastest recipe with {limit}: {best_speedup.value:.2f}x faster than fp32{_interval(best_speedup)}"
+            f"{size}, {accuracy_text(best)}"
         )
+        runner = eligible[1] if len(eligible) > 1 else None
+        runner_speedup = speedup_of(runner) if runner is not None else None
+        if runner is not None and runner_speedup is not None and runner_speedup.high >= best_speedup.low:
+            reason += (
+                f"; {runner.recipe} ({runner_speedup.text()}) is within noise of it: which of the two is faster is "
+                "not established by this measurement"
+            )
+        return Recommendation(best.recipe, reason + passed, best.code)
     faster_but_inaccurate = [
-        c for c in int8 if c.speedup is not None and c.speedup >= limits.min_speedup and c not in accurate
+        c
+        for c in int8
+        if c not in accurate and (r := speedup_of(c)) is not None and r.clearly_above(limits.min_speedup)
     ]
-    if best is not None:
+    if best is not None and best_speedup is not None and best_speedup.busy:
         why = (
-            f"no int8 recipe with {limit} is at least {limits.min_speedup:g}x faster than fp32 "
-            f"(the best, {best.recipe}, is {best.speedup:.2f}x)"
+            f"the machine was busy while measuring, so no speedup could be judged (the best, {best.recipe}, measured "
+            f"{best_speedup.text()}): run compare again on a quiet machine"
+        )
+    elif best is not None and best_speedup is not None:
+        noise = " (within noise)" if best_speedup.value >= limits.min_speedup else ""
+        why = (
+            f"no int8 recipe with {limit} is clearly at least {limits.min_speedup:g}x faster than fp32 "
+            f"(the best, {best.recipe}, is {best_speedup.text()}{noise})"
         )
     elif int8:
         why = f"no int8 recipe reaches {limit}"
@@ -176,7 +229,7 @@ def recommend(candidates: list[Candidate], limits: Limits) -> Recommendation:
         why += "; faster but outside the accuracy limit: " + ", ".join(
             f"{c.recipe} ({c.speedup:.2f}x, {accuracy_text(c)})" for c in faster_but_inaccurate
         )
-    return Recommendation(FP32, f"keep fp32: {why}", fp32.code)
+    return Recommendation(FP32, f"keep fp32: {why}{passed}", fp32.code)
 
 
 def to_dict(result: CompareResult) -> dict[str, Any]:
@@ -208,6 +261,7 @@ def to_dict(result: CompareResult) -> dict[str, Any]:
             "candidates": [candidate(c) for c in result.by_speed()],
             "not_run": result.not_run,
             "notes": result.notes,
+            "measurement": asdict(result.measurement) if result.measurement is not None else None,
             "wall_s": result.wall_s,
         }
     )

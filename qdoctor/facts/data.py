@@ -289,6 +289,7 @@ class Timing:
     number_per_run: int  # calls per block
     num_threads: int
     noisy: bool  # IQR / median > 10 %
+    contended: bool = False  # other processes ran on the cores it was measured on (qdoctor.gather.contention)
 
     @property
     def spread(self) -> float:
@@ -307,15 +308,32 @@ class Ratio:
     low: float
     high: float
     method: str = "iqr-bounds"  # how the interval was derived ("paired-bootstrap", "iqr-bounds")
+    # Measured while other processes fought the model for its cores, too unsteady to judge: every verdict that
+    # depends on it is withheld ("machine busy").
+    busy: bool = False
 
     def clearly_below(self, threshold: float) -> bool:
-        return self.high < threshold
+        return not self.busy and self.high < threshold
 
     def clearly_above(self, threshold: float) -> bool:
-        return self.low > threshold
+        return not self.busy and self.low > threshold
+
+    def within_noise(self, threshold: float) -> bool:
+        """Neither clearly below nor clearly above ``threshold`` (or withheld because the machine was busy)."""
+        return not self.clearly_below(threshold) and not self.clearly_above(threshold)
 
     def text(self) -> str:
-        return f"{self.value:.2f}x ({self.low:.2f}-{self.high:.2f})"
+        busy = ", machine busy" if self.busy else ""
+        return f"{self.value:.2f}x ({self.low:.2f}-{self.high:.2f}{busy})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "value": round(self.value, 4),
+            "low": round(self.low, 4),
+            "high": round(self.high, 4),
+            "method": self.method,
+            "busy": self.busy,
+        }
 
 
 def ratio_of(numerator: Timing, denominator: Timing) -> Ratio | None:
@@ -329,6 +347,30 @@ def ratio_of(numerator: Timing, denominator: Timing) -> Ratio | None:
         low=max(numerator.median_ms - numerator.iqr_ms / 2, 0.0) / low_den,
         high=(numerator.median_ms + numerator.iqr_ms / 2) / high_den,
     )
+
+
+@dataclass
+class Contention:
+    """What else the machine did while qdoctor measured, and what qdoctor did about it (qdoctor.gather.contention).
+
+    ``busy_cores_*`` count other processes' CPU time in cores (this process's own time subtracted): 1.0 is one core
+    kept fully busy by someone else.
+    """
+
+    cores_allowed: int  # CPUs this process may run on (os.sched_getaffinity)
+    load_average: float  # 1-minute load average when measuring began
+    busy_cores_before: float  # other processes, over all allowed CPUs, just before measuring
+    busy_cores_during: float  # other processes, on the CPUs measured on, while measuring
+    threads_requested: int  # the thread count in force (the user's)
+    threads_used: int
+    cpus_used: list[int]  # the CPUs measured on (all allowed ones unless qdoctor moved to the free ones)
+    waited_s: float = 0.0  # waited for the machine to quieten down
+    contended: bool = False  # other processes ran on the measured CPUs while measuring
+    busy: bool = False  # so much that comparisons were withheld ("machine busy")
+    action: str = ""  # what was done, in words: "measured on 1 thread: 1 of 2 cores was busy"
+
+    def text(self) -> str:
+        return self.action
 
 
 @dataclass
@@ -474,6 +516,7 @@ class Facts:
     flow: FlowInfo | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
     phase_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each gathering phase (bench/)
+    measurement: Contention | None = None  # how the benchmark was measured: contention seen, threads, CPUs
     trace_files: dict[str, str] = field(default_factory=dict)  # "subject"/"float": profiler trace written (--trace-dir)
 
     # ---- small conveniences for rules; pure functions of the data above ----

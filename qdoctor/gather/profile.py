@@ -24,6 +24,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from qdoctor import facts as F
 from qdoctor.facts import CategoryTime, ModuleTime, OpTime, Profile
 from qdoctor.files import atomic_path
+from qdoctor.gather import contention
 from qdoctor.gather.exclusive import exclusive_measurement
 
 SCOPE = "qdoctor.module::"
@@ -164,7 +165,9 @@ def profile_model(
         handles.append(module.register_forward_hook(post))
 
     try:
-        with torch.no_grad(), exclusive_measurement():  # parallel checks take turns (qdoctor.gather.exclusive)
+        # parallel checks take turns (qdoctor.gather.exclusive); under contention the profile runs on the free cores,
+        # as the benchmark does (qdoctor.gather.contention), or its shares would be the machine's, not the model's
+        with torch.no_grad(), exclusive_measurement(), contention.applied(contention.plan(torch.get_num_threads())):
             start = time.perf_counter()
             subject(*inputs)  # warm-up, also sizes the number of profiled runs
             first = time.perf_counter() - start

@@ -217,23 +217,38 @@ class Gathering:
         if not options.bench:
             facts.unavailable["benchmark"] = "timing disabled (--no-bench)"
             return
-        subject_timing = float_timing = None
         subject_error = None
+        variants: list[timing.Variant] = []
         if self.crashed:
             subject_error = "the subject raised when run"
         else:
-            self.progress("benchmarking the subject")
             # A copy would repack int8 weights for the engine in force now, timing a different model than the
             # user's when the engine changed after convert; so the subject itself is timed unless running it
             # changes it. A copy of a compiled module would compile again.
             copy_model = self._subject_is_stateful() and not self.compiled
-            subject_timing = self.attempt(
-                "benchmark", lambda: timing.time_model(self.subject, inputs, options.bench_time, copy_model=copy_model)
-            )
+            variants.append(timing.Variant("subject", timing.model_run(self.subject, inputs, copy_model)))
         if baseline is not None:
-            self.progress("benchmarking the float baseline")
-            float_timing = self.attempt("benchmark", lambda: timing.time_model(baseline, inputs, options.bench_time))
-        facts.benchmark = Benchmarks(subject=subject_timing, float_baseline=float_timing, subject_error=subject_error)
+            variants.append(timing.Variant("float", timing.model_run(baseline, inputs)))
+        if not variants:
+            facts.benchmark = Benchmarks(subject=None, float_baseline=None, subject_error=subject_error)
+            return
+        names = " and ".join("the subject" if v.key == "subject" else "the float baseline" for v in variants)
+        self.progress(f"benchmarking {names}" + (" in interleaved rounds" if len(variants) > 1 else ""))
+        result = self.attempt("benchmark", lambda: timing.time_models(variants, options.bench_time))
+        if result is None:
+            facts.benchmark = Benchmarks(subject=None, float_baseline=None, subject_error=subject_error)
+            return
+        if "subject" in result.errors:
+            subject_error = f"timing the subject raised {exception_line(result.errors['subject'])}"
+        if "float" in result.errors:
+            facts.unavailable["benchmark_float"] = exception_line(result.errors["float"])
+        facts.measurement = result.contention
+        facts.benchmark = Benchmarks(
+            subject=result.timing("subject"),
+            float_baseline=result.timing("float"),
+            subject_error=subject_error,
+            paired_speedup=result.ratio("float", "subject"),
+        )
 
     # ---- size, accuracy, flow
 

@@ -1,5 +1,10 @@
 """Measuring a counterfactual: build it (with torch's state guarded), run it once, compare its output with the float
-baseline's (SQNR) and time it; the verified effect of one fix, and the fix-all headline."""
+baseline's (SQNR) and keep it ready to time; the verified effect of one fix, and the fix-all headline.
+
+Counterfactuals are timed together with what they are compared with (qdoctor.prescribe.verify puts them in one
+session of interleaved rounds, qdoctor.gather.rounds), so each effect is a paired ratio with its interval, and a
+verdict ("the fix helps", "it is slower") is stated only when the interval clears 1.0.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from qdoctor.facts import Timing
+from qdoctor.facts import Ratio, Timing, ratio_of
 from qdoctor.facts.location import exception_line
-from qdoctor.gather import numerics, timing
+from qdoctor.gather import numerics
+from qdoctor.gather.rounds import RoundsResult
 from qdoctor.introspect.state import preserved_torch_state, quantized_engine, quiet
 from qdoctor.prescribe.fixes import Fix, SubjectFixError
 
@@ -32,6 +38,9 @@ class Measured:
     engine: str = ""
     threads: int = 0
     model: nn.Module | None = None
+    run: Callable[[], Any] | None = None  # one forward pass, until it is timed (qdoctor.prescribe.verify)
+    session: RoundsResult | None = None  # the interleaved rounds it was timed in, under ``key``
+    key: str = ""
 
 
 def rounded_ms(value: float | None) -> float | None:
@@ -53,7 +62,8 @@ def measure(
     keep_model: bool = False,
 ) -> Measured:
     """Build a model with ``make`` under ``engine`` and ``threads``, run it on ``inputs``, SQNR against
-    ``reference`` (the float baseline's outputs, or None) and, unless ``bench_time`` is None, time it."""
+    ``reference`` (the float baseline's outputs, or None) and, unless ``bench_time`` is None, keep ``run`` to time it
+    (in one session with the models it is compared with: qdoctor.prescribe.verify)."""
     outcome = Measured(engine=engine, threads=threads)
     with preserved_torch_state(), quantized_engine(engine), quiet():
         torch.set_num_threads(threads)
@@ -75,29 +85,66 @@ def measure(
             outcome.model = model  # kept for --save-fixed; otherwise freed once measured
         if reference is not None:
             outcome.sqnr_db = numerics.sqnr_db(reference, output)
-        if bench_time is not None:
+        if bench_time is not None:  # timed later, together with what it is compared with
 
             def run() -> None:
                 with torch.no_grad():
                     model(*inputs)
 
-            outcome.timing = timing.time_callable(run, bench_time, num_threads=threads)
+            outcome.run = run
     return outcome
 
 
-def effect(before: Measured, after: Measured, fix: Fix, method: str, on_top_of: list[str]) -> dict[str, Any]:
-    """The ``verified`` entry of a finding: what its fix did, measured (or why it could not be applied)."""
+def paired(before: Measured, after: Measured, before_key: str | None = None) -> Ratio | None:
+    """before time / after time: from the rounds both were timed in (paired bootstrap), else from the two spreads.
+    ``before_key``: the key of "before" in ``after``'s session when it was timed there under another name."""
+    session = after.session
+    key = before_key or (before.key if before.session is not None and before.session is session else None)
+    if session is not None and key and key in session.per_call:
+        return session.ratio(key, after.key)
+    if before.timing is not None and after.timing is not None:
+        return ratio_of(before.timing, after.timing)
+    return None
+
+
+def verdict(ratio: Ratio | None) -> str | None:
+    """ "faster" / "slower" / "within noise" / "machine busy": the interval decides, not the point."""
+    if ratio is None:
+        return None
+    if ratio.busy:
+        return "machine busy"
+    if ratio.clearly_above(1.0):
+        return "faster"
+    if ratio.clearly_below(1.0):
+        return "slower"
+    return "within noise"
+
+
+def effect(
+    before: Measured,
+    after: Measured,
+    fix: Fix,
+    method: str,
+    on_top_of: list[str],
+    ratio: Ratio | None = None,
+    before_timing: Timing | None = None,
+) -> dict[str, Any]:
+    """The ``verified`` entry of a finding: what its fix did, measured (or why it could not be applied).
+
+    ``ratio`` (before / after, from paired rounds) and ``before_timing`` ("before" timed in those rounds) default to
+    what the two measurements say on their own."""
     if after.cannot:
         return {"applied": False, "reason": after.error}
+    before_t = before_timing or before.timing
+    if ratio is None and after.timing is not None:
+        ratio = paired(before, after)
     v: dict[str, Any] = {
         "applied": True,
-        "before_ms": rounded_ms(before.timing.median_ms) if before.timing else None,
+        "before_ms": rounded_ms(before_t.median_ms) if before_t else None,
         "after_ms": rounded_ms(after.timing.median_ms) if after.timing else None,
-        "speedup": (
-            round(before.timing.median_ms / after.timing.median_ms, 3)
-            if before.timing and after.timing and after.timing.median_ms > 0
-            else None
-        ),
+        "speedup": round(ratio.value, 3) if ratio is not None else None,
+        "speedup_interval": ratio.as_dict() if ratio is not None else None,
+        "effect": verdict(ratio),
         "before_sqnr_db": rounded_db(before.sqnr_db),
         "after_sqnr_db": rounded_db(after.sqnr_db),
     }
@@ -105,7 +152,10 @@ def effect(before: Measured, after: Measured, fix: Fix, method: str, on_top_of: 
         v["before_error"] = before.error
     if after.timing:
         v.update(
-            after_iqr_ms=rounded_ms(after.timing.iqr_ms), after_runs=after.timing.runs, after_noisy=after.timing.noisy
+            after_iqr_ms=rounded_ms(after.timing.iqr_ms),
+            after_runs=after.timing.runs,
+            after_noisy=after.timing.noisy,
+            after_contended=after.timing.contended,
         )
     v.update(engine=after.engine, threads=after.threads, method=method, steps=after.steps)
     if on_top_of:
@@ -125,8 +175,12 @@ def sqnr_text(value: float | None) -> str:
     return "identical" if value == float("inf") else f"{value:.1f} dB"
 
 
-def headline(before: Measured, after: Measured, float_timing: Timing | None) -> str:
-    """e.g. "quantized: crashed -> after all fixes 4.9 ms, 6.9x faster than fp32 (34.1 ms), SQNR 35.2 dB"."""
+def headline(before: Measured, after: Measured, float_timing: Timing | None, vs_float: Ratio | None = None) -> str:
+    """e.g. "quantized: crashed -> after all fixes 4.9 ms, 6.9x faster than fp32 (34.1 ms; 6.70-7.10x), SQNR 35.2 dB
+    vs fp32".
+
+    ``vs_float``: float time / fixed time from paired rounds (default: bounds from the two spreads); the comparison
+    with fp32 is stated only when its interval clears 1.0, else it is "within noise of fp32"."""
     if before.timing is not None:
         was = f"{before.timing.median_ms:.1f} ms"
     elif before.error:
@@ -140,10 +194,17 @@ def headline(before: Measured, after: Measured, float_timing: Timing | None) -> 
     else:
         ms = after.timing.median_ms
         now = f"after all fixes {ms:.1f} ms"
-        if float_timing is not None and ms > 0:
-            ratio = float_timing.median_ms / ms
-            speed = f"{ratio:.1f}x faster than" if ratio >= 1 else f"{1 / ratio:.1f}x SLOWER than"
-            now += f", {speed} fp32 ({float_timing.median_ms:.1f} ms)"
+        ratio = vs_float or (ratio_of(float_timing, after.timing) if float_timing is not None else None)
+        if float_timing is not None and ratio is not None:
+            fp32 = f"fp32 ({float_timing.median_ms:.1f} ms; {ratio.low:.2f}-{ratio.high:.2f}x)"
+            if ratio.busy:
+                now += f", {ratio.value:.1f}x vs {fp32}: not judged, machine busy"
+            elif ratio.clearly_above(1.0):
+                now += f", {ratio.value:.1f}x faster than {fp32}"
+            elif ratio.clearly_below(1.0):
+                now += f", {1 / ratio.value:.1f}x SLOWER than {fp32}"
+            else:
+                now += f", within noise of {fp32}"
         elif before.timing is not None and ms > 0:
             now += f" ({before.timing.median_ms / ms:.1f}x faster than before)"
     if after.sqnr_db is not None:

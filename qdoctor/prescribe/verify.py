@@ -2,19 +2,21 @@
 
 A finding whose rule has a transform (qdoctor.prescribe.fixes) gets ``finding.verified``: the model rebuilt from a
 copy of the float baseline the way the script evidently meant to (its engine and qconfig family, its defects), then
-with the one fix, timed with qdoctor.gather.timing and compared with the float baseline by SQNR. "Fix all" applies
+with the one fix, and compared with the float baseline by SQNR. The counterfactuals, the subject and the float
+baseline are then timed together in interleaved rounds (qdoctor.gather.rounds), so each fix's effect is a paired
+ratio with its interval, judged only when the interval clears 1.0. "Fix all" applies
 every applicable fix together and is measured against the float baseline. The user's objects are never touched
 (every model here is a deep copy) and torch's global state is restored after each counterfactual.
 
-Cheap by design: the subject's own measurement is reused as "before", each distinct counterfactual is built and
-measured once (cached by its recipe), counterfactuals are timed for a short budget, and calibration uses a few
-batches.
+Cheap by design: each distinct counterfactual is built once (cached by its recipe), all of them are timed in one
+session for a short budget each, and calibration uses a few batches.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,21 +24,36 @@ import torch
 from torch import nn
 
 from qdoctor.diagnose.findings import Finding
-from qdoctor.facts import Facts, Timing, recommended_engine
+from qdoctor.facts import Facts, Ratio, Timing, recommended_engine
 from qdoctor.facts.location import exception_line, first_line
 from qdoctor.gather import numerics, timing
-from qdoctor.introspect.state import preserved_torch_state, quiet
+from qdoctor.gather.rounds import Variant
+from qdoctor.introspect.kinds import eager_module
+from qdoctor.introspect.state import preserved_torch_state, quantized_engine, quiet
 from qdoctor.load.target import LoadedTarget
 from qdoctor.prescribe import quantize
 from qdoctor.prescribe.calibration import calibration_for
 from qdoctor.prescribe.fixes import DYNAMIC, EAGER, FX, QAT, CannotApply, Fix, FixContext, RebuildPlan, all_transforms
-from qdoctor.prescribe.measure import Build, Measured, effect, headline, measure, rounded_db, rounded_ms
+from qdoctor.prescribe.measure import (
+    Build,
+    Measured,
+    effect,
+    headline,
+    measure,
+    paired,
+    rounded_db,
+    rounded_ms,
+    verdict,
+)
 from qdoctor.prescribe.quantize import fusion_plan
 from qdoctor.prescribe.recipe import detect_flow, float_for_rebuild, fused_in_subject, qconfig_engine_of
 from qdoctor.prescribe.save import save_fixed
 from qdoctor.prescribe.snippet import FixCode
 
-VERIFY_BENCH_TIME = 0.15  # seconds of timed runs per counterfactual (the subject gets the full --bench-time)
+VERIFY_BENCH_TIME = (
+    0.15  # seconds of timed runs per model in the verification rounds (the check's benchmark: --bench-time)
+)
+VERIFY_MIN_ROUNDS = 5  # paired rounds at least, even when a round of every model outlasts the budget
 
 Progress = Callable[[str], None]
 
@@ -59,7 +76,11 @@ class Verification:
         engine = loaded.user_engine or facts.environment.quantized_engine
         bench = facts.benchmark
         measured = bench.subject if bench and bench.subject else (bench.float_baseline if bench else None)
-        self.measured_threads = measured.num_threads if measured else torch.get_num_threads()
+        # the thread count the user's model runs with (under contention the measurement may have used fewer)
+        if facts.measurement is not None:
+            self.measured_threads = facts.measurement.threads_requested
+        else:
+            self.measured_threads = measured.num_threads if measured else torch.get_num_threads()
         trace = facts.trace
         self.subject_crashed = (trace is not None and trace.crash is not None) or bool(bench and bench.subject_error)
         self.subject_crash = facts.crash
@@ -108,6 +129,59 @@ class Verification:
         self._reference_done = False
         self._cache: dict[Any, Measured] = {}
         self._float_timings: dict[int, Timing | None] = {}
+        self._sessions = 0
+
+    # ---- timing, together
+
+    def _subject_variant(self) -> Variant | None:
+        """The subject (a copy: running it may change it), timed beside the fixes as their "before"."""
+        bench = self.facts.benchmark
+        subject = self.loaded.subject
+        if self.subject_crashed or bench is None or bench.subject is None or eager_module(subject) is not subject:
+            return None
+        return Variant("subject", timing.model_run(subject, self.inputs), threads=self.measured_threads)
+
+    def time_together(self, items: list[Measured]) -> None:
+        """Time the built, untimed ``items`` in one session of interleaved rounds, with the subject and the float
+        baseline (at each thread count among them), so that every ratio between them is paired."""
+        pending: list[Measured] = []
+        for item in items:
+            if item.run is not None and item.timing is None and all(item is not p for p in pending):
+                pending.append(item)
+        if not pending:
+            return
+        self._sessions += 1
+        variants = [v for v in [self._subject_variant()] if v is not None]
+        if self.float_model is not None:
+            for threads in sorted({item.threads for item in pending}):
+                float_run = timing.model_run(self.float_model, self.inputs, copy_model=False)
+                variants.append(Variant(f"float@{threads}", float_run, threads=threads))
+        for index, item in enumerate(pending):
+            item.key = f"fix{index}"
+            assert item.run is not None
+            variants.append(Variant(item.key, item.run, _engine_context(item.engine), threads=item.threads))
+        with quiet():
+            result = timing.time_models(variants, self.options.bench_time, min_rounds=VERIFY_MIN_ROUNDS)
+        for item in pending:
+            item.session, item.timing, item.run = result, result.timing(item.key), None
+            if item.key in result.errors:
+                item.error = f"timing it raised {exception_line(result.errors[item.key], 200)}"
+
+    def subject_effect(self, before: Measured, after: Measured, fix: Fix, method: str, on_top_of: list[str]) -> Any:
+        """effect(), with "before" taken from the rounds the fix was timed in when it is the subject."""
+        session = after.session
+        if before.key == "subject" and session is not None and "subject" in session.per_call:
+            ratio = paired(before, after, before_key="subject")
+            return effect(before, after, fix, method, on_top_of, ratio=ratio, before_timing=session.timing("subject"))
+        return effect(before, after, fix, method, on_top_of)
+
+    def vs_float(self, after: Measured) -> tuple[Timing | None, Ratio | None]:
+        """The float baseline's time at the fixed model's thread count and float / fixed, paired when possible."""
+        session = after.session
+        key = f"float@{after.threads}"
+        if session is not None and key in session.per_call:
+            return session.timing(key), session.ratio(key, after.key)
+        return self.float_timing(after.threads), None
 
     # ---- measuring
 
@@ -132,6 +206,7 @@ class Verification:
             sqnr_db=facts.numerics.sqnr_db if facts.numerics else None,
             engine=self.base.engine,
             threads=self.measured_threads,
+            key="subject",
         )
 
     def _measure(self, make: Build, engine: str, threads: int) -> Measured:
@@ -288,6 +363,7 @@ class Verification:
         blocking = [c for c in rebuilt if fixes[c].repairs_crash] if self.subject_crashed else []
         runnable = self.fixed_recipe(self.as_written(fixes), fixes, blocking)
         subject = self.subject_outcome()
+        plans: list[tuple[str, Measured, Measured, list[str], bool]] = []  # code, before, after, on top of, direct
         for code in rebuilt:
             self.progress(f"verifying the fix for {code}")
             if code in blocking:
@@ -297,10 +373,15 @@ class Verification:
                 before = subject if not self.subject_crashed else self.rebuilt(runnable)
                 after = self.rebuilt(runnable.changed(**fixes[code].fixed))
                 on_top_of = blocking
-            results[code] = effect(before, after, fixes[code], self.method(direct=False), on_top_of)
+            plans.append((code, before, after, on_top_of, False))
         for code in direct:
             self.progress(f"verifying the fix for {code}")
-            results[code] = effect(subject, self.on_subject((code,), fixes), fixes[code], self.method(True), [])
+            plans.append((code, subject, self.on_subject((code,), fixes), [], True))
+        if plans and self.options.bench:
+            self.progress("timing the fixes with the subject and the float baseline in interleaved rounds")
+        self.time_together([m for _, before, after, _, _ in plans for m in (before, after)])
+        for code, before, after, on_top_of, is_direct in plans:
+            results[code] = self.subject_effect(before, after, fixes[code], self.method(is_direct), on_top_of)
         return results
 
     def fix_all(
@@ -317,12 +398,18 @@ class Verification:
             after = self.on_subject(codes, fixes)
         else:
             after = self.rebuilt(self.fixed_recipe(self.as_written(fixes), fixes, codes))
+        self.time_together([after])
         before = self.subject_outcome()
-        float_timing = self.float_timing(after.threads) if after.timing else None
+        session = after.session
+        if session is not None and "subject" in session.per_call:
+            before.timing = session.timing("subject")
+        float_timing, vs_float = self.vs_float(after) if after.timing else (None, None)
+        if vs_float is None and float_timing is not None and after.timing is not None:
+            vs_float = paired(Measured(timing=float_timing), after)
         summary: dict[str, Any] = {
             "applied": after.error is None,
             "fixes": list(codes),
-            "headline": headline(before, after, float_timing),
+            "headline": headline(before, after, float_timing, vs_float),
             "before_ms": rounded_ms(before.timing.median_ms) if before.timing else None,
             "before_error": before.error,
             "after_ms": rounded_ms(after.timing.median_ms) if after.timing else None,
@@ -330,9 +417,9 @@ class Verification:
             "after_runs": after.timing.runs if after.timing else None,
             "after_noisy": after.timing.noisy if after.timing else None,
             "float_ms": rounded_ms(float_timing.median_ms) if float_timing else None,
-            "speedup_vs_float": (
-                round(float_timing.median_ms / after.timing.median_ms, 3) if float_timing and after.timing else None
-            ),
+            "speedup_vs_float": round(vs_float.value, 3) if vs_float is not None else None,
+            "speedup_vs_float_interval": vs_float.as_dict() if vs_float is not None else None,
+            "vs_float": verdict(vs_float),
             "before_sqnr_db": rounded_db(before.sqnr_db),
             "after_sqnr_db": rounded_db(after.sqnr_db),
             "engine": after.engine,
@@ -345,6 +432,10 @@ class Verification:
         if after.error:
             summary["after_error"] = after.error
         return summary, after
+
+
+def _engine_context(engine: str) -> Callable[[], AbstractContextManager[None]]:
+    return lambda: quantized_engine(engine)
 
 
 def prescribe(

@@ -108,7 +108,9 @@ def to_dict(report: Report) -> dict[str, Any]:
                     "subject": _timing(bench.subject),
                     "float": _timing(bench.float_baseline),
                     "speedup": bench.speedup,
+                    "speedup_interval": bench.speedup_ratio.as_dict() if bench.speedup_ratio else None,
                     "subject_error": bench.subject_error,
+                    "measurement": asdict(facts.measurement) if facts.measurement is not None else None,
                 }
                 if bench is not None
                 else None

@@ -5,6 +5,7 @@ Never prints and never exits: the CLI decides what to show and which exit code t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -103,6 +104,7 @@ def check(
     from qdoctor.load.input_fit import check_loaded_inputs
 
     options = options or CheckOptions()
+    started = time.perf_counter()
     with preserved_torch_state():
         progress(f"loading {spec}")
         loaded = load_target_explained(spec, trust=options.trust)
@@ -110,14 +112,28 @@ def check(
             on_stage("loaded", loaded_facts(loaded))
         progress("running the model once on the example inputs")
         check_loaded_inputs(loaded)
+        loaded_at = time.perf_counter()
         facts = gather_facts(loaded, options.gather, progress, on_stage)
+        gathered_at = time.perf_counter()
         if on_stage is not None:
             on_stage("running the rules", facts)
         report = build_report(facts, options)
+        diagnosed_at = time.perf_counter()
         if options.verify:
             if on_stage is not None:
                 on_stage("verifying fixes", facts)
             report.extras.update(verify_fixes(loaded, facts, report.findings, options, progress))
+        done = time.perf_counter()
+        # the phases of the whole check (gathering's own parts are listed beside them, by part)
+        facts.phase_seconds.update(
+            {
+                "phase_load": loaded_at - started,
+                "phase_gather": gathered_at - loaded_at,
+                "phase_diagnose": diagnosed_at - gathered_at,
+                "phase_verify": done - diagnosed_at,
+                "phase_total": done - started,
+            }
+        )
         return report
 
 

@@ -14,7 +14,8 @@ from factsbuild import env, make_facts, mod, profile, run_rule, timing
 
 from qdoctor import facts as F
 from qdoctor.diagnose.rules import qd008_quant_overhead_dominates as qd008_rule
-from qdoctor.facts import Benchmarks, Timing
+from qdoctor.facts import Benchmarks
+from qdoctor.gather.rounds import RoundsResult
 
 FIXTURES = ["fixtures/small_mlp_int8.py"]
 INT8_MS, FP32_MS = 0.060, 0.020  # the fixed clock: int8 3x slower, IQRs far apart
@@ -91,19 +92,22 @@ def test_qd008_is_skipped_without_a_benchmark():
 # ------------------------------------------------------------------------------------------------ end to end
 
 
-def _fixed_clock(model, inputs, min_run_time=1.0, copy_model=True) -> Timing:
-    """qdoctor.gather.timing.time_model with a fixed answer: int8 models (any torch.ao quantized module) take
-    INT8_MS, float models FP32_MS."""
-    int8 = any(".quantized" in type(m).__module__ for m in model.modules())
-    median = INT8_MS if int8 else FP32_MS
-    return Timing(median_ms=median, iqr_ms=median / 50, runs=20, number_per_run=10, num_threads=1, noisy=False)
+def _fixed_rounds(variants, min_run_time, min_rounds=7):
+    """qdoctor.gather.timing.time_models with a fixed answer (a fake timer): the subject (int8) takes INT8_MS per
+    call in every round, float models FP32_MS, each with a little round-to-round jitter."""
+    result = RoundsResult()
+    for v in variants:
+        ms = INT8_MS if v.key == "subject" else FP32_MS
+        result.per_call[v.key] = [ms / 1000 * (1 + 0.01 * (i % 3 - 1)) for i in range(12)]
+        result.number[v.key], result.threads[v.key] = 10, 1
+    return result
 
 
 @pytest.fixture(scope="module")
 def measured_slower():
-    """FIXTURES[0] checked end to end, benchmarked with the fixed clock."""
+    """FIXTURES[0] checked end to end, benchmarked with the fixed timer."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("qdoctor.gather.timing.time_model", _fixed_clock)
+        patch.setattr("qdoctor.gather.timing.time_models", _fixed_rounds)
         return run_check(fixture_path(FIXTURES[0]), bench=True)
 
 
@@ -138,7 +142,7 @@ def test_small_mlp_qd008_follows_the_real_measurement():
     # Timings decide whether int8 was slower on this run; the test checks the rule follows the measured facts.
     report = run_check(fixture_path(FIXTURES[0]), bench=True)
     bench, measured = report.facts.benchmark, report.facts.profile
-    slower = qd008_rule.clearly_slower(bench.subject, bench.float_baseline)
+    slower = qd008_rule.clearly_slower(bench)
     overhead = measured.share(F.CAT_QDQ) + measured.share(F.CAT_OTHER) >= qd008_rule.OVERHEAD_SHARE
     small = bench.float_baseline.median_ms < qd008_rule.SMALL_MODEL_MS
     no_fallback = measured.share(F.CAT_FLOAT) <= qd008_rule.FLOAT_FALLBACK_SHARE

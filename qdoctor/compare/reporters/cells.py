@@ -36,6 +36,14 @@ def ratio_text(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
+def speedup_text(c: Candidate) -> str:
+    """ "2.10x (1.95-2.24)": the speedup over fp32 with its paired-rounds interval ("busy" when withheld)."""
+    r = c.speedup_interval
+    if r is None or c.recipe == "fp32":
+        return ratio_text(c.speedup)
+    return f"{r.value:.2f}x ({r.low:.2f}-{r.high:.2f}{', busy' if r.busy else ''})"
+
+
 def top1_text(c: Candidate) -> str:
     if c.top1_agreement is None:
         return "-"
@@ -75,7 +83,7 @@ def rows(result: CompareResult) -> list[Row]:
         cells = {
             "recipe": c.recipe,
             "latency": latency_text(c),
-            "speedup": ratio_text(c.speedup),
+            "speedup": speedup_text(c),
             "size": fmt_bytes(c.size_bytes),
             "smaller": ratio_text(c.size_ratio),
             "SQNR": fmt_sqnr(c.sqnr_db),

@@ -121,6 +121,8 @@ def dynamic_quant_low_coverage(facts: Facts) -> Iterator[Finding]:
     bench = facts.benchmark
     if bench is not None and bench.speedup is not None:
         evidence["measured_speedup"] = round(bench.speedup, 3)
+        if bench.speedup_ratio is not None:
+            evidence["measured_speedup_interval"] = bench.speedup_ratio.as_dict()
     if facts.size is not None and facts.size.subject_bytes and facts.size.float_bytes:
         evidence["size_mb"] = [round(facts.size.float_bytes / 1e6, 1), round(facts.size.subject_bytes / 1e6, 1)]
 

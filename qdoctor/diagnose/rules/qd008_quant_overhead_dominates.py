@@ -8,7 +8,7 @@ from qdoctor import facts as F
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.locate import float_variable, subject_variable
 from qdoctor.diagnose.registry import rule
-from qdoctor.facts import Facts, Timing
+from qdoctor.facts import Benchmarks, Facts
 
 SLOWER = 1.05  # int8 median at least 5 % above the fp32 median ...
 OVERHEAD_SHARE = 0.20  # ... and quantize/dequantize + dispatch at least this share of the int8 profile,
@@ -16,12 +16,11 @@ SMALL_MODEL_MS = 1.0  # ... or a float model this fast: too little compute per c
 FLOAT_FALLBACK_SHARE = 0.5  # above this the slowness is float fallback (QD005), not overhead
 
 
-def clearly_slower(subject: Timing, baseline: Timing) -> bool:
-    """Slower by SLOWER and with the interquartile ranges apart, so noise alone does not make the case."""
-    return (
-        subject.median_ms >= SLOWER * baseline.median_ms
-        and subject.median_ms - subject.iqr_ms / 2 > baseline.median_ms + baseline.iqr_ms / 2
-    )
+def clearly_slower(bench: Benchmarks) -> bool:
+    """Slower by SLOWER beyond noise: the whole interval of the speedup (paired rounds, or the two spreads when the
+    timings were not paired) lies below 1 / SLOWER. Within noise, or measured on a busy machine: no verdict."""
+    ratio = bench.speedup_ratio
+    return ratio is not None and ratio.clearly_below(1.0 / SLOWER)
 
 
 @rule(
@@ -42,7 +41,7 @@ def quant_overhead_dominates(facts: Facts) -> Iterator[Finding]:
     env = facts.environment
     if env.is_x86 and env.quantized_engine == "qnnpack":
         return  # slow ARM kernels on x86: QD003's case, not overhead
-    if not clearly_slower(bench.subject, bench.float_baseline):
+    if not clearly_slower(bench):
         return
     if profile.share(F.CAT_FLOAT) > FLOAT_FALLBACK_SHARE:
         return
@@ -67,6 +66,7 @@ def quant_overhead_dominates(facts: Facts) -> Iterator[Finding]:
         "layer_times_ms": layers[:5],
         "batch": batch,
         "noisy": bench.subject.noisy or bench.float_baseline.noisy,
+        "speedup_interval": bench.speedup_ratio.as_dict() if bench.speedup_ratio else None,
     }
     subject, float_name = subject_variable(facts), float_variable(facts)
     keep_float = "\n".join(f"{float_name}.{path}.qconfig = None" for path in not_paying[:6])
@@ -89,9 +89,11 @@ def quant_overhead_dominates(facts: Facts) -> Iterator[Finding]:
         else f"the float model runs in {bench.float_baseline.median_ms:.3f} ms, too little compute per call"
     )
     first = min(int8_layers, key=lambda m: m.path)
+    ratio = bench.speedup_ratio
+    interval = f"; int8 runs at {ratio.low:.2f}-{ratio.high:.2f}x the speed of fp32" if ratio is not None else ""
     yield quant_overhead_dominates.finding(
         f"the int8 model is {slowdown:.2f}x slower than fp32 ({bench.subject.median_ms:.3f} vs "
-        f"{bench.float_baseline.median_ms:.3f} ms median) and {why}"
+        f"{bench.float_baseline.median_ms:.3f} ms median{interval}) and {why}"
         + (f" (batch {batch})" if batch else "")
         + ": the model is too small for int8 to pay. Keep it (or its smallest layers) in float, or batch inputs.",
         module=first.path,

@@ -28,7 +28,8 @@ def fmt_ms(t: Any) -> str:
     if t is None:
         return "-"
     noisy = " (noisy)" if t.noisy else ""
-    return f"{t.median_ms:.2f} ms ± {t.iqr_ms:.2f} (IQR, {t.runs} runs){noisy}"
+    busy = " (contended)" if getattr(t, "contended", False) else ""
+    return f"{t.median_ms:.2f} ms ± {t.iqr_ms:.2f} (IQR, {t.runs} runs){noisy}{busy}"
 
 
 def fmt_bytes(n: int | None) -> str:
@@ -49,6 +50,27 @@ def speed_text(speedup: float | None) -> str:
     if speedup >= 1:
         return f"{speedup:.2f}x faster than float"
     return f"{1 / speedup:.2f}x SLOWER than float"
+
+
+def ratio_speed_text(ratio: F.Ratio | None, than: str = "float") -> str:
+    """A speedup with its interval, judged only when the interval clears 1.0: "2.20x faster than float (2.10-2.31)",
+    "within noise of float: 1.02x (0.95-1.09)", or "not judged, machine busy: ..."."""
+    if ratio is None:
+        return "-"
+    interval = f"({ratio.low:.2f}-{ratio.high:.2f})"
+    if ratio.busy:
+        return f"not judged, machine busy: {ratio.value:.2f}x {interval}"
+    if ratio.clearly_above(1.0):
+        return f"{ratio.value:.2f}x faster than {than} {interval}"
+    if ratio.clearly_below(1.0):
+        return f"{1 / ratio.value:.2f}x SLOWER than {than} ({ratio.value:.2f}x, {interval[1:-1]})"
+    return f"within noise of {than}: {ratio.value:.2f}x {interval}"
+
+
+def measurement_text(report: Report) -> str | None:
+    """How the timings were taken: "measured on 1 thread: 1 of 2 cores was busy" (None when nothing was timed)."""
+    measurement = report.facts.measurement
+    return measurement.text() if measurement is not None else None
 
 
 def finding_counts(report: Report) -> str:

@@ -25,8 +25,9 @@ from qdoctor.report.render.common import (
     fmt_bytes,
     fmt_ms,
     fmt_sqnr,
+    measurement_text,
     module_rows,
-    speed_text,
+    ratio_speed_text,
     verified_text,
 )
 
@@ -171,9 +172,13 @@ def _summary(report: Report) -> str:
     if bench is not None:
         subject = _e(fmt_ms(bench.subject)) if bench.subject else _e(bench.subject_error or "-")
         rows.append(("latency (median ± IQR)", subject, _e(fmt_ms(bench.float_baseline))))
-        if bench.speedup is not None:
-            color = "#1a7f37" if bench.speedup >= 1 else "#c62828"
-            rows.append(("speed", f'<b style="color:{color}">{_e(speed_text(bench.speedup))}</b>', "1.00x"))
+        ratio = bench.speedup_ratio
+        if ratio is not None:
+            color = "#c62828" if ratio.clearly_below(1.0) else ("#1a7f37" if ratio.clearly_above(1.0) else "#9a6700")
+            rows.append(("speed", f'<b style="color:{color}">{_e(ratio_speed_text(ratio))}</b>', "1.00x"))
+        measured = measurement_text(report)
+        if measured:
+            rows.append(("measured", _e(measured), None))
     else:
         rows.append(("latency", _e(facts.unavailable.get("benchmark", "not measured")), "-"))
     fix_all = report.extras.get("fix_all")

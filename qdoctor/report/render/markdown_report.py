@@ -20,8 +20,9 @@ from qdoctor.report.render.common import (
     fmt_bytes,
     fmt_ms,
     fmt_sqnr,
+    measurement_text,
     module_rows,
-    speed_text,
+    ratio_speed_text,
     verified_text,
 )
 
@@ -70,8 +71,11 @@ def _summary(report: Report) -> list[str]:
     if bench is not None:
         subject_latency = fmt_ms(bench.subject) if bench.subject else (bench.subject_error or "-")
         rows.append(["latency (median ± IQR)", subject_latency, fmt_ms(bench.float_baseline)])
-        if bench.speedup is not None:
-            rows.append(["speed", f"**{speed_text(bench.speedup)}** ({bench.speedup:.2f}x)", "1.00x"])
+        if bench.speedup_ratio is not None:
+            rows.append(["speed", f"**{ratio_speed_text(bench.speedup_ratio)}**", "1.00x"])
+        measured = measurement_text(report)
+        if measured:
+            rows.append(["measured", measured, "-"])
     else:
         rows.append(["latency", facts.unavailable.get("benchmark", "not measured"), "-"])
     fix_all = report.extras.get("fix_all")

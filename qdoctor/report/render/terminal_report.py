@@ -15,7 +15,15 @@ from qdoctor import facts as F
 from qdoctor.diagnose.findings import Severity
 from qdoctor.facts.location import first_line
 from qdoctor.report.model import Report
-from qdoctor.report.render.common import CATEGORY_LABEL, fmt_bytes, fmt_ms, fmt_sqnr, speed_text, verified_text
+from qdoctor.report.render.common import (
+    CATEGORY_LABEL,
+    fmt_bytes,
+    fmt_ms,
+    fmt_sqnr,
+    measurement_text,
+    ratio_speed_text,
+    verified_text,
+)
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
@@ -39,9 +47,13 @@ def _header(report: Report) -> Table:
         table.add_row("subject", fmt_ms(bench.subject))
     if bench is not None:
         table.add_row("float", fmt_ms(bench.float_baseline))
-        if bench.speedup is not None:
-            style = "green" if bench.speedup >= 1 else "bold red"
-            table.add_row("speed", Text(speed_text(bench.speedup), style=style))
+        ratio = bench.speedup_ratio
+        if ratio is not None:
+            style = "bold red" if ratio.clearly_below(1.0) else ("green" if ratio.clearly_above(1.0) else "yellow")
+            table.add_row("speed", Text(ratio_speed_text(ratio), style=style))
+    measured = measurement_text(report)
+    if measured:
+        table.add_row("measured", measured)
     fix_all = report.extras.get("fix_all")
     if fix_all and fix_all.get("headline"):
         style = "bold green" if fix_all.get("after_ms") is not None else "yellow"

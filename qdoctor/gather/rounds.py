@@ -1,0 +1,242 @@
+"""The measurement layer: the models being compared timed in interleaved rounds, ratios from paired rounds.
+
+Everything qdoctor compares (subject vs float baseline, each verified fix vs its "before", `qdoctor compare`'s
+recipes) is measured here, together:
+- the machine is looked at first (qdoctor.gather.contention): under contention the models run on the free cores
+  (fewer threads, pinned) after a bounded wait for quiet, and the report says so;
+- every model runs once per round, in alternating order (ABC, CBA, ...), so a change of load, frequency or cache
+  state falls on all of them alike (hyperfine and pyperf time one command or worker after another; a ratio of two
+  such timings mixes the model with whatever the machine did in between);
+- a round's block is a few calls sized from a calibration run (pyperf calibrates loops, torch.utils.benchmark's
+  blocked_autorange sizes blocks the same way) with the garbage collector off, as timeit does;
+- each timing is the median and IQR over rounds (torch.utils.benchmark's Measurement; its "noisy" is IQR above
+  10 % of the median), and each ratio is the ratio of the two medians with a 95 % interval from a paired bootstrap
+  over the rounds (the same resampled rounds for both models, so load common to a round cancels);
+- others' CPU time on the measured cores is watched throughout; a ratio taken under contention is withheld
+  ("machine busy") unless it was taken on one thread with a tight interval (pyperf warns about unstable
+  benchmarks; here the warning withholds the verdict).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from qdoctor.facts import Contention, Ratio, Timing
+from qdoctor.gather import contention as C
+from qdoctor.gather.exclusive import exclusive_measurement
+
+NOISY_SPREAD = 0.10  # IQR / median above this is flagged, as torch.utils.benchmark does
+MIN_ROUNDS = 7
+MAX_ROUNDS = 40
+BLOCK_S = 0.004  # a block of calls lasts at least this long (timer overhead and jitter negligible)
+RESAMPLES = 2000
+SEED = 0
+CONFIDENCE = 0.95
+BUSY_WIDTH = 0.15  # under contention, a ratio whose interval is wider than this (relative) is withheld
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class Variant:
+    """One model to time: ``run()`` is one forward pass, run under ``context()`` (its engine, ...)."""
+
+    key: str
+    run: Callable[[], Any]
+    context: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
+    threads: int | None = None  # its own thread count (a thread fix); None: the one in force
+
+
+@dataclass
+class RoundsResult:
+    """Per variant: seconds per call in each round (paired by round index), or the exception it raised."""
+
+    per_call: dict[str, list[float]] = field(default_factory=dict)
+    number: dict[str, int] = field(default_factory=dict)
+    threads: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, BaseException] = field(default_factory=dict)
+    contention: Contention | None = None
+
+    def timing(self, key: str) -> Timing | None:
+        times = self.per_call.get(key)
+        if not times or key in self.errors:
+            return None
+        return timing_from(times, self.number[key], self.threads[key], self.contended)
+
+    @property
+    def contended(self) -> bool:
+        return self.contention is not None and self.contention.contended
+
+    def ratio(self, numerator: str, denominator: str) -> Ratio | None:
+        """median(numerator) / median(denominator) with its paired-bootstrap interval over the shared rounds."""
+        a, b = self.per_call.get(numerator), self.per_call.get(denominator)
+        if not a or not b or numerator in self.errors or denominator in self.errors:
+            return None
+        n = min(len(a), len(b))
+        ratio = paired_ratio(a[:n], b[:n])
+        if ratio is None:
+            return None
+        if self.contended:
+            threads = max(self.threads[numerator], self.threads[denominator])
+            wide = (ratio.high - ratio.low) / ratio.value > BUSY_WIDTH if ratio.value > 0 else True
+            if threads > 1 or wide:
+                ratio = Ratio(ratio.value, ratio.low, ratio.high, ratio.method, busy=True)
+        return ratio
+
+
+def timing_from(per_call_s: list[float], number: int, threads: int, contended: bool = False) -> Timing:
+    times = np.asarray(per_call_s) * 1000.0
+    median = float(np.median(times))
+    q1, q3 = np.percentile(times, [25, 75])
+    iqr = float(q3 - q1)
+    return Timing(
+        median_ms=median,
+        iqr_ms=iqr,
+        runs=len(per_call_s),
+        number_per_run=number,
+        num_threads=threads,
+        noisy=bool(median and iqr / median > NOISY_SPREAD),
+        contended=contended,
+    )
+
+
+def paired_ratio(a: list[float], b: list[float], resamples: int = RESAMPLES, seed: int = SEED) -> Ratio | None:
+    """median(a) / median(b) and a percentile bootstrap interval, resampling rounds (pairs) with replacement."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(x) == 0 or len(x) != len(y) or float(np.median(y)) <= 0:
+        return None
+    value = float(np.median(x) / np.median(y))
+    if len(x) < 2:
+        return Ratio(value, value, value, "paired-bootstrap")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(x), size=(resamples, len(x)))
+    ratios = np.median(x[picks], axis=1) / np.maximum(np.median(y[picks], axis=1), 1e-15)
+    tail = (1.0 - CONFIDENCE) / 2 * 100
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return Ratio(value, min(float(low), value), max(float(high), value), "paired-bootstrap")
+
+
+def _block(run: Callable[[], Any], number: int, clock: Clock) -> float:
+    """Seconds per call over ``number`` calls, the garbage collector off (as timeit does)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = clock()
+        for _ in range(number):
+            run()
+        return (clock() - start) / number
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def measure(
+    variants: list[Variant],
+    budget_s: float,
+    *,
+    clock: Clock = time.perf_counter,
+    threads: int | None = None,
+    min_rounds: int = MIN_ROUNDS,
+    max_rounds: int = MAX_ROUNDS,
+    watch: bool = True,
+) -> RoundsResult:
+    """Time ``variants`` in interleaved rounds within about ``budget_s`` seconds per variant.
+
+    ``threads``: the thread count the measurement is meant for (default: the one in force); contention may lower it.
+    ``watch=False`` skips looking at the machine (tests with a fake clock).
+    """
+    import torch
+
+    requested = threads or torch.get_num_threads()
+    with exclusive_measurement():
+        if not watch:
+            return _rounds(variants, budget_s, clock, requested, None, min_rounds, max_rounds)
+        conditions = C.plan(requested)
+        with C.applied(conditions):
+            watcher = C.Watch(conditions)
+            result = _rounds(variants, budget_s, clock, requested, conditions, min_rounds, max_rounds)
+            result.contention = watcher.stop()
+        return result
+
+
+@contextlib.contextmanager
+def _threads(count: int) -> Any:
+    import torch
+
+    previous = torch.get_num_threads()
+    if count != previous:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if count != previous:
+            torch.set_num_threads(previous)
+
+
+def _rounds(
+    variants: list[Variant],
+    budget_s: float,
+    clock: Clock,
+    threads: int,
+    conditions: C.Conditions | None,
+    min_rounds: int,
+    max_rounds: int,
+) -> RoundsResult:
+    result = RoundsResult()
+    # under contention no variant runs on more threads than there are free cores (a thread fix's count included)
+    cap = conditions.threads_used if conditions is not None and conditions.threads_used < threads else None
+    single: dict[str, float] = {}
+    for v in variants:
+        count = min(v.threads or threads, cap) if cap else (v.threads or threads)
+        result.threads[v.key] = count
+        try:
+            with v.context(), _threads(count):
+                v.run()  # warm-up: lazy initialisation, weight packing
+                single[v.key] = min(_block(v.run, 1, clock), _block(v.run, 1, clock))
+        except Exception as exc:
+            result.errors[v.key] = exc
+    live = [v for v in variants if v.key not in result.errors]
+    if not live:
+        return result
+    for v in live:
+        result.number[v.key] = max(1, int(BLOCK_S / max(single[v.key], 1e-7)))
+        result.per_call[v.key] = []
+    # rounds: as many as the budget allows at one block per variant per round, within [min_rounds, max_rounds]
+    per_round = sum(single[v.key] * result.number[v.key] for v in live)
+    rounds = int(min(max_rounds, max(min_rounds, budget_s * len(live) / max(per_round, 1e-9))))
+    # blocks longer than one call when the budget allows more than max_rounds rounds: fewer, longer blocks
+    if budget_s * len(live) / max(per_round, 1e-9) > max_rounds:
+        stretch = budget_s * len(live) / max(per_round, 1e-9) / max_rounds
+        for v in live:
+            result.number[v.key] = max(1, int(result.number[v.key] * stretch))
+    for index in range(rounds):
+        order = live if index % 2 == 0 else list(reversed(live))
+        for v in order:
+            if v.key in result.errors:
+                continue
+            try:
+                with v.context(), _threads(result.threads[v.key]):
+                    result.per_call[v.key].append(_block(v.run, result.number[v.key], clock))
+            except Exception as exc:
+                result.errors[v.key] = exc
+    return result
+
+
+def measure_one(
+    run: Callable[[], Any], budget_s: float, threads: int | None = None
+) -> tuple[Timing, Contention | None]:
+    """One model alone (no comparison): its Timing and the contention seen."""
+    result = measure([Variant("only", run)], budget_s, threads=threads)
+    if "only" in result.errors:
+        raise result.errors["only"]
+    timing = result.timing("only")
+    assert timing is not None
+    return timing, result.contention
