@@ -120,6 +120,17 @@ def sample_facts() -> F.Facts:
     bench = F.Benchmarks(
         subject=F.Timing(median_ms=4.812, iqr_ms=0.231, runs=42, number_per_run=10, num_threads=1, noisy=False),
         float_baseline=F.Timing(median_ms=3.274, iqr_ms=0.402, runs=55, number_per_run=10, num_threads=1, noisy=True),
+        paired_speedup=F.Ratio(0.680, 0.641, 0.702, "paired-bootstrap"),
+    )
+    measurement = F.Contention(
+        cores_allowed=2,
+        load_average=1.2,
+        busy_cores_before=0.9,
+        busy_cores_during=0.05,
+        threads_requested=2,
+        threads_used=1,
+        cpus_used=[1],
+        action="measured on 1 thread, pinned to CPU 1: 1 of 2 cores was busy",
     )
     return F.Facts(
         target=target,
@@ -133,6 +144,7 @@ def sample_facts() -> F.Facts:
         size=F.Sizes(subject_bytes=412_345, float_bytes=1_234_567),
         numerics=F.Numerics(sqnr_db=31.42),
         unavailable={"float_modules": "the sample has none"},
+        measurement=measurement,
     )
 
 
@@ -154,6 +166,8 @@ def sample_report() -> Report:
                 "before_ms": 4.812,
                 "after_ms": 1.932,
                 "speedup": 2.49,
+                "speedup_interval": {"value": 2.49, "low": 2.38, "high": 2.61, "method": "paired-bootstrap"},
+                "effect": "faster",
                 "before_sqnr_db": 31.42,
                 "after_sqnr_db": 29.8,
             },

@@ -451,7 +451,7 @@ def test_terminal_report_shows_verified_lines_and_one_fix_all_snippet():
 
 
 def test_headline_wording():
-    from qdoctor.facts import Timing
+    from qdoctor.facts import Ratio, Timing
     from qdoctor.prescribe.measure import Measured, headline
 
     def t(ms: float) -> Timing:
@@ -459,12 +459,16 @@ def test_headline_wording():
 
     crashed, fixed = Measured(error="NotImplementedError: ..."), Measured(timing=t(4.9), sqnr_db=35.04)
     assert headline(crashed, fixed, t(34.1)) == (
-        "quantized: crashed -> after all fixes 4.9 ms, 7.0x faster than fp32 (34.1 ms), SQNR 35.0 dB vs fp32"
+        "quantized: crashed -> after all fixes 4.9 ms, 7.0x faster than fp32 (34.1 ms; 6.88-7.04x), SQNR 35.0 dB vs fp32"
     )
     assert headline(Measured(timing=t(50.0)), Measured(timing=t(10.0)), None) == (
         "quantized: 50.0 ms -> after all fixes 10.0 ms (5.0x faster than before)"
     )
     assert "SLOWER than fp32" in headline(Measured(timing=t(5.0)), Measured(timing=t(4.0)), t(2.0))
+    # the interval straddles 1.0: no verdict, "within noise"
+    assert "within noise of fp32" in headline(Measured(timing=t(5.0)), Measured(timing=t(4.0)), t(4.02))
+    busy = Ratio(3.0, 2.0, 4.0, "paired-bootstrap", busy=True)
+    assert "not judged, machine busy" in headline(Measured(timing=t(5.0)), Measured(timing=t(4.0)), t(12.0), busy)
     assert headline(crashed, Measured(error="RuntimeError: x"), t(1.0)) == (
         "quantized: crashed -> after all fixes it still raises RuntimeError: x"
     )

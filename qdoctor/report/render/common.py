@@ -94,7 +94,12 @@ def verified_text(verified: dict[str, Any] | None) -> str | None:
     line = (
         f"verified: {before:.2f} ms -> {after:.2f} ms" if before is not None else f"verified: crashed -> {after:.2f} ms"
     )
-    if verified.get("speedup"):
+    interval = verified.get("speedup_interval")
+    if interval:
+        judged = {"within noise": ", within noise", "machine busy": ", not judged: machine busy"}
+        span = f"{interval['low']:.2f}-{interval['high']:.2f}"
+        line += f" ({interval['value']:.2f}x, {span}{judged.get(verified.get('effect') or '', '')})"
+    elif verified.get("speedup"):
         line += f" ({verified['speedup']:.2f}x)"
     before_sqnr, after_sqnr = verified.get("before_sqnr_db"), verified.get("after_sqnr_db")
     if after_sqnr is not None:
