@@ -358,7 +358,7 @@ def test_parallel_checks_measure_one_at_a_time(tmp_path, monkeypatch):
     calls = [(name, float(t)) for name, t in (line.split() for line in log.read_text().splitlines())]
     for outcome, me in zip(outcomes, ("first.py", "second.py"), strict=False):
         assert outcome.status == "checked" and outcome.report.extras["worker"]["measured_alone"] is True
-        assert len(outcome.turns) >= 4  # profile and time the subject and the float baseline
+        assert len(outcome.turns) >= 3  # profile the subject, the float baseline; time both together
         assert any("measured alone" in note for note in outcome.report.notes)
         for start, end in outcome.turns:  # while it measured, the other model never ran
             assert not [t for name, t in calls if name != me and start <= t <= end], (me, start, end)

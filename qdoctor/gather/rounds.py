@@ -44,6 +44,13 @@ BUSY_WIDTH = 0.15  # under contention, a ratio whose interval is wider than this
 
 Clock = Callable[[], float]
 
+_timed_total = [0.0]  # seconds spent inside timed blocks by this process (overhead = wall / this; bench/)
+
+
+def timed_seconds() -> float:
+    """Seconds this process has spent inside timed blocks so far (the rest of a check is overhead)."""
+    return _timed_total[0]
+
 
 @dataclass
 class Variant:
@@ -132,7 +139,9 @@ def _block(run: Callable[[], Any], number: int, clock: Clock) -> float:
         start = clock()
         for _ in range(number):
             run()
-        return (clock() - start) / number
+        spent = clock() - start
+        _timed_total[0] += spent
+        return spent / number
     finally:
         if enabled:
             gc.enable()

@@ -103,8 +103,10 @@ def check(
     """
     from qdoctor.load.input_fit import check_loaded_inputs
 
+    from qdoctor.gather.rounds import timed_seconds
+
     options = options or CheckOptions()
-    started = time.perf_counter()
+    started, timed_before = time.perf_counter(), timed_seconds()
     with preserved_torch_state():
         progress(f"loading {spec}")
         loaded = load_target_explained(spec, trust=options.trust)
@@ -132,6 +134,7 @@ def check(
                 "phase_diagnose": diagnosed_at - gathered_at,
                 "phase_verify": done - diagnosed_at,
                 "phase_total": done - started,
+                "inside_timed_runs": timed_seconds() - timed_before,
             }
         )
         return report
