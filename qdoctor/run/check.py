@@ -101,9 +101,8 @@ def check(
     ``on_stage(message, facts)`` is called as each stage begins, with everything gathered so far (qdoctor.run.worker
     sends these snapshots to its parent, so a check that dies part-way still gives a report).
     """
-    from qdoctor.load.input_fit import check_loaded_inputs
-
     from qdoctor.gather.rounds import timed_seconds
+    from qdoctor.load.input_fit import check_loaded_inputs
 
     options = options or CheckOptions()
     started, timed_before = time.perf_counter(), timed_seconds()
