@@ -226,7 +226,10 @@ def _rounds(
         stretch = budget_s * len(live) / max(per_round, 1e-9) / max_rounds
         for v in live:
             result.number[v.key] = max(1, int(result.number[v.key] * stretch))
-    for index in range(rounds):
+    index = 0
+    # adaptive, as torch.utils.benchmark's adaptive_autorange: while a spread stays above NOISY_SPREAD, more rounds
+    # (up to twice as many, within max_rounds); a quiet machine stops at the planned count
+    while index < rounds or (index < min(2 * rounds, max_rounds) and _spread_too_wide(result, live)):
         order = live if index % 2 == 0 else list(reversed(live))
         for v in order:
             if v.key in result.errors:
@@ -236,7 +239,19 @@ def _rounds(
                     result.per_call[v.key].append(_block(v.run, result.number[v.key], clock))
             except Exception as exc:
                 result.errors[v.key] = exc
+        index += 1
     return result
+
+
+def _spread_too_wide(result: RoundsResult, live: list[Variant]) -> bool:
+    for v in live:
+        times = result.per_call.get(v.key)
+        if v.key in result.errors or not times or len(times) < 4:
+            continue
+        q1, median, q3 = np.percentile(times, [25, 50, 75])
+        if median > 0 and (q3 - q1) / median > NOISY_SPREAD:
+            return True
+    return False
 
 
 def measure_one(
