@@ -119,14 +119,16 @@ def independent_medians(target: str, min_run_time: float) -> list[list[str]]:
                     model(*loaded.inputs)
 
             theirs = (
-                benchmark.Timer("run()", globals={"run": run}, num_threads=torch.get_num_threads())
+                # at the thread count qdoctor measured with (fewer than the user's when cores were busy)
+                benchmark.Timer("run()", globals={"run": run}, num_threads=ours.num_threads)
                 .blocked_autorange(min_run_time=min_run_time)
                 .median
                 * 1000
             )
             gap = ours.median_ms / theirs - 1
             ok = "ok" if abs(gap) <= INDEPENDENT_TOLERANCE else "OUTSIDE 10 %"
-            rows.append([f"{Path(target).name} {key}", f"{ours.median_ms:.3f}", f"{theirs:.3f}", f"{gap:+.1%}", ok])
+            name = f"{Path(target).name} {key} ({ours.num_threads} thr)"
+            rows.append([name, f"{ours.median_ms:.3f}", f"{theirs:.3f}", f"{gap:+.1%}", ok])
     return rows
 
 
