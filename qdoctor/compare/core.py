@@ -309,8 +309,11 @@ def _notes(
             "no evaluate(model) in the script: accuracy is judged by SQNR against fp32 only; define evaluate() "
             "returning an accuracy for a real accuracy drop"
         )
-    if any(c.latency is not None and c.latency.noisy for c in candidates):
-        notes.append("latencies marked * are noisy (IQR above 10% of the median): is the machine busy?")
+    if any(c.latency is not None and (c.latency.noisy or c.latency.contended) for c in candidates):
+        notes.append(
+            "latencies marked * are noisy (IQR above 10% of the median) or were taken while other processes used "
+            "the cores measured on"
+        )
     others = [r.name for r in R.catalog() if r.name not in {s.name for s in selected} and r.name not in not_run]
     if others:
         notes.append(f"also available: {', '.join(others)} (--recipes all)")

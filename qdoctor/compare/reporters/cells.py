@@ -29,7 +29,7 @@ def latency_text(c: Candidate) -> str:
     t = c.latency
     if t is None:
         return "-"
-    return f"{t.median_ms:.2f} ±{t.iqr_ms:.2f} ms" + ("*" if t.noisy else "")
+    return f"{t.median_ms:.2f} ±{t.iqr_ms:.2f} ms" + ("*" if t.noisy or t.contended else "")
 
 
 def ratio_text(value: float | None) -> str:
