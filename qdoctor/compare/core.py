@@ -181,7 +181,11 @@ def time_recipes(
             candidate.latency = timing
             if candidate.recipe != FP32:
                 candidate.speedup_interval = rounds.ratio(FP32, candidate.recipe)
-    return rounds.contention
+    seen = rounds.contention
+    if seen is not None and any(c.speedup_interval is not None and c.speedup_interval.busy for c, _, _ in measured):
+        seen.busy = True
+        seen.action += "; speedups withheld (machine busy)"
+    return seen
 
 
 def _fill_comparisons(

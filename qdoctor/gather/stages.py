@@ -242,12 +242,16 @@ class Gathering:
             subject_error = f"timing the subject raised {exception_line(result.errors['subject'])}"
         if "float" in result.errors:
             facts.unavailable["benchmark_float"] = exception_line(result.errors["float"])
+        speedup = result.ratio("float", "subject")
         facts.measurement = result.contention
+        if facts.measurement is not None and speedup is not None and speedup.busy:
+            facts.measurement.busy = True
+            facts.measurement.action += "; the comparison with fp32 is withheld (machine busy)"
         facts.benchmark = Benchmarks(
             subject=result.timing("subject"),
             float_baseline=result.timing("float"),
             subject_error=subject_error,
-            paired_speedup=result.ratio("float", "subject"),
+            paired_speedup=speedup,
         )
 
     # ---- size, accuracy, flow

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from qdoctor import facts as F
 from qdoctor.diagnose.findings import Finding
 from qdoctor.facts import Facts, Ratio, Timing, recommended_engine
 from qdoctor.facts.location import exception_line, first_line
@@ -139,7 +140,13 @@ class Verification:
         subject = self.loaded.subject
         if self.subject_crashed or bench is None or bench.subject is None or eager_module(subject) is not subject:
             return None
-        return Variant("subject", timing.model_run(subject, self.inputs), threads=self.measured_threads)
+        # as when it was gathered: the subject itself unless running it changes it (a copy would repack its int8
+        # weights for the engine in force now)
+        found = self.facts.modules
+        stateful = found is None or any(
+            m.kind in (F.OBSERVER, F.FAKE_QUANT, F.QAT) or (m.training and m.is_leaf) for m in found
+        )
+        return Variant("subject", timing.model_run(subject, self.inputs, stateful), threads=self.measured_threads)
 
     def time_together(self, items: list[Measured]) -> None:
         """Time the built, untimed ``items`` in one session of interleaved rounds, with the subject and the float
