@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from qdoctor import __version__
 from qdoctor.diagnose.flow_causes import script_failure_text
-from qdoctor.diagnose.registry import flow_failure_rules, run_rules
+from qdoctor.diagnose.registry import flow_failure_rules, run_after_fixes, run_rules
 from qdoctor.errors import ScriptFailedError, TargetError
 from qdoctor.facts import Facts
 from qdoctor.gather import GatherOptions, OnStage, gather_facts
@@ -118,7 +118,23 @@ def check(
             if on_stage is not None:
                 on_stage("verifying fixes", facts)
             report.extras.update(verify_fixes(loaded, facts, report.findings, options, progress))
+            add_after_fixes_findings(report, options)
         return report
+
+
+def add_after_fixes_findings(report: Report, options: CheckOptions) -> None:
+    """The post-prescription checks (qdoctor.diagnose.registry.run_after_fixes): what the verified fix-all leaves
+    unexplained is a finding too (QD024 when the fixed model is still clearly slower than float)."""
+    added = run_after_fixes(
+        report.facts,
+        report.extras.get("fix_all"),
+        report.findings,
+        options.select,
+        options.ignore,
+        options.per_module_ignores,
+    )
+    if added:
+        report.findings = sorted(report.findings + added, key=lambda f: f.sort_key())
 
 
 def load_target_explained(spec: str, trust: bool = False) -> Any:
