@@ -157,6 +157,20 @@ def unexplained_crashes(facts: Facts) -> list[CrashInfo]:
     return [crash for crash in distinct_crashes(facts) if not owners(crash, facts)]
 
 
+def crash_rules(facts: Facts) -> list[Rule]:
+    """The rules that report the facts' crashes: the owners of each crash's cause, and the residual rule when a crash
+    has none. A crash is a number in the report's header whatever else the model is: it always has a finding."""
+    crashes = distinct_crashes(facts)
+    if not crashes:
+        return []
+    return [
+        r
+        for r in all_rules()
+        if any(cause.matches(crash, facts) for cause in r.owns for crash in crashes)
+        or (r.residual and unexplained_crashes(facts))
+    ]
+
+
 def slowdown_explanations(facts: Facts) -> SlowdownExplanations:
     """The findings of every rule registered with ``explains_slowdown`` whose facts are present, whatever
     --select/--ignore/per-module-ignores say: ignoring a rule silences its finding, it does not make a slowdown

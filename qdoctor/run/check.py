@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from qdoctor import __version__
 from qdoctor.diagnose.flow_causes import script_failure_text
-from qdoctor.diagnose.registry import flow_failure_rules, run_after_fixes, run_rules
+from qdoctor.diagnose.registry import crash_rules, flow_failure_rules, run_after_fixes, run_rules
 from qdoctor.errors import ScriptFailedError, TargetError
 from qdoctor.facts import Facts
 from qdoctor.gather import GatherOptions, OnStage, gather_facts
@@ -81,8 +81,10 @@ def build_report(facts: Facts, options: CheckOptions) -> Report:
     """Run the rules over ``facts`` (complete, or partial when a check died part-way) and assemble the Report."""
     if facts.modules is not None and not facts.is_quantized:
         # Nothing was quantized. When a flow step raised first, only the rules that own its cause run (the others
-        # would only describe the float model); else there is nothing to diagnose.
+        # would only describe the float model); else there is nothing to diagnose, except a crash: the report shows
+        # it, so the rules that report crashes run (its owners, else QD014).
         owners = flow_failure_rules(facts)
+        owners += [r for r in crash_rules(facts) if r not in owners]
         findings, skipped = run_rules(facts, options.select, options.ignore, options.per_module_ignores, rules=owners)
     else:
         findings, skipped = run_rules(facts, options.select, options.ignore, options.per_module_ignores)
