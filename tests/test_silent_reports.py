@@ -15,6 +15,7 @@ fine. Checked over every shipped fixture (fixtures/*.py), reusing the session's 
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 from conftest import FIXTURES
@@ -31,8 +32,13 @@ BENCHED = {"tv_shufflenet_ptq_reference.py"}
 SQNR_FLOOR_DB = 20.0
 
 
+# Float models for `qdoctor compare` (nothing quantized: no rule reads a profile of them); profiling them would only
+# add minutes to the suite.
+UNPROFILED = {name for name in ALL_FIXTURES if name.startswith("compare_")}
+
+
 def _report(check_fixture, name: str):
-    return check_fixture(name, bench=name in BENCHED)
+    return check_fixture(name, bench=name in BENCHED, profile=name not in UNPROFILED)
 
 
 def _clearly_slower() -> Benchmarks:
@@ -44,6 +50,7 @@ def _clearly_slower() -> Benchmarks:
 
 def test_the_fixtures_are_all_here():
     assert len(ALL_FIXTURES) > 40 and "tv_shufflenet_ptq_reference.py" in ALL_FIXTURES
+    assert 0 < len(UNPROFILED) < 6  # the compare_ float models only
 
 
 @pytest.mark.parametrize("name", ALL_FIXTURES)
@@ -97,3 +104,35 @@ def test_a_sub_floor_sqnr_always_has_a_finding(check_fixture):
             f"sub-floor reports without a finding today: {silent or 'none'}"
         )
     assert not silent, f"output SQNR below {SQNR_FLOOR_DB} dB and no finding: {silent}"
+
+
+# ------------------------------------------------------------------------------------------------ invented inputs
+
+
+@pytest.mark.parametrize("fmt", ["terminal", "json", "markdown", "sarif", "html"])
+def test_invented_inputs_are_said_in_the_header_of_every_format(fmt):
+    from sample_report import sample_report
+
+    from qdoctor.report.render import OutputFormat, render
+
+    report = sample_report()
+    assert "invented" not in render(report, OutputFormat(fmt), width=400)  # the script's example_inputs
+    report.facts.target.inputs_origin = "inferred"
+    report.facts.target.inputs_inferred = "no input tensor in the script; made a random one from the first layer"
+    text = render(report, OutputFormat(fmt), width=400)
+    said = "inputs qdoctor invented (1x3x64x64"
+    if fmt == "json":
+        assert said in json.loads(text)["target"]["inputs_caveat"]
+    elif fmt == "sarif":
+        assert said in json.loads(text)["runs"][0]["properties"]["inputs_caveat"]
+    else:  # in the header, before any finding
+        assert said in text and not any(f.message[:40] in text[: text.index(said)] for f in report.findings)
+
+
+def test_the_origin_of_the_inputs_is_a_fact():
+    from conftest import SCRIPTS
+
+    from qdoctor.load.target import load_target
+
+    assert load_target(str(SCRIPTS / "infer_inputs.py")).target.inputs_origin == "inferred"
+    assert load_target(str(SCRIPTS / "contract_names.py")).target.inputs_origin == "contract"
