@@ -80,6 +80,7 @@ def test_qd024_reports_a_clear_slowdown_no_rule_explains_and_where_the_time_goes
     assert {"QD003", "QD004", "QD005", "QD006", "QD008"} <= set(evidence["ruled_out"])
     assert "backend-mismatch (QD003)" in finding.message  # what was checked and ruled out, by name
     assert "float_model.conv.qconfig = None" in finding.fix
+    assert "quant.qconfig" not in finding.fix  # only layers that compute in int8 are worth keeping in float
 
 
 def test_qd024_uses_the_paired_interval_when_the_measurement_gives_one():
@@ -215,7 +216,10 @@ def measured_slower():
     """FIXTURES checked end to end, benchmarked with the fixed clock (int8 3x slower)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("qdoctor.gather.timing.time_model", _fixed_clock)
-        return {name: run_check(fixture_path(name), bench=True) for name in FIXTURES}
+        reports = {name: run_check(fixture_path(name), bench=True) for name in FIXTURES}
+        # the same with verified fixes: fix-all switches the engine to x86, and the fixed clock still says slower
+        reports["verified"] = run_check(fixture_path(FIXTURES[1]), bench=True, verify=True)
+        return reports
 
 
 def test_fixture_with_no_known_cause_reports_qd024_at_a_depthwise_conv(measured_slower):
@@ -237,3 +241,15 @@ def test_fixture_where_qd003_explains_the_slowdown_keeps_qd024_quiet(measured_sl
     report = measured_slower[FIXTURES[1]]
     assert report.facts.benchmark.clearly_slower()
     assert "QD003" in codes(report) and "QD024" not in codes(report)
+
+
+def test_fix_all_that_leaves_the_model_slower_is_reported_after_the_fixes(measured_slower):
+    report = measured_slower["verified"]
+    fix_all = report.extras["fix_all"]
+    assert fix_all["applied"] and "QD003" in fix_all["fixes"]
+    assert fix_all["speedup_vs_float_interval"][1] < 1.0  # 2 ms float against 6 ms fixed int8, IQRs far apart
+    [finding] = findings_of(report, "QD024")
+    assert finding.message.startswith("after all verified fixes (QD003) the int8 model is still ")
+    assert "x slower than float" in finding.message
+    assert finding.evidence["fixes_applied"] == fix_all["fixes"]
+    assert "QD003" in codes(report)  # the finding the fixes came from stays

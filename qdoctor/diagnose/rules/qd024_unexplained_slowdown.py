@@ -110,11 +110,17 @@ def _fix(facts: Facts, modules: list[dict[str, Any]]) -> str:
         "# no known cause: look at where the extra time goes before changing the recipe.",
         "# qdoctor check <target> --trace-dir traces/   then: tensorboard --logdir traces/",
     ]
-    if modules:
+    layers = [m["module"] for m in modules if _computes_in_int8(facts, m["module"])][:3]
+    if layers:
         lines.append("# if the slowest int8 layers cost more than their float versions, keep them in float")
         lines.append("# (set before prepare(), then calibrate and convert again):")
-        lines += [f"{float_name}{attribute_access(float_path(facts, m['module']))}.qconfig = None" for m in modules[:3]]
+        lines += [f"{float_name}{attribute_access(float_path(facts, path))}.qconfig = None" for path in layers]
     return "\n".join(lines)
+
+
+def _computes_in_int8(facts: Facts, path: str) -> bool:
+    info = facts.module(path)
+    return info is not None and info.kind in (F.QUANTIZED, F.DYNAMIC_QUANTIZED, F.TORCHAO_QUANTIZED)
 
 
 def attribute_access(path: str) -> str:
