@@ -45,10 +45,10 @@ def check_fixture():
     once per session however many tests name it, by file name or by repository path."""
     cache: dict[tuple, object] = {}
 
-    def get(name: str | Path, bench: bool = False):
-        key = (fixture_path(name), bench)
+    def get(name: str | Path, bench: bool = False, profile: bool = True):
+        key = (fixture_path(name), bench, profile)
         if key not in cache:
-            cache[key] = run_check(key[0], bench=bench)
+            cache[key] = run_check(key[0], bench=bench, profile=profile)
         return cache[key]
 
     return get

@@ -234,6 +234,7 @@ def make_facts(
         subject_name="quantized_model",
         float_name="float_model",
         inputs_name="example_inputs",
+        inputs_origin="contract",
         inputs=inputs if inputs is not None else [f32()],
         script_text=script,
         warnings=warnings or [],

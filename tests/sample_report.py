@@ -32,6 +32,7 @@ def sample_facts() -> F.Facts:
         subject_name="quantized_model",
         float_name="float_model",
         inputs_name="example_inputs",
+        inputs_origin="contract",
         inputs=[F.TensorInfo("torch.float32", [1, 3, 64, 64], False)],
         warnings=["UserWarning: Please use quant_min and quant_max to specify the range for observers."],
         has_calibration_data=True,

@@ -4,6 +4,11 @@ A rule declares the facts it needs; when one is missing the rule is skipped with
 reports crashes declares the crash causes it owns (``owns=``, qdoctor.diagnose.cause); from those claims alone the
 registry derives which crashes are explained, hands the rest to the residual rule (QD014 unexplained-crash), and
 picks the rules to run when a quantization flow step raised before anything was quantized.
+
+Slowness works the same way: a rule whose findings account for int8 being slower than float says so once, in its
+registration (``explains_slowdown=True``); the residual slowdown rule (QD024 unexplained-slowdown,
+``slowdown_residual=True``) is handed the findings of those rules on the same facts and reports a measured slowdown
+that none of them explains.
 """
 
 from __future__ import annotations
@@ -25,6 +30,21 @@ ResidualFn = Callable[[Facts, list[CrashInfo]], Iterable[Finding]]
 
 
 @dataclass(frozen=True)
+class SlowdownExplanations:
+    """What the residual slowdown rule is handed: the findings of the ``explains_slowdown`` rules on these facts, the
+    rules that ran and found nothing (ruled out), and those that could not run (missing facts: not ruled out)."""
+
+    findings: list[Finding]
+    ruled_out: list[tuple[str, str]]  # (code, name) of explaining rules that ran without a finding
+    not_checked: list[tuple[str, str]]  # (code, reason) of explaining rules skipped for missing facts
+
+
+# A check of the verified fix-all (a post-prescription check): (facts, the fix-all summary, what explains a
+# slowdown that the fixes did not apply) -> findings. Registered with @after_fixes(code) beside its rule.
+AfterFixesFn = Callable[[Facts, dict, SlowdownExplanations], Iterable[Finding]]
+
+
+@dataclass(frozen=True)
 class Rule:
     code: str  # QDnnn
     name: str  # kebab-case, matches rules/QDnnn-name.md
@@ -34,6 +54,8 @@ class Rule:
     check: CheckFn  # a residual rule's function is called with the unexplained crashes here
     owns: tuple[Cause, ...] = ()  # the crash causes this rule reports: a crash with one of them is explained
     residual: bool = False  # reports the crashes that no registered rule owns
+    explains_slowdown: bool = False  # its findings account for the int8 model being slower than float
+    slowdown_residual: bool = False  # reports a measured slowdown that no explains_slowdown rule accounts for
 
     def owns_cause(self, cause: Cause) -> bool:
         return any(owned.id == cause.id for owned in self.owns)
@@ -76,9 +98,14 @@ def rule(
     needs: tuple[str, ...] = (),
     owns: tuple[Cause, ...] = (),
     residual: bool = False,
+    explains_slowdown: bool = False,
+    slowdown_residual: bool = False,
 ) -> Callable[[Callable[..., Iterable[Finding]]], Rule]:
     """Register a rule. ``owns``: the crash causes it reports. ``residual``: the function is
-    ``(facts, unexplained_crashes) -> findings`` and reports every crash that no registered rule owns."""
+    ``(facts, unexplained_crashes) -> findings`` and reports every crash that no registered rule owns.
+    ``explains_slowdown``: its findings say why int8 is slower than float (the one place that says so).
+    ``slowdown_residual``: the function is ``(facts, explanations) -> findings``, handed SlowdownExplanations: the
+    findings of every ``explains_slowdown`` rule on the same facts, and which of them ran."""
 
     def register(fn: Callable[..., Iterable[Finding]]) -> Rule:
         if code in _REGISTRY:
@@ -87,14 +114,23 @@ def rule(
             claimed = [r.code for r in _REGISTRY.values() if r.owns_cause(cause)]
             if claimed:
                 raise ValueError(f"crash cause {cause.id} owned by {claimed[0]} and {code}")
+        if residual and slowdown_residual:
+            raise ValueError(f"rule {code}: residual of crashes or of slowdowns, not both")
         if residual:
 
             def check(facts: Facts) -> Iterable[Finding]:
                 return fn(facts, unexplained_crashes(facts))
 
+        elif slowdown_residual:
+
+            def check(facts: Facts) -> Iterable[Finding]:
+                return fn(facts, slowdown_explanations(facts))
+
         else:
             check = fn
-        registered = Rule(code, name, severity, summary, needs, check, owns, residual)
+        registered = Rule(
+            code, name, severity, summary, needs, check, owns, residual, explains_slowdown, slowdown_residual
+        )
         _REGISTRY[code] = registered
         return registered
 
@@ -119,6 +155,85 @@ def owners(crash: CrashInfo, facts: Facts) -> list[Rule]:
 def unexplained_crashes(facts: Facts) -> list[CrashInfo]:
     """The facts' distinct crashes that no registered rule owns: what the residual rule reports."""
     return [crash for crash in distinct_crashes(facts) if not owners(crash, facts)]
+
+
+def crash_rules(facts: Facts) -> list[Rule]:
+    """The rules that report the facts' crashes: the owners of each crash's cause, and the residual rule when a crash
+    has none. A crash is a number in the report's header whatever else the model is: it always has a finding."""
+    crashes = distinct_crashes(facts)
+    if not crashes:
+        return []
+    return [
+        r
+        for r in all_rules()
+        if any(cause.matches(crash, facts) for cause in r.owns for crash in crashes)
+        or (r.residual and unexplained_crashes(facts))
+    ]
+
+
+def slowdown_explanations(facts: Facts) -> SlowdownExplanations:
+    """The findings of every rule registered with ``explains_slowdown`` whose facts are present, whatever
+    --select/--ignore/per-module-ignores say: ignoring a rule silences its finding, it does not make a slowdown
+    unexplained. Rules are pure, so running them again on the same facts gives the same findings."""
+    findings: list[Finding] = []
+    ruled_out: list[tuple[str, str]] = []
+    not_checked: list[tuple[str, str]] = []
+    for r in all_rules():
+        if not r.explains_slowdown:
+            continue
+        missing = [n for n in r.needs if getattr(facts, n, None) is None]
+        if missing:
+            not_checked.append((r.code, f"needs {', '.join(missing)}"))
+            continue
+        found = list(r.check(facts))
+        findings.extend(found)
+        if not found:
+            ruled_out.append((r.code, r.name))
+    return SlowdownExplanations(findings, ruled_out, not_checked)
+
+
+_AFTER_FIXES: dict[str, AfterFixesFn] = {}
+
+
+def after_fixes(code: str) -> Callable[[AfterFixesFn], AfterFixesFn]:
+    """Register rule ``code``'s check of the verified fix-all: a rule is pure over Facts, and what the fixes leave
+    is known only once prescribe/ measured them, so this one check runs after prescription (run_after_fixes)."""
+
+    def register(fn: AfterFixesFn) -> AfterFixesFn:
+        if code in _AFTER_FIXES:
+            raise ValueError(f"rule {code} registered an after-fixes check twice")
+        _AFTER_FIXES[code] = fn
+        return fn
+
+    return register
+
+
+def run_after_fixes(
+    facts: Facts,
+    fix_all: dict | None,
+    findings: list[Finding],
+    select: Iterable[str] | None = None,
+    ignore: Iterable[str] | None = None,
+    per_module_ignores: Mapping[str, Iterable[str]] | None = None,
+) -> list[Finding]:
+    """The selected rules' checks of the verified fix-all. Each is handed what explains a slowdown that the fix-all
+    did not apply (an explaining finding whose fix was left out may still account for what remains); a rule that
+    already reported on the model as written is not asked again."""
+    if not fix_all:
+        return []
+    all_rules()  # import every rule module, which registers its after-fixes check
+    explained = slowdown_explanations(facts)
+    applied = set(fix_all.get("fixes") or []) if fix_all.get("applied") else set()
+    unfixed = SlowdownExplanations(
+        [f for f in explained.findings if f.rule not in applied], explained.ruled_out, explained.not_checked
+    )
+    reported = {f.rule for f in findings}
+    found: list[Finding] = []
+    for code, check in sorted(_AFTER_FIXES.items()):
+        if code in reported or not selected(code, select, ignore):
+            continue
+        found.extend(f for f in check(facts, fix_all, unfixed) if not module_ignored(f, per_module_ignores))
+    return with_inputs_caveat(found, facts)
 
 
 def flow_failure_rules(facts: Facts) -> list[Rule]:
@@ -180,6 +295,23 @@ def run_rules(
             reasons = "; ".join(f"{n}: {facts.unavailable.get(n, 'not gathered')}" for n in missing)
             skipped.append(SkippedRule(r.code, r.name, f"needs {', '.join(missing)} ({reasons})"))
             continue
-        findings.extend(f for f in r.check(facts) if not module_ignored(f, per_module_ignores))
+        found = [f for f in r.check(facts) if not module_ignored(f, per_module_ignores)]
+        if any(n in TIMING_FACTS for n in r.needs):
+            found = with_inputs_caveat(found, facts)
+        findings.extend(found)
     findings.sort(key=Finding.sort_key)
     return findings, skipped
+
+
+# A rule that needs one of these rests on timing: on invented inputs its findings say so (with_inputs_caveat).
+TIMING_FACTS = ("benchmark", "profile", "float_profile")
+
+
+def with_inputs_caveat(findings: list[Finding], facts: Facts) -> list[Finding]:
+    """Findings that rest on timing, with ``evidence["inputs_caveat"]`` when qdoctor invented the inputs: the
+    timings describe a workload the script may never run (facts.target.inputs_origin)."""
+    caveat = facts.target.invented_inputs_caveat()
+    if caveat is not None:
+        for finding in findings:
+            finding.evidence.setdefault("inputs_caveat", caveat)
+    return findings

@@ -481,6 +481,14 @@ class FlowInfo:
     notes: list[str] = field(default_factory=list)  # flow facts worth telling (e.g. what a TorchScript file records)
 
 
+# Where the example inputs came from (Target.inputs_origin). Only "inferred" inputs are made up by qdoctor: a random
+# tensor shaped from the first layer, for a workload nobody runs.
+INPUTS_CONTRACT = "contract"  # the script's `example_inputs` / `get_example_inputs()`
+INPUTS_SCRIPT = "script"  # a tensor the script defined under another name (or captured from its calls)
+INPUTS_SAVED = "saved"  # the example inputs saved with the program (an ExportedProgram file)
+INPUTS_INFERRED = "inferred"  # invented by qdoctor: not given by the script, not captured from its calls
+
+
 @dataclass
 class Target:
     spec: str  # what the user passed
@@ -490,6 +498,7 @@ class Target:
     inputs_name: str | None  # None when inputs were inferred
     inputs: list[TensorInfo]
     inputs_inferred: str | None = None  # why and how, when qdoctor made the inputs up
+    inputs_origin: str | None = None  # one of the INPUTS_* above; None when the inputs were never chosen
     float_derived: str | None = None  # how a float baseline was derived (e.g. observers stripped)
     load_crash: CrashInfo | None = None  # the script raised part-way
     user_stdout: str = ""
@@ -498,6 +507,21 @@ class Target:
     has_calibration_data: bool = False
     has_evaluate: bool = False
     script_text: str = ""  # the user's source, for source-level evidence (thread settings, API calls)
+
+    @property
+    def inputs_invented(self) -> bool:
+        """qdoctor made the inputs up: timings and per-layer comparisons describe a workload nobody runs."""
+        return self.inputs_origin == INPUTS_INFERRED or (self.inputs_origin is None and bool(self.inputs_inferred))
+
+    def invented_inputs_caveat(self) -> str | None:
+        """The one sentence every report header and every timing-based finding carries when the inputs were invented."""
+        if not self.inputs_invented:
+            return None
+        shapes = ", ".join("x".join(map(str, t.shape)) for t in self.inputs) or "unknown shape"
+        return (
+            f"timed on inputs qdoctor invented ({shapes}; the script gives none): timings and per-layer comparisons "
+            "describe a workload the script may never run; define `example_inputs` to measure yours"
+        )
 
 
 @dataclass

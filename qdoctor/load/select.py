@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from qdoctor.errors import NoModelError, ScriptFailedError, TargetError
-from qdoctor.facts import Target
+from qdoctor.facts import INPUTS_CONTRACT, INPUTS_INFERRED, INPUTS_SCRIPT, Target
 from qdoctor.facts.location import first_line
 from qdoctor.introspect.flow import model_flow
 from qdoctor.introspect.kinds import classify
@@ -201,11 +201,11 @@ def pick_inputs(
 ) -> tuple[Any, ...]:
     for func in INPUT_FUNCS:
         if callable(namespace.get(func)):
-            target.inputs_name = f"{func}()"
+            target.inputs_name, target.inputs_origin = f"{func}()", INPUTS_CONTRACT
             return _as_inputs(call_contract(func, namespace[func], target), f"{func}()")
     for name in INPUT_NAMES:
         if name in namespace:
-            target.inputs_name = name
+            target.inputs_name, target.inputs_origin = name, INPUTS_CONTRACT
             return _as_inputs(namespace[name], name)
     tensors = [
         (n, v)
@@ -219,18 +219,19 @@ def pick_inputs(
 
     tensors.sort(key=rank)
     if len(tensors) == 1:
-        target.inputs_name = tensors[0][0]
+        target.inputs_name, target.inputs_origin = tensors[0][0], INPUTS_SCRIPT
         return (tensors[0][1],)
     probe = float_baseline if float_baseline is not None else subject
     for name, tensor in tensors:
         if _accepts(probe, (tensor,)):
-            target.inputs_name = name
+            target.inputs_name, target.inputs_origin = name, INPUTS_SCRIPT
             return (tensor,)
     inferred = first_layer_input(float_baseline if float_baseline is not None else subject)
     if inferred is None:
         raise TargetError("no example inputs: define `example_inputs` (a tensor or tuple) or `get_example_inputs()`")
     tensor, how = inferred
     target.inputs_inferred = f"no input tensor in the script; made a random one from the first layer {how}"
+    target.inputs_origin = INPUTS_INFERRED
     return (tensor,)
 
 

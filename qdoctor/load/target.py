@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from qdoctor.errors import TargetError
-from qdoctor.facts import SourceLocation, Target, TensorInfo
+from qdoctor.facts import INPUTS_INFERRED, INPUTS_SAVED, SourceLocation, Target, TensorInfo
 from qdoctor.load.script import import_attribute, run_script
 from qdoctor.load.select import (
     call_contract,
@@ -68,10 +68,12 @@ def _load_saved_target(path: Path, target: Target, trust: bool) -> LoadedTarget:
         tensor, how = input_size_that_runs(saved.subject, *inferred)
         inputs = (tensor,)
         target.inputs_inferred = f"the saved model records no inputs; made a random one from the first layer {how}"
+        target.inputs_origin = INPUTS_INFERRED
     elif saved.inputs_how:
-        target.inputs_inferred = saved.inputs_how
+        # random values, but of the shapes the file records (the user's traced or exported inputs)
+        target.inputs_inferred, target.inputs_origin = saved.inputs_how, INPUTS_SAVED
     else:
-        target.inputs_name = "the example inputs saved with the program"
+        target.inputs_name, target.inputs_origin = "the example inputs saved with the program", INPUTS_SAVED
     target.inputs = [
         TensorInfo(str(t.dtype), list(t.shape), bool(t.is_quantized)) for t in inputs if isinstance(t, torch.Tensor)
     ]

@@ -90,6 +90,8 @@ def to_dict(report: Report) -> dict[str, Any]:
                 "float_baseline_derived": target.float_derived,
                 "inputs": target.inputs_name,
                 "inputs_inferred": target.inputs_inferred,
+                "inputs_origin": target.inputs_origin,
+                "inputs_caveat": target.invented_inputs_caveat(),
                 "input_shapes": [t.shape for t in target.inputs],
                 "quantized": facts.is_quantized,
                 "user_stdout": target.user_stdout,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from qdoctor import __version__
 from qdoctor.diagnose.flow_causes import script_failure_text
-from qdoctor.diagnose.registry import flow_failure_rules, run_rules
+from qdoctor.diagnose.registry import crash_rules, flow_failure_rules, run_after_fixes, run_rules
 from qdoctor.errors import ScriptFailedError, TargetError
 from qdoctor.facts import Facts
 from qdoctor.gather import GatherOptions, OnStage, gather_facts
@@ -82,8 +82,10 @@ def build_report(facts: Facts, options: CheckOptions) -> Report:
     """Run the rules over ``facts`` (complete, or partial when a check died part-way) and assemble the Report."""
     if facts.modules is not None and not facts.is_quantized:
         # Nothing was quantized. When a flow step raised first, only the rules that own its cause run (the others
-        # would only describe the float model); else there is nothing to diagnose.
+        # would only describe the float model); else there is nothing to diagnose, except a crash: the report shows
+        # it, so the rules that report crashes run (its owners, else QD014).
         owners = flow_failure_rules(facts)
+        owners += [r for r in crash_rules(facts) if r not in owners]
         findings, skipped = run_rules(facts, options.select, options.ignore, options.per_module_ignores, rules=owners)
     else:
         findings, skipped = run_rules(facts, options.select, options.ignore, options.per_module_ignores)
@@ -124,6 +126,7 @@ def check(
             if on_stage is not None:
                 on_stage("verifying fixes", facts)
             report.extras.update(verify_fixes(loaded, facts, report.findings, options, progress))
+            add_after_fixes_findings(report, options)
         done = time.perf_counter()
         # the phases of the whole check (gathering's own parts are listed beside them, by part)
         facts.phase_seconds.update(
@@ -137,6 +140,21 @@ def check(
             }
         )
         return report
+
+
+def add_after_fixes_findings(report: Report, options: CheckOptions) -> None:
+    """The post-prescription checks (qdoctor.diagnose.registry.run_after_fixes): what the verified fix-all leaves
+    unexplained is a finding too (QD024 when the fixed model is still clearly slower than float)."""
+    added = run_after_fixes(
+        report.facts,
+        report.extras.get("fix_all"),
+        report.findings,
+        options.select,
+        options.ignore,
+        options.per_module_ignores,
+    )
+    if added:
+        report.findings = sorted(report.findings + added, key=lambda f: f.sort_key())
 
 
 def load_target_explained(spec: str, trust: bool = False) -> Any:

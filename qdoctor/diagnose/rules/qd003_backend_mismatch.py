@@ -133,6 +133,7 @@ def _cpu(facts: Facts) -> str:
     Severity.WARNING,
     "the quantized engine is wrong for this CPU, or the qconfig was made for another engine than the one in use",
     needs=("modules",),
+    explains_slowdown=True,
     owns=(crashes.NO_QUANTIZED_ENGINE,),
 )
 def backend_mismatch(facts: Facts) -> Iterator[Finding]:

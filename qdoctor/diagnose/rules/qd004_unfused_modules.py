@@ -100,6 +100,7 @@ def fuse_fix(facts: Facts, groups: list[list[str]]) -> str:
     Severity.WARNING,
     "Conv-BN-ReLU, Conv-ReLU, Linear-ReLU or BN-ReLU quantized as separate modules instead of fused ones",
     needs=("modules",),
+    explains_slowdown=True,
 )
 def unfused_modules(facts: Facts) -> Iterator[Finding]:
     if is_graph_module(facts):

@@ -200,6 +200,7 @@ def _float_functional_only(trip: RoundTrip) -> bool:
     Severity.WARNING,
     "float compute between quantized regions: int8 -> float -> int8 round trips and the float ops they feed",
     needs=("modules", "trace"),
+    explains_slowdown=True,
 )
 def fp32_fallback(facts: Facts) -> Iterator[Finding]:
     trace = facts.trace

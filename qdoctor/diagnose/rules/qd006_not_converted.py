@@ -57,6 +57,7 @@ def convert_fix(facts: Facts, how: str) -> str:
     Severity.ERROR,
     "observers or fake-quant left in the model: prepared (or QAT-trained) but never converted to int8",
     needs=("modules",),
+    explains_slowdown=True,
 )
 def not_converted(facts: Facts) -> Iterator[Finding]:
     observers = [m for m in facts.modules_of_kind(F.OBSERVER) if not inside_fake_quant(facts, m)]

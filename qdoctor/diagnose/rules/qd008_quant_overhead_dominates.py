@@ -29,6 +29,7 @@ def clearly_slower(bench: Benchmarks) -> bool:
     Severity.WARNING,
     "int8 is slower than fp32 because quantize/dequantize and per-op dispatch outweigh the int8 compute saved",
     needs=("modules", "profile", "benchmark"),
+    explains_slowdown=True,
 )
 def quant_overhead_dominates(facts: Facts) -> Iterator[Finding]:
     bench, profile = facts.benchmark, facts.profile

@@ -37,6 +37,7 @@ def _mode_dependent(m: ModuleInfo) -> bool:
     "quantized model run in train mode (Dropout active, BatchNorm on batch statistics) or float BatchNorm left "
     "between int8 convolutions",
     needs=("modules",),
+    explains_slowdown=True,
 )
 def training_mode(facts: Facts) -> Iterator[Finding]:
     yield from _train_mode(facts)

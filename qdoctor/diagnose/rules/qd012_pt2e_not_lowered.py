@@ -44,6 +44,7 @@ def _evidence(facts: Facts) -> dict:
     "a converted PT2E model runs its quantize/dequantize reference graph (eagerly, or compiled without Inductor "
     "freezing) instead of int8 kernels",
     needs=("graph", "flow"),
+    explains_slowdown=True,
 )
 def pt2e_not_lowered(facts: Facts) -> Iterator[Finding]:
     flow = facts.flow

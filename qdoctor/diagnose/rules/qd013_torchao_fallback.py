@@ -97,6 +97,7 @@ def _diagnose(facts: Facts, time: ModuleTime) -> tuple[str, list[str]] | None:
     "torchao-quantized layers with no int8 speed-up here: a float matmul on the dequantized weight, or an eager int8 "
     "matmul slower than fp32",
     needs=("modules", "profile"),
+    explains_slowdown=True,
 )
 def torchao_fallback(facts: Facts) -> Iterator[Finding]:
     profile = facts.profile

@@ -50,6 +50,7 @@ def _quantizer_line(facts: Facts, names: list[str]) -> SourceLocation | None:
     "a PT2E model quantized for another CPU family (XNNPACK/ARM-style signed int8 activations on x86, or the x86 "
     "quantizer on ARM)",
     needs=("graph", "flow"),
+    explains_slowdown=True,
 )
 def pt2e_wrong_quantizer(facts: Facts) -> Iterator[Finding]:
     flow = facts.flow

@@ -23,6 +23,7 @@ quantizer.set_module_name_qconfig("{module}", None)  # the layer that feeds it s
     Severity.INFO,
     "ops the PT2E quantizer left in fp32 between quantized ops (an int8 -> fp32 -> int8 round trip each)",
     needs=("graph", "flow"),
+    explains_slowdown=True,
 )
 def pt2e_fp32_op(facts: Facts) -> Iterator[Finding]:
     flow = facts.flow

@@ -64,6 +64,9 @@ def _summary(report: Report) -> list[str]:
     subject_head = f"subject {code_span(target.subject_name)}"
     float_head = f"float baseline {code_span(target.float_name)}" if target.float_name else "float baseline"
     rows: list[list[Any]] = []
+    caveat = target.invented_inputs_caveat()
+    if caveat is not None:
+        rows.append(["inputs", f"**invented**: {caveat}", "-"])
     crash = facts.crash
     if crash is not None:
         where = f" in module {code_span(crash.module)}" if crash.module else ""

@@ -152,6 +152,7 @@ def to_sarif(
         "columnKind": "unicodeCodePoints",
         "properties": {
             "target": summary["target"]["spec"],
+            "inputs_caveat": summary["target"]["inputs_caveat"],
             "benchmark": summary["benchmark"],
             "size": summary["size"],
             "numerics": summary["numerics"],

@@ -36,6 +36,9 @@ def _header(report: Report) -> Table:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("target", f"{t.spec}  (subject `{t.subject_name}`, float baseline `{t.float_name or '-'}`)")
+    caveat = t.invented_inputs_caveat()
+    if caveat is not None:
+        table.add_row("inputs", Text(f"INVENTED: {caveat}", style="yellow"))
     bench = facts.benchmark
     crash = facts.crash
     if crash is not None:
