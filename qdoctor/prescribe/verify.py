@@ -28,7 +28,7 @@ from qdoctor.gather import numerics, timing
 from qdoctor.introspect.state import preserved_torch_state, quiet
 from qdoctor.load.target import LoadedTarget
 from qdoctor.prescribe import quantize
-from qdoctor.prescribe.calibration import calibration_for
+from qdoctor.prescribe.calibration import calibration_for, skipping_rows_code, without_rows
 from qdoctor.prescribe.fixes import DYNAMIC, EAGER, FX, QAT, CannotApply, Fix, FixContext, RebuildPlan, all_transforms
 from qdoctor.prescribe.measure import Build, Measured, effect, headline, measure, rounded_db, rounded_ms
 from qdoctor.prescribe.quantize import fusion_plan
@@ -154,17 +154,23 @@ class Verification:
 
     def _build(self, recipe: RebuildPlan) -> tuple[nn.Module, list[str], str]:
         assert self.float_model is not None
-        names = self.code.names(self.calibration_code)
+        batches, calibration_code = self.batches, self.calibration_code
+        if recipe.calibration_skip:
+            batches = without_rows(self.batches, recipe.calibration_skip)
+            calibration_code = skipping_rows_code(self.calibration_code, recipe.calibration_skip)
+        names = self.code.names(calibration_code)
         if recipe.flow == FX:
             built = quantize.static_fx(
                 self.float_model,
                 self.inputs,
                 recipe.engine,
-                self.batches,
+                batches,
                 qconfig_engine=recipe.qconfig_engine,
                 calibrate_model=recipe.calibrate,
                 convert=recipe.convert,
                 names=names,
+                float_layers=recipe.float_layers,
+                weight_per_channel=recipe.weight_per_channel,
             )
         elif recipe.flow == DYNAMIC:
             by_name = {t.__name__: t for t in quantize.DYNAMIC_TYPES}
@@ -183,7 +189,7 @@ class Verification:
                 self.float_model,
                 self.inputs,
                 recipe.engine,
-                self.batches,
+                batches,
                 groups=groups,
                 wrap=recipe.stubs,
                 qconfig_engine=recipe.qconfig_engine,
@@ -191,8 +197,12 @@ class Verification:
                 convert=recipe.convert,
                 train=not recipe.eval_mode,
                 names=names,
+                float_layers=recipe.float_layers,
+                weight_per_channel=recipe.weight_per_channel,
             )
         steps, code = list(built.steps), built.code
+        if recipe.calibration_skip:
+            steps.append(f"calibration rows (batch, row) {sorted(recipe.calibration_skip)} left out")
         if recipe.threads:
             steps.append(f"{recipe.threads} intra-op thread(s)")
             code = f"torch.set_num_threads({recipe.threads})\n{code}"
