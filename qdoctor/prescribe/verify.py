@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from qdoctor.diagnose.findings import Finding
-from qdoctor.facts import Facts, Timing, recommended_engine
+from qdoctor.facts import SQNR_FLOOR_DB, Facts, Timing, recommended_engine
 from qdoctor.facts.location import exception_line, first_line
 from qdoctor.gather import numerics, timing
 from qdoctor.introspect.state import preserved_torch_state, quiet
@@ -37,6 +37,7 @@ from qdoctor.prescribe.save import save_fixed
 from qdoctor.prescribe.snippet import FixCode
 
 VERIFY_BENCH_TIME = 0.15  # seconds of timed runs per counterfactual (the subject gets the full --bench-time)
+MAX_FALLBACK_STEPS = 5  # the speed/accuracy table keeps at most this many layers in float
 
 Progress = Callable[[str], None]
 
@@ -108,6 +109,7 @@ class Verification:
         self._reference_done = False
         self._cache: dict[Any, Measured] = {}
         self._float_timings: dict[int, Timing | None] = {}
+        self.extras: dict[str, Any] = {}  # report extras beyond fix-all (the speed/accuracy table)
 
     # ---- measuring
 
@@ -250,6 +252,86 @@ class Verification:
                     self._float_timings[threads] = None
         return self._float_timings[threads]
 
+    # ---- the speed/accuracy table: the worst 1, 2, 3... layers in float
+
+    def float_fallback(self, finding: Finding, fixes: dict[str, Fix]) -> dict[str, Any] | None:
+        """Keep the worst 1, 2, 3... layers (by isolated SQNR) in float until the SQNR reaches the floor (or
+        evaluate() is within MAX_DROP_POINTS of the float model's): each step's SQNR (or accuracy) and latency."""
+        from qdoctor.diagnose.error_sources import MAX_DROP_POINTS
+        from qdoctor.diagnose.locate import float_path
+
+        order = [float_path(self.facts, p) for p in finding.evidence.get("worst_first") or []]
+        if not order or finding.evidence.get("cause") == "calibration-range":
+            return None
+        if not self.rebuild or self.flow not in (EAGER, FX):
+            return {"steps": [], "reason": self.no_rebuild_reason if not self.rebuild else f"a {self.flow} model"}
+        evaluate = self.loaded.evaluate
+        numerics_facts = self.facts.numerics
+        metric_float = numerics_facts.metric_float if numerics_facts else None
+        use_metric = evaluate is not None and metric_float is not None
+        scale = 100.0 if use_metric and metric_float is not None and abs(metric_float) <= 1.0 else 1.0
+        base = self.as_written({c: f for c, f in fixes.items() if c != "QD020"})
+        steps: list[dict[str, Any]] = []
+        chosen = None
+        for count in range(1, min(len(order), MAX_FALLBACK_STEPS) + 1):
+            recipe = base.changed(float_layers=tuple(order[:count]))
+            self.progress(f"speed/accuracy table: {count} layer(s) in float")
+            outcome = self._measure_kept(recipe)
+            step: dict[str, Any] = {
+                "float_layers": list(order[:count]),
+                "sqnr_db": rounded_db(outcome.sqnr_db),
+                "ms": rounded_ms(outcome.timing.median_ms) if outcome.timing else None,
+                "iqr_ms": rounded_ms(outcome.timing.iqr_ms) if outcome.timing else None,
+                "error": outcome.error,
+            }
+            if use_metric and outcome.model is not None and evaluate is not None and metric_float is not None:
+                try:
+                    metric = float(evaluate(outcome.model))
+                    step["metric"] = metric
+                    step["drop_points"] = round((metric_float - metric) * scale, 3)
+                except Exception as exc:
+                    step["error"] = f"evaluate() raised {exception_line(exc, 120)}"
+            outcome.model = None
+            steps.append(step)
+            if step.get("error"):
+                break
+            met = (
+                step.get("drop_points") is not None and step["drop_points"] <= MAX_DROP_POINTS
+                if use_metric
+                else outcome.sqnr_db is not None and outcome.sqnr_db >= SQNR_FLOOR_DB
+            )
+            if met:
+                chosen = count - 1
+                step["code"] = outcome.code
+                break
+        return {
+            "target": (
+                f"evaluate() within {MAX_DROP_POINTS:g} point(s) of the float model"
+                if use_metric
+                else f"SQNR >= {SQNR_FLOOR_DB:g} dB"
+            ),
+            "before_sqnr_db": rounded_db(self.facts.numerics.sqnr_db if self.facts.numerics else None),
+            "before_ms": rounded_ms(self.facts.benchmark.subject.median_ms)
+            if self.facts.benchmark and self.facts.benchmark.subject
+            else None,
+            "float_ms": rounded_ms(self.facts.benchmark.float_baseline.median_ms)
+            if self.facts.benchmark and self.facts.benchmark.float_baseline
+            else None,
+            "steps": steps,
+            "chosen": chosen,
+        }
+
+    def _measure_kept(self, recipe: RebuildPlan) -> Measured:
+        return measure(
+            lambda: self._build(recipe),
+            self.inputs,
+            recipe.engine,
+            recipe.threads or self.measured_threads,
+            reference=self.reference(),
+            bench_time=self.options.bench_time if self.options.bench else None,
+            keep_model=True,
+        )
+
     # ---- verification of each fix, and fix all
 
     def method(self, direct: bool) -> str:
@@ -382,6 +464,8 @@ def prescribe(
         progress("preparing verified fixes")
         try:
             extras["fix_all"], fixed = _verify(loaded, facts, relevant, transforms, options, progress)
+            if "float_fallback" in extras["fix_all"]:
+                extras["float_fallback"] = extras["fix_all"].pop("float_fallback")
         except Exception as exc:
             reason = f"verification failed: {exception_line(exc, 200)} (a qdoctor bug: please report it)"
             for finding in relevant:
@@ -419,8 +503,15 @@ def _verify(
     fixes = {c: o for c, o in outcomes.items() if isinstance(o, Fix)}
     results = {c: {"applied": False, "reason": o.reason} for c, o in outcomes.items() if isinstance(o, CannotApply)}
     results.update(stage.verify_each(fixes))
+    hotspot = next((f for f in relevant if f.rule == "QD020"), None)
+    if hotspot is not None:
+        ladder = stage.float_fallback(hotspot, fixes)
+        if ladder is not None:
+            stage.extras["float_fallback"] = ladder
     for finding in relevant:
         finding.verified = dict(results[finding.rule])
     summary, fixed = stage.fix_all(fixes, results)
     summary["left_out"] = {c: r.get("reason", "") for c, r in results.items() if c not in summary["fixes"]}
+    if stage.extras:
+        summary["float_fallback"] = stage.extras["float_fallback"]
     return summary, fixed

@@ -68,7 +68,7 @@ def error_hotspot(facts: Facts) -> Iterator[Finding]:
     elif per_tensor and (not spots or any(s in per_tensor for s in spots)):
         cause = "per-tensor-weights"
         message += f" `{per_tensor[0].path}` has per-tensor weights with outlier channels: see QD021."
-    worst = spots[0] if spots else None
+    worst = spots[0] if spots else (ranges[0] if ranges else None)
     module_info = facts.module(worst.path) if worst else None
     severity = Severity.ERROR if numerics.sqnr_db is not None and numerics.sqnr_db < GARBAGE_DB else Severity.WARNING
     yield error_hotspot.finding(
@@ -77,7 +77,7 @@ def error_hotspot(facts: Facts) -> Iterator[Finding]:
         source=module_info.source if module_info else None,
         severity=severity,
         evidence={
-            "sqnr_db": numerics.sqnr_db,
+            "sqnr_db": round(numerics.sqnr_db, 2) if numerics.sqnr_db is not None else None,
             "floor_db": SQNR_FLOOR_DB,
             "accuracy_drop_points": round(drop, 3) if drop is not None else None,
             "hotspots": [s.path for s in spots],

@@ -30,9 +30,10 @@ def per_tensor_weight_outliers(facts: Facts) -> Iterator[Finding]:
     engine = fix_engine(facts)
     model = float_variable(facts)
     names = ", ".join(f"`{x.path}`" for x in found[:4])
+    whose = "its" if len(found) == 1 else f"`{worst.path}`'s"
     message = (
         f"{names} {'quantizes its' if len(found) == 1 else 'quantize their'} weights per tensor, but "
-        f"`{worst.path}`'s output channels differ {worst.weight_channel_range_ratio:.0f}x in range: one step for "
+        f"{whose} output channels differ {worst.weight_channel_range_ratio:.0f}x in range: one step for "
         "the whole tensor is set by the widest channel, so the others keep a few of the 256 levels. Weight SQNR "
         f"{worst.weight_sqnr_db:.1f} dB per tensor; per-channel weights give {worst.weight_sqnr_per_channel_db:.1f} dB."
         if worst.weight_sqnr_db is not None and worst.weight_sqnr_per_channel_db is not None
