@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,9 +35,10 @@ from qdoctor.facts import LayerNumerics, OutlierRow
 from qdoctor.introspect.kinds import classify
 
 MAX_CALIBRATION_BATCHES = 8  # calibration_data() batches looked at, at most
-# Calibration batches measured: as many as fit in this time at the cost of the first (example) batch, at least one.
-# Deterministic for small models (their first batch takes milliseconds); a resnet50 at 224x224 gets a few.
-BUDGET_S = 3.0
+# Calibration batches measured: as many as keep the float activations seen under this many elements (counted on the
+# example batch; at least one). Deterministic, unlike a time budget on a shared machine: an MLP gets all 8, a
+# torchvision resnet50 at 1x3x224x224 (~23M activation elements per batch) gets 2.
+ELEMENT_BUDGET = 60_000_000
 OUTLIER_FACTOR = 8.0  # a row is an outlier at a layer when its max |value| is this many times the median row's
 MAX_OUTLIER_ROWS = 8  # per layer
 SAMPLE = 200_000  # elements per row kept for range statistics
@@ -313,9 +313,10 @@ def layer_numerics(
     baseline: nn.Module,
     inputs: tuple[Any, ...],
     calibration: list[tuple[Any, ...]],
-    budget_s: float = BUDGET_S,
+    element_budget: int = ELEMENT_BUDGET,
 ) -> tuple[list[LayerNumerics], int, int]:
-    """Per-layer numerics over the example inputs then the calibration batches (within ``budget_s``). Returns the
+    """Per-layer numerics over the example inputs then the calibration batches (as many as ``element_budget``
+    allows). Returns the
     layers in execution order, the number of batches seen and how many of them were calibration batches."""
     subject, baseline = copy.deepcopy(subject), copy.deepcopy(baseline)
     layers = _layers(subject, baseline)
@@ -324,13 +325,12 @@ def layer_numerics(
     subject_paths = dict(subject.named_modules())
     float_run = _FloatRun(baseline)
     order: dict[str, int] = {}
-    started = time.perf_counter()
     seen_batches = calibration_seen = 0
     allowed = len(calibration)
     for index, batch in enumerate([tuple(inputs), *calibration]):
-        if index == 1:  # the cost of one batch, measured on the example, sets how many calibration batches fit
-            first_s = max(time.perf_counter() - started, 1e-6)
-            allowed = max(1, min(len(calibration), int(budget_s / first_s)))
+        if index == 1:  # the size of one batch's activations, on the example, sets how many calibration batches fit
+            elements = max(sum(t.numel() for t in float_run.outputs.values()), 1)
+            allowed = max(1, min(len(calibration), element_budget // elements))
         if index > allowed:
             break
         calibration_index = index - 1  # -1: the example inputs
