@@ -84,9 +84,9 @@ def test_the_fixed_code_runs_and_gives_the_verified_model():
 
 
 def test_layer_numerics_json_and_html_section():
+    from qdoctor.gather import GatherOptions
     from qdoctor.report.render import OutputFormat, render
     from qdoctor.run.check import CheckOptions, check
-    from qdoctor.gather import GatherOptions
 
     report = check(
         str(FIXTURES / "error_hotspot_layer.py"),
