@@ -37,8 +37,8 @@ from qdoctor.introspect.kinds import classify
 MAX_CALIBRATION_BATCHES = 8  # calibration_data() batches looked at, at most
 # Calibration batches measured: as many as keep the float activations seen under this many elements (counted on the
 # example batch; at least one). Deterministic, unlike a time budget on a shared machine: an MLP gets all 8, a
-# torchvision resnet50 at 1x3x224x224 (~23M activation elements per batch) gets 2.
-ELEMENT_BUDGET = 60_000_000
+# torchvision resnet50 at 1x3x224x224 gets one or two (see bench/numerics_cost.py).
+ELEMENT_BUDGET = 40_000_000
 OUTLIER_FACTOR = 8.0  # a row is an outlier at a layer when its max |value| is this many times the median row's
 MAX_OUTLIER_ROWS = 8  # per layer
 SAMPLE = 200_000  # elements per row kept for range statistics
