@@ -21,6 +21,7 @@ BENCHMARKS = {
     "motivation": [],
     "compare_models": ["resnet18", "resnet50", "mobilenet_v2"],
     "rules_more": [],
+    "numerics_cost": [],
     "stress_isolation": [],
     "under_load": [],
 }

@@ -18,9 +18,11 @@ from qdoctor.facts import (
     Environment,
     Facts,
     GraphNode,
+    LayerNumerics,
     ModuleInfo,
     ModuleTime,
     Numerics,
+    OutlierRow,
     Profile,
     QConfigInfo,
     QParams,
@@ -278,3 +280,38 @@ def healthy_facts() -> Facts:
     return make_facts(
         modules, events, profile=profile(1.0, {"conv": 0.6, "fc": 0.2}, shares={F.CAT_QDQ: 0.05}), sqnr=35.0
     )
+
+
+# ------------------------------------------------------------------------------------------------ numerics
+
+
+def layer(
+    path: str, isolated: float | None, *, type_: str = "ConvReLU2d", kind: str = F.QUANTIZED, **fields: Any
+) -> LayerNumerics:
+    """One layer's numerics: healthy weights (per-channel, 48 dB) and range (120 levels) unless told."""
+    values: dict[str, Any] = {
+        "accumulated_sqnr_db": isolated,
+        "weight_sqnr_db": 48.0,
+        "weight_qscheme": "torch.per_channel_affine",
+        "weight_channel_range_ratio": 1.1,
+        "weight_sqnr_per_channel_db": 48.0,
+        "output_scale": 0.02,
+        "levels_used": 120.0,
+    }
+    values.update(fields)
+    return LayerNumerics(path=path, type=type_, kind=kind, isolated_sqnr_db=isolated, **values)
+
+
+def numerics_facts(sqnr: float | None, layers: list[LayerNumerics], **numerics: Any) -> Facts:
+    """healthy_facts() with this output SQNR and these per-layer numerics (modules for each layer's path)."""
+    facts = healthy_facts()
+    known = {m.path for m in facts.modules or []}
+    for item in layers:
+        if item.path not in known and facts.modules is not None:
+            facts.modules.append(mod(item.path, item.type, item.kind, line=10 + len(facts.modules)))
+    facts.numerics = Numerics(sqnr_db=sqnr, layers=layers, **numerics)
+    return facts
+
+
+def outlier_row(batch: int, row: int, max_abs: float = 1e4, typical: float = 2.5) -> OutlierRow:
+    return OutlierRow(batch=batch, row=row, max_abs=max_abs, typical_max_abs=typical)

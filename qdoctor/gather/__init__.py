@@ -22,6 +22,7 @@ class GatherOptions:
     profile: bool = True
     profile_budget: float = 1.0  # seconds of profiled runs per model
     trace_dir: str | None = None  # also write each profiled model's Chrome trace here (torch-tb-profiler layout)
+    layer_numerics: bool = True  # the error of each quantized layer (gather/layer_numerics.py)
 
 
 def gather_facts(

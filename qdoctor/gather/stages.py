@@ -4,6 +4,7 @@ in ``facts.unavailable`` and the time it took in ``facts.phase_seconds``."""
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ from qdoctor.gather import (
     environment,
     flows,
     graph,
+    layer_numerics,
     modules,
     numerics,
     profile,
@@ -284,6 +286,45 @@ class Gathering:
                 )
             ),
         )
+        if facts.numerics is None or not self.options.layer_numerics:
+            if facts.numerics is not None:
+                facts.numerics.layers_note = "per-layer numerics disabled"
+            return
+        self.progress("measuring the error of each quantized layer")
+        found = self.attempt(
+            "layer_numerics",
+            lambda: layer_numerics.layer_numerics(
+                self.eager,
+                baseline,
+                inputs,
+                layer_numerics.calibration_batches(
+                    self.loaded.calibration_data, layer_numerics.MAX_CALIBRATION_BATCHES
+                ),
+            ),
+        )
+        if found is not None:
+            layers, seen, calibration_seen = found
+            facts.numerics.layers = layers
+            facts.numerics.inputs_seen, facts.numerics.calibration_batches_seen = seen, calibration_seen
+            if not layers:
+                facts.numerics.layers_note = layer_numerics.why_no_layers(self.eager)
+            else:
+                facts.numerics.layers_note = (
+                    f"the example inputs plus {calibration_seen} calibration_data() batch(es)"
+                    if calibration_seen
+                    else "the example inputs (define calibration_data() to measure on real data too)"
+                )
+        else:
+            facts.numerics.layers_note = f"per-layer numerics failed: {facts.unavailable.get('layer_numerics', '')}"
+        evaluate = self.loaded.evaluate
+        if evaluate is not None:
+            self.progress("evaluate() on the subject and the float baseline")
+            subject_copy = subject if self.compiled else copy.deepcopy(subject)  # a copy of a compiled model recompiles
+            metrics = self.attempt(
+                "evaluate", lambda: (float(evaluate(subject_copy)), float(evaluate(copy.deepcopy(baseline))))
+            )
+            if metrics is not None:
+                facts.numerics.metric_subject, facts.numerics.metric_float = metrics
 
     def flow(self) -> None:
         facts, loaded, target, subject = self.facts, self.loaded, self.target, self.subject

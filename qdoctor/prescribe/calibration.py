@@ -62,3 +62,57 @@ def calibration_for(
         failed = found
     batches, described = calibration_batches(None, loaded.inputs, CALIBRATION_BATCHES)
     return batches, failed + described, stand_in_code
+
+
+def without_rows(batches: list[tuple[Any, ...]], rows: tuple[tuple[int, int], ...]) -> list[tuple[Any, ...]]:
+    """The batches with the (batch, row) pairs left out of every tensor that has that row; emptied batches dropped."""
+    import torch
+
+    cleaned = []
+    for index, batch in enumerate(batches):
+        drop = {row for b, row in rows if b == index}
+        if not drop:
+            cleaned.append(batch)
+            continue
+        first = next((t for t in batch if isinstance(t, torch.Tensor) and t.dim() > 0), None)
+        if first is None:
+            cleaned.append(batch)
+            continue
+        keep = torch.tensor([r for r in range(first.shape[0]) if r not in drop], dtype=torch.long)
+        if keep.numel() == 0:
+            continue
+        cleaned.append(
+            tuple(
+                t.index_select(0, keep)
+                if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == first.shape[0]
+                else t
+                for t in batch
+            )
+        )
+    return cleaned
+
+
+def skipping_rows_code(loop: CalibrationCode, rows: tuple[tuple[int, int], ...]) -> CalibrationCode:
+    """The calibration loop of ``loop``, leaving out the (batch, row) pairs: QD022's fix."""
+
+    def code(work: str) -> str:
+        original = loop(work)
+        lines = original.splitlines()
+        loop_line = next((i for i, line in enumerate(lines) if line.lstrip().startswith("for batch in ")), None)
+        if loop_line is None:
+            return f"# leave out the calibration rows (batch, row) {sorted(rows)!r}\n{original}"
+        indent = lines[loop_line][: len(lines[loop_line]) - len(lines[loop_line].lstrip())]
+        iterable = lines[loop_line].strip()[len("for batch in ") :].rstrip(":")
+        body = indent + "    "
+        rewritten = lines[:loop_line] + [
+            f"{indent}for i, batch in enumerate({iterable}):",
+            f"{body}batch = batch if isinstance(batch, (tuple, list)) else (batch,)",
+            f"{body}keep = [r for r in range(len(batch[0])) if (i, r) not in bad_rows]",
+            f"{body}if keep:",
+            f"{body}    {work}(*(t[keep] for t in batch))",
+        ]
+        return f"bad_rows = {set(rows)!r}  # (batch, row) of the calibration data that set the ranges\n" + "\n".join(
+            rewritten
+        )
+
+    return code

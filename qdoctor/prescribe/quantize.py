@@ -39,10 +39,48 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def default_qconfig(engine: str) -> Any:
+def default_qconfig(engine: str, weight_per_channel: bool | None = None) -> Any:
+    """The engine's default qconfig; ``weight_per_channel`` True/False swaps in the per-channel / per-tensor weight
+    observer (QD021's fix and its defect)."""
     from torch.ao import quantization as tq
 
-    return tq.get_default_qconfig(engine)
+    qconfig = tq.get_default_qconfig(engine)
+    if weight_per_channel is None:
+        return qconfig
+    weight = tq.default_per_channel_weight_observer if weight_per_channel else tq.default_weight_observer
+    return tq.QConfig(activation=qconfig.activation, weight=weight)
+
+
+def _qconfig_code(engine: str, weight_per_channel: bool | None) -> str:
+    default = f'torch.ao.quantization.get_default_qconfig("{engine}")'
+    if weight_per_channel is None:
+        return default
+    weight = "default_per_channel_weight_observer" if weight_per_channel else "default_weight_observer"
+    return (
+        f"torch.ao.quantization.QConfig(\n    activation={default}.activation,\n"
+        f"    weight=torch.ao.quantization.{weight},\n)"
+    )
+
+
+def keep_in_float(model: nn.Module, paths: Sequence[str]) -> None:
+    """Eager: each module at ``paths`` gets qconfig None and runs between a DeQuantStub and a QuantStub, in float."""
+    from torch.ao import quantization as tq
+
+    for path in paths:
+        parent_name, _, child = path.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        layer = getattr(parent, child)
+        layer.qconfig = None
+        setattr(parent, child, nn.Sequential(tq.DeQuantStub(), layer, tq.QuantStub()))
+
+
+KEEP_IN_FLOAT_CODE = """for name in {paths!r}:  # keep in float: qconfig None, between a DeQuantStub and a QuantStub
+    parent_name, _, child = name.rpartition(".")
+    parent = {model}.get_submodule(parent_name)
+    layer = getattr(parent, child)
+    layer.qconfig = None
+    setattr(parent, child, torch.nn.Sequential(
+        torch.ao.quantization.DeQuantStub(), layer, torch.ao.quantization.QuantStub()))"""
 
 
 def calibration_batches(
@@ -170,13 +208,16 @@ def static_eager(
     convert: bool = True,
     train: bool = False,
     names: CodeNames | None = None,
+    float_layers: Sequence[str] = (),
+    weight_per_channel: bool | None = None,
 ) -> Built:
     """Eager-mode static int8: (wrap with stubs) -> fuse -> qconfig for ``engine`` -> prepare -> calibrate -> convert.
 
     The keyword switches rebuild a model the way a script got it wrong, for verified fixes: ``groups`` fuses exactly
     those module groups (default: the traced plan), ``qconfig_engine`` takes another backend's default qconfig,
     ``calibrate_model=False`` converts observers that saw no data, ``convert=False`` returns the prepared model,
-    ``train=True`` builds and returns it in training mode (BatchNorm cannot be folded then).
+    ``train=True`` builds and returns it in training mode (BatchNorm cannot be folded then), ``float_layers`` keeps
+    those modules in float (QD020's fix), ``weight_per_channel`` picks the weight observer (QD021).
     """
     from torch.ao import quantization as tq
 
@@ -195,10 +236,13 @@ def static_eager(
                 fused = plan
                 steps.append(f"fused {len(plan)} group(s)")
         wrapped = wrap and not has_quant_stub(model)
+        if float_layers:
+            keep_in_float(model, float_layers)
+            steps.append(f"kept {', '.join(float_layers)} in float")
         if wrapped:
             model = wrap_with_stubs(model)
             steps.append("wrapped with QuantStub/DeQuantStub")
-        model.qconfig = default_qconfig(qconfig_engine)
+        model.qconfig = default_qconfig(qconfig_engine, weight_per_channel)
         prepared = tq.prepare(model)
         if calibrate_model:
             calibrate(prepared, batches)
@@ -220,9 +264,11 @@ def static_eager(
     ]
     if fused:
         lines.append(f"{n.model} = torch.ao.quantization.fuse_modules({n.model}, {fused!r})")
+    if float_layers:
+        lines.append(KEEP_IN_FLOAT_CODE.format(paths=list(float_layers), model=n.model))
     if wrapped:
         lines.append(f"{n.model} = torch.ao.quantization.QuantWrapper({n.model})")
-    lines.append(f'{n.model}.qconfig = torch.ao.quantization.get_default_qconfig("{qconfig_engine}")')
+    lines.append(f"{n.model}.qconfig = {_qconfig_code(qconfig_engine, weight_per_channel)}")
     lines.append(f"{n.prepared} = torch.ao.quantization.prepare({n.model})")
     if calibrate_model:
         lines.append(n.calibration_loop())
@@ -243,10 +289,13 @@ def static_fx(
     calibrate_model: bool = True,
     convert: bool = True,
     names: CodeNames | None = None,
+    float_layers: Sequence[str] = (),
+    weight_per_channel: bool | None = None,
 ) -> Built:
     """FX graph mode static int8: prepare_fx places the stubs and fuses by itself.
 
-    ``qconfig_engine``, ``calibrate_model`` and ``convert`` as in static_eager.
+    ``qconfig_engine``, ``calibrate_model``, ``convert``, ``float_layers`` and ``weight_per_channel`` as in
+    static_eager (FX keeps a layer in float with ``qconfig_mapping.set_module_name(name, None)``).
     """
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
@@ -254,7 +303,12 @@ def static_fx(
     qconfig_engine = qconfig_engine or engine
     with _quiet(), quantized_engine(engine):
         model = copy.deepcopy(float_model).eval()
-        prepared = prepare_fx(model, get_default_qconfig_mapping(qconfig_engine), example_inputs=tuple(inputs))
+        mapping = get_default_qconfig_mapping(qconfig_engine)
+        if weight_per_channel is not None:
+            mapping = mapping.set_global(default_qconfig(qconfig_engine, weight_per_channel))
+        for name in float_layers:
+            mapping = mapping.set_module_name(name, None)
+        prepared = prepare_fx(model, mapping, example_inputs=tuple(inputs))
         if calibrate_model:
             calibrate(prepared, batches)
         quantized = convert_fx(prepared) if convert else prepared
@@ -263,9 +317,15 @@ def static_fx(
         "from torch.ao.quantization import get_default_qconfig_mapping",
         "from torch.ao.quantization.quantize_fx import prepare_fx, convert_fx",
         f'torch.backends.quantized.engine = "{engine}"',
-        f'{n.prepared} = prepare_fx({n.float_model}.eval(), get_default_qconfig_mapping("{qconfig_engine}"), '
-        f"{n.example_inputs})",
     ]
+    mapping_code = f'get_default_qconfig_mapping("{qconfig_engine}")'
+    if weight_per_channel is not None or float_layers:
+        lines.append(f"qconfig_mapping = {mapping_code}")
+        mapping_code = "qconfig_mapping"
+    if weight_per_channel is not None:
+        lines.append(f"qconfig_mapping.set_global({_qconfig_code(qconfig_engine, weight_per_channel)})")
+    lines += [f'qconfig_mapping.set_module_name("{name}", None)  # keep it in float' for name in float_layers]
+    lines.append(f"{n.prepared} = prepare_fx({n.float_model}.eval(), {mapping_code}, {n.example_inputs})")
     if calibrate_model:
         lines.append(n.calibration_loop())
     lines.append(

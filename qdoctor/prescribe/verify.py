@@ -25,7 +25,7 @@ from torch import nn
 
 from qdoctor import facts as F
 from qdoctor.diagnose.findings import Finding
-from qdoctor.facts import Facts, Ratio, Timing, recommended_engine
+from qdoctor.facts import SQNR_FLOOR_DB, Facts, Ratio, Timing, recommended_engine
 from qdoctor.facts.location import exception_line, first_line
 from qdoctor.gather import numerics, timing
 from qdoctor.gather.rounds import Variant
@@ -33,7 +33,7 @@ from qdoctor.introspect.kinds import eager_module
 from qdoctor.introspect.state import preserved_torch_state, quantized_engine, quiet
 from qdoctor.load.target import LoadedTarget
 from qdoctor.prescribe import quantize
-from qdoctor.prescribe.calibration import calibration_for
+from qdoctor.prescribe.calibration import calibration_for, skipping_rows_code, without_rows
 from qdoctor.prescribe.fixes import DYNAMIC, EAGER, FX, QAT, CannotApply, Fix, FixContext, RebuildPlan, all_transforms
 from qdoctor.prescribe.measure import (
     Build,
@@ -55,6 +55,7 @@ VERIFY_BENCH_TIME = (
     0.15  # seconds of timed runs per model in the verification rounds (the check's benchmark: --bench-time)
 )
 VERIFY_MIN_ROUNDS = 5  # paired rounds at least, even when a round of every model outlasts the budget
+MAX_FALLBACK_STEPS = 5  # the speed/accuracy table keeps at most this many layers in float
 
 Progress = Callable[[str], None]
 
@@ -130,6 +131,7 @@ class Verification:
         self._reference_done = False
         self._cache: dict[Any, Measured] = {}
         self._float_timings: dict[int, Timing | None] = {}
+        self.extras: dict[str, Any] = {}  # report extras beyond fix-all (the speed/accuracy table)
         self._sessions = 0
 
     # ---- timing, together
@@ -236,17 +238,23 @@ class Verification:
 
     def _build(self, recipe: RebuildPlan) -> tuple[nn.Module, list[str], str]:
         assert self.float_model is not None
-        names = self.code.names(self.calibration_code)
+        batches, calibration_code = self.batches, self.calibration_code
+        if recipe.calibration_skip:
+            batches = without_rows(self.batches, recipe.calibration_skip)
+            calibration_code = skipping_rows_code(self.calibration_code, recipe.calibration_skip)
+        names = self.code.names(calibration_code)
         if recipe.flow == FX:
             built = quantize.static_fx(
                 self.float_model,
                 self.inputs,
                 recipe.engine,
-                self.batches,
+                batches,
                 qconfig_engine=recipe.qconfig_engine,
                 calibrate_model=recipe.calibrate,
                 convert=recipe.convert,
                 names=names,
+                float_layers=recipe.float_layers,
+                weight_per_channel=recipe.weight_per_channel,
             )
         elif recipe.flow == DYNAMIC:
             by_name = {t.__name__: t for t in quantize.DYNAMIC_TYPES}
@@ -265,7 +273,7 @@ class Verification:
                 self.float_model,
                 self.inputs,
                 recipe.engine,
-                self.batches,
+                batches,
                 groups=groups,
                 wrap=recipe.stubs,
                 qconfig_engine=recipe.qconfig_engine,
@@ -273,8 +281,12 @@ class Verification:
                 convert=recipe.convert,
                 train=not recipe.eval_mode,
                 names=names,
+                float_layers=recipe.float_layers,
+                weight_per_channel=recipe.weight_per_channel,
             )
         steps, code = list(built.steps), built.code
+        if recipe.calibration_skip:
+            steps.append(f"calibration rows (batch, row) {sorted(recipe.calibration_skip)} left out")
         if recipe.threads:
             steps.append(f"{recipe.threads} intra-op thread(s)")
             code = f"torch.set_num_threads({recipe.threads})\n{code}"
@@ -321,6 +333,93 @@ class Verification:
                 except Exception:
                     self._float_timings[threads] = None
         return self._float_timings[threads]
+
+    # ---- the speed/accuracy table: the worst 1, 2, 3... layers in float
+
+    def float_fallback(self, finding: Finding, fixes: dict[str, Fix]) -> dict[str, Any] | None:
+        """Keep the worst 1, 2, 3... layers (by isolated SQNR) in float until the SQNR reaches the floor (or
+        evaluate() is within MAX_DROP_POINTS of the float model's): each step's SQNR (or accuracy) and latency."""
+        from qdoctor.diagnose.error_sources import MAX_DROP_POINTS
+        from qdoctor.diagnose.locate import float_path
+
+        order = [float_path(self.facts, p) for p in finding.evidence.get("worst_first") or []]
+        if not order or finding.evidence.get("cause") == "calibration-range":
+            return None
+        if not self.rebuild or self.flow not in (EAGER, FX):
+            return {"steps": [], "reason": self.no_rebuild_reason if not self.rebuild else f"a {self.flow} model"}
+        evaluate = self.loaded.evaluate
+        numerics_facts = self.facts.numerics
+        metric_float = numerics_facts.metric_float if numerics_facts else None
+        use_metric = evaluate is not None and metric_float is not None
+        scale = 100.0 if use_metric and metric_float is not None and abs(metric_float) <= 1.0 else 1.0
+        base = self.as_written({c: f for c, f in fixes.items() if c != "QD020"})
+        steps: list[dict[str, Any]] = []
+        outcomes: list[Measured] = []
+        chosen = None
+        for count in range(1, min(len(order), MAX_FALLBACK_STEPS) + 1):
+            recipe = base.changed(float_layers=tuple(order[:count]))
+            self.progress(f"speed/accuracy table: {count} layer(s) in float")
+            outcome = self._measure_kept(recipe)
+            outcomes.append(outcome)
+            step: dict[str, Any] = {
+                "float_layers": list(order[:count]),
+                "sqnr_db": rounded_db(outcome.sqnr_db),
+                "error": outcome.error,
+            }
+            if use_metric and outcome.model is not None and evaluate is not None and metric_float is not None:
+                try:
+                    metric = float(evaluate(outcome.model))
+                    step["metric"] = metric
+                    step["drop_points"] = round((metric_float - metric) * scale, 3)
+                except Exception as exc:
+                    step["error"] = f"evaluate() raised {exception_line(exc, 120)}"
+            outcome.model = None
+            steps.append(step)
+            if step.get("error"):
+                break
+            met = (
+                step.get("drop_points") is not None and step["drop_points"] <= MAX_DROP_POINTS
+                if use_metric
+                else outcome.sqnr_db is not None and outcome.sqnr_db >= SQNR_FLOOR_DB
+            )
+            if met:
+                chosen = count - 1
+                step["code"] = outcome.code
+                break
+        # the steps' latencies in one session of paired rounds with the subject and the float baseline
+        self.time_together(outcomes)
+        for step, outcome in zip(steps, outcomes):
+            step["ms"] = rounded_ms(outcome.timing.median_ms) if outcome.timing else None
+            step["iqr_ms"] = rounded_ms(outcome.timing.iqr_ms) if outcome.timing else None
+            if outcome.error and not step.get("error"):
+                step["error"] = outcome.error
+        return {
+            "target": (
+                f"evaluate() within {MAX_DROP_POINTS:g} point(s) of the float model"
+                if use_metric
+                else f"SQNR >= {SQNR_FLOOR_DB:g} dB"
+            ),
+            "before_sqnr_db": rounded_db(self.facts.numerics.sqnr_db if self.facts.numerics else None),
+            "before_ms": rounded_ms(self.facts.benchmark.subject.median_ms)
+            if self.facts.benchmark and self.facts.benchmark.subject
+            else None,
+            "float_ms": rounded_ms(self.facts.benchmark.float_baseline.median_ms)
+            if self.facts.benchmark and self.facts.benchmark.float_baseline
+            else None,
+            "steps": steps,
+            "chosen": chosen,
+        }
+
+    def _measure_kept(self, recipe: RebuildPlan) -> Measured:
+        return measure(
+            lambda: self._build(recipe),
+            self.inputs,
+            recipe.engine,
+            recipe.threads or self.measured_threads,
+            reference=self.reference(),
+            bench_time=self.options.bench_time if self.options.bench else None,
+            keep_model=True,
+        )
 
     # ---- verification of each fix, and fix all
 
@@ -470,6 +569,8 @@ def prescribe(
         progress("preparing verified fixes")
         try:
             extras["fix_all"], fixed = _verify(loaded, facts, relevant, transforms, options, progress)
+            if "float_fallback" in extras["fix_all"]:
+                extras["float_fallback"] = extras["fix_all"].pop("float_fallback")
         except Exception as exc:
             reason = f"verification failed: {exception_line(exc, 200)} (a qdoctor bug: please report it)"
             for finding in relevant:
@@ -507,8 +608,15 @@ def _verify(
     fixes = {c: o for c, o in outcomes.items() if isinstance(o, Fix)}
     results = {c: {"applied": False, "reason": o.reason} for c, o in outcomes.items() if isinstance(o, CannotApply)}
     results.update(stage.verify_each(fixes))
+    hotspot = next((f for f in relevant if f.rule == "QD020"), None)
+    if hotspot is not None:
+        ladder = stage.float_fallback(hotspot, fixes)
+        if ladder is not None:
+            stage.extras["float_fallback"] = ladder
     for finding in relevant:
         finding.verified = dict(results[finding.rule])
     summary, fixed = stage.fix_all(fixes, results)
     summary["left_out"] = {c: r.get("reason", "") for c, r in results.items() if c not in summary["fixes"]}
+    if stage.extras:
+        summary["float_fallback"] = stage.extras["float_fallback"]
     return summary, fixed

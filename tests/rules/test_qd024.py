@@ -162,7 +162,12 @@ def fix_all(speedup=0.5, interval=(0.45, 0.55), fixes=("QD004",), applied=True) 
         "after_ms": 4.0,
         "float_ms": 2.0,
         "speedup_vs_float": speedup,
-        "speedup_vs_float_interval": {"value": speedup, "low": interval[0], "high": interval[1], "method": "iqr-bounds"},
+        "speedup_vs_float_interval": {
+            "value": speedup,
+            "low": interval[0],
+            "high": interval[1],
+            "method": "iqr-bounds",
+        },
     }
 
 

@@ -42,6 +42,9 @@ class RebuildPlan:
     eval_mode: bool = True  # prepared and run in eval mode (False: training mode, BatchNorm unfolded)
     threads: int | None = None  # intra-op threads at run time; None: as the subject was measured
     dynamic_types: tuple[str, ...] = ()  # dynamic: layer class names the user quantized
+    float_layers: tuple[str, ...] = ()  # float-model paths kept in float (eager: stubs around them; FX: qconfig None)
+    weight_per_channel: bool | None = None  # override the qconfig's weight observer; None: the qconfig's own
+    calibration_skip: tuple[tuple[int, int], ...] = ()  # (batch, row) of the calibration batches left out
 
     def changed(self, **fields: Any) -> RebuildPlan:
         return dataclasses.replace(self, **fields)

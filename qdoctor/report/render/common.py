@@ -243,3 +243,78 @@ def trace_lines(facts: Any, trace_dir: str) -> list[str]:
             f"view them with: tensorboard --logdir {trace_dir}  (the files also open in Perfetto and chrome://tracing)"
         )
     return lines
+
+
+# ---- where the error comes from (per-layer numerics) and the speed/accuracy table
+
+ERROR_HEADER = ["layer", "type", "accumulated", "isolated", "weights", "levels used"]
+MAX_ERROR_ROWS = 12  # terminal and Markdown show this many layers (the worst by isolated SQNR, in network order)
+
+
+def error_intro(report: Report) -> str:
+    """One line over the per-layer table: what it measures and on what."""
+    numerics = report.facts.numerics
+    if numerics is None:
+        return ""
+    on = numerics.layers_note or "the example inputs"
+    text = (
+        "SQNR against the float twin: accumulated = the int8 model up to that layer, isolated = the float input fed "
+        f"to that layer alone (its own error); measured on {on}."
+    )
+    drop = numerics.accuracy_drop_points
+    if drop is not None:
+        text = (
+            f"evaluate(): {numerics.metric_float:.4g} float, {numerics.metric_subject:.4g} int8 ({drop:+.1f} points lost). "
+            + text
+        )
+    return text
+
+
+def error_rows(report: Report, limit: int | None = MAX_ERROR_ROWS) -> tuple[list[list[str]], int]:
+    """Rows of the per-layer table (network order) and how many layers were left out by ``limit``."""
+    numerics = report.facts.numerics
+    layers = numerics.layers if numerics is not None else []
+    shown = layers
+    if limit is not None and len(layers) > limit:
+        worst = sorted(layers, key=lambda x: x.isolated_sqnr_db if x.isolated_sqnr_db is not None else math.inf)
+        keep = {id(x) for x in worst[:limit]}
+        shown = [x for x in layers if id(x) in keep]
+    rows = []
+    for x in shown:
+        weights = fmt_sqnr(x.weight_sqnr_db)
+        if x.weight_qscheme and x.weight_sqnr_db is not None:
+            weights += " per-tensor" if "per_tensor" in x.weight_qscheme else " per-channel"
+        levels = "-" if x.levels_used is None else f"{x.levels_used:.0f}/256"
+        rows.append([x.path, x.type, fmt_sqnr(x.accumulated_sqnr_db), fmt_sqnr(x.isolated_sqnr_db), weights, levels])
+    return rows, len(layers) - len(shown)
+
+
+FALLBACK_HEADER = ["in float", "SQNR", "accuracy drop", "latency", "meets target"]
+
+
+def fallback_rows(fallback: dict[str, Any]) -> list[list[str]]:
+    """Rows of the speed/accuracy table: the int8 model as it is, then each step of the float fallback."""
+    rows = [
+        [
+            "none (as it is)",
+            fmt_sqnr(fallback.get("before_sqnr_db")),
+            "-",
+            f"{fallback['before_ms']:.3f} ms" if fallback.get("before_ms") is not None else "-",
+            "no",
+        ]
+    ]
+    chosen = fallback.get("chosen")
+    for i, step in enumerate(fallback.get("steps") or []):
+        drop = step.get("drop_points")
+        rows.append(
+            [
+                ", ".join(step.get("float_layers") or []),
+                fmt_sqnr(step.get("sqnr_db")) if not step.get("error") else f"failed: {step['error']}",
+                f"{drop:.2f} points" if drop is not None else "-",
+                f"{step['ms']:.3f} ms" if step.get("ms") is not None else "-",
+                "yes (smallest)" if i == chosen else "no",
+            ]
+        )
+    if fallback.get("float_ms") is not None:
+        rows.append(["everything (the float model)", "identical", "0", f"{fallback['float_ms']:.3f} ms", "yes"])
+    return rows

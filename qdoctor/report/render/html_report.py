@@ -17,10 +17,15 @@ from qdoctor.facts.location import first_line
 from qdoctor.report.model import Report
 from qdoctor.report.render.common import (
     CATEGORY_LABEL,
+    ERROR_HEADER,
+    FALLBACK_HEADER,
     category_rows,
     display_path,
     environment_rows,
+    error_intro,
+    error_rows,
     evidence_items,
+    fallback_rows,
     finding_counts,
     fmt_bytes,
     fmt_ms,
@@ -153,6 +158,103 @@ def breakdown_svg(report: Report, width: int = 960) -> str:
     return "".join(parts)
 
 
+def error_svg(report: Report, width: int = 960) -> str:
+    """Accumulated and isolated SQNR along the network, one point per layer, with the floor as a dashed line."""
+    numerics = report.facts.numerics
+    layers = numerics.layers if numerics is not None else []
+    points = [
+        (x.path, x.accumulated_sqnr_db, x.isolated_sqnr_db)
+        for x in layers
+        if x.accumulated_sqnr_db is not None or x.isolated_sqnr_db is not None
+    ]
+    if not points:
+        return ""
+    finite = [v for _, a, i in points for v in (a, i) if v is not None and math.isfinite(v)]
+    top_db = max([F.SQNR_FLOOR_DB + 10, *finite])
+    step = nice_step(top_db)
+    top_db = step * math.ceil(top_db / step)
+    left, right, top, plot_h = 56, 20, 12, 220
+    plot_w = width - left - right
+    height = top + plot_h + 34
+
+    def xy(index: int, value: float) -> tuple[float, float]:
+        x = left + (plot_w * index / max(len(points) - 1, 1) if len(points) > 1 else plot_w / 2)
+        clipped = min(max(value if math.isfinite(value) else top_db, 0.0), top_db)
+        return x, top + plot_h * (1 - clipped / top_db)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" role="img" '
+        'aria-label="SQNR per layer, accumulated and isolated">'
+    ]
+    for k in range(round(top_db / step) + 1):
+        value = step * k
+        _, y = xy(0, value)
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#eaeef2"/>')
+        parts.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="#59636e">{value:g} dB</text>'
+        )
+    _, floor_y = xy(0, F.SQNR_FLOOR_DB)
+    parts.append(
+        f'<line x1="{left}" y1="{floor_y:.1f}" x2="{left + plot_w}" y2="{floor_y:.1f}" stroke="#c62828" '
+        f'stroke-dasharray="5 4"><title>floor {F.SQNR_FLOOR_DB:g} dB</title></line>'
+    )
+    accumulated = [(i, p[0], p[1]) for i, p in enumerate(points) if p[1] is not None]
+    isolated = [(i, p[0], p[2]) for i, p in enumerate(points) if p[2] is not None]
+    for label, color, series in (("accumulated", "#1565c0", accumulated), ("isolated", "#ef6c00", isolated)):
+        coords = [(xy(i, value), name, value) for i, name, value in series if value is not None]
+        if len(coords) > 1:
+            path = " ".join(f"{x:.1f},{y:.1f}" for (x, y), _, _ in coords)
+            parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for (x, y), name, value in coords:
+            parts.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{color}"><title>{_e(name)}: {label} '
+                f"{_e(fmt_sqnr(value))}</title></circle>"
+            )
+    for i, p in enumerate(points):
+        if len(points) <= 24 or i % math.ceil(len(points) / 24) == 0:
+            x, _ = xy(i, 0.0)
+            parts.append(
+                f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle" font-size="10.5" '
+                f'fill="#59636e">{_e(p[0])}</text>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _error_sources(report: Report) -> str:
+    chart = error_svg(report)
+    if not chart:
+        return ""
+    rows, _ = error_rows(report, limit=None)
+    head = "".join(f"<th>{_e(h)}</th>" for h in ERROR_HEADER)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    legend = (
+        '<div class="legend"><span><i style="background:#1565c0"></i>accumulated (int8 up to the layer)</span>'
+        '<span><i style="background:#ef6c00"></i>isolated (the layer alone)</span>'
+        f'<span><i style="background:#c62828"></i>floor {F.SQNR_FLOOR_DB:g} dB</span></div>'
+    )
+    return (
+        f'<h2>Where the error comes from</h2><p class="sub">{_e(error_intro(report))}</p>'
+        f'<div class="card">{chart}{legend}</div><table><tr>{head}</tr>{body}</table>'
+    )
+
+
+def _fallback(report: Report) -> str:
+    fallback = report.extras.get("float_fallback")
+    if not fallback or not fallback.get("steps"):
+        return ""
+    head = "".join(f"<th>{_e(h)}</th>" for h in FALLBACK_HEADER)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in fallback_rows(fallback))
+    out = (
+        "<h2>Speed/accuracy: the worst layers kept in float</h2>"
+        f'<p class="sub">Target: {_e(fallback.get("target", ""))}.</p><table><tr>{head}</tr>{body}</table>'
+    )
+    chosen = fallback.get("chosen")
+    if chosen is not None and fallback["steps"][chosen].get("code"):
+        out += f"<pre><code>{_e(fallback['steps'][chosen]['code'])}</code></pre>"
+    return out
+
+
 def _legend(report: Report) -> str:
     used = [row[0] for row in category_rows(report.facts)]
     items = "".join(f'<span><i style="background:{CATEGORY_COLOR[c]}"></i>{_e(CATEGORY_LABEL[c])}</span>' for c in used)
@@ -192,6 +294,9 @@ def _summary(report: Report) -> str:
             ("size (serialized)", _e(fmt_bytes(facts.size.subject_bytes)), _e(fmt_bytes(facts.size.float_bytes)))
         )
     if facts.numerics is not None:
+        drop = facts.numerics.accuracy_drop_points
+        if drop is not None:
+            rows.append(("evaluate() drop", _e(f"{drop:.2f} points"), "-"))
         rows.append(("SQNR vs float", _e(fmt_sqnr(facts.numerics.sqnr_db)), "-"))
     float_head = f"float baseline <code>{_e(target.float_name)}</code>" if target.float_name else "float baseline"
     body = "".join(
@@ -308,8 +413,14 @@ def render(report: Report, root: str | None = None, **_: Any) -> str:
         reason = facts.unavailable.get("profile") or facts.unavailable.get("float_profile") or "not profiled"
         out.append(f'<p class="sub">No profile: {_e(reason)}</p>')
     out += ["<h2>Per module (subject)</h2>", _modules(report)]
+    errors = _error_sources(report)
+    if errors:
+        out.append(errors)
     out.append(f"<h2>Findings ({len(report.findings)})</h2>")
     out += [_finding(f, root) for f in report.findings] or ['<p class="verified">No findings.</p>']
+    fallback = _fallback(report)
+    if fallback:
+        out.append(fallback)
     if report.skipped:
         items = "".join(f"<li>{_e(s.rule)} {_e(s.name)}: {_e(s.reason)}</li>" for s in report.skipped)
         out.append(f'<h2>Skipped rules</h2><ul class="plain sub">{items}</ul>')

@@ -12,10 +12,15 @@ from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.facts.location import first_line
 from qdoctor.report.model import Report
 from qdoctor.report.render.common import (
+    ERROR_HEADER,
+    FALLBACK_HEADER,
     category_rows,
     display_path,
     environment_rows,
+    error_intro,
+    error_rows,
     evidence_items,
+    fallback_rows,
     finding_counts,
     fmt_bytes,
     fmt_ms,
@@ -87,6 +92,9 @@ def _summary(report: Report) -> list[str]:
     if facts.size is not None:
         rows.append(["size (serialized)", fmt_bytes(facts.size.subject_bytes), fmt_bytes(facts.size.float_bytes)])
     if facts.numerics is not None:
+        drop = facts.numerics.accuracy_drop_points
+        if drop is not None:
+            rows.append(["evaluate() drop", f"{drop:.2f} points", "-"])
         rows.append(["SQNR vs float", fmt_sqnr(facts.numerics.sqnr_db), "-"])
     elif "numerics" in facts.unavailable:
         rows.append(["SQNR vs float", f"not measured: {facts.unavailable['numerics']}", "-"])
@@ -172,6 +180,17 @@ def _finding(f: Finding, root: str | None) -> list[str]:
     return lines
 
 
+def _error_sources(report: Report) -> list[str]:
+    rows, left_out = error_rows(report)
+    if not rows:
+        return []
+    lines = ["", "### Where the error comes from", "", error_intro(report), ""]
+    lines += table(ERROR_HEADER, rows)
+    if left_out:
+        lines += ["", f"{left_out} more layer(s) in `--format json` (`numerics.layers`) and `--format html`."]
+    return lines
+
+
 def render(report: Report, root: str | None = None, **_: Any) -> str:
     """``root``: file paths under it are shown relative to it (the CLI passes the working directory)."""
     facts = report.facts
@@ -186,12 +205,26 @@ def render(report: Report, root: str | None = None, **_: Any) -> str:
         lines += ["", f"> note: {note}"]
     lines += _breakdown(report)
     lines += _modules(report)
+    lines += _error_sources(report)
     lines += ["", "### Findings"]
     if report.findings:
         for finding in report.findings:
             lines += _finding(finding, root)
     else:
         lines += ["", "No findings."]
+    fallback = report.extras.get("float_fallback")
+    if fallback and fallback.get("steps"):
+        lines += [
+            "",
+            "### Speed/accuracy: the worst layers kept in float",
+            "",
+            f"Target: {fallback.get('target', '')}.",
+            "",
+        ]
+        lines += table(FALLBACK_HEADER, fallback_rows(fallback))
+        chosen = fallback.get("chosen")
+        if chosen is not None and fallback["steps"][chosen].get("code"):
+            lines += [""] + code_block(fallback["steps"][chosen]["code"])
     if report.skipped:
         lines += ["", "<details><summary>Skipped rules</summary>", ""]
         lines += [f"- {s.rule} {s.name}: {s.reason}" for s in report.skipped]

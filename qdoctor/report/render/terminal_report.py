@@ -17,6 +17,11 @@ from qdoctor.facts.location import first_line
 from qdoctor.report.model import Report
 from qdoctor.report.render.common import (
     CATEGORY_LABEL,
+    ERROR_HEADER,
+    FALLBACK_HEADER,
+    error_intro,
+    error_rows,
+    fallback_rows,
     fmt_bytes,
     fmt_ms,
     fmt_sqnr,
@@ -64,6 +69,9 @@ def _header(report: Report) -> Table:
     if facts.size is not None:
         table.add_row("size", f"{fmt_bytes(facts.size.subject_bytes)} (float {fmt_bytes(facts.size.float_bytes)})")
     if facts.numerics is not None:
+        drop = facts.numerics.accuracy_drop_points
+        if drop is not None:
+            table.add_row("evaluate() drop", f"{drop:.2f} points")
         table.add_row("SQNR vs float", fmt_sqnr(facts.numerics.sqnr_db))
     table.add_row(
         "machine",
@@ -116,6 +124,35 @@ def _fix_all(fix_all: dict[str, Any]) -> Panel:
     return Panel(Group(*parts), title="fix all (verified on a copy)", title_align="left", border_style="green")
 
 
+def _error_sources(report: Report) -> Table | None:
+    rows, left_out = error_rows(report)
+    if not rows:
+        return None
+    caption = error_intro(report) + (f" {left_out} more layer(s) in --format json/html." if left_out else "")
+    table = Table(title="where the error comes from", title_justify="left", caption=caption, caption_justify="left")
+    for name in ERROR_HEADER:
+        table.add_column(name, justify="right" if name not in ("layer", "type") else "left")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _fallback(fallback: dict[str, Any]) -> Panel:
+    table = Table(box=None)
+    for name in FALLBACK_HEADER:
+        table.add_column(name)
+    for row in fallback_rows(fallback):
+        table.add_row(*row)
+    parts: list[Any] = [Text(f"target: {fallback.get('target', '')}", style="dim"), table]
+    chosen = fallback.get("chosen")
+    steps = fallback.get("steps") or []
+    if chosen is not None and steps[chosen].get("code"):
+        parts.append(
+            Syntax(steps[chosen]["code"], "python", theme="ansi_dark", background_color="default", word_wrap=True)
+        )
+    return Panel(Group(*parts), title="speed/accuracy: the worst layers kept in float", title_align="left")
+
+
 def _finding(f: Any) -> Panel:
     parts: list[Any] = [Text(f.message)]
     loc = f.location
@@ -154,6 +191,9 @@ def render(report: Report, width: int = 110, color: bool = False, **_: Any) -> s
         console.print(breakdown)
     for note in report.notes:
         console.print(Text(f"note: {note}", style="cyan"))
+    error_table = _error_sources(report)
+    if error_table is not None:
+        console.print(error_table)
     if report.findings:
         counts = {s: sum(1 for f in report.findings if f.severity == s) for s in Severity}
         console.print(
@@ -175,6 +215,9 @@ def render(report: Report, width: int = 110, color: bool = False, **_: Any) -> s
                 "saved": f"saved to {saved['path']} as {saved['format']} ({saved.get('how', '')}); load: {saved.get('load', '')}",
             }
         console.print(_fix_all(fix_all))
+    fallback = report.extras.get("float_fallback")
+    if fallback and fallback.get("steps"):
+        console.print(_fallback(fallback))
     if report.skipped:
         console.print(Text("skipped rules:", style="dim"))
         for s in report.skipped:

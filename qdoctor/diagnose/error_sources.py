@@ -1,0 +1,97 @@
+"""Where a quantized model's error comes from, read from the per-layer numerics (pure, no torch): the thresholds and
+the judgements QD020 (error hotspot), QD021 (per-tensor weight outliers) and QD022 (calibration range outliers)
+share, so that QD020 can say which of the other two explains a hotspot."""
+
+from __future__ import annotations
+
+from qdoctor import facts as F
+from qdoctor.facts import SQNR_FLOOR_DB, Facts, LayerNumerics
+
+# A layer is a hotspot when its isolated SQNR is this far below the median of the other layers' (a healthy int8
+# layer adds noise 35-50 dB below its signal; 10 dB below the rest is ten times the noise of a typical layer).
+HOTSPOT_MARGIN_DB = 10.0
+MAX_HOTSPOTS = 3
+# Per-tensor weights: the channel with the largest range sets the one step for all. At this ratio the median channel
+# spans 1/8 of the levels (32 of 256): its weight SQNR drops by ~18 dB against per-channel.
+CHANNEL_RANGE_RATIO = 8.0
+PER_CHANNEL_GAIN_DB = 6.0  # and per-channel weights must measure at least this much better (x4 less noise)
+# A quantizer whose range is so wide that a typical row's values span fewer levels than this: 16 levels is a 4-bit
+# signal (~25 dB at best, less once the next layers add theirs), when int8 should give 256.
+LEVELS_FLOOR = 16.0
+MAX_DROP_POINTS = 1.0  # evaluate(): an accuracy drop above this many points is a loss even above the SQNR floor
+
+__all__ = [
+    "CHANNEL_RANGE_RATIO",
+    "HOTSPOT_MARGIN_DB",
+    "LEVELS_FLOOR",
+    "MAX_DROP_POINTS",
+    "MAX_HOTSPOTS",
+    "PER_CHANNEL_GAIN_DB",
+    "SQNR_FLOOR_DB",
+    "below_floor",
+    "hotspots",
+    "per_tensor_outliers",
+    "range_outliers",
+    "worst_first",
+]
+
+
+def below_floor(facts: Facts) -> bool:
+    """The output SQNR is below the floor, or evaluate() dropped more than MAX_DROP_POINTS."""
+    numerics = facts.numerics
+    if numerics is None:
+        return False
+    drop = numerics.accuracy_drop_points
+    if drop is not None and drop > MAX_DROP_POINTS:
+        return True
+    return numerics.sqnr_db is not None and numerics.sqnr_db < SQNR_FLOOR_DB
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def worst_first(layers: list[LayerNumerics]) -> list[LayerNumerics]:
+    """Compute layers (not stubs) by isolated SQNR, worst first: the order to keep them in float."""
+    measured = [layer for layer in layers if layer.kind != F.QUANT_STUB and layer.isolated_sqnr_db is not None]
+    return sorted(measured, key=lambda layer: layer.isolated_sqnr_db or 0.0)
+
+
+def hotspots(layers: list[LayerNumerics]) -> list[LayerNumerics]:
+    """The few layers whose isolated SQNR is far below the others' (at most MAX_HOTSPOTS, worst first)."""
+    measured = [layer for layer in layers if layer.isolated_sqnr_db is not None]
+    found = []
+    for layer in worst_first(layers):
+        others = [o.isolated_sqnr_db for o in measured if o is not layer and o.isolated_sqnr_db is not None]
+        if not others:
+            break
+        isolated = layer.isolated_sqnr_db or 0.0
+        if isolated < _median(others) - HOTSPOT_MARGIN_DB:
+            found.append(layer)
+    if len(found) > MAX_HOTSPOTS or len(found) * 2 > len(measured):
+        return []  # half the network is "far below the rest": nothing stands out
+    return found
+
+
+def per_tensor_outliers(layers: list[LayerNumerics]) -> list[LayerNumerics]:
+    """Layers with per-tensor weights whose per-output-channel ranges differ by CHANNEL_RANGE_RATIO or more, and
+    where per-channel weights measure PER_CHANNEL_GAIN_DB better."""
+    found = []
+    for layer in layers:
+        if not layer.weight_qscheme or "per_tensor" not in layer.weight_qscheme:
+            continue
+        ratio = layer.weight_channel_range_ratio
+        if ratio is None or ratio < CHANNEL_RANGE_RATIO:
+            continue
+        actual, per_channel = layer.weight_sqnr_db, layer.weight_sqnr_per_channel_db
+        if actual is not None and per_channel is not None and per_channel - actual < PER_CHANNEL_GAIN_DB:
+            continue
+        found.append(layer)
+    return found
+
+
+def range_outliers(layers: list[LayerNumerics]) -> list[LayerNumerics]:
+    """Layers whose output quantizer spans so wide a range that a typical row uses fewer than LEVELS_FLOOR levels."""
+    return [layer for layer in layers if layer.levels_used is not None and layer.levels_used < LEVELS_FLOOR]

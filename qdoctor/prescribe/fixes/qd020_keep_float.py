@@ -1,0 +1,22 @@
+"""QD020: keep the error hotspots in float (eager: qconfig None between a DeQuantStub and a QuantStub; FX:
+qconfig_mapping.set_module_name(name, None))."""
+
+from __future__ import annotations
+
+from qdoctor.diagnose.findings import Finding
+from qdoctor.diagnose.locate import float_path
+from qdoctor.prescribe.fixes import EAGER, FX, CannotApply, Fix, FixContext, transform
+
+
+@transform("QD020", "keep the error hotspots in float")
+def keep_float(ctx: FixContext, finding: Finding) -> Fix | CannotApply:
+    cause = finding.evidence.get("cause")
+    if cause == "calibration-range":
+        return CannotApply("the error comes from the calibration ranges: QD022's fix, not a float fallback")
+    spots = list(finding.evidence.get("hotspots") or [])
+    if not spots:
+        return CannotApply("no single layer stands out: keeping one in float would not bring the error down")
+    if ctx.flow not in (EAGER, FX):
+        return CannotApply(f"qdoctor keeps layers in float when it rebuilds eager or FX models, not {ctx.flow}")
+    paths = tuple(float_path(ctx.facts, p) for p in spots)
+    return Fix(as_written={"float_layers": ()}, fixed={"float_layers": paths}, details={"float_layers": list(paths)})

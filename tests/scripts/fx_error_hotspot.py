@@ -1,0 +1,43 @@
+# FX graph mode version of fixtures/error_hotspot_layer.py: prepare_fx/convert_fx with the x86 qconfig mapping; fc2's
+# rows each hold one weight 100x the rest, so fc2 alone takes the SQNR below the floor.
+import torch
+from torch import nn
+from torch.ao.quantization import get_default_qconfig_mapping
+from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+
+class MLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(64, 256)
+        self.fc2 = nn.Linear(256, 256)
+        self.fc3 = nn.Linear(256, 256)
+        self.fc4 = nn.Linear(256, 10)
+        self.relu1, self.relu2, self.relu3 = nn.ReLU(), nn.ReLU(), nn.ReLU()
+
+    def forward(self, x):
+        x = self.relu1(self.fc1(x))
+        x = self.relu2(self.fc2(x))
+        x = self.relu3(self.fc3(x))
+        return self.fc4(x)
+
+
+torch.manual_seed(0)
+float_model = MLP().eval()
+with torch.no_grad():
+    float_model.fc1.bias[11] = -100.0
+    float_model.fc2.weight[:, 11] *= 100.0
+example_inputs = (torch.randn(16, 64, generator=torch.Generator().manual_seed(0)),)
+
+
+def calibration_data():
+    generator = torch.Generator().manual_seed(1)
+    return [(torch.randn(32, 64, generator=generator),) for _ in range(8)]
+
+
+torch.backends.quantized.engine = "x86"
+prepared = prepare_fx(float_model, get_default_qconfig_mapping("x86"), example_inputs)
+with torch.no_grad():
+    for batch in calibration_data():
+        prepared(*batch)
+quantized_model = convert_fx(prepared)
