@@ -18,11 +18,12 @@ first use (``__getattr__``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 __version__ = "0.1.0"
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: `import qdoctor` stays a bare module (type checkers know the name)
 if TYPE_CHECKING:
+    from typing import Any
+
     from qdoctor.api import Report, check, check_model, compare_model
 
 _API = ("Report", "check", "check_model", "compare_model")  # from qdoctor.api, on first use

@@ -127,6 +127,10 @@ SAME_AS_CLI = [
 # an environment variable); live objects come with no script, so one deliberate torch.set_num_threads(1) goes unnamed.
 
 
+def where(report) -> list[tuple[str, str]]:
+    return sorted((f.rule, f.location.module or "") for f in report.findings)
+
+
 @pytest.mark.parametrize("name", SAME_AS_CLI)
 def test_check_model_matches_the_cli_on_the_same_objects(name, check_fixture):
     from qdoctor.load.target import load_target
@@ -135,7 +139,6 @@ def test_check_model_matches_the_cli_on_the_same_objects(name, check_fixture):
     with preserved_torch_state():  # the script may set the engine or the threads, as a notebook cell would
         loaded = load_target(str(fixture_path(name)))
         live = qdoctor.check_model(loaded.subject, loaded.inputs, float_model=loaded.float_baseline, **FAST)
-    where = lambda report: sorted((f.rule, f.location.module or "") for f in report.findings)  # noqa: E731
     assert where(live) == where(cli), name
     assert sorted(s.rule for s in live.skipped) == sorted(s.rule for s in cli.skipped)
 

@@ -131,5 +131,7 @@ def test_import_qdoctor_is_cheap():
         for node in tree.body
         if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
     ]
-    top_level = [node for node in tree.body if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("qdoctor")]
+    top_level = [
+        node for node in tree.body if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("qdoctor")
+    ]
     assert guarded and not top_level

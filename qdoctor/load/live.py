@@ -171,7 +171,12 @@ def live_target(
 
 
 def live_float_target(
-    float_model: Any, example_inputs: Any, *, calibration_data: Any = None, evaluate: Any = None, spec: str | None = None
+    float_model: Any,
+    example_inputs: Any,
+    *,
+    calibration_data: Any = None,
+    evaluate: Any = None,
+    spec: str | None = None,
 ) -> LoadedTarget:
     """The LoadedTarget ``qdoctor.compare_model`` quantizes: a float model (the subject, no baseline)."""
     subject = _require_module(float_model, "float_model")

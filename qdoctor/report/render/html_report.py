@@ -28,7 +28,6 @@ from qdoctor.report.render.common import (
     module_rows,
     speed_text,
     target_title,
-    target_title,
     verified_text,
 )
 
