@@ -199,6 +199,16 @@ def test_compare_model_leaves_the_float_model_and_recommends():
     assert result.calibration_source and "calibration_data" in result.calibration_source
     assert snapshot(base) == before
     assert (torch.backends.quantized.engine, torch.get_num_threads()) == (engine, threads)
+    assert json.loads(result.to_json()) == json.loads(json.dumps(result.to_dict()))
+    assert "fx-x86" in result.to_markdown() and result.to_html().startswith("<!DOCTYPE html>")
+    html = result._repr_html_()
+    assert html.startswith('<div class="qdoctor-compare">') and "fx-x86" in html and "<body" not in html
+    selectors = [
+        s.strip()
+        for rule in re.findall(r"([^{}]+)\{", re.search(r"<style>(.*?)</style>", html, re.S)[1])
+        for s in rule.split(",")
+    ]
+    assert selectors and all(s.startswith("div.qdoctor-compare") for s in selectors), selectors
 
 
 # ---- the Report in every format

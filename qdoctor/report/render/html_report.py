@@ -305,7 +305,7 @@ def scoped_css(css: str, scope: str) -> str:
 def render_fragment(report: Report, root: str | None = None) -> str:
     """The report as one ``<div>`` with its own scoped style (no script, no network): Jupyter's ``_repr_html_``."""
     scope = f"div.{FRAGMENT_CLASS}"
-    style = scoped_css(CSS, scope) + f"\n{scope} {{ max-width: 1040px; padding: 12px 16px; }}"
+    style = scoped_css(CSS, scope) + f"\n{scope} {{ max-width: 1040px; padding: 12px 16px; overflow-x: auto; }}"
     return "\n".join([f'<div class="{FRAGMENT_CLASS}">', f"<style>{style}</style>", *_content(report, root), "</div>"])
 
 
