@@ -20,3 +20,21 @@ class ScriptFailedError(TargetError):
         """``text``: the line without a cause; ``explained``: the line with ``{hint}`` where the cause goes."""
         self.exception_message, self.module_name, self.explained = exception_message, module_name, explained
         super().__init__(text)
+
+
+class NotAModuleError(TargetError, TypeError):
+    """A model argument of the Python API (``qdoctor.check_model``) is not a ``torch.nn.Module``."""
+
+
+class InputsDoNotFitError(TargetError, ValueError):
+    """The example inputs are not tensors, or the model rejects them because of their shape or dtype (the message
+    names the layer that rejected them)."""
+
+
+class FloatSubjectError(TargetError, ValueError):
+    """The model given to check is a float model (nothing quantized, no qconfig, no observers): there is nothing to
+    diagnose. Pass the quantized model, with the float one as ``float_model``, or compare recipes on it."""
+
+
+class OptionError(TargetError, ValueError):
+    """An option of the Python API has a value it cannot take (an unknown rule code, ``fail_on="loud"``...)."""

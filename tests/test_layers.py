@@ -23,7 +23,9 @@ LAYERS = (
     ("report",),
     ("run",),
     ("compare",),
-    ("config", "cli", "__main__"),
+    ("config",),  # [tool.qdoctor] settings: imports nothing of qdoctor
+    ("api", "testing", "pytest_plugin"),  # qdoctor in Python: check_model/check/compare_model, assert_healthy, fixture
+    ("cli", "__main__"),
 )
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
@@ -63,12 +65,19 @@ def test_every_module_belongs_to_a_layer():
     assert not unknown, f"folders or modules with no layer in LAYERS: {unknown}"
 
 
+# The package re-exports the Python API (`qdoctor.check_model`): for type checkers only (under TYPE_CHECKING), and
+# at run time by name in its module __getattr__, on first use. test_import_qdoctor_is_cheap checks it stays lazy.
+REEXPORTS = {(PACKAGE / "__init__.py", "qdoctor.api")}
+
+
 def test_imports_only_run_downward():
     wrong = []
     for path in sorted(PACKAGE.rglob("*.py")):
         own = layer_of(module_name(path))
         for line, imported in imported_modules(path):
             other = layer_of(imported)
+            if (path, imported) in REEXPORTS:
+                continue
             if RANK[other] > RANK[own]:
                 wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {own} imports {imported} ({other} is above)")
     assert not wrong, "imports against the layer order:\n" + "\n".join(wrong)
@@ -95,3 +104,34 @@ def test_layer_imports_without_torch(layer):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_import_qdoctor_is_cheap():
+    """`import qdoctor` (and so `qdoctor --help`) loads neither torch nor the API; `qdoctor.check_model` loads the API
+    on first use, still without torch; the re-export in __init__ is typing-only."""
+    code = (
+        "import sys\n"
+        "import qdoctor\n"
+        "assert 'qdoctor.api' not in sys.modules and 'torch' not in sys.modules, sorted(sys.modules)\n"
+        "assert callable(qdoctor.check_model) and qdoctor.Report.__name__ == 'Report'\n"
+        "import qdoctor.pytest_plugin, qdoctor.testing\n"
+        "assert 'torch' not in sys.modules\n"
+        "try:\n"
+        "    qdoctor.no_such_name\n"
+        "except AttributeError:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise SystemExit('no AttributeError')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+    guarded = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+    ]
+    top_level = [
+        node for node in tree.body if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("qdoctor")
+    ]
+    assert guarded and not top_level

@@ -224,8 +224,21 @@ def compare(spec: str, options: CompareOptions | None = None, progress: Progress
             raise TargetError(str(exc)) from None
         progress(f"loading {spec}")
         loaded = load_target_explained(spec)
+        return compare_loaded(loaded, options, progress, started)
+
+
+def compare_loaded(
+    loaded: LoadedTarget, options: CompareOptions, progress: Progress = lambda _: None, started: float | None = None
+) -> CompareResult:
+    """Compare recipes on a loaded target (a script's, or a live float model from qdoctor.api)."""
+    started = time.perf_counter() if started is None else started
+    spec = loaded.target.spec
+    with preserved_torch_state():
         environment = gather_environment(loaded.user_engine, loaded.user_num_threads)
-        selected, not_run = R.select(options.recipes, environment)
+        try:
+            selected, not_run = R.select(options.recipes, environment)
+        except ValueError as exc:
+            raise TargetError(str(exc)) from None
         float_model, float_name = float_model_of(loaded)
         calibration, calibration_source = Q.calibration_batches(
             loaded.calibration_data, loaded.inputs, options.calibration_batches

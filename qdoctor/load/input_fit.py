@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from qdoctor.errors import TargetError
+from qdoctor.errors import InputsDoNotFitError
 from qdoctor.facts.location import first_line, user_frame
 from qdoctor.introspect.flow import model_flow
 from qdoctor.load.target import LoadedTarget
@@ -81,8 +81,8 @@ def check_inputs_fit(
     probe_is_float: bool,
     user_file: str | None = None,
 ) -> None:
-    """Raise TargetError naming the rejecting layer when ``probe`` (run once, on a copy, in eval mode) fails on
-    ``inputs`` because of their shape or dtype. Any other outcome returns quietly."""
+    """Raise InputsDoNotFitError (a TargetError) naming the rejecting layer when ``probe`` (run once, on a copy, in
+    eval mode) fails on ``inputs`` because of their shape or dtype. Any other outcome returns quietly."""
     model = copy.deepcopy(probe).eval()
     stack: list[tuple[str, nn.Module, tuple[Any, ...]]] = []
     failed_at: list[tuple[str, nn.Module, tuple[Any, ...]]] = []
@@ -122,7 +122,7 @@ def check_inputs_fit(
     where = f"layer `{path}` ({type(module).__name__})" if path else f"the forward() of `{probe_name}`"
     where += _user_line(error, user_file)
     detail = f"expects {expected}" if expected else f"{type(error).__name__}: {message[:200]}"
-    raise TargetError(f"{inputs_name} ({_shape(inputs)}) do not fit the model: {where} rejected them: {detail}")
+    raise InputsDoNotFitError(f"{inputs_name} ({_shape(inputs)}) do not fit the model: {where} rejected them: {detail}")
 
 
 def check_loaded_inputs(loaded: LoadedTarget) -> None:

@@ -106,7 +106,7 @@ def pick_subject(namespace: dict[str, Any], target: Target) -> tuple[str, nn.Mod
     return best[2], best[3]  # the last float module defined: no quantization in this script
 
 
-def _float_copy(model: nn.Module) -> nn.Module:
+def float_copy(model: nn.Module) -> nn.Module:
     """A float copy of a prepared (observed) model: observers, their hooks and qconfigs removed."""
     from torch.ao.quantization.quantize import _remove_qconfig
 
@@ -153,7 +153,7 @@ def pick_float(
         if qat:
             return None, None
         target.float_derived = f"a copy of `{name}` with its observers removed (it was prepared in place)"
-        return name, _float_copy(model)
+        return name, float_copy(model)
     return name, model
 
 

@@ -388,7 +388,7 @@ class Verification:
                 break
         # the steps' latencies in one session of paired rounds with the subject and the float baseline
         self.time_together(outcomes)
-        for step, outcome in zip(steps, outcomes):
+        for step, outcome in zip(steps, outcomes, strict=True):
             step["ms"] = rounded_ms(outcome.timing.median_ms) if outcome.timing else None
             step["iqr_ms"] = rounded_ms(outcome.timing.iqr_ms) if outcome.timing else None
             if outcome.error and not step.get("error"):

@@ -13,14 +13,26 @@ from qdoctor.diagnose.flow_causes import flow_failure
 SCHEMA_VERSION = 1
 
 
-@dataclass
+FAIL_LEVELS = ("error", "warning", "info", "never")
+
+
+@dataclass(repr=False)
 class Report:
+    """What one check found: ``findings`` (each with ``rule``, ``severity``, ``message``, ``location``, ``fix`` and,
+    once measured, ``verified``), the rules skipped and why, and the facts they came from.
+
+    ``ok`` is True when no finding is at or above ``fail_on`` (the CLI's exit code 0). ``to_dict``/``to_json``,
+    ``to_markdown``, ``to_sarif`` and ``to_html`` give the CLI's formats; in Jupyter the report shows itself as HTML
+    (self-contained: inline style and SVG, no script, no network).
+    """
+
     facts: Any  # qdoctor.facts.Facts
     findings: list[Finding]
     skipped: list[SkippedRule]
     notes: list[str] = field(default_factory=list)
     qdoctor_version: str = ""
     extras: dict[str, Any] = field(default_factory=dict)  # later stages (verified fixes, fix-all) add here
+    fail_on: str = "warning"  # the level ``ok`` judges by (the Python API's option; the CLI passes its own)
 
     def worst(self) -> Severity | None:
         return max((f.severity for f in self.findings), key=lambda s: s.rank, default=None)
@@ -31,6 +43,58 @@ class Report:
             return 0
         threshold = Severity(fail_on).rank
         return 1 if any(f.severity.rank >= threshold for f in self.findings) else 0
+
+    @property
+    def ok(self) -> bool:
+        """No finding at or above ``fail_on``."""
+        return self.exit_code(self.fail_on) == 0
+
+    def failing(self) -> list[Finding]:
+        """The findings at or above ``fail_on`` (what makes ``ok`` False)."""
+        if self.fail_on == "never":
+            return []
+        threshold = Severity(self.fail_on).rank
+        return [f for f in self.findings if f.severity.rank >= threshold]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document (schema version 1), as plain Python values."""
+        return to_dict(self)
+
+    def to_json(self) -> str:
+        """``qdoctor check --format json``."""
+        return self._render("json")
+
+    def to_markdown(self, root: str | None = None) -> str:
+        """``--format markdown``: pastes into a GitHub issue. ``root``: paths under it are shown relative to it."""
+        return self._render("markdown", root=root)
+
+    def to_sarif(self, root: str | None = None) -> str:
+        """``--format sarif`` (SARIF 2.1.0, for code scanning). ``root``: the directory result paths are relative to."""
+        return self._render("sarif", root=root)
+
+    def to_html(self, root: str | None = None) -> str:
+        """``--format html``: one self-contained page (inline CSS and SVG, no script, no network)."""
+        return self._render("html", root=root)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's inline view: the HTML report as one ``<div>`` whose style applies only inside it."""
+        from qdoctor.report.render.html_report import render_fragment
+
+        return render_fragment(self)
+
+    def _render(self, output_format: str, **options: Any) -> str:
+        from qdoctor.report.render import OutputFormat, render
+
+        return render(self, OutputFormat(output_format), **options)
+
+    def __repr__(self) -> str:
+        target = getattr(self.facts, "target", None)
+        counts: dict[str, int] = {}
+        for f in self.findings:
+            counts[f.rule] = counts.get(f.rule, 0) + 1
+        found = ", ".join(f"{rule}x{n}" if n > 1 else rule for rule, n in counts.items()) or "no findings"
+        spec = getattr(target, "spec", "?")
+        return f"<qdoctor Report {spec}: {found}; ok={self.ok} (fail_on={self.fail_on!r})>"
 
 
 def _clean(value: Any) -> Any:

@@ -103,14 +103,32 @@ def check(
     ``on_stage(message, facts)`` is called as each stage begins, with everything gathered so far (qdoctor.run.worker
     sends these snapshots to its parent, so a check that dies part-way still gives a report).
     """
-    from qdoctor.gather.rounds import timed_seconds
-    from qdoctor.load.input_fit import check_loaded_inputs
-
     options = options or CheckOptions()
-    started, timed_before = time.perf_counter(), timed_seconds()
+    started = time.perf_counter()
     with preserved_torch_state():
         progress(f"loading {spec}")
         loaded = load_target_explained(spec, trust=options.trust)
+        return check_loaded(loaded, options, progress, on_stage, started=started)
+
+
+def check_loaded(
+    loaded: LoadedTarget,
+    options: CheckOptions,
+    progress: Callable[[str], None] = lambda _: None,
+    on_stage: OnStage | None = None,
+    started: float | None = None,
+) -> Report:
+    """Check a loaded target (a script's, or live objects from qdoctor.api): inputs, facts, rules, verified fixes.
+    Raises qdoctor.errors.InputsDoNotFitError when the example inputs do not fit the model.
+
+    ``started``: when the check began (before loading), so that the load phase is counted in the phase times."""
+    from qdoctor.gather.rounds import timed_seconds
+    from qdoctor.load.input_fit import check_loaded_inputs
+
+    started = time.perf_counter() if started is None else started
+    timed_before = timed_seconds()
+
+    with preserved_torch_state():
         if on_stage is not None:
             on_stage("loaded", loaded_facts(loaded))
         progress("running the model once on the example inputs")

@@ -159,3 +159,16 @@ def render(result: CompareResult, **_: Any) -> str:
         )
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+FRAGMENT_CLASS = "qdoctor-compare"
+
+
+def render_fragment(result: CompareResult) -> str:
+    """The compare report as one ``<div>`` with its style scoped to it (no script, no network): Jupyter's view."""
+    from qdoctor.report.render.html_report import scoped_css
+
+    page = render(result)
+    body = page.split("<body>", 1)[1].rsplit("</body>", 1)[0]
+    scope = f"div.{FRAGMENT_CLASS}"
+    return f'<div class="{FRAGMENT_CLASS}">\n<style>{scoped_css(STYLE, scope)}</style>\n{body.strip()}\n</div>'

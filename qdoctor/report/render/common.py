@@ -116,6 +116,14 @@ def evidence_items(evidence: dict[str, Any]) -> list[tuple[str, Any]]:
     return [(k, v) for k, v in evidence.items() if v not in (None, [], {}, "")]
 
 
+def target_title(target: Any, root: str | None) -> str:
+    """What a report is about: the script (relative to ``root``), else what was passed. Objects checked in-process
+    (qdoctor.check_model) keep their ``<in-process ...>`` name: their file is only where their class is defined."""
+    if target.spec.startswith("<"):
+        return str(target.spec)
+    return display_path(target.file, root) or str(target.spec)
+
+
 def display_path(file: str | None, root: str | None) -> str | None:
     """``file`` relative to ``root`` when it lies under it (POSIX separators), else as given."""
     if file is None:

@@ -33,6 +33,7 @@ from qdoctor.report.render.common import (
     measurement_text,
     module_rows,
     ratio_speed_text,
+    target_title,
     verified_text,
 )
 
@@ -383,15 +384,49 @@ def _finding(f: Finding, root: str | None) -> str:
 
 def render(report: Report, root: str | None = None, **_: Any) -> str:
     """``root``: file paths under it are shown relative to it (the CLI passes the working directory)."""
-    facts = report.facts
-    target = facts.target
-    title = display_path(target.file, root) or target.spec
-    out = [
+    title = target_title(report.facts.target, root)
+    head = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>qdoctor: {_e(title)}</title>",
         f"<style>{CSS}</style></head><body><main>",
+    ]
+    return "\n".join([*head, *_content(report, root), "</main></body></html>"]) + "\n"
+
+
+FRAGMENT_CLASS = "qdoctor-report"
+_CSS_RULE = re.compile(r"([^{}]+)\{([^}]*)\}")
+
+
+def scoped_css(css: str, scope: str) -> str:
+    """``css`` with every selector limited to the elements inside ``scope`` (``body``/``:root``/``main`` become the
+    scope itself), so a report shown inside a page (a Jupyter output cell) does not restyle the page."""
+
+    def selector(text: str) -> str:
+        text = text.strip()
+        if text in (":root", "body", "main"):
+            return scope
+        return f"{scope} {text}"
+
+    return "\n".join(
+        f"{', '.join(selector(s) for s in selectors.split(','))} {{{body}}}"
+        for selectors, body in _CSS_RULE.findall(css)
+    )
+
+
+def render_fragment(report: Report, root: str | None = None) -> str:
+    """The report as one ``<div>`` with its own scoped style (no script, no network): Jupyter's ``_repr_html_``."""
+    scope = f"div.{FRAGMENT_CLASS}"
+    style = scoped_css(CSS, scope) + f"\n{scope} {{ max-width: 1040px; padding: 12px 16px; overflow-x: auto; }}"
+    return "\n".join([f'<div class="{FRAGMENT_CLASS}">', f"<style>{style}</style>", *_content(report, root), "</div>"])
+
+
+def _content(report: Report, root: str | None) -> list[str]:
+    facts = report.facts
+    target = facts.target
+    title = target_title(target, root)
+    out = [
         f"<h1>qdoctor check: <code>{_e(title)}</code></h1>",
         f'<p class="sub"><span class="counts">{_e(finding_counts(report))}</span>'
         + (f" · qdoctor {_e(report.qdoctor_version)}" if report.qdoctor_version else "")
@@ -426,5 +461,4 @@ def render(report: Report, root: str | None = None, **_: Any) -> str:
         out.append(f'<h2>Skipped rules</h2><ul class="plain sub">{items}</ul>')
     env_rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in environment_rows(facts.environment))
     out.append(f"<h2>Environment</h2><table>{env_rows}</table>")
-    out.append("</main></body></html>")
-    return "\n".join(out) + "\n"
+    return out

@@ -28,6 +28,7 @@ from qdoctor.report.render.common import (
     measurement_text,
     module_rows,
     ratio_speed_text,
+    target_title,
     verified_text,
 )
 
@@ -195,7 +196,7 @@ def render(report: Report, root: str | None = None, **_: Any) -> str:
     """``root``: file paths under it are shown relative to it (the CLI passes the working directory)."""
     facts = report.facts
     target = facts.target
-    lines = [f"## qdoctor check: {code_span(display_path(target.file, root) or target.spec)}", ""]
+    lines = [f"## qdoctor check: {code_span(target_title(target, root))}", ""]
     lines.append(
         f"**{finding_counts(report)}**" + (f" · qdoctor {report.qdoctor_version}" if report.qdoctor_version else "")
     )
