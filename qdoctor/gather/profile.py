@@ -165,12 +165,12 @@ def profile_model(
 
     try:
         with torch.no_grad(), exclusive_measurement():  # parallel checks take turns (qdoctor.gather.exclusive)
+            subject(*inputs)  # warm-up (lazy initialisation, weight packing); the next call sizes the runs
             start = time.perf_counter()
-            subject(*inputs)  # warm-up, also sizes the number of profiled runs
-            first = time.perf_counter() - start
             subject(*inputs)
+            warm = time.perf_counter() - start
             if runs is None:
-                runs = profiled_runs(first, budget_s)
+                runs = profiled_runs(warm, budget_s)
             with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU]) as prof:
                 for _ in range(runs):
                     subject(*inputs)
@@ -183,15 +183,16 @@ def profile_model(
 
 
 MIN_PROFILED_RUNS = 3  # a median and a spread per module (QD023 compares layers with an interval)
+SLOW_FORWARD_S = 1.0  # a forward this slow is profiled only as often as the budget allows
 
 
-def profiled_runs(first_s: float, budget_s: float) -> int:
-    """Runs to profile: as many as fit ``budget_s`` (at most 10); at least MIN_PROFILED_RUNS unless one forward
-    already takes longer than the budget (then one: a model that slow is profiled once)."""
-    fitting = int(budget_s / max(first_s, 1e-4))
-    if first_s > budget_s:
-        return 1
-    return max(MIN_PROFILED_RUNS, min(10, fitting))
+def profiled_runs(forward_s: float, budget_s: float) -> int:
+    """Runs to profile: as many as fit ``budget_s`` (at most 10), and at least MIN_PROFILED_RUNS (a spread) unless
+    one forward takes SLOW_FORWARD_S or more."""
+    fitting = max(1, min(10, int(budget_s / max(forward_s, 1e-4))))
+    if forward_s >= max(SLOW_FORWARD_S, budget_s):
+        return fitting
+    return max(MIN_PROFILED_RUNS, fitting)
 
 
 def summarize(

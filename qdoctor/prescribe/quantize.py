@@ -170,13 +170,15 @@ def static_eager(
     convert: bool = True,
     train: bool = False,
     names: CodeNames | None = None,
+    keep_float: Sequence[str] = (),
 ) -> Built:
     """Eager-mode static int8: (wrap with stubs) -> fuse -> qconfig for ``engine`` -> prepare -> calibrate -> convert.
 
     The keyword switches rebuild a model the way a script got it wrong, for verified fixes: ``groups`` fuses exactly
     those module groups (default: the traced plan), ``qconfig_engine`` takes another backend's default qconfig,
     ``calibrate_model=False`` converts observers that saw no data, ``convert=False`` returns the prepared model,
-    ``train=True`` builds and returns it in training mode (BatchNorm cannot be folded then).
+    ``train=True`` builds and returns it in training mode (BatchNorm cannot be folded then). ``keep_float``: module
+    paths of the float model left in float, between a DeQuantStub and a QuantStub.
     """
     from torch.ao import quantization as tq
 
@@ -198,6 +200,11 @@ def static_eager(
         if wrapped:
             model = wrap_with_stubs(model)
             steps.append("wrapped with QuantStub/DeQuantStub")
+        prefix = "module." if wrapped else ""
+        for path in keep_float:
+            _keep_in_float(model, prefix + path)
+        if keep_float:
+            steps.append(f"kept in float: {', '.join(keep_float)}")
         model.qconfig = default_qconfig(qconfig_engine)
         prepared = tq.prepare(model)
         if calibrate_model:
@@ -222,6 +229,13 @@ def static_eager(
         lines.append(f"{n.model} = torch.ao.quantization.fuse_modules({n.model}, {fused!r})")
     if wrapped:
         lines.append(f"{n.model} = torch.ao.quantization.QuantWrapper({n.model})")
+    for path in keep_float:
+        where = f"{n.model}.{'module.' if wrapped else ''}{path}"
+        lines.append(
+            f"{where} = torch.nn.Sequential(torch.ao.quantization.DeQuantStub(), {where}, "
+            "torch.ao.quantization.QuantStub())"
+        )
+        lines.append(f"{where}[1].qconfig = None  # kept in float")
     lines.append(f'{n.model}.qconfig = torch.ao.quantization.get_default_qconfig("{qconfig_engine}")')
     lines.append(f"{n.prepared} = torch.ao.quantization.prepare({n.model})")
     if calibrate_model:
@@ -231,6 +245,17 @@ def static_eager(
     else:
         lines.append(f"{n.quantized_model} = {n.prepared}")
     return Built(quantized, engine, steps, "\n".join(lines))
+
+
+def _keep_in_float(model: nn.Module, path: str) -> None:
+    """Eager mode: the module at ``path`` runs in float between a DeQuantStub and a QuantStub (qconfig None)."""
+    from torch.ao import quantization as tq
+
+    parent_path, _, name = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    layer = getattr(parent, name)
+    layer.qconfig = None
+    setattr(parent, name, nn.Sequential(tq.DeQuantStub(), layer, tq.QuantStub()))
 
 
 def static_fx(
@@ -243,10 +268,11 @@ def static_fx(
     calibrate_model: bool = True,
     convert: bool = True,
     names: CodeNames | None = None,
+    keep_float: Sequence[str] = (),
 ) -> Built:
     """FX graph mode static int8: prepare_fx places the stubs and fuses by itself.
 
-    ``qconfig_engine``, ``calibrate_model`` and ``convert`` as in static_eager.
+    ``qconfig_engine``, ``calibrate_model``, ``convert`` and ``keep_float`` as in static_eager.
     """
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
@@ -254,7 +280,10 @@ def static_fx(
     qconfig_engine = qconfig_engine or engine
     with _quiet(), quantized_engine(engine):
         model = copy.deepcopy(float_model).eval()
-        prepared = prepare_fx(model, get_default_qconfig_mapping(qconfig_engine), example_inputs=tuple(inputs))
+        mapping = get_default_qconfig_mapping(qconfig_engine)
+        for path in keep_float:
+            mapping.set_module_name(path, None)
+        prepared = prepare_fx(model, mapping, example_inputs=tuple(inputs))
         if calibrate_model:
             calibrate(prepared, batches)
         quantized = convert_fx(prepared) if convert else prepared
@@ -263,8 +292,9 @@ def static_fx(
         "from torch.ao.quantization import get_default_qconfig_mapping",
         "from torch.ao.quantization.quantize_fx import prepare_fx, convert_fx",
         f'torch.backends.quantized.engine = "{engine}"',
-        f'{n.prepared} = prepare_fx({n.float_model}.eval(), get_default_qconfig_mapping("{qconfig_engine}"), '
-        f"{n.example_inputs})",
+        f'qconfig_mapping = get_default_qconfig_mapping("{qconfig_engine}")',
+        *(f'qconfig_mapping.set_module_name("{path}", None)  # kept in float' for path in keep_float),
+        f"{n.prepared} = prepare_fx({n.float_model}.eval(), qconfig_mapping, {n.example_inputs})",
     ]
     if calibrate_model:
         lines.append(n.calibration_loop())
@@ -277,6 +307,8 @@ def static_fx(
         f"calibrated on {len(batches)} batch(es)" if calibrate_model else "not calibrated",
         "convert_fx" if convert else "not converted",
     ]
+    if keep_float:
+        steps.insert(1, f"kept in float: {', '.join(keep_float)}")
     return Built(quantized, engine, steps, "\n".join(lines))
 
 
@@ -284,20 +316,39 @@ DYNAMIC_TYPES = (nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell, nn.RNNCell
 
 
 def dynamic(
-    float_model: nn.Module, engine: str, types: Sequence[type] | None = None, *, names: CodeNames | None = None
+    float_model: nn.Module,
+    engine: str,
+    types: Sequence[type] | None = None,
+    *,
+    names: CodeNames | None = None,
+    keep_float: Sequence[str] = (),
 ) -> Built:
-    """Dynamic int8 (weights int8, activations quantized on the fly) for the layer types present."""
+    """Dynamic int8 (weights int8, activations quantized on the fly) for the layer types present; the modules at
+    ``keep_float`` stay float."""
     from torch.ao import quantization as tq
 
     present = {type(m) for m in float_model.modules()}
     chosen = set(types) if types is not None else {t for t in DYNAMIC_TYPES if t in present} or {nn.Linear}
     with _quiet(), quantized_engine(engine):
-        quantized = tq.quantize_dynamic(copy.deepcopy(float_model).eval(), chosen, dtype=torch.qint8)
+        spec: Any = chosen
+        if keep_float:
+            spec = dict[Any, Any]({t: tq.default_dynamic_qconfig for t in chosen})
+            spec.update({path: None for path in keep_float})
+        quantized = tq.quantize_dynamic(copy.deepcopy(float_model).eval(), spec, dtype=torch.qint8)
     names_text = ", ".join(sorted(f"nn.{t.__name__}" for t in chosen))
     n = names or CodeNames()
+    if keep_float:
+        entries = [f"{t}: torch.ao.quantization.default_dynamic_qconfig" for t in names_text.split(", ")]
+        entries += [f'"{path}": None' for path in keep_float]
+        spec_text = "{" + ", ".join(entries) + "}"
+    else:
+        spec_text = "{" + names_text + "}"
     code = (
         f'torch.backends.quantized.engine = "{engine}"\n'
-        f"{n.quantized_model} = torch.ao.quantization.quantize_dynamic({n.float_model}.eval(), {{{names_text}}}, "
+        f"{n.quantized_model} = torch.ao.quantization.quantize_dynamic({n.float_model}.eval(), {spec_text}, "
         "dtype=torch.qint8)"
     )
-    return Built(quantized, engine, [f"dynamic int8 for {names_text}", f"engine '{engine}'"], code)
+    steps = [f"dynamic int8 for {names_text}", f"engine '{engine}'"]
+    if keep_float:
+        steps.insert(1, f"kept in float: {', '.join(keep_float)}")
+    return Built(quantized, engine, steps, code)

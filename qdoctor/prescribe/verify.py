@@ -165,11 +165,12 @@ class Verification:
                 calibrate_model=recipe.calibrate,
                 convert=recipe.convert,
                 names=names,
+                keep_float=recipe.float_layers,
             )
         elif recipe.flow == DYNAMIC:
             by_name = {t.__name__: t for t in quantize.DYNAMIC_TYPES}
             types = [by_name[n] for n in recipe.dynamic_types if n in by_name] or None
-            built = quantize.dynamic(self.float_model, recipe.engine, types, names=names)
+            built = quantize.dynamic(self.float_model, recipe.engine, types, names=names, keep_float=recipe.float_layers)
         else:
             if recipe.fuse_activations and recipe.fold_bn:
                 groups = self.groups
@@ -191,6 +192,7 @@ class Verification:
                 convert=recipe.convert,
                 train=not recipe.eval_mode,
                 names=names,
+                keep_float=recipe.float_layers,
             )
         steps, code = list(built.steps), built.code
         if recipe.threads:

@@ -19,11 +19,14 @@ from qdoctor import facts as F
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.locate import float_variable
 from qdoctor.diagnose.registry import rule
-from qdoctor.facts import Facts, ModuleTime, Ratio, Timing, ratio_of
+from qdoctor.facts import Facts, ModuleTime, Profile, Ratio, Timing, ratio_of
 
 SLOWER = 2.0  # the low end of the ratio's interval: the int8 layer takes at least twice its float twin's time
 MIN_EXCESS_SHARE = 0.05  # ... and its extra time is at least this share of the float model's profiled forward
 MIN_EXCESS_MS = 0.02  # ... and at least this much per call (below it, per-op overhead is QD008's case)
+# ... and at least this many times the slowest module that computes nothing (an Identity, a float model's stubs):
+# when the machine descheduled the process, those take milliseconds too and no layer's time means anything.
+NOISE_FLOOR_FACTOR = 5.0
 # Float modules that fusion folds into the layer before them (eager: left as Identity; FX: removed).
 _FOLDED_TYPES = ("ReLU", "ReLU6", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Hardswish", "ELU", "LeakyReLU")
 # Depthwise Conv1d kernels that, written as a square depthwise Conv2d over a height-1 input, reach fbgemm's fast
@@ -89,6 +92,29 @@ def _input_shape(facts: Facts, path: str) -> list[int] | None:
     return None
 
 
+def forward_ms(profile: Profile) -> float:
+    """A forward pass's time from the median of each module's runs (a run the machine stalled in counts once, not in
+    the total); the profile's mean total when modules have no per-run times."""
+    medians = [t.median_ms for t in (m.timing() for m in profile.innermost_modules()) if t is not None]
+    return sum(medians) if medians else profile.total_ms
+
+
+def noise_floor_ms(facts: Facts) -> float:
+    """The slowest median of the modules that compute nothing, in either profile: what a call costs for nothing."""
+    floats = {m.path: m for m in facts.float_modules or []}
+    idle = []
+    for profile, infos in ((facts.profile, {m.path: m for m in facts.modules or []}), (facts.float_profile, floats)):
+        for measured in profile.modules if profile else []:
+            info = infos.get(measured.path)
+            nothing = measured.type == "Identity" or (
+                infos is floats and info is not None and info.kind in (F.QUANT_STUB, F.DEQUANT_STUB)
+            )
+            timing = measured.timing() if nothing else None
+            if timing is not None:
+                idle.append(timing.median_ms)
+    return max(idle, default=0.0)
+
+
 def slow_layers(facts: Facts) -> list[SlowLayer]:
     """The static int8 layers clearly slower than their float twins, slowest excess first (pure; needs both
     profiles with per-run times)."""
@@ -97,6 +123,7 @@ def slow_layers(facts: Facts) -> list[SlowLayer]:
         return []
     int8_times = {m.path: m for m in profile.modules}
     float_times = {m.path: m for m in float_profile.modules}
+    min_excess = max(MIN_EXCESS_MS, MIN_EXCESS_SHARE * forward_ms(float_profile), NOISE_FLOOR_FACTOR * noise_floor_ms(facts))
     found = []
     for info in facts.modules_of_kind(F.QUANTIZED):
         measured = int8_times.get(info.path)
@@ -110,7 +137,7 @@ def slow_layers(facts: Facts) -> list[SlowLayer]:
         excess = int8.median_ms - flt.median_ms
         if ratio is None or not ratio.clearly_above(SLOWER):
             continue
-        if excess < max(MIN_EXCESS_MS, MIN_EXCESS_SHARE * float_profile.total_ms):
+        if excess < min_excess:
             continue
         found.append(
             SlowLayer(info.path, info.type, twins, int8, flt, ratio, excess, info.params, _input_shape(facts, info.path))
@@ -218,6 +245,8 @@ def slow_int8_layer(facts: Facts) -> Iterator[Finding]:
             SQUARE_KERNEL_FIX.format(k=k, float_name=float_name, twin=twin) + "\n# or:\n" if k is not None else ""
         ) + KEEP_FLOAT_FIX.format(float_name=float_name, twin=twin)
         info = facts.module(layer.module)
+        float_info = next((m for m in facts.float_modules or [] if m.path == twin), None)
+        source = (info.source if info else None) or (float_info.source if float_info else None)
         others = len(layers) - 1
         message = (
             f"int8 layer `{layer.module}` ({describe_layer(layer)}) takes {layer.int8.median_ms:.3f} ms per call "
@@ -227,7 +256,7 @@ def slow_int8_layer(facts: Facts) -> Iterator[Finding]:
                 if others
                 else f"; it adds {layer.excess_ms:.2f} ms per call, "
             )
-            + f"{total_excess / facts.profile.total_ms:.0%} of the int8 model's profiled time. "
+            + f"{min(1.0, total_excess / forward_ms(facts.profile)):.0%} of the int8 model's profiled time. "
             + (
                 f"A depthwise Conv1d misses the fast int8 depthwise kernel: write it as a {k}x{k} depthwise Conv2d, "
                 "or keep it in float."
@@ -238,7 +267,7 @@ def slow_int8_layer(facts: Facts) -> Iterator[Finding]:
         yield slow_int8_layer.finding(
             message,
             module=layer.module,
-            source=info.source if info else None,
+            source=source,
             evidence={
                 "int8_ms": round(layer.int8.median_ms, 4),
                 "int8_iqr_ms": round(layer.int8.iqr_ms, 4),

@@ -42,6 +42,7 @@ class RebuildPlan:
     eval_mode: bool = True  # prepared and run in eval mode (False: training mode, BatchNorm unfolded)
     threads: int | None = None  # intra-op threads at run time; None: as the subject was measured
     dynamic_types: tuple[str, ...] = ()  # dynamic: layer class names the user quantized
+    float_layers: tuple[str, ...] = ()  # module paths of the float baseline kept in float (qconfig None)
 
     def changed(self, **fields: Any) -> RebuildPlan:
         return dataclasses.replace(self, **fields)
