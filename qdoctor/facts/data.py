@@ -178,7 +178,7 @@ class ModuleInfo:
     activation_quantized: bool | None = None  # the subclass also quantizes activations (dynamic activation quant)
     # The layer's shape parameters, as the constructor took them: convolutions (in_channels, out_channels,
     # kernel_size, stride, padding, dilation, groups), linear (in_features, out_features), recurrent (input_size,
-    # hidden_size, num_layers, bidirectional). Empty for other modules.
+    # hidden_size, num_layers, bidirectional, batch_first). Empty for other modules.
     params: dict[str, Any] = field(default_factory=dict)
 
 

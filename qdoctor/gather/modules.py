@@ -197,7 +197,7 @@ def describe(module: nn.Module, path: str, source: SourceLocation | None) -> Mod
 _LAYER_PARAMS = {
     "kernel_size": ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups"),
     "in_features": ("in_features", "out_features"),
-    "hidden_size": ("input_size", "hidden_size", "num_layers", "bidirectional"),
+    "hidden_size": ("input_size", "hidden_size", "num_layers", "bidirectional", "batch_first"),
 }
 
 

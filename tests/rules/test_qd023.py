@@ -75,9 +75,7 @@ def spotter_facts(dw_int8=(1.0, 1.05, 0.98, 1.02, 1.0), dw_float=(0.10, 0.11, 0.
         runs=5,
     )
     events = [mev("dw", "ConvReLU1d", [q((1, 256, 200))], [q((1, 256, 200))])]
-    return make_facts(
-        modules, events, profile=int8_profile, float_profile=float_profile, float_modules=float_modules
-    )
+    return make_facts(modules, events, profile=int8_profile, float_profile=float_profile, float_modules=float_modules)
 
 
 def test_qd023_names_the_slow_depthwise_layer_with_its_shape_and_interval():
@@ -93,7 +91,7 @@ def test_qd023_names_the_slow_depthwise_layer_with_its_shape_and_interval():
     )
     assert "3x3 depthwise Conv2d" in finding.message and ev["shape_change"].startswith("depthwise Conv2d 3x3")
     assert "DepthwiseConv1dAs2d(float_model.dw)" in finding.fix
-    assert 'float_model.dw[1].qconfig = None' in finding.fix  # the keep-float alternative
+    assert "float_model.dw[1].qconfig = None" in finding.fix  # the keep-float alternative
 
 
 def test_qd023_without_a_known_shape_change_prescribes_float():
@@ -154,8 +152,6 @@ def test_qd023_is_skipped_without_a_float_profile():
 # ------------------------------------------------------------------------------------------------ end to end
 
 INT8_DEPTHWISE_MS, OTHER_MS = 1.0, 0.1  # the fixed profile: int8 depthwise layers 10x everything else
-
-
 
 
 @pytest.fixture(scope="module")

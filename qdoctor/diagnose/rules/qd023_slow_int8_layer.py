@@ -1,9 +1,8 @@
 """QD023 slow-int8-layer: an int8 layer that runs clearly slower than the same layer in fp32.
 
 Compares each static int8 layer's profiled time (median and spread over the profiled runs) with the time of its
-float twin in the float baseline's profile, aligned by module path: the same path, the path inside a QuantWrapper
-(``module.conv`` -> ``conv``), plus what eager fusion folded into it (``conv`` + ``bn`` + ``relu`` -> ``ConvBnReLU2d``
-at ``conv``, Identity at the others) or FX fusion removed. A layer is named when the interval of the ratio is above
+float twin in the float baseline's profile (qdoctor.diagnose.twins: the same layer, with what fusion folded into
+it). A layer is named when the interval of the ratio is above
 SLOWER and the extra time matters for the model (MIN_EXCESS_SHARE of the float forward).
 
 Other rules (QD024 unexplained-slowdown) ask ``slow_layers(facts)`` whether this rule explains a slowdown.
@@ -19,16 +18,14 @@ from qdoctor import facts as F
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.locate import float_variable
 from qdoctor.diagnose.registry import rule
-from qdoctor.facts import Facts, ModuleTime, Profile, Ratio, Timing, ratio_of
+from qdoctor.diagnose.twins import float_twins, summed_timing
+from qdoctor.facts import Facts, Profile, Ratio, Timing, ratio_of
 
 SLOWER = 2.0  # the low end of the ratio's interval: the int8 layer takes at least twice its float twin's time
 MIN_EXCESS_SHARE = 0.05  # ... and its extra time is at least this share of the float model's profiled forward
 MIN_EXCESS_MS = 0.02  # ... and at least this much per call (below it, per-op overhead is QD008's case)
-# ... and at least this many times the slowest module that computes nothing (an Identity, a float model's stubs):
-# when the machine descheduled the process, those take milliseconds too and no layer's time means anything.
+# ... and at least this many times the slowest module that computes (almost) nothing (noise_floor_ms).
 NOISE_FLOOR_FACTOR = 5.0
-# Float modules that fusion folds into the layer before them (eager: left as Identity; FX: removed).
-_FOLDED_TYPES = ("ReLU", "ReLU6", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Hardswish", "ELU", "LeakyReLU")
 # Depthwise Conv1d kernels that, written as a square depthwise Conv2d over a height-1 input, reach fbgemm's fast
 # depthwise kernel (measured on torch 2.14, x86 engine: 3x3, 5x5 and 7x7 ran as fast as fp32; 1xk did not).
 _SQUARE_FAST_KERNELS = (3, 5, 7)
@@ -52,39 +49,6 @@ class SlowLayer:
         return bool(groups and groups > 1 and groups == channels)
 
 
-def _series(times: list[ModuleTime]) -> Timing | None:
-    """The summed time of several modules in each profiled run (one module: its own runs)."""
-    runs = {len(t.run_ms) for t in times}
-    if len(runs) != 1:
-        return None
-    summed = ModuleTime(times[0].path, times[0].type, times[0].kind, sum(t.total_ms for t in times))
-    summed.run_ms = [sum(values) for values in zip(*(t.run_ms for t in times), strict=True)]
-    return summed.timing()
-
-
-def float_twins(facts: Facts, path: str) -> list[str]:
-    """The float baseline's modules that hold the computation of the subject's module ``path``."""
-    float_paths = [m.path for m in facts.float_modules or []]
-    known = set(float_paths)
-    twin = next((p for p in (path, path.removeprefix("module.")) if p in known), None)
-    if twin is None:
-        return []
-    twins = [twin]
-    subject = {m.path: m for m in facts.modules or []}
-    floats = {m.path: m for m in facts.float_modules or []}
-    parent = twin.rpartition(".")[0]
-    prefix = path[: len(path) - len(twin)]  # "module." inside a QuantWrapper
-    for follower in float_paths[float_paths.index(twin) + 1 :]:
-        if follower.rpartition(".")[0] != parent or floats[follower].kind == F.CONTAINER:
-            continue  # a child of the twin (a fused float module's parts) or deeper: not a sibling
-        in_subject = subject.get(prefix + follower)
-        folded = in_subject is None or in_subject.type == "Identity"
-        if not folded or floats[follower].type not in _FOLDED_TYPES:
-            break
-        twins.append(follower)
-    return twins
-
-
 def _input_shape(facts: Facts, path: str) -> list[int] | None:
     for event in facts.trace.events if facts.trace else []:
         if event.kind == "module" and event.module == path and event.inputs:
@@ -100,18 +64,16 @@ def forward_ms(profile: Profile) -> float:
 
 
 def noise_floor_ms(facts: Facts) -> float:
-    """The slowest median of the modules that compute nothing, in either profile: what a call costs for nothing."""
-    floats = {m.path: m for m in facts.float_modules or []}
+    """The slowest median, in either profile, of the modules that compute (almost) nothing: an Identity left by
+    fusion, the quantize/dequantize stubs. A machine that descheduled the process, or int8 kernels waiting for a
+    preempted thread, make those take milliseconds too."""
     idle = []
-    for profile, infos in ((facts.profile, {m.path: m for m in facts.modules or []}), (facts.float_profile, floats)):
+    for profile in (facts.profile, facts.float_profile):
         for measured in profile.modules if profile else []:
-            info = infos.get(measured.path)
-            nothing = measured.type == "Identity" or (
-                infos is floats and info is not None and info.kind in (F.QUANT_STUB, F.DEQUANT_STUB)
-            )
-            timing = measured.timing() if nothing else None
-            if timing is not None:
-                idle.append(timing.median_ms)
+            if measured.type == "Identity" or measured.kind in (F.QUANT_STUB, F.DEQUANT_STUB):
+                timing = measured.timing()
+                if timing is not None:
+                    idle.append(timing.median_ms)
     return max(idle, default=0.0)
 
 
@@ -123,14 +85,16 @@ def slow_layers(facts: Facts) -> list[SlowLayer]:
         return []
     int8_times = {m.path: m for m in profile.modules}
     float_times = {m.path: m for m in float_profile.modules}
-    min_excess = max(MIN_EXCESS_MS, MIN_EXCESS_SHARE * forward_ms(float_profile), NOISE_FLOOR_FACTOR * noise_floor_ms(facts))
+    min_excess = max(
+        MIN_EXCESS_MS, MIN_EXCESS_SHARE * forward_ms(float_profile), NOISE_FLOOR_FACTOR * noise_floor_ms(facts)
+    )
     found = []
     for info in facts.modules_of_kind(F.QUANTIZED):
         measured = int8_times.get(info.path)
         twins = float_twins(facts, info.path)
         if measured is None or not twins or any(t not in float_times for t in twins):
             continue
-        int8, flt = measured.timing(), _series([float_times[t] for t in twins])
+        int8, flt = measured.timing(), summed_timing([float_times[t] for t in twins])
         if int8 is None or flt is None:
             continue
         ratio = ratio_of(int8, flt)
@@ -140,7 +104,9 @@ def slow_layers(facts: Facts) -> list[SlowLayer]:
         if excess < min_excess:
             continue
         found.append(
-            SlowLayer(info.path, info.type, twins, int8, flt, ratio, excess, info.params, _input_shape(facts, info.path))
+            SlowLayer(
+                info.path, info.type, twins, int8, flt, ratio, excess, info.params, _input_shape(facts, info.path)
+            )
         )
     return sorted(found, key=lambda s: -s.excess_ms)
 
