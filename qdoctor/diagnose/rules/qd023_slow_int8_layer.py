@@ -179,7 +179,8 @@ class DepthwiseConv1dAs2d(nn.Module):
     def forward(self, x):
         return self.conv(x.unsqueeze(2)).squeeze(2)
 
-{float_name}.{twin} = DepthwiseConv1dAs2d({float_name}.{twin})  # before fuse/prepare; then quantize as before"""
+# before fuse_modules/prepare (leave this layer out of fuse_modules: its ReLU then runs on int8 by itself):
+{float_name}.{twin} = DepthwiseConv1dAs2d({float_name}.{twin})"""
 
 KEEP_FLOAT_FIX = """\
 # Keep {twin} in float (set before prepare(), then calibrate and convert as before). Eager mode needs the
