@@ -502,6 +502,9 @@ class Facts:
     graph: list[GraphNode] | None = None  # the subject's graph when it has one (FX, PT2E, TorchScript)
     flow: FlowInfo | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
+    # Parts of ``unavailable`` that this kind of model cannot have (an eager module tree has no graph; a TorchScript
+    # module takes no hooks to trace): a rule that needs them does not apply, rather than "could not be checked".
+    not_applicable: list[str] = field(default_factory=list)
     phase_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each gathering phase (bench/)
     trace_files: dict[str, str] = field(default_factory=dict)  # "subject"/"float": profiler trace written (--trace-dir)
 

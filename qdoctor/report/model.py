@@ -22,6 +22,11 @@ class Report:
     qdoctor_version: str = ""
     extras: dict[str, Any] = field(default_factory=dict)  # later stages (verified fixes, fix-all) add here
 
+    def skipped_here(self) -> list[SkippedRule]:
+        """The skipped rules a human-readable report lists: those that could apply to this kind of model (JSON and
+        SARIF keep every skipped rule)."""
+        return [s for s in self.skipped if s.applicable]
+
     def worst(self) -> Severity | None:
         return max((f.severity for f in self.findings), key=lambda s: s.rank, default=None)
 

@@ -208,7 +208,9 @@ def test_small_mlp_without_a_benchmark_skips_qd008_and_says_why(check_fixture):
     assert {"QD012", "QD018", "QD019"} == set(skipped) - {"QD008"}  # graph rules: an eager model has no graph
     document = as_json(report)
     assert document["benchmark"] is None and document["unavailable"]["benchmark"] == "timing disabled (--no-bench)"
-    assert {"rule": "QD008", "name": "quant-overhead-dominates", "reason": skipped["QD008"]} in document["skipped"]
+    assert {"rule": "QD008", "name": "quant-overhead-dominates", "reason": skipped["QD008"], "applicable": True} in (
+        document["skipped"]
+    )
     assert document["findings"] == [] and report.exit_code() == 0
 
 

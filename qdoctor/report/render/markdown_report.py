@@ -185,9 +185,10 @@ def render(report: Report, root: str | None = None, **_: Any) -> str:
             lines += _finding(finding, root)
     else:
         lines += ["", "No findings."]
-    if report.skipped:
+    skipped = report.skipped_here()
+    if skipped:
         lines += ["", "<details><summary>Skipped rules</summary>", ""]
-        lines += [f"- {s.rule} {s.name}: {s.reason}" for s in report.skipped]
+        lines += [f"- {s.rule} {s.name}: {s.reason}" for s in skipped]
         lines += ["", "</details>"]
     lines += ["", "### Environment", ""]
     lines += table(["", ""], [[k, v] for k, v in environment_rows(facts.environment)])

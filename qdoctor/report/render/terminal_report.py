@@ -160,9 +160,10 @@ def render(report: Report, width: int = 110, color: bool = False, **_: Any) -> s
                 "saved": f"saved to {saved['path']} as {saved['format']} ({saved.get('how', '')}); load: {saved.get('load', '')}",
             }
         console.print(_fix_all(fix_all))
-    if report.skipped:
+    skipped = report.skipped_here()
+    if skipped:
         console.print(Text("skipped rules:", style="dim"))
-        for s in report.skipped:
+        for s in skipped:
             console.print(Text(f"  {s.rule} {s.name}: {s.reason}", style="dim"))
     t = report.facts.target
     if t.user_stdout.strip():
