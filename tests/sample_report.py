@@ -195,7 +195,15 @@ def sample_report() -> Report:
     return Report(
         facts=sample_facts(),
         findings=findings,
-        skipped=[SkippedRule("QD001", "uncalibrated-observers", "needs numerics (the sample skips it)")],
+        skipped=[
+            SkippedRule("QD001", "uncalibrated-observers", "needs numerics (the sample skips it)"),
+            SkippedRule(  # cannot apply to an eager model: JSON and SARIF keep it, the readable reports leave it out
+                "QD012",
+                "pt2e-not-lowered",
+                "needs graph (graph: the subject is an eager module tree, not a graph (FX, PT2E or TorchScript))",
+                applicable=False,
+            ),
+        ],
         notes=["inputs: taken from `example_inputs`"],
         qdoctor_version=VERSION,
         extras={"fix_all": {"after_ms": 1.701, "headline": "after all fixes: 4.81 ms -> 1.70 ms (2.83x)"}},

@@ -260,3 +260,14 @@ def test_paths_are_relative_to_root_only_below_it():
     assert display_path(MODEL_FILE, ROOT) == "models/net.py"
     assert display_path("/elsewhere/x.py", ROOT) == "/elsewhere/x.py"
     assert display_path(MODEL_FILE, None) == MODEL_FILE
+
+
+def test_rules_that_cannot_apply_are_left_out_of_readable_reports_and_kept_in_json():
+    report = sample_report()
+    assert [s.rule for s in report.skipped] == ["QD001", "QD012"]
+    assert [s.rule for s in report.skipped_here()] == ["QD001"]
+    for fmt in (OutputFormat.terminal, OutputFormat.markdown, OutputFormat.html):
+        text = render_sample(fmt)
+        assert "QD001 uncalibrated-observers" in text and "pt2e-not-lowered" not in text, fmt
+    document = json.loads(render_sample(OutputFormat.json))
+    assert [(s["rule"], s["applicable"]) for s in document["skipped"]] == [("QD001", True), ("QD012", False)]

@@ -45,3 +45,6 @@ class SkippedRule:
     rule: str
     name: str
     reason: str
+    # False when the facts it needs cannot exist for this kind of model (graph rules on an eager module tree):
+    # human-readable reports leave it out, JSON keeps it.
+    applicable: bool = True

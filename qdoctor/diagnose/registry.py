@@ -293,7 +293,8 @@ def run_rules(
         missing = [n for n in r.needs if getattr(facts, n, None) is None]
         if missing:
             reasons = "; ".join(f"{n}: {facts.unavailable.get(n, 'not gathered')}" for n in missing)
-            skipped.append(SkippedRule(r.code, r.name, f"needs {', '.join(missing)} ({reasons})"))
+            applicable = not all(n in facts.not_applicable for n in missing)
+            skipped.append(SkippedRule(r.code, r.name, f"needs {', '.join(missing)} ({reasons})", applicable))
             continue
         found = [f for f in r.check(facts) if not module_ignored(f, per_module_ignores)]
         if any(n in TIMING_FACTS for n in r.needs):

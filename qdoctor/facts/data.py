@@ -176,6 +176,10 @@ class ModuleInfo:
     weight_storage_dtype: str | None = None  # dtype of the stored integer data, e.g. torch.int8
     weight_granularity: str | None = None  # e.g. PerRow, PerTensor, PerGroup(32)
     activation_quantized: bool | None = None  # the subclass also quantizes activations (dynamic activation quant)
+    # The layer's shape parameters, as the constructor took them: convolutions (in_channels, out_channels,
+    # kernel_size, stride, padding, dilation, groups), linear (in_features, out_features), recurrent (input_size,
+    # hidden_size, num_layers, bidirectional, batch_first). Empty for other modules.
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -251,6 +255,31 @@ class ModuleTime:
     kind: str
     total_ms: float  # per run, inclusive of the ops inside it
     ops: list[OpTime] = field(default_factory=list)  # the ops that ran inside it, by self time (top few)
+    run_ms: list[float] = field(default_factory=list)  # its time in each profiled run, in order (the spread)
+
+    def timing(self) -> Timing | None:
+        """Median and interquartile range over the profiled runs (None with fewer than 3 runs: no spread)."""
+        if len(self.run_ms) < 3:
+            return None
+        ordered = sorted(self.run_ms)
+        median = _quantile(ordered, 0.5)
+        iqr = _quantile(ordered, 0.75) - _quantile(ordered, 0.25)
+        return Timing(
+            median_ms=median,
+            iqr_ms=iqr,
+            runs=len(ordered),
+            number_per_run=1,
+            num_threads=0,  # not recorded: profiled in the thread setting the subject was timed with
+            noisy=bool(median and iqr / median > 0.10),
+        )
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """Linear-interpolation quantile of sorted values (numpy's default)."""
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 @dataclass
@@ -592,6 +621,9 @@ class Facts:
     graph: list[GraphNode] | None = None  # the subject's graph when it has one (FX, PT2E, TorchScript)
     flow: FlowInfo | None = None
     unavailable: dict[str, str] = field(default_factory=dict)
+    # Parts of ``unavailable`` that this kind of model cannot have (an eager module tree has no graph; a TorchScript
+    # module takes no hooks to trace): a rule that needs them does not apply, rather than "could not be checked".
+    not_applicable: list[str] = field(default_factory=list)
     phase_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each gathering phase (bench/)
     measurement: Contention | None = None  # how the benchmark was measured: contention seen, threads, CPUs
     trace_files: dict[str, str] = field(default_factory=dict)  # "subject"/"float": profiler trace written (--trace-dir)

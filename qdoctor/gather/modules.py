@@ -188,7 +188,36 @@ def describe(module: nn.Module, path: str, source: SourceLocation | None) -> Mod
             info.fake_quant_enabled = bool(_float_or_none(getattr(module, "fake_quant_enabled", 1)))
             info.observer_enabled = bool(_float_or_none(getattr(module, "observer_enabled", 1)))
     info.has_observer_attached = hasattr(module, "activation_post_process") and kind not in (F.FAKE_QUANT,)
+    info.params = layer_params(module)
     return info
+
+
+# The shape parameters worth naming, by the attribute that marks the layer family (torch's float, QAT, fused and
+# quantized modules share these attribute names).
+_LAYER_PARAMS = {
+    "kernel_size": ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups"),
+    "in_features": ("in_features", "out_features"),
+    "hidden_size": ("input_size", "hidden_size", "num_layers", "bidirectional", "batch_first"),
+}
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-friendly copy: tuples become lists, anything exotic its str."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+def layer_params(module: nn.Module) -> dict[str, Any]:
+    """Convolution, linear and recurrent shape parameters of ``module`` (a fused module: of its first layer)."""
+    fused = isinstance(module, nn.Sequential) and ".intrinsic." in type(module).__module__ and len(module) > 0
+    layer = module[0] if fused else module
+    for marker, names in _LAYER_PARAMS.items():
+        if hasattr(layer, marker):
+            return {name: _plain(getattr(layer, name)) for name in names if hasattr(layer, name)}
+    return {}
 
 
 def is_uncalibrated(info: ModuleInfo) -> bool:

@@ -168,12 +168,12 @@ def profile_model(
         # parallel checks take turns (qdoctor.gather.exclusive); under contention the profile runs on the free cores,
         # as the benchmark does (qdoctor.gather.contention), or its shares would be the machine's, not the model's
         with torch.no_grad(), exclusive_measurement(), contention.applied(contention.plan(torch.get_num_threads())):
+            subject(*inputs)  # warm-up (lazy initialisation, weight packing); the next call sizes the runs
             start = time.perf_counter()
-            subject(*inputs)  # warm-up, also sizes the number of profiled runs
-            first = time.perf_counter() - start
             subject(*inputs)
+            warm = time.perf_counter() - start
             if runs is None:
-                runs = max(1, min(10, int(budget_s / max(first, 1e-4))))
+                runs = profiled_runs(warm, budget_s)
             with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU]) as prof:
                 for _ in range(runs):
                     subject(*inputs)
@@ -183,6 +183,19 @@ def profile_model(
     if on_profiled is not None:
         on_profiled(prof)
     return summarize(prof.events(), runs, module_kinds, int8_modules, leaf_types)
+
+
+MIN_PROFILED_RUNS = 3  # a median and a spread per module (QD023 compares layers with an interval)
+SLOW_FORWARD_S = 1.0  # a forward this slow is profiled only as often as the budget allows
+
+
+def profiled_runs(forward_s: float, budget_s: float) -> int:
+    """Runs to profile: as many as fit ``budget_s`` (at most 10), and at least MIN_PROFILED_RUNS (a spread) unless
+    one forward takes SLOW_FORWARD_S or more."""
+    fitting = max(1, min(10, int(budget_s / max(forward_s, 1e-4))))
+    if forward_s >= max(SLOW_FORWARD_S, budget_s):
+        return fitting
+    return max(MIN_PROFILED_RUNS, fitting)
 
 
 def summarize(
@@ -195,10 +208,12 @@ def summarize(
     by_category: dict[str, float] = defaultdict(float)
     by_op: dict[str, list[Any]] = defaultdict(lambda: [0.0, 0, ""])
     by_module: dict[str, float] = defaultdict(float)
+    module_calls: dict[str, list[tuple[float, float]]] = defaultdict(list)  # (start, inclusive us) per call
     module_ops: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0, ""]))
     for event in events:
         if event.name.startswith(SCOPE):
             by_module[event.name[len(SCOPE) :]] += event.cpu_time_total
+            module_calls[event.name[len(SCOPE) :]].append((_start_us(event), event.cpu_time_total))
             continue
         path = None
         inside_qdq = False  # the aten ops a decomposed quantize/dequantize (PT2E, torchao) is made of
@@ -251,6 +266,7 @@ def summarize(
                     ),
                     key=lambda o: -o.self_ms,
                 )[:MODULE_OPS_KEPT],
+                run_ms=per_run_ms(module_calls[path], runs),
             )
             for path, us in by_module.items()
         ),
@@ -259,6 +275,21 @@ def summarize(
     return Profile(
         runs=runs, total_ms=total_us / runs / 1000.0, categories=categories, top_ops=top_ops, modules=modules
     )
+
+
+def _start_us(event: Any) -> float:
+    time_range = getattr(event, "time_range", None)
+    return float(getattr(time_range, "start", 0.0)) if time_range is not None else 0.0
+
+
+def per_run_ms(calls: list[tuple[float, float]], runs: int) -> list[float]:
+    """A module's time in each profiled run: its calls in start order, split into ``runs`` equal groups (a module
+    called k times per forward has k * runs calls). Empty when the calls do not split evenly."""
+    if runs < 1 or not calls or len(calls) % runs:
+        return []
+    per_run = len(calls) // runs
+    ordered = [us for _, us in sorted(calls, key=lambda call: call[0])]
+    return [sum(ordered[i * per_run : (i + 1) * per_run]) / 1000.0 for i in range(runs)]
 
 
 def trace_file(trace_dir: str | Path, spec: str, role: str) -> Path:

@@ -116,6 +116,7 @@ class Gathering:
         facts.graph = self.attempt("graph", lambda: graph.graph_nodes(self.subject, self.target.file, classify))
         if facts.graph is None and "graph" not in facts.unavailable:
             facts.unavailable["graph"] = "the subject is an eager module tree, not a graph (FX, PT2E or TorchScript)"
+            facts.not_applicable.append("graph")
 
     # ---- what it does when run
 
@@ -134,6 +135,7 @@ class Gathering:
         self.progress("tracing one forward pass")
         if self.scripted:
             facts.unavailable["trace"] = "a TorchScript module takes no Python hooks; its graph facts show what it runs"
+            facts.not_applicable.append("trace")
             try:
                 with quiet():
                     _run_once(self.subject, self.inputs)

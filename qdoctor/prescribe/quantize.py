@@ -337,6 +337,8 @@ def static_fx(
         f"calibrated on {len(batches)} batch(es)" if calibrate_model else "not calibrated",
         "convert_fx" if convert else "not converted",
     ]
+    if float_layers:
+        steps.insert(1, f"kept in float: {', '.join(float_layers)}")
     return Built(quantized, engine, steps, "\n".join(lines))
 
 
@@ -344,20 +346,39 @@ DYNAMIC_TYPES = (nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell, nn.RNNCell
 
 
 def dynamic(
-    float_model: nn.Module, engine: str, types: Sequence[type] | None = None, *, names: CodeNames | None = None
+    float_model: nn.Module,
+    engine: str,
+    types: Sequence[type] | None = None,
+    *,
+    names: CodeNames | None = None,
+    float_layers: Sequence[str] = (),
 ) -> Built:
-    """Dynamic int8 (weights int8, activations quantized on the fly) for the layer types present."""
+    """Dynamic int8 (weights int8, activations quantized on the fly) for the layer types present; the modules at
+    ``float_layers`` stay float."""
     from torch.ao import quantization as tq
 
     present = {type(m) for m in float_model.modules()}
     chosen = set(types) if types is not None else {t for t in DYNAMIC_TYPES if t in present} or {nn.Linear}
     with _quiet(), quantized_engine(engine):
-        quantized = tq.quantize_dynamic(copy.deepcopy(float_model).eval(), chosen, dtype=torch.qint8)
+        spec: Any = chosen
+        if float_layers:
+            spec = dict[Any, Any]({t: tq.default_dynamic_qconfig for t in chosen})
+            spec.update({path: None for path in float_layers})
+        quantized = tq.quantize_dynamic(copy.deepcopy(float_model).eval(), spec, dtype=torch.qint8)
     names_text = ", ".join(sorted(f"nn.{t.__name__}" for t in chosen))
     n = names or CodeNames()
+    if float_layers:
+        entries = [f"{t}: torch.ao.quantization.default_dynamic_qconfig" for t in names_text.split(", ")]
+        entries += [f'"{path}": None' for path in float_layers]
+        spec_text = "{" + ", ".join(entries) + "}"
+    else:
+        spec_text = "{" + names_text + "}"
     code = (
         f'torch.backends.quantized.engine = "{engine}"\n'
-        f"{n.quantized_model} = torch.ao.quantization.quantize_dynamic({n.float_model}.eval(), {{{names_text}}}, "
+        f"{n.quantized_model} = torch.ao.quantization.quantize_dynamic({n.float_model}.eval(), {spec_text}, "
         "dtype=torch.qint8)"
     )
-    return Built(quantized, engine, [f"dynamic int8 for {names_text}", f"engine '{engine}'"], code)
+    steps = [f"dynamic int8 for {names_text}", f"engine '{engine}'"]
+    if float_layers:
+        steps.insert(1, f"kept in float: {', '.join(float_layers)}")
+    return Built(quantized, engine, steps, code)

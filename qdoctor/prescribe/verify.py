@@ -259,7 +259,9 @@ class Verification:
         elif recipe.flow == DYNAMIC:
             by_name = {t.__name__: t for t in quantize.DYNAMIC_TYPES}
             types = [by_name[n] for n in recipe.dynamic_types if n in by_name] or None
-            built = quantize.dynamic(self.float_model, recipe.engine, types, names=names)
+            built = quantize.dynamic(
+                self.float_model, recipe.engine, types, names=names, float_layers=recipe.float_layers
+            )
         else:
             if recipe.fuse_activations and recipe.fold_bn:
                 groups = self.groups

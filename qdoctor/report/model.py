@@ -34,6 +34,11 @@ class Report:
     extras: dict[str, Any] = field(default_factory=dict)  # later stages (verified fixes, fix-all) add here
     fail_on: str = "warning"  # the level ``ok`` judges by (the Python API's option; the CLI passes its own)
 
+    def skipped_here(self) -> list[SkippedRule]:
+        """The skipped rules a human-readable report lists: those that could apply to this kind of model (JSON and
+        SARIF keep every skipped rule)."""
+        return [s for s in self.skipped if s.applicable]
+
     def worst(self) -> Severity | None:
         return max((f.severity for f in self.findings), key=lambda s: s.rank, default=None)
 

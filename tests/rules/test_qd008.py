@@ -17,7 +17,7 @@ from qdoctor.diagnose.rules import qd008_quant_overhead_dominates as qd008_rule
 from qdoctor.facts import Benchmarks
 from qdoctor.gather.rounds import RoundsResult
 
-FIXTURES = ["fixtures/small_mlp_int8.py"]
+FIXTURES = ["fixtures/small_mlp_int8.py", "fixtures/dynamic_small_lstm.py"]
 INT8_MS, FP32_MS = 0.060, 0.020  # the fixed clock: int8 3x slower, IQRs far apart
 
 
@@ -53,6 +53,53 @@ def test_qd008_small_mlp_slower_than_fp32():
     assert finding.evidence["slowdown"] == pytest.approx(2.25, abs=0.01)
     assert finding.evidence["layers_not_paying"] == ["fc1"]  # fc2: 0.02 int8 vs 0.03 float
     assert "float_model.fc1.qconfig = None" in finding.fix
+
+
+def lstm_facts(int8_lstm_ms=0.22, float_lstm_ms=0.08, fc_int8=None):
+    """A dynamically quantized LSTM (hidden 8), optionally with a large Linear head that dynamic int8 makes faster."""
+    lstm_params = {"input_size": 8, "hidden_size": 8, "num_layers": 1, "bidirectional": False}
+    mods = [
+        mod("lstm", "LSTM", F.DYNAMIC_QUANTIZED, line=14, params=lstm_params),
+        mod("lstm._all_weight_values.0", "PackedParameter", F.DYNAMIC_QUANTIZED),
+    ]
+    floats = [mod("lstm", "LSTM", F.FLOAT, params=lstm_params)]
+    int8_times = [("lstm", "LSTM", F.DYNAMIC_QUANTIZED, int8_lstm_ms)]
+    float_times = [("lstm", "LSTM", F.FLOAT, float_lstm_ms)]
+    if fc_int8 is not None:
+        mods.append(mod("fc", "Linear", F.DYNAMIC_QUANTIZED, params={"in_features": 1024, "out_features": 1024}))
+        floats.append(mod("fc", "Linear", F.FLOAT))
+        int8_times.append(("fc", "Linear", F.DYNAMIC_QUANTIZED, fc_int8))
+        float_times.append(("fc", "Linear", F.FLOAT, 0.5))
+    return make_facts(
+        mods,
+        [],
+        inputs=[F.TensorInfo("torch.float32", [20, 1, 8], False)],
+        profile=profile(0.25, int8_times, shares={F.CAT_FLOAT: 0.02}, runs=5),
+        float_profile=profile(0.09, float_times, shares={F.CAT_FLOAT: 1.0}, runs=5),
+        float_modules=floats,
+        benchmark=Benchmarks(subject=timing(0.22, 0.01), float_baseline=timing(0.077, 0.005)),
+    )
+
+
+def test_qd008_small_dynamic_lstm_slower_than_fp32():
+    """Dynamic quantization shows no quantize/dequantize share (activations are quantized inside the int8
+    kernels): the evidence is the dynamic layer itself, no faster than its float twin."""
+    [finding] = run_rule("QD008", lstm_facts())
+    assert finding.location.module == "lstm" and finding.location.line == 14
+    assert finding.evidence["dynamic"] is True and finding.evidence["layers_not_paying"] == ["lstm"]
+    assert "dynamically quantized model is 2.86x slower" in finding.message
+    assert "`lstm` (LSTM 8 inputs, hidden 8, 1 layer(s))" in finding.message
+    assert "quantized_model = float_model" in finding.fix
+
+
+def test_qd008_dynamic_keeps_the_layers_that_pay():
+    [finding] = run_rule("QD008", lstm_facts(fc_int8=0.2))
+    assert finding.evidence["layers_not_paying"] == ["lstm"]
+    assert '{"fc": torch.ao.quantization.default_dynamic_qconfig}' in finding.fix
+
+
+def test_qd008_dynamic_stays_quiet_when_the_layers_pay():
+    assert run_rule("QD008", lstm_facts(int8_lstm_ms=0.05)) == []
 
 
 def test_qd008_fix_for_a_build_model_target_never_assigns_to_the_function():
@@ -124,6 +171,37 @@ def test_fixture_reports_qd008_when_int8_measures_slower(measured_slower):
     assert report.exit_code() == 1  # a warning fails the default fail level
 
 
+@pytest.fixture(scope="module")
+def dynamic_lstm_measured_slower():
+    """FIXTURES[1] (the PyTorch dynamic quantization recipe's LSTM) checked end to end with the fixed clock, and the
+    profile's per-module times fixed the same way (dynamic int8 layers INT8_MS, float layers FP32_MS)."""
+    from qdoctor.gather import profile as gather_profile
+
+    real = gather_profile.profile_model
+
+    def fixed(model, inputs, module_kinds, int8_modules, *args, **kwargs):
+        measured = real(model, inputs, module_kinds, int8_modules, *args, **kwargs)
+        for m in measured.modules:
+            m.total_ms = INT8_MS if m.kind == F.DYNAMIC_QUANTIZED else FP32_MS
+        measured.total_ms = sum(m.total_ms for m in measured.innermost_modules())
+        return measured
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("qdoctor.gather.timing.time_model", _fixed_clock)
+        patch.setattr(gather_profile, "profile_model", fixed)
+        return run_check(fixture_path(FIXTURES[1]), bench=True)
+
+
+def test_dynamic_lstm_fixture_reports_qd008(dynamic_lstm_measured_slower):
+    report = dynamic_lstm_measured_slower
+    assert report.facts.target.subject_name == "quantized_lstm" and report.facts.target.float_name == "float_lstm"
+    assert codes(report) == ["QD008"]
+    (finding,) = findings_of(report, "QD008")
+    assert finding.location.module == "lstm" and finding.evidence["dynamic"] is True
+    assert "LSTM 8 inputs, hidden 8" in finding.message and "at batch 1:" in finding.message
+    assert "quantized_lstm = float_lstm" in finding.fix
+
+
 def test_small_mlp_without_a_benchmark_skips_qd008_and_says_why(check_fixture):
     # --no-bench: QD008 needs a measurement, so it is listed as skipped with the reason, and nothing else is lost.
     report = check_fixture("fixtures/small_mlp_int8.py")
@@ -134,7 +212,9 @@ def test_small_mlp_without_a_benchmark_skips_qd008_and_says_why(check_fixture):
     assert {"QD012", "QD018", "QD019"} == set(skipped) - {"QD008"}  # graph rules: an eager model has no graph
     document = as_json(report)
     assert document["benchmark"] is None and document["unavailable"]["benchmark"] == "timing disabled (--no-bench)"
-    assert {"rule": "QD008", "name": "quant-overhead-dominates", "reason": skipped["QD008"]} in document["skipped"]
+    assert {"rule": "QD008", "name": "quant-overhead-dominates", "reason": skipped["QD008"], "applicable": True} in (
+        document["skipped"]
+    )
     assert document["findings"] == [] and report.exit_code() == 0
 
 

@@ -33,10 +33,10 @@ _NO_ENGINE = re.compile(
     r"Didn't find engine for operation (quantized::\w+)|quantized engine (\w+) is not supported|NoQEngine"
 )
 
-# Measured on the seed 004 network, 224x224, batch 1 (bench/rule_effects.py; see rules/QD003-backend-mismatch.md).
+# Measured on a two-convolution CNN, 224x224, batch 1 (bench/rule_effects.py; see rules/QD003-backend-mismatch.md).
 MEASURED = (
-    "on an x86 CPU qnnpack ran the seed 004 network about 7x slower than the x86 engine in CPU time on one thread "
-    "(54 vs 7.3 ms) and about 15x slower in wall time on two (72 vs 4.7 ms)"
+    "on an x86 CPU qnnpack ran a two-convolution CNN at 224x224 about 7x slower than the x86 engine in CPU time on one "
+    "thread (54 vs 7.3 ms) and about 15x slower in wall time on two (72 vs 4.7 ms)"
 )
 
 
@@ -213,8 +213,8 @@ def backend_mismatch(facts: Facts) -> Iterator[Finding]:
     else:  # a qnnpack or onednn qconfig under the x86/fbgemm engine
         if env.has_vnni:
             risk = (
-                "on a VNNI CPU like this one that is harmless (on the seed 004 network it ran as fast and was at "
-                "least as accurate, since VNNI needs no 7-bit activations; bench/rule_effects.py), but it is no "
+                "on a VNNI CPU like this one that is harmless (on a two-convolution CNN at 224x224 it ran as fast and "
+                "was at least as accurate, since VNNI needs no 7-bit activations), but it is no "
                 "speed fix either, and on x86 CPUs without VNNI its full-range activations saturate the x86 "
                 "kernels' 16-bit sums"
             )

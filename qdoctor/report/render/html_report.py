@@ -456,8 +456,9 @@ def _content(report: Report, root: str | None) -> list[str]:
     fallback = _fallback(report)
     if fallback:
         out.append(fallback)
-    if report.skipped:
-        items = "".join(f"<li>{_e(s.rule)} {_e(s.name)}: {_e(s.reason)}</li>" for s in report.skipped)
+    skipped = report.skipped_here()
+    if skipped:
+        items = "".join(f"<li>{_e(s.rule)} {_e(s.name)}: {_e(s.reason)}</li>" for s in skipped)
         out.append(f'<h2>Skipped rules</h2><ul class="plain sub">{items}</ul>')
     env_rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in environment_rows(facts.environment))
     out.append(f"<h2>Environment</h2><table>{env_rows}</table>")

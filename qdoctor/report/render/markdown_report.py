@@ -226,9 +226,10 @@ def render(report: Report, root: str | None = None, **_: Any) -> str:
         chosen = fallback.get("chosen")
         if chosen is not None and fallback["steps"][chosen].get("code"):
             lines += [""] + code_block(fallback["steps"][chosen]["code"])
-    if report.skipped:
+    skipped = report.skipped_here()
+    if skipped:
         lines += ["", "<details><summary>Skipped rules</summary>", ""]
-        lines += [f"- {s.rule} {s.name}: {s.reason}" for s in report.skipped]
+        lines += [f"- {s.rule} {s.name}: {s.reason}" for s in skipped]
         lines += ["", "</details>"]
     lines += ["", "### Environment", ""]
     lines += table(["", ""], [[k, v] for k, v in environment_rows(facts.environment)])

@@ -218,9 +218,10 @@ def render(report: Report, width: int = 110, color: bool = False, **_: Any) -> s
     fallback = report.extras.get("float_fallback")
     if fallback and fallback.get("steps"):
         console.print(_fallback(fallback))
-    if report.skipped:
+    skipped = report.skipped_here()
+    if skipped:
         console.print(Text("skipped rules:", style="dim"))
-        for s in report.skipped:
+        for s in skipped:
             console.print(Text(f"  {s.rule} {s.name}: {s.reason}", style="dim"))
     t = report.facts.target
     if t.user_stdout.strip():
