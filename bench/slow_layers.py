@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rules_more import compare, fixture, fmt, machine_line, write_section
-
 import torch
+from rules_more import compare, fixture, fmt, machine_line, write_section
 from torch import nn
 from torch.ao import quantization as tq
 
@@ -53,7 +52,6 @@ class DepthwiseConv1dAs2d(nn.Module):
         return self.conv(x.unsqueeze(2)).squeeze(2)
 
 
-
 def _quantize(model: nn.Module, groups: list[list[str]], keep_float: tuple[str, ...] = ()) -> nn.Module:
     model = copy.deepcopy(model).eval()
     tq.fuse_modules(model, groups, inplace=True)
@@ -79,9 +77,7 @@ def qd023() -> list[str]:
     rewritten_float = copy.deepcopy(fp32)
     rewritten_float.depthwise1 = DepthwiseConv1dAs2d(fp32.depthwise1)
     rewritten_float.depthwise2 = DepthwiseConv1dAs2d(fp32.depthwise2)
-    rewritten = _quantize(
-        rewritten_float, [["expand", "relu0"], ["pointwise1", "relu2"]]
-    )
+    rewritten = _quantize(rewritten_float, [["expand", "relu0"], ["pointwise1", "relu2"]])
     with torch.no_grad():
         same = (rewritten_float(*x) - fp32(*x)).abs().max().item()
     recipes = {

@@ -212,8 +212,8 @@ def _plain(value: Any) -> Any:
 
 def layer_params(module: nn.Module) -> dict[str, Any]:
     """Convolution, linear and recurrent shape parameters of ``module`` (a fused module: of its first layer)."""
-    fused = isinstance(module, nn.Sequential) and ".intrinsic." in type(module).__module__ and len(module) > 0
-    layer = module[0] if fused else module
+    fused = isinstance(module, nn.Sequential) and ".intrinsic." in type(module).__module__
+    layer = next(iter(module.children()), module) if fused else module
     for marker, names in _LAYER_PARAMS.items():
         if hasattr(layer, marker):
             return {name: _plain(getattr(layer, name)) for name in names if hasattr(layer, name)}

@@ -115,6 +115,14 @@ def test_qd023_stays_quiet_without_a_clear_margin(change):
     assert run_rule("QD023", spotter_facts(**change)) == []
 
 
+def test_qd023_stays_quiet_when_every_int8_layer_is_slow():
+    """Every int8 layer several times slower than fp32 is the int8 kernels as a whole (threads fighting other
+    processes for the cores, a wrong engine), not one shape missing its kernel."""
+    facts = spotter_facts()
+    facts.profile.modules[1].run_ms = [1.0, 1.1, 1.0, 1.05, 1.0]  # the pointwise layer too
+    assert run_rule("QD023", facts) == []
+
+
 def test_qd023_needs_several_runs_for_an_interval():
     facts = spotter_facts()
     for m in facts.profile.modules + facts.float_profile.modules:

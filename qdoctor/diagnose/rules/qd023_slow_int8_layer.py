@@ -36,8 +36,8 @@ class SlowLayer:
     module: str  # path in the subject
     type: str
     twins: list[str]  # float baseline paths whose time is the layer's float time
-    int8: Timing
-    float: Timing
+    int8_time: Timing
+    float_time: Timing
     ratio: Ratio
     excess_ms: float  # int8 median - float median, per call
     params: dict[str, Any] = field(default_factory=dict)
@@ -88,7 +88,7 @@ def slow_layers(facts: Facts) -> list[SlowLayer]:
     min_excess = max(
         MIN_EXCESS_MS, MIN_EXCESS_SHARE * forward_ms(float_profile), NOISE_FLOOR_FACTOR * noise_floor_ms(facts)
     )
-    found = []
+    found, compared = [], 0
     for info in facts.modules_of_kind(F.QUANTIZED):
         measured = int8_times.get(info.path)
         twins = float_twins(facts, info.path)
@@ -99,6 +99,7 @@ def slow_layers(facts: Facts) -> list[SlowLayer]:
             continue
         ratio = ratio_of(int8, flt)
         excess = int8.median_ms - flt.median_ms
+        compared += 1
         if ratio is None or not ratio.clearly_above(SLOWER):
             continue
         if excess < min_excess:
@@ -108,6 +109,10 @@ def slow_layers(facts: Facts) -> list[SlowLayer]:
                 info.path, info.type, twins, int8, flt, ratio, excess, info.params, _input_shape(facts, info.path)
             )
         )
+    if compared > 1 and len(found) == compared:
+        # Every int8 layer slower than fp32 is not a shape that misses a kernel: the int8 kernels as a whole ran slow
+        # (threads waiting for cores taken by other processes, QD010; the wrong engine, QD003).
+        return []
     return sorted(found, key=lambda s: -s.excess_ms)
 
 
@@ -217,8 +222,8 @@ def slow_int8_layer(facts: Facts) -> Iterator[Finding]:
         source = (info.source if info else None) or (float_info.source if float_info else None)
         others = len(layers) - 1
         message = (
-            f"int8 layer `{layer.module}` ({describe_layer(layer)}) takes {layer.int8.median_ms:.3f} ms per call "
-            f"against {layer.float.median_ms:.3f} ms in fp32: {layer.ratio.text()} slower"
+            f"int8 layer `{layer.module}` ({describe_layer(layer)}) takes {layer.int8_time.median_ms:.3f} ms per call "
+            f"against {layer.float_time.median_ms:.3f} ms in fp32: {layer.ratio.text()} slower"
             + (
                 f"; with {others} other slow layer(s) it adds {total_excess:.2f} ms per call, "
                 if others
@@ -237,14 +242,14 @@ def slow_int8_layer(facts: Facts) -> Iterator[Finding]:
             module=layer.module,
             source=source,
             evidence={
-                "int8_ms": round(layer.int8.median_ms, 4),
-                "int8_iqr_ms": round(layer.int8.iqr_ms, 4),
-                "float_ms": round(layer.float.median_ms, 4),
-                "float_iqr_ms": round(layer.float.iqr_ms, 4),
+                "int8_ms": round(layer.int8_time.median_ms, 4),
+                "int8_iqr_ms": round(layer.int8_time.iqr_ms, 4),
+                "float_ms": round(layer.float_time.median_ms, 4),
+                "float_iqr_ms": round(layer.float_time.iqr_ms, 4),
                 "ratio": round(layer.ratio.value, 2),
                 "ratio_low": round(layer.ratio.low, 2),
                 "ratio_high": round(layer.ratio.high, 2),
-                "runs": layer.int8.runs,
+                "runs": layer.int8_time.runs,
                 "excess_ms": round(layer.excess_ms, 4),
                 "slow_layers_excess_ms": round(total_excess, 4),
                 "float_twins": layer.twins,
