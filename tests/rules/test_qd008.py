@@ -9,13 +9,12 @@ run with the real clock checks that the rule follows whatever was measured.
 from __future__ import annotations
 
 import pytest
-from conftest import as_json, codes, findings_of, fixture_path, run_check
+from conftest import as_json, codes, findings_of, fixed_rounds, fixture_path, run_check
 from factsbuild import env, make_facts, mod, profile, run_rule, timing
 
 from qdoctor import facts as F
 from qdoctor.diagnose.rules import qd008_quant_overhead_dominates as qd008_rule
 from qdoctor.facts import Benchmarks
-from qdoctor.gather.rounds import RoundsResult
 
 FIXTURES = ["fixtures/small_mlp_int8.py", "fixtures/dynamic_small_lstm.py"]
 INT8_MS, FP32_MS = 0.060, 0.020  # the fixed clock: int8 3x slower, IQRs far apart
@@ -139,22 +138,11 @@ def test_qd008_is_skipped_without_a_benchmark():
 # ------------------------------------------------------------------------------------------------ end to end
 
 
-def _fixed_rounds(variants, min_run_time, min_rounds=7):
-    """qdoctor.gather.timing.time_models with a fixed answer (a fake timer): the subject (int8) takes INT8_MS per
-    call in every round, float models FP32_MS, each with a little round-to-round jitter."""
-    result = RoundsResult()
-    for v in variants:
-        ms = INT8_MS if v.key == "subject" else FP32_MS
-        result.per_call[v.key] = [ms / 1000 * (1 + 0.01 * (i % 3 - 1)) for i in range(12)]
-        result.number[v.key], result.threads[v.key] = 10, 1
-    return result
-
-
 @pytest.fixture(scope="module")
 def measured_slower():
     """FIXTURES[0] checked end to end, benchmarked with the fixed timer."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("qdoctor.gather.timing.time_models", _fixed_rounds)
+        patch.setattr("qdoctor.gather.timing.time_models", fixed_rounds(INT8_MS, FP32_MS))
         return run_check(fixture_path(FIXTURES[0]), bench=True)
 
 
@@ -187,7 +175,7 @@ def dynamic_lstm_measured_slower():
         return measured
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("qdoctor.gather.timing.time_model", _fixed_clock)
+        patch.setattr("qdoctor.gather.timing.time_models", fixed_rounds(INT8_MS, FP32_MS))
         patch.setattr(gather_profile, "profile_model", fixed)
         return run_check(fixture_path(FIXTURES[1]), bench=True)
 

@@ -9,17 +9,18 @@ where no rule explains the slowdown, and stays quiet on one where QD003 does.
 from __future__ import annotations
 
 import pytest
-from conftest import codes, findings_of, fixture_path, run_check
+from conftest import codes, findings_of, fixed_rounds, fixture_path, run_check
 from factsbuild import env, healthy_chain, make_facts, profile, run_rule, timing
 
 from qdoctor import facts as F
 from qdoctor.diagnose.registry import all_rules, get_rule, run_after_fixes, run_rules
 from qdoctor.diagnose.rules.qd024_unexplained_slowdown import attribute_access
-from qdoctor.facts import Benchmarks, OpTime, Ratio, Timing
+from qdoctor.facts import Benchmarks, OpTime, Ratio
 
 FIXTURES = [
-    "fixtures/depthwise_int8_slower.py",  # QD024 reports: no rule explains the slowdown
+    "fixtures/healthy_static_wide.py",  # under the fixed clock no rule explains the slowdown: QD024 reports
     "fixtures/qnnpack_engine_on_x86.py",  # QD003 explains it: QD024 stays quiet
+    "fixtures/depthwise_int8_slower.py",  # QD023 names the slow depthwise convolutions: QD024 stays quiet
 ]
 INT8_MS, FP32_MS = 6.0, 2.0  # the fixed clock: int8 3x slower, IQRs far apart
 
@@ -208,25 +209,18 @@ def test_after_fixes_not_repeated_when_qd024_already_reported_and_follows_select
 # ------------------------------------------------------------------------------------------------ end to end
 
 
-def _fixed_clock(model, inputs, min_run_time=1.0, copy_model=True) -> Timing:
-    """qdoctor.gather.timing.time_model with a fixed answer: int8 models take INT8_MS, float models FP32_MS."""
-    int8 = any(".quantized" in type(m).__module__ for m in model.modules())
-    median = INT8_MS if int8 else FP32_MS
-    return Timing(median_ms=median, iqr_ms=median / 50, runs=20, number_per_run=10, num_threads=1, noisy=False)
-
-
 @pytest.fixture(scope="module")
 def measured_slower():
     """FIXTURES checked end to end, benchmarked with the fixed clock (int8 3x slower)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("qdoctor.gather.timing.time_model", _fixed_clock)
+        patch.setattr("qdoctor.gather.timing.time_models", fixed_rounds(INT8_MS, FP32_MS))
         reports = {name: run_check(fixture_path(name), bench=True) for name in FIXTURES}
         # the same with verified fixes: fix-all switches the engine to x86, and the fixed clock still says slower
         reports["verified"] = run_check(fixture_path(FIXTURES[1]), bench=True, verify=True)
         return reports
 
 
-def test_fixture_with_no_known_cause_reports_qd024_at_a_depthwise_conv(measured_slower):
+def test_fixture_with_no_known_cause_reports_qd024(measured_slower):
     report = measured_slower[FIXTURES[0]]
     assert report.facts.benchmark.clearly_slower()
     assert codes(report) == ["QD024"]
@@ -245,6 +239,12 @@ def test_fixture_where_qd003_explains_the_slowdown_keeps_qd024_quiet(measured_sl
     report = measured_slower[FIXTURES[1]]
     assert report.facts.benchmark.clearly_slower()
     assert "QD003" in codes(report) and "QD024" not in codes(report)
+
+
+def test_fixture_where_qd023_explains_the_slowdown_keeps_qd024_quiet(measured_slower):
+    report = measured_slower[FIXTURES[2]]
+    assert report.facts.benchmark.clearly_slower()
+    assert "QD023" in codes(report) and "QD024" not in codes(report)
 
 
 def test_fix_all_that_leaves_the_model_slower_is_reported_after_the_fixes(measured_slower):
