@@ -105,7 +105,10 @@ def check(
     options = options or CheckOptions()
     with preserved_torch_state():
         progress(f"loading {spec}")
-        loaded = load_target_explained(spec, trust=options.trust)
+        try:
+            loaded = load_target_explained(spec, trust=options.trust)
+        except FlowFailedBeforeModel as failed:
+            return failed.report(options)
         if on_stage is not None:
             on_stage("loaded", loaded_facts(loaded))
         progress("running the model once on the example inputs")
@@ -121,8 +124,60 @@ def check(
         return report
 
 
+class FlowFailedBeforeModel(TargetError):
+    """The script died in a quantization flow step (a moved import, prepare, export...) before it defined any model:
+    `qdoctor check` reports it as a diagnosis with the finding of the rule that owns the cause (exit 1), not as
+    "could not check"; callers that need a model (compare) still get the one explained line of a TargetError."""
+
+    def __init__(self, facts: Facts, text: str) -> None:
+        self.facts = facts
+        super().__init__(text)
+
+    def report(self, options: CheckOptions) -> Report:
+        owners = flow_failure_rules(self.facts)
+        findings, skipped = run_rules(
+            self.facts, options.select, options.ignore, options.per_module_ignores, rules=owners
+        )
+        crash = self.facts.target.load_crash
+        where = f" at line {crash.line}" if crash is not None and crash.line else ""
+        notes = [f"the script stopped{where} before it defined any model: only the failed step is diagnosed"]
+        return Report(facts=self.facts, findings=findings, skipped=skipped, notes=notes, qdoctor_version=__version__)
+
+
+def failed_script_facts(spec: str, error: ScriptFailedError) -> Facts | None:
+    """Facts about a script that raised before defining a model, when what it raised is a quantization-flow failure
+    some rule owns (a moved import, a refused mode or qconfig); None otherwise."""
+    from pathlib import Path
+
+    import torch
+
+    from qdoctor.facts import CrashInfo, FlowInfo, Target
+    from qdoctor.gather.environment import gather_environment
+    from qdoctor.gather.flows import torchao_version
+
+    crash = error.crash
+    if not isinstance(crash, CrashInfo):
+        return None
+    path = Path(spec)
+    target = Target(
+        spec=spec,
+        file=str(path.resolve()) if path.is_file() else None,
+        subject_name="(none: the script stopped before defining a model)",
+        float_name=None,
+        inputs_name=None,
+        inputs=[],
+        load_crash=crash,
+        script_text=path.read_text(errors="replace") if path.is_file() else "",
+    )
+    environment = gather_environment(torch.backends.quantized.engine, torch.get_num_threads())
+    facts = Facts(target=target, environment=environment, flow=FlowInfo(flow="none", torchao_version=torchao_version()))
+    return facts if flow_failure_rules(facts) else None
+
+
 def load_target_explained(spec: str, trust: bool = False) -> Any:
-    """load_target, with a script that died at a moved import explained (qdoctor.diagnose.flow_causes)."""
+    """load_target, with a script that died at a moved import explained (qdoctor.diagnose.flow_causes). A script
+    that died in a quantization flow step before defining a model raises FlowFailedBeforeModel: a report, not a
+    "could not check"."""
     import sys
 
     from qdoctor.load.target import load_target
@@ -134,6 +189,9 @@ def load_target_explained(spec: str, trust: bool = False) -> Any:
         text = script_failure_text(
             error, str(getattr(torch, "__version__", "?")), getattr(torchao, "__version__", None) if torchao else None
         )
+        facts = failed_script_facts(spec, error)
+        if facts is not None:
+            raise FlowFailedBeforeModel(facts, text) from None
         raise TargetError(text) from None
 
 
