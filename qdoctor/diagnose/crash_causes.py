@@ -55,6 +55,8 @@ INT8_INTO_FLOAT_MODULE = _cause("int8-into-float-module")
 ACTIVATION_DTYPE = _cause("activation-dtype")
 WEIGHT_DTYPE = _cause("weight-dtype")
 INT8_TO_NUMPY = _cause("int8-to-numpy")  # an int8 tensor left the model (no DeQuantStub) and met numpy or a float API
+INT8_INDICES = _cause("int8-indices")  # a QuantStub quantized the token ids an Embedding takes
+DROPOUT_IN_TRAIN_MODE = _cause("dropout-in-train-mode")  # a Dropout left in train mode got an int8 tensor
 # A quantization step refused the model's mode: fusing Conv+BN (fuse_modules, prepare_fx) in train mode, or
 # prepare_qat on a model in eval mode. The model stays float: a flow-step cause.
 FUSION_MODE = Cause("fusion-mode", lambda crash, facts: mode_error(crash) is not None, flow_step=True)
@@ -87,7 +89,17 @@ _DTYPE = (
     (re.compile(r"data type of input should be (?P<want>\w+)"), ACTIVATION_DTYPE),
     (re.compile(r"Weight observer must have a dtype of (?P<want>\w+), got (?P<got>[\w.]+)"), WEIGHT_DTYPE),
 )
-_NUMPY = re.compile(r"Got unsupported ScalarType Q(?:U)?Int\d+|can't convert .*quantized|numpy\(\) .*quantized", re.I)
+_NUMPY = re.compile(
+    r"Got unsupported ScalarType Q(?:U)?Int\d+|can't convert .*quantized|numpy\(\) .*quantized|load_scalar: invalid type",
+    re.I,
+)
+# An op with no int8 kernel given an int8 tensor, said another way (x * 2, x + 1, x / 2 on a quint8 tensor).
+_NO_INT8_KERNEL = re.compile(r"empty_strided not supported on quantized tensors|not supported on quantized tensors yet")
+_INDICES = re.compile(
+    r"'indices' to have one of the following scalar types: .*but got Quantized\w+|"
+    r"Quantize only works on Float Tensor, got (?:Long|Int)"
+)
+_DROPOUT_OP = re.compile(r"aten::(?:bernoulli|native_dropout|dropout)")
 # (pattern, what went wrong, fix): a mode that fusion or prepare_qat refuses.
 MODE_ERRORS = (
     (
@@ -210,6 +222,12 @@ def classify(crash: CrashInfo, facts: Facts) -> KnownCrash | None:
         if match:
             groups = match.groupdict()
             return KnownCrash(cause, level, op, got=groups.get("got"), want=groups.get("want"))
+    if _INDICES.search(message):
+        return KnownCrash(INT8_INDICES, level)
+    if backend and backend.group("backend") == "QuantizedCPU" and op and _DROPOUT_OP.search(op):
+        return KnownCrash(DROPOUT_IN_TRAIN_MODE, level, op)
+    if _NO_INT8_KERNEL.search(message) and level in (FUNCTION, MODULE):
+        return KnownCrash(INT8_INTO_ATEN_FUNCTION if level == FUNCTION else STUB_MISSING, level, op)
     if backend and backend.group("backend") in ("CPU", "QuantizedCPU"):
         if level == FUNCTION:
             kind = FLOAT_INTO_INT8_FUNCTION if backend.group("backend") == "CPU" else INT8_INTO_ATEN_FUNCTION

@@ -112,7 +112,15 @@ def check(
         if on_stage is not None:
             on_stage("loaded", loaded_facts(loaded))
         progress("running the model once on the example inputs")
-        check_loaded_inputs(loaded)
+        try:
+            check_loaded_inputs(loaded)
+        except TargetError as error:
+            # the inputs do not fit the model, but the script had already died in a quantization flow step: that
+            # failure is the diagnosis (the model qdoctor found is the float one the step never quantized)
+            facts = flow_failure_facts(loaded)
+            if facts is None:
+                raise
+            return FlowFailedBeforeModel(facts, str(error)).report(options, ran_model=False)
         facts = gather_facts(loaded, options.gather, progress, on_stage)
         if on_stage is not None:
             on_stage("running the rules", facts)
@@ -133,15 +141,34 @@ class FlowFailedBeforeModel(TargetError):
         self.facts = facts
         super().__init__(text)
 
-    def report(self, options: CheckOptions) -> Report:
+    def report(self, options: CheckOptions, ran_model: bool | None = None) -> Report:
         owners = flow_failure_rules(self.facts)
         findings, skipped = run_rules(
             self.facts, options.select, options.ignore, options.per_module_ignores, rules=owners
         )
         crash = self.facts.target.load_crash
         where = f" at line {crash.line}" if crash is not None and crash.line else ""
-        notes = [f"the script stopped{where} before it defined any model: only the failed step is diagnosed"]
+        if ran_model is False:
+            notes = [
+                f"the script stopped{where} in a quantization step; the model it left was not run ({self}): only "
+                "the failed step is diagnosed"
+            ]
+        else:
+            notes = [f"the script stopped{where} before it defined any model: only the failed step is diagnosed"]
         return Report(facts=self.facts, findings=findings, skipped=skipped, notes=notes, qdoctor_version=__version__)
+
+
+def flow_failure_facts(loaded: LoadedTarget) -> Facts | None:
+    """The facts of a loaded script that died in a quantization flow step some rule owns, with no model facts
+    (the model it left is not run); None when the script did not fail that way."""
+    from qdoctor.facts import FlowInfo
+    from qdoctor.gather.flows import torchao_version
+
+    if loaded.target.load_crash is None:
+        return None
+    facts = loaded_facts(loaded)
+    facts.flow = FlowInfo(flow="none", torchao_version=torchao_version())
+    return facts if flow_failure_rules(facts) else None
 
 
 def failed_script_facts(spec: str, error: ScriptFailedError) -> Facts | None:

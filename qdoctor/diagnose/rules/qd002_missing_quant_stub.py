@@ -54,7 +54,7 @@ def _unconverted_stubs(facts: Facts) -> list[ModuleInfo]:
     Severity.ERROR,
     "a float tensor reaches an int8 module, or an int8 tensor reaches a float op or the output (no Quant/DeQuantStub)",
     needs=("modules", "trace"),
-    owns=(crashes.STUB_MISSING, crashes.INT8_TO_NUMPY),
+    owns=(crashes.STUB_MISSING, crashes.INT8_TO_NUMPY, crashes.INT8_INDICES),
 )
 def missing_quant_stub(facts: Facts) -> Iterator[Finding]:
     found = list(_trace_findings(facts))
@@ -74,7 +74,19 @@ def _crash_finding(facts: Facts, crash: CrashInfo, cause: crashes.KnownCrash) ->
     explained from its message and traceback."""
     op = cause.op or "the op"
     sites = crashes.sites_text(crash, facts)
-    if cause.cause == crashes.INT8_TO_NUMPY:
+    if cause.cause == crashes.INT8_INDICES:
+        message = (
+            f"an nn.Embedding received quantized token ids ({crashes.short_message(crash, 120)}): a QuantStub sits "
+            "before the embedding. Indices must stay integer (torch.long): put the QuantStub after the embedding "
+            "lookup, and quantize the Embedding itself with float_qparams_weight_only_qconfig if you want it int8."
+        )
+        fix = (
+            "# in forward(): embed the integer ids first, then quantize the embeddings\n"
+            "x = self.embedding(input_ids)\nx = self.quant(x)\n"
+            "# and, before prepare():\n"
+            "# model.embedding.qconfig = torch.ao.quantization.float_qparams_weight_only_qconfig"
+        )
+    elif cause.cause == crashes.INT8_TO_NUMPY:
         message = (
             f"the script raised {crashes.short_message(crash)}: an int8 (quantized) tensor left the model and met "
             "numpy or a float-only API. There is no DeQuantStub before the output, so the model returns quint8 "

@@ -38,12 +38,34 @@ def _mode_dependent(m: ModuleInfo) -> bool:
     "quantized model run in train mode (Dropout active, BatchNorm on batch statistics) or float BatchNorm left "
     "between int8 convolutions",
     needs=("modules",),
-    owns=(crashes.FUSION_MODE,),
+    owns=(crashes.FUSION_MODE, crashes.DROPOUT_IN_TRAIN_MODE),
 )
 def training_mode(facts: Facts) -> Iterator[Finding]:
     yield from _mode_refused(facts)
-    yield from _train_mode(facts)
+    in_train = list(_train_mode(facts))
+    yield from in_train
+    if not in_train:
+        yield from _dropout_crash(facts)
     yield from _float_batchnorm(facts)
+
+
+def _dropout_crash(facts: Facts) -> Iterator[Finding]:
+    """A Dropout in train mode raised on an int8 tensor, and the module facts did not show which one."""
+    for crash in crashes.distinct_crashes(facts):
+        known = crashes.classify(crash, facts)
+        if known is None or known.cause != crashes.DROPOUT_IN_TRAIN_MODE:
+            continue
+        subject = subject_variable(facts)
+        yield training_mode.finding(
+            f"a Dropout ran in train mode on an int8 tensor and raised ({crashes.short_message(crash, 120)}): "
+            "the model was run without .eval(). In eval mode Dropout is the identity and takes int8 tensors. "
+            + crashes.sites_text(crash, facts),
+            module=crash.module,
+            source=crashes.user_line(crash, facts) or crashes.crash_source(crash, facts),
+            evidence={"crash": crashes.short_message(crash), **crashes.site_evidence(crash, facts)},
+            fix=f"{subject}.eval()  # before convert() and before every inference run",
+            severity=Severity.ERROR,
+        )
 
 
 _FIRST_ARGUMENT = re.compile(r"\b\w+\(\s*([A-Za-z_][\w.]*)")
