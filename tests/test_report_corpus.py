@@ -69,6 +69,8 @@ def check_case(case: Path, bench: bool) -> None:
         run_crash = report.facts.trace.crash if report.facts.trace else None
         assert report.facts.target.load_crash is None and run_crash is None
         assert not [f for f in report.findings if f.severity.value == "error"], [f.message for f in report.findings]
+    if spec.get("subject"):  # the model the script actually quantized and ran
+        assert report.facts.target.subject_name == spec["subject"], report.facts.target.subject_name
     if spec.get("float_baseline"):  # the float model the script quantized is found and measured against
         assert report.facts.target.float_name is not None, report.notes
     if "exit_code" in spec:  # the CLI's exit code for a checked report (2 would be "could not check")
