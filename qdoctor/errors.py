@@ -16,9 +16,19 @@ class ScriptFailedError(TargetError):
     """The script raised before defining any nn.Module. Loading records what it raised; the run layer adds the cause
     when it knows one (an API that a torch or torchao release moved: qdoctor.diagnose.flow_causes)."""
 
-    def __init__(self, text: str, exception_message: str, module_name: str | None = None, explained: str = "") -> None:
-        """``text``: the line without a cause; ``explained``: the line with ``{hint}`` where the cause goes."""
+    def __init__(
+        self,
+        text: str,
+        exception_message: str,
+        module_name: str | None = None,
+        explained: str = "",
+        crash: object = None,
+    ) -> None:
+        """``text``: the line without a cause; ``explained``: the line with ``{hint}`` where the cause goes;
+        ``crash``: what the script raised (a qdoctor.facts.CrashInfo; this module imports nothing of qdoctor), so
+        that a quantization flow that failed is still reported as a diagnosis (qdoctor.run.check)."""
         self.exception_message, self.module_name, self.explained = exception_message, module_name, explained
+        self.crash = crash
         super().__init__(text)
 
 

@@ -45,3 +45,73 @@ def test_crash_classification(message, level_event, rule):
         load_crash=None if events else raised,
     )
     assert [r.code for r in owners(raised, facts)] == ([rule] if rule else [])
+
+
+# A traceback as Python prints it: the script called the model, torchvision's BasicBlock raised.
+_LIBRARY_TB = """Traceback (most recent call last):
+  File "{user}", line 14, in <module>
+    out = model(*example_inputs)
+  File "/venv/lib/python3.11/site-packages/torch/nn/modules/module.py", line 1775, in _call_impl
+    return forward_call(*args, **kwargs)
+  File "/venv/lib/python3.11/site-packages/torchvision/models/resnet.py", line 102, in forward
+    out += identity
+NotImplementedError: Could not run 'aten::add.out' with arguments from the 'QuantizedCPU' backend.
+"""
+_MODULE_TB = """Traceback (most recent call last):
+  File "{user}", line 30, in <module>
+    out = model(x)
+  File "{user}", line 12, in forward
+    return self.bn(self.conv(x))
+  File "/venv/lib/python3.11/site-packages/torch/nn/modules/batchnorm.py", line 193, in forward
+    return F.batch_norm(
+  File "/venv/lib/python3.11/site-packages/torch/nn/functional.py", line 2813, in batch_norm
+    return torch.batch_norm(
+NotImplementedError: Could not run 'aten::native_batch_norm' with arguments from the 'QuantizedCPU' backend.
+"""
+
+
+def _script_crash(message: str, tb: str, line: int, code: str):
+    from factsbuild import USER_FILE
+
+    return crash(message, module=None, line=line, phase="load", code=code, traceback=tb.format(user=USER_FILE))
+
+
+def test_a_crash_raised_in_library_code_is_classified_from_its_traceback_and_names_both_lines():
+    from qdoctor.diagnose import crash_causes
+
+    raised = _script_crash(ADD_CRASH, _LIBRARY_TB, 14, "out = model(*example_inputs)")
+    facts = make_facts([mod("conv", "Conv2d", F.QUANTIZED)], [], load_crash=raised)
+    assert [r.code for r in owners(raised, facts)] == ["QD011"]
+    library = crash_causes.library_frame(raised, facts)
+    assert library is not None and library.line == 102 and library.code == "out += identity"
+    text = crash_causes.sites_text(raised, facts)
+    assert "torchvision/models/resnet.py:102 `out += identity`" in text and "your line 14" in text
+
+
+def test_a_crash_inside_a_torch_module_is_module_level_and_has_no_library_line():
+    from qdoctor.diagnose import crash_causes
+
+    message = "Could not run 'aten::native_batch_norm' with arguments from the 'QuantizedCPU' backend."
+    raised = _script_crash(message, _MODULE_TB, 12, "return self.bn(self.conv(x))")
+    facts = make_facts([mod("conv", "Conv2d", F.QUANTIZED)], [], load_crash=raised)
+    assert [r.code for r in owners(raised, facts)] == ["QD002"]
+    assert crash_causes.library_frame(raised, facts) is None  # the user's own forward made the call
+
+
+@pytest.mark.parametrize(
+    "message, rule",
+    [
+        ("Fusion only for eval!", "QD009"),
+        ("Conv and BN both must be in the same mode (train or eval).", "QD009"),
+        ("prepare_qat only works on models in training mode", "QD009"),
+        ("Embedding quantization is only supported with float_qparams_weight_only_qconfig.", "QD016"),
+        ("Per channel weight observer is not supported yet for ConvTranspose{n}d.", "QD016"),
+    ],
+)
+def test_a_step_that_refuses_a_mode_or_qconfig_is_its_rules_not_an_unknown_flow_failure(message, rule):
+    from qdoctor.facts import FlowInfo
+
+    tb = 'Traceback (most recent call last):\n  File "/venv/torch/ao/quantization/quantize_fx.py", line 9, in prepare_fx\n'
+    raised = crash(message, module=None, phase="load", type_="AssertionError", traceback=tb)
+    facts = make_facts([mod("conv", "Conv2d", F.FLOAT)], [], load_crash=raised, flow=FlowInfo(flow="fx"))
+    assert [r.code for r in owners(raised, facts)] == [rule]  # not QD017 "not a known flow failure"

@@ -1,5 +1,10 @@
 """The crash doctor: which known quantization failure explains a crash (int8 and float meeting, a missing engine,
-int8 kernels run on CUDA). Pure functions over Facts.
+int8 kernels run on CUDA, a mode or qconfig that a quantization step refuses). Pure functions over Facts.
+
+The table is keyed by cause, and it reads the whole traceback, library frames included: a crash raised inside
+torchvision's resnet (`out += identity` on quint8 tensors) is the same missing-FloatFunctional cause as one raised in
+the user's own forward(), and the report names the library line as well as the user's (``library_frame``).
+tests/test_crash_corpus.py checks the table against the errors people report (fixtures/crashes/, one each, with links).
 
 A quantized model that raises is the most common report. ``classify`` is the one ordered table of the failures
 qdoctor knows; each cause it names is a declared ``Cause`` that the rule reporting it claims with
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 from qdoctor import facts as F
 from qdoctor.diagnose.cause import Cause
 from qdoctor.facts import CrashInfo, Facts, SourceLocation, TraceEvent
-from qdoctor.facts.location import first_line
+from qdoctor.facts.location import first_line, same_file
 
 # Where a crash was raised, as far as the execution trace tells.
 FUNCTION = "function"  # by a torch function called in a forward() (torch.add, +, torch.cat, x.exp())
@@ -49,6 +54,17 @@ INT8_AND_FLOAT_MIXED = _cause("int8-and-float-mixed")
 INT8_INTO_FLOAT_MODULE = _cause("int8-into-float-module")
 ACTIVATION_DTYPE = _cause("activation-dtype")
 WEIGHT_DTYPE = _cause("weight-dtype")
+INT8_TO_NUMPY = _cause("int8-to-numpy")  # an int8 tensor left the model (no DeQuantStub) and met numpy or a float API
+INT8_INDICES = _cause("int8-indices")  # a QuantStub quantized the token ids an Embedding takes
+DROPOUT_IN_TRAIN_MODE = _cause("dropout-in-train-mode")  # a Dropout left in train mode got an int8 tensor
+# A quantization step refused the model's mode: fusing Conv+BN (fuse_modules, prepare_fx) in train mode, or
+# prepare_qat on a model in eval mode. The model stays float: a flow-step cause.
+FUSION_MODE = Cause("fusion-mode", lambda crash, facts: mode_error(crash) is not None, flow_step=True)
+# A qconfig the module cannot take (Embedding without float_qparams, a quint8 dynamic Linear, per-channel weights on
+# ConvTranspose): raised by prepare/convert/quantize_dynamic, so it is a flow-step cause as well.
+UNSUPPORTED_QCONFIG = Cause(
+    "unsupported-qconfig", lambda crash, facts: qconfig_error(crash) is not None, flow_step=True
+)
 
 _BACKEND = re.compile(r"Could not run '(?P<op>[\w:.]+)' with arguments from the '(?P<backend>\w+)' backend")
 _CUDA = re.compile(
@@ -72,6 +88,65 @@ _DTYPE = (
     (re.compile(r"Expected input data type (?P<want>\w+) but got (?P<got>\w+)"), ACTIVATION_DTYPE),
     (re.compile(r"data type of input should be (?P<want>\w+)"), ACTIVATION_DTYPE),
     (re.compile(r"Weight observer must have a dtype of (?P<want>\w+), got (?P<got>[\w.]+)"), WEIGHT_DTYPE),
+)
+_NUMPY = re.compile(
+    r"Got unsupported ScalarType Q(?:U)?Int\d+|can't convert .*quantized|numpy\(\) .*quantized|load_scalar: invalid type",
+    re.I,
+)
+# An op with no int8 kernel given an int8 tensor, said another way (x * 2, x + 1, x / 2 on a quint8 tensor).
+_NO_INT8_KERNEL = re.compile(r"empty_strided not supported on quantized tensors|not supported on quantized tensors yet")
+_INDICES = re.compile(
+    r"'indices' to have one of the following scalar types: .*but got Quantized\w+|"
+    r"Quantize only works on Float Tensor, got (?:Long|Int)"
+)
+_DROPOUT_OP = re.compile(r"aten::(?:bernoulli|native_dropout|dropout)")
+# (pattern, what went wrong, fix): a mode that fusion or prepare_qat refuses.
+MODE_ERRORS = (
+    (
+        re.compile(r"Fusion only for eval!"),
+        "Conv+BatchNorm fusion (fuse_modules, or prepare_fx, which fuses first) ran on a model in train mode: "
+        "post-training fusion folds BatchNorm's running statistics into the conv and only works in eval mode",
+        "{model}.eval()  # before fuse_modules / prepare_fx: fusion folds BatchNorm into the conv\n"
+        "prepared = prepare_fx({model}, qconfig_mapping, example_inputs)",
+    ),
+    (
+        re.compile(r"Conv and BN both must be in the same mode"),
+        "fuse_modules got a conv and a BatchNorm in different modes (one .train(), one .eval()): call .eval() on "
+        "the whole model (post-training) or .train() on the whole model (QAT) before fusing",
+        "{model}.eval()  # the whole model, not one layer\n"
+        'torch.ao.quantization.fuse_modules({model}, [["conv", "bn"]], inplace=True)',
+    ),
+    (
+        re.compile(r"prepare_qat only works on models? in training mode|only works on models in training mode"),
+        "prepare_qat (quantization-aware training) got a model in eval mode: QAT trains with fake-quant, so the "
+        "model must be in train mode while it is prepared and trained",
+        "{model}.train()\ntorch.ao.quantization.prepare_qat({model}, inplace=True)\n"
+        "# ... train ...\n{model}.eval()\nquantized = torch.ao.quantization.convert({model})",
+    ),
+)
+# (pattern, explanation, fix): a qconfig the module cannot take.
+QCONFIG_ERRORS = (
+    (
+        re.compile(r"Embedding quantization is only supported with float_qparams_weight_only_qconfig"),
+        "nn.Embedding takes only weight-only quantization with float qparams; the model-wide qconfig (static "
+        "activations) reached it",
+        "from torch.ao.quantization import float_qparams_weight_only_qconfig\n"
+        "{model}.{module}.qconfig = float_qparams_weight_only_qconfig  # before prepare()",
+    ),
+    (
+        re.compile(
+            r"The only supported dtypes? for dynamic quantized linear (?:are|is) (?P<want>[\w ,]+), got: (?P<got>[\w.]+)"
+        ),
+        "dynamic quantization stores Linear weights as qint8 (or float16); the requested dtype has no kernel",
+        "quantized = torch.ao.quantization.quantize_dynamic({model}, {{torch.nn.Linear}}, dtype=torch.qint8)",
+    ),
+    (
+        re.compile(r"Per channel weight observer is not supported yet for ConvTranspose"),
+        "the default x86/fbgemm qconfig observes weights per channel, which ConvTranspose does not support here: "
+        "give the ConvTranspose layers a per-tensor weight observer",
+        "from torch.ao.quantization import QConfig, default_weight_observer\n"
+        "{model}.{module}.qconfig = QConfig(activation={model}.qconfig.activation, weight=default_weight_observer)",
+    ),
 )
 _MIXED = re.compile(
     r"promoteTypes with quantized numbers|not supported on quantized tensors|"
@@ -127,7 +202,10 @@ def classify(crash: CrashInfo, facts: Facts) -> KnownCrash | None:
     """The known cause of ``crash``, or None when qdoctor cannot explain it. Ordered: the first entry that matches."""
     message = crash.message
     event = raising_event(facts, crash)
-    level = SCRIPT if event is None else FUNCTION if event.kind == "function" else MODULE
+    if event is None:
+        level = _traceback_level(crash)
+    else:
+        level = FUNCTION if event.kind == "function" else MODULE
     backend = _BACKEND.search(message)
     op = backend.group("op") if backend else None
 
@@ -144,13 +222,111 @@ def classify(crash: CrashInfo, facts: Facts) -> KnownCrash | None:
         if match:
             groups = match.groupdict()
             return KnownCrash(cause, level, op, got=groups.get("got"), want=groups.get("want"))
+    if _INDICES.search(message):
+        return KnownCrash(INT8_INDICES, level)
+    if backend and backend.group("backend") == "QuantizedCPU" and op and _DROPOUT_OP.search(op):
+        return KnownCrash(DROPOUT_IN_TRAIN_MODE, level, op)
+    if _NO_INT8_KERNEL.search(message) and level in (FUNCTION, MODULE):
+        return KnownCrash(INT8_INTO_ATEN_FUNCTION if level == FUNCTION else STUB_MISSING, level, op)
     if backend and backend.group("backend") in ("CPU", "QuantizedCPU"):
         if level == FUNCTION:
             kind = FLOAT_INTO_INT8_FUNCTION if backend.group("backend") == "CPU" else INT8_INTO_ATEN_FUNCTION
             return KnownCrash(kind, level, op)
         if level == MODULE:
             return KnownCrash(STUB_MISSING, level, op)
+    if _NUMPY.search(message):
+        return KnownCrash(INT8_TO_NUMPY, level)
     return None
+
+
+def mode_error(crash: CrashInfo) -> tuple[str, str] | None:
+    """What a mode error means and its fix (with {model} to fill), or None."""
+    for pattern, explanation, fix in MODE_ERRORS:
+        if pattern.search(crash.message):
+            return explanation, fix
+    return None
+
+
+def qconfig_error(crash: CrashInfo) -> tuple[str, str] | None:
+    """What a refused qconfig means and its fix (with {model} and {module} to fill), or None."""
+    for pattern, explanation, fix in QCONFIG_ERRORS:
+        if pattern.search(crash.message):
+            return explanation, fix
+    return None
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame of a traceback read back from its text."""
+
+    file: str
+    line: int
+    function: str
+    code: str
+
+
+_FRAME_LINE = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>.+)$')
+# torch's own Python (dispatch, nn.Module.__call__, functional), qdoctor's wrappers and frozen importlib: neither the
+# user's code nor a library's; the library line is the deepest frame that is none of these.
+_INTERNAL = re.compile(r"[/\\](?:torch|qdoctor|typing_extensions)[/\\]|^<|[/\\]importlib[/\\]|[/\\]contextlib\.py$")
+
+
+def traceback_frames(crash: CrashInfo) -> list[Frame]:
+    """The frames of the crash's traceback, outermost first (the chained exceptions' frames are left out)."""
+    text = crash.traceback
+    # a chained exception prints its cause first: keep only the last traceback, the one that was raised
+    marker = "Traceback (most recent call last):"
+    if marker in text:
+        text = text[text.rindex(marker) :]
+    frames: list[Frame] = []
+    lines = text.splitlines()
+    for i, raw in enumerate(lines):
+        match = _FRAME_LINE.match(raw)
+        if not match:
+            continue
+        code = lines[i + 1].strip() if i + 1 < len(lines) and not _FRAME_LINE.match(lines[i + 1]) else ""
+        if code.startswith(("^", "~")):
+            code = ""
+        frames.append(Frame(match.group("file"), int(match.group("line")), match.group("func").strip(), code))
+    return frames
+
+
+def is_internal(file: str) -> bool:
+    return bool(_INTERNAL.search(file))
+
+
+def library_frame(crash: CrashInfo, facts: Facts) -> SourceLocation | None:
+    """The library line that made the failing call, when the crash was raised in a library's code rather than the
+    user's (torchvision's resnet `out += identity`): the deepest frame that is neither torch's own code nor the
+    user's file. None when the user's own code made the call."""
+    user = facts.target.file
+    for frame in reversed(traceback_frames(crash)):
+        if is_internal(frame.file):
+            continue
+        if user and same_file(frame.file, user):
+            return None
+        return SourceLocation(frame.file, frame.line, frame.code)
+    return None
+
+
+def _traceback_level(crash: CrashInfo) -> str:
+    """Where the crash was raised when the execution trace does not tell (the script raised it): read from its
+    traceback. Inside a torch module's forward (nn.Conv2d, a quantized module): MODULE; by a torch function or an
+    operator called in some forward() or in the script: FUNCTION; anything else: SCRIPT."""
+    frames = traceback_frames(crash)
+    if not frames:
+        return SCRIPT
+    deepest = frames[-1]
+    file = deepest.file.replace("\\", "/")
+    if "/torch/" in file:
+        if "functional_modules.py" in file:  # FloatFunctional / QFunctional add, mul, cat: a function call
+            return FUNCTION
+        if "/torch/nn/modules/" in file or "/torch/ao/nn/" in file or file.endswith("/torch/nn/functional.py"):
+            return MODULE
+        return SCRIPT
+    if deepest.function == "<module>":
+        return SCRIPT
+    return FUNCTION  # an operator on tensors, in a forward() (the user's or a library's) or a helper
 
 
 def crash_source(crash: CrashInfo, facts: Facts) -> SourceLocation | None:
@@ -160,3 +336,50 @@ def crash_source(crash: CrashInfo, facts: Facts) -> SourceLocation | None:
         return SourceLocation(crash.file, crash.line, crash.code or "")
     info = facts.module(crash.module) if crash.module is not None else None
     return info.source if info is not None else None
+
+
+def user_line(crash: CrashInfo, facts: Facts) -> SourceLocation | None:
+    """The user's line behind a crash: its own frame in the user's file, else (qdoctor's run raised what the script
+    raised too) the script's line that called the model."""
+    if crash.file and crash.line:
+        return SourceLocation(crash.file, crash.line, crash.code or "")
+    load = facts.target.load_crash
+    if load is not None and load is not crash and same_crash(load, crash) and load.file and load.line:
+        return SourceLocation(load.file, load.line, load.code or "")
+    return None
+
+
+def short_path(file: str) -> str:
+    """A library file named from its package on (".../site-packages/torchvision/models/resnet.py" ->
+    "torchvision/models/resnet.py")."""
+    parts = file.replace("\\", "/").split("/")
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts:
+            return "/".join(parts[parts.index(marker) + 1 :])
+    return "/".join(parts[-3:])
+
+
+def sites_text(crash: CrashInfo, facts: Facts) -> str:
+    """One sentence naming the library line and the user's line of a crash raised in library code; "" otherwise."""
+    library = library_frame(crash, facts)
+    if library is None:
+        return ""
+    user = user_line(crash, facts)
+    code = f" `{library.code}`" if library.code else ""
+    text = f"It is raised in library code, {short_path(library.file)}:{library.line}{code}"
+    if user is not None:
+        text += f", called from your line {user.line}" + (f" `{user.code}`" if user.code else "")
+    return text + "."
+
+
+def site_evidence(crash: CrashInfo, facts: Facts) -> dict[str, str]:
+    library = library_frame(crash, facts)
+    user = user_line(crash, facts)
+    found: dict[str, str] = {}
+    if library is not None:
+        found["library_line"] = f"{short_path(library.file)}:{library.line}" + (
+            f" {library.code}" if library.code else ""
+        )
+    if user is not None:
+        found["user_line"] = f"{user.line}" + (f" {user.code}" if user.code else "")
+    return found

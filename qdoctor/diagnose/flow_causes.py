@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from qdoctor.diagnose.cause import Cause
-from qdoctor.diagnose.crash_causes import same_crash
+from qdoctor.diagnose.crash_causes import mode_error, qconfig_error, same_crash
 from qdoctor.errors import ScriptFailedError
 from qdoctor.facts import CrashInfo, Facts
 from qdoctor.facts.location import first_line
@@ -120,6 +120,37 @@ _KNOWN_FAILURES = (
         'exported = torch.export.export(model.eval(), example_inputs, dynamic_shapes={"x": {0: batch}}).module()',
     ),
     _c(
+        "fx-untraceable-forward",
+        r"symbolically traced variables cannot be used as inputs to control flow|Proxy object cannot be iterated|"
+        r"is not supported in FX graph mode",
+        "prepare_fx",
+        "prepare_fx traces forward() symbolically (torch.fx) and cannot follow Python control flow that depends on "
+        "a tensor (if x.sum() > 0, for over a tensor): FX quantization needs a traceable forward.",
+        "# keep the untraceable part out of the traced graph:\n"
+        "from torch.ao.quantization.fx.custom_config import PrepareCustomConfig\n"
+        'custom = PrepareCustomConfig().set_non_traceable_module_names(["the_submodule_with_the_if"])\n'
+        "prepared = prepare_fx(model.eval(), qconfig_mapping, example_inputs, prepare_custom_config=custom)\n"
+        "# or quantize with PT2E (torch.export), or eager mode with QuantStub/DeQuantStub",
+    ),
+    _c(
+        "fx-example-inputs-required",
+        r"prepare(?:_qat)?_fx\(\) missing 1 required positional argument: 'example_inputs'",
+        "prepare_fx",
+        "prepare_fx and prepare_qat_fx take example_inputs since torch 1.13 (a tuple of inputs the model accepts); "
+        "a script written for an older release omits it.",
+        "example_inputs = (torch.randn(1, 3, 224, 224),)  # one batch the model accepts\n"
+        "prepared = prepare_fx(model.eval(), qconfig_mapping, example_inputs)",
+    ),
+    _c(
+        "convert-fx-needs-prepared",
+        r"incoming model must be produced by prepare_fx",
+        "convert_fx",
+        "convert_fx takes the model prepare_fx returned (with its observers, calibrated), not the float model or a "
+        "symbolic_trace of it.",
+        "prepared = prepare_fx(model.eval(), qconfig_mapping, example_inputs)\n"
+        "for batch in calibration_batches:\n    prepared(*batch)\nquantized = convert_fx(prepared)",
+    ),
+    _c(
         "strict-export-unsupported",
         r"torch\._dynamo\.exc\.Unsupported|Unsupported: ",
         "export",
@@ -172,6 +203,10 @@ def script_failure_text(error: ScriptFailedError, torch_version: str, torchao_ve
 _PT2E_STEPS = ("prepare_pt2e", "prepare_qat_pt2e", "convert_pt2e")
 
 
+# torch.ao.quantization's eager-mode steps: an error raised inside one is a flow failure as well.
+_EAGER_STEPS = ("prepare", "prepare_qat", "convert", "quantize_dynamic", "quantize", "quantize_qat", "fuse_modules")
+
+
 def _step_from_traceback(traceback_text: str) -> str | None:
     frames = re.findall(r'File "([^"]+)", line \d+, in (\w+)', traceback_text)
     for file, function in reversed(frames):
@@ -180,6 +215,8 @@ def _step_from_traceback(traceback_text: str) -> str | None:
         if function == "quantize_" and "torchao" in file:
             return "quantize_"
         if function in ("prepare_fx", "convert_fx", "prepare_qat_fx", "convert_to_reference_fx"):
+            return function
+        if function in _EAGER_STEPS and "/torch/ao/quantization/" in file.replace("\\", "/"):
             return function
     for file, _function in reversed(frames):
         if "/torch/export/" in file or "/torch/_export/" in file:
@@ -193,6 +230,8 @@ def diagnose(crash: CrashInfo | None, torch_version: str, torchao_version: str |
     """The flow failure behind a crash, or None when the crash is not a quantization-flow failure."""
     if crash is None:
         return None
+    if mode_error(crash) or qconfig_error(crash):
+        return None  # a model mode or a qconfig the step refused: the rules that own those causes explain it
     text = f"{crash.type}: {crash.message}"
     headline = first_line(text)[:300]
 

@@ -140,6 +140,7 @@ def run_script(path: Path, origins: weakref.WeakKeyDictionary, target: Target) -
                         str(exc),
                         exc.name,
                         explained=f"{path}: the script imports '{exc.name}': {{hint}}",
+                        crash=crash_info(exc, "load", str(path)),
                     ) from None
                 target.load_crash = crash_info(exc, "load", str(path))
             except BaseException as exc:

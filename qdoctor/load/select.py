@@ -93,7 +93,9 @@ def pick_subject(namespace: dict[str, Any], target: Target) -> tuple[str, nn.Mod
             text = (
                 f"the script raised {c.type}{where}{stdin} before defining any nn.Module: {first_line(c.message)[:200]}"
             )
-            raise ScriptFailedError(text, c.message, explained=text.replace("{", "{{").replace("}", "}}") + "; {hint}")
+            raise ScriptFailedError(
+                text, c.message, explained=text.replace("{", "{{").replace("}", "}}") + "; {hint}", crash=c
+            )
         raise NoModelError("no torch.nn.Module found in the target (define `model` or `build_model()`)")
     if isinstance(namespace.get("quantized_model"), nn.Module):
         return "quantized_model", namespace["quantized_model"]

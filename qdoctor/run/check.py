@@ -107,7 +107,10 @@ def check(
     started = time.perf_counter()
     with preserved_torch_state():
         progress(f"loading {spec}")
-        loaded = load_target_explained(spec, trust=options.trust)
+        try:
+            loaded = load_target_explained(spec, trust=options.trust)
+        except FlowFailedBeforeModel as failed:
+            return failed.report(options)
         return check_loaded(loaded, options, progress, on_stage, started=started)
 
 
@@ -119,7 +122,8 @@ def check_loaded(
     started: float | None = None,
 ) -> Report:
     """Check a loaded target (a script's, or live objects from qdoctor.api): inputs, facts, rules, verified fixes.
-    Raises qdoctor.errors.InputsDoNotFitError when the example inputs do not fit the model.
+    Raises qdoctor.errors.InputsDoNotFitError when the example inputs do not fit the model (unless the script had
+    died in a quantization flow step first: that failure is then the report).
 
     ``started``: when the check began (before loading), so that the load phase is counted in the phase times."""
     from qdoctor.gather.rounds import timed_seconds
@@ -132,7 +136,15 @@ def check_loaded(
         if on_stage is not None:
             on_stage("loaded", loaded_facts(loaded))
         progress("running the model once on the example inputs")
-        check_loaded_inputs(loaded)
+        try:
+            check_loaded_inputs(loaded)
+        except TargetError as error:
+            # the inputs do not fit the model, but the script had already died in a quantization flow step: that
+            # failure is the diagnosis (the model qdoctor found is the float one the step never quantized)
+            facts = flow_failure_facts(loaded)
+            if facts is None:
+                raise
+            return FlowFailedBeforeModel(facts, str(error)).report(options, ran_model=False)
         loaded_at = time.perf_counter()
         facts = gather_facts(loaded, options.gather, progress, on_stage)
         gathered_at = time.perf_counter()
@@ -175,8 +187,79 @@ def add_after_fixes_findings(report: Report, options: CheckOptions) -> None:
         report.findings = sorted(report.findings + added, key=lambda f: f.sort_key())
 
 
+class FlowFailedBeforeModel(TargetError):
+    """The script died in a quantization flow step (a moved import, prepare, export...) before it defined any model:
+    `qdoctor check` reports it as a diagnosis with the finding of the rule that owns the cause (exit 1), not as
+    "could not check"; callers that need a model (compare) still get the one explained line of a TargetError."""
+
+    def __init__(self, facts: Facts, text: str) -> None:
+        self.facts = facts
+        super().__init__(text)
+
+    def report(self, options: CheckOptions, ran_model: bool | None = None) -> Report:
+        owners = flow_failure_rules(self.facts)
+        findings, skipped = run_rules(
+            self.facts, options.select, options.ignore, options.per_module_ignores, rules=owners
+        )
+        crash = self.facts.target.load_crash
+        where = f" at line {crash.line}" if crash is not None and crash.line else ""
+        if ran_model is False:
+            notes = [
+                f"the script stopped{where} in a quantization step; the model it left was not run ({self}): only "
+                "the failed step is diagnosed"
+            ]
+        else:
+            notes = [f"the script stopped{where} before it defined any model: only the failed step is diagnosed"]
+        return Report(facts=self.facts, findings=findings, skipped=skipped, notes=notes, qdoctor_version=__version__)
+
+
+def flow_failure_facts(loaded: LoadedTarget) -> Facts | None:
+    """The facts of a loaded script that died in a quantization flow step some rule owns, with no model facts
+    (the model it left is not run); None when the script did not fail that way."""
+    from qdoctor.facts import FlowInfo
+    from qdoctor.gather.flows import torchao_version
+
+    if loaded.target.load_crash is None:
+        return None
+    facts = loaded_facts(loaded)
+    facts.flow = FlowInfo(flow="none", torchao_version=torchao_version())
+    return facts if flow_failure_rules(facts) else None
+
+
+def failed_script_facts(spec: str, error: ScriptFailedError) -> Facts | None:
+    """Facts about a script that raised before defining a model, when what it raised is a quantization-flow failure
+    some rule owns (a moved import, a refused mode or qconfig); None otherwise."""
+    from pathlib import Path
+
+    import torch
+
+    from qdoctor.facts import CrashInfo, FlowInfo, Target
+    from qdoctor.gather.environment import gather_environment
+    from qdoctor.gather.flows import torchao_version
+
+    crash = error.crash
+    if not isinstance(crash, CrashInfo):
+        return None
+    path = Path(spec)
+    target = Target(
+        spec=spec,
+        file=str(path.resolve()) if path.is_file() else None,
+        subject_name="(none: the script stopped before defining a model)",
+        float_name=None,
+        inputs_name=None,
+        inputs=[],
+        load_crash=crash,
+        script_text=path.read_text(errors="replace") if path.is_file() else "",
+    )
+    environment = gather_environment(torch.backends.quantized.engine, torch.get_num_threads())
+    facts = Facts(target=target, environment=environment, flow=FlowInfo(flow="none", torchao_version=torchao_version()))
+    return facts if flow_failure_rules(facts) else None
+
+
 def load_target_explained(spec: str, trust: bool = False) -> Any:
-    """load_target, with a script that died at a moved import explained (qdoctor.diagnose.flow_causes)."""
+    """load_target, with a script that died at a moved import explained (qdoctor.diagnose.flow_causes). A script
+    that died in a quantization flow step before defining a model raises FlowFailedBeforeModel: a report, not a
+    "could not check"."""
     import sys
 
     from qdoctor.load.target import load_target
@@ -188,6 +271,9 @@ def load_target_explained(spec: str, trust: bool = False) -> Any:
         text = script_failure_text(
             error, str(getattr(torch, "__version__", "?")), getattr(torchao, "__version__", None) if torchao else None
         )
+        facts = failed_script_facts(spec, error)
+        if facts is not None:
+            raise FlowFailedBeforeModel(facts, text) from None
         raise TargetError(text) from None
 
 

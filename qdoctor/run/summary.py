@@ -15,8 +15,15 @@ from qdoctor.run.batch import CHECKED, NO_MODEL, Outcome, worst_exit_code
 
 
 def not_quantized(outcome: Outcome) -> bool:
+    """A float model and nothing to say about it (a float model whose quantization step failed has its finding)."""
     facts = outcome.report.facts if outcome.report is not None else None
-    return outcome.status == CHECKED and facts is not None and facts.modules is not None and not facts.is_quantized
+    return (
+        outcome.status == CHECKED
+        and facts is not None
+        and facts.modules is not None
+        and not facts.is_quantized
+        and not (outcome.report is not None and outcome.report.findings)
+    )
 
 
 def result_text(outcome: Outcome) -> str:

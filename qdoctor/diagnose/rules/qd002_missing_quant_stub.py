@@ -10,7 +10,7 @@ from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.locate import fix_engine, float_variable, subject_variable
 from qdoctor.diagnose.registry import rule
-from qdoctor.facts import Facts, ModuleInfo
+from qdoctor.facts import CrashInfo, Facts, ModuleInfo
 from qdoctor.facts.location import first_line
 
 _FLOAT_INTO_INT8 = re.compile(r"Could not run '(quantized::[\w.]+)' with arguments from the 'CPU' backend")
@@ -54,9 +54,74 @@ def _unconverted_stubs(facts: Facts) -> list[ModuleInfo]:
     Severity.ERROR,
     "a float tensor reaches an int8 module, or an int8 tensor reaches a float op or the output (no Quant/DeQuantStub)",
     needs=("modules", "trace"),
-    owns=(crashes.STUB_MISSING,),
+    owns=(crashes.STUB_MISSING, crashes.INT8_TO_NUMPY, crashes.INT8_INDICES),
 )
 def missing_quant_stub(facts: Facts) -> Iterator[Finding]:
+    found = list(_trace_findings(facts))
+    yield from found
+    run_crash = facts.trace.crash if facts.trace else None
+    explained = any(f.evidence.get("crash") for f in found)
+    for crash in crashes.distinct_crashes(facts):
+        if crash is run_crash and explained:
+            continue
+        cause = crashes.classify(crash, facts)
+        if cause is not None and missing_quant_stub.owns_cause(cause.cause):
+            yield _crash_finding(facts, crash, cause)
+
+
+def _crash_finding(facts: Facts, crash: CrashInfo, cause: crashes.KnownCrash) -> Finding:
+    """A crash with this rule's cause that the trace does not place (the script raised it, or inside library code):
+    explained from its message and traceback."""
+    op = cause.op or "the op"
+    sites = crashes.sites_text(crash, facts)
+    if cause.cause == crashes.INT8_INDICES:
+        message = (
+            f"an nn.Embedding received quantized token ids ({crashes.short_message(crash, 120)}): a QuantStub sits "
+            "before the embedding. Indices must stay integer (torch.long): put the QuantStub after the embedding "
+            "lookup, and quantize the Embedding itself with float_qparams_weight_only_qconfig if you want it int8."
+        )
+        fix = (
+            "# in forward(): embed the integer ids first, then quantize the embeddings\n"
+            "x = self.embedding(input_ids)\nx = self.quant(x)\n"
+            "# and, before prepare():\n"
+            "# model.embedding.qconfig = torch.ao.quantization.float_qparams_weight_only_qconfig"
+        )
+    elif cause.cause == crashes.INT8_TO_NUMPY:
+        message = (
+            f"the script raised {crashes.short_message(crash)}: an int8 (quantized) tensor left the model and met "
+            "numpy or a float-only API. There is no DeQuantStub before the output, so the model returns quint8 "
+            "values."
+        )
+        fix = wrap_fix(facts) + "\n# or dequantize the output before using it: out = out.dequantize()"
+    elif _FLOAT_INTO_INT8.search(crash.message):
+        message = (
+            f"a float tensor reaches the int8 kernel {op} ({crashes.short_message(crash, 120)}): there is no "
+            "QuantStub before the int8 layer, or its QuantStub was not converted."
+        )
+        fix = wrap_fix(facts)
+    else:
+        message = (
+            f"an int8 tensor reaches {op}, a float op with no int8 kernel ({crashes.short_message(crash, 120)}): "
+            "put a DeQuantStub before the float layer (and a QuantStub after it when int8 layers follow), or let "
+            "the layer be quantized."
+        )
+        fix = (
+            "# in __init__(): self.dequant_before = torch.ao.quantization.DeQuantStub()\n"
+            "#                self.quant_after = torch.ao.quantization.QuantStub()\n"
+            "x = self.dequant_before(x)\nx = self.float_layer(x)  # the layer that raised\nx = self.quant_after(x)"
+        )
+    if sites:
+        message += " " + sites
+    return missing_quant_stub.finding(
+        message,
+        module=crash.module,
+        source=crashes.user_line(crash, facts) or crashes.crash_source(crash, facts),
+        evidence={"crash": crashes.short_message(crash), "phase": crash.phase, **crashes.site_evidence(crash, facts)},
+        fix=fix,
+    )
+
+
+def _trace_findings(facts: Facts) -> Iterator[Finding]:
     trace = facts.trace
     assert trace is not None
     crash = trace.crash

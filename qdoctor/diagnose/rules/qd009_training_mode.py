@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 
 from qdoctor import facts as F
+from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.locate import float_variable, script_line, subject_variable
 from qdoctor.diagnose.registry import rule
@@ -38,10 +39,59 @@ def _mode_dependent(m: ModuleInfo) -> bool:
     "between int8 convolutions",
     needs=("modules",),
     explains_slowdown=True,
+    owns=(crashes.FUSION_MODE, crashes.DROPOUT_IN_TRAIN_MODE),
 )
 def training_mode(facts: Facts) -> Iterator[Finding]:
-    yield from _train_mode(facts)
+    yield from _mode_refused(facts)
+    in_train = list(_train_mode(facts))
+    yield from in_train
+    if not in_train:
+        yield from _dropout_crash(facts)
     yield from _float_batchnorm(facts)
+
+
+def _dropout_crash(facts: Facts) -> Iterator[Finding]:
+    """A Dropout in train mode raised on an int8 tensor, and the module facts did not show which one."""
+    for crash in crashes.distinct_crashes(facts):
+        known = crashes.classify(crash, facts)
+        if known is None or known.cause != crashes.DROPOUT_IN_TRAIN_MODE:
+            continue
+        subject = subject_variable(facts)
+        yield training_mode.finding(
+            f"a Dropout ran in train mode on an int8 tensor and raised ({crashes.short_message(crash, 120)}): "
+            "the model was run without .eval(). In eval mode Dropout is the identity and takes int8 tensors. "
+            + crashes.sites_text(crash, facts),
+            module=crash.module,
+            source=crashes.user_line(crash, facts) or crashes.crash_source(crash, facts),
+            evidence={"crash": crashes.short_message(crash), **crashes.site_evidence(crash, facts)},
+            fix=f"{subject}.eval()  # before convert() and before every inference run",
+            severity=Severity.ERROR,
+        )
+
+
+_FIRST_ARGUMENT = re.compile(r"\b\w+\(\s*([A-Za-z_][\w.]*)")
+
+
+def _mode_refused(facts: Facts) -> Iterator[Finding]:
+    """A quantization step refused the model's mode: "Fusion only for eval!" from fuse_modules or prepare_fx on a
+    model in train mode, prepare_qat on a model in eval mode."""
+    for crash in crashes.distinct_crashes(facts):
+        known = crashes.mode_error(crash)
+        if known is None:
+            continue
+        explanation, fix = known
+        source = crashes.user_line(crash, facts) or crashes.crash_source(crash, facts)
+        argument = _FIRST_ARGUMENT.search(source.code) if source and source.code else None
+        model = argument.group(1) if argument else subject_variable(facts)
+        where = f" at line {source.line} (`{source.code}`)" if source and source.code else ""
+        yield training_mode.finding(
+            f"the script raised {crashes.short_message(crash, 120)}{where}: {explanation}.",
+            module=None,
+            source=source,
+            evidence={"crash": crashes.short_message(crash), "phase": crash.phase},
+            fix=fix.format(model=model),
+            severity=Severity.ERROR,
+        )
 
 
 def _train_mode(facts: Facts) -> Iterator[Finding]:

@@ -189,20 +189,98 @@ def missing_float_functional(facts: Facts) -> Iterator[Finding]:
         if cause is not None and missing_float_functional.owns_cause(cause.cause) and event is not None:
             crashed_event = event
             yield _crash_finding(facts, event, cause, crash)
+    for other in crashes.distinct_crashes(facts):
+        if other is crash and crashed_event is not None:
+            continue
+        cause = crashes.classify(other, facts)
+        if cause is not None and missing_float_functional.owns_cause(cause.cause):
+            yield _untraced_crash_finding(facts, other, cause)
     yield from _cat_findings(facts, skip=crashed_event)
     yield from _round_trip_findings(facts)
 
 
+_OP_METHOD = {
+    "add": "add",
+    "mul": "mul",
+    "cat": "cat",
+    "_cat": "cat",
+    "mm": "matmul",
+    "bmm": "matmul",
+    "matmul": "matmul",
+}
+_LIBRARY_FIX = """\
+# `{code}` is in {library}, which you cannot edit: quantize a variant written for eager mode
+# (torchvision.models.quantization.* have FloatFunctional and QuantStub/DeQuantStub built in), e.g.
+#   model = torchvision.models.quantization.resnet18(weights=None, quantize=False).eval()
+#   model.fuse_model()
+# or quantize with FX graph mode, which handles `+` and torch.cat on int8 tensors without editing forward():
+#   prepared = torch.ao.quantization.quantize_fx.prepare_fx(model.eval(), qconfig_mapping, example_inputs)"""
+
+
+def _untraced_crash_finding(facts: Facts, crash: F.CrashInfo, cause: crashes.KnownCrash) -> Finding:
+    """A crash with this rule's cause that the trace does not place (the script raised it in its own forward or in
+    a library's): explained from its message and traceback."""
+    op = (cause.op or "").split("::")[-1].split(".")[0]
+    method = _OP_METHOD.get(op)
+    library = crashes.library_frame(crash, facts)
+    source = crashes.user_line(crash, facts) or crashes.crash_source(crash, facts)
+    code = library.code if library else (source.code if source else "")
+    if cause.cause == crashes.FLOAT_INTO_INT8_FUNCTION:
+        message = (
+            f"{cause.op or 'an int8 op'} (a converted FloatFunctional) received a float tensor "
+            f"({crashes.short_message(crash, 120)}): an operand was dequantized before it, or never quantized."
+        )
+        fix = "# keep both operands int8 up to the FloatFunctional call, or quantize the float operand with a QuantStub"
+    elif cause.cause == crashes.INT8_AND_FLOAT_IN_FUNCTION or method is not None:
+        what = f"`{code}`" if code else f"`{cause.op}`"
+        message = (
+            f"{what} runs on int8 tensors and raises ({crashes.short_message(crash, 120)}): eager mode has no int8 "
+            f"`{op or 'op'}`; use a `torch.ao.nn.quantized.FloatFunctional` and call its `{method or 'add'}`, which "
+            "convert() turns into an int8 kernel with its own calibrated scale."
+        )
+        rewritten = rewrite_line(code, set()) if code else None
+        fix = f"# in __init__: self.skip_{method or 'add'} = torch.ao.nn.quantized.FloatFunctional()\n" + (
+            f"# in forward(), instead of `{code}`:\n{rewritten}"
+            if rewritten
+            else f"self.skip_{method or 'add'}.{method or 'add'}(a, b)"
+        )
+    else:
+        message = (
+            f"`{code or cause.op}` gives an int8 tensor to {cause.op}, which has no int8 kernel "
+            f"({crashes.short_message(crash, 120)}): dequantize before it and quantize after it (or keep that part "
+            "of the model in float)."
+        )
+        fix = (
+            "x = self.dequant_before(x)  # a DeQuantStub made in __init__\n"
+            f"{code or 'x = float_only_op(x)'}\nx = self.quant_after(x)  # a QuantStub, when int8 layers follow"
+        )
+    if library is not None:
+        message += " " + crashes.sites_text(crash, facts)
+        fix = _LIBRARY_FIX.format(code=library.code or cause.op, library=crashes.short_path(library.file)) + "\n" + fix
+    return missing_float_functional.finding(
+        message,
+        module=crash.module,
+        source=source,
+        evidence={"crash": crashes.short_message(crash), "phase": crash.phase, **crashes.site_evidence(crash, facts)},
+        fix=fix,
+    )
+
+
 def _crash_finding(facts: Facts, event: TraceEvent, cause: crashes.KnownCrash, crash: F.CrashInfo) -> Finding:
     method = _method(event)
+    library = crashes.library_frame(crash, facts)
     source = event.source or crashes.crash_source(crash, facts)
+    if library is not None:  # raised in a library's forward(): the user's line is where the script called the model
+        source = crashes.user_line(crash, facts) or source
     evidence = {
         "crash": crashes.short_message(crash),
         "function": event.name,
         "input_dtypes": [t.dtype for t in event.inputs],
+        **crashes.site_evidence(crash, facts),
     }
     where = f"in `{event.module}`.forward()" if event.module else "in forward()"
-    what = f"`{source.code}` {where} calls `{event.name}`" if source and source.code else f"`{event.name}` {where}"
+    shown = library.code if library is not None else (source.code if source else "")
+    what = f"`{shown}` {where} calls `{event.name}`" if shown else f"`{event.name}` {where}"
     if cause.cause == crashes.FLOAT_INTO_INT8_FUNCTION:
         message = (
             f"`{event.name}` {where} is an int8 kernel (a converted FloatFunctional) but received a float tensor "
@@ -239,6 +317,12 @@ def _crash_finding(facts: Facts, event: TraceEvent, cause: crashes.KnownCrash, c
             f"{source.code if source else 'x = float_only_op(x)'}\n"
             "x = self.quant_after(x)"
         )
+    if library is not None:
+        message += " " + crashes.sites_text(crash, facts)
+        rewritten = rewrite_line(library.code) if library.code else None
+        fix = _LIBRARY_FIX.format(code=library.code or event.name, library=crashes.short_path(library.file))
+        if rewritten:
+            fix += f"\n# or, in your own copy of that forward(), instead of `{library.code}`:\n{rewritten}"
     return missing_float_functional.finding(message, module=event.module, source=source, evidence=evidence, fix=fix)
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.locate import subject_variable
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import CrashInfo, Facts
 
@@ -40,11 +41,21 @@ def _producer(facts: Facts, dtype: str) -> str | None:
     Severity.ERROR,
     "an int8 tensor reaches a float-weighted module, or qint8 activations reach quint8 kernels (dtype errors)",
     needs=("modules",),
-    owns=(crashes.INT8_INTO_FLOAT_MODULE, crashes.ACTIVATION_DTYPE, crashes.WEIGHT_DTYPE, crashes.INT8_AND_FLOAT_MIXED),
+    owns=(
+        crashes.INT8_INTO_FLOAT_MODULE,
+        crashes.ACTIVATION_DTYPE,
+        crashes.WEIGHT_DTYPE,
+        crashes.INT8_AND_FLOAT_MIXED,
+        crashes.UNSUPPORTED_QCONFIG,
+    ),
 )
 def quantized_dtype_mismatch(facts: Facts) -> Iterator[Finding]:
     engine = facts.environment.quantized_engine
     for crash in crashes.distinct_crashes(facts):
+        refused = crashes.qconfig_error(crash)
+        if refused is not None:
+            yield _qconfig_finding(facts, crash, *refused)
+            continue
         cause = crashes.classify(crash, facts)
         if cause is None or not quantized_dtype_mismatch.owns_cause(cause.cause):
             continue
@@ -102,4 +113,22 @@ def _finding(facts: Facts, crash: CrashInfo, cause: crashes.KnownCrash, engine: 
         source=crashes.crash_source(crash, facts),
         evidence=evidence,
         fix=fix,
+    )
+
+
+_MODULE_FOR = {"Embedding": "Embedding", "ConvTranspose": "ConvTranspose"}
+
+
+def _qconfig_finding(facts: Facts, crash: CrashInfo, explanation: str, fix: str) -> Finding:
+    """prepare/convert/quantize_dynamic refused a qconfig the module cannot take."""
+    source = crashes.user_line(crash, facts) or crashes.crash_source(crash, facts)
+    kind = next((k for k in _MODULE_FOR if k in crash.message), None)
+    module = next((m.path for m in facts.modules or [] if kind and kind in m.type and m.path), None)
+    model = subject_variable(facts)
+    return quantized_dtype_mismatch.finding(
+        f"the script raised {crashes.short_message(crash, 160)}: {explanation}.",
+        module=module,
+        source=source,
+        evidence={"crash": crashes.short_message(crash), "phase": crash.phase},
+        fix=fix.format(model=model, module=module or "layer"),
     )
