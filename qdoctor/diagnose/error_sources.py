@@ -5,6 +5,7 @@ share, so that QD020 can say which of the other two explains a hotspot."""
 from __future__ import annotations
 
 from qdoctor import facts as F
+from qdoctor.diagnose.rules.qd001_uncalibrated_observers import has_default_qparams, never_observed
 from qdoctor.facts import SQNR_FLOOR_DB, Facts, LayerNumerics
 
 # A layer is a hotspot when its isolated SQNR is this far below the median of the other layers' (a healthy int8
@@ -32,8 +33,16 @@ __all__ = [
     "hotspots",
     "per_tensor_outliers",
     "range_outliers",
+    "uncalibrated",
     "worst_first",
 ]
+
+
+def uncalibrated(facts: Facts) -> bool:
+    """Some quantizer never saw data (QD001's case: an observer still at +-inf, or int8 scale/zero point left at the
+    uncalibrated defaults). Its error has that one cause, which QD001 reports: the layer-by-layer judgements (a
+    hotspot, a range far beyond the data) would name its symptoms as causes."""
+    return any(has_default_qparams(m) or never_observed(m) for m in facts.modules or [])
 
 
 def below_floor(facts: Facts) -> bool:

@@ -354,7 +354,7 @@ class Verification:
         metric_float = numerics_facts.metric_float if numerics_facts else None
         use_metric = evaluate is not None and metric_float is not None
         scale = 100.0 if use_metric and metric_float is not None and abs(metric_float) <= 1.0 else 1.0
-        base = self.as_written({c: f for c, f in fixes.items() if c != "QD020"})
+        base = self.as_written({c: f for c, f in fixes.items() if c != finding.rule})
         steps: list[dict[str, Any]] = []
         outcomes: list[Measured] = []
         chosen = None
@@ -610,7 +610,8 @@ def _verify(
     fixes = {c: o for c, o in outcomes.items() if isinstance(o, Fix)}
     results = {c: {"applied": False, "reason": o.reason} for c, o in outcomes.items() if isinstance(o, CannotApply)}
     results.update(stage.verify_each(fixes))
-    hotspot = next((f for f in relevant if f.rule == "QD020"), None)
+    # the finding that ranks layers by their error (QD020's evidence) gets the speed/accuracy table
+    hotspot = next((f for f in relevant if f.evidence.get("worst_first")), None)
     if hotspot is not None:
         ladder = stage.float_fallback(hotspot, fixes)
         if ladder is not None:

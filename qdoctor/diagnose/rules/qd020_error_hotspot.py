@@ -30,6 +30,8 @@ def error_hotspot(facts: Facts) -> Iterator[Finding]:
     numerics = facts.numerics
     if numerics is None or not E.below_floor(facts):
         return
+    if E.uncalibrated(facts):
+        return  # never calibrated: QD001 reports the one cause
     layers = numerics.layers
     spots = E.hotspots(layers)
     ranges = E.range_outliers(layers)

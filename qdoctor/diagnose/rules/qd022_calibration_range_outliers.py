@@ -22,6 +22,8 @@ def calibration_range_outliers(facts: Facts) -> Iterator[Finding]:
     numerics = facts.numerics
     if numerics is None:
         return
+    if E.uncalibrated(facts):
+        return  # never calibrated: QD001 reports the one cause
     found = E.range_outliers(numerics.layers)
     if not found:
         return
