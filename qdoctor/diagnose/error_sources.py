@@ -33,9 +33,16 @@ __all__ = [
     "hotspots",
     "per_tensor_outliers",
     "range_outliers",
+    "qat_trained",
     "uncalibrated",
     "worst_first",
 ]
+
+
+def qat_trained(facts: Facts) -> bool:
+    """The subject holds fake-quant or QAT modules: it was (or is being) trained with QAT, so its weights are not the
+    float baseline's and its SQNR against the float model measures the training as much as the quantization."""
+    return bool(facts.modules_of_kind(F.FAKE_QUANT, F.QAT)) if facts.modules else False
 
 
 def uncalibrated(facts: Facts) -> bool:

@@ -32,6 +32,8 @@ def error_hotspot(facts: Facts) -> Iterator[Finding]:
         return
     if E.uncalibrated(facts):
         return  # never calibrated: QD001 reports the one cause
+    if E.qat_trained(facts):
+        return  # trained with QAT: its weights moved away from the float baseline's, not a quantization error
     layers = numerics.layers
     spots = E.hotspots(layers)
     ranges = E.range_outliers(layers)
