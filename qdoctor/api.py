@@ -94,8 +94,9 @@ def check_model(
 
     ``model`` is the quantized (or prepared, or QAT) model, ``example_inputs`` a tensor or a tuple of tensors for
     ``model(*example_inputs)``, ``float_model`` the float model it came from (the baseline for speedup and SQNR, and
-    what verified fixes rebuild from). ``calibration_data`` (a function returning batches, or an iterable of them) and
-    ``evaluate(model) -> accuracy`` are used as in a script. ``select``/``ignore`` take rule codes or prefixes
+    what verified fixes rebuild from). ``calibration_data`` (a function returning batches, or an iterable of them)
+    calibrates the rebuilt models as a script's ``calibration_data()`` does; ``evaluate(model) -> accuracy`` is
+    accepted as in a script, though no check rule uses it today (``compare_model`` does). ``select``/``ignore`` take rule codes or prefixes
     (``"QD002"``, ``["QD00"]``), ``fail_on`` (error|warning|info|never) decides ``Report.ok``. ``bench_time`` is the
     seconds of timed runs per model; ``bench=False`` skips timing, ``verify=False`` the verified fixes.
 
