@@ -10,6 +10,7 @@ Bad input raises a subclass of :class:`qdoctor.errors.TargetError` with one line
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qdoctor.errors import OptionError, TargetError
@@ -158,6 +159,8 @@ def check(
         kind = type(target).__name__
         hint = " (a model object: use qdoctor.check_model(model, example_inputs))" if hasattr(target, "forward") else ""
         raise OptionError(f"target must be a path or package.module:attribute string, got a {kind}{hint}")
+    if Path(target).is_dir():
+        raise OptionError(f"{target} is a directory: check one model file at a time (the CLI checks folders)")
     try:
         settings = settings_file.resolve(
             target, select=_codes(select, "select"), ignore=_codes(ignore, "ignore"), fail_on=fail_on

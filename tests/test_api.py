@@ -302,6 +302,8 @@ def test_bad_options(unfused):
         qdoctor.check(model)
     with pytest.raises(TargetError, match="no such file: nowhere.py"):
         qdoctor.check("nowhere.py")
+    with pytest.raises(OptionError, match="is a directory"):
+        qdoctor.check(str(fixture_path("healthy_static.py").parent))
 
 
 def test_errors_are_one_line(unfused):
