@@ -10,6 +10,7 @@ Bad input raises a subclass of :class:`qdoctor.errors.TargetError` with one line
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qdoctor.errors import OptionError, TargetError
@@ -94,8 +95,9 @@ def check_model(
 
     ``model`` is the quantized (or prepared, or QAT) model, ``example_inputs`` a tensor or a tuple of tensors for
     ``model(*example_inputs)``, ``float_model`` the float model it came from (the baseline for speedup and SQNR, and
-    what verified fixes rebuild from). ``calibration_data`` (a function returning batches, or an iterable of them) and
-    ``evaluate(model) -> accuracy`` are used as in a script. ``select``/``ignore`` take rule codes or prefixes
+    what verified fixes rebuild from). ``calibration_data`` (a function returning batches, or an iterable of them)
+    calibrates the rebuilt models as a script's ``calibration_data()`` does; ``evaluate(model) -> accuracy`` is
+    accepted as in a script, though no check rule uses it today (``compare_model`` does). ``select``/``ignore`` take rule codes or prefixes
     (``"QD002"``, ``["QD00"]``), ``fail_on`` (error|warning|info|never) decides ``Report.ok``. ``bench_time`` is the
     seconds of timed runs per model; ``bench=False`` skips timing, ``verify=False`` the verified fixes.
 
@@ -157,6 +159,8 @@ def check(
         kind = type(target).__name__
         hint = " (a model object: use qdoctor.check_model(model, example_inputs))" if hasattr(target, "forward") else ""
         raise OptionError(f"target must be a path or package.module:attribute string, got a {kind}{hint}")
+    if Path(target).is_dir():
+        raise OptionError(f"{target} is a directory: check one model file at a time (the CLI checks folders)")
     try:
         settings = settings_file.resolve(
             target, select=_codes(select, "select"), ignore=_codes(ignore, "ignore"), fail_on=fail_on

@@ -302,6 +302,8 @@ def test_bad_options(unfused):
         qdoctor.check(model)
     with pytest.raises(TargetError, match="no such file: nowhere.py"):
         qdoctor.check("nowhere.py")
+    with pytest.raises(OptionError, match="is a directory"):
+        qdoctor.check(str(fixture_path("healthy_static.py").parent))
 
 
 def test_errors_are_one_line(unfused):
@@ -325,3 +327,15 @@ def test_check_a_script_like_the_cli(check_fixture):
     assert codes(report) == codes(cli) and "QD003" in codes(report)
     assert report.fail_on == "warning" and not report.ok
     assert qdoctor.check(str(fixture_path("qnnpack_engine_on_x86.py")), fail_on="error", **FAST).ok
+
+
+def test_calibration_data_calibrates_the_verified_fixes(unfused):
+    model, base = unfused
+    report = qdoctor.check_model(
+        model, M.example_inputs(), float_model=base, calibration_data=M.calibration_batches, bench=False, select="QD004"
+    )
+    assert [f.rule for f in report.findings] == ["QD004"]
+    document = json.dumps(report.to_dict())
+    assert "calibration_data() from the script (3 batches)" in document  # not the stand-in batches
+    assert "for batch in calibration_data():" in document  # the fix-all code calls the caller's function
+    assert report.facts.target.has_calibration_data

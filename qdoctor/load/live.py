@@ -156,6 +156,8 @@ def live_target(
     namespace: dict[str, Any] = {SUBJECT_NAME: subject, INPUTS_NAME: example_inputs}
     if baseline is not None:
         namespace[FLOAT_NAME] = baseline
+    if calibration_data is not None:  # the fix code calls it `calibration_data()` when it is a function
+        namespace["calibration_data"] = calibration_data
     return LoadedTarget(
         target=target,
         subject=subject,
