@@ -40,6 +40,37 @@ def build(arch: str, size: int) -> tuple[torch.nn.Module, torch.nn.Module, tuple
     return fp32, tq.convert(prepared), (torch.randn(1, 3, size, size),)
 
 
+def measure(arch: str, size: int, repeats: int) -> list[list[object]]:
+    fp32, int8, inputs = build(arch, size)
+    calibration = [(torch.randn(1, 3, size, size),) for _ in range(8)]
+    result: dict[str, object] = {}
+
+    def forward() -> None:
+        with torch.no_grad():
+            int8(*inputs)
+
+    def output_sqnr() -> None:
+        numerics.sqnr_db(numerics.outputs(fp32, inputs), numerics.outputs(int8, inputs))
+
+    def per_layer(batches: list[tuple[torch.Tensor, ...]]) -> None:
+        result["value"] = layer_numerics.layer_numerics(int8, fp32, inputs, batches)
+
+    timed = {
+        "forward": wall_times(forward, repeats),
+        "output SQNR": wall_times(output_sqnr, repeats),
+        "per layer, example": wall_times(lambda: per_layer([]), repeats),
+        "per layer, +8 calibration": wall_times(lambda: per_layer(calibration), repeats),
+    }
+    found = result["value"]
+    assert isinstance(found, tuple)
+    layers, seen, calibration_seen = found
+    worst = min((x.isolated_sqnr_db for x in layers if x.isolated_sqnr_db is not None), default=None)
+    print(f"{arch}: {len(layers)} layers, worst isolated {worst} dB", file=sys.stderr)
+    rows: list[list[object]] = [[arch, what, f"{m:.2f} ± {iqr:.2f}", repeats] for what, (m, iqr, _) in timed.items()]
+    rows.append([arch, f"({len(layers)} layers; {seen} batches, {calibration_seen} calibration)", "", ""])
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["resnet18", "resnet50"])
@@ -51,35 +82,7 @@ def main() -> int:
     rows = []
     with preserved_torch_state(), quantized_engine("x86"), quiet():
         for arch in args.models:
-            fp32, int8, inputs = build(arch, args.size)
-            calibration = [(torch.randn(1, 3, args.size, args.size),) for _ in range(8)]
-
-            def forward(model: torch.nn.Module = int8, x: tuple[torch.Tensor, ...] = inputs) -> None:
-                with torch.no_grad():
-                    model(*x)
-
-            def output_sqnr(f: torch.nn.Module = fp32, q: torch.nn.Module = int8) -> None:
-                numerics.sqnr_db(numerics.outputs(f, inputs), numerics.outputs(q, inputs))
-
-            result: dict[str, object] = {}
-
-            def per_layer(batches: list, f: torch.nn.Module = fp32, q: torch.nn.Module = int8) -> None:
-                result["value"] = layer_numerics.layer_numerics(q, f, inputs, batches)
-
-            timed = {
-                "forward": wall_times(forward, args.repeats),
-                "output SQNR": wall_times(output_sqnr, args.repeats),
-                "per layer, example": wall_times(lambda: per_layer([]), args.repeats),
-                "per layer, +8 calibration": wall_times(lambda: per_layer(calibration), args.repeats),
-            }
-            found = result["value"]
-            assert isinstance(found, tuple)
-            layers, seen, calibration_seen = found
-            worst = min((x.isolated_sqnr_db for x in layers if x.isolated_sqnr_db is not None), default=None)
-            for what, (median, iqr, _) in timed.items():
-                rows.append([arch, what, f"{median:.2f} ± {iqr:.2f}", args.repeats])
-            rows.append([arch, f"({len(layers)} layers; {seen} batches, {calibration_seen} calibration)", "", ""])
-            print(f"{arch}: {len(layers)} layers, worst isolated {worst} dB", file=sys.stderr)
+            rows += measure(arch, args.size, args.repeats)
     body = "\n".join(
         [
             f"Machine: {where}",

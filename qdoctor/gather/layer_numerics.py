@@ -77,7 +77,8 @@ class _Power:
         if reference.shape != candidate.shape:
             return
         ref, cand = _float(reference).flatten(), _float(candidate).flatten()
-        value = _db(float((ref * ref).sum()), float(((ref - cand) ** 2).sum()))
+        difference = ref - cand
+        value = _db(float(torch.dot(ref, ref)), float(torch.dot(difference, difference)))
         if value is not None:
             self.per_batch.append(value)
 
@@ -295,6 +296,12 @@ def _between(baseline: nn.Module, first: str, last: str) -> list[str]:
     return []
 
 
+def _changes_when_run(model: nn.Module) -> bool:
+    return any(m.training for m in model.modules()) or any(
+        classify(m) in (F.OBSERVER, F.FAKE_QUANT) for m in model.modules()
+    )
+
+
 def calibration_batches(calibration_data: Callable[[], Any] | None, limit: int) -> list[tuple[Any, ...]]:
     """The first ``limit`` batches of the script's calibration_data(), each as a tuple of arguments."""
     if calibration_data is None:
@@ -318,7 +325,11 @@ def layer_numerics(
     """Per-layer numerics over the example inputs then the calibration batches (as many as ``element_budget``
     allows). Returns the
     layers in execution order, the number of batches seen and how many of them were calibration batches."""
-    subject, baseline = copy.deepcopy(subject), copy.deepcopy(baseline)
+    # Hooks are removed after each run and nothing is trained; only a model in train mode (BatchNorm updating its
+    # running statistics) would change by running it, so only then is it copied (a copy of a ResNet costs more than
+    # measuring it).
+    subject = copy.deepcopy(subject) if _changes_when_run(subject) else subject
+    baseline = copy.deepcopy(baseline) if _changes_when_run(baseline) else baseline
     layers = _layers(subject, baseline)
     if not layers:
         return [], 0, 0
