@@ -182,7 +182,7 @@ def fixed_profile_report():
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(gather_profile, "profile_model", fixed)
-        return run_check(fixture_path(FIXTURES[0]))
+        return run_check(fixture_path(FIXTURES[0]), verify=True)
 
 
 def test_fixture_reports_the_two_depthwise_layers(fixed_profile_report):
@@ -196,6 +196,19 @@ def test_fixture_reports_the_two_depthwise_layers(fixed_profile_report):
     assert "kernel 3" in one.message and "kernel 5" in found["depthwise2"].message
     assert one.location.file.endswith("depthwise_conv1d_int8.py") and one.location.line == 19
     assert report.exit_code() == 1
+
+
+def test_fixture_fix_keeps_the_slow_layers_in_float_and_is_verified(fixed_profile_report):
+    """The verified fix: rebuilt from the float model as the script did it (eager, fused, x86), with the two
+    depthwise layers between a DeQuantStub and a QuantStub; it runs and stays close to fp32 (SQNR measured; --no-bench
+    here, so no timing)."""
+    for finding in findings_of(fixed_profile_report, "QD023"):
+        verified = finding.verified
+        assert verified["applied"] is True and verified["float_layers"] == ["depthwise1", "depthwise2"]
+        assert "kept in float: depthwise1, depthwise2" in verified["steps"]
+        assert verified["after_sqnr_db"] is not None and verified["after_sqnr_db"] > 20
+    code = fixed_profile_report.extras["fix_all"]["code"]
+    assert ".depthwise1[1].qconfig = None" in code and "DeQuantStub()" in code
 
 
 def test_fixture_verdict_follows_the_real_profile(check_fixture):
