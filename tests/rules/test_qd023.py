@@ -157,6 +157,20 @@ def test_qd023_is_skipped_without_a_float_profile():
     assert [s.rule for s in skipped] == ["QD023"] and "float_profile" in skipped[0].reason
 
 
+def test_per_run_times_give_a_median_and_a_spread():
+    from qdoctor.gather.profile import per_run_ms, profiled_runs
+
+    # a module called twice per forward, three forwards: calls grouped by start time, two per run
+    calls = [(5.0, 1000.0), (0.0, 500.0), (1.0, 500.0), (9.0, 3000.0), (6.0, 1000.0), (10.0, 3000.0)]
+    assert per_run_ms(calls, 3) == [1.0, 2.0, 6.0]
+    assert per_run_ms(calls[:5], 3) == []  # calls that do not split evenly into runs: no per-run times
+    timing = ModuleTime("dw", "Conv1d", F.FLOAT, 3.0, run_ms=[1.0, 2.0, 6.0]).timing()
+    assert timing.median_ms == 2.0 and timing.iqr_ms == pytest.approx(2.5) and timing.runs == 3
+    assert ModuleTime("dw", "Conv1d", F.FLOAT, 3.0, run_ms=[1.0, 2.0]).timing() is None
+    assert profiled_runs(0.001, 1.0) == 10 and profiled_runs(0.2, 0.05) == 3  # at least 3 runs for a spread
+    assert profiled_runs(2.0, 1.0) == 1  # a forward slower than a second: as many as the budget allows
+
+
 # ------------------------------------------------------------------------------------------------ end to end
 
 INT8_DEPTHWISE_MS, OTHER_MS = 1.0, 0.1  # the fixed profile: int8 depthwise layers 10x everything else
