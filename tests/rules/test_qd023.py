@@ -157,6 +157,20 @@ def test_qd023_is_skipped_without_a_float_profile():
     assert [s.rule for s in skipped] == ["QD023"] and "float_profile" in skipped[0].reason
 
 
+def test_per_run_times_give_a_median_and_a_spread():
+    from qdoctor.gather.profile import per_run_ms, profiled_runs
+
+    # a module called twice per forward, three forwards: calls grouped by start time, two per run
+    calls = [(5.0, 1000.0), (0.0, 500.0), (1.0, 500.0), (9.0, 3000.0), (6.0, 1000.0), (10.0, 3000.0)]
+    assert per_run_ms(calls, 3) == [1.0, 2.0, 6.0]
+    assert per_run_ms(calls[:5], 3) == []  # calls that do not split evenly into runs: no per-run times
+    timing = ModuleTime("dw", "Conv1d", F.FLOAT, 3.0, run_ms=[1.0, 2.0, 6.0]).timing()
+    assert timing.median_ms == 2.0 and timing.iqr_ms == pytest.approx(2.5) and timing.runs == 3
+    assert ModuleTime("dw", "Conv1d", F.FLOAT, 3.0, run_ms=[1.0, 2.0]).timing() is None
+    assert profiled_runs(0.001, 1.0) == 10 and profiled_runs(0.2, 0.05) == 3  # at least 3 runs for a spread
+    assert profiled_runs(2.0, 1.0) == 1  # a forward slower than a second: as many as the budget allows
+
+
 # ------------------------------------------------------------------------------------------------ end to end
 
 INT8_DEPTHWISE_MS, OTHER_MS = 1.0, 0.1  # the fixed profile: int8 depthwise layers 10x everything else
@@ -182,7 +196,7 @@ def fixed_profile_report():
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(gather_profile, "profile_model", fixed)
-        return run_check(fixture_path(FIXTURES[0]))
+        return run_check(fixture_path(FIXTURES[0]), verify=True)
 
 
 def test_fixture_reports_the_two_depthwise_layers(fixed_profile_report):
@@ -196,6 +210,19 @@ def test_fixture_reports_the_two_depthwise_layers(fixed_profile_report):
     assert "kernel 3" in one.message and "kernel 5" in found["depthwise2"].message
     assert one.location.file.endswith("depthwise_conv1d_int8.py") and one.location.line == 19
     assert report.exit_code() == 1
+
+
+def test_fixture_fix_keeps_the_slow_layers_in_float_and_is_verified(fixed_profile_report):
+    """The verified fix: rebuilt from the float model as the script did it (eager, fused, x86), with the two
+    depthwise layers between a DeQuantStub and a QuantStub; it runs and stays close to fp32 (SQNR measured; --no-bench
+    here, so no timing)."""
+    for finding in findings_of(fixed_profile_report, "QD023"):
+        verified = finding.verified
+        assert verified["applied"] is True and verified["float_layers"] == ["depthwise1", "depthwise2"]
+        assert "kept in float: depthwise1, depthwise2" in verified["steps"]
+        assert verified["after_sqnr_db"] is not None and verified["after_sqnr_db"] > 20
+    code = fixed_profile_report.extras["fix_all"]["code"]
+    assert ".depthwise1[1].qconfig = None" in code and "DeQuantStub()" in code
 
 
 def test_fixture_verdict_follows_the_real_profile(check_fixture):
