@@ -388,6 +388,10 @@ def layer_numerics(
 
 
 def _scale(layer: _Layer) -> float | None:
+    """The output quantizer's step; None for a dynamically quantized layer, whose output is float (its `scale`
+    attribute is an unused 1.0)."""
+    if layer.kind == F.DYNAMIC_QUANTIZED:
+        return None
     scale = getattr(layer.module, "scale", None)
     if isinstance(scale, torch.Tensor) and scale.numel() == 1:
         return float(scale)
