@@ -84,6 +84,10 @@ def test_report_reproduction(case):
 
 @pytest.mark.parametrize("case", _cases(timed=True))
 def test_timed_report_reproduction(case):
+    bench = report_of(case, bench=True).facts.benchmark
+    ratio = bench.speedup_ratio if bench is not None else None
+    if ratio is not None and ratio.busy:
+        pytest.skip("the machine was busy: qdoctor withheld the timing verdict this case rests on")
     check_case(case, bench=True)
 
 
