@@ -449,6 +449,7 @@ class Target:
     inputs: list[TensorInfo]
     inputs_inferred: str | None = None  # why and how, when qdoctor made the inputs up
     float_derived: str | None = None  # how a float baseline was derived (e.g. observers stripped)
+    selection: list[str] = field(default_factory=list)  # why this subject / float baseline / inputs, when not obvious
     load_crash: CrashInfo | None = None  # the script raised part-way
     user_stdout: str = ""
     user_stderr: str = ""

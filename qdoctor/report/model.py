@@ -90,6 +90,7 @@ def to_dict(report: Report) -> dict[str, Any]:
                 "float_baseline_derived": target.float_derived,
                 "inputs": target.inputs_name,
                 "inputs_inferred": target.inputs_inferred,
+                "selection": target.selection,
                 "input_shapes": [t.shape for t in target.inputs],
                 "quantized": facts.is_quantized,
                 "user_stdout": target.user_stdout,
