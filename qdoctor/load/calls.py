@@ -4,7 +4,8 @@ torch has no hook for "a model was called from outside any other model", so ``nn
 the script runs (as load/script.py wraps ``__init__`` to note creation lines) and restored afterwards. Only top-level
 calls are recorded: the submodule calls inside a forward are not the script's. The arguments are kept as references,
 whatever their structure (an LSTM's ``(x, (h, c))``, dicts, keyword arguments): per model the first call, the call
-with the fewest input elements and the number of calls; nothing is copied. The tensors the calls returned are noted
+with the fewest input elements and the number of calls; nothing is copied. The called models are held (one made and
+run inside a function is still the model to check), up to MAX_MODELS. The tensors the calls returned are noted
 (weakly) so that selection never takes a model's own output for its input.
 
 Calls made while torch traces a model (torch.compile, torch.export with fake tensors, FX proxies) are not the
@@ -49,30 +50,40 @@ class ModelCalls:
     order: int  # when the model was first called, among all models the script called
 
 
+# Called models are kept alive (a model made and run inside a function is still the one to check); a script that
+# builds models in a loop keeps only the first ones.
+MAX_MODELS = 32
+
+
 @dataclass
 class CallLog:
-    """What the script ran. Keyed weakly by model: recording never keeps a model alive."""
+    """What the script ran, by model (held: see MAX_MODELS)."""
 
-    models: weakref.WeakKeyDictionary[nn.Module, ModelCalls] = field(default_factory=weakref.WeakKeyDictionary)
-    outputs: weakref.WeakSet[torch.Tensor] = field(default_factory=weakref.WeakSet)
-    failures: int = 0  # calls that could not be recorded (a model that cannot be weakly referenced)
+    models: dict[int, tuple[nn.Module, ModelCalls]] = field(default_factory=dict)
+    outputs: dict[int, weakref.ref[torch.Tensor]] = field(default_factory=dict)  # by id: tensors compare by value
+    failures: int = 0  # calls that could not be recorded (recording never changes what the script does)
 
     def of(self, model: nn.Module) -> ModelCalls | None:
-        try:
-            return self.models.get(model)
-        except TypeError:
-            return None
+        entry = self.models.get(id(model))
+        return entry[1] if entry is not None and entry[0] is model else None
 
     def called(self) -> list[tuple[nn.Module, ModelCalls]]:
         """The models the script called, in the order of their first call."""
-        return sorted(self.models.items(), key=lambda item: item[1].order)
+        return sorted(self.models.values(), key=lambda item: item[1].order)
 
     def is_output(self, value: Any) -> bool:
         """Whether ``value`` is a tensor one of the recorded calls returned (a model's output, not an input)."""
-        try:
-            return isinstance(value, torch.Tensor) and value in self.outputs
-        except TypeError:
-            return False
+        ref = self.outputs.get(id(value)) if isinstance(value, torch.Tensor) else None
+        return ref is not None and ref() is value
+
+    def note_output(self, tensor: torch.Tensor) -> None:
+        key = id(tensor)
+        outputs = self.outputs
+
+        def forget(_: weakref.ref[torch.Tensor]) -> None:  # when the tensor dies, before its id can be reused
+            outputs.pop(key, None)
+
+        outputs[key] = weakref.ref(tensor, forget)
 
 
 def _elements(leaves: list[Any]) -> int:
@@ -105,20 +116,18 @@ def recording_calls(user_file: str | None, log: CallLog) -> Iterator[CallLog]:
             if elements < known.smallest.elements:
                 known.smallest = Call(args, dict(kwargs), known.first.line, elements)
             return
+        if len(log.models) >= MAX_MODELS:
+            return
         found = user_frame(sys._getframe(2), user_path) if user_path else None
         call = Call(args, dict(kwargs), found.line if found else None, elements)
-        try:
-            log.models[model] = ModelCalls(first=call, smallest=call, count=1, order=counter[0])
-        except TypeError:
-            log.failures += 1
-            return
+        log.models[id(model)] = (model, ModelCalls(first=call, smallest=call, count=1, order=counter[0]))
         counter[0] += 1
 
     def note_outputs(output: Any) -> None:
         for leaf in _pytree.tree_leaves(output):
             if isinstance(leaf, torch.Tensor):
                 with contextlib.suppress(TypeError):
-                    log.outputs.add(leaf)
+                    log.note_output(leaf)
 
     def call(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
         if depth[0] or torch.compiler.is_compiling():

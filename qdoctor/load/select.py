@@ -140,34 +140,35 @@ def pick_subject(namespace: dict[str, Any], target: Target, calls: CallLog | Non
     def record(model: nn.Module) -> ModelCalls | None:
         return calls.of(model) if calls is not None else None
 
-    # (level, called, calls, definition order): the most quantized, then one the script ran (the most often), then
-    # the last defined.
+    # (level, called, held by a global, calls, definition order): the most quantized, then one the script ran (a
+    # global before a model only a function held, then the most often run), then the last defined.
+    named = len(_modules_in(namespace))
     ranked = [
-        (model_flow(m).level, record(m) is not None, _count(record(m)), i, name, m)
+        (model_flow(m).level, record(m) is not None, i < named, _count(record(m)), i, name, m)
         for i, (name, m) in enumerate(candidates)
     ]
-    best = max(ranked, key=lambda t: t[:4])
+    best = max(ranked, key=lambda t: t[:5])
     contract = namespace.get("quantized_model")
     if isinstance(contract, nn.Module):
         level = model_flow(contract).level
-        if level == 3 or not (best[0] == 3 and best[1]) or best[5] is contract:
+        if level == 3 or not (best[0] == 3 and best[1]) or best[6] is contract:
             return "quantized_model", contract
         stage = "float (not quantized)" if level <= 1 else "prepared (observers), not converted"
         target.selection.append(
-            f"subject: `{best[4]}`, the quantized model the script ran ({_times(record(best[5]))}); "
+            f"subject: `{best[5]}`, the quantized model the script ran ({_times(record(best[6]))}); "
             f"`quantized_model` holds a {stage} model, so it is not what the script measured"
         )
-        return best[4], best[5]
+        return best[5], best[6]
     if best[0] > 0:
-        rivals = {id(eager_module(t[5])) for t in ranked if t[0] == best[0]}
+        rivals = {id(eager_module(t[6])) for t in ranked if t[0] == best[0]}
         if best[1] and len(rivals) > 1:
             target.selection.append(
-                f"subject: `{best[4]}`, the most quantized model the script ran ({_times(record(best[5]))})"
+                f"subject: `{best[5]}`, the most quantized model the script ran ({_times(record(best[6]))})"
             )
-        return best[4], best[5]
+        return best[5], best[6]
     if isinstance(namespace.get("model"), nn.Module):
         return "model", namespace["model"]
-    return best[4], best[5]  # no quantization in this script: the model it ran the most, else the last defined
+    return best[5], best[6]  # no quantization in this script: the model it ran the most, else the last defined
 
 
 def _float_copy(model: nn.Module) -> nn.Module:
@@ -416,7 +417,8 @@ class _Inputs:
         errors: list[Exception] = []
         for args, note in candidates:
             error = _run_error(model, args)
-            if error is None or not about_shape(error):
+            # None for a model's other arguments is qdoctor's guess: it must run, whatever else fails
+            if error is None or (not note and not about_shape(error)):
                 self.target.inputs_inferred = (
                     f"no input tensor in the script; made a random one from the first layer {how}{note}"
                 )
