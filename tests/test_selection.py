@@ -241,3 +241,40 @@ def test_recorder_keeps_top_level_calls_only_and_skips_tracing():
     record = log.of(model)
     assert record is not None and record.count == 2
     assert record.first.args[0] is big and record.smallest.args[0] is small
+
+
+def test_calibration_stand_ins_keep_the_structure_of_nested_inputs():
+    from qdoctor.prescribe.quantize import calibration_batches
+
+    x, h, c = torch.randn(5, 1, 4), torch.randn(1, 1, 8), torch.randn(1, 1, 8)
+    batches, _ = calibration_batches(None, (x, (h, c)), count=3)
+    assert len(batches) == 3 and batches[0] == (x, (h, c))
+    x2, (h2, c2) = batches[1]
+    assert x2.shape == x.shape and h2.shape == h.shape and c2.shape == c.shape
+    assert not torch.equal(h2, h)  # a new random state, not the example's
+
+
+@pytest.mark.parametrize("flow", ["fx", "torchao"])
+def test_float_baseline_by_structure_in_fx_and_torchao(flow):
+    import copy
+
+    from qdoctor.load.select import pick_float
+
+    net = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4)).eval()
+    sample = torch.randn(2, 16)
+    if flow == "fx":
+        from torch.ao.quantization import get_default_qconfig_mapping
+        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+        prepared = prepare_fx(copy.deepcopy(net), get_default_qconfig_mapping("x86"), (sample,))
+        prepared(sample)
+        quantized = convert_fx(prepared)
+    else:
+        from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
+        quantized = copy.deepcopy(net)
+        quantize_(quantized, Int8WeightOnlyConfig())
+    other = nn.Sequential(nn.Conv2d(3, 3, 1))  # a float model of another structure
+    target = Target(spec="", file=None, subject_name="int8", float_name=None, inputs_name=None, inputs=[])
+    name, baseline = pick_float({"other": other, "base": net, "int8": quantized}, "int8", quantized, target)
+    assert name == "base" and baseline is net

@@ -40,7 +40,11 @@ def _leaf_paths(model: nn.Module) -> set[str]:
     skip = {"observer", "fake_quant", "quant_stub", "dequant_stub"}
     paths = set()
     for name, module in eager_module(model).named_modules():
-        if not name or classify(module) in skip or name.endswith(("activation_post_process", "_guards_fn")):
+        if (
+            not name
+            or classify(module) in skip
+            or name.endswith(("activation_post_process", "_guards_fn", "_packed_params"))
+        ):
             continue
         if not any(True for _ in module.children()) or classify(module) != "container":
             paths.add(name)
@@ -48,12 +52,17 @@ def _leaf_paths(model: nn.Module) -> set[str]:
 
 
 def _same_structure(a: nn.Module, b: nn.Module) -> bool:
+    return _structure_overlap(a, b) >= 0.5
+
+
+def _structure_overlap(a: nn.Module, b: nn.Module) -> float:
+    """How much two models' module paths agree (0..1). Fused or converted modules keep their paths; fusion replaces
+    followers with Identity, so paths survive. A wrapper (QuantWrapper's `module.`, a user's QuantStub wrapper) puts
+    the wrapped model's paths under one name."""
     pa, pb = _leaf_paths(a), _leaf_paths(b)
     if not pa or not pb:
-        return False
-    # Fused or converted modules keep their paths; fusion replaces followers with Identity, so paths survive. A
-    # wrapper (QuantWrapper's `module.`, a user's QuantStub wrapper) puts the wrapped model's paths under one name.
-    return max(_overlap(pa, pb), _overlap(_unwrapped(pa), pb), _overlap(pa, _unwrapped(pb))) >= 0.5
+        return 0.0
+    return max(_overlap(pa, pb), _overlap(_unwrapped(pa), pb), _overlap(pa, _unwrapped(pb)))
 
 
 def _overlap(pa: set[str], pb: set[str]) -> float:
@@ -105,6 +114,10 @@ def _called_only(namespace: dict[str, Any], calls: CallLog | None) -> list[tuple
     return found
 
 
+def _has_state(model: nn.Module) -> bool:
+    return any(True for _ in model.parameters()) or any(True for _ in model.buffers())
+
+
 def _count(record: ModelCalls | None) -> int:
     return record.count if record is not None else 0
 
@@ -140,35 +153,40 @@ def pick_subject(namespace: dict[str, Any], target: Target, calls: CallLog | Non
     def record(model: nn.Module) -> ModelCalls | None:
         return calls.of(model) if calls is not None else None
 
-    # (level, called, held by a global, calls, definition order): the most quantized, then one the script ran (a
-    # global before a model only a function held, then the most often run), then the last defined.
     named = len(_modules_in(namespace))
-    ranked = [
-        (model_flow(m).level, record(m) is not None, i < named, _count(record(m)), i, name, m)
-        for i, (name, m) in enumerate(candidates)
-    ]
-    best = max(ranked, key=lambda t: t[:5])
+    ranked = [_Ranked(name, m, i, i < named, record(m)) for i, (name, m) in enumerate(candidates)]
+    best = max(ranked, key=lambda r: r.key)
     contract = namespace.get("quantized_model")
     if isinstance(contract, nn.Module):
         level = model_flow(contract).level
-        if level == 3 or not (best[0] == 3 and best[1]) or best[6] is contract:
+        if level == 3 or not (best.level == 3 and best.calls is not None) or best.model is contract:
             return "quantized_model", contract
         stage = "float (not quantized)" if level <= 1 else "prepared (observers), not converted"
         target.selection.append(
-            f"subject: `{best[5]}`, the quantized model the script ran ({_times(record(best[6]))}); "
+            f"subject: `{best.name}`, the quantized model the script ran ({_times(best.calls)}); "
             f"`quantized_model` holds a {stage} model, so it is not what the script measured"
         )
-        return best[5], best[6]
-    if best[0] > 0:
-        rivals = {id(eager_module(t[6])) for t in ranked if t[0] == best[0]}
-        if best[1] and len(rivals) > 1:
+        return best.name, best.model
+    if best.level > 0:
+        rivals = {id(eager_module(r.model)) for r in ranked if r.level == best.level}
+        if best.calls is not None and len(rivals) > 1:
             target.selection.append(
-                f"subject: `{best[5]}`, the most quantized model the script ran ({_times(record(best[6]))})"
+                f"subject: `{best.name}`, the most quantized model the script ran ({_times(best.calls)})"
             )
-        return best[5], best[6]
+        return best.name, best.model
     if isinstance(namespace.get("model"), nn.Module):
         return "model", namespace["model"]
-    return best[5], best[6]  # no quantization in this script: the model it ran the most, else the last defined
+    return best.name, best.model  # no quantization in this script: the model it ran the most, else the last defined
+
+
+class _Ranked:
+    """A candidate subject and its rank: the most quantized; a model rather than a loss function (it has weights);
+    one the script ran, a global before a model only a function held, the most often run; the last defined."""
+
+    def __init__(self, name: str, model: nn.Module, index: int, named: bool, calls: ModelCalls | None) -> None:
+        self.name, self.model, self.calls = name, model, calls
+        self.level = model_flow(model).level
+        self.key = (self.level, _has_state(model), calls is not None, named, _count(calls), index)
 
 
 def _float_copy(model: nn.Module) -> nn.Module:
@@ -223,18 +241,20 @@ def pick_float(
         return calls.of(model) if calls is not None else None
 
     subject_calls = record(subject)
-    float_like: list[tuple[int, bool, int, str, nn.Module, bool]] = []
+    # (level, not run on the subject's inputs, less alike, definition order): the least quantized, one the script ran
+    # on the same inputs as the subject, the closest structure, the first defined.
+    float_like: list[tuple[int, bool, float, int, str, nn.Module, bool]] = []
     for i, (name, model) in enumerate(_modules_in(namespace) + _called_only(namespace, calls)):
         if model is subject or eager_module(model) is eager_module(subject):
             continue
         found = model_flow(model)
-        if found.level <= 2 and _same_structure(model, subject):
-            float_like.append(
-                (found.level, not _shares_arguments(subject_calls, record(model)), i, name, model, found.qat)
-            )
+        overlap = _structure_overlap(model, subject) if found.level <= 2 else 0.0
+        if overlap >= 0.5:
+            unshared = not _shares_arguments(subject_calls, record(model))
+            float_like.append((found.level, unshared, -overlap, i, name, model, found.qat))
     if not float_like:
         return None, None
-    level, unshared, _, name, model, qat = min(float_like, key=lambda t: t[:3])
+    level, unshared, _, _, name, model, qat = min(float_like, key=lambda t: t[:4])
     if not unshared and len(float_like) > 1:
         target.selection.append(f"float baseline: `{name}`, which the script ran on the same inputs as the subject")
     if level == 2:
