@@ -1,6 +1,13 @@
-"""Pick what to check from a script's globals: the subject (the model to check), its float baseline and the example
-inputs, by the contract names first, else by what the globals hold; infer inputs from the first layer when the
-script gives none."""
+"""Pick what to check from a script: the subject (the model to check), its float baseline and the example inputs.
+
+The contract names come first (``build_model()``, ``float_model``, ``example_inputs``...). Otherwise what the script
+did decides (load/calls.py recorded the calls it made to its models): the subject is the most quantized model, one
+the script ran before one it only defined (a ``quantized_model`` that is not quantized gives way to the int8 model
+the script ran); the float baseline is a float model of the subject's structure (through torch.compile, torch.export
+and wrappers), one run on the subject's inputs first; the inputs are the arguments the script passed to the subject
+(one batch of them when it fed a whole dataset), then to the float baseline, then a tensor global that runs (never a
+model's output), then one made from the first layer. Every choice that is not obvious is said in
+``target.selection``."""
 
 from __future__ import annotations
 
