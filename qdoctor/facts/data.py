@@ -582,6 +582,7 @@ class Target:
     inputs_inferred: str | None = None  # why and how, when qdoctor made the inputs up
     inputs_origin: str | None = None  # one of the INPUTS_* above; None when the inputs were never chosen
     float_derived: str | None = None  # how a float baseline was derived (e.g. observers stripped)
+    selection: list[str] = field(default_factory=list)  # why this subject / float baseline / inputs, when not obvious
     load_crash: CrashInfo | None = None  # the script raised part-way
     user_stdout: str = ""
     user_stderr: str = ""

@@ -38,6 +38,14 @@ _DTYPE_MESSAGES = re.compile(
 )
 
 
+def about_shape(error: BaseException) -> bool:
+    """Whether an error raised by running a model can only mean its inputs have the wrong shape (or arity)."""
+    message = first_line(str(error))
+    if isinstance(error, TypeError) and ("positional argument" in message or "required argument" in message):
+        return True
+    return _SHAPE_MESSAGES.search(message) is not None
+
+
 def _expected_shape(module: nn.Module, args: tuple[Any, ...]) -> str | None:
     """What ``module`` expects when its first argument plainly does not match it, e.g. "16 input features, got 10"."""
     x = args[0] if args else None
@@ -132,7 +140,7 @@ def check_loaded_inputs(loaded: LoadedTarget) -> None:
     if target.inputs_inferred:
         described = "the input qdoctor made up (define `example_inputs`)"
     else:
-        described = f"`{target.inputs_name}`"
+        described = f"`{target.inputs_name}`" if target.inputs_name else "the arguments the script passed"
     if loaded.float_baseline is not None:
         probe, probe_name = loaded.float_baseline, target.float_name or "float_model"
     else:

@@ -21,6 +21,7 @@ from torch import nn
 from qdoctor.errors import ScriptFailedError, TargetError
 from qdoctor.facts import SourceLocation, Target
 from qdoctor.facts.location import crash_info, first_line, user_frame
+from qdoctor.load.calls import CallLog, recording_calls
 
 MAX_CAPTURED_CHARS = 64_000
 MODULE_NAME = "__qdoctor_target__"
@@ -97,7 +98,9 @@ def _decode_source(path: Path, raw: bytes) -> str:
         ) from None
 
 
-def run_script(path: Path, origins: weakref.WeakKeyDictionary, target: Target) -> dict[str, Any]:
+def run_script(
+    path: Path, origins: weakref.WeakKeyDictionary, target: Target, calls: CallLog | None = None
+) -> dict[str, Any]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -127,6 +130,7 @@ def run_script(path: Path, origins: weakref.WeakKeyDictionary, target: Target) -
             contextlib.redirect_stdout(stdout),
             contextlib.redirect_stderr(stderr),
             _record_module_origins(str(path), origins),
+            recording_calls(str(path), calls if calls is not None else CallLog()),
         ):
             warnings.simplefilter("always")
             try:

@@ -20,6 +20,8 @@ from torch import nn
 
 from qdoctor.errors import TargetError
 from qdoctor.facts import INPUTS_INFERRED, INPUTS_SAVED, SourceLocation, Target, TensorInfo
+from qdoctor.load.arguments import tensor_leaves
+from qdoctor.load.calls import CallLog
 from qdoctor.load.script import import_attribute, run_script
 from qdoctor.load.select import (
     call_contract,
@@ -95,6 +97,7 @@ def load_target(spec: str, *, trust: bool = False) -> LoadedTarget:
     A saved model file (.pt/.pth/.pt2) is loaded instead of run; a pickled full model only with ``trust=True``.
     """
     origins: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    calls: CallLog | None = None
     path = Path(spec)
     looks_like_file = spec.endswith(".py") or path.exists() or "/" in spec or ":" not in spec
     target = Target(spec=spec, file=None, subject_name="", float_name=None, inputs_name=None, inputs=[])
@@ -108,10 +111,11 @@ def load_target(spec: str, *, trust: bool = False) -> LoadedTarget:
         if path.suffix in SAVED_SUFFIXES:
             return _load_saved_target(path, target, trust)
         target.file = str(path.resolve())
-        namespace = run_script(path, origins, target)
+        calls = CallLog()
+        namespace = run_script(path, origins, target, calls)
         user_engine = torch.backends.quantized.engine
         user_threads = torch.get_num_threads()
-        subject_name, subject = pick_subject(namespace, target)
+        subject_name, subject = pick_subject(namespace, target, calls)
     else:
         namespace, value = import_attribute(spec)
         user_engine = torch.backends.quantized.engine
@@ -128,15 +132,13 @@ def load_target(spec: str, *, trust: bool = False) -> LoadedTarget:
             raise TargetError(f"{spec} is a {type(value).__name__}, not an nn.Module or a function returning one")
         target.file = getattr(sys.modules.get(spec.partition(":")[0]), "__file__", None)
     target.subject_name = subject_name
-    float_name, float_baseline = pick_float(namespace, subject_name, subject, target)
+    float_name, float_baseline = pick_float(namespace, subject_name, subject, target, calls)
     target.float_name = float_name
     prepared_in_place = namespace.get(float_name) if float_name else None
     if target.float_derived and float_baseline is not None and isinstance(prepared_in_place, nn.Module):
         copy_origins(prepared_in_place, float_baseline, origins)
-    inputs = pick_inputs(namespace, subject, float_baseline, target)
-    target.inputs = [
-        TensorInfo(str(t.dtype), list(t.shape), bool(t.is_quantized)) for t in inputs if isinstance(t, torch.Tensor)
-    ]
+    inputs = pick_inputs(namespace, subject, float_baseline, target, calls)
+    target.inputs = [TensorInfo(str(t.dtype), list(t.shape), bool(t.is_quantized)) for t in tensor_leaves(inputs)]
     calibration = optional_callable(namespace, "calibration_data")
     evaluate = optional_callable(namespace, "evaluate")
     target.has_calibration_data = calibration is not None

@@ -103,16 +103,17 @@ def calibration_batches(
             return batches, f"calibration_data() from the script ({len(batches)} batches)"
     batches = [tuple(example_inputs)]
     generator = torch.Generator().manual_seed(seed)
+    from torch.utils import _pytree
+
+    def stand_in(value: Any) -> Any:
+        """A random tensor like each floating tensor, however deep in the arguments (an LSTM's (x, (h, c)))."""
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            std = float(value.std()) if value.numel() > 1 else 1.0
+            return torch.randn(value.shape, generator=generator, dtype=value.dtype) * std + float(value.mean())
+        return value
+
     for _ in range(count - 1):
-        batch = []
-        for tensor in example_inputs:
-            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
-                std = float(tensor.std()) if tensor.numel() > 1 else 1.0
-                mean = float(tensor.mean())
-                batch.append(torch.randn(tensor.shape, generator=generator, dtype=tensor.dtype) * std + mean)
-            else:
-                batch.append(tensor)
-        batches.append(tuple(batch))
+        batches.append(tuple(_pytree.tree_map(stand_in, list(example_inputs))))
     return batches, (
         f"the example inputs plus {count - 1} random batches of the same shape (no calibration_data() in the "
         "script: real data calibrates better)"

@@ -161,6 +161,7 @@ def to_dict(report: Report) -> dict[str, Any]:
                 "inputs_inferred": target.inputs_inferred,
                 "inputs_origin": target.inputs_origin,
                 "inputs_caveat": target.invented_inputs_caveat(),
+                "selection": target.selection,
                 "input_shapes": [t.shape for t in target.inputs],
                 "quantized": facts.is_quantized,
                 "user_stdout": target.user_stdout,

@@ -42,6 +42,7 @@ class CheckOptions:
 def notes_for(facts: Facts) -> list[str]:
     notes = []
     target = facts.target
+    notes.extend(target.selection)
     if target.inputs_inferred:
         notes.append(f"inputs: {target.inputs_inferred}")
     if target.float_derived:

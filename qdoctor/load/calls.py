@@ -1,0 +1,153 @@
+"""Record the calls a script makes to its own models: which models it ran, how often, and with what arguments.
+
+torch has no hook for "a model was called from outside any other model", so ``nn.Module.__call__`` is wrapped while
+the script runs (as load/script.py wraps ``__init__`` to note creation lines) and restored afterwards. Only top-level
+calls are recorded: the submodule calls inside a forward are not the script's. The arguments are kept as references,
+whatever their structure (an LSTM's ``(x, (h, c))``, dicts, keyword arguments): per model the first call, the call
+with the fewest input elements and the number of calls; nothing is copied. The called models are held (one made and
+run inside a function is still the model to check), up to MAX_MODELS. The tensors the calls returned are noted
+(weakly) so that selection never takes a model's own output for its input.
+
+Calls made while torch traces a model (torch.compile, torch.export with fake tensors, FX proxies) are not the
+script's own and are skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils import _pytree
+
+from qdoctor.facts.location import user_frame
+
+
+@dataclass
+class Call:
+    """The arguments of one call, as the script passed them (references, not copies)."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    line: int | None  # the user's line that made the call, when it is in the script
+    elements: int  # input elements in all tensor arguments (to tell a whole dataset from one batch)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [leaf for leaf in _pytree.tree_leaves((self.args, self.kwargs)) if isinstance(leaf, torch.Tensor)]
+
+
+@dataclass
+class ModelCalls:
+    first: Call
+    smallest: Call  # the call with the fewest input elements (the first one when they tie)
+    count: int
+    order: int  # when the model was first called, among all models the script called
+
+
+# Called models are kept alive (a model made and run inside a function is still the one to check); a script that
+# builds models in a loop keeps only the first ones.
+MAX_MODELS = 32
+
+
+@dataclass
+class CallLog:
+    """What the script ran, by model (held: see MAX_MODELS)."""
+
+    models: dict[int, tuple[nn.Module, ModelCalls]] = field(default_factory=dict)
+    outputs: dict[int, weakref.ref[torch.Tensor]] = field(default_factory=dict)  # by id: tensors compare by value
+    failures: int = 0  # calls that could not be recorded (recording never changes what the script does)
+
+    def of(self, model: nn.Module) -> ModelCalls | None:
+        entry = self.models.get(id(model))
+        return entry[1] if entry is not None and entry[0] is model else None
+
+    def called(self) -> list[tuple[nn.Module, ModelCalls]]:
+        """The models the script called, in the order of their first call."""
+        return sorted(self.models.values(), key=lambda item: item[1].order)
+
+    def is_output(self, value: Any) -> bool:
+        """Whether ``value`` is a tensor one of the recorded calls returned (a model's output, not an input)."""
+        ref = self.outputs.get(id(value)) if isinstance(value, torch.Tensor) else None
+        return ref is not None and ref() is value
+
+    def note_output(self, tensor: torch.Tensor) -> None:
+        key = id(tensor)
+        outputs = self.outputs
+
+        def forget(_: weakref.ref[torch.Tensor]) -> None:  # when the tensor dies, before its id can be reused
+            outputs.pop(key, None)
+
+        outputs[key] = weakref.ref(tensor, forget)
+
+
+def _elements(leaves: list[Any]) -> int:
+    return sum(int(leaf.numel()) for leaf in leaves if isinstance(leaf, torch.Tensor))
+
+
+def _traced(leaves: list[Any]) -> bool:
+    """Arguments that belong to a tracer (fake tensors of torch.export, FX proxies), not to the script."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    return any(isinstance(leaf, FakeTensor | torch.fx.Proxy) for leaf in leaves)
+
+
+@contextlib.contextmanager
+def recording_calls(user_file: str | None, log: CallLog) -> Iterator[CallLog]:
+    """While the script runs, record into ``log`` the top-level calls of every nn.Module (see the module docstring)."""
+    original_call = nn.Module.__call__
+    user_path = str(Path(user_file).resolve()) if user_file else None
+    depth = [0]
+    counter = [0]
+
+    def record(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        leaves = _pytree.tree_leaves((args, kwargs))
+        if _traced(leaves):
+            return
+        elements = _elements(leaves)
+        known = log.of(model)
+        if known is not None:
+            known.count += 1
+            if elements < known.smallest.elements:
+                known.smallest = Call(args, dict(kwargs), known.first.line, elements)
+            return
+        if len(log.models) >= MAX_MODELS:
+            return
+        found = user_frame(sys._getframe(2), user_path) if user_path else None
+        call = Call(args, dict(kwargs), found.line if found else None, elements)
+        log.models[id(model)] = (model, ModelCalls(first=call, smallest=call, count=1, order=counter[0]))
+        counter[0] += 1
+
+    def note_outputs(output: Any) -> None:
+        for leaf in _pytree.tree_leaves(output):
+            if isinstance(leaf, torch.Tensor):
+                with contextlib.suppress(TypeError):
+                    log.note_output(leaf)
+
+    def call(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        if depth[0] or torch.compiler.is_compiling():
+            return original_call(self, *args, **kwargs)
+        depth[0] += 1
+        try:
+            try:
+                record(self, args, kwargs)
+            except Exception:  # recording must never change what the script does
+                log.failures += 1
+            output = original_call(self, *args, **kwargs)
+            with contextlib.suppress(Exception):
+                note_outputs(output)
+            return output
+        finally:
+            depth[0] -= 1
+
+    module_class: Any = nn.Module  # patched for the duration of the script, restored below
+    module_class.__call__ = call
+    try:
+        yield log
+    finally:
+        module_class.__call__ = original_call
