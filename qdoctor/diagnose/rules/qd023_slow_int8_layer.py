@@ -83,6 +83,9 @@ def slow_layers(facts: Facts) -> list[SlowLayer]:
     profile, float_profile = facts.profile, facts.float_profile
     if profile is None or float_profile is None or not facts.float_modules:
         return []
+    env = facts.environment
+    if env.is_x86 and env.quantized_engine == "qnnpack":
+        return []  # ARM kernels on x86 make every int8 layer slow: QD003's cause, not a layer's shape
     int8_times = {m.path: m for m in profile.modules}
     float_times = {m.path: m for m in float_profile.modules}
     min_excess = max(
