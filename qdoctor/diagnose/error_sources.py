@@ -29,6 +29,7 @@ __all__ = [
     "PER_CHANNEL_GAIN_DB",
     "SQNR_FLOOR_DB",
     "below_floor",
+    "explained_elsewhere",
     "hotspots",
     "per_tensor_outliers",
     "range_outliers",
@@ -93,5 +94,35 @@ def per_tensor_outliers(layers: list[LayerNumerics]) -> list[LayerNumerics]:
 
 
 def range_outliers(layers: list[LayerNumerics]) -> list[LayerNumerics]:
-    """Layers whose output quantizer spans so wide a range that a typical row uses fewer than LEVELS_FLOOR levels."""
-    return [layer for layer in layers if layer.levels_used is not None and layer.levels_used < LEVELS_FLOOR]
+    """Layers whose output quantizer spans so wide a range that a typical row uses fewer than LEVELS_FLOOR levels
+    (not those left at the uncalibrated default step of 1.0: no range was recorded there at all, QD001's case)."""
+    return [
+        layer
+        for layer in layers
+        if layer.levels_used is not None and layer.levels_used < LEVELS_FLOOR and not uncalibrated_scale(layer)
+    ]
+
+
+# The observer defaults an int8 module keeps when convert() ran before any calibration (QD001 reads the same).
+_UNCALIBRATED_SCALE, _UNCALIBRATED_ZERO_POINT = 1.0, 0
+
+
+def explained_elsewhere(facts: Facts) -> str | None:
+    """The rule whose finding already explains a low SQNR, from the same facts it reads: QD001 (int8 modules with the
+    uncalibrated observer defaults) or QD006 (observers or fake-quant left in the model that runs). QD020 leaves
+    those models to them, so below the floor there is still always a finding."""
+    modules = facts.modules or []
+    if any(
+        m.kind in (F.QUANTIZED, F.QUANT_STUB)
+        and m.scale == _UNCALIBRATED_SCALE
+        and m.zero_point == _UNCALIBRATED_ZERO_POINT
+        for m in modules
+    ):
+        return "QD001"
+    if any(m.kind in (F.OBSERVER, F.FAKE_QUANT, F.QAT) for m in modules):
+        return "QD006"
+    return None
+
+
+def uncalibrated_scale(layer: LayerNumerics) -> bool:
+    return layer.output_scale == _UNCALIBRATED_SCALE

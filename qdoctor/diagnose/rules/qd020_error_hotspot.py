@@ -28,7 +28,7 @@ def _db(value: float | None) -> str:
 )
 def error_hotspot(facts: Facts) -> Iterator[Finding]:
     numerics = facts.numerics
-    if numerics is None or not E.below_floor(facts):
+    if numerics is None or not E.below_floor(facts) or E.explained_elsewhere(facts):
         return
     layers = numerics.layers
     spots = E.hotspots(layers)
