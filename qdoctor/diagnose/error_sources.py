@@ -30,6 +30,7 @@ __all__ = [
     "SQNR_FLOOR_DB",
     "below_floor",
     "explained_elsewhere",
+    "float_twin_in_train_mode",
     "hotspots",
     "per_tensor_outliers",
     "range_outliers",
@@ -105,12 +106,14 @@ def range_outliers(layers: list[LayerNumerics]) -> list[LayerNumerics]:
 
 # The observer defaults an int8 module keeps when convert() ran before any calibration (QD001 reads the same).
 _UNCALIBRATED_SCALE, _UNCALIBRATED_ZERO_POINT = 1.0, 0
+_MODE_DEPENDENT = ("BatchNorm", "Dropout")  # layers whose output depends on module.training (QD009 reads the same)
 
 
 def explained_elsewhere(facts: Facts) -> str | None:
     """The rule whose finding already explains a low SQNR, from the same facts it reads: QD001 (int8 modules with the
-    uncalibrated observer defaults) or QD006 (observers or fake-quant left in the model that runs). QD020 leaves
-    those models to them, so below the floor there is still always a finding."""
+    uncalibrated observer defaults), QD006 (observers or fake-quant left in the model that runs) or QD009 (Dropout or
+    BatchNorm left float and run in train mode). QD020 and QD022 leave those models to them, so below the floor there is still
+    always a finding."""
     modules = facts.modules or []
     if any(
         m.kind in (F.QUANTIZED, F.QUANT_STUB)
@@ -121,7 +124,17 @@ def explained_elsewhere(facts: Facts) -> str | None:
         return "QD001"
     if any(m.kind in (F.OBSERVER, F.FAKE_QUANT, F.QAT) for m in modules):
         return "QD006"
+    if any(m.training and m.kind == F.FLOAT and any(t in m.type for t in _MODE_DEPENDENT) for m in modules):
+        return "QD009"  # float Dropout / BatchNorm run in train mode: the numbers measure the mode, not quantization
     return None
+
+
+def float_twin_in_train_mode(facts: Facts) -> bool:
+    """The float baseline runs Dropout or BatchNorm in train mode: its outputs, the per-layer references, vary from
+    call to call, so ranges measured on them say nothing about calibration."""
+    return any(
+        m.training and m.is_leaf and any(t in m.type for t in _MODE_DEPENDENT) for m in facts.float_modules or []
+    )
 
 
 def uncalibrated_scale(layer: LayerNumerics) -> bool:

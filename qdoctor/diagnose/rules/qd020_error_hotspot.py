@@ -32,7 +32,8 @@ def error_hotspot(facts: Facts) -> Iterator[Finding]:
         return
     layers = numerics.layers
     spots = E.hotspots(layers)
-    ranges = E.range_outliers(layers)
+    train_mode_twin = E.float_twin_in_train_mode(facts)
+    ranges = [] if train_mode_twin else E.range_outliers(layers)
     per_tensor = E.per_tensor_outliers(layers)
     drop = numerics.accuracy_drop_points
     lead = []
@@ -59,6 +60,11 @@ def error_hotspot(facts: Facts) -> Iterator[Finding]:
     else:
         message += f"No per-layer numbers to say where it comes from ({numerics.layers_note or 'not measured'})."
     cause = "layer"
+    if train_mode_twin:
+        message += (
+            " The float baseline runs Dropout/BatchNorm in train mode, so it answers differently on every call: "
+            "call .eval() on it (and on the quantized model) before comparing."
+        )
     if ranges:
         cause = "calibration-range"
         message += (

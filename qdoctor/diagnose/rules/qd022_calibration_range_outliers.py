@@ -20,7 +20,7 @@ from qdoctor.facts import Facts
 )
 def calibration_range_outliers(facts: Facts) -> Iterator[Finding]:
     numerics = facts.numerics
-    if numerics is None:
+    if numerics is None or E.explained_elsewhere(facts) or E.float_twin_in_train_mode(facts):
         return
     found = E.range_outliers(numerics.layers)
     if not found:
