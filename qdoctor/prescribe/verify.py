@@ -261,7 +261,7 @@ class Verification:
         from qdoctor.diagnose.locate import float_path
 
         order = [float_path(self.facts, p) for p in finding.evidence.get("worst_first") or []]
-        if not order or finding.evidence.get("cause") == "calibration-range":
+        if not order or finding.evidence.get("cause") in ("calibration-range", "train-mode-baseline"):
             return None
         if not self.rebuild or self.flow not in (EAGER, FX):
             return {"steps": [], "reason": self.no_rebuild_reason if not self.rebuild else f"a {self.flow} model"}
