@@ -110,7 +110,7 @@ _MODE_DEPENDENT = ("BatchNorm", "Dropout")  # layers whose output depends on mod
 
 
 def explained_elsewhere(facts: Facts) -> str | None:
-    """The rule whose finding already explains a low SQNR, from the same facts it reads: QD001 (int8 modules with the
+    """What already explains a low SQNR (in words), read from the facts that rule reads: the same facts it reads: QD001 (int8 modules with the
     uncalibrated observer defaults), QD006 (observers or fake-quant left in the model that runs) or QD009 (Dropout or
     BatchNorm left float and run in train mode). QD020 and QD022 leave those models to them, so below the floor there is still
     always a finding."""
@@ -121,11 +121,11 @@ def explained_elsewhere(facts: Facts) -> str | None:
         and m.zero_point == _UNCALIBRATED_ZERO_POINT
         for m in modules
     ):
-        return "QD001"
+        return "converted without calibration"
     if any(m.kind in (F.OBSERVER, F.FAKE_QUANT, F.QAT) for m in modules):
-        return "QD006"
+        return "not converted"
     if any(m.training and m.kind == F.FLOAT and any(t in m.type for t in _MODE_DEPENDENT) for m in modules):
-        return "QD009"  # float Dropout / BatchNorm run in train mode: the numbers measure the mode, not quantization
+        return "float layers in train mode"  # float Dropout / BatchNorm run in train mode: the numbers measure the mode, not quantization
     return None
 
 

@@ -270,7 +270,7 @@ class Verification:
         metric_float = numerics_facts.metric_float if numerics_facts else None
         use_metric = evaluate is not None and metric_float is not None
         scale = 100.0 if use_metric and metric_float is not None and abs(metric_float) <= 1.0 else 1.0
-        base = self.as_written({c: f for c, f in fixes.items() if c != "QD020"})
+        base = self.as_written({c: f for c, f in fixes.items() if "float_layers" not in f.fixed})
         steps: list[dict[str, Any]] = []
         chosen = None
         for count in range(1, min(len(order), MAX_FALLBACK_STEPS) + 1):
@@ -503,7 +503,7 @@ def _verify(
     fixes = {c: o for c, o in outcomes.items() if isinstance(o, Fix)}
     results = {c: {"applied": False, "reason": o.reason} for c, o in outcomes.items() if isinstance(o, CannotApply)}
     results.update(stage.verify_each(fixes))
-    hotspot = next((f for f in relevant if f.rule == "QD020"), None)
+    hotspot = next((f for f in relevant if "worst_first" in f.evidence), None)  # the error-hotspot finding
     if hotspot is not None:
         ladder = stage.float_fallback(hotspot, fixes)
         if ladder is not None:
