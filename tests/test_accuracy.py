@@ -126,3 +126,15 @@ def test_healthy_models_measure_above_the_floor_at_every_layer(name):
     assert seen == 1 and layers
     assert all(x.isolated_sqnr_db > HEALTHY_MIN_DB for x in layers)
     assert all(x.weight_sqnr_db is None or x.weight_sqnr_db > 40 for x in layers)
+
+
+def test_with_evaluate_the_drop_in_points_leads_and_the_table_uses_it():
+    done = prescribed(str(SCRIPTS / "hotspot_with_evaluate.py"))
+    numerics = done.facts.numerics
+    assert numerics.metric_float == 1.0 and numerics.accuracy_drop_points > 1.0
+    (finding,) = [f for f in done.findings if f.rule == "QD020"]
+    assert finding.message.startswith("evaluate() drops")
+    table = done.extras["float_fallback"]
+    assert table["target"].startswith("evaluate() within")
+    step = table["steps"][table["chosen"]]
+    assert step["float_layers"][0] == "fc2" and step["drop_points"] <= 1.0

@@ -5,7 +5,7 @@ share, so that QD020 can say which of the other two explains a hotspot."""
 from __future__ import annotations
 
 from qdoctor import facts as F
-from qdoctor.diagnose.rules.qd001_uncalibrated_observers import has_default_qparams, never_observed
+from qdoctor.diagnose.rules.qd001_uncalibrated_observers import DEFAULT_SCALE, has_default_qparams, never_observed
 from qdoctor.facts import SQNR_FLOOR_DB, Facts, LayerNumerics
 
 # A layer is a hotspot when its isolated SQNR is this far below the median of the other layers' (a healthy int8
@@ -30,26 +30,13 @@ __all__ = [
     "PER_CHANNEL_GAIN_DB",
     "SQNR_FLOOR_DB",
     "below_floor",
+    "explained_elsewhere",
+    "float_twin_in_train_mode",
     "hotspots",
     "per_tensor_outliers",
     "range_outliers",
-    "qat_trained",
-    "uncalibrated",
     "worst_first",
 ]
-
-
-def qat_trained(facts: Facts) -> bool:
-    """The subject holds fake-quant or QAT modules: it was (or is being) trained with QAT, so its weights are not the
-    float baseline's and its SQNR against the float model measures the training as much as the quantization."""
-    return bool(facts.modules_of_kind(F.FAKE_QUANT, F.QAT)) if facts.modules else False
-
-
-def uncalibrated(facts: Facts) -> bool:
-    """Some quantizer never saw data (QD001's case: an observer still at +-inf, or int8 scale/zero point left at the
-    uncalibrated defaults). Its error has that one cause, which QD001 reports: the layer-by-layer judgements (a
-    hotspot, a range far beyond the data) would name its symptoms as causes."""
-    return any(has_default_qparams(m) or never_observed(m) for m in facts.modules or [])
 
 
 def below_floor(facts: Facts) -> bool:
@@ -109,5 +96,41 @@ def per_tensor_outliers(layers: list[LayerNumerics]) -> list[LayerNumerics]:
 
 
 def range_outliers(layers: list[LayerNumerics]) -> list[LayerNumerics]:
-    """Layers whose output quantizer spans so wide a range that a typical row uses fewer than LEVELS_FLOOR levels."""
-    return [layer for layer in layers if layer.levels_used is not None and layer.levels_used < LEVELS_FLOOR]
+    """Layers whose output quantizer spans so wide a range that a typical row uses fewer than LEVELS_FLOOR levels
+    (not those left at the uncalibrated default step of 1.0: no range was recorded there at all, QD001's case)."""
+    return [
+        layer
+        for layer in layers
+        if layer.levels_used is not None and layer.levels_used < LEVELS_FLOOR and not uncalibrated_scale(layer)
+    ]
+
+
+_MODE_DEPENDENT = ("BatchNorm", "Dropout")  # layers whose output depends on module.training (QD009 reads the same)
+
+
+def explained_elsewhere(facts: Facts) -> str | None:
+    """What already explains a low SQNR (in words), read from the same facts that rule reads: QD001 (int8 modules
+    with the uncalibrated observer defaults, observers that never saw data), QD006 (observers or fake-quant left in
+    the model that runs) or QD009 (Dropout or BatchNorm left float and run in train mode). QD020 and QD022 leave those
+    models to them, so below the floor there is still always a finding."""
+    modules = facts.modules or []
+    if any(has_default_qparams(m) or never_observed(m) for m in modules):
+        return "converted without calibration"
+    if any(m.kind in (F.OBSERVER, F.FAKE_QUANT, F.QAT) for m in modules):
+        return "not converted"
+    if any(m.training and m.kind == F.FLOAT and any(t in m.type for t in _MODE_DEPENDENT) for m in modules):
+        # float Dropout / BatchNorm run in train mode: the numbers measure the mode, not quantization
+        return "float layers in train mode"
+    return None
+
+
+def float_twin_in_train_mode(facts: Facts) -> bool:
+    """The float baseline runs Dropout or BatchNorm in train mode: its outputs, the per-layer references, vary from
+    call to call, so ranges measured on them say nothing about calibration."""
+    return any(
+        m.training and m.is_leaf and any(t in m.type for t in _MODE_DEPENDENT) for m in facts.float_modules or []
+    )
+
+
+def uncalibrated_scale(layer: LayerNumerics) -> bool:
+    return layer.output_scale == DEFAULT_SCALE  # the observer default convert() keeps without calibration (QD001)

@@ -100,6 +100,7 @@ class _Layer:
     accumulated: _Power = field(default_factory=_Power)
     isolated: _Power = field(default_factory=_Power)
     qparams: tuple[float, int, torch.dtype] | None = None  # of the quantized input it receives
+    output_qparams: tuple[float, int, torch.dtype] | None = None  # of its output, when that is quantized
     float_path: str | None = None
     row_max: list[tuple[int, int, float]] = field(default_factory=list)  # (batch, row, max |y|), calibration only
     row_span: list[float] = field(default_factory=list)  # max - min of each row's float output
@@ -368,6 +369,8 @@ def layer_numerics(
                 continue
             if layer.qparams is None and got_in is not None:
                 layer.qparams = _qparams(got_in)
+            if layer.output_qparams is None:
+                layer.output_qparams = _qparams(got_out)
             layer.accumulated.add(reference, got_out)
             try:
                 alone = _isolated(layer, float_in)
@@ -388,16 +391,9 @@ def layer_numerics(
 
 
 def _scale(layer: _Layer) -> float | None:
-    """The output quantizer's step; None for a dynamically quantized layer, whose output is float (its `scale`
-    attribute is an unused 1.0)."""
-    if layer.kind == F.DYNAMIC_QUANTIZED:
-        return None
-    scale = getattr(layer.module, "scale", None)
-    if isinstance(scale, torch.Tensor) and scale.numel() == 1:
-        return float(scale)
-    if isinstance(scale, float):
-        return scale
-    return None
+    """The step of the quantizer at the layer's output, read from the int8 tensor it returned (a dynamic or torchao
+    layer returns float: no step)."""
+    return layer.output_qparams[0] if layer.output_qparams is not None else None
 
 
 def _result(layer: _Layer, baseline: nn.Module) -> LayerNumerics:

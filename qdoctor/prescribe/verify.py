@@ -345,7 +345,7 @@ class Verification:
         from qdoctor.diagnose.locate import float_path
 
         order = [float_path(self.facts, p) for p in finding.evidence.get("worst_first") or []]
-        if not order or finding.evidence.get("cause") == "calibration-range":
+        if not order or finding.evidence.get("cause") in ("calibration-range", "train-mode-baseline"):
             return None
         if not self.rebuild or self.flow not in (EAGER, FX):
             return {"steps": [], "reason": self.no_rebuild_reason if not self.rebuild else f"a {self.flow} model"}
@@ -354,7 +354,7 @@ class Verification:
         metric_float = numerics_facts.metric_float if numerics_facts else None
         use_metric = evaluate is not None and metric_float is not None
         scale = 100.0 if use_metric and metric_float is not None and abs(metric_float) <= 1.0 else 1.0
-        base = self.as_written({c: f for c, f in fixes.items() if c != finding.rule})
+        base = self.as_written({c: f for c, f in fixes.items() if "float_layers" not in f.fixed})
         steps: list[dict[str, Any]] = []
         outcomes: list[Measured] = []
         chosen = None
@@ -610,8 +610,7 @@ def _verify(
     fixes = {c: o for c, o in outcomes.items() if isinstance(o, Fix)}
     results = {c: {"applied": False, "reason": o.reason} for c, o in outcomes.items() if isinstance(o, CannotApply)}
     results.update(stage.verify_each(fixes))
-    # the finding that ranks layers by their error (QD020's evidence) gets the speed/accuracy table
-    hotspot = next((f for f in relevant if f.evidence.get("worst_first")), None)
+    hotspot = next((f for f in relevant if "worst_first" in f.evidence), None)  # the error-hotspot finding
     if hotspot is not None:
         ladder = stage.float_fallback(hotspot, fixes)
         if ladder is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import codes, findings_of
-from factsbuild import healthy_facts, layer, numerics_facts, outlier_row, run_rule
+from factsbuild import healthy_facts, layer, mod, numerics_facts, outlier_row, run_rule
 
 from qdoctor import facts as F
 from qdoctor.facts import SQNR_FLOOR_DB
@@ -82,3 +82,17 @@ def test_healthy_cnn_gets_none_of_qd020_to_qd022(check_fixture, fixture):
     assert [x.path for x in layers] == ["quant", "conv1", "conv2", "fc"]
     assert all(x.isolated_sqnr_db > 25 for x in layers)
     assert report.facts.numerics.sqnr_db > 25
+
+
+def test_qd020_leaves_uncalibrated_and_unconverted_models_to_qd001_and_qd006():
+    layers = [layer("conv1", 3.0, output_scale=1.0, levels_used=2.0), layer("conv2", 2.0)]
+    facts = numerics_facts(2.0, layers)
+    facts.modules = [m for m in facts.modules or [] if m.path != "conv"] + [
+        mod("conv", "ConvReLU2d", F.QUANTIZED, scale=1.0, zero_point=0)
+    ]
+    assert run_rule("QD020", facts) == []
+    assert run_rule("QD001", facts)  # the finding a model below the floor still gets
+    assert run_rule("QD022", facts) == []  # the default step is no recorded range
+    observed = numerics_facts(2.0, [layer("conv2", 2.0)])
+    observed.modules = [*(observed.modules or []), mod("conv.activation_post_process", "HistogramObserver", F.OBSERVER)]
+    assert run_rule("QD020", observed) == []

@@ -28,15 +28,12 @@ def _db(value: float | None) -> str:
 )
 def error_hotspot(facts: Facts) -> Iterator[Finding]:
     numerics = facts.numerics
-    if numerics is None or not E.below_floor(facts):
+    if numerics is None or not E.below_floor(facts) or E.explained_elsewhere(facts):
         return
-    if E.uncalibrated(facts):
-        return  # never calibrated: QD001 reports the one cause
-    if E.qat_trained(facts):
-        return  # trained with QAT: its weights moved away from the float baseline's, not a quantization error
     layers = numerics.layers
     spots = E.hotspots(layers)
-    ranges = E.range_outliers(layers)
+    train_mode_twin = E.float_twin_in_train_mode(facts)
+    ranges = [] if train_mode_twin else E.range_outliers(layers)
     per_tensor = E.per_tensor_outliers(layers)
     drop = numerics.accuracy_drop_points
     lead = []
@@ -63,13 +60,19 @@ def error_hotspot(facts: Facts) -> Iterator[Finding]:
     else:
         message += f"No per-layer numbers to say where it comes from ({numerics.layers_note or 'not measured'})."
     cause = "layer"
+    if train_mode_twin:
+        cause = "train-mode-baseline"
+        message += (
+            " The float baseline runs Dropout/BatchNorm in train mode, so it answers differently on every call: "
+            "call .eval() on it (and on the quantized model) before comparing."
+        )
     if ranges:
         cause = "calibration-range"
         message += (
             f" `{ranges[0].path}`'s quantizer range is far wider than its data (a typical row spans "
             f"{ranges[0].levels_used:.0f} of 256 levels): see QD022, keeping layers in float will not fix that."
         )
-    elif per_tensor and (not spots or any(s in per_tensor for s in spots)):
+    elif per_tensor and not train_mode_twin and (not spots or any(s in per_tensor for s in spots)):
         cause = "per-tensor-weights"
         message += f" `{per_tensor[0].path}` has per-tensor weights with outlier channels: see QD021."
     worst = spots[0] if spots else (ranges[0] if ranges else None)
@@ -96,6 +99,8 @@ def error_hotspot(facts: Facts) -> Iterator[Finding]:
 def _fix(facts: Facts, spots: list[LayerNumerics], cause: str) -> str:
     if cause == "calibration-range":
         return "# the range comes from the calibration data: see QD022's fix"
+    if cause == "train-mode-baseline":
+        return f"{float_variable(facts)}.eval()  # compare in eval mode first; then see which layers still stand out"
     if not spots:
         return (
             "# no single layer to keep in float: check QD021/QD022, use more representative calibration data,\n"

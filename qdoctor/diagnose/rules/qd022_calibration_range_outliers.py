@@ -20,10 +20,8 @@ from qdoctor.facts import Facts
 )
 def calibration_range_outliers(facts: Facts) -> Iterator[Finding]:
     numerics = facts.numerics
-    if numerics is None:
+    if numerics is None or E.explained_elsewhere(facts) or E.float_twin_in_train_mode(facts):
         return
-    if E.uncalibrated(facts):
-        return  # never calibrated: QD001 reports the one cause
     found = E.range_outliers(numerics.layers)
     if not found:
         return

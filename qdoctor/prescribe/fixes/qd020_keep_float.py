@@ -13,6 +13,8 @@ def keep_float(ctx: FixContext, finding: Finding) -> Fix | CannotApply:
     cause = finding.evidence.get("cause")
     if cause == "calibration-range":
         return CannotApply("the error comes from the calibration ranges: QD022's fix, not a float fallback")
+    if cause == "train-mode-baseline":
+        return CannotApply("the float baseline runs in train mode: the per-layer numbers compare against noise")
     spots = list(finding.evidence.get("hotspots") or [])
     if not spots:
         return CannotApply("no single layer stands out: keeping one in float would not bring the error down")

@@ -1,0 +1,64 @@
+# fixtures/error_hotspot_layer.py with evaluate(model): top-1 agreement with the float model's labels on 512 fixed
+# inputs, as an accuracy in 0..1. qdoctor leads with the drop in points and runs the speed/accuracy table on it.
+import torch
+import torch.ao.quantization as tq
+from torch import nn
+
+
+class MLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.fc1 = nn.Linear(64, 256)
+        self.relu1 = nn.ReLU()
+        self.fc2 = nn.Linear(256, 256)
+        self.relu2 = nn.ReLU()
+        self.fc3 = nn.Linear(256, 256)
+        self.relu3 = nn.ReLU()
+        self.fc4 = nn.Linear(256, 10)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        x = self.quant(x)
+        x = self.relu1(self.fc1(x))
+        x = self.relu2(self.fc2(x))
+        x = self.relu3(self.fc3(x))
+        return self.dequant(self.fc4(x))
+
+
+def build_float_model():
+    torch.manual_seed(0)
+    model = MLP().eval()
+    with torch.no_grad():
+        model.fc1.bias[11] = -100.0  # a dead unit
+        model.fc2.weight[:, 11] *= 100.0  # its outgoing weights: no effect on the output, but they set each scale
+    return model
+
+
+def calibration_data():
+    generator = torch.Generator().manual_seed(1)
+    return [(torch.randn(32, 64, generator=generator),) for _ in range(8)]
+
+
+def get_example_inputs():
+    return (torch.randn(16, 64, generator=torch.Generator().manual_seed(0)),)
+
+
+def build_model():
+    torch.backends.quantized.engine = "x86"
+    model = build_float_model()
+    model = tq.fuse_modules(model, [["fc1", "relu1"], ["fc2", "relu2"], ["fc3", "relu3"]])
+    model.qconfig = tq.get_default_qconfig("x86")
+    prepared = tq.prepare(model)
+    with torch.no_grad():
+        for batch in calibration_data():
+            prepared(*batch)
+    return tq.convert(prepared)
+
+
+def evaluate(model):
+    generator = torch.Generator().manual_seed(7)
+    x = torch.randn(512, 64, generator=generator)
+    with torch.no_grad():
+        labels = build_float_model()(x).argmax(dim=1)
+        return float((model(x).argmax(dim=1) == labels).float().mean())
