@@ -292,10 +292,14 @@ def static_fx(
         "from torch.ao.quantization import get_default_qconfig_mapping",
         "from torch.ao.quantization.quantize_fx import prepare_fx, convert_fx",
         f'torch.backends.quantized.engine = "{engine}"',
-        f'qconfig_mapping = get_default_qconfig_mapping("{qconfig_engine}")',
-        *(f'qconfig_mapping.set_module_name("{path}", None)  # kept in float' for path in keep_float),
-        f"{n.prepared} = prepare_fx({n.float_model}.eval(), qconfig_mapping, {n.example_inputs})",
     ]
+    if keep_float:
+        lines.append(f'qconfig_mapping = get_default_qconfig_mapping("{qconfig_engine}")')
+        lines += [f'qconfig_mapping.set_module_name("{path}", None)  # kept in float' for path in keep_float]
+        mapping_code = "qconfig_mapping"
+    else:
+        mapping_code = f'get_default_qconfig_mapping("{qconfig_engine}")'
+    lines.append(f"{n.prepared} = prepare_fx({n.float_model}.eval(), {mapping_code}, {n.example_inputs})")
     if calibrate_model:
         lines.append(n.calibration_loop())
     lines.append(
