@@ -602,8 +602,8 @@ class Target:
             return None
         shapes = ", ".join("x".join(map(str, t.shape)) for t in self.inputs) or "unknown shape"
         return (
-            f"timed on inputs qdoctor invented ({shapes}; the script gives none): timings and per-layer comparisons "
-            "describe a workload the script may never run; define `example_inputs` to measure yours"
+            f"inputs qdoctor invented ({shapes}; the script gives none): timings, profiles and per-layer comparisons "
+            "on them describe a workload the script may never run; define `example_inputs` to measure yours"
         )
 
 

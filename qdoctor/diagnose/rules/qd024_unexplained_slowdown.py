@@ -29,7 +29,7 @@ CATEGORY_NAMES = {
 }
 
 
-def extra_by_module(facts: Facts) -> list[dict[str, Any]]:
+def extra_by_module(facts: Facts, top: int | None = TOP) -> list[dict[str, Any]]:
     """Innermost profiled modules of the subject by int8-minus-float time (ms per forward), largest first. A module
     is matched with the same module in the float model (QuantWrapper's ``module.`` prefix removed); one the float
     model lacks (a QuantStub) counts against 0 ms."""
@@ -49,7 +49,7 @@ def extra_by_module(facts: Facts) -> list[dict[str, Any]]:
             }
         )
     rows.sort(key=lambda r: (-r["extra_ms"], r["module"]))
-    return [r for r in rows if r["extra_ms"] > 0][:TOP]
+    return [r for r in rows if r["extra_ms"] > 0][:top]
 
 
 def extra_by_category(facts: Facts) -> list[dict[str, Any]]:
@@ -104,13 +104,14 @@ def _dig(facts: Facts) -> str:
     )
 
 
-def _fix(facts: Facts, modules: list[dict[str, Any]]) -> str:
+def _fix(facts: Facts) -> str:
     float_name = float_variable(facts)
     lines = [
         "# no known cause: look at where the extra time goes before changing the recipe.",
         "# qdoctor check <target> --trace-dir traces/   then: tensorboard --logdir traces/",
     ]
-    layers = [m["module"] for m in modules if _computes_in_int8(facts, m["module"])][:3]
+    # the int8 layers with the most extra time (stubs and other glue are not worth keeping in float)
+    layers = [m["module"] for m in extra_by_module(facts, top=None) if _computes_in_int8(facts, m["module"])][:3]
     if layers:
         lines.append("# if the slowest int8 layers cost more than their float versions, keep them in float")
         lines.append("# (set before prepare(), then calibrate and convert again):")
@@ -183,7 +184,7 @@ def unexplained_slowdown(facts: Facts, explained: SlowdownExplanations) -> Itera
         module=module,
         source=source,
         evidence=_evidence(facts, ratio, explained, modules),
-        fix=_fix(facts, modules),
+        fix=_fix(facts),
     )
 
 
@@ -226,5 +227,5 @@ def left_slower_after_fixes(facts: Facts, fix_all: dict[str, Any], unfixed: Slow
         module=module,
         source=source,
         evidence=evidence,
-        fix=_fix(facts, modules),
+        fix=_fix(facts),
     )

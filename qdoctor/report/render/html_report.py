@@ -269,7 +269,7 @@ def _summary(report: Report) -> str:
     rows: list[tuple[str, str, str | None]] = []  # float cell None: the subject's cell spans both columns
     caveat = target.invented_inputs_caveat()
     if caveat is not None:
-        rows.append(("inputs", f'<span class="crash">invented</span>: {_e(caveat)}', None))
+        rows.append(("inputs", f'<span class="crash">{_e(caveat)}</span>', None))
     crash = facts.crash
     if crash is not None:
         where = f" in module <code>{_e(crash.module)}</code>" if crash.module else ""

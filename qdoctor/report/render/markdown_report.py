@@ -72,7 +72,7 @@ def _summary(report: Report) -> list[str]:
     rows: list[list[Any]] = []
     caveat = target.invented_inputs_caveat()
     if caveat is not None:
-        rows.append(["inputs", f"**invented**: {caveat}", "-"])
+        rows.append(["inputs", f"**{caveat}**", "-"])
     crash = facts.crash
     if crash is not None:
         where = f" in module {code_span(crash.module)}" if crash.module else ""

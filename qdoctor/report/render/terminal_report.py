@@ -43,7 +43,7 @@ def _header(report: Report) -> Table:
     table.add_row("target", f"{t.spec}  (subject `{t.subject_name}`, float baseline `{t.float_name or '-'}`)")
     caveat = t.invented_inputs_caveat()
     if caveat is not None:
-        table.add_row("inputs", Text(f"INVENTED: {caveat}", style="yellow"))
+        table.add_row("inputs", Text(caveat, style="yellow"))
     bench = facts.benchmark
     crash = facts.crash
     if crash is not None:
