@@ -20,7 +20,7 @@ from qdoctor.facts import Benchmarks, OpTime, Ratio
 FIXTURES = [
     "fixtures/healthy_static_wide.py",  # under the fixed clock no rule explains the slowdown: QD024 reports
     "fixtures/qnnpack_engine_on_x86.py",  # QD003 explains it: QD024 stays quiet
-    "fixtures/depthwise_int8_slower.py",  # QD023 names the slow depthwise convolutions: QD024 stays quiet
+    "fixtures/depthwise_conv1d_int8.py",  # QD023 names the slow depthwise convolutions: QD024 stays quiet
 ]
 INT8_MS, FP32_MS = 6.0, 2.0  # the fixed clock: int8 3x slower, IQRs far apart
 
