@@ -71,16 +71,19 @@ def skip_if_busy() -> None:
         pytest.skip(f"machine busy (load average {load:.1f} on {cores} cores): a timing direction is not meaningful")
 
 
-def fixed_rounds(int8_ms: float, fp32_ms: float):
+def fixed_rounds(int8_ms: float, fp32_ms: float, fixed_ms: float | None = None):
     """A stand-in for qdoctor.gather.timing.time_models (a fake timer): every float variant ("float", "float@N")
-    takes ``fp32_ms`` per call in every round, every other one (the subject, the fixed models) ``int8_ms``, with a
-    little round-to-round jitter."""
+    takes ``fp32_ms`` per call in every round, the subject ``int8_ms`` and the fixed models ``fixed_ms`` (default
+    ``int8_ms``), with a little round-to-round jitter."""
     from qdoctor.gather.rounds import RoundsResult
 
     def time_models(variants, min_run_time, min_rounds=7):
         result = RoundsResult()
         for v in variants:
-            ms = fp32_ms if v.key.startswith("float") else int8_ms
+            if v.key.startswith("float"):
+                ms = fp32_ms
+            else:
+                ms = int8_ms if v.key == "subject" or fixed_ms is None else fixed_ms
             result.per_call[v.key] = [ms / 1000 * (1 + 0.01 * (i % 3 - 1)) for i in range(12)]
             result.number[v.key], result.threads[v.key] = 10, 1
         return result

@@ -53,7 +53,7 @@ def test_error_hotspot_kept_in_float_restores_the_sqnr_and_the_table_stops_at_on
     verified = done.verified("QD020")
     assert verified["applied"] and verified["before_sqnr_db"] < SQNR_FLOOR_DB
     assert verified["after_sqnr_db"] >= HEALTHY_MIN_DB
-    assert "kept fc2 in float" in verified["steps"]
+    assert "kept in float: fc2" in verified["steps"]
     table = done.extras["float_fallback"]
     assert table["chosen"] == 0 and table["steps"][0]["float_layers"] == ["fc2"]
     assert table["steps"][0]["sqnr_db"] >= SQNR_FLOOR_DB

@@ -239,7 +239,7 @@ def static_eager(
         wrapped = wrap and not has_quant_stub(model)
         if float_layers:
             keep_in_float(model, float_layers)
-            steps.append(f"kept {', '.join(float_layers)} in float")
+            steps.append(f"kept in float: {', '.join(float_layers)}")
         if wrapped:
             model = wrap_with_stubs(model)
             steps.append("wrapped with QuantStub/DeQuantStub")

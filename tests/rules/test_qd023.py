@@ -222,7 +222,7 @@ def test_fixture_fix_keeps_the_slow_layers_in_float_and_is_verified(fixed_profil
         assert "kept in float: depthwise1, depthwise2" in verified["steps"]
         assert verified["after_sqnr_db"] is not None and verified["after_sqnr_db"] > 20
     code = fixed_profile_report.extras["fix_all"]["code"]
-    assert ".depthwise1[1].qconfig = None" in code and "DeQuantStub()" in code
+    assert "['depthwise1', 'depthwise2']" in code and "layer.qconfig = None" in code and "DeQuantStub()" in code
 
 
 def test_fixture_verdict_follows_the_real_profile(check_fixture):

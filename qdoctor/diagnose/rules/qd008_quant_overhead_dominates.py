@@ -51,13 +51,16 @@ def overhead_dominates(facts: Facts) -> Overhead | None:
         return None  # slow ARM kernels on x86: QD003's case, not overhead
     if not clearly_slower(bench):
         return None
-    if profile.share(F.CAT_FLOAT) > FLOAT_FALLBACK_SHARE:
+    dynamic = all(m.kind == F.DYNAMIC_QUANTIZED for m in int8_layers)
+    # a static model mostly in float compute is QD005's float fallback; a dynamic one computes in float by design
+    # (its activations stay float between the int8 GEMMs), so that share says nothing there
+    if not dynamic and profile.share(F.CAT_FLOAT) > FLOAT_FALLBACK_SHARE:
         return None
     layers = _layer_times(facts, [m.path for m in int8_layers])
     not_paying = [layer["module"] for layer in layers if layer["int8_ms"] >= layer["float_ms"]]
     found = Overhead(
         int8_layers=int8_layers,
-        dynamic=all(m.kind == F.DYNAMIC_QUANTIZED for m in int8_layers),
+        dynamic=dynamic,
         overhead_share=profile.share(F.CAT_QDQ) + profile.share(F.CAT_OTHER),
         small=bench.float_baseline.median_ms < SMALL_MODEL_MS,
         layers=layers,
