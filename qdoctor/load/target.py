@@ -1,6 +1,7 @@
 """Load a target the way a user pastes it into a bug report.
 
-A target is a script (``model.py``) or ``package.module:attribute``. The script runs as a module that is not
+A target is a script (``model.py``), a bug report (``issue.md``, ``post.txt``: its Python runs) or
+``package.module:attribute``. The script runs as a module that is not
 ``__main__``, with its folder on ``sys.path``, its stdout/stderr captured and an empty stdin. If it raises part-way,
 the globals defined up to the crash are kept and the crash becomes a fact. Then the subject (the model to check),
 its float baseline and the example inputs are picked: by the contract names first, else by what the globals hold.
@@ -20,6 +21,7 @@ from torch import nn
 
 from qdoctor.errors import TargetError
 from qdoctor.facts import SourceLocation, Target, TensorInfo
+from qdoctor.load.options import LoadOptions
 from qdoctor.load.script import import_attribute, run_script
 from qdoctor.load.select import (
     call_contract,
@@ -31,6 +33,7 @@ from qdoctor.load.select import (
     pick_inputs,
     pick_subject,
 )
+from qdoctor.load.standins import StandIns
 
 
 @dataclass
@@ -87,12 +90,13 @@ def _load_saved_target(path: Path, target: Target, trust: bool) -> LoadedTarget:
     )
 
 
-def load_target(spec: str, *, trust: bool = False) -> LoadedTarget:
+def load_target(spec: str, *, trust: bool = False, options: LoadOptions | None = None) -> LoadedTarget:
     """Run the target and pick subject, float baseline and inputs. Raises TargetError when nothing can be checked.
 
     A saved model file (.pt/.pth/.pt2) is loaded instead of run; a pickled full model only with ``trust=True``.
     """
     origins: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    stand_ins: StandIns | None = None
     path = Path(spec)
     looks_like_file = spec.endswith(".py") or path.exists() or "/" in spec or ":" not in spec
     target = Target(spec=spec, file=None, subject_name="", float_name=None, inputs_name=None, inputs=[])
@@ -106,7 +110,8 @@ def load_target(spec: str, *, trust: bool = False) -> LoadedTarget:
         if path.suffix in SAVED_SUFFIXES:
             return _load_saved_target(path, target, trust)
         target.file = str(path.resolve())
-        namespace = run_script(path, origins, target)
+        stand_ins = StandIns(target.file, enabled=(options or LoadOptions()).stand_ins)
+        namespace = run_script(path, origins, target, options, stand_ins)
         user_engine = torch.backends.quantized.engine
         user_threads = torch.get_num_threads()
         subject_name, subject = pick_subject(namespace, target)
@@ -137,6 +142,9 @@ def load_target(spec: str, *, trust: bool = False) -> LoadedTarget:
     ]
     calibration = optional_callable(namespace, "calibration_data")
     evaluate = optional_callable(namespace, "evaluate")
+    if stand_ins is not None and stand_ins.used:  # the script's own functions meet the same missing data and GPU
+        calibration = stand_ins.wrap(calibration) if calibration is not None else None
+        evaluate = stand_ins.wrap(evaluate) if evaluate is not None else None
     target.has_calibration_data = calibration is not None
     target.has_evaluate = evaluate is not None
     return LoadedTarget(
