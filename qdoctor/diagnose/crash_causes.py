@@ -113,7 +113,7 @@ def distinct_crashes(facts: Facts) -> list[CrashInfo]:
     for error in facts.target.script_errors:
         if error.follows_from is not None:  # a name an earlier error left unbound: that error is the finding
             continue
-        if error is load or any(same_crash(error, c) and error.line == c.line for c in found):
+        if error is load or any(same_crash(error, c) for c in found):  # the same error on several lines: once
             continue
         found.append(error)
     return found

@@ -153,16 +153,16 @@ _NO_SUCH_API = {
         STATIC_FLOW,
     ),
     "get_default_qconfig_dict": (
-        "get_default_qconfig_dict was replaced by get_default_qconfig_mapping (torch 1.13): FX takes a QConfigMapping",
+        "get_default_qconfig_dict is not re-exported by the old torch.quantization alias; it lives in "
+        "torch.ao.quantization, deprecated since torch 1.13 for get_default_qconfig_mapping (FX takes a "
+        "QConfigMapping)",
         'from torch.ao.quantization import get_default_qconfig_mapping\nqconfig_mapping = get_default_qconfig_mapping("x86")',
     ),
     "get_default_qat_qconfig_dict": (
-        "get_default_qat_qconfig_dict was replaced by get_default_qat_qconfig_mapping (torch 1.13)",
-        'from torch.ao.quantization import get_default_qat_qconfig_mapping\nqconfig_mapping = get_default_qat_qconfig_mapping("x86")',
-    ),
-    "QConfigDynamic": (
-        "QConfigDynamic was removed: a dynamic qconfig is a QConfig with a PlaceholderObserver activation",
-        "from torch.ao.quantization import default_dynamic_qconfig\nqconfig = default_dynamic_qconfig",
+        "get_default_qat_qconfig_dict is not re-exported by the old torch.quantization alias; it lives in "
+        "torch.ao.quantization, deprecated since torch 1.13 for get_default_qat_qconfig_mapping",
+        "from torch.ao.quantization import get_default_qat_qconfig_mapping\n"
+        'qconfig_mapping = get_default_qat_qconfig_mapping("x86")',
     ),
 }
 _MISSING_NAME = (
