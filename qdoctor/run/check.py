@@ -94,6 +94,8 @@ SPEED_NOT_ACCURACY = (
 
 def script_notes(target: Any) -> list[str]:
     """What the report ran of a bug report, and the offline stand-ins used (shared with `qdoctor compare`)."""
+    from qdoctor.report.render.common import STAND_IN_MARK
+
     notes = []
     text = target.report_text
     if text is not None:
@@ -107,7 +109,7 @@ def script_notes(target: Any) -> list[str]:
         where = f" (line {sub.line})" if sub.line else ""
         notes.append(f"stand-in{where}: {sub.requested} -> {sub.instead}")
     if target.substitutions:
-        notes.append(SPEED_NOT_ACCURACY + " (--no-stand-ins runs the script as written)")
+        notes.append(f"{STAND_IN_MARK} {SPEED_NOT_ACCURACY} (--no-stand-ins runs the script as written)")
     return notes
 
 

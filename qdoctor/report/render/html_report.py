@@ -24,9 +24,9 @@ from qdoctor.report.render.common import (
     finding_counts,
     fmt_bytes,
     fmt_ms,
-    fmt_sqnr,
     module_rows,
     speed_text,
+    sqnr_cell,
     verified_text,
 )
 
@@ -184,7 +184,7 @@ def _summary(report: Report) -> str:
             ("size (serialized)", _e(fmt_bytes(facts.size.subject_bytes)), _e(fmt_bytes(facts.size.float_bytes)))
         )
     if facts.numerics is not None:
-        rows.append(("SQNR vs float", _e(fmt_sqnr(facts.numerics.sqnr_db)), "-"))
+        rows.append(("SQNR vs float", _e(sqnr_cell(facts)), "-"))
     float_head = f"float baseline <code>{_e(target.float_name)}</code>" if target.float_name else "float baseline"
     body = "".join(
         f'<tr><th>{k}</th><td class="num">{s}</td><td class="num">{f}</td></tr>'

@@ -19,9 +19,9 @@ from qdoctor.report.render.common import (
     finding_counts,
     fmt_bytes,
     fmt_ms,
-    fmt_sqnr,
     module_rows,
     speed_text,
+    sqnr_cell,
     verified_text,
 )
 
@@ -80,7 +80,7 @@ def _summary(report: Report) -> list[str]:
     if facts.size is not None:
         rows.append(["size (serialized)", fmt_bytes(facts.size.subject_bytes), fmt_bytes(facts.size.float_bytes)])
     if facts.numerics is not None:
-        rows.append(["SQNR vs float", fmt_sqnr(facts.numerics.sqnr_db), "-"])
+        rows.append(["SQNR vs float", sqnr_cell(facts), "-"])
     elif "numerics" in facts.unavailable:
         rows.append(["SQNR vs float", f"not measured: {facts.unavailable['numerics']}", "-"])
     return table(["", subject_head, float_head], rows, "lrr")

@@ -15,7 +15,14 @@ from qdoctor import facts as F
 from qdoctor.diagnose.findings import Severity
 from qdoctor.facts.location import first_line
 from qdoctor.report.model import Report
-from qdoctor.report.render.common import CATEGORY_LABEL, fmt_bytes, fmt_ms, fmt_sqnr, speed_text, verified_text
+from qdoctor.report.render.common import (
+    CATEGORY_LABEL,
+    fmt_bytes,
+    fmt_ms,
+    speed_text,
+    sqnr_cell,
+    verified_text,
+)
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
@@ -49,7 +56,7 @@ def _header(report: Report) -> Table:
     if facts.size is not None:
         table.add_row("size", f"{fmt_bytes(facts.size.subject_bytes)} (float {fmt_bytes(facts.size.float_bytes)})")
     if facts.numerics is not None:
-        table.add_row("SQNR vs float", fmt_sqnr(facts.numerics.sqnr_db))
+        table.add_row("SQNR vs float", sqnr_cell(facts))
     table.add_row(
         "machine",
         f"{env.cpu_model}, {env.cpu_count} cores, {env.machine} {'/'.join(env.cpu_isa) or env.cpu_capability}; "
