@@ -12,4 +12,4 @@ class LoadOptions:
     stand_ins: bool = True  # offline stand-ins for pretrained weights, datasets, checkpoints, CUDA (--no-stand-ins)
     # keep-going: a top-level statement still running after this many seconds is stopped (a report's own timing
     # loop of 1000 forwards; qdoctor measures speed itself) and the next one runs. None: no limit.
-    statement_seconds: float | None = 30.0
+    statement_seconds: float | None = 60.0

@@ -150,6 +150,8 @@ def run_script(
             code = compile(source, filename, "exec")
     except SyntaxError as exc:
         raise TargetError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+    except ValueError as exc:  # "source code string cannot contain null bytes"
+        raise TargetError(f"{path}: not Python source ({exc})") from None
 
     module = types.ModuleType(MODULE_NAME)
     module.__file__ = filename
