@@ -166,6 +166,7 @@ def run_script(
     # Registered so that classes defined in the script can be pickled (torch.save) and deep-copied.
     sys.modules[MODULE_NAME] = module
     stand_ins = stand_ins or StandIns(filename, enabled=options.stand_ins)
+    stand_ins.source_lines = source.splitlines()
     lines = source.splitlines()
 
     def record(exc: BaseException, line: int, follows_from: int | None) -> None:

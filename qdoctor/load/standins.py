@@ -2,7 +2,7 @@
 
 - ``torch.hub.load("pytorch/vision...", name, pretrained=True)`` -> torchvision's ``name`` with random weights;
 - torchvision ``weights=`` / ``pretrained=True``, ``load_state_dict_from_url`` of a file not in the hub cache, and
-  ``torch.load`` of a checkpoint that does not exist -> random weights (the model's own initialisation: the state
+  ``torch.load`` of a checkpoint that does not exist and that the script hands to ``load_state_dict`` -> random weights (the model's own initialisation: the state
   dict handed to ``load_state_dict`` is a marker it skips);
 - a torchvision dataset that is not on this disk (``download=True``, a missing root; ``ImageFolder`` on a missing
   folder) -> ``torchvision.datasets.FakeData`` with the sample shape the script's transforms produce;
@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from qdoctor.facts import Substitution
+from qdoctor.facts import SourceLocation, Substitution
 from qdoctor.facts.location import user_frame
 
 FAKE_DATASET_SIZE = 64
@@ -65,12 +66,26 @@ class RandomWeights(dict[str, Any]):
 class StandIns:
     """Installs the stand-ins for the duration of a ``with`` block and records the ones used."""
 
-    def __init__(self, user_file: str, enabled: bool = True) -> None:
+    def __init__(self, user_file: str, enabled: bool = True, source: str = "") -> None:
         self.user_file = str(Path(user_file).resolve())
+        self.source_lines = source.splitlines()  # the script that runs (a report's Python), set by run_script
         self.enabled = enabled
         self.used: list[Substitution] = []
         self._seen: set[tuple[str, str, int | None]] = set()
         self.loaded_random_weights = False
+
+    def feeds_load_state_dict(self, where: SourceLocation | None) -> bool:
+        """The user's line loads weights: it calls load_state_dict, or binds a name that the script hands to
+        load_state_dict (``ckpt = torch.load(p)`` ... ``model.load_state_dict(ckpt["model"])``). Anything else read
+        with torch.load (labels, features) is data, not weights: no stand-in for it."""
+        if where is None or not 0 < where.line <= len(self.source_lines):
+            return False
+        code = self.source_lines[where.line - 1]
+        if "load_state_dict" in code:
+            return True
+        bound = re.match(r"\s*(\w+)\s*(?::[^=]+)?=[^=]", code)
+        source = "\n".join(self.source_lines)
+        return bound is not None and re.search(rf"load_state_dict\(\s*{bound.group(1)}\b", source) is not None
 
     # ---- recording ----
     def record(self, kind: str, requested: str, instead: str) -> None:
@@ -197,7 +212,8 @@ class StandIns:
         stand_ins = self
 
         def load(f: Any, *args: Any, **kwargs: Any) -> Any:
-            if isinstance(f, (str, os.PathLike)) and not os.path.exists(f):
+            missing = isinstance(f, (str, os.PathLike)) and not os.path.exists(f)
+            if missing and stand_ins.feeds_load_state_dict(user_frame(sys._getframe(1), stand_ins.user_file)):
                 stand_ins.loaded_random_weights = True
                 stand_ins.record("checkpoint", f"torch.load({os.fspath(f)!r}): no such file", "random weights")
                 return RandomWeights()
