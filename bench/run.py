@@ -22,6 +22,7 @@ BENCHMARKS = {
     "compare_models": ["resnet18", "resnet50", "mobilenet_v2"],
     "rules_more": [],
     "stress_isolation": [],
+    "reports": [],
 }
 
 
