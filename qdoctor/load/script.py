@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
-import re
 import sys
 import tokenize
 import types
@@ -173,6 +172,9 @@ def run_script(
         if isinstance(exc, StatementTimeout):  # the script's own long loop: qdoctor measures speed itself
             target.stopped_lines.append(line)
             return
+        if isinstance(exc, ModuleNotFoundError) and not _defines_any_module(namespace):
+            # A package this environment lacks, before any model: nothing of the script can be checked here.
+            raise _missing_module(path, exc) from None
         crash = crash_info(exc, "load", str(path))
         crash.follows_from = follows_from
         if crash.line is None:  # raised before any frame of the script (a SyntaxError of exec'd text, ...)
@@ -217,11 +219,6 @@ def run_script(
         if text not in seen:
             seen.add(text)
             target.warnings.append(text)
-    if options.keep_going and not _defines_any_module(namespace):
-        missing = next((e for e in target.script_errors if e.type == "ModuleNotFoundError"), None)
-        if missing is not None:
-            name = re.search(r"No module named '([\w.]+)'", missing.message)
-            raise _missing_module(path, ModuleNotFoundError(missing.message, name=name.group(1) if name else None))
     return namespace
 
 

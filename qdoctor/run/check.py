@@ -61,7 +61,10 @@ def notes_for(facts: Facts) -> list[str]:
     if target.script_errors:
         errors = [c for c in target.script_errors if c.follows_from is None]
         followers = [c for c in target.script_errors if c.follows_from is not None]
-        lines = ", ".join(str(c.line) for c in errors[:12] if c.line) + (", ..." if len(errors) > 12 else "")
+        lines = ", ".join(
+            f"{c.line} {c.type}" + (": it read stdin, which qdoctor leaves empty" if c.type == "EOFError" else "")
+            for c in errors[:12]
+        ) + (", ..." if len(errors) > 12 else "")
         text = (
             f"the script ran statement by statement: {len(errors)} raised (line{'s' if len(errors) > 1 else ''} "
             f"{lines}), each reported; the statements after them still ran (--stop-on-error stops at the first)"

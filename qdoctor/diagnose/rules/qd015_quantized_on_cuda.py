@@ -59,8 +59,10 @@ def quantized_on_cuda(facts: Facts) -> Iterator[Finding]:
     if not reported and moved and crashes.has_int8_modules(facts):
         # No GPU here: the CUDA stand-in ran the script on the CPU, but on the reporter's GPU machine it fails.
         cuda_line = script_line(facts, _MOVES_TO_CUDA)
-        first = moved[0]
-        source = cuda_line or (SourceLocation(first.file, first.line, "") if first.file and first.line else None)
+        first = moved[0]  # where the script first sent something to CUDA (the stand-in kept it on the CPU)
+        lines = facts.target.script_text.splitlines()
+        code = lines[first.line - 1].strip() if first.line and 0 < first.line <= len(lines) else ""
+        source = SourceLocation(first.file, first.line, code) if first.file and first.line else cuda_line
         yield quantized_on_cuda.finding(
             f"the script sends the int8 model or its inputs to CUDA ({first.requested}). Eager and FX quantized "
             'models (torch.ao.quantization) have CPU kernels only: on a GPU machine running them raises ("Could not '
