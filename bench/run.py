@@ -24,6 +24,7 @@ BENCHMARKS = {
     "numerics_cost": [],
     "stress_isolation": [],
     "under_load": [],
+    "reports": [],
 }
 
 

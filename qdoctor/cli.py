@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,8 +67,8 @@ def _split(values: list[str] | None) -> list[str] | None:
 def check(
     targets: list[str] = typer.Argument(
         ...,
-        help="model.py files, directories of them, package.module:attribute, or saved models (.pt TorchScript, "
-        ".pt2 ExportedProgram)",
+        help="model.py files, directories of them, package.module:attribute, saved models (.pt TorchScript, "
+        ".pt2 ExportedProgram), or bug reports (issue.md, post.txt; - reads one from stdin)",
         show_default=False,
     ),
     output_format: OutputFormat = typer.Option(OutputFormat.terminal, "--format", "-f", help="Report format."),
@@ -101,12 +104,53 @@ def check(
     trust: bool = typer.Option(
         False, "--trust", help="Allow a pickled full model (torch.save(model)) as TARGET: unpickling runs code from it."
     ),
+    stop_on_error: bool = typer.Option(
+        False,
+        "--stop-on-error",
+        help="Stop the script at its first error (default: run every top-level statement and report each error).",
+    ),
+    stand_ins: bool = typer.Option(
+        True,
+        "--stand-ins/--no-stand-ins",
+        help="Offline stand-ins for what this machine lacks: pretrained weights and checkpoints (random weights), "
+        "datasets (FakeData), CUDA (CPU). Listed in the report; valid for speed, not accuracy.",
+    ),
 ) -> None:
     """Diagnose quantized models: measure them, find every cause of slowness or breakage, suggest fixes.
 
     Each target is checked in its own process: a script that hangs, exits or crashes the process still gives a
     report (exit code 2, with what was gathered before).
     """
+
+    with _stdin_report(targets) as targets:
+        _check(
+            targets, output_format, output, fail_on, exit_zero, select, ignore, config, trace_dir, bench, bench_time,
+            profile, verify, save_fixed, jobs, timeout, debug, trust, stop_on_error, stand_ins,
+        )  # fmt: skip
+
+
+def _check(
+    targets: list[str],
+    output_format: OutputFormat,
+    output: Path | None,
+    fail_on: str | None,
+    exit_zero: bool | None,
+    select: list[str] | None,
+    ignore: list[str] | None,
+    config: Path | None,
+    trace_dir: Path | None,
+    bench: bool,
+    bench_time: float,
+    profile: bool,
+    verify: bool,
+    save_fixed: Path | None,
+    jobs: int | None,
+    timeout: float,
+    debug: bool,
+    trust: bool,
+    stop_on_error: bool,
+    stand_ins: bool,
+) -> None:
     from qdoctor import config as settings_file
 
     try:
@@ -139,6 +183,7 @@ def check(
         if not save_fixed.resolve().parent.is_dir():
             raise _fail(f"--save-fixed: no such directory: {save_fixed.resolve().parent}")
     from qdoctor.gather import GatherOptions
+    from qdoctor.load.options import LoadOptions
     from qdoctor.run.batch import check_targets, worst_exit_code
     from qdoctor.run.check import CheckOptions
 
@@ -152,6 +197,7 @@ def check(
         verify=verify,
         save_fixed=str(save_fixed) if save_fixed is not None else None,
         trust=trust,
+        load=LoadOptions(keep_going=not stop_on_error, stand_ins=stand_ins),
     )
     console = _stderr()
     try:
@@ -167,6 +213,11 @@ def check(
         if debug:
             raise
         raise _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)") from None
+    for outcome in outcomes:  # a report read from stdin is named "-", not by its temporary file
+        if _is_stdin_file(outcome.spec):
+            outcome.spec = "-"
+            if outcome.report is not None:
+                outcome.report.facts.target.spec = "-"
     _explain(outcomes, debug, console)
     text = _render(outcomes, several, output_format, settings.fail_on, settings.exit_zero, color=output is None)
     if output is not None and (several or outcomes[0].report is not None):  # nothing checked: leave no file
@@ -183,6 +234,36 @@ def check(
         if outcome.report is not None:
             _after_report(outcome.report, trace_dir, console)
     raise typer.Exit(worst_exit_code(outcomes, settings.fail_on, settings.exit_zero))
+
+
+STDIN_NAME = "stdin.md"
+
+
+@contextlib.contextmanager
+def _stdin_report(targets: list[str]) -> Iterator[list[str]]:
+    """``-`` among the targets: the report read from standard input, saved to a temporary ``stdin.md`` (each target
+    is checked in its own process, which reads a file) and removed afterwards."""
+    if "-" not in targets:
+        yield targets
+        return
+    if targets.count("-") > 1:
+        raise _fail("- (standard input) can be given once")
+    if sys.stdin is None or sys.stdin.isatty():
+        raise _fail(
+            "-: nothing on standard input (pipe a report into it: gh issue view N --json body -q .body | qdoctor check -)"
+        )
+    data = sys.stdin.buffer.read()
+    if not data.strip():
+        raise _fail("-: the report on standard input is empty")
+    with tempfile.TemporaryDirectory(prefix="qdoctor-stdin-") as folder:
+        path = Path(folder) / STDIN_NAME
+        path.write_bytes(data)
+        yield [str(path) if t == "-" else t for t in targets]
+
+
+def _is_stdin_file(spec: str) -> bool:
+    path = Path(spec)
+    return path.name == STDIN_NAME and path.parent.name.startswith("qdoctor-stdin-")
 
 
 def _after_report(report: Report, trace_dir: Path | None, console: Console) -> None:
@@ -265,7 +346,9 @@ def _render(
 @app.command()
 def compare(
     target: str = typer.Argument(
-        ..., help="model.py (float model, example inputs; optional calibration_data(), evaluate())"
+        ...,
+        help="model.py (float model, example inputs; optional calibration_data(), evaluate()), or a bug report "
+        "(issue.md, post.txt; - reads one from stdin)",
     ),
     recipes: str | None = typer.Option(
         None,
@@ -284,6 +367,17 @@ def compare(
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the report to this file instead of stdout."),
     bench_time: float = typer.Option(1.0, "--bench-time", min=0.05, help="Seconds of timed runs per recipe."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of qdoctor's own errors."),
+    stop_on_error: bool = typer.Option(
+        False,
+        "--stop-on-error",
+        help="Stop the script at its first error (default: run every top-level statement and report each error).",
+    ),
+    stand_ins: bool = typer.Option(
+        True,
+        "--stand-ins/--no-stand-ins",
+        help="Offline stand-ins for what this machine lacks: pretrained weights and checkpoints (random weights), "
+        "datasets (FakeData), CUDA (CPU). Listed in the report; valid for speed, not accuracy.",
+    ),
 ) -> None:
     """Quantize a float model with each recipe, measure latency, size and accuracy, and recommend one."""
     from qdoctor.compare.reporters import CompareFormat
@@ -299,15 +393,17 @@ def compare(
     from qdoctor.compare import compare as run_compare
     from qdoctor.compare.reporters import render
     from qdoctor.errors import TargetError
+    from qdoctor.load.options import LoadOptions
 
     options = CompareOptions(
         recipes=recipes,
         limits=Limits(max_drop=max_drop, min_sqnr_db=min_sqnr, min_speedup=min_speedup),
         bench_time=bench_time,
+        load=LoadOptions(keep_going=not stop_on_error, stand_ins=stand_ins),
     )
     try:
-        with console.status("comparing", spinner="dots") as status:
-            result = run_compare(target, options, progress=lambda msg: status.update(msg))
+        with console.status("comparing", spinner="dots") as status, _stdin_report([target]) as (spec,):
+            result = run_compare(spec, options, progress=lambda msg: status.update(msg))
     except TargetError as exc:
         raise _fail(str(exc)) from None
     except Exception as exc:

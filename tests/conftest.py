@@ -1,9 +1,28 @@
 from __future__ import annotations
 
 import json
+import socket
+import sys
 from pathlib import Path
 
 import pytest
+
+_LOOKUPS = ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr")
+
+
+def _block_network(event: str, args: tuple) -> None:
+    """No test touches the network: a connection to an internet address or a host-name lookup raises (an audit
+    hook, so it covers every caller in this process, qdoctor's and the scripts it runs; the worker processes of
+    `qdoctor check` get the same block in tests/test_isolation.py)."""
+    if event in ("socket.connect", "socket.connect_ex"):
+        if args[0].family not in (socket.AF_INET, socket.AF_INET6):
+            return
+    elif event not in _LOOKUPS:
+        return
+    raise OSError(f"network blocked in qdoctor's tests ({event} {args[1:]!r})")
+
+
+sys.addaudithook(_block_network)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"

@@ -304,10 +304,17 @@ def test_old_pt2e_import_says_where_it_moved():
 
 def test_torchao_name_that_moved_names_the_installed_version():
     torchao = pytest.importorskip("torchao")
+    from qdoctor.load.options import LoadOptions
     from qdoctor.run.check import load_target_explained
 
+    # --stop-on-error: the script stops at the import, before any model: one line
     with pytest.raises(TargetError, match=f"torchao {torchao.__version__} has no `int8_weight_only_config`"):
-        load_target_explained(str(SCRIPTS / "torchao_moved_name.py"))
+        load_target_explained(str(SCRIPTS / "torchao_moved_name.py"), options=LoadOptions(keep_going=False))
+    # the default runs on past it: the model the script meant to quantize stays float, QD017 says why, at its line
+    report = run_check(SCRIPTS / "torchao_moved_name.py", profile=False)
+    [finding] = [f for f in report.findings if f.rule == "QD017"]
+    assert f"torchao {torchao.__version__} has no `int8_weight_only_config`" in finding.message
+    assert finding.location.line == report.facts.target.load_crash.line
 
 
 # ------------------------------------------------------------------- one flow vocabulary (introspect.flow)

@@ -37,9 +37,10 @@ from qdoctor.gather.environment import gather_environment
 from qdoctor.gather.numerics import flat_tensors, sqnr_db
 from qdoctor.introspect.flow import model_flow
 from qdoctor.introspect.state import preserved_torch_state, quiet
+from qdoctor.load.options import LoadOptions
 from qdoctor.load.target import LoadedTarget
 from qdoctor.prescribe import quantize as Q
-from qdoctor.run.check import load_target_explained
+from qdoctor.run.check import load_target_explained, script_notes
 
 Progress = Callable[[str], None]
 LARGE_MODEL_BYTES = 16_000_000
@@ -54,6 +55,7 @@ class CompareOptions:
     bench_time: float = 1.0  # seconds of timed runs per recipe (torch.utils.benchmark min_run_time)
     calibration_batches: int = Q.CALIBRATION_BATCHES  # random stand-ins when the script has no calibration_data()
     check_batches: int = 8  # batches SQNR and top-1 agreement are measured on
+    load: LoadOptions = field(default_factory=LoadOptions)  # keep going past errors, offline stand-ins
 
 
 @dataclass
@@ -223,7 +225,7 @@ def compare(spec: str, options: CompareOptions | None = None, progress: Progress
         except ValueError as exc:
             raise TargetError(str(exc)) from None
         progress(f"loading {spec}")
-        loaded = load_target_explained(spec)
+        loaded = load_target_explained(spec, options=options.load)
         return compare_loaded(loaded, options, progress, started)
 
 
@@ -307,6 +309,7 @@ def compare_loaded(
         metric_name="evaluate()" if loaded.evaluate is not None else None,
         not_run=not_run,
         notes=notes,
+        substitutions=list(loaded.target.substitutions),
         wall_s=time.perf_counter() - started,
         qdoctor_version=__version__,
     )
@@ -315,8 +318,8 @@ def compare_loaded(
 def _notes(
     loaded: LoadedTarget, candidates: list[Candidate], not_run: dict[str, str], selected: list[R.Recipe]
 ) -> list[str]:
-    notes = []
     target = loaded.target
+    notes = script_notes(target)
     if target.inputs_inferred:
         notes.append(f"inputs: {target.inputs_inferred}")
     if target.float_derived:

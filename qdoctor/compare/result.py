@@ -90,6 +90,7 @@ class CompareResult:
     metric_name: str | None  # "evaluate()" when the script defines it
     not_run: dict[str, str] = field(default_factory=dict)  # recipe -> why it was not selected
     notes: list[str] = field(default_factory=list)
+    substitutions: list[Any] = field(default_factory=list)  # offline stand-ins the script used (qdoctor.facts)
     wall_s: float | None = None  # the whole compare, wall clock
     measurement: Contention | None = None  # how the recipes were timed: contention seen, threads, CPUs
     qdoctor_version: str = ""
@@ -287,6 +288,7 @@ def to_dict(result: CompareResult) -> dict[str, Any]:
             "not_run": result.not_run,
             "notes": result.notes,
             "measurement": asdict(result.measurement) if result.measurement is not None else None,
+            "substitutions": [asdict(sub) for sub in result.substitutions],
             "wall_s": result.wall_s,
         }
     )

@@ -176,13 +176,21 @@ def same_crash(a: CrashInfo, b: CrashInfo) -> bool:
 
 
 def distinct_crashes(facts: Facts) -> list[CrashInfo]:
-    """The crash of qdoctor's run of the subject, then the script's own crash when it is a different one."""
+    """The crash of qdoctor's run of the subject, then the script's own crash when it is a different one, then every
+    other statement of the script that raised (keep-going: one per line and error; not the NameErrors that only
+    follow from an earlier one)."""
     found: list[CrashInfo] = []
     if facts.trace is not None and facts.trace.crash is not None:
         found.append(facts.trace.crash)
     load = facts.target.load_crash
     if load is not None and not any(same_crash(load, c) for c in found):
         found.append(load)
+    for error in facts.target.script_errors:
+        if error.follows_from is not None:  # a name an earlier error left unbound: that error is the finding
+            continue
+        if error is load or any(same_crash(error, c) for c in found):  # the same error on several lines: once
+            continue
+        found.append(error)
     return found
 
 

@@ -56,6 +56,7 @@ converted = convert_pt2e(prepared)"""
 
 
 PT2E_MOVED = "pt2e-moved-to-torchao"
+NO_SUCH_API = "no-such-quantization-api"  # a name torch.ao.quantization never had, or no longer has
 TORCHAO_API_MOVED = "torchao-api-moved"
 UNRECOGNIZED = "unrecognized"  # a flow step raised an error qdoctor does not know: reported with its location
 
@@ -160,6 +161,64 @@ _KNOWN_FAILURES = (
 )
 
 
+STATIC_FLOW = """\
+from torch.ao.quantization import get_default_qconfig, prepare, convert
+
+model.eval()
+model.qconfig = get_default_qconfig("x86")   # "qnnpack" on ARM
+prepared = prepare(model)                     # observers in
+with torch.no_grad():
+    for images, _ in calibration_loader:      # ~100 representative batches
+        prepared(images)
+model_static = convert(prepared)              # int8 modules out
+# or in one call: model_static = torch.ao.quantization.quantize(model, run_fn, run_args)
+# a model that adds tensors in forward() (torchvision ResNet) needs QuantStub/DeQuantStub and FloatFunctional,
+# or FX graph mode: torch.ao.quantization.quantize_fx.prepare_fx / convert_fx"""
+
+# Names scripts import from torch.quantization / torch.ao.quantization that it does not have: (explanation, fix).
+_NO_SUCH_API = {
+    "quantize_static": (
+        "there is no quantize_static in any torch release (the name is borrowed from ONNX Runtime): eager static "
+        "quantization is prepare -> calibrate -> convert, or quantize(model, run_fn, run_args), which runs "
+        "run_fn(prepared, *run_args) to calibrate",
+        STATIC_FLOW,
+    ),
+    "get_default_qconfig_dict": (
+        "get_default_qconfig_dict is not re-exported by the old torch.quantization alias; it lives in "
+        "torch.ao.quantization, deprecated since torch 1.13 for get_default_qconfig_mapping (FX takes a "
+        "QConfigMapping)",
+        'from torch.ao.quantization import get_default_qconfig_mapping\nqconfig_mapping = get_default_qconfig_mapping("x86")',
+    ),
+    "get_default_qat_qconfig_dict": (
+        "get_default_qat_qconfig_dict is not re-exported by the old torch.quantization alias; it lives in "
+        "torch.ao.quantization, deprecated since torch 1.13 for get_default_qat_qconfig_mapping",
+        "from torch.ao.quantization import get_default_qat_qconfig_mapping\n"
+        'qconfig_mapping = get_default_qat_qconfig_mapping("x86")',
+    ),
+}
+_MISSING_NAME = (
+    re.compile(r"cannot import name '(?P<name>\w+)' from '(?P<module>torch(?:\.ao)?\.quantization[\w.]*)'"),
+    re.compile(r"module '(?P<module>torch(?:\.ao)?\.quantization[\w.]*)' has no attribute '(?P<name>\w+)'"),
+)
+
+
+def no_such_api(message: str, torch_version: str) -> tuple[str, str] | None:
+    """(explanation, fix) for a name the script takes from torch.(ao.)quantization that this torch does not have."""
+    for pattern in _MISSING_NAME:
+        match = pattern.search(message)
+        if match:
+            name, module = match.group("name"), match.group("module")
+            known = _NO_SUCH_API.get(name)
+            if known is not None:
+                return f"{module} has no {name}: {known[0]}", known[1]
+            return (
+                f"torch {torch_version} has no {module}.{name}: not an API of this release (it may have been "
+                "renamed, moved or never existed); see the torch.ao.quantization documentation for the current name",
+                "",
+            )
+    return None
+
+
 def moved_module_hint(module_name: str | None, torch_version: str) -> str | None:
     """Where a module that no longer imports went, or None when it is not one qdoctor knows."""
     if not module_name:
@@ -243,6 +302,9 @@ def diagnose(crash: CrashInfo | None, torch_version: str, torchao_version: str |
         hint = moved_module_hint(module.group(1) if module else None, torch_version)
         if hint:
             return failure("import", PT2E_MOVED, hint + ".", PT2E_IMPORTS)
+    missing = no_such_api(crash.message, torch_version) if crash.type in ("ImportError", "AttributeError") else None
+    if missing is not None:
+        return failure("import" if crash.type == "ImportError" else "call", NO_SUCH_API, missing[0] + ".", missing[1])
     api = torchao_api_hint(crash.message, torchao_version)
     if api and crash.type in ("ImportError", "AttributeError"):
         return failure("import", TORCHAO_API_MOVED, api + ".", "")
@@ -265,16 +327,29 @@ def diagnose(crash: CrashInfo | None, torch_version: str, torchao_version: str |
     return None
 
 
-def failed_flow_step(facts: Facts) -> tuple[CrashInfo, FlowFailure] | None:
-    """The flow failure to report and the crash behind it: the script's crash, else the run's, when it is a
-    quantization-flow failure. None without flow facts (the installed torchao version is one of them)."""
+def failed_flow_steps(facts: Facts) -> list[tuple[CrashInfo, FlowFailure]]:
+    """Every crash that is a quantization-flow failure, with its cause: the script's first crash, the run's, then
+    every other statement of the script that raised (keep-going). Empty without flow facts (the installed torchao
+    version is one of them)."""
     if facts.flow is None:
-        return None
-    for crash in (facts.target.load_crash, facts.trace.crash if facts.trace else None):
+        return []
+    crashes = [facts.target.load_crash, facts.trace.crash if facts.trace else None]
+    crashes += [c for c in facts.target.script_errors if c is not facts.target.load_crash]
+    found: list[tuple[CrashInfo, FlowFailure]] = []
+    for crash in crashes:
         failure = diagnose(crash, facts.environment.torch_version, facts.flow.torchao_version)
-        if crash is not None and failure is not None:
-            return crash, failure
-    return None
+        if crash is None or failure is None:
+            continue
+        if any(same_crash(crash, c) and crash.line == c.line for c, _ in found):
+            continue
+        found.append((crash, failure))
+    return found
+
+
+def failed_flow_step(facts: Facts) -> tuple[CrashInfo, FlowFailure] | None:
+    """The first flow failure to report and the crash behind it (see failed_flow_steps)."""
+    found = failed_flow_steps(facts)
+    return found[0] if found else None
 
 
 def flow_failure(facts: Facts) -> FlowFailure | None:
@@ -284,8 +359,10 @@ def flow_failure(facts: Facts) -> FlowFailure | None:
 
 def _failed_with(cause_id: str) -> Callable[[CrashInfo, Facts], bool]:
     def matches(crash: CrashInfo, facts: Facts) -> bool:
-        found = failed_flow_step(facts)
-        return found is not None and found[1].cause == cause_id and same_crash(crash, found[0])
+        return any(
+            failure.cause == cause_id and same_crash(crash, failed) and (crash.line == failed.line or crash is failed)
+            for failed, failure in failed_flow_steps(facts)
+        )
 
     return matches
 
@@ -293,5 +370,11 @@ def _failed_with(cause_id: str) -> Callable[[CrashInfo, Facts], bool]:
 # Every cause ``diagnose`` can name, declared as a flow-step Cause for the rule that reports flow failures to own.
 FLOW_CAUSES = tuple(
     Cause(cause_id, _failed_with(cause_id), flow_step=True)
-    for cause_id in (PT2E_MOVED, TORCHAO_API_MOVED, *(known.cause for known in _KNOWN_FAILURES), UNRECOGNIZED)
+    for cause_id in (
+        PT2E_MOVED,
+        TORCHAO_API_MOVED,
+        NO_SUCH_API,
+        *(known.cause for known in _KNOWN_FAILURES),
+        UNRECOGNIZED,
+    )
 )

@@ -224,6 +224,8 @@ class CrashInfo:
     line: int | None = None
     code: str | None = None
     traceback: str = ""
+    # keep-going: a NameError for a name that an earlier statement, which raised, would have bound (that line)
+    follows_from: int | None = None
 
 
 @dataclass
@@ -572,6 +574,29 @@ INPUTS_INFERRED = "inferred"  # invented by qdoctor: not given by the script, no
 
 
 @dataclass
+class Substitution:
+    """An offline stand-in used while the script ran (qdoctor.load.standins): what the script asked for that this
+    machine cannot give (pretrained weights from the network, a dataset on the reporter's disk, a GPU) and what ran
+    instead. Numbers measured with stand-ins are valid for speed, not for accuracy."""
+
+    kind: str  # "pretrained-weights", "hub-model", "checkpoint", "dataset", "cuda"
+    requested: str  # what the script asked for: "torchvision resnet50 IMAGENET1K_V1 weights", "ImageFolder('/data')"
+    instead: str  # what ran instead: "random weights", "FakeData(64 samples of 3x224x224, 10 classes)", "CPU"
+    file: str | None = None
+    line: int | None = None
+
+
+@dataclass
+class ScriptText:
+    """A target that is a bug report (Markdown or plain text), not a script: which of its lines ran as Python."""
+
+    kind: str  # "markdown" (fenced blocks) or "text" (runs of lines that parse as Python)
+    ran: list[tuple[int, int]]  # 1-based inclusive line ranges of the report that ran, in order
+    skipped: list[str] = field(default_factory=list)  # lines that look like code but were not run, and why
+    stdin: bool = False  # the report was read from standard input
+
+
+@dataclass
 class Target:
     spec: str  # what the user passed
     file: str | None  # the script, when there is one
@@ -590,6 +615,12 @@ class Target:
     has_calibration_data: bool = False
     has_evaluate: bool = False
     script_text: str = ""  # the user's source, for source-level evidence (thread settings, API calls)
+    # Every top-level statement that raised while the script ran statement by statement (keep-going, the default);
+    # load_crash is the first of them. Empty with --stop-on-error.
+    script_errors: list[CrashInfo] = field(default_factory=list)
+    substitutions: list[Substitution] = field(default_factory=list)  # offline stand-ins used (qdoctor.load.standins)
+    stopped_lines: list[int] = field(default_factory=list)  # statements stopped at their time budget (keep-going)
+    report_text: ScriptText | None = None  # the target was a bug report: the lines of it that ran
 
     @property
     def inputs_invented(self) -> bool:

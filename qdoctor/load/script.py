@@ -1,7 +1,10 @@
 """Run a user's script the way a user pastes it into a bug report: as a module that is not ``__main__``, with its
 folder on ``sys.path``, its stdout/stderr captured (bounded), an empty stdin, its warnings recorded, and the user's
-line that created each nn.Module noted. If it raises part-way, the globals defined up to the crash are kept and the
-crash becomes a fact (Target.load_crash)."""
+line that created each nn.Module noted. It runs statement by statement (qdoctor.load.statements): each top-level
+statement that raises is recorded (Target.script_errors, the first one is Target.load_crash) and the next one runs;
+with --stop-on-error it runs in one exec and the globals defined up to the crash are kept. Offline stand-ins
+(qdoctor.load.standins) replace pretrained weights, datasets and a GPU this machine does not have. A bug report
+(Markdown or text) runs its Python (qdoctor.load.report_text)."""
 
 from __future__ import annotations
 
@@ -19,9 +22,12 @@ from typing import Any
 from torch import nn
 
 from qdoctor.errors import ScriptFailedError, TargetError
-from qdoctor.facts import SourceLocation, Target
+from qdoctor.facts import ScriptText, SourceLocation, Target
 from qdoctor.facts.location import crash_info, first_line, user_frame
 from qdoctor.load.calls import CallLog, recording_calls
+from qdoctor.load.options import LoadOptions
+from qdoctor.load.standins import StandIns
+from qdoctor.load.statements import StatementTimeout, compile_statements, run_statements
 
 MAX_CAPTURED_CHARS = 64_000
 MODULE_NAME = "__qdoctor_target__"
@@ -98,22 +104,59 @@ def _decode_source(path: Path, raw: bytes) -> str:
         ) from None
 
 
+def _read_source(path: Path, raw: bytes, target: Target) -> str:
+    """The Python to run: the script itself, or the Python of a bug report (Markdown or text, qdoctor.load.report_text)
+    with the report's line numbering."""
+    from qdoctor.load.report_text import extract, is_report
+
+    if not is_report(path.name):
+        return _decode_source(path, raw)
+    from_stdin = path.name == "stdin.md" and path.parent.name.startswith("qdoctor-stdin-")  # qdoctor.cli: `check -`
+    name = "- (standard input)" if from_stdin else str(path)
+    if b"\x00" in raw:
+        raise TargetError(f"{name}: binary data, not a report or a script")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise TargetError(
+            f"{name}: binary data, not a report or a script (not UTF-8 text: line {line}, byte 0x{raw[exc.start]:02x})"
+        ) from None
+    extracted = extract(text, name)
+    target.report_text = ScriptText(extracted.kind, extracted.ran, extracted.skipped, stdin=from_stdin)
+    return extracted.source
+
+
 def run_script(
-    path: Path, origins: weakref.WeakKeyDictionary, target: Target, calls: CallLog | None = None
+    path: Path,
+    origins: weakref.WeakKeyDictionary,
+    target: Target,
+    options: LoadOptions | None = None,
+    stand_ins: StandIns | None = None,
+    calls: CallLog | None = None,
 ) -> dict[str, Any]:
+    """Run the script (or the report's Python); ``stand_ins`` records the substitutions (made here when not given),
+    ``calls`` the calls the script makes to its models (qdoctor.load.calls)."""
+    options = options or LoadOptions()
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise TargetError(f"cannot read {path}: {exc.strerror or exc}") from None
-    source = _decode_source(path, raw)
+    source = _read_source(path, raw, target)
     target.script_text = source
+    filename = str(path.resolve())
     try:
-        code = compile(source, str(path.resolve()), "exec")
+        if options.keep_going:
+            statements = compile_statements(source, filename)
+        else:
+            code = compile(source, filename, "exec")
     except SyntaxError as exc:
         raise TargetError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+    except ValueError as exc:  # "source code string cannot contain null bytes"
+        raise TargetError(f"{path}: not Python source ({exc})") from None
 
     module = types.ModuleType(MODULE_NAME)
-    module.__file__ = str(path.resolve())
+    module.__file__ = filename
     namespace = module.__dict__
     stdout, stderr = BoundedText(), BoundedText()
     folder = str(path.resolve().parent)
@@ -124,6 +167,24 @@ def run_script(
     sys.stdin = io.TextIOWrapper(io.BytesIO(b""), encoding="utf-8")
     # Registered so that classes defined in the script can be pickled (torch.save) and deep-copied.
     sys.modules[MODULE_NAME] = module
+    stand_ins = stand_ins or StandIns(filename, enabled=options.stand_ins)
+    stand_ins.source_lines = source.splitlines()
+    lines = source.splitlines()
+
+    def record(exc: BaseException, line: int, follows_from: int | None) -> None:
+        if isinstance(exc, StatementTimeout):  # the script's own long loop: qdoctor measures speed itself
+            target.stopped_lines.append(line)
+            return
+        if isinstance(exc, ModuleNotFoundError) and not _defines_any_module(namespace):
+            # A package this environment lacks, before any model: nothing of the script can be checked here.
+            raise _missing_module(path, exc) from None
+        crash = crash_info(exc, "load", str(path))
+        crash.follows_from = follows_from
+        if crash.line is None:  # raised before any frame of the script (a SyntaxError of exec'd text, ...)
+            crash.file, crash.line = filename, line
+            crash.code = lines[line - 1].strip() if 0 < line <= len(lines) else ""
+        target.script_errors.append(crash)
+
     try:
         with (
             warnings.catch_warnings(record=True) as caught,
@@ -131,28 +192,29 @@ def run_script(
             contextlib.redirect_stderr(stderr),
             _record_module_origins(str(path), origins),
             recording_calls(str(path), calls if calls is not None else CallLog()),
+            stand_ins.installed(),
         ):
             warnings.simplefilter("always")
-            try:
-                exec(code, namespace)
-            except KeyboardInterrupt:
-                raise
-            except ModuleNotFoundError as exc:
-                if not _defines_any_module(namespace):
-                    raise ScriptFailedError(
-                        f"{path}: the script imports '{exc.name}', which is not installed ({exc})",
-                        str(exc),
-                        exc.name,
-                        explained=f"{path}: the script imports '{exc.name}': {{hint}}",
-                        crash=crash_info(exc, "load", str(path)),
-                    ) from None
-                target.load_crash = crash_info(exc, "load", str(path))
-            except BaseException as exc:
-                target.load_crash = crash_info(exc, "load", str(path))
+            if options.keep_going:
+                run_statements(statements, namespace, record, options.statement_seconds)
+                first = target.script_errors[0] if target.script_errors else None
+                target.load_crash = first
+            else:
+                try:
+                    exec(code, namespace)
+                except KeyboardInterrupt:
+                    raise
+                except ModuleNotFoundError as exc:
+                    if not _defines_any_module(namespace):
+                        raise _missing_module(path, exc) from None
+                    target.load_crash = crash_info(exc, "load", str(path))
+                except BaseException as exc:
+                    target.load_crash = crash_info(exc, "load", str(path))
     finally:
         sys.path[:] = saved_path
         sys.argv = saved_argv
         sys.stdin = saved_stdin
+    target.substitutions = stand_ins.used
     target.user_stdout = stdout.getvalue()
     target.user_stderr = stderr.getvalue()
     seen: set[str] = set()
@@ -162,6 +224,17 @@ def run_script(
             seen.add(text)
             target.warnings.append(text)
     return namespace
+
+
+def _missing_module(path: Path, exc: ModuleNotFoundError) -> ScriptFailedError:
+    """The script imports a module that is not installed and defined no model: nothing to check."""
+    return ScriptFailedError(
+        f"{path}: the script imports '{exc.name}', which is not installed ({exc})",
+        str(exc),
+        exc.name,
+        explained=f"{path}: the script imports '{exc.name}': {{hint}}",
+        crash=crash_info(exc, "load", str(path)),
+    )
 
 
 def _defines_any_module(namespace: dict[str, Any]) -> bool:

@@ -1,6 +1,7 @@
 """Load a target the way a user pastes it into a bug report.
 
-A target is a script (``model.py``) or ``package.module:attribute``. The script runs as a module that is not
+A target is a script (``model.py``), a bug report (``issue.md``, ``post.txt``: its Python runs) or
+``package.module:attribute``. The script runs as a module that is not
 ``__main__``, with its folder on ``sys.path``, its stdout/stderr captured and an empty stdin. If it raises part-way,
 the globals defined up to the crash are kept and the crash becomes a fact. Then the subject (the model to check),
 its float baseline and the example inputs are picked: by the contract names first, else by what the globals hold.
@@ -22,6 +23,7 @@ from qdoctor.errors import TargetError
 from qdoctor.facts import INPUTS_INFERRED, INPUTS_SAVED, SourceLocation, Target, TensorInfo
 from qdoctor.load.arguments import tensor_leaves
 from qdoctor.load.calls import CallLog
+from qdoctor.load.options import LoadOptions
 from qdoctor.load.script import import_attribute, run_script
 from qdoctor.load.select import (
     call_contract,
@@ -33,6 +35,7 @@ from qdoctor.load.select import (
     pick_inputs,
     pick_subject,
 )
+from qdoctor.load.standins import StandIns
 
 
 @dataclass
@@ -91,13 +94,14 @@ def _load_saved_target(path: Path, target: Target, trust: bool) -> LoadedTarget:
     )
 
 
-def load_target(spec: str, *, trust: bool = False) -> LoadedTarget:
+def load_target(spec: str, *, trust: bool = False, options: LoadOptions | None = None) -> LoadedTarget:
     """Run the target and pick subject, float baseline and inputs. Raises TargetError when nothing can be checked.
 
     A saved model file (.pt/.pth/.pt2) is loaded instead of run; a pickled full model only with ``trust=True``.
     """
     origins: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
     calls: CallLog | None = None
+    stand_ins: StandIns | None = None
     path = Path(spec)
     looks_like_file = spec.endswith(".py") or path.exists() or "/" in spec or ":" not in spec
     target = Target(spec=spec, file=None, subject_name="", float_name=None, inputs_name=None, inputs=[])
@@ -112,7 +116,8 @@ def load_target(spec: str, *, trust: bool = False) -> LoadedTarget:
             return _load_saved_target(path, target, trust)
         target.file = str(path.resolve())
         calls = CallLog()
-        namespace = run_script(path, origins, target, calls)
+        stand_ins = StandIns(target.file, enabled=(options or LoadOptions()).stand_ins)
+        namespace = run_script(path, origins, target, options, stand_ins, calls)
         user_engine = torch.backends.quantized.engine
         user_threads = torch.get_num_threads()
         subject_name, subject = pick_subject(namespace, target, calls)
@@ -141,6 +146,9 @@ def load_target(spec: str, *, trust: bool = False) -> LoadedTarget:
     target.inputs = [TensorInfo(str(t.dtype), list(t.shape), bool(t.is_quantized)) for t in tensor_leaves(inputs)]
     calibration = optional_callable(namespace, "calibration_data")
     evaluate = optional_callable(namespace, "evaluate")
+    if stand_ins is not None and stand_ins.used:  # the script's own functions meet the same missing data and GPU
+        calibration = stand_ins.wrap(calibration) if calibration is not None else None
+        evaluate = stand_ins.wrap(evaluate) if evaluate is not None else None
     target.has_calibration_data = calibration is not None
     target.has_evaluate = evaluate is not None
     return LoadedTarget(

@@ -175,6 +175,11 @@ def to_dict(report: Report) -> dict[str, Any]:
                 if target.load_crash is not None
                 else None
             ),
+            "script_errors": [
+                {k: v for k, v in asdict(error).items() if k != "traceback"} for error in target.script_errors
+            ],
+            "substitutions": [asdict(sub) for sub in target.substitutions],
+            "report_text": asdict(target.report_text) if target.report_text is not None else None,
             "benchmark": (
                 {
                     "subject": _timing(bench.subject),

@@ -17,6 +17,7 @@ from qdoctor.errors import ScriptFailedError, TargetError
 from qdoctor.facts import Facts
 from qdoctor.gather import GatherOptions, OnStage, gather_facts
 from qdoctor.introspect.state import preserved_torch_state
+from qdoctor.load.options import LoadOptions
 from qdoctor.report.model import Report
 
 if TYPE_CHECKING:  # torch-free at import: loading and findings are only named here
@@ -37,6 +38,7 @@ class CheckOptions:
     verify_bench_time: float | None = None  # seconds per counterfactual; None: qdoctor.prescribe's default
     save_fixed: str | None = None  # write the "fix all" model here (part of verification)
     trust: bool = False  # a pickled full model as TARGET may be unpickled (it runs code from the file)
+    load: LoadOptions = field(default_factory=LoadOptions)  # keep going past errors, offline stand-ins
 
 
 def notes_for(facts: Facts) -> list[str]:
@@ -51,7 +53,30 @@ def notes_for(facts: Facts) -> list[str]:
         notes.append(
             "no float baseline found (define `float_model` or `build_float_model()`): speedup and SQNR not measured"
         )
-    if target.load_crash is not None:
+    notes.extend(script_notes(target))
+    if target.stopped_lines:
+        lines = ", ".join(str(line) for line in target.stopped_lines)
+        notes.append(
+            f"stopped the statement{'s' if len(target.stopped_lines) > 1 else ''} at line {lines} after "
+            "its time budget (the script's own timing loop; qdoctor measures speed itself); the next ones still ran"
+        )
+    if target.script_errors:
+        errors = [c for c in target.script_errors if c.follows_from is None]
+        followers = [c for c in target.script_errors if c.follows_from is not None]
+        lines = ", ".join(
+            f"{c.line} {c.type}" + (": it read stdin, which qdoctor leaves empty" if c.type == "EOFError" else "")
+            for c in errors[:12]
+        ) + (", ..." if len(errors) > 12 else "")
+        text = (
+            f"the script ran statement by statement: {len(errors)} raised (line{'s' if len(errors) > 1 else ''} "
+            f"{lines}), each reported; the statements after them still ran (--stop-on-error stops at the first)"
+        )
+        if followers:
+            text += "; " + ", ".join(
+                f"line {c.line} then raised {c.type} (a name line {c.follows_from} never bound)" for c in followers[:8]
+            )
+        notes.append(text)
+    elif target.load_crash is not None:
         c = target.load_crash
         where = f" at {c.file}:{c.line}" if c.line else ""
         stdin = " (it read stdin, which qdoctor leaves empty)" if c.type == "EOFError" else ""
@@ -63,6 +88,33 @@ def notes_for(facts: Facts) -> list[str]:
             "the model is not quantized (no quantized modules, observers, fake-quant or qconfig): nothing to "
             "diagnose. To choose a quantization recipe, run `qdoctor compare` on this file."
         )
+    return notes
+
+
+SPEED_NOT_ACCURACY = (
+    "numbers measured with stand-ins are valid for speed (same architecture, same shapes), not for accuracy: "
+    "SQNR and evaluate() come from random weights and random data"
+)
+
+
+def script_notes(target: Any) -> list[str]:
+    """What the report ran of a bug report, and the offline stand-ins used (shared with `qdoctor compare`)."""
+    from qdoctor.report.render.common import STAND_IN_MARK
+
+    notes = []
+    text = target.report_text
+    if text is not None:
+        from qdoctor.load.report_text import describe_ranges
+
+        source = "standard input" if text.stdin else "the report"
+        how = "its fenced Python blocks" if text.kind == "markdown" else "its runs of lines that parse as Python"
+        notes.append(f"ran {how}: lines {describe_ranges(text.ran)} of {source}")
+        notes.extend(f"not run: {skipped}" for skipped in text.skipped)
+    for sub in target.substitutions:
+        where = f" (line {sub.line})" if sub.line else ""
+        notes.append(f"stand-in{where}: {sub.requested} -> {sub.instead}")
+    if target.substitutions:
+        notes.append(f"{STAND_IN_MARK} {SPEED_NOT_ACCURACY} (--no-stand-ins runs the script as written)")
     return notes
 
 
@@ -109,7 +161,7 @@ def check(
     with preserved_torch_state():
         progress(f"loading {spec}")
         try:
-            loaded = load_target_explained(spec, trust=options.trust)
+            loaded = load_target_explained(spec, trust=options.trust, options=options.load)
         except FlowFailedBeforeModel as failed:
             return failed.report(options)
         return check_loaded(loaded, options, progress, on_stage, started=started)
@@ -257,7 +309,7 @@ def failed_script_facts(spec: str, error: ScriptFailedError) -> Facts | None:
     return facts if flow_failure_rules(facts) else None
 
 
-def load_target_explained(spec: str, trust: bool = False) -> Any:
+def load_target_explained(spec: str, trust: bool = False, options: LoadOptions | None = None) -> Any:
     """load_target, with a script that died at a moved import explained (qdoctor.diagnose.flow_causes). A script
     that died in a quantization flow step before defining a model raises FlowFailedBeforeModel: a report, not a
     "could not check"."""
@@ -266,7 +318,7 @@ def load_target_explained(spec: str, trust: bool = False) -> Any:
     from qdoctor.load.target import load_target
 
     try:
-        return load_target(spec, trust=trust)
+        return load_target(spec, trust=trust, options=options)
     except ScriptFailedError as error:
         torch, torchao = sys.modules.get("torch"), sys.modules.get("torchao")
         text = script_failure_text(

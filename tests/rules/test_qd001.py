@@ -10,7 +10,12 @@ from factsbuild import X86_QCONFIG, f32, healthy_facts, make_facts, mev, mod, q,
 
 from qdoctor import facts as F
 
-FIXTURES = ["fixtures/triage_uncalibrated.py", "fixtures/seed004_as_written.py"]
+FIXTURES = [
+    "fixtures/triage_uncalibrated.py",
+    "fixtures/seed004_as_written.py",
+    "fixtures/standin_pretrained_weights.py",
+    "fixtures/keep_going.py",
+]
 
 
 def test_qd001_quiet_on_a_healthy_converted_model():

@@ -13,6 +13,7 @@ FIXTURES = [
     "fixtures/tv_resnet18_unfused.py",
     "fixtures/unfused_mlp_shared_relu.py",
     "fixtures/seed004_as_written.py",
+    "fixtures/standin_checkpoint.py",
 ]
 
 

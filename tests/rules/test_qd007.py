@@ -8,7 +8,7 @@ from factsbuild import make_facts, mod, profile, run_rule
 
 from qdoctor import facts as F
 
-FIXTURES = ["fixtures/dynamic_linear_only_resnet.py"]
+FIXTURES = ["fixtures/dynamic_linear_only_resnet.py", "fixtures/standin_hub_resnet.py"]
 
 
 def resnet_like(fc_ms: float, conv_ms: float, bn_ms: float = 0.0, lstm_ms: float = 0.0) -> list:

@@ -10,7 +10,7 @@ from factsbuild import env, healthy_facts, make_facts, mod, run_rule
 
 from qdoctor import facts as F
 
-FIXTURES = ["fixtures/threads_set_to_one.py"]
+FIXTURES = ["fixtures/threads_set_to_one.py", "fixtures/standin_datasets.py"]
 
 
 def threads_facts(script="", **environment):

@@ -8,7 +8,7 @@ from factsbuild import crash, fev, healthy_facts, make_facts, mod, q, run_rule
 
 from qdoctor import facts as F
 
-FIXTURES = ["fixtures/forward_topk_error.py", "fixtures/script_fails_after_model.py"]
+FIXTURES = ["fixtures/forward_topk_error.py", "fixtures/script_fails_after_model.py", "fixtures/keep_going.py"]
 
 
 def test_qd014_quiet_without_a_crash():

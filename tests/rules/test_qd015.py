@@ -8,7 +8,7 @@ from factsbuild import CUDA_CRASH, crash, healthy_facts, make_facts, mev, mod, q
 
 from qdoctor import facts as F
 
-FIXTURES = ["fixtures/quantized_on_cuda.py"]
+FIXTURES = ["fixtures/quantized_on_cuda.py", "fixtures/standin_cuda.py"]
 
 
 def test_qd015_quiet_on_a_healthy_cpu_model():

@@ -13,7 +13,7 @@ from factsbuild import USER_FILE, crash, make_facts, mod, run_rule
 from qdoctor import facts as F
 from qdoctor.facts import FlowInfo
 
-FIXTURES = ["fixtures/pt2e_export_failed.py"]
+FIXTURES = ["fixtures/pt2e_export_failed.py", "fixtures/keep_going.py"]
 EXPORT_TRACEBACK = 'File "/x/torch/export/_trace.py", line 3, in _export\n'
 
 

@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass
 
 from qdoctor.compare.result import FAILED, OK, Candidate, CompareResult, limit_text
-from qdoctor.report.render.terminal_report import fmt_bytes, fmt_sqnr
+from qdoctor.report.render.common import STAND_IN_MARK, fmt_sqnr
+from qdoctor.report.render.terminal_report import fmt_bytes
 
 PHASES = {
     "build": "building",
@@ -78,6 +79,8 @@ def verdict(c: Candidate) -> str:
 
 def rows(result: CompareResult) -> list[Row]:
     chosen = result.recommendation.recipe
+    # SQNR and evaluate() from offline stand-ins (random weights, fake data) are valid for speed, not accuracy
+    mark = f" {STAND_IN_MARK}" if result.substitutions else ""
     out = []
     for c in result.by_speed():
         cells = {
@@ -86,9 +89,9 @@ def rows(result: CompareResult) -> list[Row]:
             "speedup": speedup_text(c),
             "size": fmt_bytes(c.size_bytes),
             "smaller": ratio_text(c.size_ratio),
-            "SQNR": fmt_sqnr(c.sqnr_db),
+            "SQNR": fmt_sqnr(c.sqnr_db) + mark,
             "top-1 agree": top1_text(c),
-            "evaluate()": metric_text(c),
+            "evaluate()": metric_text(c) + mark,
             "build": build_text(c),
             "verdict": verdict(c),
         }

@@ -9,7 +9,7 @@ from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.locate import script_line, subject_variable
 from qdoctor.diagnose.registry import rule
-from qdoctor.facts import Facts
+from qdoctor.facts import Facts, SourceLocation
 
 _MOVES_TO_CUDA = re.compile(r"\.cuda\(|\.to\(\s*['\"]cuda|device\s*=\s*['\"]cuda|torch\.device\(\s*['\"]cuda")
 
@@ -32,6 +32,7 @@ inputs = inputs.to(device)
     owns=(crashes.INT8_ON_CUDA,),
 )
 def quantized_on_cuda(facts: Facts) -> Iterator[Finding]:
+    reported = False
     for crash in crashes.distinct_crashes(facts):
         cause = crashes.classify(crash, facts)
         if cause is None or not quantized_on_cuda.owns_cause(cause.cause):
@@ -50,6 +51,31 @@ def quantized_on_cuda(facts: Facts) -> Iterator[Finding]:
                 "phase": crash.phase,
                 "operator": cause.op,
                 "cuda_line": f"{cuda_line.line}: {cuda_line.code}" if cuda_line else None,
+            },
+            fix=FIX.format(subject=subject_variable(facts)),
+        )
+        reported = True
+    moved = [s for s in facts.target.substitutions if s.kind == "cuda"]
+    if not reported and moved and crashes.has_int8_modules(facts):
+        # No GPU here: the CUDA stand-in ran the script on the CPU, but on the reporter's GPU machine it fails.
+        cuda_line = script_line(facts, _MOVES_TO_CUDA)
+        first = moved[0]  # where the script first sent something to CUDA (the stand-in kept it on the CPU)
+        lines = facts.target.script_text.splitlines()
+        code = lines[first.line - 1].strip() if first.line and 0 < first.line <= len(lines) else ""
+        source = SourceLocation(first.file, first.line, code) if first.file and first.line else cuda_line
+        yield quantized_on_cuda.finding(
+            f"the script sends the int8 model or its inputs to CUDA ({first.requested}). Eager and FX quantized "
+            'models (torch.ao.quantization) have CPU kernels only: on a GPU machine running them raises ("Could not '
+            "run 'quantized::...' with arguments from the 'QuantizedCUDA' backend\"). This machine has no GPU: "
+            "qdoctor ran the script on the CPU (an offline stand-in).",
+            module="",
+            source=source,
+            evidence={
+                "crash": None,
+                "phase": "load",
+                "operator": None,
+                "cuda_line": f"{cuda_line.line}: {cuda_line.code}" if cuda_line else None,
+                "stand_in": f"{first.requested} -> {first.instead}",
             },
             fix=FIX.format(subject=subject_variable(facts)),
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from qdoctor.diagnose.findings import Finding, Severity
-from qdoctor.diagnose.flow_causes import FLOW_CAUSES, UNRECOGNIZED, flow_failure
+from qdoctor.diagnose.flow_causes import FLOW_CAUSES, UNRECOGNIZED, failed_flow_steps
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts, SourceLocation
 
@@ -22,23 +22,23 @@ from qdoctor.facts import Facts, SourceLocation
 def flow_step_failed(facts: Facts) -> Iterator[Finding]:
     flow = facts.flow
     assert flow is not None
-    failure = flow_failure(facts)
-    if failure is None:
-        return
-    source = SourceLocation(failure.file, failure.line, failure.code or "") if failure.file and failure.line else None
-    known = failure.cause != UNRECOGNIZED
     version = f"torch {facts.environment.torch_version}" + (
         f", torchao {flow.torchao_version}" if flow.torchao_version else ""
     )
-    message = (
-        f"{failure.step} failed ({failure.error}): {failure.explanation}"
-        if known
-        else f"{failure.step} failed ({failure.error}): not a known quantization-flow failure; see its location."
-    )
-    yield flow_step_failed.finding(
-        message,
-        module=None,
-        source=source,
-        evidence={"step": failure.step, "cause": failure.cause, "error": failure.error, "versions": version},
-        fix=failure.fix,
-    )
+    for _crash, failure in failed_flow_steps(facts):
+        source = (
+            SourceLocation(failure.file, failure.line, failure.code or "") if failure.file and failure.line else None
+        )
+        known = failure.cause != UNRECOGNIZED
+        message = (
+            f"{failure.step} failed ({failure.error}): {failure.explanation}"
+            if known
+            else f"{failure.step} failed ({failure.error}): not a known quantization-flow failure; see its location."
+        )
+        yield flow_step_failed.finding(
+            message,
+            module=None,
+            source=source,
+            evidence={"step": failure.step, "cause": failure.cause, "error": failure.error, "versions": version},
+            fix=failure.fix,
+        )

@@ -38,6 +38,16 @@ def fmt_bytes(n: int | None) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
+STAND_IN_MARK = "†"  # next to SQNR and evaluate() measured with offline stand-ins (random weights, fake data)
+STAND_IN_TEXT = "measured with stand-ins: valid for speed, not accuracy"
+
+
+def sqnr_cell(facts: Any) -> str:
+    """SQNR vs float, saying when it comes from stand-ins (random weights, random data): speed-valid only."""
+    text = fmt_sqnr(facts.numerics.sqnr_db)
+    return f"{text} ({STAND_IN_TEXT})" if facts.target.substitutions else text
+
+
 def fmt_sqnr(value: float | None) -> str:
     if value is None:
         return "-"

@@ -33,6 +33,7 @@ from qdoctor.report.render.common import (
     measurement_text,
     module_rows,
     ratio_speed_text,
+    sqnr_cell,
     target_title,
     verified_text,
 )
@@ -298,7 +299,7 @@ def _summary(report: Report) -> str:
         drop = facts.numerics.accuracy_drop_points
         if drop is not None:
             rows.append(("evaluate() drop", _e(f"{drop:.2f} points"), "-"))
-        rows.append(("SQNR vs float", _e(fmt_sqnr(facts.numerics.sqnr_db)), "-"))
+        rows.append(("SQNR vs float", _e(sqnr_cell(facts)), "-"))
     float_head = f"float baseline <code>{_e(target.float_name)}</code>" if target.float_name else "float baseline"
     body = "".join(
         f'<tr><th>{k}</th><td class="num">{s}</td><td class="num">{f}</td></tr>'

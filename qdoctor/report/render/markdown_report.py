@@ -24,10 +24,10 @@ from qdoctor.report.render.common import (
     finding_counts,
     fmt_bytes,
     fmt_ms,
-    fmt_sqnr,
     measurement_text,
     module_rows,
     ratio_speed_text,
+    sqnr_cell,
     target_title,
     verified_text,
 )
@@ -96,7 +96,7 @@ def _summary(report: Report) -> list[str]:
         drop = facts.numerics.accuracy_drop_points
         if drop is not None:
             rows.append(["evaluate() drop", f"{drop:.2f} points", "-"])
-        rows.append(["SQNR vs float", fmt_sqnr(facts.numerics.sqnr_db), "-"])
+        rows.append(["SQNR vs float", sqnr_cell(facts), "-"])
     elif "numerics" in facts.unavailable:
         rows.append(["SQNR vs float", f"not measured: {facts.unavailable['numerics']}", "-"])
     return table(["", subject_head, float_head], rows, "lrr")

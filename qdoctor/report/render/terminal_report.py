@@ -24,9 +24,9 @@ from qdoctor.report.render.common import (
     fallback_rows,
     fmt_bytes,
     fmt_ms,
-    fmt_sqnr,
     measurement_text,
     ratio_speed_text,
+    sqnr_cell,
     verified_text,
 )
 
@@ -72,7 +72,7 @@ def _header(report: Report) -> Table:
         drop = facts.numerics.accuracy_drop_points
         if drop is not None:
             table.add_row("evaluate() drop", f"{drop:.2f} points")
-        table.add_row("SQNR vs float", fmt_sqnr(facts.numerics.sqnr_db))
+        table.add_row("SQNR vs float", sqnr_cell(facts))
     table.add_row(
         "machine",
         f"{env.cpu_model}, {env.cpu_count} cores, {env.machine} {'/'.join(env.cpu_isa) or env.cpu_capability}; "

@@ -1,0 +1,310 @@
+"""Read a bug report as it is written: the Python in a Markdown issue body, a forum post or a blog article.
+
+A Markdown report's fenced blocks (```python, ```py, and unlabelled fences whose text parses as Python) run in order as
+one script; a text without fences yields its runs of lines that parse as Python. The script keeps the report's line
+numbers: every line that does not run is left blank, so a finding's line is the report's line.
+
+Pure text work: no torch, nothing runs here.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import textwrap
+import warnings
+from dataclasses import dataclass, field
+
+from qdoctor.errors import TargetError
+
+REPORT_SUFFIXES = (".md", ".markdown", ".txt", ".text", ".rst", ".issue")
+MAX_REPORT_LINES = 20_000
+# How far past the last line that parsed a run is still extended (a call or a list spread over many lines).
+_LOOKAHEAD = 40
+_FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\s]*)[^`]*$")
+_PYTHON_INFO = {"python", "py", "python3", "py3", "pycon", "ipython", "python-repl", "pytorch"}
+_PROMPT = re.compile(r"^(>>>|\.\.\.)( |$)")
+_OTHER_LANGUAGES = {
+    "bash",
+    "sh",
+    "shell",
+    "console",
+    "text",
+    "txt",
+    "output",
+    "json",
+    "yaml",
+    "yml",
+    "toml",
+    "diff",
+    "c",
+    "cpp",
+    "c++",
+    "cuda",
+    "log",
+    "ini",
+    "powershell",
+    "cmd",
+    "plaintext",
+}
+
+
+@dataclass
+class ExtractedScript:
+    """The report's Python as one script with the report's line numbering (blank where nothing runs)."""
+
+    source: str
+    kind: str  # "markdown" or "text"
+    ran: list[tuple[int, int]]  # 1-based inclusive ranges of report lines that run
+    skipped: list[str] = field(default_factory=list)
+
+
+def is_report(name: str) -> bool:
+    """A target that is a report (Markdown or text), not a Python script: by its suffix, or stdin ("-")."""
+    return name == "-" or name.lower().endswith(REPORT_SUFFIXES)
+
+
+def _parses(text: str) -> bool:
+    if not text.strip():
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # invalid escape sequences in pasted strings
+            compile(text, "<report>", "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def _compiles(text: str) -> bool:
+    """Parses and compiles (``return`` outside a function parses but does not compile)."""
+    if not _parses(text):
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compile(text, "<report>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def _strip_prompts(lines: list[str]) -> list[str]:
+    """A pasted REPL session (``>>> x = 1``): its prompts removed, its output lines dropped."""
+    if not any(_PROMPT.match(line) for line in lines):
+        return lines
+    return [_PROMPT.sub("", line) if _PROMPT.match(line) else "" for line in lines]
+
+
+def _blank_inert(lines: list[str], first: int, last: int) -> tuple[int, int] | None:
+    """Lines ``first..last`` (0-based, inclusive) parse together. Blank the top-level statements that do nothing but
+    could raise (a bare word of prose, ``0/2000``, a title with a colon that parses as an annotation: no call in
+    them); return the range from the first to the last statement left, None when none is."""
+    chunk = "\n".join(lines[first : last + 1])
+    tree = ast.parse(chunk)
+    kept: tuple[int, int] | None = None
+    for stmt in tree.body:
+        start, end = first + stmt.lineno - 1, first + (stmt.end_lineno or stmt.lineno) - 1
+        calls = any(isinstance(node, (ast.Call, ast.Await, ast.Yield, ast.YieldFrom)) for node in ast.walk(stmt))
+        inert = (isinstance(stmt, ast.Expr) or (isinstance(stmt, ast.AnnAssign) and stmt.value is None)) and not calls
+        if inert:
+            for i in range(start, end + 1):
+                lines[i] = ""
+        else:
+            kept = (kept[0] if kept else start, end)
+    return kept
+
+
+def _bound_names(lines: list[str], first: int, last: int) -> set[str]:
+    """The names a run binds at top level: assignment targets, imports, defs (``model.qconfig = ...`` binds none)."""
+    tree = ast.parse("\n".join(lines[first : last + 1]))
+    names: set[str] = set()
+
+    def targets(node: ast.expr) -> None:
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        elif isinstance(node, (ast.Tuple, ast.List)):
+            for element in node.elts:
+                targets(element)
+        elif isinstance(node, ast.Starred):
+            targets(node.value)
+
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(stmt.name)
+        elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in stmt.names)
+        elif isinstance(stmt, ast.Assign):
+            for target in stmt.targets:
+                targets(target)
+        elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign)):
+            targets(stmt.target)
+    return names
+
+
+def _text_runs(lines: list[str]) -> tuple[list[tuple[int, int]], list[str]]:
+    """The runs of lines that parse as Python, longest first from each start (0-based inclusive ranges)."""
+    runs: list[tuple[int, int]] = []
+    skipped: list[str] = []
+    i, n = 0, len(lines)
+    while i < n:
+        if not lines[i].strip() or lines[i].lstrip().startswith("#"):
+            i += 1
+            continue
+        best = -1
+        j, misses = i, 0
+        while j < n and misses < _LOOKAHEAD:
+            if _compiles("\n".join(lines[i : j + 1])):
+                best, misses = j, 0
+            else:
+                misses += 1
+            j += 1
+        if best < 0:
+            header = lines[i].rstrip()
+            if header.endswith(":") and _compiles(header.strip() + "\n    pass") and i + 1 < n:
+                nxt = lines[i + 1]
+                if nxt.strip() and len(nxt) - len(nxt.lstrip()) <= len(header) - len(header.lstrip()):
+                    end = _lost_block_end(lines, i)
+                    skipped.append(
+                        f"lines {i + 1}-{end + 1}: `{header.strip()[:60]}` lost the indentation of its block in the "
+                        "paste: not run (paste it with its indentation)"
+                    )
+                    i = end + 1
+                    continue
+            i += 1
+            continue
+        runs.append((i, best))
+        i = best + 1
+    return runs, skipped
+
+
+def _lost_block_end(lines: list[str], header: int) -> int:
+    """The last line of a block whose indentation the paste lost: a function's first top-level ``return``, else the
+    line before the next blank line (where the block ends cannot be told for sure: those lines are not run)."""
+    is_def = re.match(r"\s*(async\s+)?def\s", lines[header]) is not None
+    limit = min(len(lines), header + 1 + 2 * _LOOKAHEAD)
+    if is_def:
+        for k in range(header + 1, limit):
+            if re.match(r"\s*return\b", lines[k]):
+                return k
+    k = header + 1
+    while k < limit and lines[k].strip():
+        k += 1
+    return k - 1
+
+
+def _drop_variants(lines: list[str], runs: list[tuple[int, int]], skipped: list[str]) -> list[tuple[int, int]]:
+    """A later run that only re-binds names earlier runs bound is a variant of the code above (an article's
+    "fixed code", an alternative): it is listed, not run, so the script stays the one the report reproduces."""
+    bound: set[str] = set()
+    kept: list[tuple[int, int]] = []
+    for first, last in runs:
+        names = _bound_names(lines, first, last)
+        if kept and names and names <= bound:
+            shown = ", ".join(sorted(names))
+            skipped.append(
+                f"lines {first + 1}-{last + 1}: re-bind {shown} from the code above (a variant of it, such as "
+                "a proposed fix): not run"
+            )
+            continue
+        bound |= names
+        kept.append((first, last))
+    return kept
+
+
+def _fenced_blocks(lines: list[str]) -> list[tuple[int, int, str]] | None:
+    """The report's fenced blocks as (first, last, info) 0-based inclusive ranges of their contents; None when it
+    has no fences."""
+    blocks: list[tuple[int, int, str]] = []
+    i, n = 0, len(lines)
+    found = False
+    while i < n:
+        match = _FENCE.match(lines[i])
+        if not match:
+            i += 1
+            continue
+        found = True
+        fence = match.group("fence")
+        info = match.group("info").lower().strip("{}.")
+        j = i + 1
+        while j < n and not re.match(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$", lines[j]):
+            j += 1
+        if j > i + 1:
+            blocks.append((i + 1, j - 1, info))
+        i = j + 1
+    return blocks if found else None
+
+
+def _dedented(lines: list[str], first: int, last: int) -> list[str]:
+    return textwrap.dedent("\n".join(lines[first : last + 1])).split("\n")
+
+
+def extract(text: str, name: str) -> ExtractedScript:
+    """The Python of a report. Raises TargetError (one line) when there is none."""
+    if "\x00" in text:
+        raise TargetError(f"{name}: binary data, not a report or a script")
+    if not text.strip():
+        raise TargetError(f"{name}: the report is empty")
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if len(lines) > MAX_REPORT_LINES:
+        raise TargetError(f"{name}: {len(lines)} lines; a report of at most {MAX_REPORT_LINES} lines is read")
+    out = [""] * len(lines)
+    skipped: list[str] = []
+    blocks = _fenced_blocks(lines)
+    ranges: list[tuple[int, int]] = []
+    if blocks is not None:
+        kind = "markdown"
+        for first, last, info in blocks:
+            body = _strip_prompts(_dedented(lines, first, last))
+            labelled = info in _PYTHON_INFO
+            if info and not labelled:
+                if info not in _OTHER_LANGUAGES:
+                    skipped.append(f"lines {first + 1}-{last + 1}: a ```{info} block: not run")
+                continue
+            if not _compiles("\n".join(body)):
+                if labelled:
+                    skipped.append(f"lines {first + 1}-{last + 1}: a python block that does not parse: not run")
+                continue  # an unlabelled fence that is not Python (output, a traceback, a shell command)
+            out[first : last + 1] = body
+            ranges.append((first, last))
+        for first, last in ranges:
+            _blank_inert(out, first, last)  # a bare expression (a notebook's display of a value) does nothing here
+    else:
+        kind = "text"
+        raw = [line.rstrip() for line in lines]
+        runs, skipped = _text_runs(raw)
+        for first, last in runs:
+            out[first : last + 1] = _dedented(raw, first, last)
+        kept = [r for r in (_blank_inert(out, first, last) for first, last in runs) if r is not None]
+        ranges = _drop_variants(out, kept, skipped)
+        ran_lines = {i for first, last in ranges for i in range(first, last + 1)}
+        out = [line if i in ran_lines else "" for i, line in enumerate(out)]
+    ranges = _merge(out, lines, ranges)
+    if not ranges:
+        raise TargetError(f"{name}: no Python found in the report (no ```python block, no lines that parse as Python)")
+    source = "\n".join(out) + "\n"
+    if not _compiles(source):  # blocks that parse alone but not together (an unclosed string across fences)
+        raise TargetError(f"{name}: the report's Python blocks do not parse together as one script")
+    return ExtractedScript(source, kind, [(a + 1, b + 1) for a, b in ranges], skipped)
+
+
+def _merge(lines: list[str], original: list[str], ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Ranges trimmed to the lines that run and merged where only lines blank in the report separate them."""
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(ranges):
+        while first <= last and not lines[first].strip():
+            first += 1
+        while last >= first and not lines[last].strip():
+            last -= 1
+        if first > last:
+            continue
+        if merged and all(not original[k].strip() for k in range(merged[-1][1] + 1, first)):
+            merged[-1] = (merged[-1][0], last)
+        else:
+            merged.append((first, last))
+    return merged
+
+
+def describe_ranges(ranges: list[tuple[int, int]]) -> str:
+    """ "3-20, 25-40" for the report note."""
+    return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in ranges)
