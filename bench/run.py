@@ -22,6 +22,7 @@ BENCHMARKS = {
     "compare_models": ["resnet18", "resnet50", "mobilenet_v2"],
     "rules_more": [],
     "numerics_cost": [],
+    "slow_layers": [],
     "stress_isolation": [],
     "under_load": [],
     "reports": [],

@@ -34,9 +34,12 @@ def test_the_corpus_holds_30_distinct_messages_with_links():
 def crash_reports():
     cache: dict[Path, object] = {}
 
+    from qdoctor.load.options import LoadOptions
+
     def get(path: Path):
+        # as reported: no offline stand-ins (a CUDA stand-in would move `.cuda()` to the CPU and hide the error)
         if path not in cache:
-            cache[path] = run_check(path, profile=False)
+            cache[path] = run_check(path, profile=False, load=LoadOptions(stand_ins=False))
         return cache[path]
 
     return get
