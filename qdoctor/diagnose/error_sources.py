@@ -35,6 +35,7 @@ __all__ = [
     "hotspots",
     "per_tensor_outliers",
     "range_outliers",
+    "stood_in",
     "worst_first",
 ]
 
@@ -106,6 +107,16 @@ def range_outliers(layers: list[LayerNumerics]) -> list[LayerNumerics]:
 
 
 _MODE_DEPENDENT = ("BatchNorm", "Dropout")  # layers whose output depends on module.training (QD009 reads the same)
+
+
+# Offline stand-ins (qdoctor.load.standins) that make an accuracy judgement meaningless: random weights instead of the
+# reporter's trained ones, fake data instead of their calibration set. Speed still holds; SQNR does not.
+ACCURACY_STAND_INS = ("pretrained-weights", "hub-model", "checkpoint", "dataset")
+
+
+def stood_in(facts: Facts) -> list[str]:
+    """What the script asked for that ran as a stand-in and that the accuracy rules cannot judge through."""
+    return sorted({s.kind for s in facts.target.substitutions if s.kind in ACCURACY_STAND_INS})
 
 
 def explained_elsewhere(facts: Facts) -> str | None:

@@ -44,6 +44,21 @@ def test_qd020_below_the_floor_always_fires_even_when_no_layer_stands_out():
     assert bare.severity.value == "error"  # below 10 dB the output is mostly noise
 
 
+@pytest.mark.parametrize("kind", ["hub-model", "pretrained-weights", "checkpoint", "dataset"])
+def test_qd020_and_qd022_leave_stand_in_weights_and_data_unjudged(kind):
+    layers = [
+        layer("quant", 0.0, type_="Quantize", kind=F.QUANT_STUB, levels_used=0.1),
+        layer("conv1", 34.0),
+        layer("conv2", 12.5),
+    ]
+    facts = numerics_facts(15.2, layers)
+    assert run_rule("QD020", facts) and run_rule("QD022", facts)  # the user's own weights and data: judged
+    facts.target.substitutions = [F.Substitution(kind=kind, requested="what the script asked", instead="random")]
+    assert run_rule("QD020", facts) == [] and run_rule("QD022", facts) == []
+    facts.target.substitutions = [F.Substitution(kind="cuda", requested=".cuda()", instead="CPU")]
+    assert run_rule("QD020", facts)  # a CPU stand-in for CUDA changes no number of the model
+
+
 def test_qd020_points_at_qd022_when_a_range_explains_it():
     layers = [
         layer("quant", 0.0, type_="Quantize", kind=F.QUANT_STUB, levels_used=0.1, outlier_rows=[outlier_row(3, 17)]),

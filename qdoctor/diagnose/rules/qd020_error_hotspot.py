@@ -30,6 +30,8 @@ def error_hotspot(facts: Facts) -> Iterator[Finding]:
     numerics = facts.numerics
     if numerics is None or not E.below_floor(facts) or E.explained_elsewhere(facts):
         return
+    if E.stood_in(facts):
+        return  # random weights or fake data stood in: the error is theirs, not the user's model's
     layers = numerics.layers
     spots = E.hotspots(layers)
     train_mode_twin = E.float_twin_in_train_mode(facts)
