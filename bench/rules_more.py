@@ -292,10 +292,13 @@ SCENARIOS: dict[str, Callable[[], list[str]]] = {
 
 def machine_line() -> str:
     env = gather_environment()
+    load = os.getloadavg()[0]
+    # the benchmark itself keeps one core busy: a load above the core count means other jobs shared the machine
+    state = "quiet machine" if load < (env.cpu_count or 1) else "busy machine, other jobs running: noisy"
     return (
         f"_{env.cpu_model}, {env.cpu_count} cores ({', '.join(env.cpu_isa)}), {platform.machine()}, torch "
-        f"{torch.__version__}, engine {torch.backends.quantized.engine}; load average {os.getloadavg()[0]:.1f} at "
-        f"start (shared machine, other jobs running); {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC._"
+        f"{torch.__version__}, engine {torch.backends.quantized.engine}; load average {load:.1f} at "
+        f"start ({state}); {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC._"
     )
 
 
