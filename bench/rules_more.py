@@ -311,22 +311,28 @@ def write_section(name: str, lines: list[str]) -> None:
     write(f"rules_more_{name}", title, "\n".join(lines[1:] if lines and lines[0].startswith("#") else lines))
 
 
-def main(argv: list[str]) -> None:
-    chosen = [a.lower() for a in argv] or list(SCENARIOS)
-    unknown = [c for c in chosen if c not in SCENARIOS]
+def run_scenarios(scenarios: dict[str, Any], chosen: list[str], section: Any = None) -> None:
+    """Run each chosen scenario (torch's engine and thread count restored after it), print its lines with the
+    machine line, and write them to the section ``section(name)`` of bench/RESULTS.md (None: print only)."""
+    unknown = [c for c in chosen if c not in scenarios]
     if unknown:
-        raise SystemExit(f"unknown scenario(s) {unknown}; choose from {list(SCENARIOS)}")
+        raise SystemExit(f"unknown scenario(s) {unknown}; choose from {list(scenarios)}")
     for name in chosen:
         engine, threads = torch.backends.quantized.engine, torch.get_num_threads()
         started = machine_line()
         try:
-            lines = SCENARIOS[name]()
+            lines = scenarios[name]()
         finally:
             torch.backends.quantized.engine = engine
             torch.set_num_threads(threads)
         lines = lines[:1] + ["", started] + lines[1:]
         print("\n".join(lines) + "\n", flush=True)
-        write_section(name, lines)
+        if section is not None:
+            write_section(section(name), lines)
+
+
+def main(argv: list[str]) -> None:
+    run_scenarios(SCENARIOS, [a.lower() for a in argv] or list(SCENARIOS), section=lambda name: name)
     print("wrote bench/RESULTS.md")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
-from rules_more import compare, fixture, fmt, machine_line, write_section
+from rules_more import compare, fixture, fmt, run_scenarios
 from torch import nn
 from torch.ao import quantization as tq
 
@@ -120,18 +120,7 @@ SCENARIOS = {"qd023": qd023, "qd008_dynamic": qd008_dynamic}
 
 def main(argv: list[str]) -> None:
     chosen = [a.lower() for a in argv if not a.startswith("--")] or list(SCENARIOS)
-    for name in chosen:
-        engine, threads = torch.backends.quantized.engine, torch.get_num_threads()
-        started = machine_line()
-        try:
-            lines = SCENARIOS[name]()
-        finally:
-            torch.backends.quantized.engine = engine
-            torch.set_num_threads(threads)
-        lines = lines[:1] + ["", started] + lines[1:]
-        print("\n".join(lines) + "\n", flush=True)
-        if not QUICK:
-            write_section(f"slow_layers_{name}", lines)
+    run_scenarios(SCENARIOS, chosen, section=None if QUICK else lambda name: f"slow_layers_{name}")
 
 
 if __name__ == "__main__":

@@ -63,6 +63,20 @@ def _split(values: list[str] | None) -> list[str] | None:
     return [v.strip().upper() for item in values for v in item.split(",") if v.strip()]
 
 
+# How the script runs, shared by `check` and `compare` (qdoctor.load.options.LoadOptions).
+STOP_ON_ERROR = typer.Option(
+    False,
+    "--stop-on-error",
+    help="Stop the script at its first error (default: run every top-level statement and report each error).",
+)
+STAND_INS = typer.Option(
+    True,
+    "--stand-ins/--no-stand-ins",
+    help="Offline stand-ins for what this machine lacks: pretrained weights and checkpoints (random weights), "
+    "datasets (FakeData), CUDA (CPU). Listed in the report; valid for speed, not accuracy.",
+)
+
+
 @app.command()
 def check(
     targets: list[str] = typer.Argument(
@@ -104,17 +118,8 @@ def check(
     trust: bool = typer.Option(
         False, "--trust", help="Allow a pickled full model (torch.save(model)) as TARGET: unpickling runs code from it."
     ),
-    stop_on_error: bool = typer.Option(
-        False,
-        "--stop-on-error",
-        help="Stop the script at its first error (default: run every top-level statement and report each error).",
-    ),
-    stand_ins: bool = typer.Option(
-        True,
-        "--stand-ins/--no-stand-ins",
-        help="Offline stand-ins for what this machine lacks: pretrained weights and checkpoints (random weights), "
-        "datasets (FakeData), CUDA (CPU). Listed in the report; valid for speed, not accuracy.",
-    ),
+    stop_on_error: bool = STOP_ON_ERROR,
+    stand_ins: bool = STAND_INS,
 ) -> None:
     """Diagnose quantized models: measure them, find every cause of slowness or breakage, suggest fixes.
 
@@ -367,17 +372,8 @@ def compare(
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the report to this file instead of stdout."),
     bench_time: float = typer.Option(1.0, "--bench-time", min=0.05, help="Seconds of timed runs per recipe."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of qdoctor's own errors."),
-    stop_on_error: bool = typer.Option(
-        False,
-        "--stop-on-error",
-        help="Stop the script at its first error (default: run every top-level statement and report each error).",
-    ),
-    stand_ins: bool = typer.Option(
-        True,
-        "--stand-ins/--no-stand-ins",
-        help="Offline stand-ins for what this machine lacks: pretrained weights and checkpoints (random weights), "
-        "datasets (FakeData), CUDA (CPU). Listed in the report; valid for speed, not accuracy.",
-    ),
+    stop_on_error: bool = STOP_ON_ERROR,
+    stand_ins: bool = STAND_INS,
 ) -> None:
     """Quantize a float model with each recipe, measure latency, size and accuracy, and recommend one."""
     from qdoctor.compare.reporters import CompareFormat
