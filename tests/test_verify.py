@@ -473,3 +473,26 @@ def test_headline_wording():
         "quantized: crashed -> after all fixes it still raises RuntimeError: x"
     )
     assert headline(crashed, Measured(timing=t(1.0), sqnr_db=math.inf), None).endswith("SQNR identical vs fp32")
+
+
+@pytest.mark.parametrize(
+    ("held", "expected"),
+    [
+        (torch.randn(1, 3), "(example_inputs,)"),  # one tensor: wrapped into the tuple prepare_fx wants
+        ((torch.randn(1, 3),), "example_inputs"),  # already the tuple of arguments: used as it is
+    ],
+)
+def test_fix_code_passes_the_scripts_example_inputs_as_one_tuple(held, expected):
+    from types import SimpleNamespace
+
+    from qdoctor.prescribe.snippet import FixCode
+
+    target = SimpleNamespace(inputs_name="example_inputs", script_text="", subject_name="quantized_model")
+    target.float_name = "float_model"
+    loaded = SimpleNamespace(
+        target=target,
+        inputs=held if isinstance(held, tuple) else (held,),
+        namespace={"example_inputs": held},
+    )
+    names = FixCode(loaded).names(lambda work: f"calibrate({work})")
+    assert names.example_inputs == expected

@@ -85,7 +85,11 @@ class FixCode:
         quantized = "quantized_model" if subject.endswith("()") else subject
         inputs = self.inputs_expr()
         single = len(self.inputs) == 1 and isinstance(self.inputs[0], torch.Tensor)
-        if inputs and single and not inputs.endswith("()"):
+        # a name of the script that already holds the tuple of arguments is used as it is; one tensor is wrapped
+        held = self.loaded.namespace.get(inputs) if inputs and inputs.isidentifier() else None
+        if inputs and isinstance(held, tuple):
+            example_inputs = inputs
+        elif inputs and single and not inputs.endswith("()"):
             example_inputs = f"({inputs},)"
         elif inputs:
             example_inputs = f"tuple({inputs})"
