@@ -1,0 +1,137 @@
+"""Measurement facts: timings (median and spread), ratios with their intervals, the contention seen while
+measuring, and the benchmark of subject and float baseline (qdoctor.gather.rounds fills them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Timing:
+    """A torch.utils.benchmark measurement: median and spread, never a mean of wall-clock deltas."""
+
+    median_ms: float
+    iqr_ms: float
+    runs: int  # number of timed blocks behind the median
+    number_per_run: int  # calls per block
+    num_threads: int
+    noisy: bool  # IQR / median > 10 %
+    contended: bool = False  # other processes ran on the cores it was measured on (qdoctor.gather.contention)
+
+    @property
+    def spread(self) -> float:
+        return self.iqr_ms / self.median_ms if self.median_ms else 0.0
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A ratio of two timings with its confidence interval: `4.1x (3.9-4.3)`.
+
+    A verdict that depends on a comparison ("slower", "no gain", "the fix helps") is stated only when the interval
+    clears the threshold; otherwise the difference is within noise.
+    """
+
+    value: float
+    low: float
+    high: float
+    method: str = "iqr-bounds"  # how the interval was derived ("paired-bootstrap", "iqr-bounds")
+    # Measured while other processes fought the model for its cores, too unsteady to judge: every verdict that
+    # depends on it is withheld ("machine busy").
+    busy: bool = False
+
+    def clearly_below(self, threshold: float) -> bool:
+        return not self.busy and self.high < threshold
+
+    def clearly_above(self, threshold: float) -> bool:
+        return not self.busy and self.low > threshold
+
+    def within_noise(self, threshold: float) -> bool:
+        """Neither clearly below nor clearly above ``threshold`` (or withheld because the machine was busy)."""
+        return not self.clearly_below(threshold) and not self.clearly_above(threshold)
+
+    def text(self) -> str:
+        busy = ", machine busy" if self.busy else ""
+        return f"{self.value:.2f}x ({self.low:.2f}-{self.high:.2f}{busy})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "value": round(self.value, 4),
+            "low": round(self.low, 4),
+            "high": round(self.high, 4),
+            "method": self.method,
+            "busy": self.busy,
+        }
+
+
+def ratio_of(numerator: Timing, denominator: Timing) -> Ratio | None:
+    """numerator / denominator with conservative bounds from the two spreads (quartiles), when nothing better exists."""
+    if numerator.median_ms <= 0 or denominator.median_ms <= 0:
+        return None
+    low_den = max(denominator.median_ms + denominator.iqr_ms / 2, 1e-12)
+    high_den = max(denominator.median_ms - denominator.iqr_ms / 2, 1e-12)
+    return Ratio(
+        value=numerator.median_ms / denominator.median_ms,
+        low=max(numerator.median_ms - numerator.iqr_ms / 2, 0.0) / low_den,
+        high=(numerator.median_ms + numerator.iqr_ms / 2) / high_den,
+    )
+
+
+@dataclass
+class Contention:
+    """What else the machine did while qdoctor measured, and what qdoctor did about it (qdoctor.gather.contention).
+
+    ``busy_cores_*`` count other processes' CPU time in cores (this process's own time subtracted): 1.0 is one core
+    kept fully busy by someone else.
+    """
+
+    cores_allowed: int  # CPUs this process may run on (os.sched_getaffinity)
+    load_average: float  # 1-minute load average when measuring began
+    busy_cores_before: float  # other processes, over all allowed CPUs, just before measuring
+    busy_cores_during: float  # other processes, on the CPUs measured on, while measuring
+    threads_requested: int  # the thread count in force (the user's)
+    threads_used: int
+    cpus_used: list[int]  # the CPUs measured on (all allowed ones unless qdoctor moved to the free ones)
+    waited_s: float = 0.0  # waited for the machine to quieten down
+    contended: bool = False  # other processes ran on the measured CPUs while measuring
+    busy: bool = False  # so much that comparisons were withheld ("machine busy")
+    action: str = ""  # what was done, in words: "measured on 1 thread: 1 of 2 cores was busy"
+
+    def text(self) -> str:
+        return self.action
+
+
+@dataclass
+class Benchmarks:
+    subject: Timing | None
+    float_baseline: Timing | None
+    subject_error: str | None = None  # why the subject could not be timed (it crashed, ...)
+    # float time / subject time from paired rounds, when the measurement layer measured them together
+    paired_speedup: Ratio | None = None
+
+    @property
+    def speedup_ratio(self) -> Ratio | None:
+        """The speedup with its interval: paired rounds when measured so, else bounds from the two spreads."""
+        if self.paired_speedup is not None:
+            return self.paired_speedup
+        if self.subject and self.float_baseline:
+            return ratio_of(self.float_baseline, self.subject)
+        return None
+
+    def clearly_slower(self) -> bool:
+        """The quantized model is slower than its float baseline beyond noise (the interval is below 1.0)."""
+        ratio = self.speedup_ratio
+        return ratio is not None and ratio.clearly_below(1.0)
+
+    def evidence(self) -> dict[str, float]:
+        """{"subject_ms", "float_ms"} (rounded medians) when both were timed, for a finding's evidence."""
+        if self.subject and self.float_baseline:
+            return {"subject_ms": round(self.subject.median_ms, 3), "float_ms": round(self.float_baseline.median_ms, 3)}
+        return {}
+
+    @property
+    def speedup(self) -> float | None:
+        """float time / subject time: > 1 means the quantized model is faster."""
+        if self.subject and self.float_baseline and self.subject.median_ms > 0:
+            return self.float_baseline.median_ms / self.subject.median_ms
+        return None
