@@ -14,30 +14,19 @@ from dataclasses import dataclass, field
 
 from qdoctor import facts as F
 from qdoctor.facts import GraphNode
-from qdoctor.facts.graph import short_op
+from qdoctor.facts.graph import WEIGHTED_OPS, short_op
 
-# Compute whose float fallback costs real time (a matmul or convolution), as opposed to cheap pointwise ops.
-HEAVY_OPS = {
-    "conv1d",
-    "conv2d",
-    "conv3d",
-    "conv_transpose1d",
-    "conv_transpose2d",
-    "conv_transpose3d",
-    "convolution",
-    "linear",
-    "addmm",
-    "mm",
-    "matmul",
-    "bmm",
+# Compute whose float fallback costs real time (a matmul or convolution), as opposed to cheap pointwise ops: the
+# ops with a weight operand (the graph vocabulary's WEIGHTED_OPS) but a plain lookup, plus batched matmuls, recurrent
+# layers and attention.
+HEAVY_OPS = (WEIGHTED_OPS - {"embedding"}) | {
     "baddbmm",
     "einsum",
+    "gru",
+    "lstm",
+    "multi_head_attention_forward",
     "scaled_dot_product_attention",
     "_scaled_dot_product_flash_attention_for_cpu",
-    "multi_head_attention_forward",
-    "lstm",
-    "gru",
-    "embedding_bag",
 }
 HEAVY_MODULES = {
     "Conv1d",
