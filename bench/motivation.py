@@ -33,40 +33,48 @@ def variants(float_model, inputs, engines):
     import torch
     from torch.ao import quantization as tq
 
-    from qdoctor.prescribe import quantize as Q
+    from qdoctor.flows import calibrate, calibration_batches, wrap_with_stubs
+    from qdoctor.flows.dynamic import dynamic
+    from qdoctor.flows.eager import static_eager
+    from qdoctor.introspect.state import quantized_engine
+    from qdoctor.prescribe.recipe import fusion_plan
 
-    batches, _ = Q.calibration_batches(None, inputs)
+    batches, _ = calibration_batches(None, inputs)
+    groups = fusion_plan(float_model, inputs)
 
     def observers_left():
-        with Q.quantized_engine("x86"):
-            model = Q.wrap_with_stubs(copy.deepcopy(float_model).eval())
+        with quantized_engine("x86"):
+            model = wrap_with_stubs(copy.deepcopy(float_model).eval())
             model.qconfig = tq.get_default_qconfig("x86")
             prepared = tq.prepare(model)
-            Q.calibrate(prepared, batches)
+            calibrate(prepared, batches)
         return prepared, "x86"
 
     def qat_left():
-        with Q.quantized_engine("x86"):
-            model = Q.wrap_with_stubs(copy.deepcopy(float_model))
+        with quantized_engine("x86"):
+            model = wrap_with_stubs(copy.deepcopy(float_model))
             model.train()
             model.qconfig = tq.get_default_qat_qconfig("x86")
             prepared = tq.prepare_qat(model)
-            Q.calibrate(prepared, batches)
+            calibrate(prepared, batches)
             prepared.eval()
         return prepared, "x86"
 
     yield "fp32", lambda: (copy.deepcopy(float_model), torch.backends.quantized.engine)
     for engine in engines:
-        yield f"static int8, {engine}, fused", lambda e=engine: _built(Q.static_eager(float_model, inputs, e, batches))
+        yield (
+            f"static int8, {engine}, fused",
+            lambda e=engine: _built(static_eager(float_model, e, batches, groups=groups)),
+        )
     yield (
         "static int8, x86, not fused",
-        lambda: _built(Q.static_eager(float_model, inputs, "x86", batches, do_fuse=False)),
+        lambda: _built(static_eager(float_model, "x86", batches)),
     )
     yield "prepared, not converted (observers left)", observers_left
     yield "QAT fake-quant left (not converted)", qat_left
     yield (
         "dynamic int8 (nn.Linear only)",
-        lambda: _built(Q.dynamic(float_model, "x86", [__import__("torch").nn.Linear])),
+        lambda: _built(dynamic(float_model, "x86", [__import__("torch").nn.Linear])),
     )
 
 
@@ -79,7 +87,7 @@ def measure(name, float_model, inputs, engines, bench_time):
 
     from qdoctor.gather.size import serialized_bytes
     from qdoctor.gather.timing import time_model
-    from qdoctor.prescribe import quantize as Q
+    from qdoctor.introspect.state import quantized_engine
 
     rows = []
     base = None
@@ -88,7 +96,7 @@ def measure(name, float_model, inputs, engines, bench_time):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 model, engine = build()
-                with Q.quantized_engine(engine), torch.no_grad():
+                with quantized_engine(engine), torch.no_grad():
                     timing = time_model(model, inputs, bench_time)
         except Exception as exc:
             rows.append([name, label, "-", "-", "-", f"failed: {type(exc).__name__}: {str(exc)[:80]}"])

@@ -278,17 +278,17 @@ def _after_report(report: Report, trace_dir: Path | None, console: Console) -> N
 
         for line in trace_lines(report.facts, str(trace_dir)):
             console.print(line, highlight=False, markup=False, soft_wrap=True)
-    saved = report.extras.get("saved_fixed")
+    saved = report.prescription.saved if report.prescription is not None else None
     if saved is not None:
-        if saved.get("saved"):
+        if saved.saved:
             console.print(
-                f"qdoctor: saved the fixed model to {saved['path']} ({saved['format']})", highlight=False, markup=False
+                f"qdoctor: saved the fixed model to {saved.path} ({saved.format})", highlight=False, markup=False
             )
-        elif saved.get("error"):
-            raise _fail(f"--save-fixed: could not write {saved['path']}: {saved['error']}")
+        elif saved.error:
+            raise _fail(f"--save-fixed: could not write {saved.path}: {saved.error}")
         else:
             console.print(
-                f"qdoctor: nothing saved to {saved['path']}: {saved.get('reason', '')}", highlight=False, markup=False
+                f"qdoctor: nothing saved to {saved.path}: {saved.reason or ''}", highlight=False, markup=False
             )
 
 

@@ -315,3 +315,10 @@ def numerics_facts(sqnr: float | None, layers: list[LayerNumerics], **numerics: 
 
 def outlier_row(batch: int, row: int, max_abs: float = 1e4, typical: float = 2.5) -> OutlierRow:
     return OutlierRow(batch=batch, row=row, max_abs=max_abs, typical_max_abs=typical)
+
+
+def flow_kind(name: str) -> F.FlowKind:
+    """The identity of the flow named ``name`` as Facts carry it (qdoctor.flows declares them); "none": NO_FLOW."""
+    from qdoctor.flows import flow_named
+
+    return F.NO_FLOW if name == F.NO_FLOW.name else flow_named(name).kind

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from qdoctor import facts as F
 from qdoctor.diagnose.findings import Finding, Location, Severity, SkippedRule
+from qdoctor.facts.prescription import Applicability, FixAll, Prescription, Verified
 from qdoctor.report.model import Report
 from qdoctor.report.ruledocs import RuleDoc, parse
 
@@ -163,15 +164,19 @@ def sample_report() -> Report:
             evidence={"float_modules": ["conv2", "bn2", "relu2", "fc"], "float_share": 0.533, "none": None},
             fix='model.dequant = nn.Identity()\nmodel.qconfig = torch.ao.quantization.get_default_qconfig("x86")\n'
             "# fuse conv2+bn2+relu2, then prepare / calibrate / convert again",
-            verified={
-                "before_ms": 4.812,
-                "after_ms": 1.932,
-                "speedup": 2.49,
-                "speedup_interval": {"value": 2.49, "low": 2.38, "high": 2.61, "method": "paired-bootstrap"},
-                "effect": "faster",
-                "before_sqnr_db": 31.42,
-                "after_sqnr_db": 29.8,
-            },
+            verified=Verified(
+                Applicability.VERIFIED,
+                before_ms=4.812,
+                after_ms=1.932,
+                speedup=F.Ratio(value=2.49, low=2.38, high=2.61, method="paired-bootstrap"),
+                effect="faster",
+                before_sqnr_db=31.42,
+                after_sqnr_db=29.8,
+                engine="x86",
+                threads=4,
+                method="rebuilt from a copy of `float_model` (the float baseline) the way the script did it, then fixed",
+                steps=["fused 1 group(s)", "qconfig and engine 'x86'", "converted"],
+            ),
         ),
         Finding(
             rule="QD003",
@@ -181,7 +186,7 @@ def sample_report() -> Report:
             location=Location(module=""),
             evidence={"engine": "qnnpack", "cpu_isa": ["avx2", "avx512f", "avx512_vnni"]},
             fix='torch.backends.quantized.engine = "x86"',
-            verified={"reason": "the engine is process-wide; measured in a separate run only"},
+            verified=Verified.cannot_apply("the engine is process-wide; measured in a separate run only"),
         ),
         Finding(
             rule="QD010",
@@ -206,7 +211,21 @@ def sample_report() -> Report:
         ],
         notes=["inputs: taken from `example_inputs`"],
         qdoctor_version=VERSION,
-        extras={"fix_all": {"after_ms": 1.701, "headline": "after all fixes: 4.81 ms -> 1.70 ms (2.83x)"}},
+        prescription=Prescription(
+            fix_all=FixAll(
+                applied=True,
+                fixes=["QD005"],
+                headline="after all fixes: 4.81 ms -> 1.70 ms (2.83x)",
+                before_ms=4.812,
+                after_ms=1.701,
+                engine="x86",
+                threads=4,
+                method="rebuilt from a copy of `float_model` (the float baseline) the way the script did it, then fixed",
+                steps=["fused 1 group(s)", "qconfig and engine 'x86'", "converted"],
+                code="model = float_model.eval()",
+                left_out={"QD003": "the engine is process-wide; measured in a separate run only"},
+            )
+        ),
     )
 
 

@@ -29,35 +29,35 @@ def test_corrupted_calibration_row_is_named_and_recalibrating_without_it_restore
     (qd022,) = [f for f in done.findings if f.rule == "QD022"]
     assert qd022.location.module == "quant" and qd022.evidence["outlier_rows"] == [[3, 17]]
     verified = done.verified("QD022")
-    assert verified["applied"] and verified["after_sqnr_db"] >= HEALTHY_MIN_DB
-    assert verified["calibration_rows_left_out"] == [[3, 17]]
+    assert verified.applied and verified.after_sqnr_db >= HEALTHY_MIN_DB
+    assert verified.details["calibration_rows_left_out"] == [[3, 17]]
     # QD020 fires (below the floor) but leaves the fix to QD022: keeping layers in float cannot fix a range
     qd020 = done.verified("QD020")
-    assert not qd020["applied"] and "QD022" in qd020["reason"]
-    assert "float_fallback" not in done.extras
+    assert not qd020.applied and "QD022" in qd020.reason
+    assert done.prescription.fallback is None
 
 
 def test_per_tensor_outlier_channel_is_named_and_per_channel_weights_restore_the_sqnr():
     done = prescribed(str(FIXTURES / "per_tensor_outlier_channel.py"))
     assert done.untouched == []
     verified = done.verified("QD021")
-    assert verified["applied"]
-    assert verified["after_sqnr_db"] >= HEALTHY_MIN_DB
-    assert verified["after_sqnr_db"] - verified["before_sqnr_db"] >= 8.0  # ~10 dB lost to per-tensor weights
-    code = done.fix_all["code"]
+    assert verified.applied
+    assert verified.after_sqnr_db >= HEALTHY_MIN_DB
+    assert verified.after_sqnr_db - verified.before_sqnr_db >= 8.0  # ~10 dB lost to per-tensor weights
+    code = done.fix_all.code
     assert 'get_default_qconfig("x86")' in code and "QConfig(" not in code
 
 
 def test_error_hotspot_kept_in_float_restores_the_sqnr_and_the_table_stops_at_one_layer():
     done = prescribed(str(FIXTURES / "error_hotspot_layer.py"))
     verified = done.verified("QD020")
-    assert verified["applied"] and verified["before_sqnr_db"] < SQNR_FLOOR_DB
-    assert verified["after_sqnr_db"] >= HEALTHY_MIN_DB
-    assert "kept in float: fc2" in verified["steps"]
-    table = done.extras["float_fallback"]
-    assert table["chosen"] == 0 and table["steps"][0]["float_layers"] == ["fc2"]
-    assert table["steps"][0]["sqnr_db"] >= SQNR_FLOOR_DB
-    assert "setattr(parent, child, torch.nn.Sequential(" in table["steps"][0]["code"]
+    assert verified.applied and verified.before_sqnr_db < SQNR_FLOOR_DB
+    assert verified.after_sqnr_db >= HEALTHY_MIN_DB
+    assert "kept in float: fc2" in verified.steps
+    table = done.prescription.fallback
+    assert table.chosen == 0 and table.steps[0].float_layers == ["fc2"]
+    assert table.steps[0].sqnr_db >= SQNR_FLOOR_DB
+    assert "setattr(parent, child, torch.nn.Sequential(" in table.steps[0].code
 
 
 def test_fx_error_hotspot_is_measured_per_layer_and_kept_float_with_set_module_name():
@@ -66,8 +66,8 @@ def test_fx_error_hotspot_is_measured_per_layer_and_kept_float_with_set_module_n
     assert set(layers) == {"fc1", "fc2", "fc3", "fc4"}
     assert layers["fc2"].isolated_sqnr_db < layers["fc3"].isolated_sqnr_db - 10
     verified = done.verified("QD020")
-    assert verified["applied"] and verified["after_sqnr_db"] >= HEALTHY_MIN_DB
-    assert 'qconfig_mapping.set_module_name("fc2", None)' in done.fix_all["code"]
+    assert verified.applied and verified.after_sqnr_db >= HEALTHY_MIN_DB
+    assert 'qconfig_mapping.set_module_name("fc2", None)' in done.fix_all.code
 
 
 def test_the_fixed_code_runs_and_gives_the_verified_model():
@@ -134,7 +134,7 @@ def test_with_evaluate_the_drop_in_points_leads_and_the_table_uses_it():
     assert numerics.metric_float == 1.0 and numerics.accuracy_drop_points > 1.0
     (finding,) = [f for f in done.findings if f.rule == "QD020"]
     assert finding.message.startswith("evaluate() drops")
-    table = done.extras["float_fallback"]
-    assert table["target"].startswith("evaluate() within")
-    step = table["steps"][table["chosen"]]
-    assert step["float_layers"][0] == "fc2" and step["drop_points"] <= 1.0
+    table = done.prescription.fallback
+    assert table.target.startswith("evaluate() within")
+    step = table.steps[table.chosen]
+    assert step.float_layers[0] == "fc2" and step.drop_points <= 1.0

@@ -89,8 +89,8 @@ def test_check_model_finds_and_verifies_the_unfused_block(unfused_report):
     assert [f.location.module for f in found] == ["conv"]
     finding = found[0]
     assert finding.severity.value == "warning" and "fuse" in finding.fix and finding.message
-    assert finding.verified is not None and finding.verified["applied"] is True
-    assert finding.verified["groups"] == [["conv", "bn", "relu"]]
+    assert finding.verified is not None and finding.verified.applied is True
+    assert finding.verified.details["groups"] == [["conv", "bn", "relu"]]
     assert report.facts.benchmark.speedup_ratio is not None  # timed with an interval
     assert report.facts.numerics.sqnr_db > 10
     assert report.ok is False and report.fail_on == "warning"

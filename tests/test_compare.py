@@ -18,6 +18,7 @@ from qdoctor.compare import recipes as R
 from qdoctor.compare.reporters import CompareFormat, render
 from qdoctor.compare.result import FP32, Candidate, Limits, accuracy_within_limit, metric_drop_points
 from qdoctor.facts import Environment, Timing
+from qdoctor.flows.pt2e import RECIPE as PT2E_RECIPE
 
 runner = CliRunner()
 FAST = dict(bench_time=0.05, check_batches=2, calibration_batches=2)
@@ -135,14 +136,14 @@ def test_default_selection_is_fp32_dynamic_eager_and_fx_on_every_engine():
         "fx-qnnpack",
         "fx-onednn",
     ]
-    assert R.PT2E_RECIPE in not_run and "torch.compile" in not_run[R.PT2E_RECIPE]
+    assert PT2E_RECIPE in not_run and "torch.compile" in not_run[PT2E_RECIPE]
 
 
 def test_selection_by_flow_name_and_all():
     chosen, not_run = R.select("fx,dynamic-qnnpack", _env())
     assert [r.name for r in chosen] == ["fp32", "fx-x86", "fx-fbgemm", "fx-qnnpack", "fx-onednn", "dynamic-qnnpack"]
     everything, not_run = R.select("all", _env())
-    assert R.PT2E_RECIPE in [r.name for r in everything] and not not_run
+    assert PT2E_RECIPE in [r.name for r in everything] and not not_run
     assert len(everything) == 1 + 3 * len(R.ENGINES) + 1
 
 
@@ -160,7 +161,7 @@ def test_unsupported_engine_and_non_x86_pt2e_are_skipped_with_reasons():
     env = _env(machine="aarch64", supported_engines=["qnnpack"])
     recipes = {r.name: r for r in R.catalog()}
     assert "not in torch.backends.quantized.supported_engines" in R.unavailable(recipes["fx-onednn"], env)
-    assert "x86" in R.unavailable(recipes[R.PT2E_RECIPE], env)
+    assert "x86" in R.unavailable(recipes[PT2E_RECIPE], env)
     assert R.unavailable(recipes["fx-qnnpack"], env) is None
 
 

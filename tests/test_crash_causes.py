@@ -6,7 +6,7 @@ Each rule's own findings for its crashes are tested in tests/rules/ (QD002, QD00
 from __future__ import annotations
 
 import pytest
-from factsbuild import ADD_CRASH, CUDA_CRASH, crash, fev, make_facts, mev, mod, q
+from factsbuild import ADD_CRASH, CUDA_CRASH, crash, fev, flow_kind, make_facts, mev, mod, q
 
 from qdoctor import facts as F
 from qdoctor.diagnose.registry import owners
@@ -113,5 +113,5 @@ def test_a_step_that_refuses_a_mode_or_qconfig_is_its_rules_not_an_unknown_flow_
 
     tb = 'Traceback (most recent call last):\n  File "/venv/torch/ao/quantization/quantize_fx.py", line 9, in prepare_fx\n'
     raised = crash(message, module=None, phase="load", type_="AssertionError", traceback=tb)
-    facts = make_facts([mod("conv", "Conv2d", F.FLOAT)], [], load_crash=raised, flow=FlowInfo(flow="fx"))
+    facts = make_facts([mod("conv", "Conv2d", F.FLOAT)], [], load_crash=raised, flow=FlowInfo(flow_kind("fx")))
     assert [r.code for r in owners(raised, facts)] == [rule]  # not QD017 "not a known flow failure"

@@ -12,6 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from factsbuild import flow_kind
 
 from qdoctor import facts as F
 from qdoctor.diagnose import registry
@@ -69,7 +70,7 @@ def facts(kind: str = F.QUANTIZED, load_crash: CrashInfo | None = None, flow: bo
         environment=environment(),
         modules=[module("", F.CONTAINER), module("fc", kind)],
         trace=Trace(events=[], output=[]),
-        flow=FlowInfo(flow="none", torchao_version="0.18.0") if flow else None,
+        flow=FlowInfo(flow_kind("none"), torchao_version="0.18.0") if flow else None,
     )
 
 

@@ -317,7 +317,7 @@ def test_torchao_name_that_moved_names_the_installed_version():
     assert finding.location.line == report.facts.target.load_crash.line
 
 
-# ------------------------------------------------------------------- one flow vocabulary (introspect.flow)
+# ------------------------------------------------------------------- one flow vocabulary (qdoctor.flows)
 
 
 def _tiny() -> torch.nn.Module:
@@ -330,8 +330,8 @@ def test_model_flow_answers_every_consumer_from_one_look():
     import torch.ao.quantization as tq
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
+    from qdoctor.flows import detect, rebuild_flow
     from qdoctor.introspect.flow import model_flow
-    from qdoctor.prescribe.recipe import detect_flow
 
     example = (torch.randn(1, 3, 8, 8),)
     with_qconfig = _tiny().eval()
@@ -347,11 +347,14 @@ def test_model_flow_answers_every_consumer_from_one_look():
         "exported": torch.export.export(_tiny().eval(), example).module(),
     }
     seen = {name: model_flow(m) for name, m in models.items()}
-    answers = {name: (f.flow, f.stage, f.level, detect_flow(models[name])) for name, f in seen.items()}
+    answers = {}
+    for name, look in seen.items():
+        found, rebuilt = detect(look), rebuild_flow(look)
+        answers[name] = (found.kind.name, found.stage, look.level, rebuilt.name if rebuilt else None)
     assert answers == {
         "float": ("none", None, 0, "eager"),
         "qconfig": ("none", None, 1, "eager"),
-        "dynamic": ("eager", "converted", 3, "dynamic"),
+        "dynamic": ("dynamic", "converted", 3, "dynamic"),
         "fx prepared": ("fx", "prepared", 2, "fx"),
         "fx converted": ("fx", "converted", 3, "fx"),
         "exported": ("pt2e", None, 0, "fx"),

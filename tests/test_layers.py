@@ -16,6 +16,7 @@ LAYERS = (
     ("qdoctor", "errors", "files"),  # the version, user-facing errors, atomic writes: import nothing of qdoctor
     ("facts",),
     ("introspect",),
+    ("flows",),  # one module per quantization flow: detection, rebuild, recipes, snippets, lowering (no load/gather)
     ("load",),
     ("gather",),
     ("diagnose",),

@@ -247,11 +247,23 @@ def test_module_rows_join_profile_and_trace():
 
 
 def test_verified_text():
+    from qdoctor.facts import Ratio
+    from qdoctor.facts.prescription import Applicability, Verified
+
     assert verified_text(None) is None
-    assert verified_text({"reason": "engine is global"}) == "not verified: engine is global"
-    assert verified_text({"before_ms": None, "after_ms": 2.0}) == "verified: crashed -> 2.00 ms"
-    line = verified_text({"before_ms": 4.0, "after_ms": 2.0, "speedup": 2.0, "after_sqnr_db": float("inf")})
-    assert line == "verified: 4.00 ms -> 2.00 ms (2.00x), SQNR vs float identical"
+    assert verified_text(Verified.cannot_apply("engine is global")) == "not verified: engine is global"
+    crashed = Verified(Applicability.VERIFIED, before_ms=None, after_ms=2.0)
+    assert verified_text(crashed) == "verified: crashed -> 2.00 ms"
+    measured = Verified(
+        Applicability.VERIFIED,
+        before_ms=4.0,
+        after_ms=2.0,
+        speedup=Ratio(value=2.0, low=1.9, high=2.1, method="paired-bootstrap"),
+        effect="faster",
+        after_sqnr_db=float("inf"),
+    )
+    line = verified_text(measured)
+    assert line == "verified: 4.00 ms -> 2.00 ms (2.00x, 1.90-2.10), SQNR vs float identical"
 
 
 def test_paths_are_relative_to_root_only_below_it():

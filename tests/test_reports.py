@@ -138,7 +138,7 @@ def test_a_statement_past_its_time_budget_is_stopped_and_the_next_runs():
 def test_keep_going_fixture_reports_every_error_at_its_line_and_checks_the_model(check_fixture):
     report = check_fixture("keep_going.py")
     [qd017] = findings_of(report, "QD017")
-    assert qd017.location.line == 13 and "get_default_qconfig_mapping" in qd017.fix
+    assert qd017["location"].line == 13 and "get_default_qconfig_mapping" in qd017["fix"]
     [qd014] = findings_of(report, "QD014")
     assert qd014.location.line == 15 and "FileNotFoundError" in qd014.message
     assert {"QD001", "QD004"} <= set(codes(report))  # the statements after the errors ran
@@ -209,8 +209,8 @@ def test_seed004_article_gives_the_findings_of_its_fixture_with_fix_all_measured
     report = run_check(REPORTS / "seed004_article.txt", bench=True, verify=True)
     assert codes(report) == codes(as_written) == ["QD001", "QD002", "QD004"]
     assert [f.location.line for f in report.findings] == [17, 17, 17]  # the article's line of nn.Conv2d(3, 64, ...)
-    fix_all = report.extras["fix_all"]
-    assert fix_all["applied"] and fix_all["after_ms"] > 0 and fix_all["float_ms"] > 0
+    fix_all = report.prescription.fix_all
+    assert fix_all.applied and fix_all.after_ms > 0 and fix_all.float_ms > 0
     assert any(n.startswith("ran its runs of lines that parse as Python: lines 11-59") for n in report.notes)
 
 

@@ -244,7 +244,7 @@ def test_recorder_keeps_top_level_calls_only_and_skips_tracing():
 
 
 def test_calibration_stand_ins_keep_the_structure_of_nested_inputs():
-    from qdoctor.prescribe.quantize import calibration_batches
+    from qdoctor.flows import calibration_batches
 
     x, h, c = torch.randn(5, 1, 4), torch.randn(1, 1, 8), torch.randn(1, 1, 8)
     batches, _ = calibration_batches(None, (x, (h, c)), count=3)

@@ -29,18 +29,19 @@ class Prescribed:
     loaded: Any
     facts: Any
     findings: list[Finding]
-    extras: dict[str, Any]
+    prescription: Any  # qdoctor.facts.prescription.Prescription | None
     untouched: list[str]  # what changed in the user's objects or torch's global state (should be nothing)
 
-    def verified(self, code: str) -> dict[str, Any]:
+    def verified(self, code: str) -> Any:  # a Verified
         found = [f for f in self.findings if f.rule == code]
         assert found, f"no {code} finding"
         assert found[0].verified is not None, f"{code} was not verified"
         return found[0].verified
 
     @property
-    def fix_all(self) -> dict[str, Any]:
-        return self.extras["fix_all"]
+    def fix_all(self) -> Any:  # a FixAll
+        assert self.prescription is not None and self.prescription.fix_all is not None
+        return self.prescription.fix_all
 
 
 def hand_made(codes: tuple[str, ...], findings: list[Finding], evidence: dict[str, dict]) -> list[Finding]:
@@ -116,7 +117,7 @@ def prescribe_target(
         before = {k: snapshot(m) for k, m in models.items()}
         inputs = [t.clone() for t in loaded.inputs]
         engine, num_threads = torch.backends.quantized.engine, torch.get_num_threads()
-        extras = prescribe(
+        prescription = prescribe(
             loaded, facts, findings, PrescribeOptions(bench=bench, bench_time=0.05, save_fixed=save_fixed)
         )
         untouched = [c for k, m in models.items() for c in changes(before[k], snapshot(m), k)]
@@ -126,7 +127,7 @@ def prescribe_target(
             untouched.append(f"threads {num_threads} -> {torch.get_num_threads()}")
         if not all(torch.equal(a, b) for a, b in zip(inputs, loaded.inputs, strict=False)):
             untouched.append("inputs changed")
-    return Prescribed(loaded, facts, findings, extras, untouched)
+    return Prescribed(loaded, facts, findings, prescription, untouched)
 
 
 @functools.cache
@@ -160,37 +161,37 @@ def test_every_listed_fix_has_one_transform_module_named_after_its_code():
 def test_seed004_fix_all_repairs_the_crash_and_is_measured_against_fp32():
     result = seed004()
     fix_all = result.fix_all
-    assert {"QD001", "QD002", "QD004"} <= set(fix_all["fixes"])
-    assert fix_all["applied"] is True
-    assert fix_all["before_ms"] is None and "quantized::conv2d" in fix_all["before_error"]
-    assert fix_all["after_ms"] > 0 and fix_all["float_ms"] > 0
-    assert fix_all["speedup_vs_float"] == pytest.approx(fix_all["float_ms"] / fix_all["after_ms"], rel=0.01)
-    assert fix_all["after_sqnr_db"] >= 20
-    assert fix_all["engine"] == "x86"
-    assert fix_all["headline"].startswith("quantized: crashed -> after all fixes ")
-    assert "fp32 (" in fix_all["headline"]
-    assert "fused 2 group(s)" in fix_all["steps"] and "wrapped with QuantStub/DeQuantStub" in fix_all["steps"]
-    assert "random" in fix_all["calibration"]  # says which calibration data: the script has none
-    compile(fix_all["code"], "<fix>", "exec")
+    assert {"QD001", "QD002", "QD004"} <= set(fix_all.fixes)
+    assert fix_all.applied is True
+    assert fix_all.before_ms is None and "quantized::conv2d" in fix_all.before_error
+    assert fix_all.after_ms > 0 and fix_all.float_ms > 0
+    assert fix_all.vs_float.value == pytest.approx(fix_all.float_ms / fix_all.after_ms, rel=0.01)
+    assert fix_all.after_sqnr_db >= 20
+    assert fix_all.engine == "x86"
+    assert fix_all.headline.startswith("quantized: crashed -> after all fixes ")
+    assert "fp32 (" in fix_all.headline
+    assert "fused 2 group(s)" in fix_all.steps and "wrapped with QuantStub/DeQuantStub" in fix_all.steps
+    assert "random" in fix_all.calibration  # says which calibration data: the script has none
+    compile(fix_all.code, "<fix>", "exec")
 
 
 def test_seed004_each_fix_is_verified_on_top_of_the_crash_repair():
     result = seed004()
     qd002 = result.verified("QD002")
-    assert qd002["applied"] and qd002["before_ms"] is None and qd002["after_ms"] > 0
-    assert "NotImplementedError" in qd002["before_error"]
+    assert qd002.applied and qd002.before_ms is None and qd002.after_ms > 0
+    assert "NotImplementedError" in qd002.before_error
     qd001 = result.verified("QD001")
-    assert qd001["on_top_of"] == ["QD002"]
-    assert qd001["before_ms"] == qd002["after_ms"]  # the same counterfactual, built and measured once
+    assert qd001.on_top_of == ["QD002"]
+    assert qd001.before_ms == qd002.after_ms  # the same counterfactual, built and measured once
     # Calibration's effect on numerics is large and deterministic: default qparams vs observed ranges.
-    assert qd001["after_sqnr_db"] > qd001["before_sqnr_db"] + 10
-    assert "random" in qd001["calibration"]
+    assert qd001.after_sqnr_db > qd001.before_sqnr_db + 10
+    assert "random" in qd001.details["calibration"]
     qd004 = result.verified("QD004")
-    assert qd004["groups"] == [["0", "1"], ["3", "4"]]
+    assert qd004.details["groups"] == [["0", "1"], ["3", "4"]]
     for v in (qd001, qd002, qd004):
         assert {"before_ms", "after_ms", "speedup", "before_sqnr_db", "after_sqnr_db", "method", "steps"} <= set(v)
-        assert v["after_runs"] >= 3 and v["after_iqr_ms"] >= 0
-        assert v["speedup"] is None or v["speedup"] == pytest.approx(v["before_ms"] / v["after_ms"], rel=0.01)
+        assert v.after_runs >= 3 and v.after_iqr_ms >= 0
+        assert v.speedup is None or v.speedup.value == pytest.approx(v.before_ms / v.after_ms, rel=0.01)
 
 
 def test_fix_all_snippet_turns_the_script_into_a_working_quantized_one(tmp_path):
@@ -199,10 +200,10 @@ def test_fix_all_snippet_turns_the_script_into_a_working_quantized_one(tmp_path)
     result = seed004()
     script = (FIXTURES / "seed004_as_written.py").read_text(encoding="utf-8")
     ((first, last),) = quantization_lines(script)
-    assert f"lines {first}-{last}" in result.fix_all["code"].splitlines()[0]
+    assert f"lines {first}-{last}" in result.fix_all.code.splitlines()[0]
     lines = script.splitlines()
     # The user's own benchmark after the quantization steps is dropped to keep the test fast.
-    fixed = "\n".join(lines[: first - 1] + result.fix_all["code"].splitlines())
+    fixed = "\n".join(lines[: first - 1] + result.fix_all.code.splitlines())
     path = tmp_path / "seed004_fixed.py"
     path.write_text(fixed, encoding="utf-8")
     namespace: dict[str, Any] = {"__name__": "fixed"}
@@ -237,12 +238,12 @@ def test_qnnpack_to_x86_is_faster():
     skip_if_busy()
     result = cached("qnnpack_engine_sequential.py", ("QD003",), bench=True)
     v = result.verified("QD003")
-    assert v["applied"] and v["engine"] == "x86"
-    assert v["method"].startswith("rebuilt from a copy of `float_model`") and "qconfig 'qnnpack'" in v["method"]
-    assert "qconfig and engine 'x86'" in v["steps"] and "fused 2 group(s)" in v["steps"]  # the user's fusion kept
-    assert v["speedup"] > 2  # measured ~15x on 2 x86 cores; a wide margin for a shared machine
-    assert v["after_sqnr_db"] >= 20
-    assert 'get_default_qconfig("x86")' in result.fix_all["code"]
+    assert v.applied and v.engine == "x86"
+    assert v.method.startswith("rebuilt from a copy of `float_model`") and "qconfig 'qnnpack'" in v.method
+    assert "qconfig and engine 'x86'" in v.steps and "fused 2 group(s)" in v.steps  # the user's fusion kept
+    assert v.speedup.value > 2  # measured ~15x on 2 x86 cores; a wide margin for a shared machine
+    assert v.after_sqnr_db >= 20
+    assert 'get_default_qconfig("x86")' in result.fix_all.code
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -250,16 +251,16 @@ def test_converting_a_prepared_model_is_faster_and_uses_its_own_calibration():
     skip_if_busy()
     report = run_check(FIXTURES / "prepared_not_converted.py", bench=True, profile=False, verify=True)
     v = next(f for f in report.findings if f.rule == "QD006").verified
-    assert v["applied"] and v["method"] == "the fix applied to a copy of `prepared`"
-    assert v["speedup"] > 2  # float convs plus HistogramObservers vs int8 kernels
-    assert v["after_sqnr_db"] >= 20
-    fix_all = report.extras["fix_all"]
+    assert v.applied and v.method == "the fix applied to a copy of `prepared`"
+    assert v.speedup.value > 2  # float convs plus HistogramObservers vs int8 kernels
+    assert v.after_sqnr_db >= 20
+    fix_all = report.prescription.fix_all
     # QD004 (Conv-ReLU unfused) comes along: fusing means rebuilding from the float model, so it is recalibrated.
-    assert fix_all["fixes"] == ["QD004", "QD006"] and fix_all["calibration"]
-    assert "fuse_modules(" in fix_all["code"] and "torch.ao.quantization.convert(" in fix_all["code"]
+    assert fix_all.fixes == ["QD004", "QD006"] and fix_all.calibration
+    assert "fuse_modules(" in fix_all.code and "torch.ao.quantization.convert(" in fix_all.code
     doc = as_json(report)
-    assert doc["fix_all"]["headline"] == fix_all["headline"]
-    assert doc["findings"][0]["verified"]["after_ms"] == v["after_ms"]
+    assert doc["fix_all"]["headline"] == fix_all.headline
+    assert doc["findings"][0]["verified"]["after_ms"] == v.after_ms
 
 
 # ------------------------------------------------------------------------------------------ other fixes
@@ -270,30 +271,30 @@ def test_qat_model_is_converted_on_a_copy_with_observers_disabled():
     assert result.untouched == []
     assert result.loaded.float_baseline is None
     v = result.verified("QD006")
-    assert v["applied"] and v["method"] == "the fix applied to a copy of `net`"
-    assert v["after_sqnr_db"] is None  # no float baseline to compare with
-    assert "disable_observer" in result.fix_all["code"]
+    assert v.applied and v.method == "the fix applied to a copy of `net`"
+    assert v.after_sqnr_db is None  # no float baseline to compare with
+    assert "disable_observer" in result.fix_all.code
     qd004 = result.verified("QD004")
-    assert qd004 == {"applied": False, "reason": qd004["reason"]} and "float baseline" in qd004["reason"]
-    assert result.fix_all["left_out"] == {"QD004": qd004["reason"]}
+    assert qd004.to_dict() == {"applied": False, "reason": qd004.reason} and "float baseline" in qd004.reason
+    assert result.fix_all.left_out == {"QD004": qd004.reason}
 
 
 def test_a_fix_that_needs_the_float_baseline_says_why_it_cannot_be_verified():
     result = prescribe_target(SCRIPTS / "no_float_converted.py", ("QD001", "QD002"))
     for code in ("QD001", "QD002"):
         v = result.verified(code)
-        assert v["applied"] is False and "float baseline" in v["reason"], v
-    assert result.fix_all["applied"] is False
+        assert v.applied is False and "float baseline" in v.reason, v
+    assert result.fix_all.applied is False
 
 
 def test_eval_and_folded_batchnorm_replace_training_mode():
     result = cached("train_mode_bn.py", ("QD009",))
     v = result.verified("QD009")
-    assert v["applied"]
-    assert "fused 1 group(s)" in v["steps"] and "left in training mode" not in v["steps"]
+    assert v.applied
+    assert "fused 1 group(s)" in v.steps and "left in training mode" not in v.steps
     # Dropout active in the subject makes its outputs noise; in eval mode they track the float model.
-    assert v["after_sqnr_db"] > 15 and v["after_sqnr_db"] > v["before_sqnr_db"]
-    assert "qmodel = float_model.eval()" in result.fix_all["code"]
+    assert v.after_sqnr_db > 15 and v.after_sqnr_db > v.before_sqnr_db
+    assert "qmodel = float_model.eval()" in result.fix_all.code
 
 
 def test_thread_fix_rebenchmarks_with_the_recommended_count_and_restores_threads():
@@ -303,20 +304,20 @@ def test_thread_fix_rebenchmarks_with_the_recommended_count_and_restores_threads
         FIXTURES / "healthy_static.py", ("QD010",), bench=True, evidence={"QD010": {"recommended_threads": recommended}}
     )
     v = result.verified("QD010")
-    assert v["applied"] and v["threads"] == recommended and v["threads_before"] == threads
-    assert v["before_ms"] > 0 and v["after_ms"] > 0
-    assert f"torch.set_num_threads({recommended})" in result.fix_all["code"]
+    assert v.applied and v.threads == recommended and v.details["threads_before"] == threads
+    assert v.before_ms > 0 and v.after_ms > 0
+    assert f"torch.set_num_threads({recommended})" in result.fix_all.code
     assert result.untouched == []
 
 
 def test_fx_model_is_rebuilt_with_prepare_fx_calibrated_for_this_cpu():
     result = prescribe_target(SCRIPTS / "fx_uncalibrated_qnnpack.py", ("QD001", "QD003", "QD004"))
     qd001, qd003 = result.verified("QD001"), result.verified("QD003")
-    assert "fx mode" in qd001["method"] and "qconfig 'qnnpack'" in qd001["method"]
-    assert qd001["after_sqnr_db"] > qd001["before_sqnr_db"] + 10
-    assert qd003["engine"] == "x86"
-    assert result.verified("QD004")["applied"] is False  # prepare_fx fuses by itself
-    code = result.fix_all["code"]
+    assert "fx mode" in qd001.method and "qconfig 'qnnpack'" in qd001.method
+    assert qd001.after_sqnr_db > qd001.before_sqnr_db + 10
+    assert qd003.engine == "x86"
+    assert result.verified("QD004").applied is False  # prepare_fx fuses by itself
+    code = result.fix_all.code
     assert 'prepare_fx(float_model.eval(), get_default_qconfig_mapping("x86"), (example_inputs,))' in code
     assert "quantized_model = convert_fx(qmodel)" in code
     compile(code, "<fix>", "exec")
@@ -326,10 +327,10 @@ def test_fx_model_is_rebuilt_with_prepare_fx_calibrated_for_this_cpu():
 def test_dynamic_model_switches_engine_and_says_calibration_does_not_apply():
     result = prescribe_target(SCRIPTS / "dynamic_on_qnnpack.py", ("QD001", "QD003"))
     qd003 = result.verified("QD003")
-    assert qd003["applied"] and qd003["engine"] == "x86" and "dynamic int8 for nn.Linear" in qd003["steps"]
-    assert qd003["after_sqnr_db"] >= 20
-    assert result.verified("QD001") == {"applied": False, "reason": result.verified("QD001")["reason"]}
-    assert "quantize_dynamic(float_model.eval(), {nn.Linear}" in result.fix_all["code"]
+    assert qd003.applied and qd003.engine == "x86" and "dynamic int8 for nn.Linear" in qd003.steps
+    assert qd003.after_sqnr_db >= 20
+    assert result.verified("QD001").to_dict() == {"applied": False, "reason": result.verified("QD001").reason}
+    assert "quantize_dynamic(float_model.eval(), {nn.Linear}" in result.fix_all.code
     assert result.untouched == []
 
 
@@ -338,7 +339,7 @@ def test_dynamic_model_switches_engine_and_says_calibration_does_not_apply():
 
 def test_user_objects_and_torch_state_are_unchanged():
     seed = seed004()
-    assert seed.untouched == [] and seed.fix_all["fixes"]
+    assert seed.untouched == [] and seed.fix_all.fixes
     # The engine switch (QD003), training mode (QD009) and a thread count (QD010) on a script that sets qnnpack.
     result = prescribe_target(
         FIXTURES / "qnnpack_engine_sequential.py",
@@ -347,8 +348,8 @@ def test_user_objects_and_torch_state_are_unchanged():
         evidence={"QD010": {"recommended_threads": 2}},
     )
     assert result.loaded.user_engine == "qnnpack"
-    assert {"QD003", "QD010"} <= set(result.fix_all["fixes"])
-    assert result.fix_all["threads"] == 2 and result.fix_all["engine"] == "x86"
+    assert {"QD003", "QD010"} <= set(result.fix_all.fixes)
+    assert result.fix_all.threads == 2 and result.fix_all.engine == "x86"
     assert result.untouched == []
 
 
@@ -401,7 +402,7 @@ def test_save_fixed_falls_back_to_state_dict_and_rebuild_code(tmp_path):
 
     path = tmp_path / "fixed.pt"
     result = save_fixed(_Unscriptable(), torch.backends.quantized.engine, (torch.randn(1, 4),), str(path), "code = 1")
-    assert result["saved"] is True and result["format"] == "state_dict"
+    assert result.saved is True and result.format == "state_dict"
     checkpoint = torch.load(str(path), weights_only=False)
     assert set(checkpoint["state_dict"]) == {"fc.weight", "fc.bias"} and checkpoint["rebuild_code"] == "code = 1"
 
@@ -412,16 +413,16 @@ def test_a_failing_verification_keeps_the_diagnosis(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(prescribe_module, "Verification", broken)
+    monkeypatch.setattr(prescribe_module, "Counterfactuals", broken)
     report = run_check(FIXTURES / "prepared_not_converted.py", profile=False, verify=True)
     qd006 = next(f for f in report.findings if f.rule == "QD006")
-    assert qd006.verified["applied"] is False and "RuntimeError: boom" in qd006.verified["reason"]
-    assert report.extras["fix_all"]["applied"] is False
+    assert qd006.verified.applied is False and "RuntimeError: boom" in qd006.verified.reason
+    assert report.prescription.fix_all.applied is False
 
 
 def test_no_verify_skips_counterfactuals_and_save_fixed_needs_them(tmp_path):
     report = run_check(FIXTURES / "prepared_not_converted.py", verify=False)
-    assert "fix_all" not in report.extras and all(f.verified is None for f in report.findings)
+    assert report.prescription is None and all(f.verified is None for f in report.findings)
     from qdoctor.cli import app
 
     result = runner.invoke(
@@ -437,7 +438,7 @@ def test_terminal_report_shows_verified_lines_and_one_fix_all_snippet():
 
     result = seed004()
     text = render(
-        Report(facts=result.facts, findings=result.findings, skipped=[], extras=result.extras),
+        Report(facts=result.facts, findings=result.findings, skipped=[], prescription=result.prescription),
         OutputFormat.terminal,
         width=200,
     )

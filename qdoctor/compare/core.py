@@ -6,6 +6,7 @@ run goes on; torch's global state is restored afterwards.
 
 from __future__ import annotations
 
+import functools
 import gc
 import time
 import traceback
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from qdoctor import __version__
+from qdoctor import flows as Q
 from qdoctor.compare import recipes as R
 from qdoctor.compare.result import (
     FAILED,
@@ -39,7 +41,7 @@ from qdoctor.introspect.flow import model_flow
 from qdoctor.introspect.state import preserved_torch_state, quiet
 from qdoctor.load.options import LoadOptions
 from qdoctor.load.target import LoadedTarget
-from qdoctor.prescribe import quantize as Q
+from qdoctor.prescribe.recipe import fusion_plan
 from qdoctor.run.check import load_target_explained, script_notes
 
 Progress = Callable[[str], None]
@@ -114,7 +116,9 @@ def run_recipe(
     """Build, run and evaluate one recipe on a copy, and measure its size. Returns the candidate, its outputs on
     the check batches and the built model to time (both None unless it is ok). Never raises for the recipe's own
     errors. Timing comes later, for all recipes in turns (time_recipes)."""
-    candidate = Candidate(recipe.name, recipe.flow, recipe.engine, recipe.title)
+    candidate = Candidate(recipe.name, R.flow_name(recipe), recipe.engine, recipe.title)
+    compiles = recipe.flow is not None and recipe.flow.compiles_on_first_run
+    candidate.first_run_compiles = compiles
     why = R.unavailable(recipe, ctx.environment)
     if why:
         candidate.status, candidate.reason = SKIPPED, why
@@ -131,7 +135,7 @@ def run_recipe(
         candidate.steps, candidate.code = list(built.steps), built.code
         with R.runtime(recipe, built), quiet(), torch.no_grad():
             phase = "run"
-            progress(f"{recipe.name}: first run" + (" (torch.compile)" if recipe.flow == "pt2e" else ""))
+            progress(f"{recipe.name}: first run" + (" (it compiles)" if compiles else ""))
             start = time.perf_counter()
             built.model(*ctx.given.inputs)
             candidate.first_run_s = time.perf_counter() - start
@@ -247,7 +251,14 @@ def compare_loaded(
         )
         check, check_source = _check_batches(loaded, calibration, options.check_batches)
         ctx = _Context(
-            given=R.BuildInputs(float_model, tuple(loaded.inputs), calibration, vnni=environment.has_vnni),
+            given=R.BuildInputs(
+                float_model,
+                tuple(loaded.inputs),
+                calibration,
+                vnni=environment.has_vnni,
+                fusion_plan=functools.cache(lambda: fusion_plan(float_model, tuple(loaded.inputs))),
+                explain_failure=R.explain_eager_failure,
+            ),
             check_batches=check,
             evaluate=loaded.evaluate,
             environment=environment,
@@ -269,11 +280,11 @@ def compare_loaded(
             measurement = time_recipes(measured, ctx.given.inputs, options.bench_time)
             _require_float_ok(candidates[0])
         finally:
-            pt2e_ran = any(recipe.flow == "pt2e" for _, recipe, _ in measured)
+            ran = {id(recipe.flow): recipe.flow for _, recipe, _ in measured if recipe.flow is not None}
             measured.clear()  # the built models go here
             built = None
-            if pt2e_ran:
-                torch._dynamo.reset()  # compiled graphs and their frozen weights
+            for flow in ran.values():
+                flow.release()  # compiled graphs and their frozen weights
             if ctx.collect_garbage:
                 gc.collect()
         fp32 = candidates[0]

@@ -35,7 +35,7 @@ class Candidate:
     """One recipe applied to a copy of the float model, and what it measured."""
 
     recipe: str  # "fx-x86"
-    flow: str  # fp32 | dynamic | eager | fx | pt2e
+    flow: str  # the flow's name (qdoctor.flows), or fp32
     engine: str | None  # the quantized engine it was built and run under
     title: str  # what it is, in words
     status: str = OK
@@ -45,6 +45,7 @@ class Candidate:
     code: str = ""  # the code that produces this model from the user's float model
     build_s: float | None = None  # wall-clock seconds of one build (fuse, prepare, calibrate, convert)
     first_run_s: float | None = None  # wall-clock seconds of the first call (for pt2e: torch.compile happens here)
+    first_run_compiles: bool = False  # the flow compiles the model on its first call (PT2E: torch.compile)
     latency: Timing | None = None
     speedup: float | None = None  # fp32 median / this median
     speedup_interval: Ratio | None = None  # the same with its interval, from paired rounds (qdoctor.gather.rounds)

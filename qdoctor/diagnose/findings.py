@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from qdoctor.facts.prescription import Verified
+
 
 class Severity(str, Enum):
     ERROR = "error"  # the model is broken: crashes or gives garbage
@@ -34,7 +36,7 @@ class Finding:
     location: Location
     evidence: dict[str, Any] = field(default_factory=dict)
     fix: str = ""  # code the user can paste
-    verified: dict[str, Any] | None = None  # the measured effect of the fix, once verified
+    verified: Verified | None = None  # the measured effect of the fix, once verified (qdoctor.prescribe)
 
     def sort_key(self) -> tuple:
         return (-self.severity.rank, self.rule, self.location.module or "", self.location.line or 0, self.message)

@@ -23,6 +23,7 @@ from qdoctor.diagnose.cause import Cause
 from qdoctor.diagnose.crash_causes import distinct_crashes
 from qdoctor.diagnose.findings import Finding, Location, Severity, SkippedRule
 from qdoctor.facts import CrashInfo, Facts, SourceLocation
+from qdoctor.facts.prescription import FixAll
 
 CheckFn = Callable[[Facts], Iterable[Finding]]
 # A residual rule's function also takes the crashes that no registered rule owns.
@@ -41,7 +42,7 @@ class SlowdownExplanations:
 
 # A check of the verified fix-all (a post-prescription check): (facts, the fix-all summary, what explains a
 # slowdown that the fixes did not apply) -> findings. Registered with @after_fixes(code) beside its rule.
-AfterFixesFn = Callable[[Facts, dict, SlowdownExplanations], Iterable[Finding]]
+AfterFixesFn = Callable[[Facts, FixAll, SlowdownExplanations], Iterable[Finding]]
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ def after_fixes(code: str) -> Callable[[AfterFixesFn], AfterFixesFn]:
 
 def run_after_fixes(
     facts: Facts,
-    fix_all: dict | None,
+    fix_all: FixAll | None,
     findings: list[Finding],
     select: Iterable[str] | None = None,
     ignore: Iterable[str] | None = None,
@@ -219,11 +220,11 @@ def run_after_fixes(
     """The selected rules' checks of the verified fix-all. Each is handed what explains a slowdown that the fix-all
     did not apply (an explaining finding whose fix was left out may still account for what remains); a rule that
     already reported on the model as written is not asked again."""
-    if not fix_all:
+    if fix_all is None:
         return []
     all_rules()  # import every rule module, which registers its after-fixes check
     explained = slowdown_explanations(facts)
-    applied = set(fix_all.get("fixes") or []) if fix_all.get("applied") else set()
+    applied = set(fix_all.fixes) if fix_all.applied else set()
     unfixed = SlowdownExplanations(
         [f for f in explained.findings if f.rule not in applied], explained.ruled_out, explained.not_checked
     )

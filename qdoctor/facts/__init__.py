@@ -64,6 +64,7 @@ from qdoctor.facts.data import (
     TraceEvent,
     recommended_engine,
 )
+from qdoctor.facts.flowkind import NO_FLOW, FlowKind
 from qdoctor.facts.measurement import (
     Benchmarks,
     Contention,
@@ -108,6 +109,8 @@ __all__ = [
     "INPUTS_SCRIPT",
     "Facts",
     "FlowInfo",
+    "FlowKind",
+    "NO_FLOW",
     "GraphNode",
     "ModuleInfo",
     "ModuleTime",

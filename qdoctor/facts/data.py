@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
+from qdoctor.facts.flowkind import FlowKind
 from qdoctor.facts.measurement import Benchmarks, Contention, Timing
 from qdoctor.facts.numerics import Numerics
 
@@ -369,7 +370,7 @@ class CompileInfo:
 class FlowInfo:
     """Which quantization flow produced the subject, and flow-specific facts."""
 
-    flow: str  # "eager", "fx", "pt2e", "torchao", "torchscript", "none"
+    kind: FlowKind  # which flow (qdoctor.flows declares them); NO_FLOW when none
     stage: str | None = None  # "prepared", "converted", "reference" (FX reference / PT2E q-dq form), None
     saved_format: str | None = None  # the TARGET was a file: "torchscript", "exported_program", "pickle"
     source: SourceLocation | None = None  # the user's line that produced the subject (convert_pt2e, convert_fx...)
@@ -377,6 +378,11 @@ class FlowInfo:
     quantizers: list[str] = field(default_factory=list)  # PT2E Quantizer classes the script holds (qualified names)
     torchao_version: str | None = None  # when torchao is imported
     notes: list[str] = field(default_factory=list)  # flow facts worth telling (e.g. what a TorchScript file records)
+
+    @property
+    def flow(self) -> str:
+        """The flow's name (the JSON report's ``flow.flow``): for display; rules ask ``kind``'s traits."""
+        return self.kind.name
 
 
 # Where the example inputs came from (Target.inputs_origin). Only "inferred" inputs are made up by qdoctor: a random

@@ -7,6 +7,7 @@ A flow step that raised is only a crash here (Facts.target.load_crash, Facts.tra
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sys
@@ -17,8 +18,8 @@ from torch import nn
 
 from qdoctor import facts as F
 from qdoctor.facts import CompileInfo, FlowInfo, GraphNode, ModuleInfo, SourceLocation
-from qdoctor.introspect import flow as introspect_flow
-from qdoctor.introspect.kinds import eager_module
+from qdoctor.flows import detect
+from qdoctor.introspect.flow import ModelFlow, graph_dialect, model_flow
 
 _QUANTIZER_BASES = ("torchao.quantization.pt2e.quantizer", "torch.ao.quantization.quantizer", "executorch")
 _QUANTIZER_CALL = re.compile(r"\b(\w*Quantizer)\s*\(")
@@ -93,18 +94,15 @@ def compile_info(subject: nn.Module, source: SourceLocation | None) -> CompileIn
     return info
 
 
-def flow_and_stage(
-    model: nn.Module, graph: list[GraphNode] | None, modules: list[ModuleInfo] | None
-) -> tuple[str, str | None]:
-    """introspect.flow's flow and stage, decided over what gathering found: the inventory's module kinds and the
-    classified graph (finer than a look at the live model: int8 propagation, reference patterns, TorchScript)."""
-    import torch
-
-    return introspect_flow.flow_and_stage(
-        script=isinstance(model, torch.jit.ScriptModule),
-        graph=None if graph is None else introspect_flow.graph_dialect((n.op, n.target) for n in graph),
-        module_kinds={m.kind for m in modules or []},
-        node_kinds={n.kind for n in graph or []},
+def flow_look(model: nn.Module, graph: list[GraphNode] | None, modules: list[ModuleInfo] | None) -> ModelFlow:
+    """The look the flows detect from (qdoctor.flows.detect), over what gathering found: the inventory's module kinds
+    and the classified graph (finer than a look at the live model: int8 propagation, reference patterns,
+    TorchScript), with the live look's TorchScript / QAT / dynamic-only / compiled answers."""
+    return dataclasses.replace(
+        model_flow(model),
+        graph=None if graph is None else graph_dialect((n.op, n.target) for n in graph),
+        module_kinds=frozenset(m.kind for m in modules or []),
+        node_kinds=frozenset(n.kind for n in graph or []),
     )
 
 
@@ -119,18 +117,18 @@ def flow_info(
     source: SourceLocation | None = None,
     engine: str = "",
 ) -> FlowInfo:
-    model = eager_module(subject)
-    flow, stage = flow_and_stage(model, graph, modules)
+    look = flow_look(subject, graph, modules)
+    detected = detect(look)
     info = FlowInfo(
-        flow=flow,
-        stage=stage,
+        kind=detected.kind,
+        stage=detected.stage,
         saved_format=saved_format,
         source=source,
         compiled=compile_info(subject, compile_source),
         quantizers=quantizers_in(namespace, script_text),
         torchao_version=torchao_version(),
     )
-    if flow == introspect_flow.TORCHSCRIPT:
+    if look.script:
         info.notes.append(_torchscript_note(modules, engine))
     return info
 

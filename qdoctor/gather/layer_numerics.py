@@ -435,10 +435,11 @@ def _result(layer: _Layer, baseline: nn.Module) -> LayerNumerics:
 
 def why_no_layers(subject: nn.Module) -> str:
     """Why a subject has no layer to measure, in words."""
-    from qdoctor.introspect.flow import PT2E, model_flow
+    from qdoctor.flows import detect
+    from qdoctor.introspect.flow import model_flow
 
     found = model_flow(subject)
-    if found.flow == PT2E:
+    if detect(found).kind.exported_graph:
         return (
             "not measured per layer: a PT2E model is a graph of aten ops with no quantized modules to hook "
             "(its output SQNR is measured)"

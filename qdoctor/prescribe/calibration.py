@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from qdoctor.facts.location import exception_line
+from qdoctor.flows import calibration_batches
 from qdoctor.load.target import LoadedTarget
-from qdoctor.prescribe.quantize import calibration_batches
 
 CALIBRATION_BATCHES = 3  # stand-in batches when the script has no calibration_data(): the example + 2 random
 MAX_CALIBRATION_BATCHES = 16  # batches taken from calibration_data() at most

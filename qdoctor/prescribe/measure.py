@@ -1,5 +1,6 @@
 """Measuring a counterfactual: build it (with torch's state guarded), run it once, compare its output with the float
-baseline's (SQNR) and keep it ready to time; the verified effect of one fix, and the fix-all headline.
+baseline's (SQNR) and keep it ready to time; the verified effect of one fix (a ``Verified``), and the fix-all
+headline.
 
 Counterfactuals are timed together with what they are compared with (qdoctor.prescribe.verify puts them in one
 session of interleaved rounds, qdoctor.gather.rounds), so each effect is a paired ratio with its interval, and a
@@ -17,6 +18,7 @@ from torch import nn
 
 from qdoctor.facts import Ratio, Timing, ratio_of
 from qdoctor.facts.location import exception_line
+from qdoctor.facts.prescription import Applicability, Verified
 from qdoctor.gather import numerics
 from qdoctor.gather.rounds import RoundsResult
 from qdoctor.introspect.state import preserved_torch_state, quantized_engine, quiet
@@ -128,45 +130,46 @@ def effect(
     on_top_of: list[str],
     ratio: Ratio | None = None,
     before_timing: Timing | None = None,
-) -> dict[str, Any]:
-    """The ``verified`` entry of a finding: what its fix did, measured (or why it could not be applied).
+) -> Verified:
+    """A finding's ``verified``: what its fix did, measured (or why it could not be applied).
 
     ``ratio`` (before / after, from paired rounds) and ``before_timing`` ("before" timed in those rounds) default to
     what the two measurements say on their own."""
     if after.cannot:
-        return {"applied": False, "reason": after.error}
+        return Verified.cannot_apply(after.error or "the fix cannot be applied to this model")
     before_t = before_timing or before.timing
     if ratio is None and after.timing is not None:
         ratio = paired(before, after)
-    v: dict[str, Any] = {
-        "applied": True,
-        "before_ms": rounded_ms(before_t.median_ms) if before_t else None,
-        "after_ms": rounded_ms(after.timing.median_ms) if after.timing else None,
-        "speedup": round(ratio.value, 3) if ratio is not None else None,
-        "speedup_interval": ratio.as_dict() if ratio is not None else None,
-        "effect": verdict(ratio),
-        "before_sqnr_db": rounded_db(before.sqnr_db),
-        "after_sqnr_db": rounded_db(after.sqnr_db),
-    }
-    if before.error:
-        v["before_error"] = before.error
-    if after.timing:
-        v.update(
-            after_iqr_ms=rounded_ms(after.timing.iqr_ms),
-            after_runs=after.timing.runs,
-            after_noisy=after.timing.noisy,
-            after_contended=after.timing.contended,
-        )
-    v.update(engine=after.engine, threads=after.threads, method=method, steps=after.steps)
-    if on_top_of:
-        v["on_top_of"] = on_top_of
-    v.update(fix.details)
+    timing = after.timing
+    verified = Verified(
+        Applicability.PRESCRIBED if after.error else Applicability.VERIFIED,
+        before_ms=rounded_ms(before_t.median_ms) if before_t else None,
+        after_ms=rounded_ms(timing.median_ms) if timing else None,
+        speedup=ratio,
+        effect=verdict(ratio),
+        before_sqnr_db=rounded_db(before.sqnr_db),
+        after_sqnr_db=rounded_db(after.sqnr_db),
+        before_error=before.error,
+        after_error=after.error,
+        after_iqr_ms=rounded_ms(timing.iqr_ms) if timing else None,
+        after_runs=timing.runs if timing else None,
+        after_noisy=timing.noisy if timing else None,
+        after_contended=timing.contended if timing else None,
+        timed=timing is not None,
+        engine=after.engine,
+        threads=after.threads,
+        method=method,
+        steps=after.steps,
+        on_top_of=on_top_of,
+        details=dict(fix.details),
+    )
     if after.error:
-        v["after_error"] = after.error
-        v["reason"] = f"the fixed copy still raises: {after.error}"
-    elif after.timing is None:
-        v["reason"] = f"timing disabled (--no-bench); SQNR {sqnr_text(before.sqnr_db)} -> {sqnr_text(after.sqnr_db)}"
-    return v
+        verified.reason = f"the fixed copy still raises: {after.error}"
+    elif timing is None:
+        verified.reason = (
+            f"timing disabled (--no-bench); SQNR {sqnr_text(before.sqnr_db)} -> {sqnr_text(after.sqnr_db)}"
+        )
+    return verified
 
 
 def sqnr_text(value: float | None) -> str:

@@ -1,29 +1,27 @@
-"""Reading the recipe the script followed: which flow made the subject, the qconfig family it named, what it fused,
-and which lines of the script hold its quantization steps (the lines the fix-all snippet replaces)."""
+"""Reading the recipe the script followed: the qconfig family it named, what it fused (and the fusion plan traced on
+the float baseline), and which lines of the script hold its quantization steps (the lines the fix-all snippet
+replaces). Which flow made the subject and which flow rebuilds it is qdoctor.flows' answer."""
 
 from __future__ import annotations
 
 import copy
 import re
+from typing import Any
 
 from torch import nn
 
+from qdoctor.diagnose.fusion import executed_layers, fusion_groups
 from qdoctor.facts import Facts
-from qdoctor.introspect import flow as flows
-from qdoctor.prescribe.fixes import DYNAMIC, EAGER, FX, OTHER, QAT
 
 
-def detect_flow(subject: nn.Module) -> str:
-    """How a fix rebuilds the subject: QAT (fake-quant), OTHER (converted PT2E), FX, DYNAMIC or EAGER; a mapping of
-    introspect.flow's answer (its docstring relates the two vocabularies)."""
-    found = flows.model_flow(subject)
-    if found.qat:
-        return QAT
-    if found.flow in (flows.FX, flows.PT2E) and not found.compiled:  # a GraphModule
-        return OTHER if found.flow == flows.PT2E and found.stage == flows.CONVERTED else FX
-    if found.dynamic_only:
-        return DYNAMIC
-    return EAGER
+def fusion_plan(float_model: nn.Module, inputs: tuple[Any, ...]) -> list[list[str]]:
+    """fuse_modules groups for a float model, found from one traced forward pass (see qdoctor.diagnose.fusion)."""
+    from qdoctor.gather.trace import trace_model
+
+    trace = trace_model(float_model, inputs, None)
+    if trace.crash is not None:
+        return []
+    return fusion_groups(executed_layers(trace.events))
 
 
 _QCONFIG_CALL = re.compile(r"get_default_qconfig(?:_mapping)?\(\s*['\"](\w+)['\"]")

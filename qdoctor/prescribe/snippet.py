@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
+from qdoctor.flows import CodeNames
 from qdoctor.load.target import LoadedTarget
 from qdoctor.prescribe.calibration import CALIBRATION_BATCHES, CalibrationCode
-from qdoctor.prescribe.quantize import CodeNames
 from qdoctor.prescribe.recipe import quantization_lines
 
 

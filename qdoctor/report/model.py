@@ -9,6 +9,7 @@ from typing import Any
 
 from qdoctor.diagnose.findings import Finding, Severity, SkippedRule
 from qdoctor.diagnose.flow_causes import flow_failure
+from qdoctor.facts.prescription import Prescription
 
 SCHEMA_VERSION = 1
 
@@ -31,7 +32,8 @@ class Report:
     skipped: list[SkippedRule]
     notes: list[str] = field(default_factory=list)
     qdoctor_version: str = ""
-    extras: dict[str, Any] = field(default_factory=dict)  # later stages (verified fixes, fix-all) add here
+    extras: dict[str, Any] = field(default_factory=dict)  # what other stages add to the JSON (the worker's info)
+    prescription: Prescription | None = None  # the verified fix-all, speed/accuracy table, saved model (prescribe)
     fail_on: str = "warning"  # the level ``ok`` judges by (the Python API's option; the CLI passes its own)
 
     def skipped_here(self) -> list[SkippedRule]:
@@ -136,9 +138,15 @@ def _flow(facts: Any) -> dict[str, Any] | None:
     if flow is None:
         return None
     described = asdict(flow)
+    described.pop("kind")
     notes = described.pop("notes")
     failure = flow_failure(facts)
-    return {**described, "failure": asdict(failure) if failure is not None else None, "notes": notes}
+    return {
+        "flow": flow.kind.name,
+        **described,
+        "failure": asdict(failure) if failure is not None else None,
+        "notes": notes,
+    }
 
 
 def to_dict(report: Report) -> dict[str, Any]:
@@ -214,7 +222,7 @@ def to_dict(report: Report) -> dict[str, Any]:
                     "location": asdict(f.location),
                     "evidence": f.evidence,
                     "fix": f.fix,
-                    "verified": f.verified,
+                    "verified": f.verified.to_dict() if f.verified is not None else None,
                 }
                 for f in report.findings
             ],
@@ -223,6 +231,7 @@ def to_dict(report: Report) -> dict[str, Any]:
             "phase_seconds": facts.phase_seconds,
             "trace_files": facts.trace_files,
             "notes": report.notes,
+            **(report.prescription.to_dict() if report.prescription is not None else {}),
             **report.extras,
         }
     )

@@ -15,6 +15,7 @@ from qdoctor.diagnose.flow_causes import script_failure_text
 from qdoctor.diagnose.registry import crash_rules, flow_failure_rules, run_after_fixes, run_rules
 from qdoctor.errors import ScriptFailedError, TargetError
 from qdoctor.facts import Facts
+from qdoctor.facts.prescription import Prescription
 from qdoctor.gather import GatherOptions, OnStage, gather_facts
 from qdoctor.introspect.state import preserved_torch_state
 from qdoctor.load.options import LoadOptions
@@ -208,7 +209,7 @@ def check_loaded(
         if options.verify:
             if on_stage is not None:
                 on_stage("verifying fixes", facts)
-            report.extras.update(verify_fixes(loaded, facts, report.findings, options, progress))
+            report.prescription = verify_fixes(loaded, facts, report.findings, options, progress)
             add_after_fixes_findings(report, options)
         done = time.perf_counter()
         # the phases of the whole check (gathering's own parts are listed beside them, by part)
@@ -230,7 +231,7 @@ def add_after_fixes_findings(report: Report, options: CheckOptions) -> None:
     unexplained is a finding too (QD024 when the fixed model is still clearly slower than float)."""
     added = run_after_fixes(
         report.facts,
-        report.extras.get("fix_all"),
+        report.prescription.fix_all if report.prescription is not None else None,
         report.findings,
         options.select,
         options.ignore,
@@ -269,13 +270,13 @@ class FlowFailedBeforeModel(TargetError):
 def flow_failure_facts(loaded: LoadedTarget) -> Facts | None:
     """The facts of a loaded script that died in a quantization flow step some rule owns, with no model facts
     (the model it left is not run); None when the script did not fail that way."""
-    from qdoctor.facts import FlowInfo
+    from qdoctor.facts import NO_FLOW, FlowInfo
     from qdoctor.gather.flows import torchao_version
 
     if loaded.target.load_crash is None:
         return None
     facts = loaded_facts(loaded)
-    facts.flow = FlowInfo(flow="none", torchao_version=torchao_version())
+    facts.flow = FlowInfo(kind=NO_FLOW, torchao_version=torchao_version())
     return facts if flow_failure_rules(facts) else None
 
 
@@ -286,7 +287,7 @@ def failed_script_facts(spec: str, error: ScriptFailedError) -> Facts | None:
 
     import torch
 
-    from qdoctor.facts import CrashInfo, FlowInfo, Target
+    from qdoctor.facts import NO_FLOW, CrashInfo, FlowInfo, Target
     from qdoctor.gather.environment import gather_environment
     from qdoctor.gather.flows import torchao_version
 
@@ -305,7 +306,9 @@ def failed_script_facts(spec: str, error: ScriptFailedError) -> Facts | None:
         script_text=path.read_text(errors="replace") if path.is_file() else "",
     )
     environment = gather_environment(torch.backends.quantized.engine, torch.get_num_threads())
-    facts = Facts(target=target, environment=environment, flow=FlowInfo(flow="none", torchao_version=torchao_version()))
+    facts = Facts(
+        target=target, environment=environment, flow=FlowInfo(kind=NO_FLOW, torchao_version=torchao_version())
+    )
     return facts if flow_failure_rules(facts) else None
 
 
@@ -336,8 +339,9 @@ def verify_fixes(
     findings: list[Finding],
     options: CheckOptions,
     progress: Callable[[str], None],
-) -> dict[str, Any]:
-    """The verified-prescriptions stage (qdoctor.prescribe): fills each finding's ``verified``, returns the extras."""
+) -> Prescription | None:
+    """The verified-prescriptions stage (qdoctor.prescribe): fills each finding's ``verified``, returns the
+    prescription (fix-all, the speed/accuracy table, the saved model)."""
     from qdoctor.prescribe.verify import VERIFY_BENCH_TIME, PrescribeOptions, prescribe
 
     return prescribe(

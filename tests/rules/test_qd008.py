@@ -190,9 +190,9 @@ def test_dynamic_lstm_fixture_reports_qd008(dynamic_lstm_measured_slower):
     assert "LSTM 8 inputs, hidden 8" in finding.message and "at batch 1:" in finding.message
     assert "quantized_lstm = float_lstm" in finding.fix
     # verified: rebuilt with quantize_dynamic keeping the LSTM float, which is the float model (identical outputs)
-    assert finding.verified["applied"] is True and finding.verified["float_layers"] == ["lstm"]
-    assert "kept in float: lstm" in finding.verified["steps"]
-    assert finding.verified["after_sqnr_db"] == float("inf") and finding.verified["after_ms"] is not None
+    assert finding.verified.applied is True and finding.verified.details["float_layers"] == ["lstm"]
+    assert "kept in float: lstm" in finding.verified.steps
+    assert finding.verified.after_sqnr_db == float("inf") and finding.verified.after_ms is not None
 
 
 def test_small_mlp_without_a_benchmark_skips_qd008_and_says_why(check_fixture):

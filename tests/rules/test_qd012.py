@@ -10,7 +10,7 @@ import os
 
 import pytest
 from conftest import as_json, codes, fixture_path, run_check
-from factsbuild import act, make_facts, node, run_rule
+from factsbuild import act, flow_kind, make_facts, node, run_rule
 
 from qdoctor import facts as F
 from qdoctor.facts import CompileInfo, FlowInfo, QParams
@@ -46,7 +46,7 @@ def pt2e_graph():
     ],
 )
 def test_qd012_fires_unless_compiled_by_inductor_with_freezing(compiled, fires):
-    facts = make_facts(graph=pt2e_graph(), flow=FlowInfo(flow="pt2e", stage="converted", compiled=compiled))
+    facts = make_facts(graph=pt2e_graph(), flow=FlowInfo(flow_kind("pt2e"), stage="converted", compiled=compiled))
     findings = run_rule("QD012", facts)
     assert bool(findings) == fires
     if fires:
@@ -55,8 +55,8 @@ def test_qd012_fires_unless_compiled_by_inductor_with_freezing(compiled, fires):
 
 
 def test_qd012_ignores_fx_and_prepared_models():
-    assert run_rule("QD012", make_facts(graph=pt2e_graph(), flow=FlowInfo(flow="fx", stage="converted"))) == []
-    assert run_rule("QD012", make_facts(graph=pt2e_graph(), flow=FlowInfo(flow="pt2e", stage="prepared"))) == []
+    assert run_rule("QD012", make_facts(graph=pt2e_graph(), flow=FlowInfo(flow_kind("fx"), stage="converted"))) == []
+    assert run_rule("QD012", make_facts(graph=pt2e_graph(), flow=FlowInfo(flow_kind("pt2e"), stage="prepared"))) == []
 
 
 # ------------------------------------------------------------------------------------------------ end to end

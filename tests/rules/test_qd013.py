@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import codes, findings_of
-from factsbuild import make_facts, profile, run_rule
+from factsbuild import flow_kind, make_facts, profile, run_rule
 
 from qdoctor import facts as F
 from qdoctor.facts import CompileInfo, FlowInfo, ModuleInfo, ModuleTime, OpTime
@@ -62,7 +62,7 @@ def test_qd013_int8_layer_slower_than_its_fp32_twin(int8_ms, quantize_ms, cause,
     (finding,) = run_rule("QD013", facts)
     assert finding.location.module == "fc"
     assert finding.evidence["cause"] == cause and fix in finding.fix
-    facts.flow = FlowInfo(flow="torchao", compiled=CompileInfo(backend="inductor"))
+    facts.flow = FlowInfo(flow_kind("torchao"), compiled=CompileInfo(backend="inductor"))
     assert run_rule("QD013", facts) == []  # compiled: not judged from eager per-layer times
 
 

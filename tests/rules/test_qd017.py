@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import codes, findings_of
-from factsbuild import USER_FILE, crash, make_facts, mod, run_rule
+from factsbuild import USER_FILE, crash, flow_kind, make_facts, mod, run_rule
 
 from qdoctor import facts as F
 from qdoctor.facts import FlowInfo
@@ -23,13 +23,13 @@ def export_crash(message: str = "Could not guard on data-dependent expression Eq
 
 def test_qd017_quiet_when_no_flow_step_failed():
     float_model = [mod("fc", "Linear", F.FLOAT)]
-    assert run_rule("QD017", make_facts(float_model, flow=FlowInfo(flow="pt2e", stage="converted"))) == []
+    assert run_rule("QD017", make_facts(float_model, flow=FlowInfo(flow_kind("pt2e"), stage="converted"))) == []
     other = crash("bad shape", module=None, line=3, type_="ValueError", phase="load")
-    assert run_rule("QD017", make_facts(float_model, load_crash=other, flow=FlowInfo(flow="none"))) == []
+    assert run_rule("QD017", make_facts(float_model, load_crash=other, flow=FlowInfo(flow_kind("none")))) == []
 
 
 def test_qd017_reports_the_failed_step_at_the_users_line_with_its_fix():
-    flow = FlowInfo(flow="none", torchao_version="0.18.0")
+    flow = FlowInfo(flow_kind("none"), torchao_version="0.18.0")
     (finding,) = run_rule("QD017", make_facts([mod("fc", "Linear", F.FLOAT)], load_crash=export_crash(), flow=flow))
     assert finding.severity.value == "error"
     assert finding.location.module is None
@@ -44,7 +44,9 @@ def test_qd017_reports_the_failed_step_at_the_users_line_with_its_fix():
 
 def test_qd017_unrecognized_failure_still_points_at_its_line():
     odd = crash("something odd", module=None, line=16, phase="load", traceback=EXPORT_TRACEBACK)
-    (finding,) = run_rule("QD017", make_facts([mod("fc", "Linear", F.FLOAT)], load_crash=odd, flow=FlowInfo("none")))
+    (finding,) = run_rule(
+        "QD017", make_facts([mod("fc", "Linear", F.FLOAT)], load_crash=odd, flow=FlowInfo(flow_kind("none")))
+    )
     assert "not a known quantization-flow failure" in finding.message
     assert finding.location.line == 16 and finding.evidence["cause"] == "unrecognized"
     assert finding.evidence["versions"] == "torch 2.14.1"

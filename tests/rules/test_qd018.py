@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import codes, findings_of
-from factsbuild import act, env, make_facts, node, run_rule
+from factsbuild import act, env, flow_kind, make_facts, node, run_rule
 
 from qdoctor import facts as F
 from qdoctor.facts import FlowInfo
@@ -18,10 +18,10 @@ UNSIGNED = [node("q", F.NODE_QUANTIZE, qparams=act())]
 
 def test_qd018_flags_xnnpack_on_x86_and_x86_quantizer_on_arm():
     script = "quantizer = XNNPACKQuantizer()\n"
-    flow = FlowInfo(flow="pt2e", stage="converted", quantizers=["x.XNNPACKQuantizer"])
+    flow = FlowInfo(flow_kind("pt2e"), stage="converted", quantizers=["x.XNNPACKQuantizer"])
     (finding,) = run_rule("QD018", make_facts(graph=SIGNED, flow=flow, script=script))
     assert finding.location.line == 1 and "X86InductorQuantizer" in finding.fix
-    x86 = FlowInfo(flow="pt2e", stage="converted", quantizers=["x.X86InductorQuantizer"])
+    x86 = FlowInfo(flow_kind("pt2e"), stage="converted", quantizers=["x.X86InductorQuantizer"])
     assert run_rule("QD018", make_facts(graph=UNSIGNED, flow=x86)) == []
     (arm,) = run_rule("QD018", make_facts(graph=UNSIGNED, flow=x86, environment=env("aarch64", engine="qnnpack")))
     assert "ArmInductorQuantizer" in arm.fix
@@ -29,7 +29,7 @@ def test_qd018_flags_xnnpack_on_x86_and_x86_quantizer_on_arm():
 
 def test_qd018_reads_signed_activations_when_the_quantizer_object_is_gone():
     # The script no longer holds the quantizer (no name, no line): the graph's signed int8 activations are the sign.
-    flow = FlowInfo(flow="pt2e", stage="converted")
+    flow = FlowInfo(flow_kind("pt2e"), stage="converted")
     (finding,) = run_rule("QD018", make_facts(graph=SIGNED, flow=flow))
     assert finding.severity.value == "warning"
     assert finding.location.module == "" and finding.location.line is None
@@ -42,7 +42,7 @@ def test_qd018_reads_signed_activations_when_the_quantizer_object_is_gone():
 
 
 def test_qd018_ignores_other_flows():
-    assert run_rule("QD018", make_facts(graph=SIGNED, flow=FlowInfo(flow="fx", stage="converted"))) == []
+    assert run_rule("QD018", make_facts(graph=SIGNED, flow=FlowInfo(flow_kind("fx"), stage="converted"))) == []
 
 
 # ------------------------------------------------------------------------------------------------ end to end

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import pytest
 from conftest import codes
-from factsbuild import act, make_facts, node, run_rule
+from factsbuild import act, flow_kind, make_facts, node, run_rule
 
 from qdoctor import facts as F
 from qdoctor.facts import FlowInfo, QParams
 
 FIXTURES = ["fixtures/pt2e_fp32_between.py"]
 WEIGHT = QParams("torch.int8", -128, 127, per_channel=True, is_weight=True)
-CONVERTED = FlowInfo(flow="pt2e", stage="converted")
+CONVERTED = FlowInfo(flow_kind("pt2e"), stage="converted")
 
 
 def pt2e_graph(between: str | None = "silu"):
@@ -62,7 +62,9 @@ def test_qd019_a_matmul_left_in_fp32_is_a_warning():
 
 
 def test_qd019_ignores_other_flows():
-    assert run_rule("QD019", make_facts(graph=pt2e_graph("silu"), flow=FlowInfo(flow="fx", stage="converted"))) == []
+    assert (
+        run_rule("QD019", make_facts(graph=pt2e_graph("silu"), flow=FlowInfo(flow_kind("fx"), stage="converted"))) == []
+    )
 
 
 # ------------------------------------------------------------------------------------------------ end to end

@@ -218,10 +218,10 @@ def test_fixture_fix_keeps_the_slow_layers_in_float_and_is_verified(fixed_profil
     here, so no timing)."""
     for finding in findings_of(fixed_profile_report, "QD023"):
         verified = finding.verified
-        assert verified["applied"] is True and verified["float_layers"] == ["depthwise1", "depthwise2"]
-        assert "kept in float: depthwise1, depthwise2" in verified["steps"]
-        assert verified["after_sqnr_db"] is not None and verified["after_sqnr_db"] > 20
-    code = fixed_profile_report.extras["fix_all"]["code"]
+        assert verified.applied is True and verified.details["float_layers"] == ["depthwise1", "depthwise2"]
+        assert "kept in float: depthwise1, depthwise2" in verified.steps
+        assert verified.after_sqnr_db is not None and verified.after_sqnr_db > 20
+    code = fixed_profile_report.prescription.fix_all.code
     assert "['depthwise1', 'depthwise2']" in code and "layer.qconfig = None" in code and "DeQuantStub()" in code
 
 

@@ -16,6 +16,7 @@ from qdoctor import facts as F
 from qdoctor.diagnose.registry import all_rules, get_rule, run_after_fixes, run_rules
 from qdoctor.diagnose.rules.qd024_unexplained_slowdown import attribute_access, extra_by_module
 from qdoctor.facts import Benchmarks, OpTime, Ratio
+from qdoctor.facts.prescription import FixAll
 
 FIXTURES = [
     "fixtures/healthy_static_wide.py",  # under the fixed clock no rule explains the slowdown: QD024 reports
@@ -156,20 +157,14 @@ def codes_of(findings) -> list[str]:
 # ------------------------------------------------------------------------------------------------ after fixes
 
 
-def fix_all(speedup=0.5, interval=(0.45, 0.55), fixes=("QD004",), applied=True) -> dict:
-    return {
-        "applied": applied,
-        "fixes": list(fixes),
-        "after_ms": 4.0,
-        "float_ms": 2.0,
-        "speedup_vs_float": speedup,
-        "speedup_vs_float_interval": {
-            "value": speedup,
-            "low": interval[0],
-            "high": interval[1],
-            "method": "iqr-bounds",
-        },
-    }
+def fix_all(speedup=0.5, interval=(0.45, 0.55), fixes=("QD004",), applied=True) -> FixAll:
+    return FixAll(
+        applied=applied,
+        fixes=list(fixes),
+        after_ms=4.0,
+        float_ms=2.0,
+        vs_float=Ratio(value=speedup, low=interval[0], high=interval[1], method="iqr-bounds"),
+    )
 
 
 def test_after_fixes_a_model_still_clearly_slower_is_reported():
@@ -267,10 +262,10 @@ def test_fixture_where_qd023_explains_the_slowdown_keeps_qd024_quiet(measured_sl
 
 def test_fix_all_that_leaves_the_model_slower_is_reported_after_the_fixes(measured_slower):
     report = measured_slower["verified"]
-    fix_all = report.extras["fix_all"]
-    assert fix_all["applied"] and "QD003" in fix_all["fixes"]
-    assert fix_all["speedup_vs_float_interval"]["high"] < 1.0  # 2 ms float against 6 ms fixed int8, IQRs far apart
+    fix_all = report.prescription.fix_all
+    assert fix_all.applied and "QD003" in fix_all.fixes
+    assert fix_all.vs_float.high < 1.0  # 2 ms float against 6 ms fixed int8, IQRs far apart
     [finding] = findings_of(report, "QD024")
     assert finding.message.startswith("after all verified fixes (QD003) the int8 model is still 3.00x slower")
-    assert finding.evidence["fixes_applied"] == fix_all["fixes"]
+    assert finding.evidence["fixes_applied"] == fix_all.fixes
     assert "QD003" in codes(report)  # the finding the fixes came from stays

@@ -64,7 +64,7 @@ def build_text(c: Candidate) -> str:
     if c.build_s is None:
         return "-"
     text = f"{c.build_s:.1f} s"
-    if c.flow == "pt2e" and c.first_run_s is not None:
+    if c.first_run_compiles and c.first_run_s is not None:
         text += f" + {c.first_run_s:.0f} s compile"
     return text
 

@@ -30,12 +30,8 @@ def flow(facts: Facts) -> str:
 
 def convert_fix(facts: Facts, how: str) -> str:
     name = subject_variable(facts)
-    if facts.flow is not None and facts.flow.flow == "pt2e":
-        return (
-            "from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e\n"
-            f"{name} = convert_pt2e({name})  # after calibrating the prepared model\n"
-            "# then lower it: torch._inductor.config.freezing = True; model = torch.compile(model)  (QD012)"
-        )
+    if facts.flow is not None and facts.flow.kind.convert_code:  # the flow's own convert step (PT2E)
+        return facts.flow.kind.convert_code.format(model=name)
     if how in (FX, FX_QAT):
         return (
             "from torch.ao.quantization.quantize_fx import convert_fx\n"

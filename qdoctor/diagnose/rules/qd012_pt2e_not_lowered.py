@@ -49,7 +49,7 @@ def _evidence(facts: Facts) -> dict:
 def pt2e_not_lowered(facts: Facts) -> Iterator[Finding]:
     flow = facts.flow
     assert flow is not None
-    if flow.flow != "pt2e" or flow.stage != "converted":
+    if not flow.kind.exported_graph or flow.stage != "converted":
         return
     counts = count_kinds(facts.graph or [])
     if not counts.get(F.NODE_REFERENCE_OP):

@@ -55,7 +55,7 @@ def _quantizer_line(facts: Facts, names: list[str]) -> SourceLocation | None:
 def pt2e_wrong_quantizer(facts: Facts) -> Iterator[Finding]:
     flow = facts.flow
     assert flow is not None and facts.graph is not None
-    if flow.flow != "pt2e":
+    if not flow.kind.exported_graph:
         return
     env = facts.environment
     names = [_short(q) for q in flow.quantizers]

@@ -28,7 +28,7 @@ quantizer.set_module_name_qconfig("{module}", None)  # the layer that feeds it s
 def pt2e_fp32_op(facts: Facts) -> Iterator[Finding]:
     flow = facts.flow
     assert flow is not None and facts.graph is not None
-    if flow.flow != "pt2e" or flow.stage not in ("converted", "prepared"):
+    if not flow.kind.exported_graph or flow.stage not in ("converted", "prepared"):
         return
     for region in float_regions(facts.graph):
         first = facts.graph_node(region.nodes[0])

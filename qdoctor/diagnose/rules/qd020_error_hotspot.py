@@ -115,14 +115,9 @@ def _fix(facts: Facts, spots: list[LayerNumerics], cause: str) -> str:
         lines += [f'qconfig_mapping.set_module_name("{n}", None)  # keep it in float' for n in names]
         lines.append(f"prepared = prepare_fx({model}.eval(), qconfig_mapping, example_inputs)")
         return "\n".join(lines) + "\n# calibrate and convert_fx as before"
-    flow = facts.flow.flow if facts.flow else ""
-    if flow == "pt2e":
-        listed = ", ".join(f'"{n}"' for n in names)
-        return (
-            "# keep them in float: a quantizer module filter (X86InductorQuantizer)\n"
-            f"for name in [{listed}]:\n    quantizer.set_module_name_qconfig(name, None)"
-        )
     listed = ", ".join(f'"{n}"' for n in names)
+    if facts.flow is not None and facts.flow.kind.keep_float_code:  # the flow's own way (a PT2E quantizer filter)
+        return facts.flow.kind.keep_float_code.format(names=listed)
     return (
         f"# keep them in float: qconfig None, with a DeQuantStub before and a QuantStub after each\n"
         f"for name in [{listed}]:\n"

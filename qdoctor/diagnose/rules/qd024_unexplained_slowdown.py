@@ -18,6 +18,7 @@ from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.locate import float_path, float_variable
 from qdoctor.diagnose.registry import SlowdownExplanations, after_fixes, rule
 from qdoctor.facts import Facts, Ratio, SourceLocation
+from qdoctor.facts.prescription import FixAll
 
 TOP = 5  # modules / ops named in the evidence
 CATEGORY_NAMES = {
@@ -188,35 +189,21 @@ def unexplained_slowdown(facts: Facts, explained: SlowdownExplanations) -> Itera
     )
 
 
-def fix_all_ratio(fix_all: dict[str, Any]) -> Ratio | None:
-    """float time / fixed-model time with its interval, as prescribe/verify.py measured fix-all."""
-    interval = fix_all.get("speedup_vs_float_interval")
-    if not interval:
-        return None
-    return Ratio(
-        value=interval["value"],
-        low=interval["low"],
-        high=interval["high"],
-        method=interval.get("method", "iqr-bounds"),
-        busy=bool(interval.get("busy", False)),
-    )
-
-
 @after_fixes("QD024")
-def left_slower_after_fixes(facts: Facts, fix_all: dict[str, Any], unfixed: SlowdownExplanations) -> Iterator[Finding]:
+def left_slower_after_fixes(facts: Facts, fix_all: FixAll, unfixed: SlowdownExplanations) -> Iterator[Finding]:
     """Fix-all applied every verified fix and the fixed model still measures clearly slower than float, with no
     explaining finding left out of the fix: the rest of the gap is unexplained."""
-    ratio = fix_all_ratio(fix_all)
-    if not fix_all.get("applied") or ratio is None or not ratio.clearly_below(1.0) or unfixed.findings:
+    ratio = fix_all.vs_float  # float time / fixed-model time, with its interval
+    if not fix_all.applied or ratio is None or not ratio.clearly_below(1.0) or unfixed.findings:
         return
     modules = extra_by_module(facts)
     module, source = _location(facts, modules)
-    fixes = ", ".join(fix_all.get("fixes") or [])
+    fixes = ", ".join(fix_all.fixes)
     evidence = {
         **_evidence(facts, ratio, unfixed, modules),
-        "after_fixes_ms": fix_all.get("after_ms"),
-        "float_ms": fix_all.get("float_ms"),
-        "fixes_applied": fix_all.get("fixes") or [],
+        "after_fixes_ms": fix_all.after_ms,
+        "float_ms": fix_all.float_ms,
+        "fixes_applied": list(fix_all.fixes),
         "profiled": "the model as written, before the fixes",
     }
     yield unexplained_slowdown.finding(

@@ -9,7 +9,6 @@ be lost), a transform may instead fix a copy of the subject itself (``on_subject
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import pkgutil
 from collections.abc import Callable
@@ -19,49 +18,41 @@ from typing import Any
 from torch import nn
 
 from qdoctor.diagnose.findings import Finding
-from qdoctor.facts import Facts
-
-# Flows a recipe can rebuild from the float baseline.
-EAGER, FX, DYNAMIC = "eager", "fx", "dynamic"
-# Flows that can only be fixed on a copy of the subject (rebuilding would lose QAT training or is not supported).
-QAT, OTHER = "qat", "other"
-
-
-@dataclass(frozen=True)
-class RebuildPlan:
-    """How a quantized model is built from the float baseline and run. Frozen: a recipe is a cache key."""
-
-    flow: str  # EAGER, FX or DYNAMIC
-    engine: str  # torch.backends.quantized.engine at convert and at run time
-    qconfig_engine: str  # whose default qconfig: the family the user chose
-    stubs: bool = True  # eager: QuantStub/DeQuantStub around the model when it has none
-    fuse_activations: bool = True  # eager: fuse ReLU into the Conv/Linear/BN before it (fuse_modules groups)
-    fold_bn: bool = True  # eager: fold BatchNorm into the Conv/Linear before it
-    calibrate: bool = True
-    convert: bool = True
-    eval_mode: bool = True  # prepared and run in eval mode (False: training mode, BatchNorm unfolded)
-    threads: int | None = None  # intra-op threads at run time; None: as the subject was measured
-    dynamic_types: tuple[str, ...] = ()  # dynamic: layer class names the user quantized
-    float_layers: tuple[str, ...] = ()  # float-model paths kept in float (eager: stubs around them; FX: qconfig None)
-    weight_per_channel: bool | None = None  # override the qconfig's weight observer; None: the qconfig's own
-    calibration_skip: tuple[tuple[int, int], ...] = ()  # (batch, row) of the calibration batches left out
-
-    def changed(self, **fields: Any) -> RebuildPlan:
-        return dataclasses.replace(self, **fields)
+from qdoctor.facts import NO_FLOW, Facts
+from qdoctor.flows import Flow, RebuildPlan
 
 
 @dataclass
 class FixContext:
-    """What a transform may read: the facts plus the recipe qdoctor inferred from the subject."""
+    """What a transform may read: the facts plus the recipe qdoctor inferred from the subject.
+
+    ``flow`` is the flow that rebuilds the subject from its float baseline (qdoctor.flows.rebuild_flow), None when
+    it cannot be rebuilt: a QAT model (``qat``) or one its flow cannot rebuild (a converted PT2E model). Transforms
+    ask its traits (``static``, ``places_stubs``, ``fuses_itself``, ``plan_fields``), never its name."""
 
     facts: Facts
-    flow: str
+    flow: Flow | None
+    qat: bool  # fake-quant or QAT modules: fixed on a copy of the subject, never rebuilt
+    subject_flow: Flow | None  # the flow that made the subject (None: a float subject)
     base: RebuildPlan  # the user's evident recipe, before any finding's as_written
     recommended_engine: str
     calibration: str  # where the calibration batches come from, in words
     has_float_baseline: bool
     fusion_groups: list[list[str]] = field(default_factory=list)  # the plan traced on the float baseline
     measured_threads: int = 1  # intra-op threads the subject was measured with
+
+    @property
+    def flow_name(self) -> str:
+        """The flow in words for a transform's reason: the rebuilding flow, else "QAT" or the subject's flow."""
+        if self.flow is not None:
+            return self.flow.name
+        if self.qat:
+            return "QAT"
+        return self.subject_flow.name if self.subject_flow is not None else NO_FLOW.name
+
+    def rebuilds_static(self, plan_field: str) -> bool:
+        """The subject is rebuilt by a static flow whose rebuild honours ``plan_field`` (a RebuildPlan field)."""
+        return self.flow is not None and self.flow.static and plan_field in self.flow.plan_fields
 
 
 @dataclass
@@ -85,6 +76,8 @@ class SubjectFixError(Exception):
 
 
 TransformFn = Callable[[FixContext, Finding], "Fix | CannotApply"]
+# the layers of a speed/accuracy table (float-model paths, worst first), or None when the finding calls for none
+LadderFn = Callable[[FixContext, Finding], "list[str] | None"]
 
 
 @dataclass(frozen=True)
@@ -92,16 +85,18 @@ class Transform:
     code: str  # the rule code it fixes
     title: str  # what it does, in a few words ("fuse Conv/BN/ReLU")
     make: TransformFn
+    # its finding also gets the speed/accuracy table: keep the worst 1, 2, 3... layers in float (FallbackLadder)
+    ladder: LadderFn | None = None
 
 
 _REGISTRY: dict[str, Transform] = {}
 
 
-def transform(code: str, title: str) -> Callable[[TransformFn], Transform]:
+def transform(code: str, title: str, ladder: LadderFn | None = None) -> Callable[[TransformFn], Transform]:
     def register(fn: TransformFn) -> Transform:
         if code in _REGISTRY:
             raise ValueError(f"transform for {code} registered twice")
-        registered = Transform(code, title, fn)
+        registered = Transform(code, title, fn, ladder)
         _REGISTRY[code] = registered
         return registered
 

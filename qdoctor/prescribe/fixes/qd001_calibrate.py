@@ -7,12 +7,12 @@ from typing import Any
 from torch import nn
 
 from qdoctor.diagnose.findings import Finding
-from qdoctor.prescribe.fixes import DYNAMIC, CannotApply, Fix, FixContext, SubjectFixError, transform
+from qdoctor.prescribe.fixes import CannotApply, Fix, FixContext, SubjectFixError, transform
 
 
 def _calibrate_subject(model: nn.Module, batches: Any) -> nn.Module:
+    from qdoctor.flows import calibrate
     from qdoctor.introspect.kinds import classify
-    from qdoctor.prescribe.quantize import calibrate
 
     if not any(classify(m) in ("observer", "fake_quant") for m in model.modules()):
         raise SubjectFixError(
@@ -25,7 +25,7 @@ def _calibrate_subject(model: nn.Module, batches: Any) -> nn.Module:
 
 @transform("QD001", "calibrate before convert")
 def calibrate(ctx: FixContext, finding: Finding) -> Fix | CannotApply:
-    if ctx.flow == DYNAMIC:
+    if ctx.flow is not None and not ctx.flow.static:
         return CannotApply("dynamic quantization measures activation ranges at run time: there is nothing to calibrate")
     return Fix(
         as_written={"calibrate": False},

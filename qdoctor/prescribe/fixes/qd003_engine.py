@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from qdoctor.diagnose.findings import Finding
-from qdoctor.prescribe.fixes import OTHER, QAT, CannotApply, Fix, FixContext, transform
+from qdoctor.prescribe.fixes import CannotApply, Fix, FixContext, transform
 
 FAMILIES = {"x86": "x86/fbgemm", "fbgemm": "x86/fbgemm", "qnnpack": "qnnpack", "onednn": "onednn"}
 
@@ -17,11 +17,11 @@ def engine(ctx: FixContext, finding: Finding) -> Fix | CannotApply:
     recommended = str(finding.evidence.get("recommended_engine") or ctx.recommended_engine)
     if recommended not in ctx.facts.environment.supported_engines:
         return CannotApply(f"the recommended engine '{recommended}' is not in this torch build")
-    if ctx.flow in (QAT, OTHER):
+    if ctx.flow is None:
         return CannotApply(
             "weights are packed and fake-quant ranges chosen for the engine at prepare time: switching needs a "
             "rebuild from the float baseline, which would lose the QAT training"
-            if ctx.flow == QAT
+            if ctx.qat
             else "this flow cannot be rebuilt for another engine"
         )
     base = ctx.base

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from qdoctor.diagnose.findings import Finding
-from qdoctor.prescribe.fixes import DYNAMIC, CannotApply, Fix, FixContext, transform
+from qdoctor.prescribe.fixes import CannotApply, Fix, FixContext, transform
 
 
 def convert_subject(model: nn.Module, batches: Any) -> nn.Module:
@@ -28,7 +28,7 @@ def convert_subject(model: nn.Module, batches: Any) -> nn.Module:
 
 @transform("QD006", "convert to int8")
 def convert(ctx: FixContext, finding: Finding) -> Fix | CannotApply:
-    if ctx.flow == DYNAMIC:
+    if ctx.flow is not None and not ctx.flow.static:
         return CannotApply("dynamic quantization has no convert step")
     is_fx = any(m.path == "" and m.type == "GraphModule" for m in ctx.facts.modules or [])
     is_qat = bool(ctx.facts.modules_of_kind("fake_quant", "qat"))

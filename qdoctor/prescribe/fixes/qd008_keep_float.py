@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from qdoctor.diagnose.findings import Finding
 from qdoctor.diagnose.twins import float_twins
-from qdoctor.prescribe.fixes import DYNAMIC, CannotApply, Fix, FixContext, transform
+from qdoctor.prescribe.fixes import CannotApply, Fix, FixContext, transform
 
 
 @transform("QD008", "keep the int8 layers that do not pay in float")
 def keep_float(ctx: FixContext, finding: Finding) -> Fix | CannotApply:
-    if ctx.flow != DYNAMIC:
+    if ctx.flow is None or ctx.flow.static:
         return CannotApply(
             "qdoctor verifies this fix on dynamically quantized models; for static int8, ship the float model or "
             "keep the layers named in the finding in float, then check again"

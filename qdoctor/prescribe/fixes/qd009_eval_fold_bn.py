@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from qdoctor.diagnose.findings import Finding
-from qdoctor.prescribe.fixes import DYNAMIC, FX, CannotApply, Fix, FixContext, transform
+from qdoctor.prescribe.fixes import CannotApply, Fix, FixContext, transform
 
 
 def _eval(model: nn.Module, batches: Any) -> nn.Module:
@@ -16,9 +16,9 @@ def _eval(model: nn.Module, batches: Any) -> nn.Module:
 
 @transform("QD009", "eval() and fold BatchNorm")
 def eval_fold_bn(ctx: FixContext, finding: Finding) -> Fix | CannotApply:
-    if ctx.flow in (FX, DYNAMIC):
+    if ctx.flow is not None and "eval_mode" not in ctx.flow.plan_fields:
         return CannotApply(
-            f"qdoctor rebuilds {ctx.flow} models in eval mode only, so it cannot show this effect: call .eval() "
+            f"qdoctor rebuilds {ctx.flow_name} models in eval mode only, so it cannot show this effect: call .eval() "
             "before prepare and before running the model"
         )
     return Fix(

@@ -5,10 +5,18 @@ from __future__ import annotations
 
 from qdoctor.diagnose.findings import Finding
 from qdoctor.diagnose.locate import float_path
-from qdoctor.prescribe.fixes import EAGER, FX, CannotApply, Fix, FixContext, transform
+from qdoctor.prescribe.fixes import CannotApply, Fix, FixContext, transform
 
 
-@transform("QD020", "keep the error hotspots in float")
+def worst_first(ctx: FixContext, finding: Finding) -> list[str] | None:
+    """The order of the speed/accuracy table (float paths, worst layer first), None when a float fallback is not
+    the remedy (the calibration ranges, or a float baseline in train mode, cause the error)."""
+    if finding.evidence.get("cause") in ("calibration-range", "train-mode-baseline"):
+        return None
+    return [float_path(ctx.facts, p) for p in finding.evidence.get("worst_first") or []] or None
+
+
+@transform("QD020", "keep the error hotspots in float", ladder=worst_first)
 def keep_float(ctx: FixContext, finding: Finding) -> Fix | CannotApply:
     cause = finding.evidence.get("cause")
     if cause == "calibration-range":
@@ -18,7 +26,7 @@ def keep_float(ctx: FixContext, finding: Finding) -> Fix | CannotApply:
     spots = list(finding.evidence.get("hotspots") or [])
     if not spots:
         return CannotApply("no single layer stands out: keeping one in float would not bring the error down")
-    if ctx.flow not in (EAGER, FX):
-        return CannotApply(f"qdoctor keeps layers in float when it rebuilds eager or FX models, not {ctx.flow}")
+    if not ctx.rebuilds_static("float_layers"):
+        return CannotApply(f"qdoctor keeps layers in float when it rebuilds eager or FX models, not {ctx.flow_name}")
     paths = tuple(float_path(ctx.facts, p) for p in spots)
     return Fix(as_written={"float_layers": ()}, fixed={"float_layers": paths}, details={"float_layers": list(paths)})

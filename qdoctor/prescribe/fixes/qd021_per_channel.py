@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from qdoctor.diagnose.findings import Finding
-from qdoctor.prescribe.fixes import EAGER, FX, CannotApply, Fix, FixContext, transform
+from qdoctor.prescribe.fixes import CannotApply, Fix, FixContext, transform
 
 
 @transform("QD021", "per-channel weights")
 def per_channel(ctx: FixContext, finding: Finding) -> Fix | CannotApply:
-    if ctx.flow not in (EAGER, FX):
-        return CannotApply(f"qdoctor rebuilds eager or FX models with per-channel weights, not {ctx.flow}")
+    if not ctx.rebuilds_static("weight_per_channel"):
+        return CannotApply(f"qdoctor rebuilds eager or FX models with per-channel weights, not {ctx.flow_name}")
     engine = ctx.base.engine if ctx.base.engine in ("x86", "fbgemm") else "x86"
     if ctx.recommended_engine == "qnnpack":
         # qnnpack takes per-channel weights too; its activations stay its own

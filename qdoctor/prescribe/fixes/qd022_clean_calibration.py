@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from qdoctor.diagnose.findings import Finding
-from qdoctor.prescribe.fixes import EAGER, FX, CannotApply, Fix, FixContext, transform
+from qdoctor.prescribe.fixes import CannotApply, Fix, FixContext, transform
 
 
 @transform("QD022", "re-calibrate without the outlier rows")
@@ -14,8 +14,8 @@ def clean_calibration(ctx: FixContext, finding: Finding) -> Fix | CannotApply:
             "no calibration row stands out (or the script defines no calibration_data()): clean the data or clip to "
             "a percentile (HistogramObserver) as the fix shows"
         )
-    if ctx.flow not in (EAGER, FX):
-        return CannotApply(f"qdoctor re-calibrates eager or FX models it rebuilds, not {ctx.flow}")
+    if not ctx.rebuilds_static("calibration_skip"):
+        return CannotApply(f"qdoctor re-calibrates eager or FX models it rebuilds, not {ctx.flow_name}")
     return Fix(
         as_written={"calibration_skip": ()},
         fixed={"calibration_skip": rows},

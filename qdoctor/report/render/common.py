@@ -13,6 +13,7 @@ from typing import Any
 
 from qdoctor import facts as F
 from qdoctor.diagnose.findings import Severity
+from qdoctor.facts.prescription import FallbackLadder, FixAll, SavedFixed, Verified
 from qdoctor.report.model import Report
 
 CATEGORY_LABEL: dict[str, str] = {
@@ -92,33 +93,31 @@ def finding_counts(report: Report) -> str:
     return f"{len(report.findings)} finding{'s' if len(report.findings) != 1 else ''}: {detail}"
 
 
-def verified_text(verified: dict[str, Any] | None) -> str | None:
+def verified_text(verified: Verified | None) -> str | None:
     """The measured effect of a fix (filled by the verification stage) as one line, "verified: ..." or
     "not verified: <reason>"; None when the fix was not tried."""
-    if not verified:
+    if verified is None:
         return None
-    after = verified.get("after_ms")
+    after = verified.after_ms
     if after is None:
-        return f"not verified: {verified.get('reason') or 'no measurement'}"
-    before = verified.get("before_ms")
+        return f"not verified: {verified.reason or 'no measurement'}"
+    before = verified.before_ms
     line = (
         f"verified: {before:.2f} ms -> {after:.2f} ms" if before is not None else f"verified: crashed -> {after:.2f} ms"
     )
-    interval = verified.get("speedup_interval")
-    if interval:
+    ratio = verified.speedup
+    if ratio is not None:
         judged = {"within noise": ", within noise", "machine busy": ", not judged: machine busy"}
-        span = f"{interval['low']:.2f}-{interval['high']:.2f}"
-        line += f" ({interval['value']:.2f}x, {span}{judged.get(verified.get('effect') or '', '')})"
-    elif verified.get("speedup"):
-        line += f" ({verified['speedup']:.2f}x)"
-    before_sqnr, after_sqnr = verified.get("before_sqnr_db"), verified.get("after_sqnr_db")
+        span = f"{ratio.low:.2f}-{ratio.high:.2f}"
+        line += f" ({ratio.value:.2f}x, {span}{judged.get(verified.effect or '', '')})"
+    before_sqnr, after_sqnr = verified.before_sqnr_db, verified.after_sqnr_db
     if after_sqnr is not None:
         shown = (
             f"{fmt_sqnr(before_sqnr)} -> {fmt_sqnr(after_sqnr)}" if before_sqnr is not None else fmt_sqnr(after_sqnr)
         )
         line += f", SQNR vs float {shown}"
-    if verified.get("on_top_of"):
-        line += f" (on top of {', '.join(verified['on_top_of'])})"
+    if verified.on_top_of:
+        line += f" (on top of {', '.join(verified.on_top_of)})"
     return line
 
 
@@ -310,29 +309,37 @@ def error_rows(report: Report, limit: int | None = MAX_ERROR_ROWS) -> tuple[list
 FALLBACK_HEADER = ["in float", "SQNR", "accuracy drop", "latency", "meets target"]
 
 
-def fallback_rows(fallback: dict[str, Any]) -> list[list[str]]:
+def fallback_rows(fallback: FallbackLadder) -> list[list[str]]:
     """Rows of the speed/accuracy table: the int8 model as it is, then each step of the float fallback."""
     rows = [
         [
             "none (as it is)",
-            fmt_sqnr(fallback.get("before_sqnr_db")),
+            fmt_sqnr(fallback.before_sqnr_db),
             "-",
-            f"{fallback['before_ms']:.3f} ms" if fallback.get("before_ms") is not None else "-",
+            f"{fallback.before_ms:.3f} ms" if fallback.before_ms is not None else "-",
             "no",
         ]
     ]
-    chosen = fallback.get("chosen")
-    for i, step in enumerate(fallback.get("steps") or []):
-        drop = step.get("drop_points")
+    for i, step in enumerate(fallback.steps):
+        drop = step.drop_points
         rows.append(
             [
-                ", ".join(step.get("float_layers") or []),
-                fmt_sqnr(step.get("sqnr_db")) if not step.get("error") else f"failed: {step['error']}",
+                ", ".join(step.float_layers),
+                fmt_sqnr(step.sqnr_db) if not step.error else f"failed: {step.error}",
                 f"{drop:.2f} points" if drop is not None else "-",
-                f"{step['ms']:.3f} ms" if step.get("ms") is not None else "-",
-                "yes (smallest)" if i == chosen else "no",
+                f"{step.ms:.3f} ms" if step.ms is not None else "-",
+                "yes (smallest)" if i == fallback.chosen else "no",
             ]
         )
-    if fallback.get("float_ms") is not None:
-        rows.append(["everything (the float model)", "identical", "0", f"{fallback['float_ms']:.3f} ms", "yes"])
+    if fallback.float_ms is not None:
+        rows.append(["everything (the float model)", "identical", "0", f"{fallback.float_ms:.3f} ms", "yes"])
     return rows
+
+
+def prescription_of(report: Report) -> tuple[FixAll | None, FallbackLadder | None, SavedFixed | None]:
+    """The report's fix-all, speed/accuracy table (when it has steps) and saved model, each None when absent."""
+    found = report.prescription
+    if found is None:
+        return None, None, None
+    fallback = found.fallback if found.fallback is not None and found.fallback.steps else None
+    return found.fix_all, fallback, found.saved

@@ -32,6 +32,7 @@ from qdoctor.report.render.common import (
     fmt_sqnr,
     measurement_text,
     module_rows,
+    prescription_of,
     ratio_speed_text,
     sqnr_cell,
     target_title,
@@ -242,18 +243,18 @@ def _error_sources(report: Report) -> str:
 
 
 def _fallback(report: Report) -> str:
-    fallback = report.extras.get("float_fallback")
-    if not fallback or not fallback.get("steps"):
+    fallback = prescription_of(report)[1]
+    if fallback is None:
         return ""
     head = "".join(f"<th>{_e(h)}</th>" for h in FALLBACK_HEADER)
     body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in fallback_rows(fallback))
     out = (
         "<h2>Speed/accuracy: the worst layers kept in float</h2>"
-        f'<p class="sub">Target: {_e(fallback.get("target", ""))}.</p><table><tr>{head}</tr>{body}</table>'
+        f'<p class="sub">Target: {_e(fallback.target)}.</p><table><tr>{head}</tr>{body}</table>'
     )
-    chosen = fallback.get("chosen")
-    if chosen is not None and fallback["steps"][chosen].get("code"):
-        out += f"<pre><code>{_e(fallback['steps'][chosen]['code'])}</code></pre>"
+    chosen = fallback.chosen
+    if chosen is not None and fallback.steps[chosen].code:
+        out += f"<pre><code>{_e(fallback.steps[chosen].code)}</code></pre>"
     return out
 
 
@@ -288,9 +289,9 @@ def _summary(report: Report) -> str:
             rows.append(("measured", _e(measured), None))
     else:
         rows.append(("latency", _e(facts.unavailable.get("benchmark", "not measured")), "-"))
-    fix_all = report.extras.get("fix_all")
-    if fix_all and fix_all.get("headline"):
-        rows.append(("after all fixes", f'<span class="verified">{_e(fix_all["headline"])}</span>', "-"))
+    fix_all = prescription_of(report)[0]
+    if fix_all is not None and fix_all.headline:
+        rows.append(("after all fixes", f'<span class="verified">{_e(fix_all.headline)}</span>', "-"))
     if facts.size is not None:
         rows.append(
             ("size (serialized)", _e(fmt_bytes(facts.size.subject_bytes)), _e(fmt_bytes(facts.size.float_bytes)))
@@ -375,7 +376,7 @@ def _finding(f: Finding, root: str | None) -> str:
         parts.append(f'<details><summary>evidence</summary><ul class="plain">{items}</ul></details>')
     verified = verified_text(f.verified)
     if verified:
-        css = "verified" if f.verified and f.verified.get("after_ms") is not None else "unverified"
+        css = "verified" if f.verified is not None and f.verified.after_ms is not None else "unverified"
         parts.append(f'<p class="{css}">{_e(verified)}</p>')
     if f.fix:
         parts.append(f"<p><b>Fix</b></p><pre><code>{_e(f.fix.rstrip())}</code></pre>")

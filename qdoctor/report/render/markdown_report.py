@@ -26,6 +26,7 @@ from qdoctor.report.render.common import (
     fmt_ms,
     measurement_text,
     module_rows,
+    prescription_of,
     ratio_speed_text,
     sqnr_cell,
     target_title,
@@ -87,9 +88,9 @@ def _summary(report: Report) -> list[str]:
             rows.append(["measured", measured, "-"])
     else:
         rows.append(["latency", facts.unavailable.get("benchmark", "not measured"), "-"])
-    fix_all = report.extras.get("fix_all")
-    if fix_all and fix_all.get("headline"):
-        rows.append(["after all fixes", f"**{fix_all['headline']}**", "-"])
+    fix_all = prescription_of(report)[0]
+    if fix_all is not None and fix_all.headline:
+        rows.append(["after all fixes", f"**{fix_all.headline}**", "-"])
     if facts.size is not None:
         rows.append(["size (serialized)", fmt_bytes(facts.size.subject_bytes), fmt_bytes(facts.size.float_bytes)])
     if facts.numerics is not None:
@@ -174,7 +175,7 @@ def _finding(f: Finding, root: str | None) -> list[str]:
         lines.append("- **evidence:** " + ", ".join(f"{k}={code_span(str(v))}" for k, v in evidence))
     verified = verified_text(f.verified)
     if verified:
-        measured = f.verified is not None and f.verified.get("after_ms") is not None
+        measured = f.verified is not None and f.verified.after_ms is not None
         lines.append(f"- **{verified}**" if measured else f"- {verified}")
     if f.fix:
         lines += ["", "**Fix:**", ""] + code_block(f.fix)
@@ -213,19 +214,19 @@ def render(report: Report, root: str | None = None, **_: Any) -> str:
             lines += _finding(finding, root)
     else:
         lines += ["", "No findings."]
-    fallback = report.extras.get("float_fallback")
-    if fallback and fallback.get("steps"):
+    fallback = prescription_of(report)[1]
+    if fallback is not None:
         lines += [
             "",
             "### Speed/accuracy: the worst layers kept in float",
             "",
-            f"Target: {fallback.get('target', '')}.",
+            f"Target: {fallback.target}.",
             "",
         ]
         lines += table(FALLBACK_HEADER, fallback_rows(fallback))
-        chosen = fallback.get("chosen")
-        if chosen is not None and fallback["steps"][chosen].get("code"):
-            lines += [""] + code_block(fallback["steps"][chosen]["code"])
+        chosen = fallback.chosen
+        if chosen is not None and fallback.steps[chosen].code:
+            lines += [""] + code_block(fallback.steps[chosen].code or "")
     skipped = report.skipped_here()
     if skipped:
         lines += ["", "<details><summary>Skipped rules</summary>", ""]

@@ -14,6 +14,7 @@ from rich.text import Text
 from qdoctor import facts as F
 from qdoctor.diagnose.findings import Severity
 from qdoctor.facts.location import first_line
+from qdoctor.facts.prescription import FallbackLadder, FixAll, SavedFixed
 from qdoctor.report.model import Report
 from qdoctor.report.render.common import (
     CATEGORY_LABEL,
@@ -25,6 +26,7 @@ from qdoctor.report.render.common import (
     fmt_bytes,
     fmt_ms,
     measurement_text,
+    prescription_of,
     ratio_speed_text,
     sqnr_cell,
     verified_text,
@@ -62,10 +64,10 @@ def _header(report: Report) -> Table:
     measured = measurement_text(report)
     if measured:
         table.add_row("measured", measured)
-    fix_all = report.extras.get("fix_all")
-    if fix_all and fix_all.get("headline"):
-        style = "bold green" if fix_all.get("after_ms") is not None else "yellow"
-        table.add_row("after fixes", Text(fix_all["headline"], style=style))
+    fix_all = prescription_of(report)[0]
+    if fix_all is not None and fix_all.headline:
+        style = "bold green" if fix_all.after_ms is not None else "yellow"
+        table.add_row("after fixes", Text(fix_all.headline, style=style))
     if facts.size is not None:
         table.add_row("size", f"{fmt_bytes(facts.size.subject_bytes)} (float {fmt_bytes(facts.size.float_bytes)})")
     if facts.numerics is not None:
@@ -106,21 +108,24 @@ def _breakdown(report: Report) -> Table | None:
     return table
 
 
-def _fix_all(fix_all: dict[str, Any]) -> Panel:
-    parts: list[Any] = [Text(fix_all.get("headline", ""), style="bold")]
-    if fix_all.get("method"):
-        parts.append(Text(f"how: {fix_all['method']}", style="dim"))
-    if fix_all.get("steps"):
-        parts.append(Text("steps: " + "; ".join(fix_all["steps"]), style="dim"))
-    if fix_all.get("calibration"):
-        parts.append(Text(f"calibration: {fix_all['calibration']}", style="dim"))
-    for code, reason in (fix_all.get("left_out") or {}).items():
+def _fix_all(fix_all: FixAll, saved: SavedFixed | None) -> Panel:
+    parts: list[Any] = [Text(fix_all.headline, style="bold")]
+    if fix_all.method:
+        parts.append(Text(f"how: {fix_all.method}", style="dim"))
+    if fix_all.steps:
+        parts.append(Text("steps: " + "; ".join(fix_all.steps), style="dim"))
+    if fix_all.calibration:
+        parts.append(Text(f"calibration: {fix_all.calibration}", style="dim"))
+    for code, reason in fix_all.left_out.items():
         parts.append(Text(f"not included: {code}: {reason}", style="dim"))
-    saved = fix_all.get("saved")
-    if saved:
-        parts.append(Text(saved, style="green"))
-    if fix_all.get("code"):
-        parts.append(Syntax(fix_all["code"], "python", theme="ansi_dark", background_color="default", word_wrap=True))
+    if saved is not None and saved.saved:
+        parts.append(
+            Text(
+                f"saved to {saved.path} as {saved.format} ({saved.how or ''}); load: {saved.load or ''}", style="green"
+            )
+        )
+    if fix_all.code:
+        parts.append(Syntax(fix_all.code, "python", theme="ansi_dark", background_color="default", word_wrap=True))
     return Panel(Group(*parts), title="fix all (verified on a copy)", title_align="left", border_style="green")
 
 
@@ -137,19 +142,16 @@ def _error_sources(report: Report) -> Table | None:
     return table
 
 
-def _fallback(fallback: dict[str, Any]) -> Panel:
+def _fallback(fallback: FallbackLadder) -> Panel:
     table = Table(box=None)
     for name in FALLBACK_HEADER:
         table.add_column(name)
     for row in fallback_rows(fallback):
         table.add_row(*row)
-    parts: list[Any] = [Text(f"target: {fallback.get('target', '')}", style="dim"), table]
-    chosen = fallback.get("chosen")
-    steps = fallback.get("steps") or []
-    if chosen is not None and steps[chosen].get("code"):
-        parts.append(
-            Syntax(steps[chosen]["code"], "python", theme="ansi_dark", background_color="default", word_wrap=True)
-        )
+    parts: list[Any] = [Text(f"target: {fallback.target}", style="dim"), table]
+    chosen = fallback.steps[fallback.chosen] if fallback.chosen is not None else None
+    if chosen is not None and chosen.code:
+        parts.append(Syntax(chosen.code, "python", theme="ansi_dark", background_color="default", word_wrap=True))
     return Panel(Group(*parts), title="speed/accuracy: the worst layers kept in float", title_align="left")
 
 
@@ -170,7 +172,9 @@ def _finding(f: Any) -> Panel:
         parts.append(Text("evidence: " + ", ".join(f"{k}={v}" for k, v in evidence.items()), style="dim"))
     verified = verified_text(f.verified)
     if verified:
-        parts.append(Text(verified, style="green" if f.verified.get("after_ms") is not None else "dim"))
+        parts.append(
+            Text(verified, style="green" if f.verified is not None and f.verified.after_ms is not None else "dim")
+        )
     if f.fix:
         parts.append(Text("fix:", style="bold"))
         parts.append(Syntax(f.fix, "python", theme="ansi_dark", background_color="default"))
@@ -206,17 +210,10 @@ def render(report: Report, width: int = 110, color: bool = False, **_: Any) -> s
             console.print(_finding(finding))
     else:
         console.print(Text("\nno findings", style="bold green"))
-    fix_all = report.extras.get("fix_all")
-    if fix_all and fix_all.get("fixes"):
-        saved = report.extras.get("saved_fixed")
-        if saved and saved.get("saved"):
-            fix_all = {
-                **fix_all,
-                "saved": f"saved to {saved['path']} as {saved['format']} ({saved.get('how', '')}); load: {saved.get('load', '')}",
-            }
-        console.print(_fix_all(fix_all))
-    fallback = report.extras.get("float_fallback")
-    if fallback and fallback.get("steps"):
+    fix_all, fallback, saved = prescription_of(report)
+    if fix_all is not None and fix_all.fixes:
+        console.print(_fix_all(fix_all, saved))
+    if fallback is not None:
         console.print(_fallback(fallback))
     skipped = report.skipped_here()
     if skipped:

@@ -1,5 +1,6 @@
-"""The PT2E recipe for compare: torch.export -> torchao X86InductorQuantizer -> calibrate -> convert_pt2e ->
-torch.compile with Inductor freezing (the lowering that turns q/dq patterns into int8 kernels).
+"""PT2E: torch.export -> a Quantizer annotates the aten graph -> prepare_pt2e / calibrate / convert_pt2e -> lowered
+by torch.compile with Inductor freezing (the lowering that turns q/dq patterns into int8 kernels). Its compare
+recipe uses torchao's X86InductorQuantizer.
 
 Optional: needs torchao and a working torch.compile (a C++ compiler). Anything missing is a skip with the reason.
 """
@@ -10,18 +11,24 @@ import contextlib
 import copy
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, cast
 
 import torch
 from torch import nn
 
-from qdoctor.facts import Environment
+from qdoctor.facts import Environment, FlowKind
 from qdoctor.facts.location import first_line
-from qdoctor.prescribe.quantize import Built, calibrate
+from qdoctor.flows import fallback_rebuild, flow_named, register
+from qdoctor.flows._base import CONVERTED, BuildInputs, Built, Flow, Recipe
+from qdoctor.flows._building import calibrate
+from qdoctor.introspect.flow import ATEN_GRAPH, ModelFlow
+
+RECIPE = "pt2e-x86"
 
 
-def unavailable(env: Environment) -> str | None:
+def _unavailable(env: Environment) -> str | None:
     if not env.is_x86:
         return f"X86InductorQuantizer targets x86 CPUs; this machine is {env.machine}"
     try:
@@ -100,7 +107,9 @@ def export(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[torch.fx.GraphMod
     raise RuntimeError("torch.export could not capture the model (" + "; ".join(errors) + ")")
 
 
-def build(float_model: nn.Module, inputs: tuple[Any, ...], batches: list[tuple[Any, ...]], vnni: bool = True) -> Built:
+def build_pt2e(
+    float_model: nn.Module, inputs: tuple[Any, ...], batches: list[tuple[Any, ...]], vnni: bool = True
+) -> Built:
     prepare_pt2e, convert_pt2e, move_to_eval, xiq = _api()
     exported, how = export(float_model, inputs)
     # Without VNNI, 8-bit activations can saturate the u8*s8 accumulation: torchao says to reduce the range there.
@@ -150,7 +159,7 @@ def build(float_model: nn.Module, inputs: tuple[Any, ...], batches: list[tuple[A
 
 
 @contextlib.contextmanager
-def runtime() -> Iterator[None]:
+def _freezing() -> Iterator[None]:
     """Inductor freezing on while the compiled model runs (it compiles, and recompiles for new shapes, lazily)."""
     import torch._inductor.config as inductor_config
 
@@ -181,3 +190,52 @@ def graph_bytes(model: nn.Module) -> int:
     buffer = io.BytesIO()
     torch.save(tensors, buffer)
     return buffer.tell()
+
+
+@register
+class Pt2eFlow(Flow):
+    kind = FlowKind(
+        "pt2e",
+        "PT2E (torch.export, a Quantizer, prepare_pt2e / convert_pt2e, lowered by torch.compile)",
+        exported_graph=True,
+        convert_code=(
+            "from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e\n"
+            "{model} = convert_pt2e({model})  # after calibrating the prepared model\n"
+            "# then lower it: torch._inductor.config.freezing = True; model = torch.compile(model)  (QD012)"
+        ),
+        keep_float_code=(
+            "# keep them in float: a quantizer module filter (X86InductorQuantizer)\n"
+            "for name in [{names}]:\n    quantizer.set_module_name_qconfig(name, None)"
+        ),
+    )
+    priority = 20
+    recipe_rank = 4
+    slow_reason = "compiles with torch.compile (tens of seconds for a ResNet); select it with --recipes all"
+    compiles_on_first_run = True
+
+    def matches(self, look: ModelFlow) -> bool:
+        return not look.script and look.graph == ATEN_GRAPH
+
+    def rebuilt_by(self, look: ModelFlow) -> Flow | None:
+        """A prepared (or float) exported graph is rebuilt the FX way; a converted one cannot be rebuilt."""
+        if look.compiled:
+            return fallback_rebuild(look)
+        return None if self.stage(look) == CONVERTED else flow_named("fx")
+
+    def recipes(self, engines: Sequence[str]) -> list[Recipe]:
+        return [Recipe(RECIPE, self, "x86", "static int8, PT2E X86InductorQuantizer + torch.compile")]
+
+    def build_recipe(self, recipe: Recipe, given: BuildInputs) -> Built:
+        return build_pt2e(given.float_model, given.inputs, given.batches, vnni=given.vnni)
+
+    def unavailable(self, recipe: Recipe, env: Environment) -> str | None:
+        return _unavailable(env)
+
+    def runtime(self, built: Built) -> AbstractContextManager[None]:
+        return _freezing()
+
+    def model_bytes(self, built: Built) -> int | None:
+        return graph_bytes(built.model)
+
+    def release(self) -> None:
+        torch._dynamo.reset()  # compiled graphs and their frozen weights
