@@ -189,7 +189,9 @@ def test_seed004_each_fix_is_verified_on_top_of_the_crash_repair():
     qd004 = result.verified("QD004")
     assert qd004.details["groups"] == [["0", "1"], ["3", "4"]]
     for v in (qd001, qd002, qd004):
-        assert {"before_ms", "after_ms", "speedup", "before_sqnr_db", "after_sqnr_db", "method", "steps"} <= set(v)
+        assert {"before_ms", "after_ms", "speedup", "before_sqnr_db", "after_sqnr_db", "method", "steps"} <= set(
+            v.to_dict()
+        )
         assert v.after_runs >= 3 and v.after_iqr_ms >= 0
         assert v.speedup is None or v.speedup.value == pytest.approx(v.before_ms / v.after_ms, rel=0.01)
 

@@ -31,7 +31,6 @@ from qdoctor.flows._building import (
     keep_in_float,
     qconfig_code,
     quiet_build,
-    wrap_with_stubs,
 )
 from qdoctor.introspect.flow import ModelFlow
 from qdoctor.introspect.state import quantized_engine, quiet
@@ -89,8 +88,8 @@ def static_eager(
         if float_layers:
             keep_in_float(model, float_layers)
             steps.append(f"kept in float: {', '.join(float_layers)}")
-        if wrapped:
-            model = wrap_with_stubs(model)
+        if wrapped:  # decided before keep_in_float added stubs of its own inside the model
+            model = tq.QuantWrapper(model)
             steps.append("wrapped with QuantStub/DeQuantStub")
         model.qconfig = default_qconfig(qconfig_engine, weight_per_channel)
         prepared = tq.prepare(model)
