@@ -17,9 +17,13 @@ class FlowKind:
     # an aten graph captured by torch.export and annotated by a Quantizer (PT2E): what runs is decided by the
     # backend compiler that lowers it (torch.compile with Inductor), and the quantizer chooses the dtypes
     exported_graph: bool = False
-    # code that converts a prepared model of this flow, with "{model}" for its variable; "" when the rule's own
-    # eager/FX wording applies
+    # how a model of this flow is prepared, and prepared for QAT, in words ("FX prepare_fx"); "" when it is not
+    prepare_step: str = ""
+    prepare_qat_step: str = ""
+    # code that converts a prepared (or QAT-trained) model of this flow, with "{model}" for its variable; "" when
+    # the flow has no convert step
     convert_code: str = ""
+    convert_qat_code: str = ""
     # code that keeps layers in float in this flow, with "{names}" for the quoted, comma-separated layer names; ""
     # when the rule's own eager/FX wording applies
     keep_float_code: str = ""

@@ -130,7 +130,18 @@ def static_eager(
 
 @register
 class EagerFlow(Flow):
-    kind = FlowKind("eager", "eager mode (prepare / convert, QuantStub and fuse_modules by hand)")
+    kind = FlowKind(
+        "eager",
+        "eager mode (prepare / convert, QuantStub and fuse_modules by hand)",
+        prepare_step="eager prepare",
+        prepare_qat_step="eager QAT (prepare_qat)",
+        convert_code="{model} = torch.ao.quantization.convert({model}.eval())  # after calibration",
+        convert_qat_code=(
+            "{model}.eval()  # after QAT training\n"
+            "{model}.apply(torch.ao.quantization.disable_observer)  # freeze the learned scales\n"
+            "{model} = torch.ao.quantization.convert({model})"
+        ),
+    )
     priority = 60
     places_stubs = False
     fuses_itself = False

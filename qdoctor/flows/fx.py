@@ -92,7 +92,21 @@ def static_fx(
 
 @register
 class FxFlow(Flow):
-    kind = FlowKind("fx", "FX graph mode (prepare_fx / convert_fx)")
+    kind = FlowKind(
+        "fx",
+        "FX graph mode (prepare_fx / convert_fx)",
+        prepare_step="FX prepare_fx",
+        prepare_qat_step="FX QAT (prepare_qat_fx)",
+        convert_code=(
+            "from torch.ao.quantization.quantize_fx import convert_fx\n"
+            "{model} = convert_fx({model})  # after calibrating the prepared GraphModule"
+        ),
+        convert_qat_code=(
+            "from torch.ao.quantization.quantize_fx import convert_fx\n"
+            "{model}.eval()  # after QAT training\n"
+            "{model} = convert_fx({model})  # after calibrating the prepared GraphModule"
+        ),
+    )
     priority = 30
     plan_fields = frozenset(
         {

@@ -26,6 +26,11 @@ from qdoctor.flows._building import calibrate
 from qdoctor.introspect.flow import ATEN_GRAPH, ModelFlow
 
 RECIPE = "pt2e-x86"
+_CONVERT = (
+    "from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e\n"
+    "{model} = convert_pt2e({model})  # after calibrating the prepared model\n"
+    "# then lower it: torch._inductor.config.freezing = True; model = torch.compile(model)  (QD012)"
+)
 
 
 def _unavailable(env: Environment) -> str | None:
@@ -198,11 +203,10 @@ class Pt2eFlow(Flow):
         "pt2e",
         "PT2E (torch.export, a Quantizer, prepare_pt2e / convert_pt2e, lowered by torch.compile)",
         exported_graph=True,
-        convert_code=(
-            "from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e\n"
-            "{model} = convert_pt2e({model})  # after calibrating the prepared model\n"
-            "# then lower it: torch._inductor.config.freezing = True; model = torch.compile(model)  (QD012)"
-        ),
+        prepare_step="PT2E prepare_pt2e",
+        prepare_qat_step="PT2E QAT (prepare_qat_pt2e)",
+        convert_code=_CONVERT,
+        convert_qat_code=_CONVERT,
         keep_float_code=(
             "# keep them in float: a quantizer module filter (X86InductorQuantizer)\n"
             "for name in [{names}]:\n    quantizer.set_module_name_qconfig(name, None)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import codes
-from factsbuild import X86_QCONFIG, f32, healthy_chain, healthy_facts, make_facts, mev, mod, run_rule
+from factsbuild import X86_QCONFIG, f32, flow_kind, healthy_chain, healthy_facts, make_facts, mev, mod, run_rule
 
 from qdoctor import facts as F
 
@@ -36,7 +36,8 @@ def test_qd006_fx_prepared_graph_module_points_at_the_first_float_layer():
         mev("conv1.1", "ReLU", [f32()], [f32()]),
         mev("activation_post_process_1", "HistogramObserver", [f32()], [f32()]),
     ]
-    (finding,) = run_rule("QD006", make_facts(modules, events))
+    prepared = F.FlowInfo(flow_kind("fx"), stage="prepared")
+    (finding,) = run_rule("QD006", make_facts(modules, events, flow=prepared))
     assert finding.location.module == "conv1"
     assert finding.evidence["flow"] == "FX prepare_fx" and finding.evidence["observers"] == 2
     assert "quantized_model = convert_fx(quantized_model)" in finding.fix
@@ -64,11 +65,22 @@ def test_qd006_eager_qat_counts_fake_quant_and_disables_observers_in_the_fix():
         mod("1.weight_fake_quant", "FusedMovingAvgObsFakeQuantize", F.FAKE_QUANT, observed_min=-1.0, observed_max=1.0),
     ]
     events = [mev("0", "QuantStub", [f32()], [f32()]), mev("1.bn", "BatchNorm2d", [f32()], [f32()])]
-    (finding,) = run_rule("QD006", make_facts(modules, events))
+    (finding,) = run_rule("QD006", make_facts(modules, events, flow=F.FlowInfo(flow_kind("eager"), stage="prepared")))
     assert finding.location.module == "1"
     assert finding.evidence["flow"] == "eager QAT (prepare_qat)"
     assert finding.evidence["observers"] == 0  # the fake-quants' own observers are not counted twice
     assert "disable_observer" in finding.fix
+
+
+def test_qd006_converts_with_the_flow_that_prepared_it_and_says_so_when_unknown():
+    modules = [mod("0", "QuantStub", F.QUANT_STUB), mod("0.activation_post_process", "MinMaxObserver", F.OBSERVER)]
+    modules.append(mod("1", "Conv2d", F.FLOAT, qconfig=X86_QCONFIG))
+    events = [mev("0", "QuantStub", [f32()], [f32()]), mev("1", "Conv2d", [f32()], [f32()])]
+    pt2e = F.FlowInfo(flow_kind("pt2e"), stage="prepared")
+    (finding,) = run_rule("QD006", make_facts(modules, events, flow=pt2e))
+    assert finding.evidence["flow"] == "PT2E prepare_pt2e" and "convert_pt2e(" in finding.fix
+    (unknown,) = run_rule("QD006", make_facts(modules, events))
+    assert "did not identify" in unknown.evidence["flow"] and "convert step of the flow" in unknown.fix
 
 
 # ------------------------------------------------------------------------------------------------ end to end

@@ -15,36 +15,29 @@ from qdoctor.diagnose.locate import (
     subject_variable,
 )
 from qdoctor.diagnose.registry import rule
-from qdoctor.facts import Facts
-
-# The ways a model ends up prepared but not converted, and the call that finishes each.
-EAGER, EAGER_QAT, FX, FX_QAT = "eager prepare", "eager QAT (prepare_qat)", "FX prepare_fx", "FX QAT (prepare_qat_fx)"
+from qdoctor.facts import Facts, FlowKind
 
 
-def flow(facts: Facts) -> str:
-    is_qat = bool(facts.modules_of_kind(F.FAKE_QUANT, F.QAT))
-    if is_graph_module(facts):
-        return FX_QAT if is_qat else FX
-    return EAGER_QAT if is_qat else EAGER
+def prepared_by(facts: Facts) -> FlowKind | None:
+    """The flow that prepared the subject (its kind, when that flow has a prepare step), None when unknown."""
+    kind = facts.flow.kind if facts.flow is not None else None
+    return kind if kind is not None and kind.prepare_step else None
 
 
-def convert_fix(facts: Facts, how: str) -> str:
+def how_prepared(facts: Facts, is_qat: bool) -> str:
+    kind = prepared_by(facts)
+    if kind is None:
+        return "prepared by a flow qdoctor did not identify"
+    return kind.prepare_qat_step if is_qat else kind.prepare_step
+
+
+def convert_fix(facts: Facts, is_qat: bool) -> str:
+    """The flow's own convert step (its FlowKind's code), for the subject's variable."""
     name = subject_variable(facts)
-    if facts.flow is not None and facts.flow.kind.convert_code:  # the flow's own convert step (PT2E)
-        return facts.flow.kind.convert_code.format(model=name)
-    if how in (FX, FX_QAT):
-        return (
-            "from torch.ao.quantization.quantize_fx import convert_fx\n"
-            + (f"{name}.eval()  # after QAT training\n" if how == FX_QAT else "")
-            + f"{name} = convert_fx({name})  # after calibrating the prepared GraphModule"
-        )
-    if how == EAGER_QAT:
-        return (
-            f"{name}.eval()  # after QAT training\n"
-            f"{name}.apply(torch.ao.quantization.disable_observer)  # freeze the learned scales\n"
-            f"{name} = torch.ao.quantization.convert({name})"
-        )
-    return f"{name} = torch.ao.quantization.convert({name}.eval())  # after calibration"
+    kind = prepared_by(facts)
+    if kind is None:
+        return f"# convert `{name}` with the convert step of the flow that prepared it, before running it"
+    return (kind.convert_qat_code if is_qat else kind.convert_code).format(model=name)
 
 
 @rule(
@@ -61,14 +54,14 @@ def not_converted(facts: Facts) -> Iterator[Finding]:
     qat = facts.modules_of_kind(F.QAT)
     if not (observers or fake_quants or qat):
         return
-    how = flow(facts)
-    is_qat = how in (EAGER_QAT, FX_QAT)
+    is_qat = bool(qat or fake_quants)
+    how = how_prepared(facts, is_qat)
     left = (qat or fake_quants) if is_qat else observers
     # Point at the first layer that computes (a conv, not the QuantStub's observer). FX observers sit at the root
     # next to the modules they watch, so there the first float layer that runs stands for them.
     owners = [observer_owner(facts, m) for m in left]
     candidates = owners + [m for m in facts.modules or [] if m.kind in (F.FLOAT, F.QAT) and m.path]
-    owner = first_compute(candidates, facts) if how in (FX, FX_QAT) else first_compute(owners, facts)
+    owner = first_compute(candidates, facts) if is_graph_module(facts) else first_compute(owners, facts)
     evidence: dict = {
         "flow": how,
         "observers": len(observers),
@@ -94,5 +87,5 @@ def not_converted(facts: Facts) -> Iterator[Finding]:
         module=owner.path,
         source=owner.source,
         evidence=evidence,
-        fix=convert_fix(facts, how),
+        fix=convert_fix(facts, is_qat),
     )
