@@ -85,7 +85,8 @@ class Counterfactuals:
         self.batches, self.calibration, self.calibration_code = calibration_for(loaded, self.code.stand_in_calibration)
         groups: list[list[str]] = []
         relu_fused = bn_folded = True
-        if self.rebuild and self.flow is not None and not self.flow.fuses_itself and self.float_model is not None:
+        fuses_by_hand = self.flow is not None and self.flow.static and not self.flow.fuses_itself  # eager
+        if self.rebuild and fuses_by_hand and self.float_model is not None:
             groups = fusion_plan(self.float_model, self.inputs)
             relu_fused, bn_folded = fused_in_subject(loaded.subject, self.float_model, groups)
         self.groups = groups
