@@ -238,7 +238,9 @@ class SavedFixed:
 
 @dataclass
 class Prescription:
-    """What the prescription stage hands the report: fix-all, the speed/accuracy table and the saved model."""
+    """What the prescription stage hands the report (``Report.prescription``): fix-all, the speed/accuracy table and
+    the saved model. The closed loop's treatment rounds (issue 25) belong here too, as a list beside ``fix_all``
+    (see the module's docstring for how a round composes from these types)."""
 
     fix_all: FixAll | None = None
     fallback: FallbackLadder | None = None
