@@ -6,6 +6,7 @@ run goes on; torch's global state is restored afterwards.
 
 from __future__ import annotations
 
+import copy
 import functools
 import gc
 import time
@@ -17,8 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from qdoctor import __version__
-from qdoctor import flows as Q
+from qdoctor import __version__, flows
 from qdoctor.compare import recipes as R
 from qdoctor.compare.result import (
     FAILED,
@@ -55,7 +55,7 @@ class CompareOptions:
     recipes: str | None = None  # --recipes; None: the default set
     limits: Limits = field(default_factory=Limits)
     bench_time: float = 1.0  # seconds of timed runs per recipe (torch.utils.benchmark min_run_time)
-    calibration_batches: int = Q.CALIBRATION_BATCHES  # random stand-ins when the script has no calibration_data()
+    calibration_batches: int = flows.CALIBRATION_BATCHES  # random stand-ins when the script has no calibration_data()
     check_batches: int = 8  # batches SQNR and top-1 agreement are measured on
     load: LoadOptions = field(default_factory=LoadOptions)  # keep going past errors, offline stand-ins
 
@@ -88,7 +88,7 @@ def _check_batches(
     if loaded.calibration_data is not None:
         batches = calibration[:count]
         return batches, f"the first {len(batches)} calibration_data() batch(es) (the same data used to calibrate)"
-    batches, _ = Q.calibration_batches(None, loaded.inputs, count, seed=CHECK_SEED)
+    batches, _ = flows.calibration_batches(None, loaded.inputs, count, seed=CHECK_SEED)
     return batches, (
         f"the example inputs plus {len(batches) - 1} random batch(es) of the same shape, not those used to "
         "calibrate (define calibration_data() and evaluate() for real data)"
@@ -112,7 +112,7 @@ def top1_agreement(reference: list[Any], outputs: list[Any]) -> tuple[float | No
 
 def run_recipe(
     recipe: R.Recipe, ctx: _Context, progress: Progress
-) -> tuple[Candidate, list[Any] | None, Q.Built | None]:
+) -> tuple[Candidate, list[Any] | None, flows.Built | None]:
     """Build, run and evaluate one recipe on a copy, and measure its size. Returns the candidate, its outputs on
     the check batches and the built model to time (both None unless it is ok). Never raises for the recipe's own
     errors. Timing comes later, for all recipes in turns (time_recipes)."""
@@ -164,12 +164,12 @@ def _failed(candidate: Candidate, phase: str, exc: BaseException) -> None:
 
 
 def time_recipes(
-    measured: list[tuple[Candidate, R.Recipe, Q.Built]], inputs: tuple[Any, ...], bench_time: float
+    measured: list[tuple[Candidate, R.Recipe, flows.Built]], inputs: tuple[Any, ...], bench_time: float
 ) -> Contention | None:
     """Time every built model in interleaved rounds (qdoctor.compare.turns), each under its recipe's runtime context;
     each candidate's speedup over fp32 comes from the paired rounds, with its interval. Returns the contention seen."""
 
-    def contender(candidate: Candidate, recipe: R.Recipe, built: Q.Built) -> Contender:
+    def contender(candidate: Candidate, recipe: R.Recipe, built: flows.Built) -> Contender:
         model = built.model
 
         def run() -> None:
@@ -246,7 +246,7 @@ def compare_loaded(
         except ValueError as exc:
             raise TargetError(str(exc)) from None
         float_model, float_name = float_model_of(loaded)
-        calibration, calibration_source = Q.calibration_batches(
+        calibration, calibration_source = flows.calibration_batches(
             loaded.calibration_data, loaded.inputs, options.calibration_batches
         )
         check, check_source = _check_batches(loaded, calibration, options.check_batches)
@@ -256,7 +256,9 @@ def compare_loaded(
                 tuple(loaded.inputs),
                 calibration,
                 vnni=environment.has_vnni,
-                fusion_plan=functools.cache(lambda: fusion_plan(float_model, tuple(loaded.inputs))),
+                fusion_plan=functools.cache(
+                    lambda: fusion_plan(copy.deepcopy(float_model).eval(), tuple(loaded.inputs))
+                ),
                 explain_failure=R.explain_eager_failure,
             ),
             check_batches=check,
@@ -266,7 +268,7 @@ def compare_loaded(
         )
         candidates: list[Candidate] = []
         outputs: dict[str, list[Any] | None] = {}
-        measured: list[tuple[Candidate, R.Recipe, Q.Built]] = []
+        measured: list[tuple[Candidate, R.Recipe, flows.Built]] = []
         measurement = None
         try:
             for recipe in selected:
