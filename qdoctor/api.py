@@ -61,6 +61,7 @@ def check_options(
     verify: bool = True,
     select: str | Iterable[str] | None = None,
     ignore: str | Iterable[str] | None = None,
+    rounds: int = 3,
 ) -> CheckOptions:
     """The options of a check (the CLI's ``--bench``, ``--bench-time``, ``--profile``, ``--verify``, ``--select``,
     ``--ignore``), validated: a bad value raises OptionError."""
@@ -68,11 +69,14 @@ def check_options(
     from qdoctor.run.check import CheckOptions
 
     seconds = _bench_time(bench_time)
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise OptionError(f"rounds must be a whole number of treatment rounds, 1 or more, not {rounds!r}")
     return CheckOptions(
         gather=GatherOptions(bench=bool(bench), bench_time=seconds, profile=bool(profile), profile_budget=seconds),
         select=_codes(select, "select"),
         ignore=_codes(ignore, "ignore"),
         verify=bool(verify),
+        rounds=rounds,
     )
 
 
@@ -90,6 +94,7 @@ def check_model(
     fail_on: str = "warning",
     bench_time: float = 1.0,
     profile: bool = True,
+    rounds: int = 3,
 ) -> Report:
     """Check a quantized model you hold: measure it, run every rule, verify the fixes; return the Report.
 
@@ -99,7 +104,9 @@ def check_model(
     calibrates the rebuilt models as a script's ``calibration_data()`` does; ``evaluate(model) -> accuracy`` is
     accepted as in a script, though no check rule uses it today (``compare_model`` does). ``select``/``ignore`` take rule codes or prefixes
     (``"QD002"``, ``["QD00"]``), ``fail_on`` (error|warning|info|never) decides ``Report.ok``. ``bench_time`` is the
-    seconds of timed runs per model; ``bench=False`` skips timing, ``verify=False`` the verified fixes.
+    seconds of timed runs per model; ``bench=False`` skips timing, ``verify=False`` the verified fixes. ``rounds``
+    is the budget of treatment rounds: while the fixed model is still slower than float or below the SQNR floor, it
+    is examined and treated again (``Report.treatment``; 1 stops after the first fix-all).
 
     **The model runs in this process** (unlike `qdoctor check`, which runs a script in a separate worker process): a
     model that hangs or crashes the interpreter takes this process with it. Your objects are not changed: the model
@@ -118,7 +125,7 @@ def check_model(
 
     level = _fail_level(fail_on)
     options = check_options(
-        bench=bench, bench_time=bench_time, profile=profile, verify=verify, select=select, ignore=ignore
+        bench=bench, bench_time=bench_time, profile=profile, verify=verify, select=select, ignore=ignore, rounds=rounds
     )
     with preserved_torch_state():
         loaded = live_target(
@@ -141,6 +148,7 @@ def check(
     profile: bool = True,
     trust: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
+    rounds: int = 3,
 ) -> Report:
     """Check a target as `qdoctor check TARGET` does and return its Report.
 
@@ -169,7 +177,7 @@ def check(
         raise OptionError(str(exc)) from None
     if not isinstance(timeout, (int, float)) or timeout <= 0:
         raise OptionError(f"timeout must be a positive number of seconds, not {timeout!r}")
-    options = check_options(bench=bench, bench_time=bench_time, profile=profile, verify=verify)
+    options = check_options(bench=bench, bench_time=bench_time, profile=profile, verify=verify, rounds=rounds)
     options.select, options.ignore = settings.select, settings.ignore
     options.per_module_ignores = settings.per_module_ignores
     options.trust = trust

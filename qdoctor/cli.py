@@ -105,6 +105,9 @@ def check(
     bench_time: float = typer.Option(1.0, "--bench-time", min=0.05, help="Seconds of timed runs per model."),
     profile: bool = typer.Option(True, "--profile/--no-profile", help="Profile with torch.profiler."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Apply each fix to a copy and measure it."),
+    rounds: int = typer.Option(
+        3, "--rounds", min=1, help="Treatment rounds: examine the fixed model again while it is still ill (1: once)."
+    ),
     save_fixed: Path | None = typer.Option(
         None, "--save-fixed", help="Write the 'fix all' model here (TorchScript, else state_dict + rebuild code)."
     ),
@@ -130,7 +133,7 @@ def check(
     with _stdin_report(targets) as targets:
         _check(
             targets, output_format, output, fail_on, exit_zero, select, ignore, config, trace_dir, bench, bench_time,
-            profile, verify, save_fixed, jobs, timeout, debug, trust, stop_on_error, stand_ins,
+            profile, verify, save_fixed, jobs, timeout, debug, trust, stop_on_error, stand_ins, rounds,
         )  # fmt: skip
 
 
@@ -155,6 +158,7 @@ def _check(
     trust: bool,
     stop_on_error: bool,
     stand_ins: bool,
+    rounds: int = 3,
 ) -> None:
     from qdoctor import config as settings_file
 
@@ -200,6 +204,7 @@ def _check(
         ignore=settings.ignore,
         per_module_ignores=settings.per_module_ignores,
         verify=verify,
+        rounds=rounds,
         save_fixed=str(save_fixed) if save_fixed is not None else None,
         trust=trust,
         load=LoadOptions(keep_going=not stop_on_error, stand_ins=stand_ins),

@@ -237,6 +237,78 @@ class SavedFixed:
 
 
 @dataclass
+class TreatedFinding:
+    """A finding as a treatment round lists it: its rule, severity, where, and what it said."""
+
+    rule: str
+    name: str
+    severity: str
+    module: str | None
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "name": self.name,
+            "severity": self.severity,
+            "module": self.module,
+            "message": self.message,
+        }
+
+
+@dataclass
+class TreatmentRound:
+    """One round of the closed loop (qdoctor.run.treatment): the model it examined (round 1: the script's subject;
+    round N: the model round N-1's fixes made), the findings on it, its fix-all (measured against the same float
+    baseline) and why the loop stopped after it, when it did."""
+
+    number: int
+    examined: str  # "`qmodel` as written", "the model after round 1's fixes"
+    findings: list[TreatedFinding] = field(default_factory=list)
+    fix_all: FixAll | None = None
+    sqnr_db: float | None = None  # the examined model's output SQNR against float
+    vs_float: Ratio | None = None  # float time / the examined model's time (paired), above 1.0 is faster
+    vs_float_verdict: str | None = None
+    stopped: str | None = None  # why no further round ran (the last round says it)
+
+    @property
+    def new_codes(self) -> list[str]:
+        return sorted({f.rule for f in self.findings})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "round": self.number,
+            "examined": self.examined,
+            "findings": [f.to_dict() for f in self.findings],
+            "sqnr_db": self.sqnr_db,
+            "speedup_vs_float": _rounded(self.vs_float.value, 3) if self.vs_float is not None else None,
+            "speedup_vs_float_interval": self.vs_float.as_dict() if self.vs_float is not None else None,
+            "vs_float": self.vs_float_verdict,
+            "fix_all": self.fix_all.to_dict() if self.fix_all is not None else None,
+            "stopped": self.stopped,
+        }
+
+
+@dataclass
+class Treatment:
+    """The closed loop: rounds of diagnose -> fix -> measure, each on the model the previous round's fixes made.
+    ``final_code`` is the composed recipe of every round's fixes (the last applied round's fix-all code)."""
+
+    rounds: list[TreatmentRound] = field(default_factory=list)
+    budget: int = 1
+    final_code: str = ""
+    remains: list[str] = field(default_factory=list)  # what the last round leaves, in words
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "budget": self.budget,
+            "rounds": [r.to_dict() for r in self.rounds],
+            "final_code": self.final_code,
+            "remains": self.remains,
+        }
+
+
+@dataclass
 class Prescription:
     """What the prescription stage hands the report (``Report.prescription``): fix-all, the speed/accuracy table and
     the saved model. The closed loop's treatment rounds (issue 25) belong here too, as a list beside ``fix_all``
@@ -245,10 +317,13 @@ class Prescription:
     fix_all: FixAll | None = None
     fallback: FallbackLadder | None = None
     saved: SavedFixed | None = None
+    treatment: Treatment | None = None  # the rounds after the first (qdoctor.run.treatment), when any ran
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON report's "fix_all", "float_fallback" and "saved_fixed" entries (those present)."""
+        """The JSON report's "fix_all", "float_fallback", "saved_fixed" and "treatment" entries (those present)."""
         d: dict[str, Any] = {}
+        if self.treatment is not None:
+            d["treatment"] = self.treatment.to_dict()
         if self.fix_all is not None:
             d["fix_all"] = self.fix_all.to_dict()
         if self.fallback is not None:

@@ -26,13 +26,21 @@ class GatherOptions:
 
 
 def gather_facts(
-    loaded: LoadedTarget, options: GatherOptions, progress: Progress = lambda _: None, on_stage: OnStage | None = None
+    loaded: LoadedTarget,
+    options: GatherOptions,
+    progress: Progress = lambda _: None,
+    on_stage: OnStage | None = None,
+    reuse: Facts | None = None,
 ) -> Facts:
     """Every fact about ``loaded``, gathered once, in stages; a stage that fails leaves its part None with the reason
-    in ``facts.unavailable``. ``on_stage(message, facts)`` sees the facts so far as each stage begins."""
+    in ``facts.unavailable``. ``on_stage(message, facts)`` sees the facts so far as each stage begins.
+
+    ``reuse``: the facts of an earlier check with the same float baseline and inputs (a treatment round): what
+    depends on the float baseline alone (its modules, profile and size) is taken from there, not gathered again.
+    The float baseline is still timed beside the subject: a ratio is only paired within one session."""
     from qdoctor.gather.stages import Gathering
 
-    return Gathering(loaded, options, progress, on_stage).run()
+    return Gathering(loaded, options, progress, on_stage, reuse).run()
 
 
 __all__ = ["GatherOptions", "OnStage", "Progress", "gather_facts"]

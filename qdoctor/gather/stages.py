@@ -54,8 +54,15 @@ def _announcing_stages(progress: Progress, on_stage: OnStage | None, facts: Fact
 class Gathering:
     """One target's facts, gathered stage by stage. Use ``run()``."""
 
-    def __init__(self, loaded: LoadedTarget, options: GatherOptions, progress: Progress, on_stage: OnStage | None):
-        self.loaded, self.options = loaded, options
+    def __init__(
+        self,
+        loaded: LoadedTarget,
+        options: GatherOptions,
+        progress: Progress,
+        on_stage: OnStage | None,
+        reuse: Facts | None = None,
+    ):
+        self.loaded, self.options, self.reuse = loaded, options, reuse
         self.target = loaded.target
         self.facts = Facts(
             target=loaded.target,
@@ -105,7 +112,9 @@ class Gathering:
         facts, loaded, baseline = self.facts, self.loaded, self.baseline
         self.progress("inventory of modules")
         facts.modules = self.attempt("modules", lambda: modules.inventory(self.eager, loaded.origins, baseline))
-        if baseline is not None:
+        if baseline is not None and self.reuse is not None and self.reuse.float_modules is not None:
+            facts.float_modules = self.reuse.float_modules
+        elif baseline is not None:
             facts.float_modules = self.attempt("float_modules", lambda: modules.inventory(baseline, loaded.origins))
         else:
             facts.unavailable["float_modules"] = "no float baseline in the target"
@@ -194,6 +203,9 @@ class Gathering:
         if baseline is None:
             facts.unavailable["float_profile"] = "no float baseline in the target"
             return
+        if self.reuse is not None and self.reuse.float_profile is not None:
+            facts.float_profile = self.reuse.float_profile
+            return
         self.progress("profiling the float baseline")
         float_kinds = {m.path: m.kind for m in facts.float_modules or []}
         facts.float_profile = self.attempt(
@@ -266,7 +278,13 @@ class Gathering:
             "size",
             lambda: Sizes(
                 subject_bytes=size.serialized_bytes(self.subject),
-                float_bytes=size.serialized_bytes(baseline) if baseline is not None else None,
+                float_bytes=(
+                    self.reuse.size.float_bytes
+                    if self.reuse is not None and self.reuse.size is not None
+                    else size.serialized_bytes(baseline)
+                    if baseline is not None
+                    else None
+                ),
             ),
         )
 

@@ -46,6 +46,10 @@ class PrescribeOptions:
     bench: bool = True  # time the counterfactuals (else SQNR only)
     bench_time: float = VERIFY_BENCH_TIME
     save_fixed: str | None = None  # write the "fix all" model here
+    keep_fixed: bool = False  # hand the "fix all" model back (the next treatment round examines it)
+    # the plan that built the subject (a treatment round's subject is the previous round's fix-all): the "as
+    # written" recipe starts there, so that this round's fixes compose with the earlier rounds'
+    start_from: RebuildPlan | None = None
 
 
 class Counterfactuals:
@@ -93,14 +97,18 @@ class Counterfactuals:
         dynamic_types = tuple(
             sorted({m.type for m in facts.modules or [] if m.kind == "dynamic_quantized" and m.is_leaf})
         )
-        self.base = RebuildPlan(
-            flow=self.flow,
-            engine=engine,
-            qconfig_engine=qconfig_engine_of(facts, engine),
-            fuse_activations=relu_fused,
-            fold_bn=bn_folded,
-            dynamic_types=dynamic_types,
-        )
+        start = options.start_from
+        if start is not None and start.flow is self.flow and self.flow is not None:
+            self.base = start
+        else:
+            self.base = RebuildPlan(
+                flow=self.flow,
+                engine=engine,
+                qconfig_engine=qconfig_engine_of(facts, engine),
+                fuse_activations=relu_fused,
+                fold_bn=bn_folded,
+                dynamic_types=dynamic_types,
+            )
         self.ctx = FixContext(
             facts=facts,
             flow=self.flow,
@@ -211,7 +219,7 @@ class Counterfactuals:
             threads,
             reference=self.reference(),
             bench_time=self.options.bench_time if self.options.bench else None,
-            keep_model=bool(self.options.save_fixed),
+            keep_model=bool(self.options.save_fixed or self.options.keep_fixed),
         )
 
     def rebuilt(self, recipe: RebuildPlan) -> Measured:
@@ -219,6 +227,7 @@ class Counterfactuals:
             self._cache[recipe] = self._measure(
                 lambda: self._build(recipe), recipe.engine, recipe.threads or self.measured_threads
             )
+            self._cache[recipe].plan = recipe
         return self._cache[recipe]
 
     def _build(self, recipe: RebuildPlan) -> tuple[nn.Module, list[str], str]:
@@ -326,7 +335,11 @@ class Counterfactuals:
     @staticmethod
     def fixed_recipe(recipe: RebuildPlan, fixes: dict[str, Fix], codes: Any) -> RebuildPlan:
         for code in codes:
-            recipe = recipe.changed(**fixes[code].fixed)
+            fields = dict(fixes[code].fixed)
+            if "float_layers" in fields:  # layers kept float by an earlier fix (or treatment round) stay float
+                kept = recipe.float_layers
+                fields["float_layers"] = kept + tuple(p for p in fields["float_layers"] if p not in kept)
+            recipe = recipe.changed(**fields)
         return recipe
 
 

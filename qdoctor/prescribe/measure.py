@@ -43,6 +43,7 @@ class Measured:
     run: Callable[[], Any] | None = None  # one forward pass, until it is timed (qdoctor.prescribe.verify)
     session: RoundsResult | None = None  # the interleaved rounds it was timed in, under ``key``
     key: str = ""
+    plan: Any = None  # the RebuildPlan it was rebuilt with from the float baseline (None: fixed on a copy)
 
 
 def rounded_ms(value: float | None) -> float | None:

@@ -32,7 +32,7 @@ from qdoctor.prescribe.ladder import fallback_ladder
 from qdoctor.prescribe.measure import Measured
 from qdoctor.prescribe.save import save_fixed
 
-__all__ = ["VERIFY_BENCH_TIME", "PrescribeOptions", "prescribe"]
+__all__ = ["VERIFY_BENCH_TIME", "PrescribeOptions", "prescribe", "prescribe_keeping"]
 
 
 def prescribe(
@@ -45,15 +45,27 @@ def prescribe(
     """Fill ``verified`` on every finding whose rule has a transform; return the prescription (fix-all, the
     speed/accuracy table, the saved model), None when no finding has a transform and nothing was to be saved.
     Never modifies the user's objects; restores torch's global state."""
+    return prescribe_keeping(loaded, facts, findings, options, progress)[0]
+
+
+def prescribe_keeping(
+    loaded: LoadedTarget,
+    facts: Facts,
+    findings: list[Finding],
+    options: PrescribeOptions | None = None,
+    progress: Progress = lambda _: None,
+) -> tuple[Prescription | None, Measured | None]:
+    """prescribe(), and the fix-all model's measurement (its ``model`` kept with ``options.keep_fixed``): the next
+    treatment round (qdoctor.run.treatment) examines that model."""
     options = options or PrescribeOptions()
     transforms = {t.code: t for t in all_transforms()}
     relevant = [f for f in findings if f.rule in transforms]
     if not relevant:
         if not options.save_fixed:
-            return None
+            return None, None
         return Prescription(
             saved=SavedFixed(options.save_fixed, reason="no finding has an automatic fix: nothing to save")
-        )
+        ), None
     prescription = Prescription()
     with preserved_torch_state(), quiet():
         progress("preparing verified fixes")
@@ -78,7 +90,7 @@ def prescribe(
                 prescription.saved = SavedFixed(
                     options.save_fixed, reason=summary.after_error or summary.reason or "no fixed model"
                 )
-    return prescription
+    return prescription, fixed
 
 
 def _verify(

@@ -9,7 +9,7 @@ from typing import Any
 
 from qdoctor.diagnose.findings import Finding, Severity, SkippedRule
 from qdoctor.diagnose.flow_causes import flow_failure
-from qdoctor.facts.prescription import Prescription
+from qdoctor.facts.prescription import Prescription, Treatment
 
 SCHEMA_VERSION = 1
 
@@ -35,6 +35,11 @@ class Report:
     extras: dict[str, Any] = field(default_factory=dict)  # what other stages add to the JSON (the worker's info)
     prescription: Prescription | None = None  # the verified fix-all, speed/accuracy table, saved model (prescribe)
     fail_on: str = "warning"  # the level ``ok`` judges by (the Python API's option; the CLI passes its own)
+
+    @property
+    def treatment(self) -> Treatment | None:
+        """The treatment rounds after the first fix-all (qdoctor.run.treatment), when a second round ran."""
+        return self.prescription.treatment if self.prescription is not None else None
 
     def skipped_here(self) -> list[SkippedRule]:
         """The skipped rules a human-readable report lists: those that could apply to this kind of model (JSON and

@@ -40,6 +40,7 @@ class CheckOptions:
     save_fixed: str | None = None  # write the "fix all" model here (part of verification)
     trust: bool = False  # a pickled full model as TARGET may be unpickled (it runs code from the file)
     load: LoadOptions = field(default_factory=LoadOptions)  # keep going past errors, offline stand-ins
+    rounds: int = 3  # treatment rounds (qdoctor.run.treatment): 1 stops after the first fix-all
 
 
 def notes_for(facts: Facts) -> list[str]:
@@ -209,8 +210,10 @@ def check_loaded(
         if options.verify:
             if on_stage is not None:
                 on_stage("verifying fixes", facts)
-            report.prescription = verify_fixes(loaded, facts, report.findings, options, progress)
-            add_after_fixes_findings(report, options)
+            report.prescription, fixed = verify_fixes(loaded, facts, report.findings, options, progress)
+            added = add_after_fixes_findings(report, options)
+            if options.rounds > 1 and report.prescription is not None:
+                treat_further(loaded, report, fixed, added, options, progress)
         done = time.perf_counter()
         # the phases of the whole check (gathering's own parts are listed beside them, by part)
         facts.phase_seconds.update(
@@ -226,9 +229,10 @@ def check_loaded(
         return report
 
 
-def add_after_fixes_findings(report: Report, options: CheckOptions) -> None:
+def add_after_fixes_findings(report: Report, options: CheckOptions) -> list[Finding]:
     """The post-prescription checks (qdoctor.diagnose.registry.run_after_fixes): what the verified fix-all leaves
-    unexplained is a finding too (QD024 when the fixed model is still clearly slower than float)."""
+    unexplained is a finding too (QD024 when the fixed model is still clearly slower than float). Returns those
+    added."""
     added = run_after_fixes(
         report.facts,
         report.prescription.fix_all if report.prescription is not None else None,
@@ -239,6 +243,40 @@ def add_after_fixes_findings(report: Report, options: CheckOptions) -> None:
     )
     if added:
         report.findings = sorted(report.findings + added, key=lambda f: f.sort_key())
+    return added
+
+
+def treat_further(
+    loaded: LoadedTarget,
+    report: Report,
+    fixed: Any,
+    added: list[Finding],
+    options: CheckOptions,
+    progress: Callable[[str], None],
+) -> None:
+    """Treatment rounds 2..options.rounds (qdoctor.run.treatment) on the model the first fix-all made."""
+    from qdoctor.run.treatment import treat
+
+    def gather(next_loaded: LoadedTarget, earlier: Facts) -> Facts:
+        from qdoctor.introspect.state import quantized_engine
+
+        with quantized_engine(next_loaded.user_engine):  # the engine the fixed model was converted and run under
+            return gather_facts(next_loaded, options.gather, progress, reuse=earlier)
+
+    def verify(
+        next_loaded: LoadedTarget, facts: Facts, findings: list[Finding], start_from: Any
+    ) -> tuple[Prescription | None, Any]:
+        return verify_fixes(next_loaded, facts, findings, options, progress, start_from)
+
+    treat(
+        loaded,
+        report,
+        fixed,
+        added,
+        options.rounds,
+        (gather, lambda facts: build_report(facts, options), verify, lambda r: add_after_fixes_findings(r, options)),
+        progress,
+    )
 
 
 class FlowFailedBeforeModel(TargetError):
@@ -339,12 +377,14 @@ def verify_fixes(
     findings: list[Finding],
     options: CheckOptions,
     progress: Callable[[str], None],
-) -> Prescription | None:
+    start_from: Any = None,
+) -> tuple[Prescription | None, Any]:
     """The verified-prescriptions stage (qdoctor.prescribe): fills each finding's ``verified``, returns the
-    prescription (fix-all, the speed/accuracy table, the saved model)."""
-    from qdoctor.prescribe.verify import VERIFY_BENCH_TIME, PrescribeOptions, prescribe
+    prescription (fix-all, the speed/accuracy table, the saved model) and the fix-all model's measurement (its model
+    kept when another treatment round may examine it)."""
+    from qdoctor.prescribe.verify import VERIFY_BENCH_TIME, PrescribeOptions, prescribe_keeping
 
-    return prescribe(
+    return prescribe_keeping(
         loaded,
         facts,
         findings,
@@ -352,6 +392,8 @@ def verify_fixes(
             bench=options.gather.bench,
             bench_time=min(options.verify_bench_time or VERIFY_BENCH_TIME, options.gather.bench_time),
             save_fixed=options.save_fixed,
+            keep_fixed=options.rounds > 1,
+            start_from=start_from,
         ),
         progress,
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 from qdoctor import facts as F
 from qdoctor.diagnose.findings import Severity
-from qdoctor.facts.prescription import FallbackLadder, FixAll, SavedFixed, Verified
+from qdoctor.facts.prescription import FallbackLadder, FixAll, SavedFixed, Treatment, Verified
 from qdoctor.report.model import Report
 
 CATEGORY_LABEL: dict[str, str] = {
@@ -343,3 +343,34 @@ def prescription_of(report: Report) -> tuple[FixAll | None, FallbackLadder | Non
         return None, None, None
     fallback = found.fallback if found.fallback is not None and found.fallback.steps else None
     return found.fix_all, fallback, found.saved
+
+
+TREATMENT_HEADER = ["round", "examined", "found", "fixes applied", "after the fixes vs fp32", "SQNR after"]
+
+
+def treatment_rows(treatment: Treatment) -> list[list[str]]:
+    """The treatment plan as table rows: per round, the model examined, the causes found on it, the fixes applied
+    together, and the fixed model's measured speed against fp32 (interval) and SQNR."""
+    rows = []
+    for r in treatment.rounds:
+        fix = r.fix_all
+        speed = "-"
+        if fix is not None and fix.vs_float is not None:
+            speed = f"{fix.vs_float.text()} {fix.vs_float_verdict or ''}".strip()
+        elif fix is not None and fix.after_error:
+            speed = f"raised: {fix.after_error}"
+        sqnr = f"{fix.after_sqnr_db:.1f} dB" if fix is not None and fix.after_sqnr_db is not None else "-"
+        found = ", ".join(dict.fromkeys(f.rule for f in r.findings)) or "nothing"
+        applied = ", ".join(fix.fixes) if fix is not None and fix.applied and fix.fixes else "-"
+        rows.append([str(r.number), r.examined, found, applied, speed, sqnr])
+    return rows
+
+
+def treatment_outcome(treatment: Treatment) -> str:
+    """One sentence: why the loop stopped and what remains."""
+    last = treatment.rounds[-1]
+    text = f"after {len(treatment.rounds)} round(s): {last.stopped or 'done'}"
+    left = [r for r in treatment.remains if r != last.stopped]
+    if left:
+        text += "; left out: " + "; ".join(left)
+    return text

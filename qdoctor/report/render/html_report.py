@@ -19,6 +19,7 @@ from qdoctor.report.render.common import (
     CATEGORY_LABEL,
     ERROR_HEADER,
     FALLBACK_HEADER,
+    TREATMENT_HEADER,
     category_rows,
     display_path,
     environment_rows,
@@ -36,6 +37,8 @@ from qdoctor.report.render.common import (
     ratio_speed_text,
     sqnr_cell,
     target_title,
+    treatment_outcome,
+    treatment_rows,
     verified_text,
 )
 
@@ -258,6 +261,23 @@ def _fallback(report: Report) -> str:
     return out
 
 
+def _treatment(report: Report) -> str:
+    treatment = report.treatment
+    if treatment is None:
+        return ""
+    head = "".join(f"<th>{_e(h)}</th>" for h in TREATMENT_HEADER)
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in treatment_rows(treatment))
+    out = (
+        "<h2>Treatment plan: diagnose, fix, examine the fixed model again</h2>"
+        f'<table><tr>{head}</tr>{body}</table><p class="sub">{_e(treatment_outcome(treatment))}</p>'
+    )
+    if treatment.final_code:
+        out += (
+            f'<p class="sub">The composed recipe of every round:</p><pre><code>{_e(treatment.final_code)}</code></pre>'
+        )
+    return out
+
+
 def _legend(report: Report) -> str:
     used = [row[0] for row in category_rows(report.facts)]
     items = "".join(f'<span><i style="background:{CATEGORY_COLOR[c]}"></i>{_e(CATEGORY_LABEL[c])}</span>' for c in used)
@@ -458,6 +478,9 @@ def _content(report: Report, root: str | None) -> list[str]:
     fallback = _fallback(report)
     if fallback:
         out.append(fallback)
+    treatment = _treatment(report)
+    if treatment:
+        out.append(treatment)
     skipped = report.skipped_here()
     if skipped:
         items = "".join(f"<li>{_e(s.rule)} {_e(s.name)}: {_e(s.reason)}</li>" for s in skipped)

@@ -14,6 +14,7 @@ from qdoctor.report.model import Report
 from qdoctor.report.render.common import (
     ERROR_HEADER,
     FALLBACK_HEADER,
+    TREATMENT_HEADER,
     category_rows,
     display_path,
     environment_rows,
@@ -30,6 +31,8 @@ from qdoctor.report.render.common import (
     ratio_speed_text,
     sqnr_cell,
     target_title,
+    treatment_outcome,
+    treatment_rows,
     verified_text,
 )
 
@@ -227,6 +230,12 @@ def render(report: Report, root: str | None = None, **_: Any) -> str:
         chosen = fallback.chosen
         if chosen is not None and fallback.steps[chosen].code:
             lines += [""] + code_block(fallback.steps[chosen].code or "")
+    if report.treatment is not None:
+        lines += ["", "### Treatment plan: diagnose, fix, examine the fixed model again", ""]
+        lines += table(TREATMENT_HEADER, treatment_rows(report.treatment))
+        lines += ["", treatment_outcome(report.treatment)]
+        if report.treatment.final_code:
+            lines += ["", "The composed recipe of every round:", ""] + code_block(report.treatment.final_code)
     skipped = report.skipped_here()
     if skipped:
         lines += ["", "<details><summary>Skipped rules</summary>", ""]

@@ -14,12 +14,13 @@ from rich.text import Text
 from qdoctor import facts as F
 from qdoctor.diagnose.findings import Severity
 from qdoctor.facts.location import first_line
-from qdoctor.facts.prescription import FallbackLadder, FixAll, SavedFixed
+from qdoctor.facts.prescription import FallbackLadder, FixAll, SavedFixed, Treatment
 from qdoctor.report.model import Report
 from qdoctor.report.render.common import (
     CATEGORY_LABEL,
     ERROR_HEADER,
     FALLBACK_HEADER,
+    TREATMENT_HEADER,
     error_intro,
     error_rows,
     fallback_rows,
@@ -29,6 +30,8 @@ from qdoctor.report.render.common import (
     prescription_of,
     ratio_speed_text,
     sqnr_cell,
+    treatment_outcome,
+    treatment_rows,
     verified_text,
 )
 
@@ -106,6 +109,21 @@ def _breakdown(report: Report) -> Table | None:
             f"{flt.time_ms(cat):.2f} ms {flt.share(cat):4.0%}" if flt else "-",
         )
     return table
+
+
+def _treatment(treatment: Treatment) -> Panel:
+    table = Table(box=None, show_header=True, header_style="bold")
+    for column in TREATMENT_HEADER:
+        table.add_column(column)
+    for row in treatment_rows(treatment):
+        table.add_row(*row)
+    parts: list[Any] = [table, Text(treatment_outcome(treatment), style="dim")]
+    if treatment.final_code:
+        parts.append(Text("the composed recipe of every round:", style="bold"))
+        parts.append(
+            Syntax(treatment.final_code, "python", theme="ansi_dark", background_color="default", word_wrap=True)
+        )
+    return Panel(Group(*parts), title="treatment plan: diagnose, fix, examine the fixed model again", expand=False)
 
 
 def _fix_all(fix_all: FixAll, saved: SavedFixed | None) -> Panel:
@@ -215,6 +233,8 @@ def render(report: Report, width: int = 110, color: bool = False, **_: Any) -> s
         console.print(_fix_all(fix_all, saved))
     if fallback is not None:
         console.print(_fallback(fallback))
+    if report.treatment is not None:
+        console.print(_treatment(report.treatment))
     skipped = report.skipped_here()
     if skipped:
         console.print(Text("skipped rules:", style="dim"))
