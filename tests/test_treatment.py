@@ -146,9 +146,7 @@ def stacked():
     fixed model 3x slower than fp32, so each round's fix-all still needs treatment."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("qdoctor.gather.timing.time_models", fixed_rounds(6.0, 2.0))
-        return {
-            rounds: run_check(fixture_path(STACKED), bench=True, verify=True, rounds=rounds) for rounds in (1, 2)
-        }
+        return {rounds: run_check(fixture_path(STACKED), bench=True, verify=True, rounds=rounds) for rounds in (1, 2)}
 
 
 def test_stacked_causes_are_found_in_order_round_by_round(stacked):
@@ -163,7 +161,9 @@ def test_stacked_causes_are_found_in_order_round_by_round(stacked):
     assert "QD003" not in second.new_codes
     residual = [f for f in report.findings if f.evidence.get("treatment_round") == 2]
     assert residual and {f.rule for f in residual} <= {"QD023", "QD024", "QD005", "QD008"}
-    assert all("profiled" not in f.evidence or "before the fixes" not in f.evidence["profiled"] for f in residual)
+    # QD024 speaks from round 2's own profile
+    assert all("as written" not in f.evidence.get("profiled", "") for f in residual)
+    assert report.facts.treatment_round == 1
     assert "the budget of 2 round(s) is spent" in second.stopped
     # the composed recipe keeps round 1's engine fix
     assert 'engine = "x86"' in treatment.final_code
@@ -188,3 +188,29 @@ def test_every_format_shows_the_treatment_plan(stacked):
     for fmt in (OutputFormat.terminal, OutputFormat.markdown, OutputFormat.html):
         text = render(report, fmt)
         assert "reatment plan" in text, fmt
+
+
+def test_no_stubs_uncalibrated_then_an_outlier_channel_second_round_heals_it():
+    """Round 1 sees the crash (no QuantStub) and the uncalibrated observers; only the fixed model runs, and its SQNR
+    is below the floor: round 2 finds the per-tensor outlier channel, and its fixes bring the SQNR back."""
+    report = run_check(fixture_path("fixtures/treatment_stubs_calibration_outlier.py"), verify=True, rounds=3)
+    treatment = report.treatment
+    assert treatment is not None and len(treatment.rounds) == 2
+    first, second = treatment.rounds
+    assert {"QD001", "QD002"} <= set(first.new_codes)
+    assert first.fix_all.after_sqnr_db < 20.0
+    assert "QD021" in second.new_codes
+    assert second.fix_all.after_sqnr_db >= 20.0
+    assert "healthy" in second.stopped
+    qd021 = [f for f in report.findings if f.rule == "QD021"]
+    assert qd021 and qd021[0].evidence["treatment_round"] == 2
+    # the composed recipe: round 1's stubs and calibration, and round 2's weights fix
+    assert "QuantWrapper" in treatment.final_code and "calibration_data()" in treatment.final_code
+
+
+def test_fused_in_train_mode_and_never_converted_both_causes_then_healthy():
+    report = run_check(fixture_path("fixtures/treatment_train_fused_not_converted.py"), verify=True, rounds=3)
+    assert {"QD006", "QD009"} <= set(codes(report))
+    fix_all = report.prescription.fix_all
+    assert {"QD006", "QD009"} <= set(fix_all.fixes) and fix_all.after_sqnr_db >= 20.0
+    assert report.treatment is None  # the first fix-all is healthy: no second round

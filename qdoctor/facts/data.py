@@ -477,6 +477,8 @@ class Facts:
     # module takes no hooks to trace): a rule that needs them does not apply, rather than "could not be checked".
     not_applicable: list[str] = field(default_factory=list)
     phase_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each gathering phase (bench/)
+    # 1: the script's subject; N: the model treatment round N-1's fixes made (qdoctor.run.treatment)
+    treatment_round: int = 1
     measurement: Contention | None = None  # how the benchmark was measured: contention seen, threads, CPUs
     trace_files: dict[str, str] = field(default_factory=dict)  # "subject"/"float": profiler trace written (--trace-dir)
 

@@ -261,7 +261,9 @@ def treat_further(
         from qdoctor.introspect.state import quantized_engine
 
         with quantized_engine(next_loaded.user_engine):  # the engine the fixed model was converted and run under
-            return gather_facts(next_loaded, options.gather, progress, reuse=earlier)
+            facts = gather_facts(next_loaded, options.gather, progress, reuse=earlier)
+        facts.treatment_round = earlier.treatment_round + 1
+        return facts
 
     def verify(
         next_loaded: LoadedTarget, facts: Facts, findings: list[Finding], start_from: Any

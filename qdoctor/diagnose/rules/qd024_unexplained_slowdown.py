@@ -199,17 +199,23 @@ def left_slower_after_fixes(facts: Facts, fix_all: FixAll, unfixed: SlowdownExpl
     modules = extra_by_module(facts)
     module, source = _location(facts, modules)
     fixes = ", ".join(fix_all.fixes)
+    if facts.treatment_round > 1:  # a treatment round's subject is the model the previous round's fixes made
+        examined = f"the model examined in treatment round {facts.treatment_round}, before that round's fixes"
+        where = f"In the model examined in treatment round {facts.treatment_round} (profiled before that round's fixes)"
+    else:
+        examined = "the model as written, before the fixes"
+        where = "In the model as written (profiled before the fixes)"
     evidence = {
         **_evidence(facts, ratio, unfixed, modules),
         "after_fixes_ms": fix_all.after_ms,
         "float_ms": fix_all.float_ms,
         "fixes_applied": list(fix_all.fixes),
-        "profiled": "the model as written, before the fixes",
+        "profiled": examined,
     }
     yield unexplained_slowdown.finding(
         f"after all verified fixes ({fixes}) the int8 model is still {1 / ratio.value:.2f}x slower than float "
-        f"(speedup {ratio.text()}) and no other finding explains the rest. In the model as written (profiled before "
-        f"the fixes), {_where(modules, extra_by_category(facts))}. {_ruled_out_text(unfixed)}. To dig further, "
+        f"(speedup {ratio.text()}) and no other finding explains the rest. {where}, "
+        f"{_where(modules, extra_by_category(facts))}. {_ruled_out_text(unfixed)}. To dig further, "
         f"{_dig(facts)}.",
         module=module,
         source=source,
