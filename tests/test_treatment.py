@@ -214,3 +214,18 @@ def test_fused_in_train_mode_and_never_converted_both_causes_then_healthy():
     fix_all = report.prescription.fix_all
     assert {"QD006", "QD009"} <= set(fix_all.fixes) and fix_all.after_sqnr_db >= 20.0
     assert report.treatment is None  # the first fix-all is healthy: no second round
+
+
+def test_stand_in_calibration_code_takes_the_tensor_out_of_a_tuple_of_inputs():
+    """The script's `example_inputs = (x,)` is a tuple: the calibration snippet must index it, not randn_like it."""
+    import torch
+
+    report = run_check(fixture_path("fixtures/treatment_train_fused_not_converted.py"), verify=True, rounds=1)
+    code = report.prescription.fix_all.code
+    assert "torch.randn_like(example_inputs[0])" in code and "randn_like(example_inputs)" not in code
+    lines = code.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("calibration_batches = "))
+    seen: list = []
+    namespace = {"torch": torch, "example_inputs": (torch.randn(1, 3, 32, 32),), "qmodel": seen.append}
+    exec("\n".join(lines[start : start + 4]), namespace)  # the calibration loop runs as printed
+    assert len(seen) == 3 and all(isinstance(b, torch.Tensor) for b in seen)

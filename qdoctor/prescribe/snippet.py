@@ -49,7 +49,10 @@ class FixCode:
             "# calibrate: qdoctor used the example inputs plus random tensors like them; real data calibrates better"
         ]
         x: str | None
-        if name and single and not name.endswith("()"):
+        held = self.loaded.namespace.get(name) if name and name.isidentifier() else None
+        if name and single and isinstance(held, (tuple, list)):
+            x = f"{name}[0]"  # the script's name holds the tuple of arguments: its one tensor
+        elif name and single and not name.endswith("()"):
             x = name
         elif single:
             x = example
