@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from qdoctor.compare.result import FP32
+from qdoctor.diagnose.crash_causes import backend_error
 from qdoctor.facts import Environment, SourceLocation
 from qdoctor.facts.location import deepest_frame, first_line
 from qdoctor.introspect.state import quiet
@@ -208,7 +208,6 @@ def _eager(recipe: Recipe, given: BuildInputs) -> Q.Built:
     return Q.static_eager(given.float_model, given.inputs, engine, given.batches)
 
 
-_BACKEND_ERROR = re.compile(r"Could not run '([\w:.]+)' with arguments from the '(\w+)' backend")
 _TORCH_DIR = str(Path(torch.__file__).resolve().parent) + os.sep  # the separator keeps torchvision/ out
 
 
@@ -222,15 +221,15 @@ def explain_eager_failure(exc: BaseException) -> str:
     message = first_line(str(exc)) or type(exc).__name__
     frame = _code_frame(exc)
     where = f" at {frame.file}:{frame.line} `{frame.code}`" if frame else ""
-    match = _BACKEND_ERROR.search(message)
-    if match and match.group(2) == "QuantizedCPU":
+    backend = backend_error(message)
+    if backend is not None and backend.backend == "QuantizedCPU":
         hint = ""
         if frame is not None and f"torchvision{os.sep}models{os.sep}" in frame.file:
             hint = " (torchvision.models.quantization has eager-ready versions of several torchvision models)"
         return (
-            f"{match.group(1)} received a quantized tensor{where}. Eager mode needs nn.quantized.FloatFunctional "
+            f"{backend.op} received a quantized tensor{where}. Eager mode needs nn.quantized.FloatFunctional "
             f"for tensor arithmetic (+, *, cat) and DeQuantStub before float-only ops; the fx recipes insert both{hint}"
         )
-    if match:
-        return f"{match.group(1)} received a float tensor{where}: a QuantStub is missing before it"
+    if backend is not None:
+        return f"{backend.op} received a float tensor{where}: a QuantStub is missing before it"
     return f"{type(exc).__name__}{where}: {message[:300]}"

@@ -48,10 +48,10 @@ def unexplained_crash(facts: Facts, unexplained: list[CrashInfo]) -> Iterator[Fi
                 "objects the script had defined before it."
             )
             severity = Severity.WARNING
-        backend = crashes._BACKEND.search(crash.message)
-        if crash.phase == "load" and backend and crashes.has_int8_modules(facts):
+        backend = crashes.backend_error(crash.message)
+        if crash.phase == "load" and backend is not None and crashes.has_int8_modules(facts):
             message += (
-                f" It names {backend.group('op')} on the {backend.group('backend')} backend, an int8/float boundary "
+                f" It names {backend.op} on the {backend.backend} backend, an int8/float boundary "
                 "error, but qdoctor's own run of the model did not raise it: the script ran another model or input."
             )
         yield unexplained_crash.finding(
