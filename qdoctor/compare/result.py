@@ -110,27 +110,6 @@ class CompareResult:
         """The JSON document of `qdoctor compare --format json`, as plain Python values."""
         return to_dict(self)
 
-    def to_json(self) -> str:
-        return self._render("json")
-
-    def to_markdown(self) -> str:
-        return self._render("markdown")
-
-    def to_html(self) -> str:
-        """One self-contained page (inline CSS and SVG, no script, no network)."""
-        return self._render("html")
-
-    def _repr_html_(self) -> str:
-        """Jupyter's inline view: the HTML report as one ``<div>`` whose style applies only inside it."""
-        from qdoctor.compare.reporters.html_report import render_fragment
-
-        return render_fragment(self)
-
-    def _render(self, output_format: str) -> str:
-        from qdoctor.compare.reporters import CompareFormat, render
-
-        return render(self, CompareFormat(output_format))
-
 
 def metric_drop_points(reference: float, value: float) -> float:
     """How many points ``value`` lost against ``reference``. Scores in [0, 1] are read as fractions (0.95 = 95 %)."""

@@ -21,9 +21,9 @@ class Report:
     """What one check found: ``findings`` (each with ``rule``, ``severity``, ``message``, ``location``, ``fix`` and,
     once measured, ``verified``), the rules skipped and why, and the facts they came from.
 
-    ``ok`` is True when no finding is at or above ``fail_on`` (the CLI's exit code 0). ``to_dict``/``to_json``,
-    ``to_markdown``, ``to_sarif`` and ``to_html`` give the CLI's formats; in Jupyter the report shows itself as HTML
-    (self-contained: inline style and SVG, no script, no network).
+    ``ok`` is True when no finding is at or above ``fail_on`` (the CLI's exit code 0); ``to_dict`` is the JSON
+    document. Plain data: it knows none of its renderers (qdoctor.report.render renders it; the Report of the Python
+    API, qdoctor.api.Report, adds ``to_markdown``, ``to_html``... and Jupyter's inline view on top of them).
     """
 
     facts: Any  # qdoctor.facts.Facts
@@ -64,33 +64,6 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (schema version 1), as plain Python values."""
         return to_dict(self)
-
-    def to_json(self) -> str:
-        """``qdoctor check --format json``."""
-        return self._render("json")
-
-    def to_markdown(self, root: str | None = None) -> str:
-        """``--format markdown``: pastes into a GitHub issue. ``root``: paths under it are shown relative to it."""
-        return self._render("markdown", root=root)
-
-    def to_sarif(self, root: str | None = None) -> str:
-        """``--format sarif`` (SARIF 2.1.0, for code scanning). ``root``: the directory result paths are relative to."""
-        return self._render("sarif", root=root)
-
-    def to_html(self, root: str | None = None) -> str:
-        """``--format html``: one self-contained page (inline CSS and SVG, no script, no network)."""
-        return self._render("html", root=root)
-
-    def _repr_html_(self) -> str:
-        """Jupyter's inline view: the HTML report as one ``<div>`` whose style applies only inside it."""
-        from qdoctor.report.render.html_report import render_fragment
-
-        return render_fragment(self)
-
-    def _render(self, output_format: str, **options: Any) -> str:
-        from qdoctor.report.render import OutputFormat, render
-
-        return render(self, OutputFormat(output_format), **options)
 
     def __repr__(self) -> str:
         target = getattr(self.facts, "target", None)
