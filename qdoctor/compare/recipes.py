@@ -21,7 +21,7 @@ from torch import nn
 from qdoctor.compare.result import FP32
 from qdoctor.diagnose.crash_causes import backend_error
 from qdoctor.facts import Environment, SourceLocation
-from qdoctor.facts.location import deepest_frame, first_line
+from qdoctor.facts.location import deepest_frame, display_path, first_line
 from qdoctor.introspect.state import quiet
 from qdoctor.prescribe import quantize as Q
 
@@ -220,7 +220,7 @@ def explain_eager_failure(exc: BaseException) -> str:
     """One sentence: which op met a tensor of the wrong kind, at which line of the model, and what to do."""
     message = first_line(str(exc)) or type(exc).__name__
     frame = _code_frame(exc)
-    where = f" at {frame.file}:{frame.line} `{frame.code}`" if frame else ""
+    where = f" at {display_path(frame.file)}:{frame.line} `{frame.code}`" if frame else ""
     backend = backend_error(message)
     if backend is not None and backend.backend == "QuantizedCPU":
         hint = ""

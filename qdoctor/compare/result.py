@@ -7,10 +7,12 @@ results.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from qdoctor.facts import Contention, Environment, Ratio, Timing
+from qdoctor.facts.location import display_path
 
 SCHEMA_VERSION = 1
 
@@ -253,7 +255,8 @@ def to_dict(result: CompareResult) -> dict[str, Any]:
             "qdoctor_version": result.qdoctor_version,
             "target": {
                 "spec": result.spec,
-                "file": result.file,
+                "file": display_path(result.file) if result.file else result.file,
+                "file_absolute": os.path.abspath(result.file) if result.file else None,
                 "float_model": result.float_name,
                 "input_shapes": result.input_shapes,
             },

@@ -1,5 +1,6 @@
 """Where in the user's code something happened: the one helper that finds the user's frame (in a traceback, a live
-stack, or frames read back from text), the one test of whether two paths name the same file, the first line of an
+stack, or frames read back from text), the one test of whether two paths name the same file, the one way a path is
+printed (``display_path``: relative to the current directory when the file is under it), the first line of an
 exception, and a CrashInfo made from an exception."""
 
 from __future__ import annotations
@@ -53,6 +54,17 @@ def _location(file: str, line: int | None, code: str | None) -> SourceLocation:
     if code is None:
         code = linecache.getline(file, line or 0)
     return SourceLocation(file, line or 0, code.strip())
+
+
+def display_path(file: str, root: str | None = None) -> str:
+    """``file`` as reports print it, the way ruff and pytest do: relative to ``root`` (default: the current
+    directory) with POSIX separators when the file lies under it, else as given. The absolute path is never what a
+    report prints for a file under the directory it was run from (a JSON document keeps it in a field of its own)."""
+    base = os.path.abspath(root if root is not None else os.getcwd())
+    try:
+        return Path(os.path.abspath(file)).relative_to(base).as_posix()
+    except ValueError:
+        return file
 
 
 def same_file(a: str, b: str) -> bool:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
 from qdoctor.diagnose.findings import Finding, Severity, SkippedRule
 from qdoctor.diagnose.flow_causes import flow_failure
+from qdoctor.facts.location import display_path
 
 SCHEMA_VERSION = 1
 
@@ -114,8 +116,25 @@ def _flow(facts: Any) -> dict[str, Any] | None:
     return {**described, "failure": asdict(failure) if failure is not None else None, "notes": notes}
 
 
-def to_dict(report: Report) -> dict[str, Any]:
-    """The JSON document (schema version 1). The one place that decides its shape."""
+def _crash(crash: Any, root: str | None) -> dict[str, Any]:
+    """A crash without its traceback, its file printed as every path is (display_path)."""
+    described = {k: v for k, v in asdict(crash).items() if k != "traceback"}
+    if described.get("file"):
+        described["file"] = display_path(described["file"], root)
+    return described
+
+
+def _location(location: Any, root: str | None) -> dict[str, Any]:
+    described = asdict(location)
+    if described.get("file"):
+        described["file"] = display_path(described["file"], root)
+    return described
+
+
+def to_dict(report: Report, root: str | None = None) -> dict[str, Any]:
+    """The JSON document (schema version 1). The one place that decides its shape. File paths are relative to
+    ``root`` (default: the current directory) when the file lies under it, as in every format; the target's absolute
+    path is ``target.file_absolute``."""
     facts = report.facts
     target = facts.target
     bench = facts.benchmark
@@ -126,7 +145,8 @@ def to_dict(report: Report) -> dict[str, Any]:
             "qdoctor_version": report.qdoctor_version,
             "target": {
                 "spec": target.spec,
-                "file": target.file,
+                "file": display_path(target.file, root) if target.file else target.file,
+                "file_absolute": os.path.abspath(target.file) if target.file else None,
                 "subject": target.subject_name,
                 "float_baseline": target.float_name,
                 "float_baseline_derived": target.float_derived,
@@ -142,15 +162,9 @@ def to_dict(report: Report) -> dict[str, Any]:
                 "warnings": target.warnings,
             },
             "environment": asdict(facts.environment),
-            "crash": ({k: v for k, v in asdict(crash).items() if k != "traceback"} if crash is not None else None),
-            "load_crash": (
-                {k: v for k, v in asdict(target.load_crash).items() if k != "traceback"}
-                if target.load_crash is not None
-                else None
-            ),
-            "script_errors": [
-                {k: v for k, v in asdict(error).items() if k != "traceback"} for error in target.script_errors
-            ],
+            "crash": _crash(crash, root) if crash is not None else None,
+            "load_crash": _crash(target.load_crash, root) if target.load_crash is not None else None,
+            "script_errors": [_crash(error, root) for error in target.script_errors],
             "substitutions": [asdict(sub) for sub in target.substitutions],
             "report_text": asdict(target.report_text) if target.report_text is not None else None,
             "benchmark": (
@@ -184,7 +198,7 @@ def to_dict(report: Report) -> dict[str, Any]:
                     "name": f.name,
                     "severity": f.severity.value,
                     "message": f.message,
-                    "location": asdict(f.location),
+                    "location": _location(f.location, root),
                     "evidence": f.evidence,
                     "fix": f.fix,
                     "verified": f.verified,
@@ -194,7 +208,7 @@ def to_dict(report: Report) -> dict[str, Any]:
             "skipped": [asdict(s) for s in report.skipped],
             "unavailable": facts.unavailable,
             "phase_seconds": facts.phase_seconds,
-            "trace_files": facts.trace_files,
+            "trace_files": {name: display_path(path, root) for name, path in facts.trace_files.items()},
             "notes": report.notes,
             **report.extras,
         }

@@ -11,6 +11,7 @@ from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import CrashInfo, Facts
+from qdoctor.facts.location import display_path
 
 NOT_KNOWN = "not a known quantization failure"
 
@@ -23,7 +24,7 @@ def _frames(crash: CrashInfo, count: int = 3) -> list[str]:
         if text.startswith('File "'):
             path, _, rest = text[len('File "') :].partition('", line ')
             number, _, func = rest.partition(", in ")
-            frames.append(f"{path}:{number} in {func}")
+            frames.append(f"{display_path(path)}:{number} in {func}")
     return frames[-count:]
 
 

@@ -13,14 +13,13 @@ from typing import Any
 
 from qdoctor import facts as F
 from qdoctor.diagnose.findings import Finding, Severity
-from qdoctor.facts.location import first_line
+from qdoctor.facts.location import display_path, first_line
 from qdoctor.report.model import Report
 from qdoctor.report.render.common import (
     CATEGORY_LABEL,
     ERROR_HEADER,
     FALLBACK_HEADER,
     category_rows,
-    display_path,
     environment_rows,
     error_intro,
     error_rows,

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from qdoctor import facts as F
 from qdoctor.diagnose.findings import Severity
-from qdoctor.facts.location import first_line
+from qdoctor.facts.location import display_path, first_line
 from qdoctor.report.model import Report
 from qdoctor.report.render.common import (
     CATEGORY_LABEL,
@@ -153,14 +153,14 @@ def _fallback(fallback: dict[str, Any]) -> Panel:
     return Panel(Group(*parts), title="speed/accuracy: the worst layers kept in float", title_align="left")
 
 
-def _finding(f: Any) -> Panel:
+def _finding(f: Any, root: str | None) -> Panel:
     parts: list[Any] = [Text(f.message)]
     loc = f.location
     where = []
     if loc.module is not None:
         where.append(f"module `{loc.module or '<root>'}`")
     if loc.file:
-        where.append(f"{loc.file}:{loc.line}")
+        where.append(f"{display_path(loc.file, root)}:{loc.line}")
     if where:
         parts.append(Text("at " + ", ".join(where), style="dim"))
     if loc.code:
@@ -182,7 +182,8 @@ def _finding(f: Any) -> Panel:
     return Panel(Group(*parts), title=title, title_align="left", border_style=SEVERITY_STYLE[f.severity])
 
 
-def render(report: Report, width: int = 110, color: bool = False, **_: Any) -> str:
+def render(report: Report, width: int = 110, color: bool = False, root: str | None = None, **_: Any) -> str:
+    """``root``: file paths under it are shown relative to it (default: the current directory)."""
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False)
     console.print(Panel(_header(report), title="qdoctor check", title_align="left"))
@@ -203,7 +204,7 @@ def render(report: Report, width: int = 110, color: bool = False, **_: Any) -> s
             )
         )
         for finding in report.findings:
-            console.print(_finding(finding))
+            console.print(_finding(finding, root))
     else:
         console.print(Text("\nno findings", style="bold green"))
     fix_all = report.extras.get("fix_all")
