@@ -58,8 +58,11 @@ def _location(file: str, line: int | None, code: str | None) -> SourceLocation:
 
 def display_path(file: str, root: str | None = None) -> str:
     """``file`` as reports print it, the way ruff and pytest do: relative to ``root`` (default: the current
-    directory) with POSIX separators when the file lies under it, else as given. The absolute path is never what a
-    report prints for a file under the directory it was run from (a JSON document keeps it in a field of its own)."""
+    directory) with POSIX separators when the file lies under it, else as given (a relative path, or a target that
+    is not a path such as ``package.module:attribute``, stays as it is). The absolute path is never what a report
+    prints for a file under the directory it was run from (a JSON document keeps it in a field of its own)."""
+    if not os.path.isabs(file):
+        return file
     base = os.path.abspath(root if root is not None else os.getcwd())
     try:
         return Path(os.path.abspath(file)).relative_to(base).as_posix()

@@ -105,7 +105,7 @@ def _graph_summary(graph: Any) -> dict[str, Any] | None:
     return None if graph is None else {"nodes": len(graph), "kinds": count_kinds(graph)}
 
 
-def _flow(facts: Any) -> dict[str, Any] | None:
+def _flow(facts: Any, root: str | None) -> dict[str, Any] | None:
     """The flow facts, with the flow step that raised as the rules diagnose it (``failure``, before ``notes``)."""
     flow = getattr(facts, "flow", None)
     if flow is None:
@@ -113,7 +113,7 @@ def _flow(facts: Any) -> dict[str, Any] | None:
     described = asdict(flow)
     notes = described.pop("notes")
     failure = flow_failure(facts)
-    return {**described, "failure": asdict(failure) if failure is not None else None, "notes": notes}
+    return {**described, "failure": _location(failure, root) if failure is not None else None, "notes": notes}
 
 
 def _crash(crash: Any, root: str | None) -> dict[str, Any]:
@@ -144,7 +144,7 @@ def to_dict(report: Report, root: str | None = None) -> dict[str, Any]:
             "schema_version": SCHEMA_VERSION,
             "qdoctor_version": report.qdoctor_version,
             "target": {
-                "spec": target.spec,
+                "spec": display_path(target.spec, root),
                 "file": display_path(target.file, root) if target.file else target.file,
                 "file_absolute": os.path.abspath(target.file) if target.file else None,
                 "subject": target.subject_name,
@@ -185,7 +185,7 @@ def to_dict(report: Report, root: str | None = None) -> dict[str, Any]:
                 "subject": asdict(facts.profile) if facts.profile is not None else None,
                 "float": asdict(facts.float_profile) if facts.float_profile is not None else None,
             },
-            "flow": _flow(facts),
+            "flow": _flow(facts, root),
             "graph": _graph_summary(getattr(facts, "graph", None)),
             "modules": [
                 {"path": m.path, "type": m.type, "kind": m.kind, "training": m.training}

@@ -33,14 +33,16 @@ from qdoctor.report.render.common import (
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
 
-def _header(report: Report) -> Table:
+def _header(report: Report, root: str | None) -> Table:
     facts = report.facts
     t = facts.target
     env = facts.environment
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("target", f"{t.spec}  (subject `{t.subject_name}`, float baseline `{t.float_name or '-'}`)")
+    table.add_row(
+        "target", f"{display_path(t.spec, root)}  (subject `{t.subject_name}`, float baseline `{t.float_name or '-'}`)"
+    )
     caveat = t.invented_inputs_caveat()
     if caveat is not None:
         table.add_row("inputs", Text(caveat, style="yellow"))
@@ -186,7 +188,7 @@ def render(report: Report, width: int = 110, color: bool = False, root: str | No
     """``root``: file paths under it are shown relative to it (default: the current directory)."""
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False)
-    console.print(Panel(_header(report), title="qdoctor check", title_align="left"))
+    console.print(Panel(_header(report, root), title="qdoctor check", title_align="left"))
     breakdown = _breakdown(report)
     if breakdown is not None:
         console.print(breakdown)
