@@ -88,3 +88,45 @@ def test_the_reports_name_their_files(reports_from_the_root):
         for location in result.get("locations", [])
     }
     assert "fixtures/resnet_block_add_crash.py" in uris
+
+
+def test_compare_formats_print_no_machine_path(monkeypatch):
+    from factsbuild import env
+
+    from qdoctor.compare.reporters import CompareFormat
+    from qdoctor.compare.reporters import render as render_compare
+    from qdoctor.compare.result import FAILED, FP32, Candidate, CompareResult, Limits, Recommendation
+
+    monkeypatch.chdir(ROOT)
+    script = str(FIXTURES / "compare_resnet18.py")
+    failed = Candidate(
+        "eager-x86",
+        "eager",
+        "x86",
+        "eager mode",
+        status=FAILED,
+        phase="run",
+        reason="raised",
+        traceback=f'Traceback (most recent call last):\n  File "{script}", line 12, in forward\n    x = a + b\n',
+    )
+    result = CompareResult(
+        spec=script,
+        file=script,
+        float_name="float_model",
+        input_shapes=[[1, 3, 8, 8]],
+        environment=env(),
+        limits=Limits(),
+        candidates=[Candidate(FP32, "fp32", None, "float"), failed],
+        recommendation=Recommendation(FP32, "keep fp32"),
+        calibration_source="random",
+        check_source="random",
+        metric_name=None,
+    )
+    for fmt in CompareFormat:
+        text = render_compare(result, fmt)
+        if fmt == CompareFormat.json:
+            document = json.loads(text)
+            assert document["target"].pop("file_absolute") == script
+            assert 'File "fixtures/compare_resnet18.py", line 12' in document["candidates"][1]["traceback"]
+            text = json.dumps(document)
+        assert str(ROOT) not in text, fmt

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from qdoctor.facts import Contention, Environment, Ratio, Timing
-from qdoctor.facts.location import display_path
+from qdoctor.facts.location import display_path, display_traceback
 
 SCHEMA_VERSION = 1
 
@@ -246,6 +246,7 @@ def to_dict(result: CompareResult) -> dict[str, Any]:
     def candidate(c: Candidate) -> dict[str, Any]:
         d = asdict(c)
         d["latency"] = _timing(c.latency)
+        d["traceback"] = display_traceback(c.traceback)
         return d
 
     return _clean(
@@ -254,7 +255,7 @@ def to_dict(result: CompareResult) -> dict[str, Any]:
             "kind": "compare",
             "qdoctor_version": result.qdoctor_version,
             "target": {
-                "spec": result.spec,
+                "spec": display_path(result.spec),
                 "file": display_path(result.file) if result.file else result.file,
                 "file_absolute": os.path.abspath(result.file) if result.file else None,
                 "float_model": result.float_name,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import linecache
 import os
+import re
 import traceback
 import types
 from collections.abc import Callable, Iterable
@@ -68,6 +69,14 @@ def display_path(file: str, root: str | None = None) -> str:
         return Path(os.path.abspath(file)).relative_to(base).as_posix()
     except ValueError:
         return file
+
+
+_TRACEBACK_FILE = re.compile(r'(File ")([^"]+)(")')
+
+
+def display_traceback(text: str, root: str | None = None) -> str:
+    """A traceback's text with each frame's file printed as ``display_path`` prints it."""
+    return _TRACEBACK_FILE.sub(lambda m: m.group(1) + display_path(m.group(2), root) + m.group(3), text)
 
 
 def same_file(a: str, b: str) -> bool:
