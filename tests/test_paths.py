@@ -25,6 +25,11 @@ def test_display_path(tmp_path):
     assert display_path("models/net.py", str(tmp_path)) == "models/net.py" or os.getcwd() != str(tmp_path)
 
 
+def test_an_installed_library_is_named_from_its_package(tmp_path):
+    library = str(tmp_path / ".venv" / "lib" / "python3.11" / "site-packages" / "torchvision" / "models" / "resnet.py")
+    assert display_path(library, str(tmp_path)) == "torchvision/models/resnet.py"
+
+
 def test_display_path_defaults_to_the_current_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert display_path(str(tmp_path / "a" / "b.py")) == "a/b.py"

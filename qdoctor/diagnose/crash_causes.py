@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from qdoctor import facts as F
 from qdoctor.diagnose.cause import Cause
 from qdoctor.facts import CrashInfo, Facts, SourceLocation, TraceEvent
-from qdoctor.facts.location import first_line, same_file
+from qdoctor.facts.location import first_line, package_path, same_file
 
 # Where a crash was raised, as far as the execution trace tells.
 FUNCTION = "function"  # by a torch function called in a forward() (torch.add, +, torch.cat, x.exp())
@@ -409,12 +409,8 @@ def user_line(crash: CrashInfo, facts: Facts) -> SourceLocation | None:
 
 def short_path(file: str) -> str:
     """A library file named from its package on (".../site-packages/torchvision/models/resnet.py" ->
-    "torchvision/models/resnet.py")."""
-    parts = file.replace("\\", "/").split("/")
-    for marker in ("site-packages", "dist-packages"):
-        if marker in parts:
-            return "/".join(parts[parts.index(marker) + 1 :])
-    return "/".join(parts[-3:])
+    "torchvision/models/resnet.py"), else by its last three parts."""
+    return package_path(file) or "/".join(file.replace("\\", "/").split("/")[-3:])
 
 
 def sites_text(crash: CrashInfo, facts: Facts) -> str:

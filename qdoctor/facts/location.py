@@ -61,14 +61,29 @@ def display_path(file: str, root: str | None = None) -> str:
     """``file`` as reports print it, the way ruff and pytest do: relative to ``root`` (default: the current
     directory) with POSIX separators when the file lies under it, else as given (a relative path, or a target that
     is not a path such as ``package.module:attribute``, stays as it is). The absolute path is never what a report
-    prints for a file under the directory it was run from (a JSON document keeps it in a field of its own)."""
+    prints for a file under the directory it was run from (a JSON document keeps it in a field of its own). An
+    installed library's file is named from its package on, wherever the environment lives
+    (".venv/lib/python3.11/site-packages/torchvision/models/resnet.py" -> "torchvision/models/resnet.py")."""
     if not os.path.isabs(file):
         return file
+    installed = package_path(file)
+    if installed is not None:
+        return installed
     base = os.path.abspath(root if root is not None else os.getcwd())
     try:
         return Path(os.path.abspath(file)).relative_to(base).as_posix()
     except ValueError:
         return file
+
+
+def package_path(file: str) -> str | None:
+    """An installed library's file named from its package on (".../site-packages/torchvision/models/resnet.py" ->
+    "torchvision/models/resnet.py"); None for a file that is not in site-packages or dist-packages."""
+    parts = file.replace("\\", "/").split("/")
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts:
+            return "/".join(parts[parts.index(marker) + 1 :])
+    return None
 
 
 _TRACEBACK_FILE = re.compile(r'(File ")([^"]+)(")')
