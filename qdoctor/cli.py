@@ -313,6 +313,7 @@ def _explain(outcomes: list[Outcome], debug: bool, console: Console) -> None:
     """One line on stderr for each target that could not be checked or is not quantized (the report says more)."""
     from rich.text import Text
 
+    from qdoctor.facts.location import display_path
     from qdoctor.run.batch import CHECKED
     from qdoctor.run.summary import not_quantized
 
@@ -320,14 +321,15 @@ def _explain(outcomes: list[Outcome], debug: bool, console: Console) -> None:
         console.print(Text.assemble(("qdoctor: ", style), line), soft_wrap=True)
 
     for outcome in outcomes:
+        spec = display_path(outcome.spec)
         if not_quantized(outcome):
             say(
-                f"{outcome.spec}: the model is not quantized: nothing to diagnose; "
-                f"run `qdoctor compare {outcome.spec}` to choose a quantization recipe",
+                f"{spec}: the model is not quantized: nothing to diagnose; "
+                f"run `qdoctor compare {spec}` to choose a quantization recipe",
                 style="bold yellow",
             )
         elif outcome.status != CHECKED and outcome.reason and outcome.exit_code() == 2:
-            say(outcome.reason if outcome.spec in outcome.reason else f"{outcome.spec}: {outcome.reason}")
+            say(outcome.reason if outcome.spec in outcome.reason else f"{spec}: {outcome.reason}")
             if debug and outcome.debug:
                 console.print(Text(outcome.debug), soft_wrap=True)
 
