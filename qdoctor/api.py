@@ -1,7 +1,7 @@
 """qdoctor in Python: check a model object you hold (a notebook, a test), a script, or compare recipes on a float model.
 
-The same facts, rules and verified fixes as `qdoctor check` and `qdoctor compare`; the result is a
-:class:`qdoctor.report.model.Report` (or a :class:`qdoctor.compare.result.CompareResult`) instead of printed text.
+The same facts, rules and verified fixes as `qdoctor check` and `qdoctor compare`; the result is a :class:`Report`
+(or a :class:`CompareResult`) instead of printed text: the pipeline's plain data, with its formats.
 Bad input raises a subclass of :class:`qdoctor.errors.TargetError` with one line written for you:
 :class:`~qdoctor.errors.NotAModuleError`, :class:`~qdoctor.errors.InputsDoNotFitError`,
 :class:`~qdoctor.errors.FloatSubjectError`, :class:`~qdoctor.errors.OptionError`.
@@ -10,19 +10,92 @@ Bad input raises a subclass of :class:`qdoctor.errors.TargetError` with one line
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qdoctor.compare import result as compared
 from qdoctor.errors import OptionError, TargetError
-from qdoctor.report.model import Report
+from qdoctor.report import model
 
 if TYPE_CHECKING:  # torch is imported when a check runs, not when `import qdoctor.api` runs
     from torch import nn
 
-    from qdoctor.compare.result import CompareResult
     from qdoctor.run.check import CheckOptions
 
 DEFAULT_TIMEOUT = 300.0
+
+
+class Report(model.Report):
+    """What one check found (qdoctor.report.model.Report), with its formats: ``to_dict``/``to_json``, ``to_markdown``,
+    ``to_sarif`` and ``to_html`` give the CLI's formats; in Jupyter the report shows itself as HTML (self-contained:
+    inline style and SVG, no script, no network). The renderers are qdoctor.report.render's: the data type itself
+    knows none of them."""
+
+    @classmethod
+    def of(cls, report: model.Report) -> Report:
+        """The same report (the same objects, not copies), with its formats."""
+        return cls(**{f.name: getattr(report, f.name) for f in fields(report)})
+
+    def to_json(self) -> str:
+        """``qdoctor check --format json``."""
+        return self._render("json")
+
+    def to_markdown(self, root: str | None = None) -> str:
+        """``--format markdown``: pastes into a GitHub issue. ``root``: paths under it are shown relative to it
+        (default: the current directory)."""
+        return self._render("markdown", root=root)
+
+    def to_sarif(self, root: str | None = None) -> str:
+        """``--format sarif`` (SARIF 2.1.0, for code scanning). ``root``: the directory result paths are relative to
+        (default: the current directory)."""
+        return self._render("sarif", root=root)
+
+    def to_html(self, root: str | None = None) -> str:
+        """``--format html``: one self-contained page (inline CSS and SVG, no script, no network)."""
+        return self._render("html", root=root)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's inline view: the HTML report as one ``<div>`` whose style applies only inside it."""
+        from qdoctor.report.render.html_report import render_fragment
+
+        return render_fragment(self)
+
+    def _render(self, output_format: str, **options: Any) -> str:
+        from qdoctor.report.render import OutputFormat, render
+
+        return render(self, OutputFormat(output_format), **options)
+
+
+class CompareResult(compared.CompareResult):
+    """What `qdoctor compare` found (qdoctor.compare.result.CompareResult), with its formats (qdoctor.compare.reporters):
+    ``to_dict``/``to_json``, ``to_markdown``, ``to_html``, and the HTML view in Jupyter."""
+
+    @classmethod
+    def of(cls, result: compared.CompareResult) -> CompareResult:
+        """The same result (the same objects, not copies), with its formats."""
+        return cls(**{f.name: getattr(result, f.name) for f in fields(result)})
+
+    def to_json(self) -> str:
+        return self._render("json")
+
+    def to_markdown(self) -> str:
+        return self._render("markdown")
+
+    def to_html(self) -> str:
+        """One self-contained page (inline CSS and SVG, no script, no network)."""
+        return self._render("html")
+
+    def _repr_html_(self) -> str:
+        """Jupyter's inline view: the HTML report as one ``<div>`` whose style applies only inside it."""
+        from qdoctor.compare.reporters.html_report import render_fragment
+
+        return render_fragment(self)
+
+    def _render(self, output_format: str) -> str:
+        from qdoctor.compare.reporters import CompareFormat, render
+
+        return render(self, CompareFormat(output_format))
 
 
 def _codes(values: str | Iterable[str] | None, argument: str) -> list[str] | None:
@@ -131,7 +204,7 @@ def check_model(
         loaded = live_target(
             model, example_inputs, float_model=float_model, calibration_data=calibration_data, evaluate=evaluate
         )
-        report = check_loaded(loaded, options)
+        report = Report.of(check_loaded(loaded, options))
     report.fail_on = level
     return report
 
@@ -188,8 +261,9 @@ def check(
     if outcome.report is None:
         reason = outcome.reason or outcome.status
         raise TargetError(reason if target in reason else f"{target}: {reason}")
-    outcome.report.fail_on = settings.fail_on
-    return outcome.report
+    report = Report.of(outcome.report)
+    report.fail_on = settings.fail_on
+    return report
 
 
 def compare_model(
@@ -225,7 +299,7 @@ def compare_model(
     )
     with preserved_torch_state():
         loaded = live_float_target(float_model, example_inputs, calibration_data=calibration_data, evaluate=evaluate)
-        return compare_loaded(loaded, options)
+        return CompareResult.of(compare_loaded(loaded, options))
 
 
-__all__ = ["Report", "check", "check_model", "check_options", "compare_model"]
+__all__ = ["CompareResult", "Report", "check", "check_model", "check_options", "compare_model"]

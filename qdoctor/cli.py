@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
 
     from qdoctor.report.model import Report
     from qdoctor.run.batch import Outcome
+    from qdoctor.run.check import CheckOptions
 
 app = typer.Typer(
     add_completion=False,
@@ -130,97 +133,102 @@ def check(
     report (exit code 2, with what was gathered before).
     """
 
-    with _stdin_report(targets) as targets:
-        _check(
-            targets, output_format, output, fail_on, exit_zero, select, ignore, config, trace_dir, bench, bench_time,
-            profile, verify, save_fixed, jobs, timeout, debug, trust, stop_on_error, stand_ins, rounds,
-        )  # fmt: skip
-
-
-def _check(
-    targets: list[str],
-    output_format: OutputFormat,
-    output: Path | None,
-    fail_on: str | None,
-    exit_zero: bool | None,
-    select: list[str] | None,
-    ignore: list[str] | None,
-    config: Path | None,
-    trace_dir: Path | None,
-    bench: bool,
-    bench_time: float,
-    profile: bool,
-    verify: bool,
-    save_fixed: Path | None,
-    jobs: int | None,
-    timeout: float,
-    debug: bool,
-    trust: bool,
-    stop_on_error: bool,
-    stand_ins: bool,
-    rounds: int = 3,
-) -> None:
-    from qdoctor import config as settings_file
-
-    try:
-        # [tool.qdoctor] is looked up from the first target (several targets share one configuration).
-        settings = settings_file.resolve(
-            targets[0],
-            config=config,
-            select=_split(select),
-            ignore=_split(ignore),
-            fail_on=fail_on,
-            exit_zero=exit_zero,
-        )
-    except settings_file.ConfigError as exc:
-        raise _fail(str(exc)) from None
-    several = len(targets) > 1 or Path(targets[0]).is_dir()
-    if trace_dir is not None:
-        if not profile:
-            raise _fail("--trace-dir writes the profiler's traces: it cannot be used with --no-profile")
-        try:
-            trace_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise _fail(f"--trace-dir: cannot create {trace_dir}: {exc.strerror or exc}") from None
-    if several and output_format == OutputFormat.html:
-        raise _fail("--format html writes one report per file: check one target at a time (or use markdown)")
-    if save_fixed is not None:
-        if not verify:
-            raise _fail("--save-fixed saves the verified 'fix all' model: drop --no-verify")
-        if several:
-            raise _fail("--save-fixed takes a single target")
-        if not save_fixed.resolve().parent.is_dir():
-            raise _fail(f"--save-fixed: no such directory: {save_fixed.resolve().parent}")
     from qdoctor.gather import GatherOptions
     from qdoctor.load.options import LoadOptions
-    from qdoctor.run.batch import check_targets, worst_exit_code
     from qdoctor.run.check import CheckOptions
 
     options = CheckOptions(
         gather=GatherOptions(
             bench=bench, bench_time=bench_time, profile=profile, trace_dir=str(trace_dir) if trace_dir else None
         ),
-        select=settings.select,
-        ignore=settings.ignore,
-        per_module_ignores=settings.per_module_ignores,
+        select=_split(select),
+        ignore=_split(ignore),
         verify=verify,
         rounds=rounds,
         save_fixed=str(save_fixed) if save_fixed is not None else None,
         trust=trust,
         load=LoadOptions(keep_going=not stop_on_error, stand_ins=stand_ins),
     )
+    run = CheckRun(
+        output_format=output_format,
+        output=output,
+        fail_on=fail_on,
+        exit_zero=exit_zero,
+        config=config,
+        jobs=jobs,
+        timeout=timeout,
+        debug=debug,
+    )
+    with _stdin_report(targets) as targets:
+        _check(targets, options, run)
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """How the command line runs the checks and hands back their reports (what the runner's CheckOptions does not
+    hold): the format and where it goes, the exit-code settings, the configuration file, parallelism, --debug."""
+
+    output_format: OutputFormat = OutputFormat.terminal
+    output: Path | None = None
+    fail_on: str | None = None  # None: [tool.qdoctor], else "warning"
+    exit_zero: bool | None = None
+    config: Path | None = None  # the pyproject.toml to read (None: the nearest one above the first target)
+    jobs: int | None = None
+    timeout: float = 300.0
+    debug: bool = False
+
+
+def _check(targets: list[str], options: CheckOptions, run: CheckRun) -> None:
+    from qdoctor import config as settings_file
+
+    try:
+        # [tool.qdoctor] is looked up from the first target (several targets share one configuration).
+        settings = settings_file.resolve(
+            targets[0],
+            config=run.config,
+            select=options.select,
+            ignore=options.ignore,
+            fail_on=run.fail_on,
+            exit_zero=run.exit_zero,
+        )
+    except settings_file.ConfigError as exc:
+        raise _fail(str(exc)) from None
+    options = dataclasses.replace(
+        options, select=settings.select, ignore=settings.ignore, per_module_ignores=settings.per_module_ignores
+    )
+    several = len(targets) > 1 or Path(targets[0]).is_dir()
+    trace_dir = Path(options.gather.trace_dir) if options.gather.trace_dir is not None else None
+    if trace_dir is not None:
+        if not options.gather.profile:
+            raise _fail("--trace-dir writes the profiler's traces: it cannot be used with --no-profile")
+        try:
+            trace_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _fail(f"--trace-dir: cannot create {trace_dir}: {exc.strerror or exc}") from None
+    if several and run.output_format == OutputFormat.html:
+        raise _fail("--format html writes one report per file: check one target at a time (or use markdown)")
+    if options.save_fixed is not None:
+        save_fixed = Path(options.save_fixed)
+        if not options.verify:
+            raise _fail("--save-fixed saves the verified 'fix all' model: drop --no-verify")
+        if several:
+            raise _fail("--save-fixed takes a single target")
+        if not save_fixed.resolve().parent.is_dir():
+            raise _fail(f"--save-fixed: no such directory: {save_fixed.resolve().parent}")
+    from qdoctor.run.batch import check_targets, worst_exit_code
+
     console = _stderr()
     try:
         with console.status("checking", spinner="dots") as status:
             outcomes = check_targets(
                 targets,
                 options,
-                jobs=jobs,
-                timeout=timeout,
+                jobs=run.jobs,
+                timeout=run.timeout,
                 on_progress=lambda *state: status.update(_progress(*state)),
             )
     except Exception as exc:
-        if debug:
+        if run.debug:
             raise
         raise _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)") from None
     for outcome in outcomes:  # a report read from stdin is named "-", not by its temporary file
@@ -228,8 +236,9 @@ def _check(
             outcome.spec = "-"
             if outcome.report is not None:
                 outcome.report.facts.target.spec = "-"
-    _explain(outcomes, debug, console)
-    text = _render(outcomes, several, output_format, settings.fail_on, settings.exit_zero, color=output is None)
+    _explain(outcomes, run.debug, console)
+    output = run.output
+    text = _render(outcomes, several, run.output_format, settings.fail_on, settings.exit_zero, color=output is None)
     if output is not None and (several or outcomes[0].report is not None):  # nothing checked: leave no file
         from qdoctor.files import write_text_atomic
 
@@ -283,17 +292,17 @@ def _after_report(report: Report, trace_dir: Path | None, console: Console) -> N
 
         for line in trace_lines(report.facts, str(trace_dir)):
             console.print(line, highlight=False, markup=False, soft_wrap=True)
-    saved = report.prescription.saved if report.prescription is not None else None
+    saved = report.extras.get("saved_fixed")
     if saved is not None:
-        if saved.saved:
+        if saved.get("saved"):
             console.print(
-                f"qdoctor: saved the fixed model to {saved.path} ({saved.format})", highlight=False, markup=False
+                f"qdoctor: saved the fixed model to {saved['path']} ({saved['format']})", highlight=False, markup=False
             )
-        elif saved.error:
-            raise _fail(f"--save-fixed: could not write {saved.path}: {saved.error}")
+        elif saved.get("error"):
+            raise _fail(f"--save-fixed: could not write {saved['path']}: {saved['error']}")
         else:
             console.print(
-                f"qdoctor: nothing saved to {saved.path}: {saved.reason or ''}", highlight=False, markup=False
+                f"qdoctor: nothing saved to {saved['path']}: {saved.get('reason', '')}", highlight=False, markup=False
             )
 
 
@@ -308,6 +317,7 @@ def _explain(outcomes: list[Outcome], debug: bool, console: Console) -> None:
     """One line on stderr for each target that could not be checked or is not quantized (the report says more)."""
     from rich.text import Text
 
+    from qdoctor.facts.location import display_path
     from qdoctor.run.batch import CHECKED
     from qdoctor.run.summary import not_quantized
 
@@ -315,14 +325,15 @@ def _explain(outcomes: list[Outcome], debug: bool, console: Console) -> None:
         console.print(Text.assemble(("qdoctor: ", style), line), soft_wrap=True)
 
     for outcome in outcomes:
+        spec = display_path(outcome.spec)
         if not_quantized(outcome):
             say(
-                f"{outcome.spec}: the model is not quantized: nothing to diagnose; "
-                f"run `qdoctor compare {outcome.spec}` to choose a quantization recipe",
+                f"{spec}: the model is not quantized: nothing to diagnose; "
+                f"run `qdoctor compare {spec}` to choose a quantization recipe",
                 style="bold yellow",
             )
         elif outcome.status != CHECKED and outcome.reason and outcome.exit_code() == 2:
-            say(outcome.reason if outcome.spec in outcome.reason else f"{outcome.spec}: {outcome.reason}")
+            say(outcome.reason if outcome.spec in outcome.reason else f"{spec}: {outcome.reason}")
             if debug and outcome.debug:
                 console.print(Text(outcome.debug), soft_wrap=True)
 

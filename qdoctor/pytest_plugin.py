@@ -65,6 +65,7 @@ class QdoctorCheck:
 
     def _keep(self, error: Any) -> None:
         from qdoctor.files import write_text_atomic
+        from qdoctor.report.render import OutputFormat, render
 
         assert self.reports_dir is not None
         self.reports_dir.mkdir(parents=True, exist_ok=True)
@@ -72,8 +73,8 @@ class QdoctorCheck:
         report = error.report
         for suffix, text in (
             (".md", str(error)),
-            (".html", report.to_html()),
-            (".json", report.to_json()),
+            (".html", render(report, OutputFormat.html)),
+            (".json", render(report, OutputFormat.json)),
         ):
             path = self.reports_dir / f"{stem}{suffix}"
             write_text_atomic(path, text)

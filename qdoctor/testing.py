@@ -33,7 +33,9 @@ class UnhealthyModelError(AssertionError):
 def failure_message(report: Report, reasons: list[str]) -> str:
     """The Markdown report, headed by why the model is not healthy."""
     head = ["### qdoctor: the model is not healthy", "", *[f"- {reason}" for reason in reasons], ""]
-    return "\n".join(head) + "\n" + report.to_markdown()
+    from qdoctor.report.render import OutputFormat, render
+
+    return "\n".join(head) + "\n" + render(report, OutputFormat.markdown)
 
 
 def _threshold(value: float | None, name: str) -> float | None:

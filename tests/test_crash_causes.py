@@ -115,3 +115,32 @@ def test_a_step_that_refuses_a_mode_or_qconfig_is_its_rules_not_an_unknown_flow_
     raised = crash(message, module=None, phase="load", type_="AssertionError", traceback=tb)
     facts = make_facts([mod("conv", "Conv2d", F.FLOAT)], [], load_crash=raised, flow=FlowInfo(flow_kind("fx")))
     assert [r.code for r in owners(raised, facts)] == [rule]  # not QD017 "not a known flow failure"
+
+
+@pytest.mark.parametrize(
+    "message, op",
+    [
+        ("Didn't find engine for operation quantized::conv2d_prepack NoQEngine", "quantized::conv2d_prepack"),
+        ("quantized engine NoQEngine is not supported", None),
+    ],
+)
+def test_the_missing_engine_names_its_op(message, op):
+    """QD003 reads the op that found no engine from the classification, not from a regex of its own."""
+    from qdoctor.diagnose import crash_causes as crashes
+
+    raised = crash(message, module=None, phase="load")
+    facts = make_facts([mod("conv", "Conv2d", F.QUANTIZED)], [], load_crash=raised)
+    known = crashes.classify(raised, facts)
+    assert known is not None and known.cause == crashes.NO_QUANTIZED_ENGINE and known.op == op
+
+
+def test_backend_error_says_which_side_of_the_int8_boundary():
+    from qdoctor.diagnose.crash_causes import backend_error
+
+    into_int8 = backend_error("Could not run 'quantized::linear' with arguments from the 'CPU' backend. This could")
+    assert into_int8 is not None and into_int8.op == "quantized::linear" and into_int8.float_into_int8
+    assert not into_int8.int8_into_float
+    into_float = backend_error("Could not run 'aten::native_batch_norm' with arguments from the 'QuantizedCPU' backend")
+    assert into_float is not None and into_float.int8_into_float and not into_float.float_into_int8
+    assert backend_error("Could not run 'aten::add.out' with arguments from the 'CUDA' backend").backend == "CUDA"
+    assert backend_error("shape '[1, 8192]' is invalid for input of size 2048") is None

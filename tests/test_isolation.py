@@ -103,17 +103,22 @@ def batch(tmp_path_factory):
     return result, document, reports, result.stderr.splitlines(), folder
 
 
+def _rel(path: Path) -> str:
+    """A path under the repository as the reports print it: the CLI runs from the repository root."""
+    return path.relative_to(ROOT).as_posix()
+
+
 def _spec(name: str) -> str:
-    return str(ISOLATION / name)
+    return _rel(ISOLATION / name)
 
 
 def test_twenty_checks_in_parallel_give_every_report_and_lose_none(batch):
     result, document, reports, _, folder = batch
     expected = [
         *(_spec(n) for n in MISBEHAVING_SCRIPTS),
-        str(SCRIPTS / "syntax_error.py"),
-        str(SCRIPTS / "no_module.py"),
-        str(SCRIPTS / "float_only.py"),
+        _rel(SCRIPTS / "syntax_error.py"),
+        _rel(SCRIPTS / "no_module.py"),
+        _rel(SCRIPTS / "float_only.py"),
         str(folder / "latin1.py"),
         *(
             str(folder / "models" / n)
@@ -179,8 +184,8 @@ def test_bad_input_gives_one_line_each_and_no_traceback(batch):
         _spec("asks_for_input.py"): "raised EOFError at line 5 (it read stdin, which qdoctor leaves empty)",
         _spec("missing_package.py"): "imports 'qdoctor_test_no_such_quant_lib', which is not installed",
         _spec("wrong_shape.py"): "layer `0` (Linear) rejected them: expects 16 input features, got 10",
-        str(SCRIPTS / "syntax_error.py"): "syntax error: invalid syntax",
-        str(SCRIPTS / "no_module.py"): "no torch.nn.Module found",
+        _rel(SCRIPTS / "syntax_error.py"): "syntax error: invalid syntax",
+        _rel(SCRIPTS / "no_module.py"): "no torch.nn.Module found",
         str(folder / "latin1.py"): "is not UTF-8 text (line 2, byte 0xe8)",
         str(folder / "missing.py"): "no such file",
         str(folder / "empty"): "no model files in this directory",
@@ -221,7 +226,7 @@ def test_a_script_reading_stdin_gets_end_of_file_not_a_hang(batch):
 
 def test_a_model_that_is_not_quantized_is_said_so(batch):
     _, _, reports, stderr, _ = batch
-    spec = str(SCRIPTS / "float_only.py")
+    spec = _rel(SCRIPTS / "float_only.py")
     assert reports[spec]["worker"]["status"] == "checked" and reports[spec]["target"]["quantized"] is False
     line = next(line for line in stderr if spec in line)
     assert "not quantized" in line and f"qdoctor compare {spec}" in line

@@ -42,7 +42,8 @@ from qdoctor.introspect.state import preserved_torch_state, quiet
 from qdoctor.load.options import LoadOptions
 from qdoctor.load.target import LoadedTarget
 from qdoctor.prescribe.recipe import fusion_plan
-from qdoctor.run.check import load_target_explained, script_notes
+from qdoctor.report.notes import script_notes
+from qdoctor.run.check import load_target_explained
 
 Progress = Callable[[str], None]
 LARGE_MODEL_BYTES = 16_000_000

@@ -10,15 +10,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import re
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 import torch
 
 from qdoctor.compare.result import FP32
+from qdoctor.diagnose.crash_causes import backend_error
 from qdoctor.facts import Environment, SourceLocation
-from qdoctor.facts.location import deepest_frame, first_line
+from qdoctor.facts.location import deepest_frame, display_path, first_line
 from qdoctor.flows import BuildInputs, Built, Flow, Recipe, SkipRecipe, all_flows
 
 __all__ = ["ENGINES", "BuildInputs", "Recipe", "SkipRecipe", "build", "catalog", "select", "unavailable"]
@@ -120,7 +120,6 @@ def model_bytes(recipe: Recipe, built: Built) -> int:
     return counted if counted is not None else serialized_bytes(built.model)
 
 
-_BACKEND_ERROR = re.compile(r"Could not run '([\w:.]+)' with arguments from the '(\w+)' backend")
 _TORCH_DIR = str(Path(torch.__file__).resolve().parent) + os.sep  # the separator keeps torchvision/ out
 
 
@@ -133,16 +132,16 @@ def explain_eager_failure(exc: BaseException) -> str:
     """One sentence: which op met a tensor of the wrong kind, at which line of the model, and what to do."""
     message = first_line(str(exc)) or type(exc).__name__
     frame = _code_frame(exc)
-    where = f" at {frame.file}:{frame.line} `{frame.code}`" if frame else ""
-    match = _BACKEND_ERROR.search(message)
-    if match and match.group(2) == "QuantizedCPU":
+    where = f" at {display_path(frame.file)}:{frame.line} `{frame.code}`" if frame else ""
+    backend = backend_error(message)
+    if backend is not None and backend.backend == "QuantizedCPU":
         hint = ""
         if frame is not None and f"torchvision{os.sep}models{os.sep}" in frame.file:
             hint = " (torchvision.models.quantization has eager-ready versions of several torchvision models)"
         return (
-            f"{match.group(1)} received a quantized tensor{where}. Eager mode needs nn.quantized.FloatFunctional "
+            f"{backend.op} received a quantized tensor{where}. Eager mode needs nn.quantized.FloatFunctional "
             f"for tensor arithmetic (+, *, cat) and DeQuantStub before float-only ops; the fx recipes insert both{hint}"
         )
-    if match:
-        return f"{match.group(1)} received a float tensor{where}: a QuantStub is missing before it"
+    if backend is not None:
+        return f"{backend.op} received a float tensor{where}: a QuantStub is missing before it"
     return f"{type(exc).__name__}{where}: {message[:300]}"

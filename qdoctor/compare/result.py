@@ -7,10 +7,12 @@ results.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from qdoctor.facts import Contention, Environment, Ratio, Timing
+from qdoctor.facts.location import display_path, display_traceback
 
 SCHEMA_VERSION = 1
 
@@ -110,27 +112,6 @@ class CompareResult:
     def to_dict(self) -> dict[str, Any]:
         """The JSON document of `qdoctor compare --format json`, as plain Python values."""
         return to_dict(self)
-
-    def to_json(self) -> str:
-        return self._render("json")
-
-    def to_markdown(self) -> str:
-        return self._render("markdown")
-
-    def to_html(self) -> str:
-        """One self-contained page (inline CSS and SVG, no script, no network)."""
-        return self._render("html")
-
-    def _repr_html_(self) -> str:
-        """Jupyter's inline view: the HTML report as one ``<div>`` whose style applies only inside it."""
-        from qdoctor.compare.reporters.html_report import render_fragment
-
-        return render_fragment(self)
-
-    def _render(self, output_format: str) -> str:
-        from qdoctor.compare.reporters import CompareFormat, render
-
-        return render(self, CompareFormat(output_format))
 
 
 def metric_drop_points(reference: float, value: float) -> float:
@@ -266,6 +247,7 @@ def to_dict(result: CompareResult) -> dict[str, Any]:
     def candidate(c: Candidate) -> dict[str, Any]:
         d = asdict(c)
         d["latency"] = _timing(c.latency)
+        d["traceback"] = display_traceback(c.traceback)
         return d
 
     return _clean(
@@ -274,8 +256,9 @@ def to_dict(result: CompareResult) -> dict[str, Any]:
             "kind": "compare",
             "qdoctor_version": result.qdoctor_version,
             "target": {
-                "spec": result.spec,
-                "file": result.file,
+                "spec": display_path(result.spec),
+                "file": display_path(result.file) if result.file else result.file,
+                "file_absolute": os.path.abspath(result.file) if result.file else None,
                 "float_model": result.float_name,
                 "input_shapes": result.input_shapes,
             },

@@ -10,6 +10,11 @@ A quantized model that raises is the most common report. ``classify`` is the one
 qdoctor knows; each cause it names is a declared ``Cause`` that the rule reporting it claims with
 ``@rule(..., owns=...)``. QD014 unexplained-crash reports every crash that no registered rule owns: a crash is never
 hidden. Quantization-flow failures (export, prepare_pt2e, moved imports) are qdoctor.diagnose.flow_causes.
+
+This module (with flow_causes, the flow-step half of the same table) is the one place that reads crash messages: rules
+consume ``classify``'s ``KnownCrash`` (its cause, op, backend, dtypes) and the parsed pieces below
+(``backend_error``), never a regex of their own. tests/test_crash_messages.py fails on a regex elsewhere in qdoctor
+that recognizes a message of the crash corpus.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 from qdoctor import facts as F
 from qdoctor.diagnose.cause import Cause
 from qdoctor.facts import CrashInfo, Facts, SourceLocation, TraceEvent
-from qdoctor.facts.location import first_line, same_file
+from qdoctor.facts.location import first_line, package_path, same_file
 
 # Where a crash was raised, as far as the execution trace tells.
 FUNCTION = "function"  # by a torch function called in a forward() (torch.add, +, torch.cat, x.exp())
@@ -71,8 +76,12 @@ _CUDA = re.compile(
     r"NVIDIA driver|not compiled with CUDA|no CUDA GPUs|CUDA error|CUDA driver|cuda:\d|'(?:Quantized)?CUDA' backend",
     re.I,
 )
-# What QD003 backend-mismatch recognizes (it reads Facts.crash: the run's crash, else the script's).
-_ENGINE = re.compile(r"Didn't find engine for operation quantized::\w+|quantized engine \w+ is not supported|NoQEngine")
+# A build or setting without the engine (QD003 backend-mismatch reads it from Facts.crash: the run's crash, else the
+# script's): "Didn't find engine for operation quantized::conv2d_prepack NoQEngine", "quantized engine NoQEngine is
+# not supported", "quantized engine FBGEMM is not supported".
+_ENGINE = re.compile(
+    r"Didn't find engine for operation (?P<op>quantized::\w+)|quantized engine \w+ is not supported|NoQEngine"
+)
 # int8 and float (or quint8 and qint8) meeting where one dtype is required; (pattern, cause).
 _DTYPE = (
     (
@@ -165,6 +174,37 @@ class KnownCrash:
     want: str | None = None  # dtype it needed
 
 
+@dataclass(frozen=True)
+class BackendError:
+    """ "Could not run 'OP' with arguments from the 'BACKEND' backend": an operator given a tensor of a kind it has no
+    kernel for."""
+
+    op: str  # "quantized::conv2d.new", "aten::add.out"
+    backend: str  # "CPU" (a float tensor), "QuantizedCPU" (an int8 tensor), "CUDA", ...
+
+    @property
+    def float_into_int8(self) -> bool:
+        """An int8 kernel (quantized::...) given a float tensor."""
+        return self.backend == "CPU" and self.op.startswith("quantized::")
+
+    @property
+    def int8_into_float(self) -> bool:
+        """A float op (aten::...) given an int8 tensor: it has no int8 kernel."""
+        return self.backend == "QuantizedCPU" and self.op.startswith("aten::")
+
+
+def quantized_op_on_cpu(crash: CrashInfo) -> bool:
+    """A quantized op run on the float CPU backend (the message names both): with PT2E, a model whose quantizer did
+    not match the CPU raises this when run (QD018)."""
+    return "quantized" in crash.message and "'CPU' backend" in crash.message
+
+
+def backend_error(message: str) -> BackendError | None:
+    """The operator and backend a "Could not run ..." message names, or None when it is not such a message."""
+    match = _BACKEND.search(message)
+    return BackendError(match.group("op"), match.group("backend")) if match else None
+
+
 def short_message(crash: CrashInfo, limit: int = 240) -> str:
     """`Type: first line`, cut before torch's long list of dispatch keys."""
     text = first_line(crash.message).split(" This could be because the operator")[0]
@@ -219,8 +259,9 @@ def classify(crash: CrashInfo, facts: Facts) -> KnownCrash | None:
 
     if _CUDA.search(message) and has_int8_modules(facts):
         return KnownCrash(INT8_ON_CUDA, level, op)
-    if _ENGINE.search(message) and crash is facts.crash:
-        return KnownCrash(NO_QUANTIZED_ENGINE, level, op)
+    engine = _ENGINE.search(message)
+    if engine and crash is facts.crash:
+        return KnownCrash(NO_QUANTIZED_ENGINE, level, engine.group("op"))  # the op that found no engine, if named
     if _MIXED.search(message):
         if level == FUNCTION:
             return KnownCrash(INT8_AND_FLOAT_IN_FUNCTION, level, event.name if event else op)
@@ -261,6 +302,15 @@ def qconfig_error(crash: CrashInfo) -> tuple[str, str] | None:
         if pattern.search(crash.message):
             return explanation, fix
     return None
+
+
+# The module types a refused-qconfig message names ("Embedding quantization is only supported with ...").
+_QCONFIG_MODULE_TYPES = ("Embedding", "ConvTranspose")
+
+
+def qconfig_module_type(crash: CrashInfo) -> str | None:
+    """The module type a refused-qconfig message names (matched against ModuleInfo.type), or None."""
+    return next((kind for kind in _QCONFIG_MODULE_TYPES if kind in crash.message), None)
 
 
 @dataclass(frozen=True)
@@ -359,12 +409,8 @@ def user_line(crash: CrashInfo, facts: Facts) -> SourceLocation | None:
 
 def short_path(file: str) -> str:
     """A library file named from its package on (".../site-packages/torchvision/models/resnet.py" ->
-    "torchvision/models/resnet.py")."""
-    parts = file.replace("\\", "/").split("/")
-    for marker in ("site-packages", "dist-packages"):
-        if marker in parts:
-            return "/".join(parts[parts.index(marker) + 1 :])
-    return "/".join(parts[-3:])
+    "torchvision/models/resnet.py"), else by its last three parts."""
+    return package_path(file) or "/".join(file.replace("\\", "/").split("/")[-3:])
 
 
 def sites_text(crash: CrashInfo, facts: Facts) -> str:

@@ -1,9 +1,35 @@
 """Plain data shared by every layer of qdoctor (no torch): the Facts gathered once about a target and their parts
-(data.py), the kinds they use, the graph vocabulary (graph.py), and where in the user's code something happened
-(location.py: the one helper that finds the user's frame in a traceback, the first line of an exception).
+(data.py), the kinds they use (kinds.py), what the profiler measured (profile.py), the graph vocabulary (graph.py),
+and where in the user's code something happened (location.py: the one helper that finds the user's frame in a
+traceback, the first line of an exception, the path of a file as reports print it).
 """
 
 from qdoctor.facts.data import (
+    INPUTS_CONTRACT,
+    INPUTS_INFERRED,
+    INPUTS_SAVED,
+    INPUTS_SCRIPT,
+    CompileInfo,
+    CrashInfo,
+    Environment,
+    Facts,
+    FlowInfo,
+    GraphNode,
+    ModuleInfo,
+    QConfigInfo,
+    QParams,
+    ScriptText,
+    Sizes,
+    SourceLocation,
+    Substitution,
+    Target,
+    TensorInfo,
+    Trace,
+    TraceEvent,
+    recommended_engine,
+)
+from qdoctor.facts.flowkind import NO_FLOW, FlowKind
+from qdoctor.facts.kinds import (
     CAT_FLOAT,
     CAT_INT8,
     CAT_OBSERVER,
@@ -16,10 +42,6 @@ from qdoctor.facts.data import (
     FAKE_QUANT,
     FLOAT,
     FLOAT_FUNCTIONAL,
-    INPUTS_CONTRACT,
-    INPUTS_INFERRED,
-    INPUTS_SAVED,
-    INPUTS_SCRIPT,
     NODE_ATTR,
     NODE_DEQUANTIZE,
     NODE_FAKE_QUANT,
@@ -39,32 +61,9 @@ from qdoctor.facts.data import (
     REFERENCE_QUANTIZED,
     TORCHAO_QUANTIZED,
     Category,
-    CategoryTime,
-    CompileInfo,
-    CrashInfo,
-    Environment,
-    Facts,
-    FlowInfo,
-    GraphNode,
-    ModuleInfo,
     ModuleKind,
-    ModuleTime,
     NodeKind,
-    OpTime,
-    Profile,
-    QConfigInfo,
-    QParams,
-    ScriptText,
-    Sizes,
-    SourceLocation,
-    Substitution,
-    Target,
-    TensorInfo,
-    Trace,
-    TraceEvent,
-    recommended_engine,
 )
-from qdoctor.facts.flowkind import NO_FLOW, FlowKind
 from qdoctor.facts.measurement import (
     Benchmarks,
     Contention,
@@ -77,6 +76,12 @@ from qdoctor.facts.numerics import (
     LayerNumerics,
     Numerics,
     OutlierRow,
+)
+from qdoctor.facts.profile import (
+    CategoryTime,
+    ModuleTime,
+    OpTime,
+    Profile,
 )
 
 __all__ = [

@@ -8,101 +8,23 @@ is reported as skipped with that reason.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import Enum
 from typing import Any
 
 from qdoctor.facts.flowkind import FlowKind
-from qdoctor.facts.measurement import Benchmarks, Contention, Timing
+from qdoctor.facts.kinds import (
+    CONTAINER,
+    FLOAT,
+    NODE_DEQUANTIZE,
+    NODE_FAKE_QUANT,
+    NODE_FLOAT_OP,
+    NODE_OBSERVER,
+    NODE_QUANTIZE,
+    NODE_QUANTIZED_OP,
+    NODE_REFERENCE_OP,
+)
+from qdoctor.facts.measurement import Benchmarks, Contention
 from qdoctor.facts.numerics import Numerics
-
-
-class _StrKind(str, Enum):
-    """A kind that is its string: equal to it, formatted as it, written to JSON as it (enum.StrEnum from 3.11)."""
-
-    def __str__(self) -> str:
-        return str(self.value)
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self.value), spec)
-
-
-class ModuleKind(_StrKind):
-    """What a module is, as recorded in ModuleInfo.kind."""
-
-    QUANTIZED = "quantized"  # static int8 modules (torch.ao.nn.quantized, intrinsic.quantized)
-    DYNAMIC_QUANTIZED = "dynamic_quantized"  # torch.ao.nn.quantized.dynamic
-    REFERENCE_QUANTIZED = "reference_quantized"  # torch.ao.nn.quantized.reference (float compute around q/dq)
-    QAT = "qat"  # torch.ao.nn.qat / intrinsic.qat: float compute with fake-quant weights
-    FLOAT = "float"
-    OBSERVER = "observer"
-    FAKE_QUANT = "fake_quant"
-    QUANT_STUB = "quant_stub"  # QuantStub before convert, nnq.Quantize after
-    DEQUANT_STUB = "dequant_stub"  # DeQuantStub before convert, nnq.DeQuantize after
-    FLOAT_FUNCTIONAL = "float_functional"  # FloatFunctional before convert, QFunctional after
-    CONTAINER = "container"
-    TORCHAO_QUANTIZED = "torchao_quantized"  # a float module whose weight is a torchao tensor subclass (quantize_)
-
-
-class Category(_StrKind):
-    """Time-breakdown categories of the profile."""
-
-    INT8 = "int8_kernels"
-    QDQ = "quantize_dequantize"
-    FLOAT = "float_compute"
-    OBSERVER = "observers_fake_quant"
-    OTHER = "other"
-
-
-class NodeKind(_StrKind):
-    """Graph node kinds, as recorded in GraphNode.kind (FX GraphModules, PT2E/exported programs, TorchScript)."""
-
-    INPUT = "input"  # placeholder / graph input
-    OUTPUT = "output"
-    ATTR = "attr"  # get_attr, constants, packed params
-    QUANTIZE = "quantize"  # float -> int8 (quantize_per_tensor, quantized_decomposed.quantize_*, ...)
-    DEQUANTIZE = "dequantize"  # int8 -> float
-    QUANTIZED_OP = "quantized_op"  # runs an int8 kernel now (quantized::*, a quantized module, an op on int8 tensors)
-    REFERENCE_OP = "reference_op"  # float op fed by dequantize: fp32 now, int8 once lowered (PT2E, reference FX)
-    FLOAT_OP = "float_op"  # float compute
-    LAYOUT = "layout"  # shape/view/bookkeeping ops: no compute worth counting
-    OBSERVER = "observer"
-    FAKE_QUANT = "fake_quant"
-    OTHER = "other"
-
-
-# The short names the rules and gatherers use (``from qdoctor import facts as F; F.QUANTIZED``).
-QUANTIZED = ModuleKind.QUANTIZED
-DYNAMIC_QUANTIZED = ModuleKind.DYNAMIC_QUANTIZED
-REFERENCE_QUANTIZED = ModuleKind.REFERENCE_QUANTIZED
-QAT = ModuleKind.QAT
-FLOAT = ModuleKind.FLOAT
-OBSERVER = ModuleKind.OBSERVER
-FAKE_QUANT = ModuleKind.FAKE_QUANT
-QUANT_STUB = ModuleKind.QUANT_STUB
-DEQUANT_STUB = ModuleKind.DEQUANT_STUB
-FLOAT_FUNCTIONAL = ModuleKind.FLOAT_FUNCTIONAL
-CONTAINER = ModuleKind.CONTAINER
-TORCHAO_QUANTIZED = ModuleKind.TORCHAO_QUANTIZED
-
-CAT_INT8 = Category.INT8
-CAT_QDQ = Category.QDQ
-CAT_FLOAT = Category.FLOAT
-CAT_OBSERVER = Category.OBSERVER
-CAT_OTHER = Category.OTHER
-CATEGORIES = tuple(Category)
-
-NODE_INPUT = NodeKind.INPUT
-NODE_OUTPUT = NodeKind.OUTPUT
-NODE_ATTR = NodeKind.ATTR
-NODE_QUANTIZE = NodeKind.QUANTIZE
-NODE_DEQUANTIZE = NodeKind.DEQUANTIZE
-NODE_QUANTIZED_OP = NodeKind.QUANTIZED_OP
-NODE_REFERENCE_OP = NodeKind.REFERENCE_OP
-NODE_FLOAT_OP = NodeKind.FLOAT_OP
-NODE_LAYOUT = NodeKind.LAYOUT
-NODE_OBSERVER = NodeKind.OBSERVER
-NODE_FAKE_QUANT = NodeKind.FAKE_QUANT
-NODE_OTHER = NodeKind.OTHER
+from qdoctor.facts.profile import Profile
 
 
 @dataclass
@@ -240,81 +162,6 @@ class Trace:
 
 
 @dataclass
-class CategoryTime:
-    category: str
-    total_ms: float  # self time summed over the profiled runs, divided by the number of runs
-    share: float  # of the profiled total, 0..1
-
-
-@dataclass
-class OpTime:
-    name: str
-    category: str
-    self_ms: float  # per run
-    calls: int  # per run
-
-
-@dataclass
-class ModuleTime:
-    path: str
-    type: str
-    kind: str
-    total_ms: float  # per run, inclusive of the ops inside it
-    ops: list[OpTime] = field(default_factory=list)  # the ops that ran inside it, by self time (top few)
-    run_ms: list[float] = field(default_factory=list)  # its time in each profiled run, in order (the spread)
-
-    def timing(self) -> Timing | None:
-        """Median and interquartile range over the profiled runs (None with fewer than 3 runs: no spread)."""
-        if len(self.run_ms) < 3:
-            return None
-        ordered = sorted(self.run_ms)
-        median = _quantile(ordered, 0.5)
-        iqr = _quantile(ordered, 0.75) - _quantile(ordered, 0.25)
-        return Timing(
-            median_ms=median,
-            iqr_ms=iqr,
-            runs=len(ordered),
-            number_per_run=1,
-            num_threads=0,  # not recorded: profiled in the thread setting the subject was timed with
-            noisy=bool(median and iqr / median > 0.10),
-        )
-
-
-def _quantile(ordered: list[float], q: float) -> float:
-    """Linear-interpolation quantile of sorted values (numpy's default)."""
-    position = (len(ordered) - 1) * q
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-@dataclass
-class Profile:
-    runs: int
-    total_ms: float  # per run
-    categories: list[CategoryTime]
-    top_ops: list[OpTime]
-    modules: list[ModuleTime]
-
-    def share(self, category: str) -> float:
-        return next((c.share for c in self.categories if c.category == category), 0.0)
-
-    def time_ms(self, category: str) -> float:
-        return next((c.total_ms for c in self.categories if c.category == category), 0.0)
-
-    def innermost_modules(self) -> list[ModuleTime]:
-        """The profiled modules with no profiled module inside them: their times do not overlap, so they add up."""
-        parents = {p for m in self.modules for p in _prefixes(m.path)}
-        return [m for m in self.modules if m.path not in parents]
-
-
-def _prefixes(path: str) -> list[str]:
-    """ "a.b.c" -> ["a", "a.b"]: the module paths that contain this one."""
-    parts = path.split(".")
-    return [".".join(parts[:i]) for i in range(1, len(parts))]
-
-
-@dataclass
 class Sizes:
     subject_bytes: int | None
     float_bytes: int | None
@@ -342,7 +189,7 @@ class GraphNode:
     name: str
     op: str  # placeholder, get_attr, call_function, call_method, call_module, output; TorchScript: the node kind
     target: str  # "aten.conv2d.default", "quantized_decomposed.quantize_per_tensor.default", "conv1" (a module)...
-    kind: str  # one of the NODE_* kinds above
+    kind: str  # one of the NODE_* kinds (qdoctor.facts.kinds)
     inputs: list[str]  # names of the nodes whose values it reads, in argument order
     module: str | None = None  # module path it belongs to (call_module target, nn_module_stack, TorchScript scope)
     module_type: str | None = None  # class name of that module

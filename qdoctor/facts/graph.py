@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from qdoctor.facts import data as F
+from qdoctor.facts import kinds as F
 from qdoctor.facts.data import GraphNode
 
 # Ops that move or reinterpret data without computing: not worth counting as float compute.

@@ -1,5 +1,6 @@
 """Where in the user's code something happened: the one helper that finds the user's frame (in a traceback, a live
-stack, or frames read back from text), the one test of whether two paths name the same file, the first line of an
+stack, or frames read back from text), the one test of whether two paths name the same file, the one way a path is
+printed (``display_path``: relative to the current directory when the file is under it), the first line of an
 exception, and a CrashInfo made from an exception."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import functools
 import linecache
 import os
+import re
 import traceback
 import types
 from collections.abc import Callable, Iterable
@@ -53,6 +55,43 @@ def _location(file: str, line: int | None, code: str | None) -> SourceLocation:
     if code is None:
         code = linecache.getline(file, line or 0)
     return SourceLocation(file, line or 0, code.strip())
+
+
+def display_path(file: str, root: str | None = None) -> str:
+    """``file`` as reports print it, the way ruff and pytest do: relative to ``root`` (default: the current
+    directory) with POSIX separators when the file lies under it, else as given (a relative path, or a target that
+    is not a path such as ``package.module:attribute``, stays as it is). The absolute path is never what a report
+    prints for a file under the directory it was run from (a JSON document keeps it in a field of its own). An
+    installed library's file is named from its package on, wherever the environment lives
+    (".venv/lib/python3.11/site-packages/torchvision/models/resnet.py" -> "torchvision/models/resnet.py")."""
+    if not os.path.isabs(file):
+        return file
+    installed = package_path(file)
+    if installed is not None:
+        return installed
+    base = os.path.abspath(root if root is not None else os.getcwd())
+    try:
+        return Path(os.path.abspath(file)).relative_to(base).as_posix()
+    except ValueError:
+        return file
+
+
+def package_path(file: str) -> str | None:
+    """An installed library's file named from its package on (".../site-packages/torchvision/models/resnet.py" ->
+    "torchvision/models/resnet.py"); None for a file that is not in site-packages or dist-packages."""
+    parts = file.replace("\\", "/").split("/")
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts:
+            return "/".join(parts[parts.index(marker) + 1 :])
+    return None
+
+
+_TRACEBACK_FILE = re.compile(r'(File ")([^"]+)(")')
+
+
+def display_traceback(text: str, root: str | None = None) -> str:
+    """A traceback's text with each frame's file printed as ``display_path`` prints it."""
+    return _TRACEBACK_FILE.sub(lambda m: m.group(1) + display_path(m.group(2), root) + m.group(3), text)
 
 
 def same_file(a: str, b: str) -> bool:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
 from qdoctor.diagnose.findings import Finding, Severity, SkippedRule
 from qdoctor.diagnose.flow_causes import flow_failure
+from qdoctor.facts.location import display_path
 from qdoctor.facts.prescription import Prescription, Treatment
 
 SCHEMA_VERSION = 1
@@ -22,9 +24,9 @@ class Report:
     """What one check found: ``findings`` (each with ``rule``, ``severity``, ``message``, ``location``, ``fix`` and,
     once measured, ``verified``), the rules skipped and why, and the facts they came from.
 
-    ``ok`` is True when no finding is at or above ``fail_on`` (the CLI's exit code 0). ``to_dict``/``to_json``,
-    ``to_markdown``, ``to_sarif`` and ``to_html`` give the CLI's formats; in Jupyter the report shows itself as HTML
-    (self-contained: inline style and SVG, no script, no network).
+    ``ok`` is True when no finding is at or above ``fail_on`` (the CLI's exit code 0); ``to_dict`` is the JSON
+    document. Plain data: it knows none of its renderers (qdoctor.report.render renders it; the Report of the Python
+    API, qdoctor.api.Report, adds ``to_markdown``, ``to_html``... and Jupyter's inline view on top of them).
     """
 
     facts: Any  # qdoctor.facts.Facts
@@ -72,33 +74,6 @@ class Report:
         """The JSON document (schema version 1), as plain Python values."""
         return to_dict(self)
 
-    def to_json(self) -> str:
-        """``qdoctor check --format json``."""
-        return self._render("json")
-
-    def to_markdown(self, root: str | None = None) -> str:
-        """``--format markdown``: pastes into a GitHub issue. ``root``: paths under it are shown relative to it."""
-        return self._render("markdown", root=root)
-
-    def to_sarif(self, root: str | None = None) -> str:
-        """``--format sarif`` (SARIF 2.1.0, for code scanning). ``root``: the directory result paths are relative to."""
-        return self._render("sarif", root=root)
-
-    def to_html(self, root: str | None = None) -> str:
-        """``--format html``: one self-contained page (inline CSS and SVG, no script, no network)."""
-        return self._render("html", root=root)
-
-    def _repr_html_(self) -> str:
-        """Jupyter's inline view: the HTML report as one ``<div>`` whose style applies only inside it."""
-        from qdoctor.report.render.html_report import render_fragment
-
-        return render_fragment(self)
-
-    def _render(self, output_format: str, **options: Any) -> str:
-        from qdoctor.report.render import OutputFormat, render
-
-        return render(self, OutputFormat(output_format), **options)
-
     def __repr__(self) -> str:
         target = getattr(self.facts, "target", None)
         counts: dict[str, int] = {}
@@ -137,7 +112,7 @@ def _graph_summary(graph: Any) -> dict[str, Any] | None:
     return None if graph is None else {"nodes": len(graph), "kinds": count_kinds(graph)}
 
 
-def _flow(facts: Any) -> dict[str, Any] | None:
+def _flow(facts: Any, root: str | None) -> dict[str, Any] | None:
     """The flow facts, with the flow step that raised as the rules diagnose it (``failure``, before ``notes``)."""
     flow = getattr(facts, "flow", None)
     if flow is None:
@@ -149,13 +124,30 @@ def _flow(facts: Any) -> dict[str, Any] | None:
     return {
         "flow": flow.kind.name,
         **described,
-        "failure": asdict(failure) if failure is not None else None,
+        "failure": _location(failure, root) if failure is not None else None,
         "notes": notes,
     }
 
 
-def to_dict(report: Report) -> dict[str, Any]:
-    """The JSON document (schema version 1). The one place that decides its shape."""
+def _crash(crash: Any, root: str | None) -> dict[str, Any]:
+    """A crash without its traceback, its file printed as every path is (display_path)."""
+    described = {k: v for k, v in asdict(crash).items() if k != "traceback"}
+    if described.get("file"):
+        described["file"] = display_path(described["file"], root)
+    return described
+
+
+def _location(location: Any, root: str | None) -> dict[str, Any]:
+    described = asdict(location)
+    if described.get("file"):
+        described["file"] = display_path(described["file"], root)
+    return described
+
+
+def to_dict(report: Report, root: str | None = None) -> dict[str, Any]:
+    """The JSON document (schema version 1). The one place that decides its shape. File paths are relative to
+    ``root`` (default: the current directory) when the file lies under it, as in every format; the target's absolute
+    path is ``target.file_absolute``."""
     facts = report.facts
     target = facts.target
     bench = facts.benchmark
@@ -165,8 +157,9 @@ def to_dict(report: Report) -> dict[str, Any]:
             "schema_version": SCHEMA_VERSION,
             "qdoctor_version": report.qdoctor_version,
             "target": {
-                "spec": target.spec,
-                "file": target.file,
+                "spec": display_path(target.spec, root),
+                "file": display_path(target.file, root) if target.file else target.file,
+                "file_absolute": os.path.abspath(target.file) if target.file else None,
                 "subject": target.subject_name,
                 "float_baseline": target.float_name,
                 "float_baseline_derived": target.float_derived,
@@ -182,15 +175,9 @@ def to_dict(report: Report) -> dict[str, Any]:
                 "warnings": target.warnings,
             },
             "environment": asdict(facts.environment),
-            "crash": ({k: v for k, v in asdict(crash).items() if k != "traceback"} if crash is not None else None),
-            "load_crash": (
-                {k: v for k, v in asdict(target.load_crash).items() if k != "traceback"}
-                if target.load_crash is not None
-                else None
-            ),
-            "script_errors": [
-                {k: v for k, v in asdict(error).items() if k != "traceback"} for error in target.script_errors
-            ],
+            "crash": _crash(crash, root) if crash is not None else None,
+            "load_crash": _crash(target.load_crash, root) if target.load_crash is not None else None,
+            "script_errors": [_crash(error, root) for error in target.script_errors],
             "substitutions": [asdict(sub) for sub in target.substitutions],
             "report_text": asdict(target.report_text) if target.report_text is not None else None,
             "benchmark": (
@@ -211,7 +198,7 @@ def to_dict(report: Report) -> dict[str, Any]:
                 "subject": asdict(facts.profile) if facts.profile is not None else None,
                 "float": asdict(facts.float_profile) if facts.float_profile is not None else None,
             },
-            "flow": _flow(facts),
+            "flow": _flow(facts, root),
             "graph": _graph_summary(getattr(facts, "graph", None)),
             "modules": [
                 {"path": m.path, "type": m.type, "kind": m.kind, "training": m.training}
@@ -224,7 +211,7 @@ def to_dict(report: Report) -> dict[str, Any]:
                     "name": f.name,
                     "severity": f.severity.value,
                     "message": f.message,
-                    "location": asdict(f.location),
+                    "location": _location(f.location, root),
                     "evidence": f.evidence,
                     "fix": f.fix,
                     "verified": f.verified.to_dict() if f.verified is not None else None,
@@ -234,7 +221,7 @@ def to_dict(report: Report) -> dict[str, Any]:
             "skipped": [asdict(s) for s in report.skipped],
             "unavailable": facts.unavailable,
             "phase_seconds": facts.phase_seconds,
-            "trace_files": facts.trace_files,
+            "trace_files": {name: display_path(path, root) for name, path in facts.trace_files.items()},
             "notes": report.notes,
             **(report.prescription.to_dict() if report.prescription is not None else {}),
             **report.extras,

@@ -26,7 +26,9 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
+from qdoctor.facts.location import display_path
 from qdoctor.report.model import Report
+from qdoctor.report.notes import measured_alone_note
 from qdoctor.run import dead_worker as postmortem
 from qdoctor.run import worker
 
@@ -414,11 +416,7 @@ class Runner:
         if stderr.strip():
             target.user_stderr += f"\n[qdoctor: written to the process's stderr]\n{stderr}"
         if w.turns:
-            report.notes.append(
-                f"timings: measured alone; the other workers of this parallel run (-j {self.jobs}) were "
-                + ("paused" if CAN_PAUSE else "kept from measuring")
-                + " while this one profiled and timed, so they did not disturb its measurements"
-            )
+            report.notes.append(measured_alone_note(self.jobs, paused=CAN_PAUSE))
         report.extras["worker"] = info
         outcome.turns = w.turns
         return outcome
@@ -464,7 +462,7 @@ class Runner:
 def _location_dict(location: Any) -> dict[str, Any] | None:
     if location is None:
         return None
-    return {"file": location.file, "line": location.line, "code": location.code}
+    return {"file": display_path(location.file), "line": location.line, "code": location.code}
 
 
 def check_targets(

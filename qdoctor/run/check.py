@@ -20,6 +20,7 @@ from qdoctor.gather import GatherOptions, OnStage, gather_facts
 from qdoctor.introspect.state import preserved_torch_state
 from qdoctor.load.options import LoadOptions
 from qdoctor.report.model import Report
+from qdoctor.report.notes import NO_MODEL_DEFINED, check_notes, stopped_in_flow_step_notes
 
 if TYPE_CHECKING:  # torch-free at import: loading and findings are only named here
     from qdoctor.diagnose.findings import Finding
@@ -41,83 +42,6 @@ class CheckOptions:
     trust: bool = False  # a pickled full model as TARGET may be unpickled (it runs code from the file)
     load: LoadOptions = field(default_factory=LoadOptions)  # keep going past errors, offline stand-ins
     rounds: int = 3  # treatment rounds (qdoctor.run.treatment): 1 stops after the first fix-all
-
-
-def notes_for(facts: Facts) -> list[str]:
-    notes = []
-    target = facts.target
-    notes.extend(target.selection)
-    if target.inputs_inferred:
-        notes.append(f"inputs: {target.inputs_inferred}")
-    if target.float_derived:
-        notes.append(f"float baseline: {target.float_derived}")
-    if target.float_name is None:
-        notes.append(
-            "no float baseline found (define `float_model` or `build_float_model()`): speedup and SQNR not measured"
-        )
-    notes.extend(script_notes(target))
-    if target.stopped_lines:
-        lines = ", ".join(str(line) for line in target.stopped_lines)
-        notes.append(
-            f"stopped the statement{'s' if len(target.stopped_lines) > 1 else ''} at line {lines} after "
-            "its time budget (the script's own timing loop; qdoctor measures speed itself); the next ones still ran"
-        )
-    if target.script_errors:
-        errors = [c for c in target.script_errors if c.follows_from is None]
-        followers = [c for c in target.script_errors if c.follows_from is not None]
-        lines = ", ".join(
-            f"{c.line} {c.type}" + (": it read stdin, which qdoctor leaves empty" if c.type == "EOFError" else "")
-            for c in errors[:12]
-        ) + (", ..." if len(errors) > 12 else "")
-        text = (
-            f"the script ran statement by statement: {len(errors)} raised (line{'s' if len(errors) > 1 else ''} "
-            f"{lines}), each reported; the statements after them still ran (--stop-on-error stops at the first)"
-        )
-        if followers:
-            text += "; " + ", ".join(
-                f"line {c.line} then raised {c.type} (a name line {c.follows_from} never bound)" for c in followers[:8]
-            )
-        notes.append(text)
-    elif target.load_crash is not None:
-        c = target.load_crash
-        where = f" at {c.file}:{c.line}" if c.line else ""
-        stdin = " (it read stdin, which qdoctor leaves empty)" if c.type == "EOFError" else ""
-        notes.append(f"the script raised {c.type}{where}{stdin}; the globals defined before it were used")
-    if facts.flow is not None:
-        notes.extend(f"{facts.flow.flow}: {note}" for note in facts.flow.notes)
-    if facts.modules is not None and not facts.is_quantized and not _flow_failed(facts):
-        notes.append(
-            "the model is not quantized (no quantized modules, observers, fake-quant or qconfig): nothing to "
-            "diagnose. To choose a quantization recipe, run `qdoctor compare` on this file."
-        )
-    return notes
-
-
-SPEED_NOT_ACCURACY = (
-    "numbers measured with stand-ins are valid for speed (same architecture, same shapes), not for accuracy: "
-    "SQNR and evaluate() come from random weights and random data"
-)
-
-
-def script_notes(target: Any) -> list[str]:
-    """What the report ran of a bug report, and the offline stand-ins used (shared with `qdoctor compare`)."""
-    from qdoctor.report.render.common import STAND_IN_MARK
-
-    notes = []
-    text = target.report_text
-    if text is not None:
-        from qdoctor.load.report_text import describe_ranges
-
-        source = "standard input" if text.stdin else "the report"
-        how = "its fenced Python blocks" if text.kind == "markdown" else "its runs of lines that parse as Python"
-        notes.append(f"ran {how}: lines {describe_ranges(text.ran)} of {source}")
-        notes.extend(f"not run: {skipped}" for skipped in text.skipped)
-    for sub in target.substitutions:
-        where = f" (line {sub.line})" if sub.line else ""
-        notes.append(f"stand-in{where}: {sub.requested} -> {sub.instead}")
-    if target.substitutions:
-        notes.append(f"{STAND_IN_MARK} {SPEED_NOT_ACCURACY} (--no-stand-ins runs the script as written)")
-    return notes
 
 
 def loaded_facts(loaded: LoadedTarget) -> Facts:
@@ -144,7 +68,13 @@ def build_report(facts: Facts, options: CheckOptions) -> Report:
         findings, skipped = run_rules(facts, options.select, options.ignore, options.per_module_ignores, rules=owners)
     else:
         findings, skipped = run_rules(facts, options.select, options.ignore, options.per_module_ignores)
-    return Report(facts=facts, findings=findings, skipped=skipped, notes=notes_for(facts), qdoctor_version=__version__)
+    return Report(
+        facts=facts,
+        findings=findings,
+        skipped=skipped,
+        notes=check_notes(facts, _flow_failed(facts)),
+        qdoctor_version=__version__,
+    )
 
 
 def check(
@@ -295,15 +225,7 @@ class FlowFailedBeforeModel(TargetError):
         findings, skipped = run_rules(
             self.facts, options.select, options.ignore, options.per_module_ignores, rules=owners
         )
-        crash = self.facts.target.load_crash
-        where = f" at line {crash.line}" if crash is not None and crash.line else ""
-        if ran_model is False:
-            notes = [
-                f"the script stopped{where} in a quantization step; the model it left was not run ({self}): only "
-                "the failed step is diagnosed"
-            ]
-        else:
-            notes = [f"the script stopped{where} before it defined any model: only the failed step is diagnosed"]
+        notes = stopped_in_flow_step_notes(self.facts, str(self) if ran_model is False else None)
         return Report(facts=self.facts, findings=findings, skipped=skipped, notes=notes, qdoctor_version=__version__)
 
 
@@ -338,7 +260,7 @@ def failed_script_facts(spec: str, error: ScriptFailedError) -> Facts | None:
     target = Target(
         spec=spec,
         file=str(path.resolve()) if path.is_file() else None,
-        subject_name="(none: the script stopped before defining a model)",
+        subject_name=NO_MODEL_DEFINED,
         float_name=None,
         inputs_name=None,
         inputs=[],

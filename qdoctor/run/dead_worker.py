@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qdoctor.facts import CrashInfo, Facts, SourceLocation, Trace
-from qdoctor.facts.location import deepest_frame, same_file, user_frame
+from qdoctor.facts.location import deepest_frame, display_path, same_file, user_frame
 from qdoctor.report.model import Report
+from qdoctor.report.notes import unfinished_note
 
 if TYPE_CHECKING:
     from qdoctor.run.check import CheckOptions
@@ -100,7 +101,7 @@ def locate(stack_text: str, user_file: str | None) -> tuple[SourceLocation | Non
     chosen = threads[0]
     if user_file:
         chosen = next((t for t in threads if any(same_file(f, user_file) for f, _, _ in t)), chosen)
-    frames = [f"{file}:{line} in {func}" for file, line, func in chosen]
+    frames = [f"{display_path(file)}:{line} in {func}" for file, line, func in chosen]
     outermost_first = [traceback.FrameSummary(f, n, func, lookup_line=False) for f, n, func in reversed(chosen)]
     found = user_frame(outermost_first, user_file) or deepest_frame(outermost_first, lambda _: True)
     return found, frames
@@ -146,5 +147,5 @@ def partial_report(facts: Facts, options: CheckOptions, reason: str, stage: str,
         if getattr(facts, part.name) is None and part.name not in facts.unavailable:
             facts.unavailable[part.name] = f"not gathered: the check stopped (stage: {stage})"
     report = build_report(facts, options)
-    report.notes.insert(0, f"the check did not finish: {reason}. This report holds what was gathered before.")
+    report.notes.insert(0, unfinished_note(reason))
     return report

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from qdoctor import __version__
+from qdoctor.facts.location import display_path
 from qdoctor.report.model import SCHEMA_VERSION, to_dict
 from qdoctor.run.batch import CHECKED, NO_MODEL, Outcome, worst_exit_code
 
@@ -59,7 +60,7 @@ def summary_rows(outcomes: list[Outcome], fail_on: str = "warning", exit_zero: b
         worst = report.worst() if report is not None and outcome.status == CHECKED else None
         rows.append(
             {
-                "target": outcome.spec,
+                "target": display_path(outcome.spec),
                 "status": outcome.status,
                 "exit_code": outcome.exit_code(fail_on, exit_zero),
                 "findings": len(report.findings) if report is not None else None,
@@ -82,7 +83,7 @@ def to_json_document(outcomes: list[Outcome], fail_on: str = "warning", exit_zer
                 {
                     "schema_version": SCHEMA_VERSION,
                     "qdoctor_version": __version__,
-                    "target": {"spec": outcome.spec},
+                    "target": {"spec": display_path(outcome.spec)},
                     "worker": {
                         "status": outcome.status,
                         "reason": outcome.reason,
@@ -124,7 +125,7 @@ def render_table(
         code = outcome.exit_code(fail_on, exit_zero)
         style = "green" if code == 0 else "yellow" if code == 1 else "bold red"
         latency, speed = _latency(outcome)
-        table.add_row(outcome.spec, Text(result_text(outcome), style=style), latency, speed, str(code))
+        table.add_row(display_path(outcome.spec), Text(result_text(outcome), style=style), latency, speed, str(code))
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False)
     console.print(table)

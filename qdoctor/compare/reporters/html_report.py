@@ -9,6 +9,7 @@ from typing import Any
 
 from qdoctor.compare.reporters import cells
 from qdoctor.compare.result import FP32, CompareResult
+from qdoctor.facts.location import display_path
 
 ROW_H = 24
 LABEL_W = 120
@@ -113,9 +114,9 @@ def render(result: CompareResult, **_: Any) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>qdoctor compare: {escape(result.spec)}</title>",
+        f"<title>qdoctor compare: {escape(display_path(result.spec))}</title>",
         f"<style>{STYLE}</style></head><body>",
-        f"<h1>qdoctor compare: <code>{escape(result.spec)}</code></h1>",
+        f"<h1>qdoctor compare: <code>{escape(display_path(result.spec))}</code></h1>",
         '<div class="rec">',
         f"<p><strong>Recommended: {escape(rec.recipe or 'none')}</strong>: {escape(rec.reason)}.</p>",
     ]

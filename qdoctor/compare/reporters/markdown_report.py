@@ -6,6 +6,7 @@ from typing import Any
 
 from qdoctor.compare.reporters import cells
 from qdoctor.compare.result import CompareResult
+from qdoctor.facts.location import display_path
 
 
 def cell(text: str) -> str:
@@ -15,7 +16,7 @@ def cell(text: str) -> str:
 
 def render(result: CompareResult, **_: Any) -> str:
     rec = result.recommendation
-    lines = [f"## qdoctor compare: `{result.spec}`", ""]
+    lines = [f"## qdoctor compare: `{display_path(result.spec)}`", ""]
     if rec.recipe:
         lines.append(f"**Recommended: `{rec.recipe}`**: {rec.reason}.")
     else:

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from qdoctor.compare.reporters import cells
 from qdoctor.compare.result import CompareResult
+from qdoctor.facts.location import display_path
 
 RIGHT = {"latency", "speedup", "size", "smaller", "SQNR", "top-1 agree", "evaluate()", "build"}
 
@@ -21,7 +22,10 @@ def _header(result: CompareResult) -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    grid.add_row("target", f"{result.spec}  (float model `{result.float_name}`, inputs {cells.inputs_text(result)})")
+    grid.add_row(
+        "target",
+        f"{display_path(result.spec)}  (float model `{result.float_name}`, inputs {cells.inputs_text(result)})",
+    )
     grid.add_row("calibration", result.calibration_source)
     grid.add_row("accuracy data", result.check_source)
     grid.add_row("limit", cells.limits_text(result))

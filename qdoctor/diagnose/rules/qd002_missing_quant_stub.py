@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 from qdoctor import facts as F
@@ -12,9 +11,6 @@ from qdoctor.diagnose.locate import fix_engine, float_variable, subject_variable
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import CrashInfo, Facts, ModuleInfo
 from qdoctor.facts.location import first_line
-
-_FLOAT_INTO_INT8 = re.compile(r"Could not run '(quantized::[\w.]+)' with arguments from the 'CPU' backend")
-_INT8_INTO_FLOAT = re.compile(r"Could not run '(aten::[\w.]+)' with arguments from the 'QuantizedCPU' backend")
 
 WRAP_FIX = """\
 torch.backends.quantized.engine = "{engine}"  # the int8 engine for this CPU
@@ -93,7 +89,7 @@ def _crash_finding(facts: Facts, crash: CrashInfo, cause: crashes.KnownCrash) ->
             "values."
         )
         fix = wrap_fix(facts) + "\n# or dequantize the output before using it: out = out.dequantize()"
-    elif _FLOAT_INTO_INT8.search(crash.message):
+    elif (backend := crashes.backend_error(crash.message)) is not None and backend.float_into_int8:
         message = (
             f"a float tensor reaches the int8 kernel {op} ({crashes.short_message(crash, 120)}): there is no "
             "QuantStub before the int8 layer, or its QuantStub was not converted."
@@ -166,15 +162,16 @@ def _trace_findings(facts: Facts) -> Iterator[Finding]:
             break  # the first entry point is the cause; later ones follow from it
     if crash is not None and crash.module and crash.module not in reported:
         info = facts.module(crash.module)
-        m_float = _FLOAT_INTO_INT8.search(crash.message)
-        m_int8 = _INT8_INTO_FLOAT.search(crash.message)
+        backend = crashes.backend_error(crash.message)
+        m_float = backend if backend is not None and backend.float_into_int8 else None
+        m_int8 = backend if backend is not None and backend.int8_into_float else None
         last = trace.events[-1] if trace.events else None
         raised_in_module = last is not None and last.kind == "module" and last.module == crash.module
         # Function-level crashes (torch.add / + / cat on int8 tensors in forward()) belong to QD011.
         if info is not None and m_int8 and raised_in_module and info.kind not in (F.QUANTIZED,):
             yield missing_quant_stub.finding(
                 f"`{crash.module}` ({info.type}) is a float op with no int8 kernel and receives an int8 tensor "
-                f"({m_int8.group(1)} has no QuantizedCPU kernel): put a DeQuantStub before it.",
+                f"({m_int8.op} has no QuantizedCPU kernel): put a DeQuantStub before it.",
                 module=crash.module,
                 source=info.source,
                 evidence={"crash": _crash_text(facts)},
@@ -186,7 +183,7 @@ def _trace_findings(facts: Facts) -> Iterator[Finding]:
             )
         elif info is not None and m_float and info.kind == F.QUANTIZED:
             yield missing_quant_stub.finding(
-                f"`{crash.module}` ({info.type}) raised because it received a float tensor ({m_float.group(1)}): "
+                f"`{crash.module}` ({info.type}) raised because it received a float tensor ({m_float.op}): "
                 "there is no QuantStub before it.",
                 module=crash.module,
                 source=info.source,

@@ -27,11 +27,6 @@ ENGINE_FAMILY = {"x86": X86, "fbgemm": X86, "qnnpack": QNNPACK, "onednn": ONEDNN
 # get_default_qconfig("qnnpack"), get_default_qat_qconfig('fbgemm'), get_default_qconfig_mapping("x86"), ...
 _QCONFIG_CALL = r"get_default_(?:qat_)?qconfig(?:_mapping)?\(\s*(?:backend\s*=\s*)?['\"](\w+)['\"]"
 _ENGINE_ASSIGNMENT = r"backends\.quantized\.engine\s*=(?!=)"
-# Crashes of a build or setting without the engine: "Didn't find engine for operation quantized::conv2d_prepack
-# NoQEngine", "quantized engine NoQEngine is not supported", "quantized engine FBGEMM is not supported".
-_NO_ENGINE = re.compile(
-    r"Didn't find engine for operation (quantized::\w+)|quantized engine (\w+) is not supported|NoQEngine"
-)
 
 # Measured on a two-convolution CNN, 224x224, batch 1 (bench/rule_effects.py; see rules/QD003-backend-mismatch.md).
 MEASURED = (
@@ -141,9 +136,9 @@ def backend_mismatch(facts: Facts) -> Iterator[Finding]:
     engine = env.quantized_engine
     best = fix_engine(facts)
     crash = facts.crash
-    if crash is not None and _NO_ENGINE.search(crash.message):
-        match = _NO_ENGINE.search(crash.message)
-        op = match.group(1) if match else None
+    known = crashes.classify(crash, facts) if crash is not None else None
+    if crash is not None and known is not None and backend_mismatch.owns_cause(known.cause):
+        op = known.op  # the operator that found no engine, when the message names it
         info = facts.module(crash.module) if crash.module else None
         yield backend_mismatch.finding(
             f"no usable quantized engine: torch raised `{first_line(crash.message)[:160]}`"

@@ -11,6 +11,7 @@ from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import CrashInfo, Facts
+from qdoctor.facts.location import display_path
 
 NOT_KNOWN = "not a known quantization failure"
 
@@ -23,7 +24,7 @@ def _frames(crash: CrashInfo, count: int = 3) -> list[str]:
         if text.startswith('File "'):
             path, _, rest = text[len('File "') :].partition('", line ')
             number, _, func = rest.partition(", in ")
-            frames.append(f"{path}:{number} in {func}")
+            frames.append(f"{display_path(path)}:{number} in {func}")
     return frames[-count:]
 
 
@@ -48,10 +49,10 @@ def unexplained_crash(facts: Facts, unexplained: list[CrashInfo]) -> Iterator[Fi
                 "objects the script had defined before it."
             )
             severity = Severity.WARNING
-        backend = crashes._BACKEND.search(crash.message)
-        if crash.phase == "load" and backend and crashes.has_int8_modules(facts):
+        backend = crashes.backend_error(crash.message)
+        if crash.phase == "load" and backend is not None and crashes.has_int8_modules(facts):
             message += (
-                f" It names {backend.group('op')} on the {backend.group('backend')} backend, an int8/float boundary "
+                f" It names {backend.op} on the {backend.backend} backend, an int8/float boundary "
                 "error, but qdoctor's own run of the model did not raise it: the script ran another model or input."
             )
         yield unexplained_crash.finding(

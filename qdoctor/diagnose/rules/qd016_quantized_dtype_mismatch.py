@@ -116,13 +116,10 @@ def _finding(facts: Facts, crash: CrashInfo, cause: crashes.KnownCrash, engine: 
     )
 
 
-_MODULE_FOR = {"Embedding": "Embedding", "ConvTranspose": "ConvTranspose"}
-
-
 def _qconfig_finding(facts: Facts, crash: CrashInfo, explanation: str, fix: str) -> Finding:
     """prepare/convert/quantize_dynamic refused a qconfig the module cannot take."""
     source = crashes.user_line(crash, facts) or crashes.crash_source(crash, facts)
-    kind = next((k for k in _MODULE_FOR if k in crash.message), None)
+    kind = crashes.qconfig_module_type(crash)
     module = next((m.path for m in facts.modules or [] if kind and kind in m.type and m.path), None)
     model = subject_variable(facts)
     return quantized_dtype_mismatch.finding(

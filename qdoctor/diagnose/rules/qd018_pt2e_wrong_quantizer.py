@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.graph_patterns import activation_qparams
 from qdoctor.diagnose.locate import subject_label
@@ -88,7 +89,7 @@ def pt2e_wrong_quantizer(facts: Facts) -> Iterator[Finding]:
         return
     severity = None
     evidence = {"quantizers": flow.quantizers, "activation_qparams": activations, "cpu": env.cpu_capability}
-    if crash is not None and crash.phase == "run" and "quantized" in crash.message and "'CPU' backend" in crash.message:
+    if crash is not None and crash.phase == "run" and crashes.quantized_op_on_cpu(crash):
         message += f", and here the model raises when run ({crash.type}: {first_line(crash.message)[:160]})"
         severity = Severity.ERROR
         evidence["crash"] = f"{crash.type}: {first_line(crash.message)[:200]}"

@@ -6,13 +6,12 @@ Pure functions of the report; the reporters decide the markup.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from qdoctor import facts as F
 from qdoctor.diagnose.findings import Severity
+from qdoctor.facts.location import display_path
 from qdoctor.facts.prescription import FallbackLadder, FixAll, SavedFixed, Treatment, Verified
 from qdoctor.report.model import Report
 
@@ -130,19 +129,7 @@ def target_title(target: Any, root: str | None) -> str:
     (qdoctor.check_model) keep their ``<in-process ...>`` name: their file is only where their class is defined."""
     if target.spec.startswith("<"):
         return str(target.spec)
-    return display_path(target.file, root) or str(target.spec)
-
-
-def display_path(file: str | None, root: str | None) -> str | None:
-    """``file`` relative to ``root`` when it lies under it (POSIX separators), else as given."""
-    if file is None:
-        return None
-    if root:
-        try:
-            return Path(os.path.abspath(file)).relative_to(os.path.abspath(root)).as_posix()
-        except ValueError:
-            pass
-    return file
+    return display_path(target.file, root) if target.file else str(target.spec)
 
 
 @dataclass

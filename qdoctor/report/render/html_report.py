@@ -13,7 +13,7 @@ from typing import Any
 
 from qdoctor import facts as F
 from qdoctor.diagnose.findings import Finding, Severity
-from qdoctor.facts.location import first_line
+from qdoctor.facts.location import display_path, first_line
 from qdoctor.report.model import Report
 from qdoctor.report.render.common import (
     CATEGORY_LABEL,
@@ -21,7 +21,6 @@ from qdoctor.report.render.common import (
     FALLBACK_HEADER,
     TREATMENT_HEADER,
     category_rows,
-    display_path,
     environment_rows,
     error_intro,
     error_rows,

@@ -8,5 +8,6 @@ from typing import Any
 from qdoctor.report.model import Report, to_dict
 
 
-def render(report: Report, **_: Any) -> str:
-    return json.dumps(to_dict(report), indent=2, sort_keys=False) + "\n"
+def render(report: Report, root: str | None = None, **_: Any) -> str:
+    """``root``: file paths under it are written relative to it (default: the current directory)."""
+    return json.dumps(to_dict(report, root), indent=2, sort_keys=False) + "\n"

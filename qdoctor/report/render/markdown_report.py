@@ -9,14 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from qdoctor.diagnose.findings import Finding, Severity
-from qdoctor.facts.location import first_line
+from qdoctor.facts.location import display_path, first_line
 from qdoctor.report.model import Report
 from qdoctor.report.render.common import (
     ERROR_HEADER,
     FALLBACK_HEADER,
     TREATMENT_HEADER,
     category_rows,
-    display_path,
     environment_rows,
     error_intro,
     error_rows,
@@ -169,7 +168,7 @@ def _finding(f: Finding, root: str | None) -> list[str]:
         where.append(f"module {code_span(loc.module or '<root>')}")
     if loc.file:
         where.append(
-            code_span(f"{display_path(loc.file, root)}:{loc.line}" if loc.line else display_path(loc.file, root) or "")
+            code_span(f"{display_path(loc.file, root)}:{loc.line}" if loc.line else display_path(loc.file, root))
         )
     if where:
         lines.append(f"- **where:** {', '.join(where)}" + (f": {code_span(loc.code)}" if loc.code else ""))

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.facts.location import display_path
 from qdoctor.report.model import Report, to_dict
-from qdoctor.report.render.common import display_path, verified_text
+from qdoctor.report.render.common import verified_text
 from qdoctor.report.ruledocs import RuleDoc
 
 SARIF_VERSION = "2.1.0"
@@ -57,9 +58,9 @@ def registered_rules() -> tuple[dict[str, RuleDoc], dict[str, Severity]]:
     return {r.code: docs[r.code] for r in rules if r.code in docs}, {r.code: r.severity for r in rules}
 
 
-def _artifact(file: str, root: str | None) -> dict[str, Any]:
+def _artifact(file: str, root: str) -> dict[str, Any]:
     relative = display_path(file, root)
-    if root and relative is not None and not os.path.isabs(relative):
+    if not os.path.isabs(relative):
         return {"uri": relative, "uriBaseId": SRCROOT}
     return {"uri": Path(os.path.abspath(file)).as_uri()}
 
@@ -70,7 +71,7 @@ def _fingerprint(f: Finding) -> str:
 
 
 def _result(
-    f: Finding, cleaned: dict[str, Any], rule_index: dict[str, int], target_file: str | None, root: str | None
+    f: Finding, cleaned: dict[str, Any], rule_index: dict[str, int], target_file: str | None, root: str
 ) -> dict[str, Any]:
     """``cleaned``: the finding as the JSON report writes it (no inf/nan), for the machine-readable properties."""
     loc = f.location
@@ -116,14 +117,16 @@ def to_sarif(
     rule_docs: Mapping[str, RuleDoc] | None = None,
     rule_severities: Mapping[str, Severity] | None = None,
 ) -> dict[str, Any]:
-    """The SARIF log as a dict. ``rule_docs``/``rule_severities`` default to every registered rule."""
+    """The SARIF log as a dict. ``rule_docs``/``rule_severities`` default to every registered rule. ``root``: the
+    directory result paths are relative to (%SRCROOT%; default: the current directory)."""
+    root = root if root is not None else os.getcwd()
     if rule_docs is None:
         rule_docs, registered_severities = registered_rules()
         rule_severities = rule_severities if rule_severities is not None else registered_severities
     descriptors = rule_descriptors(rule_docs, rule_severities or {})
     rule_index = {d["id"]: i for i, d in enumerate(descriptors)}
     facts = report.facts
-    summary = to_dict(report)  # the JSON report's numbers, so SARIF consumers can read them too
+    summary = to_dict(report, root)  # the JSON report's numbers, so SARIF consumers can read them too
     run: dict[str, Any] = {
         "tool": {
             "driver": {
@@ -159,8 +162,9 @@ def to_sarif(
             "notes": report.notes,
         },
     }
-    if root:
-        run["originalUriBaseIds"] = {SRCROOT: {"uri": Path(os.path.abspath(root)).as_uri().rstrip("/") + "/"}}
+    # %SRCROOT% is named, not spelled out: the log holds no path of the machine it was made on (code scanning
+    # resolves it against the checkout, as it does for the other linters' relative paths)
+    run["originalUriBaseIds"] = {SRCROOT: {"description": {"text": "the directory qdoctor ran in"}}}
     return {"$schema": SARIF_SCHEMA, "version": SARIF_VERSION, "runs": [run]}
 
 

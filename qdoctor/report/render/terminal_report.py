@@ -13,7 +13,7 @@ from rich.text import Text
 
 from qdoctor import facts as F
 from qdoctor.diagnose.findings import Severity
-from qdoctor.facts.location import first_line
+from qdoctor.facts.location import display_path, first_line
 from qdoctor.facts.prescription import FallbackLadder, FixAll, SavedFixed, Treatment
 from qdoctor.report.model import Report
 from qdoctor.report.render.common import (
@@ -38,14 +38,16 @@ from qdoctor.report.render.common import (
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
 
-def _header(report: Report) -> Table:
+def _header(report: Report, root: str | None) -> Table:
     facts = report.facts
     t = facts.target
     env = facts.environment
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("target", f"{t.spec}  (subject `{t.subject_name}`, float baseline `{t.float_name or '-'}`)")
+    table.add_row(
+        "target", f"{display_path(t.spec, root)}  (subject `{t.subject_name}`, float baseline `{t.float_name or '-'}`)"
+    )
     caveat = t.invented_inputs_caveat()
     if caveat is not None:
         table.add_row("inputs", Text(caveat, style="yellow"))
@@ -173,14 +175,14 @@ def _fallback(fallback: FallbackLadder) -> Panel:
     return Panel(Group(*parts), title="speed/accuracy: the worst layers kept in float", title_align="left")
 
 
-def _finding(f: Any) -> Panel:
+def _finding(f: Any, root: str | None) -> Panel:
     parts: list[Any] = [Text(f.message)]
     loc = f.location
     where = []
     if loc.module is not None:
         where.append(f"module `{loc.module or '<root>'}`")
     if loc.file:
-        where.append(f"{loc.file}:{loc.line}")
+        where.append(f"{display_path(loc.file, root)}:{loc.line}")
     if where:
         parts.append(Text("at " + ", ".join(where), style="dim"))
     if loc.code:
@@ -204,10 +206,11 @@ def _finding(f: Any) -> Panel:
     return Panel(Group(*parts), title=title, title_align="left", border_style=SEVERITY_STYLE[f.severity])
 
 
-def render(report: Report, width: int = 110, color: bool = False, **_: Any) -> str:
+def render(report: Report, width: int = 110, color: bool = False, root: str | None = None, **_: Any) -> str:
+    """``root``: file paths under it are shown relative to it (default: the current directory)."""
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False)
-    console.print(Panel(_header(report), title="qdoctor check", title_align="left"))
+    console.print(Panel(_header(report, root), title="qdoctor check", title_align="left"))
     breakdown = _breakdown(report)
     if breakdown is not None:
         console.print(breakdown)
@@ -225,7 +228,7 @@ def render(report: Report, width: int = 110, color: bool = False, **_: Any) -> s
             )
         )
         for finding in report.findings:
-            console.print(_finding(finding))
+            console.print(_finding(finding, root))
     else:
         console.print(Text("\nno findings", style="bold green"))
     fix_all, fallback, saved = prescription_of(report)
