@@ -51,6 +51,7 @@ __all__ = [
     "calibration_batches",
     "detect",
     "fallback_rebuild",
+    "flow_modules",
     "flow_named",
     "rebuild_flow",
     "register",
