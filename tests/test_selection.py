@@ -14,7 +14,7 @@ from torch import nn
 from qdoctor.errors import TargetError
 from qdoctor.facts import Target
 from qdoctor.load.calls import CallLog, recording_calls
-from qdoctor.load.select import pick_inputs
+from qdoctor.load.inputs import pick_inputs
 from qdoctor.load.target import load_target
 
 

@@ -48,6 +48,7 @@ class ModelCalls:
     smallest: Call  # the call with the fewest input elements (the first one when they tie)
     count: int
     order: int  # when the model was first called, among all models the script called
+    last: int = 0  # when it was last called, counting every recorded call of every model
 
 
 # Called models are kept alive (a model made and run inside a function is still the one to check); a script that
@@ -104,6 +105,7 @@ def recording_calls(user_file: str | None, log: CallLog) -> Iterator[CallLog]:
     user_path = str(Path(user_file).resolve()) if user_file else None
     depth = [0]
     counter = [0]
+    seen = [0]
 
     def record(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         leaves = _pytree.tree_leaves((args, kwargs))
@@ -111,8 +113,10 @@ def recording_calls(user_file: str | None, log: CallLog) -> Iterator[CallLog]:
             return
         elements = _elements(leaves)
         known = log.of(model)
+        seen[0] += 1
         if known is not None:
             known.count += 1
+            known.last = seen[0]
             if elements < known.smallest.elements:
                 known.smallest = Call(args, dict(kwargs), known.first.line, elements)
             return
@@ -120,7 +124,7 @@ def recording_calls(user_file: str | None, log: CallLog) -> Iterator[CallLog]:
             return
         found = user_frame(sys._getframe(2), user_path) if user_path else None
         call = Call(args, dict(kwargs), found.line if found else None, elements)
-        log.models[id(model)] = (model, ModelCalls(first=call, smallest=call, count=1, order=counter[0]))
+        log.models[id(model)] = (model, ModelCalls(first=call, smallest=call, count=1, order=counter[0], last=seen[0]))
         counter[0] += 1
 
     def note_outputs(output: Any) -> None:

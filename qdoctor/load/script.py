@@ -25,6 +25,7 @@ from qdoctor.errors import ScriptFailedError, TargetError
 from qdoctor.facts import ScriptText, SourceLocation, Target
 from qdoctor.facts.location import crash_info, first_line, user_frame
 from qdoctor.load.calls import CallLog, recording_calls
+from qdoctor.load.flow_steps import FlowLog, recording_flow_steps
 from qdoctor.load.options import LoadOptions
 from qdoctor.load.standins import StandIns
 from qdoctor.load.statements import StatementTimeout, compile_statements, run_statements
@@ -134,9 +135,11 @@ def run_script(
     options: LoadOptions | None = None,
     stand_ins: StandIns | None = None,
     calls: CallLog | None = None,
+    flow_steps: FlowLog | None = None,
 ) -> dict[str, Any]:
     """Run the script (or the report's Python); ``stand_ins`` records the substitutions (made here when not given),
-    ``calls`` the calls the script makes to its models (qdoctor.load.calls)."""
+    ``calls`` the calls the script makes to its models (qdoctor.load.calls), ``flow_steps`` the quantization flow
+    steps it runs (qdoctor.load.flow_steps)."""
     options = options or LoadOptions()
     try:
         raw = path.read_bytes()
@@ -192,6 +195,7 @@ def run_script(
             contextlib.redirect_stderr(stderr),
             _record_module_origins(str(path), origins),
             recording_calls(str(path), calls if calls is not None else CallLog()),
+            recording_flow_steps(str(path), flow_steps if flow_steps is not None else FlowLog(), source),
             stand_ins.installed(),
         ):
             warnings.simplefilter("always")
