@@ -241,11 +241,11 @@ def pick_inputs(
     contract += [(name, namespace[name]) for name in INPUT_NAMES if name in namespace]
     for name, value in contract[:1]:
         given = call_contract(name[:-2], value, target) if name.endswith("()") else value
-        found = _contract_arguments(probe, given, name)
-        misfit = arguments.forward_misfit(probe, found)
+        contract_args = _contract_arguments(probe, given, name)
+        misfit = arguments.forward_misfit(probe, contract_args)
         if misfit is None or not ran:
             target.inputs_name, target.inputs_origin = name, INPUTS_CONTRACT
-            return found
+            return contract_args
         target.selection.append(
             f"`{name}` is the script's own value, not the contract's example inputs: {misfit}; the arguments the "
             "script passed to its models are used instead"

@@ -215,6 +215,7 @@ def to_dict(report: Report) -> dict[str, Any]:
                     "evidence": f.evidence,
                     "fix": f.fix,
                     "verified": f.verified,
+                    "consequence_of": f.consequence_of,
                 }
                 for f in report.findings
             ],

@@ -35,7 +35,12 @@ def flow_step_failed(facts: Facts) -> Iterator[Finding]:
             if known
             else f"{failure.step} failed ({failure.error}): not a known quantization-flow failure; see its location."
         )
-        evidence = {"step": failure.step, "cause": failure.cause, "error": failure.error, "versions": version}
+        evidence: dict[str, object] = {
+            "step": failure.step,
+            "cause": failure.cause,
+            "error": failure.error,
+            "versions": version,
+        }
         pairs = _layer_pairs(facts, failure.layers)
         if pairs:
             named = "; ".join(" + ".join(f"`{m.path}` ({_described(m)})" for m in pair) for pair in pairs)

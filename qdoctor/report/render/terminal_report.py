@@ -22,6 +22,7 @@ from qdoctor.report.render.common import (
     error_intro,
     error_rows,
     fallback_rows,
+    finding_counts,
     fmt_bytes,
     fmt_ms,
     measurement_text,
@@ -178,6 +179,7 @@ def _finding(f: Any) -> Panel:
         (f"{f.rule} ", SEVERITY_STYLE[f.severity]),
         (f"{f.name} ", "bold"),
         (f"[{f.severity.value}]", SEVERITY_STYLE[f.severity]),
+        (f" {f.consequence_text}" if f.consequence_of else "", "italic"),
     )
     return Panel(Group(*parts), title=title, title_align="left", border_style=SEVERITY_STYLE[f.severity])
 
@@ -195,13 +197,7 @@ def render(report: Report, width: int = 110, color: bool = False, **_: Any) -> s
     if error_table is not None:
         console.print(error_table)
     if report.findings:
-        counts = {s: sum(1 for f in report.findings if f.severity == s) for s in Severity}
-        console.print(
-            Text(
-                f"\n{len(report.findings)} finding(s): " + ", ".join(f"{n} {s.value}" for s, n in counts.items() if n),
-                style="bold",
-            )
-        )
+        console.print(Text(f"\n{finding_counts(report)}", style="bold"))
         for finding in report.findings:
             console.print(_finding(finding))
     else:
