@@ -26,7 +26,9 @@ import torch
 from torch import nn
 from torch.utils import _pytree
 
-from qdoctor.facts.location import user_frame
+from qdoctor import facts as F
+from qdoctor.facts.location import same_file, user_frame
+from qdoctor.introspect.kinds import classify
 
 
 @dataclass
@@ -49,6 +51,7 @@ class ModelCalls:
     count: int
     order: int  # when the model was first called, among all models the script called
     last: int = 0  # when it was last called, counting every recorded call of every model
+    local: str | None = None  # "net (in run)": the user's function and its local name for the model, at its first call
 
 
 # Called models are kept alive (a model made and run inside a function is still the one to check); a script that
@@ -91,6 +94,21 @@ def _elements(leaves: list[Any]) -> int:
     return sum(int(leaf.numel()) for leaf in leaves if isinstance(leaf, torch.Tensor))
 
 
+# Modules that are called but are never a model to check: the observers torch's own convert runs on the weights.
+_NOT_MODELS = (F.OBSERVER, F.FAKE_QUANT)
+
+
+def _local_name(frame: Any, user_path: str, model: nn.Module) -> str | None:
+    """ "net (in run)": the first local of the innermost function of the user's file that holds ``model`` (the first
+    bound: the model's own name rather than a loop variable that later holds it); None at top level."""
+    while frame is not None and not same_file(frame.f_code.co_filename, user_path):
+        frame = frame.f_back
+    if frame is None or frame.f_code.co_name == "<module>":
+        return None
+    names = [n for n, v in frame.f_locals.items() if v is model and n.isidentifier() and not n.startswith("_")]
+    return f"{names[0]} (in {frame.f_code.co_name})" if names else None
+
+
 def _traced(leaves: list[Any]) -> bool:
     """Arguments that belong to a tracer (fake tensors of torch.export, FX proxies), not to the script."""
     from torch._subclasses.fake_tensor import FakeTensor
@@ -120,11 +138,13 @@ def recording_calls(user_file: str | None, log: CallLog) -> Iterator[CallLog]:
             if elements < known.smallest.elements:
                 known.smallest = Call(args, dict(kwargs), known.first.line, elements)
             return
-        if len(log.models) >= MAX_MODELS:
+        if len(log.models) >= MAX_MODELS or classify(model) in _NOT_MODELS:
             return
         found = user_frame(sys._getframe(2), user_path) if user_path else None
         call = Call(args, dict(kwargs), found.line if found else None, elements)
-        log.models[id(model)] = (model, ModelCalls(first=call, smallest=call, count=1, order=counter[0], last=seen[0]))
+        first = ModelCalls(first=call, smallest=call, count=1, order=counter[0], last=seen[0])
+        first.local = _local_name(sys._getframe(2), user_path, model) if user_path else None
+        log.models[id(model)] = (model, first)
         counter[0] += 1
 
     def note_outputs(output: Any) -> None:

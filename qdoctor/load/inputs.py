@@ -105,7 +105,9 @@ class _Inputs:
         self.misfit: tuple[str, torch.Tensor] | None = None
 
     def name_of(self, model: nn.Module) -> str:
-        return next((n for n, m in modules_in(self.namespace) if m is model), type(eager_module(model)).__name__)
+        record = self.calls.of(model) if self.calls is not None else None
+        fallback = record.local if record is not None and record.local else type(eager_module(model)).__name__
+        return next((n for n, m in modules_in(self.namespace) if m is model), fallback)
 
     def from_calls(self, model: nn.Module, own: bool) -> tuple[Any, ...] | None:
         """The arguments the script passed to ``model`` (one batch of them when it fed a whole dataset).

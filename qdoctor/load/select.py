@@ -111,7 +111,7 @@ def _called_only(namespace: dict[str, Any], calls: CallLog | None) -> list[tuple
     for model, record in calls.called() if calls is not None else []:
         if id(model) not in held:
             where = f" called at line {record.first.line}" if record.first.line else " called by the script"
-            found.append((f"{type(eager_module(model)).__name__}{where}", model))
+            found.append((record.local or f"{type(eager_module(model)).__name__}{where}", model))
     return found
 
 
