@@ -283,12 +283,13 @@ def _step_from_traceback(traceback_text: str) -> str | None:
             return "export"
         if "/torchao/" in file:
             return "torchao"
-    return _library_entry(frames)
+    return _library_entry(traceback_text)
 
 
-def _library_entry(frames: list[tuple[str, str]]) -> str | None:
+def _library_entry(traceback_text: str) -> str | None:
     """The public torch.ao.quantization function the script called when the crash is inside it (a step qdoctor does
     not name above): the first frame of that package entered from outside torch, not a module's forward."""
+    frames = re.findall(r'File "([^"]+)", line \d+, in (\S+)', traceback_text)
     for (caller, _), (file, function) in zip(frames, frames[1:], strict=False):
         inside = "/torch/ao/quantization/" in file.replace("\\", "/")
         from_outside = "/torch/" not in caller.replace("\\", "/")
