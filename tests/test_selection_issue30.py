@@ -297,3 +297,28 @@ def test_a_flow_inside_main_with_argparse_defaults_is_followed(tmp_path):
     t = loaded.target
     assert (t.subject_name, t.float_name) == ("q (in run)", "net (in run)")
     assert tuple(loaded.inputs[0].shape) == (8, 32) and not t.script_errors
+
+
+def test_models_kept_only_in_a_dict_and_timed_in_a_loop_are_found_and_named(tmp_path):
+    loaded = load_target(
+        _script(
+            tmp_path,
+            """
+            import torch
+            from torch import nn
+
+            def build():
+                base = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4)).eval()
+                return {"fp32": base, "int8": torch.ao.quantization.quantize_dynamic(base, {nn.Linear})}
+
+            def bench(models, x):
+                for name, model in models.items():
+                    model(x)
+
+            bench(build(), torch.randn(4, 16))
+            """,
+        )
+    )
+    t = loaded.target
+    assert (t.subject_name, t.float_name) == ("models['int8'] (in bench)", "models['fp32'] (in bench)")
+    assert tuple(loaded.inputs[0].shape) == (4, 16)

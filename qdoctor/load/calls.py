@@ -98,15 +98,46 @@ def _elements(leaves: list[Any]) -> int:
 _NOT_MODELS = (F.OBSERVER, F.FAKE_QUANT)
 
 
+def _held_as(scope: dict[str, Any], model: nn.Module, direct: bool = True) -> str | None:
+    """How ``scope`` holds ``model``, by the first of its names (in order of definition: a function's parameters, then
+    its locals) that is the model (when ``direct``) or a dict, list or tuple holding it (``models['int8']``,
+    ``pairs[1][1]``, one level of nesting)."""
+    for name, value in scope.items():
+        if not name.isidentifier() or name.startswith("_"):
+            continue
+        if value is model:
+            if direct:
+                return name
+            continue
+        items = (
+            value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list | tuple) else ()
+        )
+        for key, item in items:
+            if item is model:
+                return f"{name}[{key!r}]"
+            if isinstance(item, tuple | list):
+                inner = next((i for i, v in enumerate(item) if v is model), None)
+                if inner is not None:
+                    return f"{name}[{key!r}][{inner}]"
+    return None
+
+
 def _local_name(frame: Any, user_path: str, model: nn.Module) -> str | None:
-    """ "net (in run)": the first local of the innermost function of the user's file that holds ``model`` (the first
-    bound: the model's own name rather than a loop variable that later holds it); None at top level."""
+    """Where the script holds a model it called: "net (in run)", the first local of the innermost function of the
+    user's file that holds it (the first bound: the model's own name rather than a loop variable that later holds it);
+    "models['int8']" for one a dict or list holds. None for a global (selection names those itself)."""
     while frame is not None and not same_file(frame.f_code.co_filename, user_path):
         frame = frame.f_back
-    if frame is None or frame.f_code.co_name == "<module>":
+    if frame is None:
         return None
-    names = [n for n, v in frame.f_locals.items() if v is model and n.isidentifier() and not n.startswith("_")]
-    return f"{names[0]} (in {frame.f_code.co_name})" if names else None
+    scope = frame.f_locals
+    top = frame.f_code.co_name == "<module>"
+    held = _held_as(scope, model, direct=not top) or (
+        _held_as(frame.f_globals, model, direct=False) if not top else None
+    )
+    if held is None:
+        return None
+    return held if top else f"{held} (in {frame.f_code.co_name})"
 
 
 def _traced(leaves: list[Any]) -> bool:
