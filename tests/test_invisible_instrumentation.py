@@ -112,3 +112,16 @@ def test_the_script_s_torch_calls_behave_as_without_qdoctor(tmp_path, api):
     assert torch.nn.Module.__call__.__name__ == "_wrapped_call_impl"  # the recorder is gone
     after = (quantization.convert, quantization.prepare, quantization.quantize_dynamic, quantize_fx.convert_fx)
     assert all(a is b for a, b in zip(steps, after, strict=True))  # the flow-step wrappers are gone
+
+
+def test_flow_step_wrappers_never_outlive_the_script_even_in_modules_it_imported(tmp_path, monkeypatch):
+    """A module first imported while the script runs takes the wrapper from its source; it gets the original back."""
+    import torch.ao.quantization.quantize_fx as quantize_fx
+
+    original = quantize_fx.convert_fx
+    for name in [n for n in sys.modules if n == "torch.quantization.quantize_fx"]:
+        monkeypatch.delitem(sys.modules, name)  # imported afresh by the script, from the patched source
+    path = tmp_path / "alias.py"
+    path.write_text("import torch.quantization.quantize_fx as alias\nimport torch\nmodel = torch.nn.Linear(2, 2)\n")
+    load_target(str(path))
+    assert sys.modules["torch.quantization.quantize_fx"].convert_fx is original

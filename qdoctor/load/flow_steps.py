@@ -195,3 +195,12 @@ def recording_flow_steps(user_file: str | None, log: FlowLog, source: str = "") 
     finally:
         for module, name, value in replaced:
             setattr(module, name, value)
+        # a module the script imported for the first time meanwhile (the torch.quantization aliases) took the wrapper
+        # from its source: it gets the original too
+        unwrapped = {id(wrapper): originals[key] for key, wrapper in wrappers.items()}
+        for module_name, module in list(sys.modules.items()):
+            if module is None or not module_name.startswith(_PACKAGES):
+                continue
+            for name, value in list(vars(module).items()):
+                if id(value) in unwrapped:
+                    setattr(module, name, unwrapped[id(value)])
