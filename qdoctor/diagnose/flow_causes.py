@@ -288,8 +288,11 @@ def _step_from_traceback(traceback_text: str) -> str | None:
 
 def _library_entry(traceback_text: str) -> str | None:
     """The public torch.ao.quantization function the script called when the crash is inside it (a step qdoctor does
-    not name above): the first frame of that package entered from outside torch, not a module's forward."""
+    not name above): the first frame of that package entered from outside torch, not a module's forward, when the
+    error was raised in torch (not in a function of the script's that the step called back)."""
     frames = re.findall(r'File "([^"]+)", line \d+, in (\S+)', traceback_text)
+    if not frames or "/torch/" not in frames[-1][0].replace("\\", "/"):
+        return None
     for (caller, _), (file, function) in zip(frames, frames[1:], strict=False):
         inside = "/torch/ao/quantization/" in file.replace("\\", "/")
         from_outside = "/torch/" not in caller.replace("\\", "/")
