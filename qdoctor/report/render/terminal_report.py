@@ -22,7 +22,6 @@ from qdoctor.report.render.common import (
     error_intro,
     error_rows,
     fallback_rows,
-    finding_counts,
     fmt_bytes,
     fmt_ms,
     measurement_text,
@@ -197,7 +196,17 @@ def render(report: Report, width: int = 110, color: bool = False, **_: Any) -> s
     if error_table is not None:
         console.print(error_table)
     if report.findings:
-        console.print(Text(f"\n{finding_counts(report)}", style="bold"))
+        faults = [f for f in report.findings if not f.consequence_of]
+        counts = {s: sum(1 for f in faults if f.severity == s) for s in Severity}
+        consequences = len(report.findings) - len(faults)
+        console.print(
+            Text(
+                f"\n{len(faults)} finding(s): "
+                + ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
+                + (f" (+{consequences} consequence(s) of them)" if consequences else ""),
+                style="bold",
+            )
+        )
         for finding in report.findings:
             console.print(_finding(finding))
     else:
