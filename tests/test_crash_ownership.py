@@ -216,10 +216,12 @@ def test_json_flow_keeps_its_failure_field():
         "compiled",
         "quantizers",
         "torchao_version",
+        "fx_backend_config",
+        "fx_qconfig",
         "failure",
         "notes",
     ]
-    assert list(flow["failure"]) == ["step", "cause", "explanation", "fix", "error", "file", "line", "code"]
+    assert list(flow["failure"]) == ["step", "cause", "explanation", "fix", "error", "file", "line", "code", "layers"]
     assert flow["failure"]["cause"] == "data-dependent-control-flow" and flow["failure"]["line"] == 12
     quiet = to_dict(build_report(facts(), CheckOptions()))["flow"]
     assert quiet["failure"] is None and list(quiet)[-2:] == ["failure", "notes"]

@@ -40,9 +40,16 @@ def test_seed004_triage_script():
     assert t.load_crash is not None and t.load_crash.type == "NotImplementedError"
 
 
-def test_main_block_does_not_run():
-    loaded = load_target(str(SCRIPTS / "main_guard.py"))
-    assert loaded.target.load_crash is None
+@pytest.mark.parametrize("stop_on_error", [False, True])
+def test_main_block_runs_as_from_the_command_line(stop_on_error):
+    """The `if __name__ == "__main__":` block runs with argparse's defaults, and its `sys.exit(0)` is a normal end."""
+    from qdoctor.load.options import LoadOptions
+
+    loaded = load_target(str(SCRIPTS / "main_guard.py"), options=LoadOptions(keep_going=not stop_on_error))
+    t = loaded.target
+    assert t.load_crash is None and not t.script_errors
+    assert (t.subject_name, t.float_name) == ("quantized (in main)", "net (in main)")
+    assert tuple(loaded.inputs[0].shape) == (2, 16)
 
 
 def test_inputs_inferred_from_first_layer():

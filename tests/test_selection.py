@@ -14,7 +14,7 @@ from torch import nn
 from qdoctor.errors import TargetError
 from qdoctor.facts import Target
 from qdoctor.load.calls import CallLog, recording_calls
-from qdoctor.load.select import pick_inputs
+from qdoctor.load.inputs import pick_inputs
 from qdoctor.load.target import load_target
 
 
@@ -199,7 +199,7 @@ def test_a_model_run_only_inside_a_function_is_found(tmp_path):
             """,
         )
     )
-    assert loaded.target.subject_name == "Sequential called at line 8"
+    assert loaded.target.subject_name == "q (in main)"
     assert loaded.float_baseline is not None and tuple(loaded.inputs[0].shape) == (2, 8)
 
 

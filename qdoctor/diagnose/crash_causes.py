@@ -110,7 +110,8 @@ _INDICES = re.compile(
 )
 _DROPOUT_OP = re.compile(r"aten::(?:bernoulli|native_dropout|dropout)")
 # (pattern, what went wrong, fix): a mode that fusion or prepare_qat refuses.
-MODE_ERRORS = (
+# The mode errors a fusion step raises (fuse_modules, or prepare_fx fusing first): the modules stay unfused.
+FUSION_MODE_ERRORS = (
     (
         re.compile(r"Fusion only for eval!"),
         "Conv+BatchNorm fusion (fuse_modules, or prepare_fx, which fuses first) ran on a model in train mode: "
@@ -125,6 +126,9 @@ MODE_ERRORS = (
         "{model}.eval()  # the whole model, not one layer\n"
         'torch.ao.quantization.fuse_modules({model}, [["conv", "bn"]], inplace=True)',
     ),
+)
+MODE_ERRORS = (
+    *FUSION_MODE_ERRORS,
     (
         re.compile(r"prepare_qat only works on models? in training mode|only works on models in training mode"),
         "prepare_qat (quantization-aware training) got a model in eval mode: QAT trains with fake-quant, so the "
@@ -294,6 +298,11 @@ def mode_error(crash: CrashInfo) -> tuple[str, str] | None:
         if pattern.search(crash.message):
             return explanation, fix
     return None
+
+
+def fusion_refused(crash: CrashInfo) -> bool:
+    """A fusion step refused the model's mode: the modules it was asked to fuse stayed unfused."""
+    return any(pattern.search(crash.message) for pattern, _, _ in FUSION_MODE_ERRORS)
 
 
 def qconfig_error(crash: CrashInfo) -> tuple[str, str] | None:

@@ -37,6 +37,16 @@ class Finding:
     evidence: dict[str, Any] = field(default_factory=dict)
     fix: str = ""  # code the user can paste
     verified: Verified | None = None  # the measured effect of the fix, once verified (qdoctor.prescribe)
+    # A root cause names the codes of the findings it brings about on the same model (a fusion refused in train mode
+    # leaves the modules unfused: QD004); those findings are marked ``consequence_of`` its code and are shown as its
+    # consequence, not counted as another fault (registry.mark_consequences).
+    leads_to: tuple[str, ...] = ()
+    consequence_of: str | None = None
+
+    @property
+    def consequence_text(self) -> str:
+        """ "consequence of QD009" for a finding another one brings about, else ""."""
+        return f"consequence of {self.consequence_of}" if self.consequence_of else ""
 
     def sort_key(self) -> tuple:
         return (-self.severity.rank, self.rule, self.location.module or "", self.location.line or 0, self.message)

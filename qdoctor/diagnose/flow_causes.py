@@ -30,6 +30,7 @@ class FlowFailure:
     file: str | None = None
     line: int | None = None
     code: str | None = None
+    layers: tuple[str, ...] = ()  # the layer types the step was working on when it raised (a fusion's pair)
 
 
 # Modules that moved out of torch into torchao (torch.ao.quantization's PT2E code lives in torchao since 2.10).
@@ -273,7 +274,7 @@ def _step_from_traceback(traceback_text: str) -> str | None:
             return function
         if function == "quantize_" and "torchao" in file:
             return "quantize_"
-        if function in ("prepare_fx", "convert_fx", "prepare_qat_fx", "convert_to_reference_fx"):
+        if function in ("prepare_fx", "convert_fx", "prepare_qat_fx", "convert_to_reference_fx", "fuse_fx"):
             return function
         if function in _EAGER_STEPS and "/torch/ao/quantization/" in file.replace("\\", "/"):
             return function
@@ -282,7 +283,55 @@ def _step_from_traceback(traceback_text: str) -> str | None:
             return "export"
         if "/torchao/" in file:
             return "torchao"
+    return _library_entry(traceback_text)
+
+
+def _library_entry(traceback_text: str) -> str | None:
+    """The public torch.ao.quantization function the script called when the crash is inside it (a step qdoctor does
+    not name above): the first frame of that package entered from outside torch, not a module's forward, when the
+    error was raised in torch (not in a function of the script's that the step called back)."""
+    frames = re.findall(r'File "([^"]+)", line \d+, in (\S+)', traceback_text)
+    if not frames or "/torch/" not in frames[-1][0].replace("\\", "/"):
+        return None
+    for (caller, _), (file, function) in zip(frames, frames[1:], strict=False):
+        inside = "/torch/ao/quantization/" in file.replace("\\", "/")
+        from_outside = "/torch/" not in caller.replace("\\", "/")
+        if inside and from_outside and not function.startswith("_") and function not in ("forward", "__call__"):
+            return function
     return None
+
+
+# A fusion method of torch.ao.quantization raised: the pair it was fusing, from its name (fuse_convtranspose_bn).
+_FUSER_FRAME = re.compile(r'fuser_method_mappings\.py", line \d+, in (fuse_\w+)')
+_FUSED_LAYERS = {
+    "conv": "Conv",
+    "convtranspose": "ConvTranspose",
+    "linear": "Linear",
+    "bn": "BatchNorm",
+    "relu": "ReLU",
+}
+FUSION_FAILED = "fusion-failed"
+LEAVE_UNFUSED = """\
+# leave the {pair} pair unfused: fuse (and prepare/convert) with a BackendConfig without that pattern
+from torch.ao.quantization.backend_config import BackendConfig, get_native_backend_config
+
+native = get_native_backend_config()
+backend_config = BackendConfig(native.name).set_backend_pattern_configs(
+    [c for c in native.configs if not (isinstance(c.pattern, tuple) and
+                                       [getattr(t, "__name__", "").rstrip("123d") for t in c.pattern] == {names})]
+)
+fused = fuse_fx(model.eval(), backend_config=backend_config)
+# prepare_fx(..., backend_config=backend_config) and convert_fx(..., backend_config=backend_config) likewise;
+# eager mode: leave that pair out of the fuse_modules list"""
+
+
+def _fusion_failure(traceback_text: str) -> tuple[str, ...] | None:
+    """The layer types a torch fusion method was fusing when it raised (("ConvTranspose", "BatchNorm")), or None."""
+    found = _FUSER_FRAME.findall(traceback_text)
+    if not found:
+        return None
+    words = found[-1].removeprefix("fuse_").split("_")
+    return tuple(_FUSED_LAYERS.get(word, word) for word in words)
 
 
 def diagnose(crash: CrashInfo | None, torch_version: str, torchao_version: str | None) -> FlowFailure | None:
@@ -309,6 +358,23 @@ def diagnose(crash: CrashInfo | None, torch_version: str, torchao_version: str |
     if api and crash.type in ("ImportError", "AttributeError"):
         return failure("import", TORCHAO_API_MOVED, api + ".", "")
     step = _step_from_traceback(crash.traceback)
+    fused = _fusion_failure(crash.traceback)
+    if fused is not None and step is not None:
+        pair = " + ".join(fused)
+        failed = failure(
+            step,
+            FUSION_FAILED,
+            f"torch's own fusion of a {pair} pair raised inside {step}: torch.ao.quantization cannot fuse this pair "
+            + (
+                "(it folds the BatchNorm scale as if the ConvTranspose had groups = 1). "
+                if "ConvTranspose" in fused
+                else ""
+            )
+            + "The model is not at fault; leave that pair unfused.",
+            LEAVE_UNFUSED.format(pair=pair, names=list(fused)),
+        )
+        failed.layers = fused
+        return failed
     for cause in _KNOWN_FAILURES:
         in_traceback = cause.cause == "capture-pre-autograd-graph-removed" and cause.pattern.search(crash.traceback)
         if cause.pattern.search(text) or in_traceback:
@@ -371,6 +437,7 @@ def _failed_with(cause_id: str) -> Callable[[CrashInfo, Facts], bool]:
 FLOW_CAUSES = tuple(
     Cause(cause_id, _failed_with(cause_id), flow_step=True)
     for cause_id in (
+        FUSION_FAILED,
         PT2E_MOVED,
         TORCHAO_API_MOVED,
         NO_SUCH_API,

@@ -70,6 +70,7 @@ class Rule:
         evidence: dict | None = None,
         fix: str = "",
         severity: Severity | None = None,
+        leads_to: tuple[str, ...] = (),
     ) -> Finding:
         location = Location(
             module=module,
@@ -85,6 +86,7 @@ class Rule:
             location=location,
             evidence=evidence or {},
             fix=fix,
+            leads_to=leads_to,
         )
 
 
@@ -302,7 +304,18 @@ def run_rules(
             found = with_inputs_caveat(found, facts)
         findings.extend(found)
     findings.sort(key=Finding.sort_key)
-    return findings, skipped
+    return mark_consequences(findings), skipped
+
+
+def mark_consequences(findings: list[Finding]) -> list[Finding]:
+    """Mark each finding that another finding names in its ``leads_to`` as that finding's consequence (the first root
+    cause, in report order, that names its code). A root cause is never itself marked by a finding it leads to."""
+    roots = [f for f in findings if f.leads_to and f.consequence_of is None]
+    for finding in findings:
+        root = next((r for r in roots if finding.rule in r.leads_to and r.rule != finding.rule), None)
+        if root is not None and finding not in roots and finding.consequence_of is None:
+            finding.consequence_of = root.rule
+    return findings
 
 
 # A rule that needs one of these rests on timing: on invented inputs its findings say so (with_inputs_caveat).

@@ -225,6 +225,11 @@ class FlowInfo:
     quantizers: list[str] = field(default_factory=list)  # PT2E Quantizer classes the script holds (qualified names)
     torchao_version: str | None = None  # when torchao is imported
     notes: list[str] = field(default_factory=list)  # flow facts worth telling (e.g. what a TorchScript file records)
+    # FX: the configuration the script gave prepare_fx / prepare_qat_fx / convert_fx (recorded when it ran them, else
+    # the QConfigMapping / BackendConfig its globals hold): the BackendConfig's name ("qnnpack", "x86", "native"...)
+    # and the mapping's global qconfig (else its most common one), described like a module's qconfig.
+    fx_backend_config: str | None = None
+    fx_qconfig: QConfigInfo | None = None
 
     @property
     def flow(self) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from qdoctor import facts as F
-from qdoctor.facts import CompileInfo, FlowInfo, GraphNode, ModuleInfo, SourceLocation
+from qdoctor.facts import CompileInfo, FlowInfo, GraphNode, ModuleInfo, QConfigInfo, SourceLocation
 from qdoctor.flows import detect
 from qdoctor.introspect.flow import ModelFlow, graph_dialect, model_flow
 
@@ -116,6 +116,7 @@ def flow_info(
     compile_source: SourceLocation | None = None,
     source: SourceLocation | None = None,
     engine: str = "",
+    fx_configs: tuple[Any, Any] = (None, None),
 ) -> FlowInfo:
     look = flow_look(subject, graph, modules)
     detected = detect(look)
@@ -128,9 +129,35 @@ def flow_info(
         quantizers=quantizers_in(namespace, script_text),
         torchao_version=torchao_version(),
     )
+    info.fx_backend_config, info.fx_qconfig = fx_configuration(fx_configs, namespace)
     if look.script:
         info.notes.append(_torchscript_note(modules, engine))
     return info
+
+
+def fx_configuration(recorded: tuple[Any, Any], namespace: Mapping[str, Any]) -> tuple[str | None, QConfigInfo | None]:
+    """The FX configuration: the BackendConfig's name and the QConfigMapping's global (else most common) qconfig, from
+    what the script gave its FX steps (load/flow_steps.py), else from the objects of those types its globals hold."""
+    from torch.ao.quantization import QConfigMapping
+    from torch.ao.quantization.backend_config import BackendConfig
+
+    from qdoctor.gather.modules import qconfig_info
+
+    qconfig_mapping, backend_config = recorded
+    if qconfig_mapping is None:
+        qconfig_mapping = next((v for v in namespace.values() if isinstance(v, QConfigMapping)), None)
+    if backend_config is None:
+        backend_config = next((v for v in namespace.values() if isinstance(v, BackendConfig)), None)
+    name = getattr(backend_config, "name", None) if isinstance(backend_config, BackendConfig) else None
+    described = None
+    if isinstance(qconfig_mapping, QConfigMapping):
+        chosen = qconfig_mapping.global_qconfig
+        if chosen is None:
+            others = [q for q in qconfig_mapping.object_type_qconfigs.values() if q is not None]
+            others += [q for q in qconfig_mapping.module_name_qconfigs.values() if q is not None]
+            chosen = max(others, key=others.count) if others else None
+        described = qconfig_info(chosen)
+    return (str(name) if name else None), described
 
 
 def _torchscript_note(modules: list[ModuleInfo] | None, engine: str) -> str:

@@ -360,6 +360,7 @@ class Gathering:
                 compile_source=loaded.origins.get(subject) if self.compiled else None,
                 source=loaded.origins.get(self.eager),
                 engine=facts.environment.quantized_engine,
+                fx_configs=loaded.flow_steps.fx_configs() if loaded.flow_steps is not None else (None, None),
             ),
         )
         if facts.flow is not None and facts.flow.compiled is not None and "seconds" in self.first_call:

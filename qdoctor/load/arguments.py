@@ -41,6 +41,28 @@ def bind_positional(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, A
     return tuple(bound.args)
 
 
+def signature_misfit(function: Any, args: tuple[Any, ...]) -> str | None:
+    """Why ``function(*args)`` cannot bind (``"forward(input, hidden) needs 2 arguments, got 1"``), or None when it
+    binds or the signature cannot be read (TorchScript, builtins: running it decides)."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(*args)
+    except TypeError as exc:
+        name = getattr(function, "__name__", "the function")
+        return f"{name}{signature} cannot take {len(args)} argument{'s' if len(args) != 1 else ''}: {exc}"
+    return None
+
+
+def forward_misfit(model: nn.Module, args: tuple[Any, ...]) -> str | None:
+    """Why ``model(*args)`` cannot bind to the forward's signature, or None (see signature_misfit)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return None
+    return signature_misfit(eager_module(model).forward, args)
+
+
 def as_arguments(model: nn.Module, value: Any) -> tuple[Any, ...] | None:
     """A script's ``example_inputs`` as positional arguments: a tensor is one argument, a tuple or list holds the
     arguments (each of any structure: ``(x, (h, c))``), a dict holds keyword arguments. None when it is none of these

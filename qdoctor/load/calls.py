@@ -26,7 +26,9 @@ import torch
 from torch import nn
 from torch.utils import _pytree
 
-from qdoctor.facts.location import user_frame
+from qdoctor import facts as F
+from qdoctor.facts.location import same_file, user_frame
+from qdoctor.introspect.kinds import classify
 
 
 @dataclass
@@ -48,6 +50,8 @@ class ModelCalls:
     smallest: Call  # the call with the fewest input elements (the first one when they tie)
     count: int
     order: int  # when the model was first called, among all models the script called
+    last: int = 0  # when it was last called, counting every recorded call of every model
+    local: str | None = None  # "net (in run)": the user's function and its local name for the model, at its first call
 
 
 # Called models are kept alive (a model made and run inside a function is still the one to check); a script that
@@ -90,6 +94,52 @@ def _elements(leaves: list[Any]) -> int:
     return sum(int(leaf.numel()) for leaf in leaves if isinstance(leaf, torch.Tensor))
 
 
+# Modules that are called but are never a model to check: the observers torch's own convert runs on the weights.
+_NOT_MODELS = (F.OBSERVER, F.FAKE_QUANT)
+
+
+def _held_as(scope: dict[str, Any], model: nn.Module, direct: bool = True) -> str | None:
+    """How ``scope`` holds ``model``, by the first of its names (in order of definition: a function's parameters, then
+    its locals) that is the model (when ``direct``) or a dict, list or tuple holding it (``models['int8']``,
+    ``pairs[1][1]``, one level of nesting)."""
+    for name, value in scope.items():
+        if not name.isidentifier() or name.startswith("_"):
+            continue
+        if value is model:
+            if direct:
+                return name
+            continue
+        items = (
+            value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list | tuple) else ()
+        )
+        for key, item in items:
+            if item is model:
+                return f"{name}[{key!r}]"
+            if isinstance(item, tuple | list):
+                inner = next((i for i, v in enumerate(item) if v is model), None)
+                if inner is not None:
+                    return f"{name}[{key!r}][{inner}]"
+    return None
+
+
+def _local_name(frame: Any, user_path: str, model: nn.Module) -> str | None:
+    """Where the script holds a model it called: "net (in run)", the first local of the innermost function of the
+    user's file that holds it (the first bound: the model's own name rather than a loop variable that later holds it);
+    "models['int8']" for one a dict or list holds. None for a global (selection names those itself)."""
+    while frame is not None and not same_file(frame.f_code.co_filename, user_path):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    scope = frame.f_locals
+    top = frame.f_code.co_name == "<module>"
+    held = _held_as(scope, model, direct=not top) or (
+        _held_as(frame.f_globals, model, direct=False) if not top else None
+    )
+    if held is None:
+        return None
+    return held if top else f"{held} (in {frame.f_code.co_name})"
+
+
 def _traced(leaves: list[Any]) -> bool:
     """Arguments that belong to a tracer (fake tensors of torch.export, FX proxies), not to the script."""
     from torch._subclasses.fake_tensor import FakeTensor
@@ -104,6 +154,7 @@ def recording_calls(user_file: str | None, log: CallLog) -> Iterator[CallLog]:
     user_path = str(Path(user_file).resolve()) if user_file else None
     depth = [0]
     counter = [0]
+    seen = [0]
 
     def record(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         leaves = _pytree.tree_leaves((args, kwargs))
@@ -111,16 +162,20 @@ def recording_calls(user_file: str | None, log: CallLog) -> Iterator[CallLog]:
             return
         elements = _elements(leaves)
         known = log.of(model)
+        seen[0] += 1
         if known is not None:
             known.count += 1
+            known.last = seen[0]
             if elements < known.smallest.elements:
                 known.smallest = Call(args, dict(kwargs), known.first.line, elements)
             return
-        if len(log.models) >= MAX_MODELS:
+        if len(log.models) >= MAX_MODELS or classify(model) in _NOT_MODELS:
             return
         found = user_frame(sys._getframe(2), user_path) if user_path else None
         call = Call(args, dict(kwargs), found.line if found else None, elements)
-        log.models[id(model)] = (model, ModelCalls(first=call, smallest=call, count=1, order=counter[0]))
+        first = ModelCalls(first=call, smallest=call, count=1, order=counter[0], last=seen[0])
+        first.local = _local_name(sys._getframe(2), user_path, model) if user_path else None
+        log.models[id(model)] = (model, first)
         counter[0] += 1
 
     def note_outputs(output: Any) -> None:

@@ -22,7 +22,7 @@ from torch import nn
 from qdoctor.errors import InputsDoNotFitError
 from qdoctor.facts.location import first_line, user_frame
 from qdoctor.introspect.flow import model_flow
-from qdoctor.load.target import LoadedTarget
+from qdoctor.load.loaded import LoadedTarget
 
 # Messages that can only mean "the input does not have the shape this layer needs", whatever the model.
 _SHAPE_MESSAGES = re.compile(

@@ -1,5 +1,6 @@
-"""Run a user's script the way a user pastes it into a bug report: as a module that is not ``__main__``, with its
-folder on ``sys.path``, its stdout/stderr captured (bounded), an empty stdin, its warnings recorded, and the user's
+"""Run a user's script the way a user pastes it into a bug report: as a module that is not ``__main__`` (its
+``if __name__ == "__main__":`` block runs all the same, as from the command line, with ``sys.argv`` holding only the
+script: argparse defaults), with its folder on ``sys.path``, its stdout/stderr captured (bounded), an empty stdin, its warnings recorded, and the user's
 line that created each nn.Module noted. It runs statement by statement (qdoctor.load.statements): each top-level
 statement that raises is recorded (Target.script_errors, the first one is Target.load_crash) and the next one runs;
 with --stop-on-error it runs in one exec and the globals defined up to the crash are kept. Offline stand-ins
@@ -8,6 +9,7 @@ with --stop-on-error it runs in one exec and the globals defined up to the crash
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib
 import io
@@ -25,9 +27,10 @@ from qdoctor.errors import ScriptFailedError, TargetError
 from qdoctor.facts import ScriptText, SourceLocation, Target
 from qdoctor.facts.location import crash_info, first_line, user_frame
 from qdoctor.load.calls import CallLog, recording_calls
+from qdoctor.load.flow_steps import FlowLog, recording_flow_steps
 from qdoctor.load.options import LoadOptions
 from qdoctor.load.standins import StandIns
-from qdoctor.load.statements import StatementTimeout, compile_statements, run_statements
+from qdoctor.load.statements import StatementTimeout, compile_statements, main_guard_lifted, run_statements
 
 MAX_CAPTURED_CHARS = 64_000
 MODULE_NAME = "__qdoctor_target__"
@@ -134,9 +137,11 @@ def run_script(
     options: LoadOptions | None = None,
     stand_ins: StandIns | None = None,
     calls: CallLog | None = None,
+    flow_steps: FlowLog | None = None,
 ) -> dict[str, Any]:
     """Run the script (or the report's Python); ``stand_ins`` records the substitutions (made here when not given),
-    ``calls`` the calls the script makes to its models (qdoctor.load.calls)."""
+    ``calls`` the calls the script makes to its models (qdoctor.load.calls), ``flow_steps`` the quantization flow
+    steps it runs (qdoctor.load.flow_steps)."""
     options = options or LoadOptions()
     try:
         raw = path.read_bytes()
@@ -149,7 +154,7 @@ def run_script(
         if options.keep_going:
             statements = compile_statements(source, filename)
         else:
-            code = compile(source, filename, "exec")
+            code = compile(main_guard_lifted(ast.parse(source, filename)), filename, "exec")
     except SyntaxError as exc:
         raise TargetError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
     except ValueError as exc:  # "source code string cannot contain null bytes"
@@ -192,6 +197,7 @@ def run_script(
             contextlib.redirect_stderr(stderr),
             _record_module_origins(str(path), origins),
             recording_calls(str(path), calls if calls is not None else CallLog()),
+            recording_flow_steps(str(path), flow_steps if flow_steps is not None else FlowLog(), source),
             stand_ins.installed(),
         ):
             warnings.simplefilter("always")
@@ -208,6 +214,9 @@ def run_script(
                     if not _defines_any_module(namespace):
                         raise _missing_module(path, exc) from None
                     target.load_crash = crash_info(exc, "load", str(path))
+                except SystemExit as exc:
+                    if exc.code not in (None, 0):  # sys.exit(0) is the script's normal end
+                        target.load_crash = crash_info(exc, "load", str(path))
                 except BaseException as exc:
                     target.load_crash = crash_info(exc, "load", str(path))
     finally:

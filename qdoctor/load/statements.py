@@ -32,6 +32,7 @@ def compile_statements(source: str, filename: str) -> list[Statement]:
     """
     tree = ast.parse(source, filename)
     compile(tree, filename, "exec", dont_inherit=True)  # the whole script's syntax errors first, as exec would
+    tree = main_guard_lifted(tree)
     future_flags = 0
     compiled = []
     for stmt in tree.body:
@@ -41,6 +42,28 @@ def compile_statements(source: str, filename: str) -> list[Statement]:
             future_flags |= code.co_flags & _FUTURE_MASK
         compiled.append(Statement(stmt.lineno, code, frozenset(_binds(stmt))))
     return compiled
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    """``__name__ == "__main__"`` (either way round)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    named = any(isinstance(s, ast.Name) and s.id == "__name__" for s in sides)
+    return named and any(isinstance(s, ast.Constant) and s.value == "__main__" for s in sides)
+
+
+def main_guard_lifted(tree: ast.Module) -> ast.Module:
+    """The script with the body of each top-level ``if __name__ == "__main__":`` in place of the guard: qdoctor runs
+    the script as a module that is not ``__main__`` (its classes must pickle and its source must be found under the
+    module's own name), yet a script run from the command line runs its guarded block, and so does qdoctor."""
+    body: list[ast.stmt] = []
+    for stmt in tree.body:
+        if isinstance(stmt, ast.If) and _is_main_guard(stmt.test):
+            body.extend(stmt.body)
+        else:
+            body.append(stmt)
+    return ast.Module(body=body, type_ignores=tree.type_ignores)
 
 
 def _binds(stmt: ast.stmt) -> set[str]:
@@ -106,8 +129,8 @@ def run_statements(
     """Execute each statement in ``namespace``; ``on_error(exception, line, follows_from)`` for each one that raises,
     where ``follows_from`` is the line of an earlier statement that raised before binding the name a NameError names.
 
-    KeyboardInterrupt stops everything (re-raised); SystemExit (the script called ``sys.exit``/``exit()``) is
-    recorded and ends the run, as it would end the script. A statement still running after ``seconds`` is stopped
+    KeyboardInterrupt stops everything (re-raised); SystemExit (the script called ``sys.exit``/``exit()``) ends the
+    run and is recorded unless its code is 0 or None (a normal end), as it would end the script. A statement still running after ``seconds`` is stopped
     with StatementTimeout (reported to ``on_error`` like an error).
     """
     unbound: dict[str, int] = {}  # name -> the line of the statement that raised before binding it
@@ -118,7 +141,8 @@ def run_statements(
         except KeyboardInterrupt:
             raise
         except SystemExit as exc:
-            on_error(exc, statement.line, None)
+            if exc.code not in (None, 0):  # sys.exit(0) / exit() is the script's normal end, not an error
+                on_error(exc, statement.line, None)
             return
         except BaseException as exc:
             name = getattr(exc, "name", None) if isinstance(exc, NameError) else None

@@ -11,48 +11,22 @@ from __future__ import annotations
 
 import sys
 import weakref
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from qdoctor.errors import TargetError
-from qdoctor.facts import INPUTS_INFERRED, INPUTS_SAVED, SourceLocation, Target, TensorInfo
+from qdoctor.facts import INPUTS_INFERRED, INPUTS_SAVED, Target, TensorInfo
 from qdoctor.load.arguments import tensor_leaves
 from qdoctor.load.calls import CallLog
+from qdoctor.load.flow_steps import FlowLog
+from qdoctor.load.inputs import first_layer_input, input_size_that_runs, pick_inputs
+from qdoctor.load.loaded import LoadedTarget
 from qdoctor.load.options import LoadOptions
 from qdoctor.load.script import import_attribute, run_script
-from qdoctor.load.select import (
-    call_contract,
-    copy_origins,
-    first_layer_input,
-    input_size_that_runs,
-    optional_callable,
-    pick_float,
-    pick_inputs,
-    pick_subject,
-)
+from qdoctor.load.select import call_contract, contract_callable, copy_origins, pick_float, pick_subject
 from qdoctor.load.standins import StandIns
-
-
-@dataclass
-class LoadedTarget:
-    """The live objects behind a target. Never handed to rules: facts are gathered from it once."""
-
-    target: Target
-    subject: nn.Module
-    float_baseline: nn.Module | None
-    inputs: tuple[Any, ...]
-    namespace: dict[str, Any]
-    calibration_data: Callable[[], Any] | None = None
-    evaluate: Callable[[nn.Module], float] | None = None
-    origins: weakref.WeakKeyDictionary[nn.Module, SourceLocation] = field(default_factory=weakref.WeakKeyDictionary)
-    user_engine: str = ""  # torch.backends.quantized.engine when the script finished
-    user_num_threads: int = 0
-    saved_format: str | None = None  # TARGET was a saved model: "torchscript", "exported_program", "pickle"
 
 
 def _load_saved_target(path: Path, target: Target, trust: bool) -> LoadedTarget:
@@ -101,6 +75,7 @@ def load_target(spec: str, *, trust: bool = False, options: LoadOptions | None =
     """
     origins: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
     calls: CallLog | None = None
+    flows: FlowLog | None = None
     stand_ins: StandIns | None = None
     path = Path(spec)
     looks_like_file = spec.endswith(".py") or path.exists() or "/" in spec or ":" not in spec
@@ -115,12 +90,12 @@ def load_target(spec: str, *, trust: bool = False, options: LoadOptions | None =
         if path.suffix in SAVED_SUFFIXES:
             return _load_saved_target(path, target, trust)
         target.file = str(path.resolve())
-        calls = CallLog()
+        calls, flows = CallLog(), FlowLog()
         stand_ins = StandIns(target.file, enabled=(options or LoadOptions()).stand_ins)
-        namespace = run_script(path, origins, target, options, stand_ins, calls)
+        namespace = run_script(path, origins, target, options, stand_ins, calls, flows)
         user_engine = torch.backends.quantized.engine
         user_threads = torch.get_num_threads()
-        subject_name, subject = pick_subject(namespace, target, calls)
+        subject_name, subject = pick_subject(namespace, target, calls, flows)
     else:
         namespace, value = import_attribute(spec)
         user_engine = torch.backends.quantized.engine
@@ -137,15 +112,15 @@ def load_target(spec: str, *, trust: bool = False, options: LoadOptions | None =
             raise TargetError(f"{spec} is a {type(value).__name__}, not an nn.Module or a function returning one")
         target.file = getattr(sys.modules.get(spec.partition(":")[0]), "__file__", None)
     target.subject_name = subject_name
-    float_name, float_baseline = pick_float(namespace, subject_name, subject, target, calls)
+    float_name, float_baseline = pick_float(namespace, subject_name, subject, target, calls, flows)
     target.float_name = float_name
     prepared_in_place = namespace.get(float_name) if float_name else None
     if target.float_derived and float_baseline is not None and isinstance(prepared_in_place, nn.Module):
         copy_origins(prepared_in_place, float_baseline, origins)
     inputs = pick_inputs(namespace, subject, float_baseline, target, calls)
     target.inputs = [TensorInfo(str(t.dtype), list(t.shape), bool(t.is_quantized)) for t in tensor_leaves(inputs)]
-    calibration = optional_callable(namespace, "calibration_data")
-    evaluate = optional_callable(namespace, "evaluate")
+    calibration = contract_callable(namespace, "calibration_data", target)
+    evaluate = contract_callable(namespace, "evaluate", target)
     if stand_ins is not None and stand_ins.used:  # the script's own functions meet the same missing data and GPU
         calibration = stand_ins.wrap(calibration) if calibration is not None else None
         evaluate = stand_ins.wrap(evaluate) if evaluate is not None else None
@@ -162,4 +137,5 @@ def load_target(spec: str, *, trust: bool = False, options: LoadOptions | None =
         origins=origins,
         user_engine=user_engine,
         user_num_threads=user_threads,
+        flow_steps=flows,
     )

@@ -215,6 +215,7 @@ def to_dict(report: Report, root: str | None = None) -> dict[str, Any]:
                     "evidence": f.evidence,
                     "fix": f.fix,
                     "verified": f.verified.to_dict() if f.verified is not None else None,
+                    "consequence_of": f.consequence_of,
                 }
                 for f in report.findings
             ],

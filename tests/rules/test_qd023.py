@@ -234,3 +234,48 @@ def test_fixture_verdict_follows_the_real_profile(check_fixture):
     skip_if_busy()
     if report.facts.environment.is_x86 and report.facts.environment.quantized_engine in ("x86", "fbgemm"):
         assert named == ["depthwise1", "depthwise2"]
+
+
+def tiny_linear_facts():
+    """Issue 30, class 6: a static int8 Linear 5->5 run on one row, three times slower than in fp32 in every run, on a
+    model that is clearly slower in int8 overall: the cause is its size."""
+    from factsbuild import env, timing
+
+    from qdoctor.facts import Benchmarks
+
+    linear = {"in_features": 5, "out_features": 5}
+    modules = [
+        mod("quant", "Quantize", F.QUANT_STUB),
+        mod("fc", "Linear", F.QUANTIZED, line=9, params=linear),
+        mod("dequant", "DeQuantize", F.DEQUANT_STUB),
+    ]
+    float_modules = [mod("fc", "Linear", F.FLOAT, params=linear)]
+    int8_profile = profile(
+        0.06, [timed("fc", "Linear", F.QUANTIZED, (0.030, 0.031, 0.029, 0.030, 0.030))], shares={F.CAT_QDQ: 0.4}, runs=5
+    )
+    float_profile = profile(
+        0.01, [timed("fc", "Linear", F.FLOAT, (0.008, 0.008, 0.009, 0.008, 0.008))], shares={F.CAT_FLOAT: 1.0}, runs=5
+    )
+    events = [mev("fc", "Linear", [q((1, 5))], [q((1, 5))])]
+    return make_facts(
+        modules,
+        events,
+        environment=env(cpu_count=4, num_threads=4, num_interop_threads=4),
+        profile=int8_profile,
+        float_profile=float_profile,
+        float_modules=float_modules,
+        benchmark=Benchmarks(subject=timing(0.060, 0.001), float_baseline=timing(0.015, 0.001)),
+    )
+
+
+def test_a_tiny_int8_layer_slower_than_fp32_is_qd008s_size_never_qd023():
+    facts = tiny_linear_facts()
+    assert qd023.layer_macs(facts, "fc", facts.module("fc").params) == 25
+    assert run_rule("QD023", facts) == []  # deterministically: 25 multiply-adds cannot miss a fast kernel
+    [overhead] = run_rule("QD008", facts)
+    assert overhead.location.module == "fc" and "too small for int8 to pay" in overhead.message
+
+
+def test_the_depthwise_layer_is_not_tiny():
+    facts = spotter_facts()
+    assert qd023.layer_macs(facts, "dw", DEPTHWISE) == 256 * 200 * 3 > qd023.TINY_LAYER_MACS

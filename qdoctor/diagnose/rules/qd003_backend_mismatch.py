@@ -61,6 +61,9 @@ def qconfig_family(facts: Facts) -> tuple[str | None, list[str]]:
         family, count = families.most_common(1)[0]
         evidence.append(f"{count} module qconfig(s) match the {family} defaults")
         return family, evidence
+    fx = _fx_family(facts)
+    if fx is not None:
+        return fx[0], [fx[1]]
     scripted = _script_backends(facts)
     script_family = ENGINE_FAMILY.get(scripted[-1][0]) if scripted else None
     if scripted:
@@ -80,6 +83,29 @@ def qconfig_family(facts: Facts) -> tuple[str | None, list[str]]:
     if not per_tensor and full_range and script_family is None:
         return ONEDNN, evidence
     return None, evidence  # e.g. the legacy per-tensor default_qconfig: no backend's default
+
+
+def _fx_family(facts: Facts) -> tuple[str, str] | None:
+    """(family, evidence) from the FX configuration the script used: its BackendConfig when it names an engine
+    (get_qnnpack_backend_config() is "qnnpack"), else its QConfigMapping's qconfig."""
+    flow = facts.flow
+    if flow is None:
+        return None
+    named = ENGINE_FAMILY.get(flow.fx_backend_config or "")
+    if named is not None:
+        return named, f"the FX backend_config is `{flow.fx_backend_config}`'s"
+    qconfig = flow.fx_qconfig
+    if qconfig is not None and qconfig.backend_family:
+        return qconfig.backend_family, f"the FX qconfig_mapping's qconfig matches the {qconfig.backend_family} defaults"
+    return None
+
+
+def _signed_activations(facts: Facts) -> bool:
+    """The qconfig quantizes activations to signed qint8 (qnnpack's symmetric configs), eager or FX."""
+    qconfigs = [m.qconfig for m in facts.modules or [] if m.is_leaf and m.qconfig is not None]
+    if facts.flow is not None and facts.flow.fx_qconfig is not None:
+        qconfigs.append(facts.flow.fx_qconfig)
+    return any(q.activation_dtype == "torch.qint8" for q in qconfigs)
 
 
 def _engine_source(facts: Facts) -> SourceLocation | None:
@@ -199,6 +225,7 @@ def backend_mismatch(facts: Facts) -> Iterator[Finding]:
         return  # onednn's qconfig differs from x86's only by reduce_range, which VNNI CPUs do not need
     severity = Severity.INFO
     note = ""
+    leads_to: tuple[str, ...] = ()
     if engine_family == QNNPACK and family == X86:
         risk = "reduce_range=True activations give up one bit of resolution that qnnpack does not need"
     elif engine_family != X86:
@@ -206,7 +233,14 @@ def backend_mismatch(facts: Facts) -> Iterator[Finding]:
         # way): nothing measured that would be worth a finding
         return
     else:  # a qnnpack or onednn qconfig under the x86/fbgemm engine
-        if env.has_vnni:
+        if _signed_activations(facts):
+            severity = Severity.WARNING
+            leads_to = ("QD016",)
+            risk = (
+                "its activations are signed qint8 (symmetric), which the x86/fbgemm int8 kernels do not take "
+                "(they need quint8 activations): under this engine the converted model cannot run its int8 layers"
+            )
+        elif env.has_vnni:
             risk = (
                 "on a VNNI CPU like this one that is harmless (on a two-convolution CNN at 224x224 it ran as fast and "
                 "was at least as accurate, since VNNI needs no 7-bit activations), but it is no "
@@ -236,4 +270,5 @@ def backend_mismatch(facts: Facts) -> Iterator[Finding]:
         },
         fix=_requantize_fix(facts, target_engine, f"the engine you run, and its own qconfig ({_cpu(facts)})", note),
         severity=severity,
+        leads_to=leads_to,
     )

@@ -91,6 +91,8 @@ def _mode_refused(facts: Facts) -> Iterator[Finding]:
             evidence={"crash": crashes.short_message(crash), "phase": crash.phase},
             fix=fix.format(model=model),
             severity=Severity.ERROR,
+            # the refused fusion leaves the modules unfused: QD004 on them is this finding's consequence
+            leads_to=("QD004",) if crashes.fusion_refused(crash) else (),
         )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.flow_causes import FLOW_CAUSES, UNRECOGNIZED, failed_flow_steps
 from qdoctor.diagnose.registry import rule
-from qdoctor.facts import Facts, SourceLocation
+from qdoctor.facts import Facts, ModuleInfo, SourceLocation
 
 
 @rule(
@@ -35,10 +35,42 @@ def flow_step_failed(facts: Facts) -> Iterator[Finding]:
             if known
             else f"{failure.step} failed ({failure.error}): not a known quantization-flow failure; see its location."
         )
+        evidence: dict[str, object] = {
+            "step": failure.step,
+            "cause": failure.cause,
+            "error": failure.error,
+            "versions": version,
+        }
+        pairs = _layer_pairs(facts, failure.layers)
+        if pairs:
+            named = "; ".join(" + ".join(f"`{m.path}` ({_described(m)})" for m in pair) for pair in pairs)
+            message += f" The pair in this model: {named}."
+            evidence["layers"] = [[m.path for m in pair] for pair in pairs]
         yield flow_step_failed.finding(
             message,
-            module=None,
+            module=pairs[0][0].path if pairs else None,
             source=source,
-            evidence={"step": failure.step, "cause": failure.cause, "error": failure.error, "versions": version},
+            evidence=evidence,
             fix=failure.fix,
         )
+
+
+def _described(module: ModuleInfo) -> str:
+    groups = module.params.get("groups")
+    return module.type + (f", groups {groups}" if isinstance(groups, int) and groups > 1 else "")
+
+
+def _layer_pairs(facts: Facts, layers: tuple[str, ...], limit: int = 3) -> list[tuple[ModuleInfo, ...]]:
+    """The runs of leaf modules of the types a failed step was working on (a fusion's ConvTranspose, BatchNorm),
+    in module order: each layer followed by the next leaf of the next type."""
+    if len(layers) < 2:
+        return []
+    leaves = [m for m in facts.modules or [] if m.is_leaf and m.path]
+    pairs: list[tuple[ModuleInfo, ...]] = []
+    for i, first in enumerate(leaves):
+        if first.type.rstrip("123d") != layers[0]:
+            continue
+        rest = [m for m in leaves[i + 1 : i + len(layers)] if m.type.rstrip("123d") in layers[1:]]
+        if len(rest) == len(layers) - 1:
+            pairs.append((first, *rest))
+    return pairs[:limit]

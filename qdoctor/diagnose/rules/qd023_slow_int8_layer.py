@@ -10,6 +10,7 @@ Other rules (QD024 unexplained-slowdown) ask ``slow_layers(facts)`` whether this
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,11 @@ MIN_EXCESS_SHARE = 0.05  # ... and its extra time is at least this share of the 
 MIN_EXCESS_MS = 0.02  # ... and at least this much per call (below it, per-op overhead is QD008's case)
 # ... and at least this many times the slowest module that computes (almost) nothing (noise_floor_ms).
 NOISE_FLOOR_FACTOR = 5.0
+# A layer with fewer multiply-adds per call than this is slower in int8 because of its size: the fixed cost of
+# quantized dispatch and requantization outweighs any arithmetic it saves (QD008's cause, whatever the timings of one
+# run say), not because it misses a fast kernel. A 5->5 Linear on one row is 25; the keyword spotter's depthwise
+# Conv1d (256 channels, 200 frames, kernel 3) that misses fbgemm's depthwise kernel is 153,600.
+TINY_LAYER_MACS = 32_768
 # Depthwise Conv1d kernels that, written as a square depthwise Conv2d over a height-1 input, reach fbgemm's fast
 # depthwise kernel (measured on torch 2.14, x86 engine: 3x3, 5x5 and 7x7 ran as fast as fp32; 1xk did not).
 _SQUARE_FAST_KERNELS = (3, 5, 7)
@@ -53,6 +59,27 @@ def _input_shape(facts: Facts, path: str) -> list[int] | None:
     for event in facts.trace.events if facts.trace else []:
         if event.kind == "module" and event.module == path and event.inputs:
             return list(event.inputs[0].shape)
+    return None
+
+
+def _output_elements(facts: Facts, path: str) -> int | None:
+    for event in facts.trace.events if facts.trace else []:
+        if event.kind == "module" and event.module == path and event.outputs:
+            return math.prod(event.outputs[0].shape)
+    return None
+
+
+def layer_macs(facts: Facts, path: str, params: dict[str, Any]) -> int | None:
+    """Multiply-adds of one call of a Linear or convolution layer, from its traced output and its parameters (None
+    when either is unknown): output elements x the inputs each one sums over."""
+    outputs = _output_elements(facts, path)
+    if outputs is None:
+        return None
+    if isinstance(params.get("in_features"), int):
+        return outputs * int(params["in_features"])
+    kernel, channels, groups = params.get("kernel_size"), params.get("in_channels"), params.get("groups") or 1
+    if isinstance(kernel, list) and isinstance(channels, int) and isinstance(groups, int) and groups > 0:
+        return outputs * (channels // groups) * math.prod(int(k) for k in kernel)
     return None
 
 
@@ -107,6 +134,9 @@ def slow_layers(facts: Facts) -> list[SlowLayer]:
             continue
         if excess < min_excess:
             continue
+        macs = layer_macs(facts, info.path, info.params)
+        if macs is not None and macs < TINY_LAYER_MACS:
+            continue  # too small for int8 to pay: size is the cause (QD008), not a missed kernel
         found.append(
             SlowLayer(
                 info.path, info.type, twins, int8, flt, ratio, excess, info.params, _input_shape(facts, info.path)

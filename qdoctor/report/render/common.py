@@ -84,12 +84,16 @@ def measurement_text(report: Report) -> str | None:
 
 
 def finding_counts(report: Report) -> str:
-    """ "3 findings: 1 error, 2 warning" or "no findings"."""
+    """ "3 findings: 1 error, 2 warning" or "no findings"; findings that are another's consequence are not counted as
+    faults: "1 finding: 1 error (+1 consequence of it)"."""
     if not report.findings:
         return "no findings"
-    counts = {s: sum(1 for f in report.findings if f.severity == s) for s in Severity}
+    faults = [f for f in report.findings if not f.consequence_of]
+    counts = {s: sum(1 for f in faults if f.severity == s) for s in Severity}
     detail = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
-    return f"{len(report.findings)} finding{'s' if len(report.findings) != 1 else ''}: {detail}"
+    consequences = len(report.findings) - len(faults)
+    more = f" (+{consequences} consequence{'s' if consequences != 1 else ''} of {'them' if len(faults) > 1 else 'it'})"
+    return f"{len(faults)} finding{'s' if len(faults) != 1 else ''}: {detail}" + (more if consequences else "")
 
 
 def verified_text(verified: Verified | None) -> str | None:

@@ -382,7 +382,9 @@ def _finding(f: Finding, root: str | None) -> str:
         where.append(f"<code>{_e(path)}{f':{loc.line}' if loc.line else ''}</code>")
     parts = [
         f'<div class="card finding" style="--sev:{SEVERITY_COLOR[f.severity]}">',
-        f'<h3><span class="sev">{_e(f.rule)}</span> {_e(f.name)} <span class="sev">[{_e(f.severity.value)}]</span></h3>',
+        f'<h3><span class="sev">{_e(f.rule)}</span> {_e(f.name)} <span class="sev">[{_e(f.severity.value)}]</span>'
+        + (f" <em>{_e(f.consequence_text)}</em>" if f.consequence_of else "")
+        + "</h3>",
         f"<p>{_prose(f.message)}</p>",
     ]
     if where:

@@ -161,7 +161,8 @@ def _modules(report: Report) -> list[str]:
 
 
 def _finding(f: Finding, root: str | None) -> list[str]:
-    lines = ["", f"#### {SEVERITY_MARK[f.severity]} {f.rule} {f.name} ({f.severity.value})", "", f.message, ""]
+    title = f"#### {SEVERITY_MARK[f.severity]} {f.rule} {f.name} ({f.severity.value})"
+    lines = ["", title + (f" — {f.consequence_text}" if f.consequence_of else ""), "", f.message, ""]
     loc = f.location
     where = []
     if loc.module is not None:

@@ -89,10 +89,14 @@ def _result(
         location["logicalLocations"] = [
             {"name": loc.module or "<root>", "fullyQualifiedName": loc.module or "<root>", "kind": "module"}
         ]
-    text = f.message
+    text = (f"({f.consequence_text}) " if f.consequence_of else "") + f.message
     if f.fix:
         text += f"\nFix:\n{f.fix}"
-    markdown = f.message + (f"\n\n**Fix:**\n\n```python\n{f.fix.rstrip()}\n```" if f.fix else "")
+    markdown = (
+        (f"*{f.consequence_text}* " if f.consequence_of else "")
+        + f.message
+        + (f"\n\n**Fix:**\n\n```python\n{f.fix.rstrip()}\n```" if f.fix else "")
+    )
     verified = verified_text(f.verified)
     if verified:
         text += f"\n{verified}"
@@ -104,6 +108,8 @@ def _result(
         "partialFingerprints": {"qdoctorRuleModule/v1": _fingerprint(f)},
         "properties": {k: cleaned[k] for k in ("evidence", "fix", "verified")},
     }
+    if f.consequence_of:
+        result["properties"]["consequenceOf"] = f.consequence_of
     if f.rule in rule_index:
         result["ruleIndex"] = rule_index[f.rule]
     if location:

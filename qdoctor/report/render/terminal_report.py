@@ -202,6 +202,7 @@ def _finding(f: Any, root: str | None) -> Panel:
         (f"{f.rule} ", SEVERITY_STYLE[f.severity]),
         (f"{f.name} ", "bold"),
         (f"[{f.severity.value}]", SEVERITY_STYLE[f.severity]),
+        (f" {f.consequence_text}" if f.consequence_of else "", "italic"),
     )
     return Panel(Group(*parts), title=title, title_align="left", border_style=SEVERITY_STYLE[f.severity])
 
@@ -220,10 +221,14 @@ def render(report: Report, width: int = 110, color: bool = False, root: str | No
     if error_table is not None:
         console.print(error_table)
     if report.findings:
-        counts = {s: sum(1 for f in report.findings if f.severity == s) for s in Severity}
+        faults = [f for f in report.findings if not f.consequence_of]
+        counts = {s: sum(1 for f in faults if f.severity == s) for s in Severity}
+        consequences = len(report.findings) - len(faults)
         console.print(
             Text(
-                f"\n{len(report.findings)} finding(s): " + ", ".join(f"{n} {s.value}" for s, n in counts.items() if n),
+                f"\n{len(faults)} finding(s): "
+                + ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
+                + (f" (+{consequences} consequence(s) of them)" if consequences else ""),
                 style="bold",
             )
         )
