@@ -53,6 +53,14 @@ def _bench_time(value: float) -> float:
     return float(value)
 
 
+def _weights(value: str) -> str:
+    from qdoctor.facts.weights import WEIGHTS_CHOICES
+
+    if value not in WEIGHTS_CHOICES:
+        raise OptionError(f"weights must be one of {', '.join(WEIGHTS_CHOICES)}, not {value!r}")
+    return value
+
+
 def check_options(
     *,
     bench: bool = True,
@@ -61,15 +69,22 @@ def check_options(
     verify: bool = True,
     select: str | Iterable[str] | None = None,
     ignore: str | Iterable[str] | None = None,
+    weights: str = "auto",
 ) -> CheckOptions:
     """The options of a check (the CLI's ``--bench``, ``--bench-time``, ``--profile``, ``--verify``, ``--select``,
-    ``--ignore``), validated: a bad value raises OptionError."""
+    ``--ignore``, ``--weights``), validated: a bad value raises OptionError."""
     from qdoctor.gather import GatherOptions
     from qdoctor.run.check import CheckOptions
 
     seconds = _bench_time(bench_time)
     return CheckOptions(
-        gather=GatherOptions(bench=bool(bench), bench_time=seconds, profile=bool(profile), profile_budget=seconds),
+        gather=GatherOptions(
+            bench=bool(bench),
+            bench_time=seconds,
+            profile=bool(profile),
+            profile_budget=seconds,
+            weights=_weights(weights),
+        ),
         select=_codes(select, "select"),
         ignore=_codes(ignore, "ignore"),
         verify=bool(verify),
@@ -90,6 +105,7 @@ def check_model(
     fail_on: str = "warning",
     bench_time: float = 1.0,
     profile: bool = True,
+    weights: str = "auto",
 ) -> Report:
     """Check a quantized model you hold: measure it, run every rule, verify the fixes; return the Report.
 
@@ -99,7 +115,9 @@ def check_model(
     calibrates the rebuilt models as a script's ``calibration_data()`` does; ``evaluate(model) -> accuracy`` is
     accepted as in a script, though no check rule uses it today (``compare_model`` does). ``select``/``ignore`` take rule codes or prefixes
     (``"QD002"``, ``["QD00"]``), ``fail_on`` (error|warning|info|never) decides ``Report.ok``. ``bench_time`` is the
-    seconds of timed runs per model; ``bench=False`` skips timing, ``verify=False`` the verified fixes.
+    seconds of timed runs per model; ``bench=False`` skips timing, ``verify=False`` the verified fixes. ``weights``
+    (auto|trained|untrained, the CLI's ``--weights``) overrides the detection of untrained weights, on which accuracy
+    is not judged.
 
     **The model runs in this process** (unlike `qdoctor check`, which runs a script in a separate worker process): a
     model that hangs or crashes the interpreter takes this process with it. Your objects are not changed: the model
@@ -118,7 +136,13 @@ def check_model(
 
     level = _fail_level(fail_on)
     options = check_options(
-        bench=bench, bench_time=bench_time, profile=profile, verify=verify, select=select, ignore=ignore
+        bench=bench,
+        bench_time=bench_time,
+        profile=profile,
+        verify=verify,
+        select=select,
+        ignore=ignore,
+        weights=weights,
     )
     with preserved_torch_state():
         loaded = live_target(
@@ -141,6 +165,7 @@ def check(
     profile: bool = True,
     trust: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
+    weights: str = "auto",
 ) -> Report:
     """Check a target as `qdoctor check TARGET` does and return its Report.
 
@@ -169,7 +194,7 @@ def check(
         raise OptionError(str(exc)) from None
     if not isinstance(timeout, (int, float)) or timeout <= 0:
         raise OptionError(f"timeout must be a positive number of seconds, not {timeout!r}")
-    options = check_options(bench=bench, bench_time=bench_time, profile=profile, verify=verify)
+    options = check_options(bench=bench, bench_time=bench_time, profile=profile, verify=verify, weights=weights)
     options.select, options.ignore = settings.select, settings.ignore
     options.per_module_ignores = settings.per_module_ignores
     options.trust = trust
@@ -195,11 +220,13 @@ def compare_model(
     min_sqnr_db: float = 20.0,
     min_speedup: float = 1.1,
     bench_time: float = 1.0,
+    weights: str = "auto",
 ) -> CompareResult:
     """Quantize ``float_model`` every sensible way, measure each recipe on this machine, recommend one
     (`qdoctor compare`). ``recipes`` takes the CLI's ``--recipes`` (``"fx-x86,dynamic"``, ``"all"``); the
     recommendation is the fastest recipe at least ``min_speedup`` times faster than fp32 whose ``evaluate()`` drops at
-    most ``max_drop`` points (or, without ``evaluate``, whose SQNR is at least ``min_sqnr_db``).
+    most ``max_drop`` points (or, without ``evaluate``, whose SQNR is at least ``min_sqnr_db``). On untrained weights
+    (detected, or ``weights="untrained"``) accuracy is not judged and the fastest recipe is recommended by speed.
 
     **Runs in this process.** Every recipe is built on a ``copy.deepcopy`` of ``float_model``, which is not changed;
     torch's global state is restored afterwards. Raises the TargetError subclasses of :func:`check_model`
@@ -214,6 +241,7 @@ def compare_model(
         recipes=recipes,
         limits=Limits(max_drop=float(max_drop), min_sqnr_db=float(min_sqnr_db), min_speedup=float(min_speedup)),
         bench_time=_bench_time(bench_time),
+        weights=_weights(weights),
     )
     with preserved_torch_state():
         loaded = live_float_target(float_model, example_inputs, calibration_data=calibration_data, evaluate=evaluate)

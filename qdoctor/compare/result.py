@@ -19,6 +19,7 @@ FAILED = "failed"  # the recipe applies to this model but raised (build, first r
 SKIPPED = "skipped"  # the recipe does not apply here (engine missing, nothing to quantize, model not eager-ready...)
 
 FP32 = "fp32"
+NOT_JUDGED = "accuracy not judged (untrained weights)"  # qdoctor.facts.weights: SQNR of a random draw judges nothing
 
 
 @dataclass
@@ -94,6 +95,11 @@ class CompareResult:
     wall_s: float | None = None  # the whole compare, wall clock
     measurement: Contention | None = None  # how the recipes were timed: contention seen, threads, CPUs
     qdoctor_version: str = ""
+    weights: Any = None  # qdoctor.facts.weights.Weights of the float model: untrained ones are not judged for accuracy
+
+    @property
+    def accuracy_judged(self) -> bool:
+        return self.weights is None or not self.weights.untrained
 
     def by_speed(self) -> list[Candidate]:
         """Measured recipes fastest first, then failed, then skipped (each in run order)."""
@@ -189,16 +195,19 @@ def _interval(ratio: Ratio) -> str:
     return "" if ratio.method == "point" else f" ({ratio.low:.2f}-{ratio.high:.2f})"
 
 
-def recommend(candidates: list[Candidate], limits: Limits, environment: Environment | None = None) -> Recommendation:
+def recommend(
+    candidates: list[Candidate], limits: Limits, environment: Environment | None = None, accuracy_judged: bool = True
+) -> Recommendation:
     """The fastest recipe whose accuracy is within the limit and whose speedup over fp32 is clearly (its interval
     above) at least ``min_speedup``; fp32 when none is. A runner-up within noise of it is named; a recipe known to be
-    slow on this CPU family is passed over when its measurement was noisy. Pure: reads only measured numbers."""
+    slow on this CPU family is passed over when its measurement was noisy. Pure: reads only measured numbers.
+    ``accuracy_judged=False`` (untrained weights): by speed alone, saying accuracy was not judged."""
     timed = [c for c in candidates if c.ok and c.latency is not None]
     fp32 = next((c for c in timed if c.recipe == FP32), None)
     has_metric = any(c.metric_drop is not None for c in timed)
-    limit = limit_text(limits, has_metric)
+    limit = f"with {limit_text(limits, has_metric)}" if accuracy_judged else f"({NOT_JUDGED})"
     int8 = sorted((c for c in timed if c.recipe != FP32), key=_median_ms)
-    accurate = [c for c in int8 if accuracy_within_limit(c, limits)]
+    accurate = [c for c in int8 if not accuracy_judged or accuracy_within_limit(c, limits)]
     passed_over = [c for c in accurate if known_slow_here(c, environment) and noisy_measurement(c)]
     eligible = [c for c in accurate if c not in passed_over]
     passed = (
@@ -212,7 +221,7 @@ def recommend(candidates: list[Candidate], limits: Limits, environment: Environm
         if eligible:
             fastest = eligible[0]
             return Recommendation(
-                fastest.recipe, f"fastest recipe with {limit}; fp32 itself could not be measured{passed}", fastest.code
+                fastest.recipe, f"fastest recipe {limit}; fp32 itself could not be measured{passed}", fastest.code
             )
         return Recommendation(None, "nothing could be measured, not even fp32")
     best: Candidate | None = eligible[0] if eligible else None
@@ -220,7 +229,7 @@ def recommend(candidates: list[Candidate], limits: Limits, environment: Environm
     if best is not None and best_speedup is not None and best_speedup.clearly_above(limits.min_speedup):
         size = f", {best.size_ratio:.1f}x smaller" if best.size_ratio else ""
         reason = (
-            f"the fastest recipe with {limit}: {best_speedup.value:.2f}x faster than fp32{_interval(best_speedup)}"
+            f"the fastest recipe {limit}: {best_speedup.value:.2f}x faster than fp32{_interval(best_speedup)}"
             f"{size}, {accuracy_text(best)}"
         )
         runner = eligible[1] if len(eligible) > 1 else None
@@ -244,11 +253,11 @@ def recommend(candidates: list[Candidate], limits: Limits, environment: Environm
     elif best is not None and best_speedup is not None:
         noise = " (within noise)" if best_speedup.value >= limits.min_speedup else ""
         why = (
-            f"no int8 recipe with {limit} is clearly at least {limits.min_speedup:g}x faster than fp32 "
+            f"no int8 recipe {limit} is clearly at least {limits.min_speedup:g}x faster than fp32 "
             f"(the best, {best.recipe}, is {best_speedup.text()}{noise})"
         )
     elif int8:
-        why = f"no int8 recipe reaches {limit}"
+        why = f"no int8 recipe reaches {limit_text(limits, has_metric)}"
     else:
         why = "no int8 recipe could be measured"
     if faster_but_inaccurate:
@@ -289,6 +298,9 @@ def to_dict(result: CompareResult) -> dict[str, Any]:
             "notes": result.notes,
             "measurement": asdict(result.measurement) if result.measurement is not None else None,
             "substitutions": [asdict(sub) for sub in result.substitutions],
+            "weights": (
+                {**asdict(result.weights), "note": result.weights.note()} if result.weights is not None else None
+            ),
             "wall_s": result.wall_s,
         }
     )

@@ -141,6 +141,12 @@ def _flow(facts: Any) -> dict[str, Any] | None:
     return {**described, "failure": asdict(failure) if failure is not None else None, "notes": notes}
 
 
+def _weights(facts: Any) -> dict[str, Any] | None:
+    """Trained / untrained / unknown with the reason, and the header's note when accuracy is not judged."""
+    weights = getattr(facts, "weights", None)
+    return None if weights is None else {**asdict(weights), "note": weights.note()}
+
+
 def to_dict(report: Report) -> dict[str, Any]:
     """The JSON document (schema version 1). The one place that decides its shape."""
     facts = report.facts
@@ -179,6 +185,7 @@ def to_dict(report: Report) -> dict[str, Any]:
                 {k: v for k, v in asdict(error).items() if k != "traceback"} for error in target.script_errors
             ],
             "substitutions": [asdict(sub) for sub in target.substitutions],
+            "weights": _weights(facts),
             "report_text": asdict(target.report_text) if target.report_text is not None else None,
             "benchmark": (
                 {

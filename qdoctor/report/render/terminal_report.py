@@ -28,6 +28,7 @@ from qdoctor.report.render.common import (
     ratio_speed_text,
     sqnr_cell,
     verified_text,
+    weights_note,
 )
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
@@ -44,6 +45,9 @@ def _header(report: Report) -> Table:
     caveat = t.invented_inputs_caveat()
     if caveat is not None:
         table.add_row("inputs", Text(caveat, style="yellow"))
+    untrained = weights_note(facts)
+    if untrained is not None:
+        table.add_row("weights", Text(untrained, style="yellow"))
     bench = facts.benchmark
     crash = facts.crash
     if crash is not None:
