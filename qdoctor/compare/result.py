@@ -264,6 +264,8 @@ def recommend(
         why += "; faster but outside the accuracy limit: " + ", ".join(
             f"{c.recipe} ({c.speedup:.2f}x, {accuracy_text(c)})" for c in faster_but_inaccurate
         )
+    if not accuracy_judged and NOT_JUDGED not in why:
+        why += f"; {NOT_JUDGED}"
     return Recommendation(FP32, f"keep fp32: {why}{passed}", fp32.code)
 
 
