@@ -73,8 +73,18 @@ def _layer_inits(fan_in: int, fan_out: int) -> list[_Init]:
     return inits
 
 
-def _tensor_of(value: object) -> tuple[torch.Tensor, float] | None:
-    """A float copy of a weight and the step it was rounded to (0 for full-precision floats), or None."""
+@dataclass
+class _Values:
+    """A weight tensor as tested: at most SAMPLE of its values as float, its shape and size, its rounding step."""
+
+    sample: torch.Tensor
+    shape: torch.Size
+    elements: int
+    step: float  # the step its values were rounded to (int8: the largest scale; floats: their precision)
+
+
+def _values_of(value: object) -> _Values | None:
+    """A weight (a tensor, or a quantized module's ``weight()``) to test, or None."""
     if callable(value) and not isinstance(value, torch.Tensor):
         try:
             value = value()
@@ -87,11 +97,18 @@ def _tensor_of(value: object) -> tuple[torch.Tensor, float] | None:
             step = float(value.q_scale())
         else:
             step = float(value.q_per_channel_scales().max())
-        return value.dequantize().detach().float(), step
+        return _Values(_sample(value.dequantize()).float(), value.shape, value.numel(), step)
     if type(value) not in (torch.Tensor, nn.Parameter) or not value.is_floating_point():
         return None  # tensor subclasses (torchao) and integer tensors are not a draw to test
-    detached = value.detach().float()
-    return detached, float(torch.finfo(value.dtype).eps) * float(detached.abs().max())
+    sample = _sample(value.detach()).float()  # a float32 copy of at most SAMPLE values, whatever the tensor's size
+    step = float(torch.finfo(value.dtype).eps) * float(sample.abs().max())
+    return _Values(sample, value.shape, value.numel(), step)
+
+
+def _sample(values: torch.Tensor) -> torch.Tensor:
+    """At most SAMPLE values, an even stride through the tensor (a fresh draw is i.i.d.: any stride is a sample)."""
+    flat = values.reshape(-1)
+    return flat[:: flat.numel() // SAMPLE] if flat.numel() > SAMPLE else flat
 
 
 def _ks_distance(sorted_values: torch.Tensor, cdf: _Cdf) -> float:
@@ -101,15 +118,14 @@ def _ks_distance(sorted_values: torch.Tensor, cdf: _Cdf) -> float:
     return float(torch.maximum(rank / n - expected, expected - (rank - 1) / n).max())
 
 
-def _fresh_draw(values: torch.Tensor, step: float, inits: list[_Init]) -> str | None:
+def _fresh_draw(values: _Values, inits: list[_Init]) -> str | None:
     """The initialisation ``values`` look freshly drawn from (KS test at alpha 0.001), or None."""
-    flat = values.flatten().double()
-    if flat.numel() > SAMPLE:
-        flat = flat[:: flat.numel() // SAMPLE]
-    ordered = torch.sort(flat).values
+    ordered = torch.sort(values.sample.double()).values
     critical = KS_COEFFICIENT / math.sqrt(ordered.numel())
     for init in inits:
-        allowance = step / 2 * init.density  # values rounded to a step shift the empirical CDF by this much at most
+        allowance = (
+            values.step / 2 * init.density
+        )  # values rounded to a step shift the empirical CDF by this much at most
         if _ks_distance(ordered, init.cdf) <= critical + allowance:
             return init.name
     return None
@@ -122,43 +138,42 @@ class _Tested:
     init: str | None  # what it looks freshly drawn from; None: not a fresh draw
 
 
-def _weight_tensors(model: nn.Module) -> Iterator[tuple[str, torch.Tensor, float, list[_Init]]]:
+def _weight_tensors(model: nn.Module) -> Iterator[tuple[str, _Values, list[_Init]]]:
     for path, module in model.named_modules():
         if isinstance(module, nn.RNNBase):
             bound = 1.0 / math.sqrt(module.hidden_size)
             for name, param in module.named_parameters(recurse=False):
-                found = _tensor_of(param)
+                found = _values_of(param)
                 if found is not None:
-                    yield f"{path}.{name}", found[0], found[1], [_uniform("LSTM/GRU default uniform", bound)]
+                    yield f"{path}.{name}", found, [_uniform("LSTM/GRU default uniform", bound)]
             continue
         if isinstance(module, nn.Embedding):
-            found = _tensor_of(module.weight)
+            found = _values_of(module.weight)
             if found is not None:
-                yield f"{path}.weight", found[0], found[1], [_normal("Embedding's default N(0, 1)", 1.0)]
+                yield f"{path}.weight", found, [_normal("Embedding's default N(0, 1)", 1.0)]
             continue
         name = type(module).__name__
         if not ("Linear" in name or "Conv" in name):
             continue
-        found = _tensor_of(getattr(module, "weight", None))
-        if found is None or found[0].dim() < 2:
+        weight = _values_of(getattr(module, "weight", None))
+        if weight is None or len(weight.shape) < 2:
             continue
-        weight, step = found
-        fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(weight)
+        receptive = math.prod(weight.shape[2:])  # torch's _calculate_fan_in_and_fan_out, on the shape
+        fan_in, fan_out = weight.shape[1] * receptive, weight.shape[0] * receptive
         if fan_in == 0 or fan_out == 0:
             continue
-        yield f"{path}.weight", weight, step, _layer_inits(fan_in, fan_out)
-        bias = _tensor_of(getattr(module, "bias", None))
-        if bias is not None and bool(bias[0].any()):  # an all-zero bias is what many inits and no training leave
+        yield f"{path}.weight", weight, _layer_inits(fan_in, fan_out)
+        bias = _values_of(getattr(module, "bias", None))
+        if bias is not None and bool(bias.sample.any()):  # an all-zero bias is what many inits and no training leave
             bound = 1.0 / math.sqrt(fan_in)
-            yield f"{path}.bias", bias[0], bias[1], [_uniform("torch's default bias bound 1/sqrt(fan_in)", bound)]
+            yield f"{path}.bias", bias, [_uniform("torch's default bias bound 1/sqrt(fan_in)", bound)]
 
 
 def tested_weights(model: nn.Module) -> list[_Tested]:
     """Every weight tensor of ``model`` worth testing, and what it looks freshly drawn from (None: not a fresh draw)."""
     with torch.no_grad():
         return [
-            _Tested(path, values.numel(), _fresh_draw(values, step, inits))
-            for path, values, step, inits in _weight_tensors(model)
+            _Tested(path, values.elements, _fresh_draw(values, inits)) for path, values, inits in _weight_tensors(model)
         ]
 
 
