@@ -2,6 +2,8 @@
 # inputs, as an accuracy in 0..1. qdoctor leads with the drop in points and runs the speed/accuracy table on it.
 # The model is trained first (a short run on a synthetic task), then quantized: on untrained weights qdoctor does
 # not judge accuracy (their SQNR describes a random draw), so an accuracy fixture needs trained ones.
+import functools
+
 import torch
 import torch.ao.quantization as tq
 from torch import nn
@@ -44,13 +46,16 @@ def train(model, steps=60):
     return model.eval()
 
 
-torch.manual_seed(0)
-TRAINED = train(MLP()).state_dict()  # trained once; each build starts from these weights
+@functools.cache
+def trained_weights():
+    """Trained once, when the first build asks; each build starts from these weights."""
+    torch.manual_seed(0)
+    return train(MLP()).state_dict()
 
 
 def build_float_model():
     model = MLP()
-    model.load_state_dict(TRAINED)
+    model.load_state_dict(trained_weights())
     model.eval()
     with torch.no_grad():
         model.fc1.bias[11] = -100.0  # a dead unit
