@@ -300,9 +300,7 @@ def to_dict(result: CompareResult) -> dict[str, Any]:
             "notes": result.notes,
             "measurement": asdict(result.measurement) if result.measurement is not None else None,
             "substitutions": [asdict(sub) for sub in result.substitutions],
-            "weights": (
-                {**asdict(result.weights), "note": result.weights.note()} if result.weights is not None else None
-            ),
+            "weights": result.weights.as_dict() if result.weights is not None else None,
             "wall_s": result.wall_s,
         }
     )

@@ -8,7 +8,8 @@ qdoctor.gather.weights fills this once; QD020/QD021 and `qdoctor compare` read i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 TRAINED = "trained"
 UNTRAINED = "untrained"
@@ -40,6 +41,10 @@ class Weights:
     def untrained(self) -> bool:
         """Verdicts that depend on the weights (output SQNR, per-layer error, too lossy) are not judged."""
         return self.status == UNTRAINED
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON shape (check and compare alike): every field, and the header's note."""
+        return {**asdict(self), "note": self.note()}
 
     def note(self) -> str | None:
         """The line every report header and the JSON carry when accuracy is not judged (None otherwise)."""

@@ -144,7 +144,7 @@ def _flow(facts: Any) -> dict[str, Any] | None:
 def _weights(facts: Any) -> dict[str, Any] | None:
     """Trained / untrained / unknown with the reason, and the header's note when accuracy is not judged."""
     weights = getattr(facts, "weights", None)
-    return None if weights is None else {**asdict(weights), "note": weights.note()}
+    return None if weights is None else weights.as_dict()
 
 
 def to_dict(report: Report) -> dict[str, Any]:
