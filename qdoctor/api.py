@@ -126,6 +126,14 @@ def _bench_time(value: float) -> float:
     return float(value)
 
 
+def _weights(value: str) -> str:
+    from qdoctor.facts.weights import WEIGHTS_CHOICES
+
+    if value not in WEIGHTS_CHOICES:
+        raise OptionError(f"weights must be one of {', '.join(WEIGHTS_CHOICES)}, not {value!r}")
+    return value
+
+
 def check_options(
     *,
     bench: bool = True,
@@ -135,9 +143,10 @@ def check_options(
     select: str | Iterable[str] | None = None,
     ignore: str | Iterable[str] | None = None,
     rounds: int = 3,
+    weights: str = "auto",
 ) -> CheckOptions:
     """The options of a check (the CLI's ``--bench``, ``--bench-time``, ``--profile``, ``--verify``, ``--select``,
-    ``--ignore``), validated: a bad value raises OptionError."""
+    ``--ignore``, ``--rounds``, ``--weights``), validated: a bad value raises OptionError."""
     from qdoctor.gather import GatherOptions
     from qdoctor.run.check import CheckOptions
 
@@ -145,7 +154,13 @@ def check_options(
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise OptionError(f"rounds must be a whole number of treatment rounds, 1 or more, not {rounds!r}")
     return CheckOptions(
-        gather=GatherOptions(bench=bool(bench), bench_time=seconds, profile=bool(profile), profile_budget=seconds),
+        gather=GatherOptions(
+            bench=bool(bench),
+            bench_time=seconds,
+            profile=bool(profile),
+            profile_budget=seconds,
+            weights=_weights(weights),
+        ),
         select=_codes(select, "select"),
         ignore=_codes(ignore, "ignore"),
         verify=bool(verify),
@@ -168,6 +183,7 @@ def check_model(
     bench_time: float = 1.0,
     profile: bool = True,
     rounds: int = 3,
+    weights: str = "auto",
 ) -> Report:
     """Check a quantized model you hold: measure it, run every rule, verify the fixes; return the Report.
 
@@ -179,7 +195,9 @@ def check_model(
     (``"QD002"``, ``["QD00"]``), ``fail_on`` (error|warning|info|never) decides ``Report.ok``. ``bench_time`` is the
     seconds of timed runs per model; ``bench=False`` skips timing, ``verify=False`` the verified fixes. ``rounds``
     is the budget of treatment rounds: while the fixed model is still slower than float or below the SQNR floor, it
-    is examined and treated again (``Report.treatment``; 1 stops after the first fix-all).
+    is examined and treated again (``Report.treatment``; 1 stops after the first fix-all). ``weights``
+    (auto|trained|untrained, the CLI's ``--weights``) overrides the detection of untrained weights, on which accuracy
+    is not judged.
 
     **The model runs in this process** (unlike `qdoctor check`, which runs a script in a separate worker process): a
     model that hangs or crashes the interpreter takes this process with it. Your objects are not changed: the model
@@ -198,7 +216,14 @@ def check_model(
 
     level = _fail_level(fail_on)
     options = check_options(
-        bench=bench, bench_time=bench_time, profile=profile, verify=verify, select=select, ignore=ignore, rounds=rounds
+        bench=bench,
+        bench_time=bench_time,
+        profile=profile,
+        verify=verify,
+        select=select,
+        ignore=ignore,
+        rounds=rounds,
+        weights=weights,
     )
     with preserved_torch_state():
         loaded = live_target(
@@ -222,6 +247,7 @@ def check(
     trust: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
     rounds: int = 3,
+    weights: str = "auto",
 ) -> Report:
     """Check a target as `qdoctor check TARGET` does and return its Report.
 
@@ -250,7 +276,9 @@ def check(
         raise OptionError(str(exc)) from None
     if not isinstance(timeout, (int, float)) or timeout <= 0:
         raise OptionError(f"timeout must be a positive number of seconds, not {timeout!r}")
-    options = check_options(bench=bench, bench_time=bench_time, profile=profile, verify=verify, rounds=rounds)
+    options = check_options(
+        bench=bench, bench_time=bench_time, profile=profile, verify=verify, rounds=rounds, weights=weights
+    )
     options.select, options.ignore = settings.select, settings.ignore
     options.per_module_ignores = settings.per_module_ignores
     options.trust = trust
@@ -277,11 +305,13 @@ def compare_model(
     min_sqnr_db: float = 20.0,
     min_speedup: float = 1.1,
     bench_time: float = 1.0,
+    weights: str = "auto",
 ) -> CompareResult:
     """Quantize ``float_model`` every sensible way, measure each recipe on this machine, recommend one
     (`qdoctor compare`). ``recipes`` takes the CLI's ``--recipes`` (``"fx-x86,dynamic"``, ``"all"``); the
     recommendation is the fastest recipe at least ``min_speedup`` times faster than fp32 whose ``evaluate()`` drops at
-    most ``max_drop`` points (or, without ``evaluate``, whose SQNR is at least ``min_sqnr_db``).
+    most ``max_drop`` points (or, without ``evaluate``, whose SQNR is at least ``min_sqnr_db``). On untrained weights
+    (detected, or ``weights="untrained"``) accuracy is not judged and the fastest recipe is recommended by speed.
 
     **Runs in this process.** Every recipe is built on a ``copy.deepcopy`` of ``float_model``, which is not changed;
     torch's global state is restored afterwards. Raises the TargetError subclasses of :func:`check_model`
@@ -296,6 +326,7 @@ def compare_model(
         recipes=recipes,
         limits=Limits(max_drop=float(max_drop), min_sqnr_db=float(min_sqnr_db), min_speedup=float(min_speedup)),
         bench_time=_bench_time(bench_time),
+        weights=_weights(weights),
     )
     with preserved_torch_state():
         loaded = live_float_target(float_model, example_inputs, calibration_data=calibration_data, evaluate=evaluate)

@@ -79,6 +79,21 @@ STAND_INS = typer.Option(
     "datasets (FakeData), CUDA (CPU). Listed in the report; valid for speed, not accuracy.",
 )
 
+WEIGHTS = typer.Option(
+    "auto",
+    "--weights",
+    help="auto: detect whether the weights are trained; trained | untrained: say so. On untrained weights accuracy "
+    "is not judged (no QD020/QD021, compare recommends by speed); speed findings hold.",
+)
+
+
+def _weights_choice(value: str) -> str:
+    from qdoctor.facts.weights import WEIGHTS_CHOICES
+
+    if value not in WEIGHTS_CHOICES:
+        raise _fail(f"--weights must be one of {', '.join(WEIGHTS_CHOICES)}, not {value!r}")
+    return value
+
 
 @app.command()
 def check(
@@ -126,6 +141,7 @@ def check(
     ),
     stop_on_error: bool = STOP_ON_ERROR,
     stand_ins: bool = STAND_INS,
+    weights: str = WEIGHTS,
 ) -> None:
     """Diagnose quantized models: measure them, find every cause of slowness or breakage, suggest fixes.
 
@@ -139,7 +155,11 @@ def check(
 
     options = CheckOptions(
         gather=GatherOptions(
-            bench=bench, bench_time=bench_time, profile=profile, trace_dir=str(trace_dir) if trace_dir else None
+            bench=bench,
+            bench_time=bench_time,
+            profile=profile,
+            trace_dir=str(trace_dir) if trace_dir else None,
+            weights=_weights_choice(weights),
         ),
         select=_split(select),
         ignore=_split(ignore),
@@ -390,6 +410,7 @@ def compare(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks of qdoctor's own errors."),
     stop_on_error: bool = STOP_ON_ERROR,
     stand_ins: bool = STAND_INS,
+    weights: str = WEIGHTS,
 ) -> None:
     """Quantize a float model with each recipe, measure latency, size and accuracy, and recommend one."""
     from qdoctor.compare.reporters import CompareFormat
@@ -412,6 +433,7 @@ def compare(
         limits=Limits(max_drop=max_drop, min_sqnr_db=min_sqnr, min_speedup=min_speedup),
         bench_time=bench_time,
         load=LoadOptions(keep_going=not stop_on_error, stand_ins=stand_ins),
+        weights=_weights_choice(weights),
     )
     try:
         with console.status("comparing", spinner="dots") as status, _stdin_report([target]) as (spec,):

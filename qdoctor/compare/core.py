@@ -35,8 +35,10 @@ from qdoctor.compare.turns import Contender, time_in_turns
 from qdoctor.errors import TargetError
 from qdoctor.facts import Contention, ratio_of
 from qdoctor.facts.location import exception_line
+from qdoctor.facts.weights import overridden
 from qdoctor.gather.environment import gather_environment
 from qdoctor.gather.numerics import flat_tensors, sqnr_db
+from qdoctor.gather.weights import weights_fact
 from qdoctor.introspect.flow import model_flow
 from qdoctor.introspect.state import preserved_torch_state, quiet
 from qdoctor.load.options import LoadOptions
@@ -59,6 +61,7 @@ class CompareOptions:
     calibration_batches: int = flows.CALIBRATION_BATCHES  # random stand-ins when the script has no calibration_data()
     check_batches: int = 8  # batches SQNR and top-1 agreement are measured on
     load: LoadOptions = field(default_factory=LoadOptions)  # keep going past errors, offline stand-ins
+    weights: str = "auto"  # --weights: auto (detect), trained or untrained (untrained: accuracy not judged)
 
 
 @dataclass
@@ -196,7 +199,12 @@ def time_recipes(
 
 
 def _fill_comparisons(
-    candidate: Candidate, fp32: Candidate | None, reference: list[Any] | None, outputs: list[Any] | None, limits: Limits
+    candidate: Candidate,
+    fp32: Candidate | None,
+    reference: list[Any] | None,
+    outputs: list[Any] | None,
+    limits: Limits,
+    judged: bool = True,
 ) -> None:
     if fp32 is not None and fp32.latency is not None and candidate.latency is not None and candidate.latency.median_ms:
         candidate.speedup = fp32.latency.median_ms / candidate.latency.median_ms
@@ -209,7 +217,7 @@ def _fill_comparisons(
         candidate.top1_agreement, candidate.top1_samples = top1_agreement(reference, outputs)
     if fp32 is not None and fp32.metric is not None and candidate.metric is not None:
         candidate.metric_drop = metric_drop_points(fp32.metric, candidate.metric)
-    if candidate.ok:
+    if candidate.ok and judged:  # untrained weights: the SQNR of a random draw judges no recipe
         candidate.within_limit = accuracy_within_limit(candidate, limits)
 
 
@@ -247,6 +255,8 @@ def compare_loaded(
         except ValueError as exc:
             raise TargetError(str(exc)) from None
         float_model, float_name = float_model_of(loaded)
+        target = loaded.target
+        weights = overridden(weights_fact(float_model, target.substitutions, target.script_text), options.weights)
         calibration, calibration_source = flows.calibration_batches(
             loaded.calibration_data, loaded.inputs, options.calibration_batches
         )
@@ -293,8 +303,12 @@ def compare_loaded(
         fp32 = candidates[0]
         reference = outputs[FP32]
         for candidate in candidates:
-            _fill_comparisons(candidate, fp32, reference, outputs.get(candidate.recipe), options.limits)
+            _fill_comparisons(
+                candidate, fp32, reference, outputs.get(candidate.recipe), options.limits, not weights.untrained
+            )
     notes = _notes(loaded, candidates, not_run, selected)
+    if weights.untrained:
+        notes.insert(0, weights.note() or "")
     if measurement is not None:
         notes.insert(0, f"measured: {measurement.action}")
     if reference is not None:
@@ -316,7 +330,7 @@ def compare_loaded(
         environment=environment,
         limits=options.limits,
         candidates=candidates,
-        recommendation=recommend(candidates, options.limits, environment),
+        recommendation=recommend(candidates, options.limits, environment, not weights.untrained),
         measurement=measurement,
         calibration_source=calibration_source,
         check_source=check_source,
@@ -326,6 +340,7 @@ def compare_loaded(
         substitutions=list(loaded.target.substitutions),
         wall_s=time.perf_counter() - started,
         qdoctor_version=__version__,
+        weights=weights,
     )
 
 

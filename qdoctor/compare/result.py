@@ -21,6 +21,7 @@ FAILED = "failed"  # the recipe applies to this model but raised (build, first r
 SKIPPED = "skipped"  # the recipe does not apply here (engine missing, nothing to quantize, model not eager-ready...)
 
 FP32 = "fp32"
+NOT_JUDGED = "accuracy not judged (untrained weights)"  # qdoctor.facts.weights: SQNR of a random draw judges nothing
 
 
 @dataclass
@@ -97,6 +98,11 @@ class CompareResult:
     wall_s: float | None = None  # the whole compare, wall clock
     measurement: Contention | None = None  # how the recipes were timed: contention seen, threads, CPUs
     qdoctor_version: str = ""
+    weights: Any = None  # qdoctor.facts.weights.Weights of the float model: untrained ones are not judged for accuracy
+
+    @property
+    def accuracy_judged(self) -> bool:
+        return self.weights is None or not self.weights.untrained
 
     def by_speed(self) -> list[Candidate]:
         """Measured recipes fastest first, then failed, then skipped (each in run order)."""
@@ -171,16 +177,19 @@ def _interval(ratio: Ratio) -> str:
     return "" if ratio.method == "point" else f" ({ratio.low:.2f}-{ratio.high:.2f})"
 
 
-def recommend(candidates: list[Candidate], limits: Limits, environment: Environment | None = None) -> Recommendation:
+def recommend(
+    candidates: list[Candidate], limits: Limits, environment: Environment | None = None, accuracy_judged: bool = True
+) -> Recommendation:
     """The fastest recipe whose accuracy is within the limit and whose speedup over fp32 is clearly (its interval
     above) at least ``min_speedup``; fp32 when none is. A runner-up within noise of it is named; a recipe known to be
-    slow on this CPU family is passed over when its measurement was noisy. Pure: reads only measured numbers."""
+    slow on this CPU family is passed over when its measurement was noisy. Pure: reads only measured numbers.
+    ``accuracy_judged=False`` (untrained weights): by speed alone, saying accuracy was not judged."""
     timed = [c for c in candidates if c.ok and c.latency is not None]
     fp32 = next((c for c in timed if c.recipe == FP32), None)
     has_metric = any(c.metric_drop is not None for c in timed)
-    limit = limit_text(limits, has_metric)
+    limit = f"with {limit_text(limits, has_metric)}" if accuracy_judged else f"({NOT_JUDGED})"
     int8 = sorted((c for c in timed if c.recipe != FP32), key=_median_ms)
-    accurate = [c for c in int8 if accuracy_within_limit(c, limits)]
+    accurate = [c for c in int8 if not accuracy_judged or accuracy_within_limit(c, limits)]
     passed_over = [c for c in accurate if known_slow_here(c, environment) and noisy_measurement(c)]
     eligible = [c for c in accurate if c not in passed_over]
     passed = (
@@ -194,7 +203,7 @@ def recommend(candidates: list[Candidate], limits: Limits, environment: Environm
         if eligible:
             fastest = eligible[0]
             return Recommendation(
-                fastest.recipe, f"fastest recipe with {limit}; fp32 itself could not be measured{passed}", fastest.code
+                fastest.recipe, f"fastest recipe {limit}; fp32 itself could not be measured{passed}", fastest.code
             )
         return Recommendation(None, "nothing could be measured, not even fp32")
     best: Candidate | None = eligible[0] if eligible else None
@@ -202,7 +211,7 @@ def recommend(candidates: list[Candidate], limits: Limits, environment: Environm
     if best is not None and best_speedup is not None and best_speedup.clearly_above(limits.min_speedup):
         size = f", {best.size_ratio:.1f}x smaller" if best.size_ratio else ""
         reason = (
-            f"the fastest recipe with {limit}: {best_speedup.value:.2f}x faster than fp32{_interval(best_speedup)}"
+            f"the fastest recipe {limit}: {best_speedup.value:.2f}x faster than fp32{_interval(best_speedup)}"
             f"{size}, {accuracy_text(best)}"
         )
         runner = eligible[1] if len(eligible) > 1 else None
@@ -226,17 +235,19 @@ def recommend(candidates: list[Candidate], limits: Limits, environment: Environm
     elif best is not None and best_speedup is not None:
         noise = " (within noise)" if best_speedup.value >= limits.min_speedup else ""
         why = (
-            f"no int8 recipe with {limit} is clearly at least {limits.min_speedup:g}x faster than fp32 "
+            f"no int8 recipe {limit} is clearly at least {limits.min_speedup:g}x faster than fp32 "
             f"(the best, {best.recipe}, is {best_speedup.text()}{noise})"
         )
     elif int8:
-        why = f"no int8 recipe reaches {limit}"
+        why = f"no int8 recipe reaches {limit_text(limits, has_metric)}"
     else:
         why = "no int8 recipe could be measured"
     if faster_but_inaccurate:
         why += "; faster but outside the accuracy limit: " + ", ".join(
             f"{c.recipe} ({c.speedup:.2f}x, {accuracy_text(c)})" for c in faster_but_inaccurate
         )
+    if not accuracy_judged and NOT_JUDGED not in why:
+        why += f"; {NOT_JUDGED}"
     return Recommendation(FP32, f"keep fp32: {why}{passed}", fp32.code)
 
 
@@ -273,6 +284,7 @@ def to_dict(result: CompareResult) -> dict[str, Any]:
             "notes": result.notes,
             "measurement": asdict(result.measurement) if result.measurement is not None else None,
             "substitutions": [asdict(sub) for sub in result.substitutions],
+            "weights": result.weights.as_dict() if result.weights is not None else None,
             "wall_s": result.wall_s,
         }
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 from qdoctor import facts as F
 from qdoctor.diagnose.rules.qd001_uncalibrated_observers import DEFAULT_SCALE, has_default_qparams, never_observed
 from qdoctor.facts import SQNR_FLOOR_DB, Facts, LayerNumerics
+from qdoctor.facts.weights import accuracy_judged
 
 # A layer is a hotspot when its isolated SQNR is this far below the median of the other layers' (a healthy int8
 # layer adds noise 35-50 dB below its signal; 10 dB below the rest is ten times the noise of a typical layer).
@@ -32,10 +33,12 @@ __all__ = [
     "below_floor",
     "explained_elsewhere",
     "float_twin_in_train_mode",
+    "harmful_range_outliers",
     "hotspots",
     "per_tensor_outliers",
     "range_outliers",
     "stood_in",
+    "weights_untrained",
     "worst_first",
 ]
 
@@ -106,6 +109,22 @@ def range_outliers(layers: list[LayerNumerics]) -> list[LayerNumerics]:
     ]
 
 
+def _harmed(layer: LayerNumerics, layers: list[LayerNumerics]) -> bool:
+    """The layer's own error shows: its isolated SQNR below the floor, or HOTSPOT_MARGIN_DB below the other layers'."""
+    isolated = layer.isolated_sqnr_db
+    if isolated is None:
+        return False
+    if isolated < SQNR_FLOOR_DB:
+        return True
+    others = [o.isolated_sqnr_db for o in layers if o is not layer and o.isolated_sqnr_db is not None]
+    return bool(others) and isolated < _median(others) - HOTSPOT_MARGIN_DB
+
+
+def harmful_range_outliers(layers: list[LayerNumerics]) -> list[LayerNumerics]:
+    """range_outliers() whose harm shows in the layer's own error (a range that costs nothing is no finding)."""
+    return [layer for layer in range_outliers(layers) if _harmed(layer, layers)]
+
+
 _MODE_DEPENDENT = ("BatchNorm", "Dropout")  # layers whose output depends on module.training (QD009 reads the same)
 
 
@@ -117,6 +136,12 @@ ACCURACY_STAND_INS = ("pretrained-weights", "hub-model", "checkpoint", "dataset"
 def stood_in(facts: Facts) -> list[str]:
     """What the script asked for that ran as a stand-in and that the accuracy rules cannot judge through."""
     return sorted({s.kind for s in facts.target.substitutions if s.kind in ACCURACY_STAND_INS})
+
+
+def weights_untrained(facts: Facts) -> bool:
+    """The weights are untrained (qdoctor.facts.weights; --weights overrides): an SQNR or a per-layer error measures
+    the random draw, not the user's model, so the verdicts that depend on the weights (QD020, QD021) are not given."""
+    return not accuracy_judged(facts.weights)
 
 
 def explained_elsewhere(facts: Facts) -> str | None:

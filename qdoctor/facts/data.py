@@ -25,6 +25,7 @@ from qdoctor.facts.kinds import (
 from qdoctor.facts.measurement import Benchmarks, Contention
 from qdoctor.facts.numerics import Numerics
 from qdoctor.facts.profile import Profile
+from qdoctor.facts.weights import Weights
 
 
 @dataclass
@@ -324,6 +325,7 @@ class Facts:
     numerics: Numerics | None = None
     graph: list[GraphNode] | None = None  # the subject's graph when it has one (FX, PT2E, TorchScript)
     flow: FlowInfo | None = None
+    weights: Weights | None = None  # trained / untrained / unknown, with the reason (qdoctor.facts.weights)
     unavailable: dict[str, str] = field(default_factory=dict)
     # Parts of ``unavailable`` that this kind of model cannot have (an eager module tree has no graph; a TorchScript
     # module takes no hooks to trace): a rule that needs them does not apply, rather than "could not be checked".

@@ -23,6 +23,7 @@ class GatherOptions:
     profile_budget: float = 1.0  # seconds of profiled runs per model
     trace_dir: str | None = None  # also write each profiled model's Chrome trace here (torch-tb-profiler layout)
     layer_numerics: bool = True  # the error of each quantized layer (gather/layer_numerics.py)
+    weights: str = "auto"  # --weights: auto (detect, gather/weights.py), trained or untrained
 
 
 def gather_facts(

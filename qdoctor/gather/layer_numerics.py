@@ -103,7 +103,7 @@ class _Layer:
     output_qparams: tuple[float, int, torch.dtype] | None = None  # of its output, when that is quantized
     float_path: str | None = None
     row_max: list[tuple[int, int, float]] = field(default_factory=list)  # (batch, row, max |y|), calibration only
-    row_span: list[float] = field(default_factory=list)  # max - min of each row's float output
+    row_span: list[float] = field(default_factory=list)  # max - min of each row's float output (rows that vary)
 
 
 def _paths(subject: nn.Module, baseline: nn.Module) -> dict[str, str]:
@@ -381,7 +381,9 @@ def layer_numerics(
             rows = _rows(reference)
             for r, values in enumerate(rows):
                 values = values[:SAMPLE]
-                layer.row_span.append(float(values.max() - values.min()) if values.numel() else 0.0)
+                span = float(values.max() - values.min()) if values.numel() > 1 else 0.0
+                if span > 0.0:  # a row of one value, or of one constant, spans no range: no level count from it
+                    layer.row_span.append(span)
                 if calibration_index >= 0:
                     layer.row_max.append((calibration_index, r, float(values.abs().max()) if values.numel() else 0.0))
         seen_batches += 1
@@ -401,7 +403,7 @@ def _result(layer: _Layer, baseline: nn.Module) -> LayerNumerics:
     levels = None
     if scale and layer.row_span:
         spans = sorted(layer.row_span)
-        levels = round(spans[len(spans) // 2] / scale, 1)
+        levels = float(f"{spans[len(spans) // 2] / scale:.3g}")  # significant digits: a span never reads as 0
     outliers: list[OutlierRow] = []
     if layer.row_max:
         maxima = sorted(m for _, _, m in layer.row_max)

@@ -14,6 +14,7 @@ import torch
 from qdoctor import facts as F
 from qdoctor.facts import Benchmarks, Facts, Numerics, Sizes, Trace
 from qdoctor.facts.location import crash_info, exception_line
+from qdoctor.facts.weights import UNKNOWN, Weights, overridden
 from qdoctor.gather import (
     GatherOptions,
     OnStage,
@@ -28,6 +29,7 @@ from qdoctor.gather import (
     size,
     timing,
     trace,
+    weights,
 )
 from qdoctor.introspect.kinds import classify, eager_module
 from qdoctor.introspect.state import quiet
@@ -79,6 +81,7 @@ class Gathering:
 
     def run(self) -> Facts:
         self.inventory()
+        self.weights()
         self.graph()
         if self.compiled:
             self.compile()
@@ -118,6 +121,16 @@ class Gathering:
             facts.float_modules = self.attempt("float_modules", lambda: modules.inventory(baseline, loaded.origins))
         else:
             facts.unavailable["float_modules"] = "no float baseline in the target"
+
+    def weights(self) -> None:
+        """Trained or not (gather/weights.py), from the float baseline, else the subject; --weights overrides."""
+        model = self.baseline if self.baseline is not None else self.eager
+        model = model if isinstance(model, torch.nn.Module) else None
+        target, choice = self.target, self.options.weights
+        found = self.attempt("weights", lambda: weights.weights_fact(model, target.substitutions, target.script_text))
+        if found is None:
+            found = Weights(UNKNOWN, f"could not be read: {self.facts.unavailable.get('weights', '')}")
+        self.facts.weights = overridden(found, choice)
 
     def graph(self) -> None:
         facts = self.facts

@@ -129,6 +129,12 @@ def _flow(facts: Any, root: str | None) -> dict[str, Any] | None:
     }
 
 
+def _weights(facts: Any) -> dict[str, Any] | None:
+    """Trained / untrained / unknown with the reason, and the header's note when accuracy is not judged."""
+    weights = getattr(facts, "weights", None)
+    return None if weights is None else weights.as_dict()
+
+
 def _crash(crash: Any, root: str | None) -> dict[str, Any]:
     """A crash without its traceback, its file printed as every path is (display_path)."""
     described = {k: v for k, v in asdict(crash).items() if k != "traceback"}
@@ -179,6 +185,7 @@ def to_dict(report: Report, root: str | None = None) -> dict[str, Any]:
             "load_crash": _crash(target.load_crash, root) if target.load_crash is not None else None,
             "script_errors": [_crash(error, root) for error in target.script_errors],
             "substitutions": [asdict(sub) for sub in target.substitutions],
+            "weights": _weights(facts),
             "report_text": asdict(target.report_text) if target.report_text is not None else None,
             "benchmark": (
                 {

@@ -208,6 +208,8 @@ def treat_further(
         options.rounds,
         (gather, lambda facts: build_report(facts, options), verify, lambda r: add_after_fixes_findings(r, options)),
         progress,
+        # on untrained weights a sub-floor SQNR is the random draw's, not a cause to treat
+        accuracy_judged=not (report.facts.weights is not None and report.facts.weights.untrained),
     )
 
 

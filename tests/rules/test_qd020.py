@@ -11,6 +11,12 @@ from qdoctor.facts import SQNR_FLOOR_DB
 
 FIXTURES = ["fixtures/error_hotspot_layer.py", "fixtures/calibration_corrupted_row.py"]
 HEALTHY = ["fixtures/healthy_static.py"]
+# random weights (weights=None, a fresh class): the SQNR is a random draw's, so QD020 is not judged (tests/test_weights.py)
+UNTRAINED = [
+    "fixtures/untrained_mobilenet_v2_ptq.py",
+    "fixtures/untrained_yolo_silu_cnn.py",
+    "fixtures/untrained_resnet18_dynamic.py",
+]
 
 
 def _stub() -> F.LayerNumerics:
@@ -81,6 +87,12 @@ def test_qd020_leads_with_the_accuracy_drop_when_evaluate_is_defined():
 @pytest.mark.parametrize("fixture", FIXTURES)
 def test_fixture_reports_qd020(check_fixture, fixture):
     assert "QD020" in codes(check_fixture(fixture))
+
+
+@pytest.mark.parametrize("fixture", UNTRAINED)
+def test_untrained_fixtures_get_no_qd020(check_fixture, fixture):
+    report = check_fixture(fixture)
+    assert "QD020" not in codes(report) and report.facts.weights.untrained
 
 
 def test_hotspot_fixture_names_fc2(check_fixture):

@@ -9,6 +9,7 @@ from factsbuild import healthy_facts, layer, numerics_facts, outlier_row, run_ru
 from qdoctor import facts as F
 
 FIXTURES = ["fixtures/calibration_corrupted_row.py"]
+QUIET = ["fixtures/small_output_regressor.py"]  # one value per row: no level count, no harm, no finding
 
 
 def test_qd022_quiet_on_healthy_ranges():
@@ -38,6 +39,11 @@ def test_qd022_without_calibration_data_suggests_percentile_clipping():
 @pytest.mark.parametrize("fixture", FIXTURES)
 def test_fixture_reports_qd022(check_fixture, fixture):
     assert "QD022" in codes(check_fixture(fixture))
+
+
+@pytest.mark.parametrize("fixture", QUIET)
+def test_small_output_fixture_gets_no_qd022(check_fixture, fixture):
+    assert "QD022" not in codes(check_fixture(fixture))
 
 
 def test_corrupted_row_fixture_names_the_row(check_fixture):

@@ -1,5 +1,9 @@
 # fixtures/error_hotspot_layer.py with evaluate(model): top-1 agreement with the float model's labels on 512 fixed
 # inputs, as an accuracy in 0..1. qdoctor leads with the drop in points and runs the speed/accuracy table on it.
+# The model is trained first (a short run on a synthetic task), then quantized: on untrained weights qdoctor does
+# not judge accuracy (their SQNR describes a random draw), so an accuracy fixture needs trained ones.
+import functools
+
 import torch
 import torch.ao.quantization as tq
 from torch import nn
@@ -26,12 +30,36 @@ class MLP(nn.Module):
         return self.dequant(self.fc4(x))
 
 
-def build_float_model():
+def train(model, steps=60):
+    """Sixty steps of Adam on a synthetic task (a fixed random teacher labels Gaussian inputs): the weights
+    of a trained model, not its initial random draw."""
+    generator = torch.Generator().manual_seed(2)
+    teacher = torch.randn(64, 10, generator=generator)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    for _ in range(steps):
+        x = torch.randn(32, 64, generator=generator)
+        loss = nn.functional.cross_entropy(model(x), (x @ teacher).argmax(dim=1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+@functools.cache
+def trained_weights():
+    """Trained once, when the first build asks; each build starts from these weights."""
     torch.manual_seed(0)
-    model = MLP().eval()
+    return train(MLP()).state_dict()
+
+
+def build_float_model():
+    model = MLP()
+    model.load_state_dict(trained_weights())
+    model.eval()
     with torch.no_grad():
         model.fc1.bias[11] = -100.0  # a dead unit
-        model.fc2.weight[:, 11] *= 100.0  # its outgoing weights: no effect on the output, but they set each scale
+        model.fc2.weight[:, 11] *= 300.0  # its outgoing weights: no effect on the output, but they set each scale
     return model
 
 

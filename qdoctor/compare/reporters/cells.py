@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from qdoctor.compare.result import FAILED, OK, Candidate, CompareResult, limit_text
+from qdoctor.compare.result import FAILED, NOT_JUDGED, OK, Candidate, CompareResult, limit_text
 from qdoctor.report.render.common import STAND_IN_MARK, fmt_sqnr
 from qdoctor.report.render.terminal_report import fmt_bytes
 
@@ -69,9 +69,11 @@ def build_text(c: Candidate) -> str:
     return text
 
 
-def verdict(c: Candidate) -> str:
+def verdict(c: Candidate, judged: bool = True) -> str:
     if c.status != OK:
         return c.status + (f" ({c.phase})" if c.phase else "")
+    if not judged and c.recipe != "fp32":
+        return "not judged"
     if c.within_limit is None:
         return "unknown"
     return "ok" if c.within_limit else "too lossy"
@@ -80,7 +82,7 @@ def verdict(c: Candidate) -> str:
 def rows(result: CompareResult) -> list[Row]:
     chosen = result.recommendation.recipe
     # SQNR and evaluate() from offline stand-ins (random weights, fake data) are valid for speed, not accuracy
-    mark = f" {STAND_IN_MARK}" if result.substitutions else ""
+    mark = f" {STAND_IN_MARK}" if result.substitutions or not result.accuracy_judged else ""
     out = []
     for c in result.by_speed():
         cells = {
@@ -93,7 +95,7 @@ def rows(result: CompareResult) -> list[Row]:
             "top-1 agree": top1_text(c),
             "evaluate()": metric_text(c) + mark,
             "build": build_text(c),
-            "verdict": verdict(c),
+            "verdict": verdict(c, result.accuracy_judged),
         }
         out.append(Row(c, cells, c.recipe == chosen))
     return out
@@ -131,8 +133,15 @@ def machine_text(result: CompareResult) -> str:
 
 def limits_text(result: CompareResult) -> str:
     limits = result.limits
-    text = limit_text(limits, result.metric_name is not None)
+    text = limit_text(limits, result.metric_name is not None) if result.accuracy_judged else NOT_JUDGED
     return f"{text}; recommended only if at least {limits.min_speedup:g}x faster than fp32"
+
+
+def table_title(result: CompareResult) -> str:
+    """The title of the speed/accuracy table, labelled when accuracy is not judged (untrained weights)."""
+    if result.accuracy_judged:
+        return "recipes, fastest first"
+    return f"recipes, fastest first; {NOT_JUDGED}: SQNR {STAND_IN_MARK} describes a random draw"
 
 
 def inputs_text(result: CompareResult) -> str:

@@ -124,7 +124,8 @@ def render(result: CompareResult, **_: Any) -> str:
         parts.append(f"<pre><code>{escape(rec.code)}</code></pre>")
     parts.append("</div>")
     parts += ["<h2>Latency, size and accuracy</h2>", chart(result)]
-    parts += ["<h2>All recipes, fastest first</h2>", "<table><thead><tr>"]
+    title = cells.table_title(result)
+    parts += [f"<h2>All {escape(title)}</h2>", "<table><thead><tr>"]
     parts += [f"<th>{escape(name)}</th>" for name in shown]
     parts.append("</tr></thead><tbody>")
     for row in cells.rows(result):

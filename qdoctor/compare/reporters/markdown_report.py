@@ -24,6 +24,8 @@ def render(result: CompareResult, **_: Any) -> str:
     if rec.code:
         lines += ["", "```python", rec.code, "```"]
     shown = cells.columns(result)
+    if not result.accuracy_judged:
+        lines += ["", f"**{cell(cells.table_title(result).capitalize())}**"]
     lines += [
         "",
         "| " + " | ".join(shown) + " |",

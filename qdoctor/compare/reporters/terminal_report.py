@@ -35,7 +35,7 @@ def _header(result: CompareResult) -> Table:
 
 def _table(result: CompareResult) -> Table:
     shown = cells.columns(result)
-    table = Table(title="recipes, fastest first", title_justify="left", show_edge=False)
+    table = Table(title=cells.table_title(result), title_justify="left", show_edge=False)
     for name in shown:
         table.add_column(name, justify="right" if name in RIGHT else "left", no_wrap=name in ("recipe", "latency"))
     for row in cells.rows(result):

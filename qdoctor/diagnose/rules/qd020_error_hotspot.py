@@ -30,12 +30,12 @@ def error_hotspot(facts: Facts) -> Iterator[Finding]:
     numerics = facts.numerics
     if numerics is None or not E.below_floor(facts) or E.explained_elsewhere(facts):
         return
-    if E.stood_in(facts):
+    if E.stood_in(facts) or E.weights_untrained(facts):
         return  # random weights or fake data stood in: the error is theirs, not the user's model's
     layers = numerics.layers
     spots = E.hotspots(layers)
     train_mode_twin = E.float_twin_in_train_mode(facts)
-    ranges = [] if train_mode_twin else E.range_outliers(layers)
+    ranges = [] if train_mode_twin else E.harmful_range_outliers(layers)
     per_tensor = E.per_tensor_outliers(layers)
     drop = numerics.accuracy_drop_points
     lead = []
@@ -72,7 +72,7 @@ def error_hotspot(facts: Facts) -> Iterator[Finding]:
         cause = "calibration-range"
         message += (
             f" `{ranges[0].path}`'s quantizer range is far wider than its data (a typical row spans "
-            f"{ranges[0].levels_used:.0f} of 256 levels): see QD022, keeping layers in float will not fix that."
+            f"{ranges[0].levels_used or 0.0:.3g} of 256 levels): see QD022, keeping layers in float will not fix that."
         )
     elif per_tensor and not train_mode_twin and (not spots or any(s in per_tensor for s in spots)):
         cause = "per-tensor-weights"

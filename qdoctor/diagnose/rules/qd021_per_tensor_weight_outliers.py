@@ -21,8 +21,8 @@ from qdoctor.facts import Facts
 )
 def per_tensor_weight_outliers(facts: Facts) -> Iterator[Finding]:
     numerics = facts.numerics
-    if numerics is None:
-        return
+    if numerics is None or E.weights_untrained(facts):
+        return  # untrained weights: their channel ranges are a random draw's, not the user's model's
     found = E.per_tensor_outliers(numerics.layers)
     if not found:
         return

@@ -24,15 +24,18 @@ def calibration_range_outliers(facts: Facts) -> Iterator[Finding]:
         return
     if E.stood_in(facts):
         return  # random weights or fake data stood in: the error is theirs, not the user's model's
-    found = E.range_outliers(numerics.layers)
+    # A property of the calibration data, judged on untrained weights too, but only where its harm shows (the layer's
+    # own SQNR) and on a level count measured on real rows.
+    found = E.harmful_range_outliers(numerics.layers)
     if not found:
         return
     first = found[0]  # in execution order: the layers after it inherit its coarse values
     rows = next((x.outlier_rows for x in found if x.outlier_rows), [])
-    levels = first.levels_used or 0.0
+    levels = first.levels_used
+    assert levels is not None  # range_outliers() keeps only layers whose level count was measured
     message = (
         f"`{first.path}` ({first.type}) quantizes with a step of {first.output_scale:.3g}, but a typical row of its "
-        f"output spans {levels:.1f} of the 256 int8 levels: its observer recorded a range far beyond what the data "
+        f"output spans {levels:.3g} of the 256 int8 levels: its observer recorded a range far beyond what the data "
         "mostly produces, so ordinary values collapse onto a few levels"
         + (f" (and {len(found) - 1} later layer(s) likewise)" if len(found) > 1 else "")
         + "."
@@ -75,6 +78,7 @@ def calibration_range_outliers(facts: Facts) -> Iterator[Finding]:
             "layers": [x.path for x in found],
             "levels_used": levels,
             "output_scale": first.output_scale,
+            "isolated_sqnr_db": first.isolated_sqnr_db,
             "outlier_rows": [[r.batch, r.row] for r in rows],
             "outlier_max_abs": [r.max_abs for r in rows],
             "typical_max_abs": rows[0].typical_max_abs if rows else None,

@@ -42,10 +42,21 @@ STAND_IN_MARK = "†"  # next to SQNR and evaluate() measured with offline stand
 STAND_IN_TEXT = "measured with stand-ins: valid for speed, not accuracy"
 
 
+UNTRAINED_TEXT = "untrained weights: accuracy not judged"
+
+
+def weights_note(facts: Any) -> str | None:
+    """The header line of a model whose weights are untrained (qdoctor.facts.weights), else None."""
+    weights = getattr(facts, "weights", None)
+    return weights.note() if weights is not None else None
+
+
 def sqnr_cell(facts: Any) -> str:
-    """SQNR vs float, saying when it comes from stand-ins (random weights, random data): speed-valid only."""
+    """SQNR vs float, saying when it comes from stand-ins (random weights, random data) or untrained weights."""
     text = fmt_sqnr(facts.numerics.sqnr_db)
-    return f"{text} ({STAND_IN_TEXT})" if facts.target.substitutions else text
+    if facts.target.substitutions:
+        return f"{text} ({STAND_IN_TEXT})"
+    return f"{text} ({UNTRAINED_TEXT})" if weights_note(facts) else text
 
 
 def fmt_sqnr(value: float | None) -> str:
@@ -269,6 +280,8 @@ def error_intro(report: Report) -> str:
         "SQNR against the float twin: accumulated = the int8 model up to that layer, isolated = the float input fed "
         f"to that layer alone (its own error); measured on {on}."
     )
+    if weights_note(report.facts):
+        text += f" ({UNTRAINED_TEXT}: these numbers describe a random draw.)"
     drop = numerics.accuracy_drop_points
     if drop is not None:
         text = (

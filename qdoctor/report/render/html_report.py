@@ -39,6 +39,7 @@ from qdoctor.report.render.common import (
     treatment_outcome,
     treatment_rows,
     verified_text,
+    weights_note,
 )
 
 CATEGORY_COLOR: dict[str, str] = {
@@ -291,6 +292,9 @@ def _summary(report: Report) -> str:
     caveat = target.invented_inputs_caveat()
     if caveat is not None:
         rows.append(("inputs", f'<span class="crash">{_e(caveat)}</span>', None))
+    untrained = weights_note(facts)
+    if untrained is not None:
+        rows.append(("weights", f'<span class="crash">{_e(untrained)}</span>', None))
     crash = facts.crash
     if crash is not None:
         where = f" in module <code>{_e(crash.module)}</code>" if crash.module else ""

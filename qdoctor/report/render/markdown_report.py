@@ -33,6 +33,7 @@ from qdoctor.report.render.common import (
     treatment_outcome,
     treatment_rows,
     verified_text,
+    weights_note,
 )
 
 SEVERITY_MARK = {Severity.ERROR: "🔴", Severity.WARNING: "🟡", Severity.INFO: "🔵"}
@@ -76,6 +77,9 @@ def _summary(report: Report) -> list[str]:
     caveat = target.invented_inputs_caveat()
     if caveat is not None:
         rows.append(["inputs", f"**{caveat}**", "-"])
+    untrained = weights_note(facts)
+    if untrained is not None:
+        rows.append(["weights", f"**{untrained}**", "-"])
     crash = facts.crash
     if crash is not None:
         where = f" in module {code_span(crash.module)}" if crash.module else ""

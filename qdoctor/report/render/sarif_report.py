@@ -162,6 +162,7 @@ def to_sarif(
         "properties": {
             "target": summary["target"]["spec"],
             "inputs_caveat": summary["target"]["inputs_caveat"],
+            "weights": summary["weights"],
             "benchmark": summary["benchmark"],
             "size": summary["size"],
             "numerics": summary["numerics"],

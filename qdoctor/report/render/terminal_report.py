@@ -33,6 +33,7 @@ from qdoctor.report.render.common import (
     treatment_outcome,
     treatment_rows,
     verified_text,
+    weights_note,
 )
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
@@ -51,6 +52,9 @@ def _header(report: Report, root: str | None) -> Table:
     caveat = t.invented_inputs_caveat()
     if caveat is not None:
         table.add_row("inputs", Text(caveat, style="yellow"))
+    untrained = weights_note(facts)
+    if untrained is not None:
+        table.add_row("weights", Text(untrained, style="yellow"))
     bench = facts.benchmark
     crash = facts.crash
     if crash is not None:
