@@ -154,6 +154,25 @@ _MIXED = re.compile(
 )
 
 
+# A crash quoted in a bug report (qdoctor.load.report_tracebacks), not seen by qdoctor.
+REPORT_PHASE = "report"
+_QUANTIZED_OP = re.compile(r"quantized::|Quantized")
+# The operators of layers (a module's forward), as opposed to tensor functions called in a forward().
+_LAYER_OP = re.compile(
+    r"Could not run '[\w:]*(?:conv|linear|addmm|batch_norm|layer_norm|group_norm|thnn|mkldnn|max_pool|avg_pool|"
+    r"adaptive_avg_pool|hardswish|embedding|lstm|gru)",
+    re.I,
+)
+
+
+def _quoted_level(message: str) -> str:
+    """Where a crash quoted without frames was raised, from the operator it names: a layer's operator (a conv,
+    linear, norm, pool) inside a module, any other operator by a function called in forward()."""
+    if not _BACKEND.search(message):
+        return SCRIPT
+    return MODULE if _LAYER_OP.search(message) else FUNCTION
+
+
 @dataclass(frozen=True)
 class KnownCrash:
     """A crash that ``classify`` explains: its cause, where it was raised and what the message tells."""
@@ -212,14 +231,17 @@ def classify(crash: CrashInfo, facts: Facts) -> KnownCrash | None:
     event = raising_event(facts, crash)
     if event is None:
         level = _traceback_level(crash)
+        if crash.phase == REPORT_PHASE and level == SCRIPT:
+            level = _quoted_level(message)
     else:
         level = FUNCTION if event.kind == "function" else MODULE
     backend = _BACKEND.search(message)
     op = backend.group("op") if backend else None
 
-    if _CUDA.search(message) and has_int8_modules(facts):
+    quoted = crash.phase == REPORT_PHASE  # pasted in a report: no model facts to tell int8 from float
+    if _CUDA.search(message) and (has_int8_modules(facts) or (quoted and _QUANTIZED_OP.search(message))):
         return KnownCrash(INT8_ON_CUDA, level, op)
-    if _ENGINE.search(message) and crash is facts.crash:
+    if _ENGINE.search(message) and (crash is facts.crash or quoted):
         return KnownCrash(NO_QUANTIZED_ENGINE, level, op)
     if _MIXED.search(message):
         if level == FUNCTION:

@@ -16,8 +16,18 @@ import warnings
 from dataclasses import dataclass, field
 
 from qdoctor.errors import TargetError
+from qdoctor.facts import CrashInfo
+from qdoctor.load.report_forms import (
+    complete_prefix,
+    html_text,
+    indented_blocks,
+    looks_like_rst,
+    notebook_text,
+    rst_blocks,
+)
+from qdoctor.load.report_tracebacks import report_crashes
 
-REPORT_SUFFIXES = (".md", ".markdown", ".txt", ".text", ".rst", ".issue")
+REPORT_SUFFIXES = (".md", ".markdown", ".txt", ".text", ".rst", ".issue", ".ipynb", ".html", ".htm")
 MAX_REPORT_LINES = 20_000
 # How far past the last line that parsed a run is still extended (a call or a list spread over many lines).
 _LOOKAHEAD = 40
@@ -54,9 +64,15 @@ class ExtractedScript:
     """The report's Python as one script with the report's line numbering (blank where nothing runs)."""
 
     source: str
-    kind: str  # "markdown" or "text"
+    kind: str  # "markdown", "rst", "notebook", "html" or "text"
     ran: list[tuple[int, int]]  # 1-based inclusive ranges of report lines that run
     skipped: list[str] = field(default_factory=list)
+    crashes: list[CrashInfo] = field(
+        default_factory=list
+    )  # the errors the report quotes (qdoctor.load.report_tracebacks)
+    text: str = ""  # the report as read (a notebook or an HTML page as Markdown), for the static pass
+    # (line, code) of the lines of code blocks that did not run (cut, lost indentation): read without running them
+    unrun_code: list[tuple[int, str]] = field(default_factory=list)
 
 
 def is_report(name: str) -> bool:
@@ -239,39 +255,68 @@ def _dedented(lines: list[str], first: int, last: int) -> list[str]:
     return textwrap.dedent("\n".join(lines[first : last + 1])).split("\n")
 
 
+def _report_lines(text: str, name: str) -> tuple[list[str], str | None]:
+    """The report's lines, a notebook or an HTML page first turned into Markdown; and the form it had."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    notebook = notebook_text(text) if name.lower().endswith(".ipynb") or text.lstrip().startswith("{") else None
+    if notebook is not None:
+        return notebook.split("\n"), "notebook"
+    page = html_text(text)
+    if page is not None:
+        return page.split("\n"), "html"
+    return lines, None
+
+
+def _blocks(lines: list[str], name: str) -> tuple[list[tuple[int, int, str]] | None, str]:
+    """The code blocks of a Markdown or reStructuredText report (None: neither, read it as text) and its kind."""
+    fenced = _fenced_blocks(lines)
+    if name.lower().endswith(".rst") or (fenced is None and looks_like_rst(lines)):
+        return rst_blocks(lines), "rst"
+    if fenced is None:
+        return None, "text"
+    taken = {i for first, last, _ in fenced for i in range(first - 1, last + 2)}
+    return sorted(fenced + indented_blocks(lines, taken)), "markdown"
+
+
 def extract(text: str, name: str) -> ExtractedScript:
-    """The Python of a report. Raises TargetError (one line) when there is none."""
+    """The Python of a report and the errors it quotes. Raises TargetError (one line) when it holds neither."""
     if "\x00" in text:
         raise TargetError(f"{name}: binary data, not a report or a script")
     if not text.strip():
         raise TargetError(f"{name}: the report is empty")
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    crashes = report_crashes(text)
+    lines, form = _report_lines(text, name)
     if len(lines) > MAX_REPORT_LINES:
         raise TargetError(f"{name}: {len(lines)} lines; a report of at most {MAX_REPORT_LINES} lines is read")
     out = [""] * len(lines)
     skipped: list[str] = []
-    blocks = _fenced_blocks(lines)
+    blocks, kind = _blocks(lines, name)
     ranges: list[tuple[int, int]] = []
     if blocks is not None:
-        kind = "markdown"
         for first, last, info in blocks:
             body = _strip_prompts(_dedented(lines, first, last))
             labelled = info in _PYTHON_INFO
             if info and not labelled:
                 if info not in _OTHER_LANGUAGES:
-                    skipped.append(f"lines {first + 1}-{last + 1}: a ```{info} block: not run")
+                    skipped.append(f"lines {first + 1}-{last + 1}: a {info} block: not run")
                 continue
             if not _compiles("\n".join(body)):
-                if labelled:
-                    skipped.append(f"lines {first + 1}-{last + 1}: a python block that does not parse: not run")
-                continue  # an unlabelled fence that is not Python (output, a traceback, a shell command)
+                end = complete_prefix(body) if labelled or last == len(lines) - 1 or _looks_like_code(body) else None
+                if end is None:
+                    if labelled:
+                        skipped.append(f"lines {first + 1}-{last + 1}: a python block that does not parse: not run")
+                    continue  # an unlabelled block that is not Python (output, a traceback, a shell command)
+                skipped.append(
+                    f"lines {first + end + 2}-{last + 1}: the block is cut mid-statement (or does not parse from "
+                    f"there): ran up to line {first + end + 1}, its last complete statement"
+                )
+                body, last = body[: end + 1], first + end
             out[first : last + 1] = body
             ranges.append((first, last))
         for first, last in ranges:
             _blank_inert(out, first, last)  # a bare expression (a notebook's display of a value) does nothing here
     else:
-        kind = "text"
-        raw = [line.rstrip() for line in lines]
+        raw = _session_lines([line.rstrip() for line in lines])
         runs, skipped = _text_runs(raw)
         for first, last in runs:
             out[first : last + 1] = _dedented(raw, first, last)
@@ -280,12 +325,49 @@ def extract(text: str, name: str) -> ExtractedScript:
         ran_lines = {i for first, last in ranges for i in range(first, last + 1)}
         out = [line if i in ran_lines else "" for i, line in enumerate(out)]
     ranges = _merge(out, lines, ranges)
-    if not ranges:
-        raise TargetError(f"{name}: no Python found in the report (no ```python block, no lines that parse as Python)")
+    if not ranges and not crashes:
+        raise TargetError(
+            f"{name}: neither Python nor a traceback found in the report (no code block, no lines that parse as "
+            "Python, no error message)"
+        )
     source = "\n".join(out) + "\n"
-    if not _compiles(source):  # blocks that parse alone but not together (an unclosed string across fences)
+    if ranges and not _compiles(source):  # blocks that parse alone but not together (an unclosed string across fences)
         raise TargetError(f"{name}: the report's Python blocks do not parse together as one script")
-    return ExtractedScript(source, kind, [(a + 1, b + 1) for a, b in ranges], skipped)
+    unrun = [
+        (i + 1, lines[i].strip())
+        for first, last, _ in blocks or []
+        for i in range(first, last + 1)
+        if lines[i].strip() and not out[i].strip()
+    ]
+    return ExtractedScript(
+        source, form or kind, [(a + 1, b + 1) for a, b in ranges], skipped, crashes, "\n".join(lines), unrun
+    )
+
+
+def _looks_like_code(body: list[str]) -> bool:
+    """An unlabelled block whose first lines are Python (imports, defs, calls): worth running up to where it breaks."""
+    head = [line.strip() for line in body if line.strip()][:3]
+    return bool(head) and all(
+        re.match(r"(import |from \w[\w.]* import |def |class |@|#|\w[\w.]*\s*(=|\())", line) for line in head
+    )
+
+
+def _session_lines(lines: list[str]) -> list[str]:
+    """A console session pasted as text (``>>> x = f()`` / ``... ``): its prompts removed and its output lines (those
+    after a prompt line, up to the next prompt or blank line) blanked; other lines as they are."""
+    if not any(_PROMPT.match(line) for line in lines):
+        return lines
+    out = list(lines)
+    in_session = False
+    for i, line in enumerate(lines):
+        if _PROMPT.match(line):
+            out[i] = _PROMPT.sub("", line)
+            in_session = True
+        elif in_session and line.strip():
+            out[i] = ""
+        else:
+            in_session = False
+    return out
 
 
 def _merge(lines: list[str], original: list[str], ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from qdoctor import __version__
 from qdoctor.diagnose.flow_causes import script_failure_text
-from qdoctor.diagnose.registry import crash_rules, flow_failure_rules, run_after_fixes, run_rules
+from qdoctor.diagnose.registry import crash_rules, flow_failure_rules, run_after_fixes, run_from_text, run_rules
 from qdoctor.errors import ScriptFailedError, TargetError
 from qdoctor.facts import Facts
 from qdoctor.gather import GatherOptions, OnStage, gather_facts
@@ -97,6 +97,14 @@ SPEED_NOT_ACCURACY = (
 )
 
 
+_HOW_RUN = {
+    "markdown": "its fenced Python blocks",
+    "rst": "its code blocks (reStructuredText `.. code::` and `::` blocks)",
+    "notebook": "its code cells",
+    "html": "its <pre><code> blocks",
+}
+
+
 def script_notes(target: Any) -> list[str]:
     """What the report ran of a bug report, and the offline stand-ins used (shared with `qdoctor compare`)."""
     from qdoctor.report.render.common import STAND_IN_MARK
@@ -107,7 +115,7 @@ def script_notes(target: Any) -> list[str]:
         from qdoctor.load.report_text import describe_ranges
 
         source = "standard input" if text.stdin else "the report"
-        how = "its fenced Python blocks" if text.kind == "markdown" else "its runs of lines that parse as Python"
+        how = _HOW_RUN.get(text.kind, "its runs of lines that parse as Python")
         notes.append(f"ran {how}: lines {describe_ranges(text.ran)} of {source}")
         notes.extend(f"not run: {skipped}" for skipped in text.skipped)
     for sub in target.substitutions:
@@ -142,7 +150,13 @@ def build_report(facts: Facts, options: CheckOptions) -> Report:
         findings, skipped = run_rules(facts, options.select, options.ignore, options.per_module_ignores, rules=owners)
     else:
         findings, skipped = run_rules(facts, options.select, options.ignore, options.per_module_ignores)
+    if facts.target.report_text is not None:  # a report: what its text says beyond what ran
+        findings = sorted(findings + run_from_text(facts, findings, options.select, options.ignore), key=_order)
     return Report(facts=facts, findings=findings, skipped=skipped, notes=notes_for(facts), qdoctor_version=__version__)
+
+
+def _order(finding: Finding) -> tuple:
+    return finding.sort_key()
 
 
 def check(
@@ -164,7 +178,20 @@ def check(
             loaded = load_target_explained(spec, trust=options.trust, options=options.load)
         except FlowFailedBeforeModel as failed:
             return failed.report(options)
-        return check_loaded(loaded, options, progress, on_stage, started=started)
+        except TargetError as error:
+            if error.partial is None:
+                raise
+            from qdoctor.run.read_only import read_only_report
+
+            return read_only_report(error.partial, str(error), options)
+        try:
+            return check_loaded(loaded, options, progress, on_stage, started=started)
+        except TargetError as error:
+            if loaded.target.report_text is None:
+                raise
+            from qdoctor.run.read_only import read_only_report
+
+            return read_only_report(loaded.target, str(error), options)
 
 
 def check_loaded(
