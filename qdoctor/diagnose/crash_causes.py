@@ -237,6 +237,8 @@ def classify(crash: CrashInfo, facts: Facts) -> KnownCrash | None:
         level = FUNCTION if event.kind == "function" else MODULE
     backend = _BACKEND.search(message)
     op = backend.group("op") if backend else None
+    # torch < 1.5 named the backends "CPUTensorId", "QuantizedCPUTensorId"
+    backend_name = backend.group("backend").removesuffix("TensorId") if backend else None
 
     quoted = crash.phase == REPORT_PHASE  # pasted in a report: no model facts to tell int8 from float
     if _CUDA.search(message) and (has_int8_modules(facts) or (quoted and _QUANTIZED_OP.search(message))):
@@ -254,13 +256,13 @@ def classify(crash: CrashInfo, facts: Facts) -> KnownCrash | None:
             return KnownCrash(cause, level, op, got=groups.get("got"), want=groups.get("want"))
     if _INDICES.search(message):
         return KnownCrash(INT8_INDICES, level)
-    if backend and backend.group("backend") == "QuantizedCPU" and op and _DROPOUT_OP.search(op):
+    if backend_name == "QuantizedCPU" and op and _DROPOUT_OP.search(op):
         return KnownCrash(DROPOUT_IN_TRAIN_MODE, level, op)
     if _NO_INT8_KERNEL.search(message) and level in (FUNCTION, MODULE):
         return KnownCrash(INT8_INTO_ATEN_FUNCTION if level == FUNCTION else STUB_MISSING, level, op)
-    if backend and backend.group("backend") in ("CPU", "QuantizedCPU"):
+    if backend_name in ("CPU", "QuantizedCPU"):
         if level == FUNCTION:
-            kind = FLOAT_INTO_INT8_FUNCTION if backend.group("backend") == "CPU" else INT8_INTO_ATEN_FUNCTION
+            kind = FLOAT_INTO_INT8_FUNCTION if backend_name == "CPU" else INT8_INTO_ATEN_FUNCTION
             return KnownCrash(kind, level, op)
         if level == MODULE:
             return KnownCrash(STUB_MISSING, level, op)

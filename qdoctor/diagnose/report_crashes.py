@@ -109,7 +109,7 @@ def traceback_findings(facts: Facts) -> Iterator[Finding]:
             if crash.file and crash.line
             else None
         )
-        quoted = crashes.short_message(crash)
+        quoted = crashes.short_message(crash).rstrip(". ")
         if not rules:
             residual = get_rule("QD014")
             if residual is None or not crashes.traceback_frames(crash):

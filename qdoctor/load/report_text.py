@@ -239,6 +239,11 @@ def _fenced_blocks(lines: list[str]) -> list[tuple[int, int, str]] | None:
         if not match:
             i += 1
             continue
+        if match.group("fence")[0] == "~" and (
+            len(match.group("indent")) > 3 or (i > 0 and lines[i - 1].strip() and not match.group("info"))
+        ):
+            i += 1  # a row of tildes under a title (reStructuredText) or a traceback's marker: not a fence
+            continue
         found = True
         fence = match.group("fence")
         info = match.group("info").lower().strip("{}.")
@@ -301,7 +306,7 @@ def extract(text: str, name: str) -> ExtractedScript:
                     skipped.append(f"lines {first + 1}-{last + 1}: a {info} block: not run")
                 continue
             if not _compiles("\n".join(body)):
-                end = complete_prefix(body) if labelled or last == len(lines) - 1 or _looks_like_code(body) else None
+                end = complete_prefix(body) if labelled or _looks_like_code(body) else None
                 if end is None:
                     if labelled:
                         skipped.append(f"lines {first + 1}-{last + 1}: a python block that does not parse: not run")
@@ -317,7 +322,10 @@ def extract(text: str, name: str) -> ExtractedScript:
             _blank_inert(out, first, last)  # a bare expression (a notebook's display of a value) does nothing here
     else:
         raw = _session_lines([line.rstrip() for line in lines])
-        runs, skipped = _text_runs(raw)
+        if _compiles("\n".join(raw)):  # a script saved as text (a Sphinx-Gallery tutorial): all of it, as one run
+            runs: list[tuple[int, int]] = [(0, len(raw) - 1)]
+        else:
+            runs, skipped = _text_runs(raw)
         for first, last in runs:
             out[first : last + 1] = _dedented(raw, first, last)
         kept = [r for r in (_blank_inert(out, first, last) for first, last in runs) if r is not None]
@@ -327,8 +335,8 @@ def extract(text: str, name: str) -> ExtractedScript:
     ranges = _merge(out, lines, ranges)
     if not ranges and not crashes:
         raise TargetError(
-            f"{name}: neither Python nor a traceback found in the report (no code block, no lines that parse as "
-            "Python, no error message)"
+            f"{name}: no Python found in the report and no traceback (no code block, no lines that parse as Python, "
+            "no error message)"
         )
     source = "\n".join(out) + "\n"
     if ranges and not _compiles(source):  # blocks that parse alone but not together (an unclosed string across fences)
@@ -345,10 +353,11 @@ def extract(text: str, name: str) -> ExtractedScript:
 
 
 def _looks_like_code(body: list[str]) -> bool:
-    """An unlabelled block whose first lines are Python (imports, defs, calls): worth running up to where it breaks."""
-    head = [line.strip() for line in body if line.strip()][:3]
+    """An unlabelled block that opens like a script (imports, definitions, assignments): worth running up to where
+    it breaks. A lone call or value (``tensor([1., 1.])``, an output) is not."""
+    head = [line.strip() for line in body if line.strip() and not line.strip().startswith("#")][:3]
     return bool(head) and all(
-        re.match(r"(import |from \w[\w.]* import |def |class |@|#|\w[\w.]*\s*(=|\())", line) for line in head
+        re.match(r"(import |from \w[\w.]* import |def |class |@|\w[\w.]*\s*=[^=])", line) for line in head
     )
 
 

@@ -31,6 +31,7 @@ from qdoctor.introspect.kinds import classify, eager_module
 from qdoctor.load import arguments
 from qdoctor.load.calls import CallLog, ModelCalls
 from qdoctor.load.script import BoundedText
+from qdoctor.load.state_inputs import init_hidden_candidates
 
 SUBJECT_FUNCS = ("build_model",)
 SUBJECT_NAMES = ("quantized_model", "model")
@@ -441,6 +442,8 @@ class _Inputs:
         tensor, how = made
         candidates: list[tuple[tuple[Any, ...], str]] = [((tensor,), "")]
         extra = _required_after_first(model)
+        if extra == 1:  # forward(input, hidden): the state the model's own init_hidden() makes, first
+            candidates += init_hidden_candidates(eager_module(model), tensor)
         if extra:
             candidates.append(((tensor, *([None] * extra)), f", with None for the {extra} other forward argument(s)"))
         errors: list[Exception] = []

@@ -136,7 +136,7 @@ def stand_in_names(source: str, file: str) -> tuple[dict[str, Any], list[Substit
                 continue
             values[name] = getattr(module, attribute) if attribute else module
             statement = f"from {module_name} import {attribute}" if attribute else f"import {module_name}"
-            if not attribute and module_name.rsplit(".", 1)[-1] != name:
+            if not attribute and module_name != name:
                 statement += f" as {name}"
             used_subs.append(Substitution("import", f"`{name}` used but never imported", f"`{statement}`", file, line))
         elif name in called and name[:1].isupper():

@@ -103,6 +103,7 @@ class _Reader(ast.NodeVisitor):
         self.function: str | None = None
         self.statement = 0
         self.assigned: dict[int, str] = {}  # id(call) -> the name it is assigned to
+        self.constants: dict[str, str] = {}  # name -> the string last assigned to it (backend = "qnnpack")
         self.lines: list[str] = []
 
     # ---- helpers ----
@@ -200,11 +201,22 @@ class _Reader(ast.NodeVisitor):
                 if missing:
                     self.add(R.MISSING_NAME, node, detail=missing)
 
+    def string(self, node: ast.AST) -> str | None:
+        """A string constant, or a name the text assigned one to."""
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return node.value
+        if isinstance(node, ast.Name):
+            return self.constants.get(node.id)
+        return None
+
     def visit_Assign(self, node: ast.Assign) -> None:
         target = dotted(node.targets[0]) if node.targets else None
+        value = self.string(node.value)
         if target is not None and self.resolve(node.targets[0]) == "torch.backends.quantized.engine":
-            if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
-                self.add(R.ENGINE, node, detail=node.value.value)
+            if value is not None:
+                self.add(R.ENGINE, node, detail=value)
+        elif isinstance(node.targets[0], ast.Name) and value is not None:
+            self.constants[node.targets[0].id] = value
         self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
@@ -244,8 +256,8 @@ class _Reader(ast.NodeVisitor):
             spec = node.args[1] if len(node.args) > 1 else _keyword(node, "qconfig_spec")
             layers = _layer_types(spec) if spec is not None else []
             self.add(R.DYNAMIC, node, model=first, result=result or first, detail=",".join(layers))
-        elif last in _QCONFIG and node.args and isinstance(node.args[0], ast.Constant):
-            self.add(R.QCONFIG, node, detail=str(node.args[0].value))
+        elif last in _QCONFIG and node.args and self.string(node.args[0]) is not None:
+            self.add(R.QCONFIG, node, detail=self.string(node.args[0]))
         else:
             if name.startswith("torch."):
                 missing = _missing(name)

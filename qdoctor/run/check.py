@@ -116,7 +116,10 @@ def script_notes(target: Any) -> list[str]:
 
         source = "standard input" if text.stdin else "the report"
         how = _HOW_RUN.get(text.kind, "its runs of lines that parse as Python")
-        notes.append(f"ran {how}: lines {describe_ranges(text.ran)} of {source}")
+        if text.ran:
+            notes.append(f"ran {how}: lines {describe_ranges(text.ran)} of {source}")
+        else:
+            notes.append(f"no Python in {source} to run (read: the errors it quotes)")
         notes.extend(f"not run: {skipped}" for skipped in text.skipped)
     for sub in target.substitutions:
         where = f" (line {sub.line})" if sub.line else ""

@@ -212,6 +212,8 @@ def wrong_mode_in_text(facts: Facts) -> Iterator[Finding]:
     for step in static.steps(facts, R.FUSE, R.PREPARE):
         if step.detail not in _NEEDS_EVAL + _NEEDS_TRAIN or not static.unverified(step, facts):
             continue
+        if step.model == "self" or (step.model or "").startswith("self."):
+            continue  # inside the model's own fuse_model(): the mode is the caller's
         modes = [m for m in static.before(facts, step, R.EVAL, R.TRAIN) if m.model == step.model]
         mode = modes[-1].kind if modes else None
         if step.detail in _NEEDS_TRAIN and mode == R.EVAL:
@@ -235,3 +237,4 @@ def wrong_mode_in_text(facts: Facts) -> Iterator[Finding]:
             fix=fix,
             severity=Severity.WARNING,
         )
+        return  # the first wrong mode is the finding; the next steps follow from it
