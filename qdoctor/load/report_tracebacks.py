@@ -13,7 +13,7 @@ from qdoctor.facts import CrashInfo
 
 # "NotImplementedError: Could not run ..." at the start of a line (after a prompt, a bullet or a quote marker).
 _ERROR_LINE = re.compile(
-    r"^[\s>*•+-]*(?:E\s+)?(?P<type>(?:[A-Za-z_][\w]*\.)*(?:[A-Z]\w*(?:Error|Exception)|NotImplementedError|"
+    r"^[\s>*•+#`-]*(?:E\s+)?(?P<type>(?:[A-Za-z_][\w]*\.)*(?:[A-Z]\w*(?:Error|Exception)|NotImplementedError|"
     r"StopIteration|KeyboardInterrupt))(?::[ \t]*(?P<message>.*))?$"
 )
 _TRACEBACK = "Traceback (most recent call last):"
