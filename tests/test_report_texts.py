@@ -10,7 +10,6 @@ Texts run with bench=False; those marked ``slow = true`` (a torchvision model ru
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,8 @@ from conftest import codes, run_check
 from qdoctor.diagnose.findings import Severity
 from qdoctor.diagnose.registry import STATIC_BASIS, TRACEBACK_BASIS
 from qdoctor.report.model import Report
+
+tomllib = pytest.importorskip("tomllib")
 
 TEXTS = Path(__file__).resolve().parents[1] / "fixtures" / "reports" / "texts"
 SIDECARS = sorted(TEXTS.glob("*.toml"))

@@ -289,8 +289,8 @@ def extract(text: str, name: str) -> ExtractedScript:
         raise TargetError(f"{name}: binary data, not a report or a script")
     if not text.strip():
         raise TargetError(f"{name}: the report is empty")
-    crashes = report_crashes(text)
     lines, form = _report_lines(text, name)
+    crashes = report_crashes("\n".join(lines))  # a notebook's error outputs are in its Markdown form
     if len(lines) > MAX_REPORT_LINES:
         raise TargetError(f"{name}: {len(lines)} lines; a report of at most {MAX_REPORT_LINES} lines is read")
     out = [""] * len(lines)
