@@ -1,8 +1,14 @@
-"""Read a bug report as it is written: the Python in a Markdown issue body, a forum post or a blog article.
+"""Read a bug report as it is written: the Python in a Markdown issue body, a forum post, a blog article, a
+reStructuredText tutorial, a Jupyter notebook or an HTML page saved from the browser.
 
-A Markdown report's fenced blocks (```python, ```py, and unlabelled fences whose text parses as Python) run in order as
-one script; a text without fences yields its runs of lines that parse as Python. The script keeps the report's line
-numbers: every line that does not run is left blank, so a finding's line is the report's line.
+A Markdown report's fenced blocks (```python, ```py, ```pycon, and unlabelled fences whose text parses as Python) and
+its indented blocks run in order as one script; a reStructuredText report runs its ``.. code::`` / ``.. code-block::``
+directives and ``::`` literal blocks; a notebook its code cells, an HTML page its ``<pre><code>`` blocks (both read
+as Markdown first: qdoctor.load.report_forms); a text without any of these yields its runs of lines that parse as
+Python (a ``>>>`` session without its prompts and output). A block cut mid-statement (a page stored up to ``with``)
+runs up to its last complete statement, with a note. The errors the report quotes are read too
+(qdoctor.load.report_tracebacks). The script keeps the report's line numbers: every line that does not run is left
+blank, so a finding's line is the report's line.
 
 Pure text work: no torch, nothing runs here.
 """

@@ -180,7 +180,7 @@ def dynamic_convs(facts: Facts) -> Iterator[Finding]:
                 engine="x86" if facts.environment.is_x86 else "qnnpack",
                 float_name=step.model,
                 inputs="example_inputs",
-                script="report.md",
+                script=facts.target.spec,
             ),
             severity=Severity.WARNING,
         )
