@@ -166,12 +166,14 @@ def _plain(fragment: str) -> str:
 
 
 def compiles(text: str) -> bool:
-    """Parses and compiles (``return`` outside a function parses but does not compile)."""
+    """Parses and compiles (``return`` outside a function parses but does not compile). Parsing alone first: most
+    candidate texts of a report are prose and fail there, cheaply."""
     if not text.strip():
         return False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # invalid escape sequences in pasted strings
+            compile(text, "<report>", "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
             compile(text, "<report>", "exec", dont_inherit=True)
     except (SyntaxError, ValueError):
         return False

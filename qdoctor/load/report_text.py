@@ -18,12 +18,12 @@ from __future__ import annotations
 import ast
 import re
 import textwrap
-import warnings
 from dataclasses import dataclass, field
 
 from qdoctor.errors import TargetError
 from qdoctor.facts import CrashInfo
 from qdoctor.load.report_forms import (
+    compiles,
     complete_prefix,
     html_text,
     indented_blocks,
@@ -84,31 +84,6 @@ class ExtractedScript:
 def is_report(name: str) -> bool:
     """A target that is a report (Markdown or text), not a Python script: by its suffix, or stdin ("-")."""
     return name == "-" or name.lower().endswith(REPORT_SUFFIXES)
-
-
-def _parses(text: str) -> bool:
-    if not text.strip():
-        return False
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # invalid escape sequences in pasted strings
-            compile(text, "<report>", "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
-    except (SyntaxError, ValueError):
-        return False
-    return True
-
-
-def _compiles(text: str) -> bool:
-    """Parses and compiles (``return`` outside a function parses but does not compile)."""
-    if not _parses(text):
-        return False
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            compile(text, "<report>", "exec", dont_inherit=True)
-    except (SyntaxError, ValueError):
-        return False
-    return True
 
 
 def _strip_prompts(lines: list[str]) -> list[str]:
@@ -176,14 +151,14 @@ def _text_runs(lines: list[str]) -> tuple[list[tuple[int, int]], list[str]]:
         best = -1
         j, misses = i, 0
         while j < n and misses < _LOOKAHEAD:
-            if _compiles("\n".join(lines[i : j + 1])):
+            if compiles("\n".join(lines[i : j + 1])):
                 best, misses = j, 0
             else:
                 misses += 1
             j += 1
         if best < 0:
             header = lines[i].rstrip()
-            if header.endswith(":") and _compiles(header.strip() + "\n    pass") and i + 1 < n:
+            if header.endswith(":") and compiles(header.strip() + "\n    pass") and i + 1 < n:
                 nxt = lines[i + 1]
                 if nxt.strip() and len(nxt) - len(nxt.lstrip()) <= len(header) - len(header.lstrip()):
                     end = _lost_block_end(lines, i)
@@ -311,7 +286,7 @@ def extract(text: str, name: str) -> ExtractedScript:
                 if info not in _OTHER_LANGUAGES:
                     skipped.append(f"lines {first + 1}-{last + 1}: a {info} block: not run")
                 continue
-            if not _compiles("\n".join(body)):
+            if not compiles("\n".join(body)):
                 end = complete_prefix(body) if labelled or _looks_like_code(body) else None
                 if end is None:
                     if labelled:
@@ -328,7 +303,7 @@ def extract(text: str, name: str) -> ExtractedScript:
             _blank_inert(out, first, last)  # a bare expression (a notebook's display of a value) does nothing here
     else:
         raw = _session_lines([line.rstrip() for line in lines])
-        if _compiles("\n".join(raw)):  # a script saved as text (a Sphinx-Gallery tutorial): all of it, as one run
+        if compiles("\n".join(raw)):  # a script saved as text (a Sphinx-Gallery tutorial): all of it, as one run
             runs: list[tuple[int, int]] = [(0, len(raw) - 1)]
         else:
             runs, skipped = _text_runs(raw)
@@ -345,7 +320,7 @@ def extract(text: str, name: str) -> ExtractedScript:
             "no error message)"
         )
     source = "\n".join(out) + "\n"
-    if ranges and not _compiles(source):  # blocks that parse alone but not together (an unclosed string across fences)
+    if ranges and not compiles(source):  # blocks that parse alone but not together (an unclosed string across fences)
         raise TargetError(f"{name}: the report's Python blocks do not parse together as one script")
     unrun = [
         (i + 1, lines[i].strip())

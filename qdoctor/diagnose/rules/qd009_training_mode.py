@@ -205,6 +205,14 @@ _NEEDS_EVAL = ("fuse_modules", "fuse_fx", "prepare_fx", "prepare")
 _NEEDS_TRAIN = ("fuse_modules_qat", "prepare_qat", "prepare_qat_fx")
 
 
+def _left_in_train_mode(facts: Facts, step: R.StaticStep, mode: str | None) -> bool:
+    """Put in train mode before ``step``, or built (train mode) with no .eval() anywhere before it in the text: a
+    model that went through a helper under another name (``load_model()`` calling ``.eval()``) is not flagged."""
+    if mode is not None:
+        return mode == R.TRAIN
+    return not static.before(facts, step, R.EVAL)
+
+
 @from_text("QD009")
 def wrong_mode_in_text(facts: Facts) -> Iterator[Finding]:
     """The report's text fuses or prepares a model in the wrong mode: fuse_modules / prepare_fx in train mode (the
@@ -221,7 +229,7 @@ def wrong_mode_in_text(facts: Facts) -> Iterator[Finding]:
                 f"the model was put in eval mode at line {modes[-1].line}; QAT prepares and trains it in train mode"
             )
             fix = f"{step.model}.train()\n{step.code}"
-        elif step.detail in _NEEDS_EVAL and step.detail != "prepare" and mode != R.EVAL:
+        elif step.detail in _NEEDS_EVAL and step.detail != "prepare" and _left_in_train_mode(facts, step, mode):
             told = f"put in train mode at line {modes[-1].line}" if modes else "never put in eval mode before"
             problem = (
                 f'the model was {told}: {step.detail} folds BatchNorm into the conv only in eval mode ("Fusion '
