@@ -91,9 +91,9 @@ def _explained(crash: CrashInfo, facts: Facts) -> tuple[str, str]:
 
 
 def traceback_findings(facts: Facts) -> Iterator[Finding]:
-    """One finding per error the report quotes whose cause a rule owns, under that rule (QD014 for a traceback no
-    rule explains). Warnings: qdoctor did not see these crashes."""
-    from qdoctor.diagnose.registry import get_rule, owners
+    """One finding per error the report quotes whose cause a rule owns, under that rule (the residual crash rule for
+    a traceback no rule explains). Warnings: qdoctor did not see these crashes."""
+    from qdoctor.diagnose.registry import all_rules, owners
 
     for crash in facts.target.report_crashes:
         view = replace(
@@ -111,7 +111,7 @@ def traceback_findings(facts: Facts) -> Iterator[Finding]:
         )
         quoted = crashes.short_message(crash).rstrip(". ")
         if not rules:
-            residual = get_rule("QD014")
+            residual = next((r for r in all_rules() if r.residual), None)  # the rule of crashes no rule owns
             if residual is None or not crashes.traceback_frames(crash):
                 continue  # an error named in prose, no traceback: not evidence of a crash
             rules = [residual]
