@@ -299,3 +299,50 @@ def test_a_step_that_ran_on_a_checked_model_is_the_runs_to_judge_and_a_run_findi
     assert qd001 is not None
     run_finding = qd001.finding("from the run")
     assert not [f for f in run_from_text(unrun, [run_finding]) if f.rule == "QD001"]
+
+
+# ------------------------------------------------------------------------------------------ end to end, small models
+
+
+def test_a_healthy_report_missing_its_imports_gets_no_error_and_no_crash_from_the_stand_ins(tmp_path):
+    from conftest import run_check
+
+    report_md = tmp_path / "issue.md"
+    report_md.write_text(
+        "My dynamic model:\n\n```python\n"
+        "float_model = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4)).eval()\n"
+        "quantized_model = tq.quantize_dynamic(float_model, {nn.Linear}, dtype=torch.qint8)\n"
+        "example_inputs = (torch.randn(2, 16),)\n"
+        "print(quantized_model(*example_inputs).shape)\n"
+        "```\n",
+        encoding="utf-8",
+    )
+    report = run_check(report_md)
+    assert {s.kind for s in report.facts.target.substitutions} == {"import"}
+    assert report.facts.crash is None and not report.facts.target.script_errors
+    assert not [f for f in report.findings if f.severity is Severity.ERROR]
+
+
+def test_a_recurrent_model_with_init_hidden_and_no_call_gets_its_state_from_init_hidden(tmp_path):
+    from conftest import run_check
+
+    report_md = tmp_path / "post.md"
+    report_md.write_text(
+        "```python\nimport torch\nfrom torch import nn\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.rnn = nn.LSTM(8, 8, 2)\n"
+        "        self.fc = nn.Linear(8, 3)\n\n"
+        "    def forward(self, x, hidden):\n"
+        "        out, hidden = self.rnn(x, hidden)\n"
+        "        return self.fc(out), hidden\n\n"
+        "    def init_hidden(self, bsz):\n"
+        "        return (torch.zeros(2, bsz, 8), torch.zeros(2, bsz, 8))\n\n"
+        "model = torch.ao.quantization.quantize_dynamic(Net().eval(), {nn.LSTM, nn.Linear})\n"
+        "```\n",
+        encoding="utf-8",
+    )
+    report = run_check(report_md)
+    assert "init_hidden" in (report.facts.target.inputs_inferred or "")
+    assert report.facts.crash is None
