@@ -180,6 +180,10 @@ def test_class4_an_undefined_torchvision_model_class_becomes_torchvision_builder
     assert type(eager["MobileNetV2"]()).__name__ == "QuantizableMobileNetV2" and "quantizable" in sub.instead
     resnet, _ = stand_in_names("net = ResNet18()\n", "r.md")
     assert type(resnet["ResNet18"]()).__name__ == "ResNet"
+    builder, [sub] = stand_in_names("net = resnet18(pretrained=True)\n", "r.md")
+    assert (
+        type(builder["resnet18"](pretrained=True)).__name__ == "ResNet" and "torchvision.models.resnet18" in sub.instead
+    )
     unknown, subs = stand_in_names("net = MyOwnNet()\n", "r.md")
     assert unknown == {} and subs == []
 

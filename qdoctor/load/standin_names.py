@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import importlib
 import re
 import warnings
@@ -105,6 +106,17 @@ def torchvision_builder(name: str, quantizable: bool) -> tuple[Callable[..., Any
     return None
 
 
+@functools.lru_cache(maxsize=1)
+def _torchvision_builders() -> frozenset[str]:
+    """torchvision's model builder names (``resnet18``, ``mobilenet_v2``), called by reports that left out their
+    import; empty without torchvision."""
+    try:
+        import torchvision.models as models
+    except ImportError:
+        return frozenset()
+    return frozenset(models.list_models(module=models))
+
+
 def _builder_standin(builder: Callable[..., Any], quantizable: bool) -> Callable[..., Any]:
     def build(*args: Any, **kwargs: Any) -> Any:
         options = {k: v for k, v in kwargs.items() if k in ("num_classes", "width_mult", "aux_logits", "init_weights")}
@@ -139,7 +151,7 @@ def stand_in_names(source: str, file: str) -> tuple[dict[str, Any], list[Substit
             if not attribute and module_name != name:
                 statement += f" as {name}"
             used_subs.append(Substitution("import", f"`{name}` used but never imported", f"`{statement}`", file, line))
-        elif name in called and name[:1].isupper():
+        elif name in called and (name[:1].isupper() or name in _torchvision_builders()):
             quantizable = _EAGER_SIGNS.search(source) is not None
             found = torchvision_builder(name, quantizable)
             if found is None:
