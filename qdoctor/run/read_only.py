@@ -31,6 +31,8 @@ def read_only_report(target: Any, reason: str, options: Any) -> Report:
     findings, skipped = run_rules(facts, options.select, options.ignore, options.per_module_ignores, rules=rules)
     findings = sorted(findings + run_from_text(facts, findings, options.select, options.ignore), key=_order)
     reason = reason.split(": ", 1)[1] if reason.startswith(str(target.spec)) and ": " in reason else reason
+    if target.report_text is not None and not target.report_text.ran:
+        reason = "the report holds no code, only the errors it quotes"
     notes = [
         f"no model from this report could be run here ({reason}): the findings come from what its script raised, "
         "the tracebacks it quotes and its Python read without running it",
