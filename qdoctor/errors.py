@@ -4,8 +4,11 @@
 class TargetError(Exception):
     """The target cannot be checked: missing file, syntax error, nothing to check, bad inputs...
 
-    The message is one line, written for the user; the CLI prints it and exits 2.
+    The message is one line, written for the user; the CLI prints it and exits 2. ``partial`` is what loading had
+    learnt before it stopped (a report's Target: its quoted tracebacks and statically read steps still give a report).
     """
+
+    partial: object | None = None
 
 
 class NoModelError(TargetError):

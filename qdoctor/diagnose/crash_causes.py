@@ -167,6 +167,25 @@ _MIXED = re.compile(
 )
 
 
+# A crash quoted in a bug report (qdoctor.load.report_tracebacks), not seen by qdoctor.
+REPORT_PHASE = "report"
+_QUANTIZED_OP = re.compile(r"quantized::|Quantized")
+# The operators of layers (a module's forward), as opposed to tensor functions called in a forward().
+_LAYER_OP = re.compile(
+    r"Could not run '[\w:]*(?:conv|linear|addmm|batch_norm|layer_norm|group_norm|thnn|mkldnn|max_pool|avg_pool|"
+    r"adaptive_avg_pool|hardswish|embedding|lstm|gru)",
+    re.I,
+)
+
+
+def _quoted_level(message: str) -> str:
+    """Where a crash quoted without frames was raised, from the operator it names: a layer's operator (a conv,
+    linear, norm, pool) inside a module, any other operator by a function called in forward()."""
+    if not _BACKEND.search(message):
+        return SCRIPT
+    return MODULE if _LAYER_OP.search(message) else FUNCTION
+
+
 @dataclass(frozen=True)
 class KnownCrash:
     """A crash that ``classify`` explains: its cause, where it was raised and what the message tells."""
@@ -256,15 +275,20 @@ def classify(crash: CrashInfo, facts: Facts) -> KnownCrash | None:
     event = raising_event(facts, crash)
     if event is None:
         level = _traceback_level(crash)
+        if crash.phase == REPORT_PHASE and level == SCRIPT:
+            level = _quoted_level(message)
     else:
         level = FUNCTION if event.kind == "function" else MODULE
     backend = _BACKEND.search(message)
     op = backend.group("op") if backend else None
+    # torch < 1.5 named the backends "CPUTensorId", "QuantizedCPUTensorId"
+    backend_name = backend.group("backend").removesuffix("TensorId") if backend else None
 
-    if _CUDA.search(message) and has_int8_modules(facts):
+    quoted = crash.phase == REPORT_PHASE  # pasted in a report: no model facts to tell int8 from float
+    if _CUDA.search(message) and (has_int8_modules(facts) or (quoted and _QUANTIZED_OP.search(message))):
         return KnownCrash(INT8_ON_CUDA, level, op)
     engine = _ENGINE.search(message)
-    if engine and crash is facts.crash:
+    if engine and (crash is facts.crash or quoted):
         return KnownCrash(NO_QUANTIZED_ENGINE, level, engine.group("op"))  # the op that found no engine, if named
     if _MIXED.search(message):
         if level == FUNCTION:
@@ -277,13 +301,13 @@ def classify(crash: CrashInfo, facts: Facts) -> KnownCrash | None:
             return KnownCrash(cause, level, op, got=groups.get("got"), want=groups.get("want"))
     if _INDICES.search(message):
         return KnownCrash(INT8_INDICES, level)
-    if backend and backend.group("backend") == "QuantizedCPU" and op and _DROPOUT_OP.search(op):
+    if backend_name == "QuantizedCPU" and op and _DROPOUT_OP.search(op):
         return KnownCrash(DROPOUT_IN_TRAIN_MODE, level, op)
     if _NO_INT8_KERNEL.search(message) and level in (FUNCTION, MODULE):
         return KnownCrash(INT8_INTO_ATEN_FUNCTION if level == FUNCTION else STUB_MISSING, level, op)
-    if backend and backend.group("backend") in ("CPU", "QuantizedCPU"):
+    if backend_name in ("CPU", "QuantizedCPU"):
         if level == FUNCTION:
-            kind = FLOAT_INTO_INT8_FUNCTION if backend.group("backend") == "CPU" else INT8_INTO_ATEN_FUNCTION
+            kind = FLOAT_INTO_INT8_FUNCTION if backend_name == "CPU" else INT8_INTO_ATEN_FUNCTION
             return KnownCrash(kind, level, op)
         if level == MODULE:
             return KnownCrash(STUB_MISSING, level, op)

@@ -239,6 +239,61 @@ def run_after_fixes(
     return with_inputs_caveat(found, facts)
 
 
+# A rule's reading of a report's text (qdoctor.facts.report.StaticRead: steps read, not run): registered with
+# @from_text(code) beside the rule, a pure Facts -> findings of its own. run_from_text marks its findings and keeps
+# them from repeating what a run found.
+_FROM_TEXT: dict[str, CheckFn] = {}
+STATIC_BASIS = "static: read, not run"
+TRACEBACK_BASIS = "from the report's traceback, not reproduced"
+
+
+def from_text(code: str) -> Callable[[CheckFn], CheckFn]:
+    """Register rule ``code``'s reading of the report's statically read steps (facts.target.static_read)."""
+
+    def register(fn: CheckFn) -> CheckFn:
+        if code in _FROM_TEXT:
+            raise ValueError(f"rule {code} registered a reading of the text twice")
+        _FROM_TEXT[code] = fn
+        return fn
+
+    return register
+
+
+def run_from_text(
+    facts: Facts,
+    found: list[Finding],
+    select: Iterable[str] | None = None,
+    ignore: Iterable[str] | None = None,
+) -> list[Finding]:
+    """What the report's text says beyond what ran: each selected rule's reading of the static steps, then the
+    report's tracebacks mapped through the crash table (qdoctor.diagnose.report_crashes). A finding of a rule that
+    the run (``found``) already reported is left out; none is an error unless the text alone makes it certain
+    (``evidence["certain"]``), and none says the model crashed."""
+    from qdoctor.diagnose.report_crashes import traceback_findings
+
+    all_rules()  # import every rule module, which registers its reading of the text
+    reported = {f.rule for f in found}
+    added: list[Finding] = []
+    if facts.target.static_read is not None:
+        for code, read in sorted(_FROM_TEXT.items()):
+            if code in reported or not selected(code, select, ignore):
+                continue
+            for finding in read(facts):
+                finding.evidence["basis"] = STATIC_BASIS
+                if not finding.evidence.get("certain") and finding.severity is Severity.ERROR:
+                    finding.severity = Severity.WARNING
+                added.append(finding)
+    reported |= {f.rule for f in added}
+    for finding in traceback_findings(facts):
+        if finding.rule in reported or not selected(finding.rule, select, ignore):
+            continue
+        finding.evidence["basis"] = TRACEBACK_BASIS
+        reported.add(finding.rule)
+        added.append(finding)
+    added.sort(key=Finding.sort_key)
+    return added
+
+
 def flow_failure_rules(facts: Facts) -> list[Rule]:
     """The rules that own a flow-step cause of one of the facts' crashes: empty unless a step of a quantization flow
     raised (then the model the script meant to quantize may have stayed float, and these rules say why)."""

@@ -25,6 +25,7 @@ from qdoctor.facts.kinds import (
 from qdoctor.facts.measurement import Benchmarks, Contention
 from qdoctor.facts.numerics import Numerics
 from qdoctor.facts.profile import Profile
+from qdoctor.facts.report import StaticRead
 from qdoctor.facts.weights import Weights
 
 
@@ -294,6 +295,8 @@ class Target:
     substitutions: list[Substitution] = field(default_factory=list)  # offline stand-ins used (qdoctor.load.standins)
     stopped_lines: list[int] = field(default_factory=list)  # statements stopped at their time budget (keep-going)
     report_text: ScriptText | None = None  # the target was a bug report: the lines of it that ran
+    report_crashes: list[CrashInfo] = field(default_factory=list)  # tracebacks pasted in the report (phase "report")
+    static_read: StaticRead | None = None  # a report's quantization steps read without running (qdoctor.facts.report)
 
     @property
     def inputs_invented(self) -> bool:

@@ -24,6 +24,7 @@ from qdoctor.load import arguments
 from qdoctor.load.calls import CallLog
 from qdoctor.load.input_fit import about_shape
 from qdoctor.load.select import call_contract, modules_in
+from qdoctor.load.state_inputs import init_hidden_candidates
 
 INPUT_FUNCS = ("get_example_inputs",)
 INPUT_NAMES = ("example_inputs",)
@@ -195,6 +196,8 @@ class _Inputs:
         tensor, how = made
         candidates: list[tuple[tuple[Any, ...], str]] = [((tensor,), "")]
         extra = _required_after_first(model)
+        if extra == 1:  # forward(input, hidden): the state the model's own init_hidden() makes, first
+            candidates += init_hidden_candidates(eager_module(model), tensor)
         if extra:
             candidates.append(((tensor, *([None] * extra)), f", with None for the {extra} other forward argument(s)"))
         errors: list[Exception] = []

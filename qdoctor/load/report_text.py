@@ -1,8 +1,14 @@
-"""Read a bug report as it is written: the Python in a Markdown issue body, a forum post or a blog article.
+"""Read a bug report as it is written: the Python in a Markdown issue body, a forum post, a blog article, a
+reStructuredText tutorial, a Jupyter notebook or an HTML page saved from the browser.
 
-A Markdown report's fenced blocks (```python, ```py, and unlabelled fences whose text parses as Python) run in order as
-one script; a text without fences yields its runs of lines that parse as Python. The script keeps the report's line
-numbers: every line that does not run is left blank, so a finding's line is the report's line.
+A Markdown report's fenced blocks (```python, ```py, ```pycon, and unlabelled fences whose text parses as Python) and
+its indented blocks run in order as one script; a reStructuredText report runs its ``.. code::`` / ``.. code-block::``
+directives and ``::`` literal blocks; a notebook its code cells, an HTML page its ``<pre><code>`` blocks (both read
+as Markdown first: qdoctor.load.report_forms); a text without any of these yields its runs of lines that parse as
+Python (a ``>>>`` session without its prompts and output). A block cut mid-statement (a page stored up to ``with``)
+runs up to its last complete statement, with a note. The errors the report quotes are read too
+(qdoctor.load.report_tracebacks). The script keeps the report's line numbers: every line that does not run is left
+blank, so a finding's line is the report's line.
 
 Pure text work: no torch, nothing runs here.
 """
@@ -12,12 +18,22 @@ from __future__ import annotations
 import ast
 import re
 import textwrap
-import warnings
 from dataclasses import dataclass, field
 
 from qdoctor.errors import TargetError
+from qdoctor.facts import CrashInfo
+from qdoctor.load.report_forms import (
+    compiles,
+    complete_prefix,
+    html_text,
+    indented_blocks,
+    looks_like_rst,
+    notebook_text,
+    rst_blocks,
+)
+from qdoctor.load.report_tracebacks import report_crashes
 
-REPORT_SUFFIXES = (".md", ".markdown", ".txt", ".text", ".rst", ".issue")
+REPORT_SUFFIXES = (".md", ".markdown", ".txt", ".text", ".rst", ".issue", ".ipynb", ".html", ".htm")
 MAX_REPORT_LINES = 20_000
 # How far past the last line that parsed a run is still extended (a call or a list spread over many lines).
 _LOOKAHEAD = 40
@@ -54,39 +70,20 @@ class ExtractedScript:
     """The report's Python as one script with the report's line numbering (blank where nothing runs)."""
 
     source: str
-    kind: str  # "markdown" or "text"
+    kind: str  # "markdown", "rst", "notebook", "html" or "text"
     ran: list[tuple[int, int]]  # 1-based inclusive ranges of report lines that run
     skipped: list[str] = field(default_factory=list)
+    crashes: list[CrashInfo] = field(
+        default_factory=list
+    )  # the errors the report quotes (qdoctor.load.report_tracebacks)
+    text: str = ""  # the report as read (a notebook or an HTML page as Markdown), for the static pass
+    # (line, code) of the lines of code blocks that did not run (cut, lost indentation): read without running them
+    unrun_code: list[tuple[int, str]] = field(default_factory=list)
 
 
 def is_report(name: str) -> bool:
     """A target that is a report (Markdown or text), not a Python script: by its suffix, or stdin ("-")."""
     return name == "-" or name.lower().endswith(REPORT_SUFFIXES)
-
-
-def _parses(text: str) -> bool:
-    if not text.strip():
-        return False
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # invalid escape sequences in pasted strings
-            compile(text, "<report>", "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
-    except (SyntaxError, ValueError):
-        return False
-    return True
-
-
-def _compiles(text: str) -> bool:
-    """Parses and compiles (``return`` outside a function parses but does not compile)."""
-    if not _parses(text):
-        return False
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            compile(text, "<report>", "exec", dont_inherit=True)
-    except (SyntaxError, ValueError):
-        return False
-    return True
 
 
 def _strip_prompts(lines: list[str]) -> list[str]:
@@ -154,14 +151,14 @@ def _text_runs(lines: list[str]) -> tuple[list[tuple[int, int]], list[str]]:
         best = -1
         j, misses = i, 0
         while j < n and misses < _LOOKAHEAD:
-            if _compiles("\n".join(lines[i : j + 1])):
+            if compiles("\n".join(lines[i : j + 1])):
                 best, misses = j, 0
             else:
                 misses += 1
             j += 1
         if best < 0:
             header = lines[i].rstrip()
-            if header.endswith(":") and _compiles(header.strip() + "\n    pass") and i + 1 < n:
+            if header.endswith(":") and compiles(header.strip() + "\n    pass") and i + 1 < n:
                 nxt = lines[i + 1]
                 if nxt.strip() and len(nxt) - len(nxt.lstrip()) <= len(header) - len(header.lstrip()):
                     end = _lost_block_end(lines, i)
@@ -223,6 +220,11 @@ def _fenced_blocks(lines: list[str]) -> list[tuple[int, int, str]] | None:
         if not match:
             i += 1
             continue
+        if match.group("fence")[0] == "~" and (
+            len(match.group("indent")) > 3 or (i > 0 and lines[i - 1].strip() and not match.group("info"))
+        ):
+            i += 1  # a row of tildes under a title (reStructuredText) or a traceback's marker: not a fence
+            continue
         found = True
         fence = match.group("fence")
         info = match.group("info").lower().strip("{}.")
@@ -239,40 +241,72 @@ def _dedented(lines: list[str], first: int, last: int) -> list[str]:
     return textwrap.dedent("\n".join(lines[first : last + 1])).split("\n")
 
 
+def _report_lines(text: str, name: str) -> tuple[list[str], str | None]:
+    """The report's lines, a notebook or an HTML page first turned into Markdown; and the form it had."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    notebook = notebook_text(text) if name.lower().endswith(".ipynb") or text.lstrip().startswith("{") else None
+    if notebook is not None:
+        return notebook.split("\n"), "notebook"
+    page = html_text(text)
+    if page is not None:
+        return page.split("\n"), "html"
+    return lines, None
+
+
+def _blocks(lines: list[str], name: str) -> tuple[list[tuple[int, int, str]] | None, str]:
+    """The code blocks of a Markdown or reStructuredText report (None: neither, read it as text) and its kind."""
+    fenced = _fenced_blocks(lines)
+    if name.lower().endswith(".rst") or (fenced is None and looks_like_rst(lines)):
+        return rst_blocks(lines), "rst"
+    if fenced is None:
+        return None, "text"
+    taken = {i for first, last, _ in fenced for i in range(first - 1, last + 2)}
+    return sorted(fenced + indented_blocks(lines, taken)), "markdown"
+
+
 def extract(text: str, name: str) -> ExtractedScript:
-    """The Python of a report. Raises TargetError (one line) when there is none."""
+    """The Python of a report and the errors it quotes. Raises TargetError (one line) when it holds neither."""
     if "\x00" in text:
         raise TargetError(f"{name}: binary data, not a report or a script")
     if not text.strip():
         raise TargetError(f"{name}: the report is empty")
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines, form = _report_lines(text, name)
+    crashes = report_crashes("\n".join(lines))  # a notebook's error outputs are in its Markdown form
     if len(lines) > MAX_REPORT_LINES:
         raise TargetError(f"{name}: {len(lines)} lines; a report of at most {MAX_REPORT_LINES} lines is read")
     out = [""] * len(lines)
     skipped: list[str] = []
-    blocks = _fenced_blocks(lines)
+    blocks, kind = _blocks(lines, name)
     ranges: list[tuple[int, int]] = []
     if blocks is not None:
-        kind = "markdown"
         for first, last, info in blocks:
             body = _strip_prompts(_dedented(lines, first, last))
             labelled = info in _PYTHON_INFO
             if info and not labelled:
                 if info not in _OTHER_LANGUAGES:
-                    skipped.append(f"lines {first + 1}-{last + 1}: a ```{info} block: not run")
+                    skipped.append(f"lines {first + 1}-{last + 1}: a {info} block: not run")
                 continue
-            if not _compiles("\n".join(body)):
-                if labelled:
-                    skipped.append(f"lines {first + 1}-{last + 1}: a python block that does not parse: not run")
-                continue  # an unlabelled fence that is not Python (output, a traceback, a shell command)
+            if not compiles("\n".join(body)):
+                end = complete_prefix(body) if labelled or _looks_like_code(body) else None
+                if end is None:
+                    if labelled:
+                        skipped.append(f"lines {first + 1}-{last + 1}: a python block that does not parse: not run")
+                    continue  # an unlabelled block that is not Python (output, a traceback, a shell command)
+                skipped.append(
+                    f"lines {first + end + 2}-{last + 1}: the block is cut mid-statement (or does not parse from "
+                    f"there): ran up to line {first + end + 1}, its last complete statement"
+                )
+                body, last = body[: end + 1], first + end
             out[first : last + 1] = body
             ranges.append((first, last))
         for first, last in ranges:
             _blank_inert(out, first, last)  # a bare expression (a notebook's display of a value) does nothing here
     else:
-        kind = "text"
-        raw = [line.rstrip() for line in lines]
-        runs, skipped = _text_runs(raw)
+        raw = _session_lines([line.rstrip() for line in lines])
+        if compiles("\n".join(raw)):  # a script saved as text (a Sphinx-Gallery tutorial): all of it, as one run
+            runs: list[tuple[int, int]] = [(0, len(raw) - 1)]
+        else:
+            runs, skipped = _text_runs(raw)
         for first, last in runs:
             out[first : last + 1] = _dedented(raw, first, last)
         kept = [r for r in (_blank_inert(out, first, last) for first, last in runs) if r is not None]
@@ -280,12 +314,50 @@ def extract(text: str, name: str) -> ExtractedScript:
         ran_lines = {i for first, last in ranges for i in range(first, last + 1)}
         out = [line if i in ran_lines else "" for i, line in enumerate(out)]
     ranges = _merge(out, lines, ranges)
-    if not ranges:
-        raise TargetError(f"{name}: no Python found in the report (no ```python block, no lines that parse as Python)")
+    if not ranges and not crashes:
+        raise TargetError(
+            f"{name}: no Python found in the report and no traceback (no code block, no lines that parse as Python, "
+            "no error message)"
+        )
     source = "\n".join(out) + "\n"
-    if not _compiles(source):  # blocks that parse alone but not together (an unclosed string across fences)
+    if ranges and not compiles(source):  # blocks that parse alone but not together (an unclosed string across fences)
         raise TargetError(f"{name}: the report's Python blocks do not parse together as one script")
-    return ExtractedScript(source, kind, [(a + 1, b + 1) for a, b in ranges], skipped)
+    unrun = [
+        (i + 1, lines[i].strip())
+        for first, last, _ in blocks or []
+        for i in range(first, last + 1)
+        if lines[i].strip() and not out[i].strip()
+    ]
+    return ExtractedScript(
+        source, form or kind, [(a + 1, b + 1) for a, b in ranges], skipped, crashes, "\n".join(lines), unrun
+    )
+
+
+def _looks_like_code(body: list[str]) -> bool:
+    """An unlabelled block that opens like a script (imports, definitions, assignments): worth running up to where
+    it breaks. A lone call or value (``tensor([1., 1.])``, an output) is not."""
+    head = [line.strip() for line in body if line.strip() and not line.strip().startswith("#")][:3]
+    return bool(head) and all(
+        re.match(r"(import |from \w[\w.]* import |def |class |@|\w[\w.]*\s*=[^=])", line) for line in head
+    )
+
+
+def _session_lines(lines: list[str]) -> list[str]:
+    """A console session pasted as text (``>>> x = f()`` / ``... ``): its prompts removed and its output lines (those
+    after a prompt line, up to the next prompt or blank line) blanked; other lines as they are."""
+    if not any(_PROMPT.match(line) for line in lines):
+        return lines
+    out = list(lines)
+    in_session = False
+    for i, line in enumerate(lines):
+        if _PROMPT.match(line):
+            out[i] = _PROMPT.sub("", line)
+            in_session = True
+        elif in_session and line.strip():
+            out[i] = ""
+        else:
+            in_session = False
+    return out
 
 
 def _merge(lines: list[str], original: list[str], ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -24,13 +24,17 @@ from typing import Any
 from torch import nn
 
 from qdoctor.errors import ScriptFailedError, TargetError
-from qdoctor.facts import ScriptText, SourceLocation, Target
+from qdoctor.facts import ScriptText, SourceLocation, Substitution, Target
 from qdoctor.facts.location import crash_info, first_line, user_frame
+from qdoctor.facts.report import StaticRead
 from qdoctor.load.calls import CallLog, recording_calls
 from qdoctor.load.flow_steps import FlowLog, recording_flow_steps
 from qdoctor.load.options import LoadOptions
+from qdoctor.load.report_text import ExtractedScript
+from qdoctor.load.standin_names import stand_in_names
 from qdoctor.load.standins import StandIns
 from qdoctor.load.statements import StatementTimeout, compile_statements, main_guard_lifted, run_statements
+from qdoctor.load.static_read import read_steps
 
 MAX_CAPTURED_CHARS = 64_000
 MODULE_NAME = "__qdoctor_target__"
@@ -107,13 +111,13 @@ def _decode_source(path: Path, raw: bytes) -> str:
         ) from None
 
 
-def _read_source(path: Path, raw: bytes, target: Target) -> str:
+def _read_source(path: Path, raw: bytes, target: Target) -> tuple[str, ExtractedScript | None]:
     """The Python to run: the script itself, or the Python of a bug report (Markdown or text, qdoctor.load.report_text)
     with the report's line numbering."""
     from qdoctor.load.report_text import extract, is_report
 
     if not is_report(path.name):
-        return _decode_source(path, raw)
+        return _decode_source(path, raw), None
     from_stdin = path.name == "stdin.md" and path.parent.name.startswith("qdoctor-stdin-")  # qdoctor.cli: `check -`
     name = "- (standard input)" if from_stdin else str(path)
     if b"\x00" in raw:
@@ -127,7 +131,11 @@ def _read_source(path: Path, raw: bytes, target: Target) -> str:
         ) from None
     extracted = extract(text, name)
     target.report_text = ScriptText(extracted.kind, extracted.ran, extracted.skipped, stdin=from_stdin)
-    return extracted.source
+    report_file = str(path.resolve())
+    for crash in extracted.crashes:
+        crash.file = report_file
+    target.report_crashes = extracted.crashes
+    return extracted.source, extracted
 
 
 def run_script(
@@ -147,7 +155,7 @@ def run_script(
         raw = path.read_bytes()
     except OSError as exc:
         raise TargetError(f"cannot read {path}: {exc.strerror or exc}") from None
-    source = _read_source(path, raw, target)
+    source, extracted = _read_source(path, raw, target)
     target.script_text = source
     filename = str(path.resolve())
     try:
@@ -175,12 +183,18 @@ def run_script(
     stand_ins = stand_ins or StandIns(filename, enabled=options.stand_ins)
     stand_ins.source_lines = source.splitlines()
     lines = source.splitlines()
+    names_stood_in: list[Substitution] = []
+    if extracted is not None and options.stand_ins:  # a report leaves out imports and the classes it took elsewhere
+        values, names_stood_in = stand_in_names(source, filename)
+        namespace.update(values)
+    raised_statements: list[int] = []
 
     def record(exc: BaseException, line: int, follows_from: int | None) -> None:
         if isinstance(exc, StatementTimeout):  # the script's own long loop: qdoctor measures speed itself
             target.stopped_lines.append(line)
             return
-        if isinstance(exc, ModuleNotFoundError) and not _defines_any_module(namespace):
+        raised_statements.append(line)
+        if isinstance(exc, ModuleNotFoundError) and not _defines_any_module(namespace) and extracted is None:
             # A package this environment lacks, before any model: nothing of the script can be checked here.
             raise _missing_module(path, exc) from None
         crash = crash_info(exc, "load", str(path))
@@ -211,7 +225,7 @@ def run_script(
                 except KeyboardInterrupt:
                     raise
                 except ModuleNotFoundError as exc:
-                    if not _defines_any_module(namespace):
+                    if not _defines_any_module(namespace) and extracted is None:
                         raise _missing_module(path, exc) from None
                     target.load_crash = crash_info(exc, "load", str(path))
                 except SystemExit as exc:
@@ -223,7 +237,9 @@ def run_script(
         sys.path[:] = saved_path
         sys.argv = saved_argv
         sys.stdin = saved_stdin
-    target.substitutions = stand_ins.used
+    target.substitutions = names_stood_in + stand_ins.used
+    if extracted is not None:
+        target.static_read = _static_read(source, extracted, target, raised_statements, filename)
     target.user_stdout = stdout.getvalue()
     target.user_stderr = stderr.getvalue()
     seen: set[str] = set()
@@ -233,6 +249,19 @@ def run_script(
             seen.add(text)
             target.warnings.append(text)
     return namespace
+
+
+def _static_read(
+    source: str, extracted: ExtractedScript, target: Target, raised: list[int], filename: str
+) -> StaticRead:
+    """The report's quantization steps read without running them (qdoctor.load.static_read): its statements that
+    raised, or that never ran after --stop-on-error stopped, are marked as not run."""
+    not_run = set(raised)
+    crash = target.load_crash
+    if crash is not None and not target.script_errors:  # --stop-on-error: nothing after the crash ran
+        first = crash.line or 0
+        not_run.update(n for n in range(first, len(source.splitlines()) + 1))
+    return read_steps(source, not_run, extracted.unrun_code, filename)
 
 
 def _missing_module(path: Path, exc: ModuleNotFoundError) -> ScriptFailedError:

@@ -95,7 +95,11 @@ def load_target(spec: str, *, trust: bool = False, options: LoadOptions | None =
         namespace = run_script(path, origins, target, options, stand_ins, calls, flows)
         user_engine = torch.backends.quantized.engine
         user_threads = torch.get_num_threads()
-        subject_name, subject = pick_subject(namespace, target, calls, flows)
+        try:
+            subject_name, subject = pick_subject(namespace, target, calls, flows)
+        except TargetError as error:  # a report still has its tracebacks and its statically read steps
+            error.partial = target if target.report_text is not None else None
+            raise
     else:
         namespace, value = import_attribute(spec)
         user_engine = torch.backends.quantized.engine
@@ -117,7 +121,11 @@ def load_target(spec: str, *, trust: bool = False, options: LoadOptions | None =
     prepared_in_place = namespace.get(float_name) if float_name else None
     if target.float_derived and float_baseline is not None and isinstance(prepared_in_place, nn.Module):
         copy_origins(prepared_in_place, float_baseline, origins)
-    inputs = pick_inputs(namespace, subject, float_baseline, target, calls)
+    try:
+        inputs = pick_inputs(namespace, subject, float_baseline, target, calls)
+    except TargetError as error:
+        error.partial = target if target.report_text is not None else None
+        raise
     target.inputs = [TensorInfo(str(t.dtype), list(t.shape), bool(t.is_quantized)) for t in tensor_leaves(inputs)]
     calibration = contract_callable(namespace, "calibration_data", target)
     evaluate = contract_callable(namespace, "evaluate", target)

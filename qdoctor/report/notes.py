@@ -78,6 +78,14 @@ def _script_errors_note(target: Any) -> str:
     return text
 
 
+_HOW_RUN = {
+    "markdown": "its fenced Python blocks",
+    "rst": "its code blocks (reStructuredText `.. code::` and `::` blocks)",
+    "notebook": "its code cells",
+    "html": "its <pre><code> blocks",
+}
+
+
 def script_notes(target: Any) -> list[str]:
     """What the report ran of a bug report, and the offline stand-ins used (shared with `qdoctor compare`)."""
     notes = []
@@ -86,8 +94,11 @@ def script_notes(target: Any) -> list[str]:
         from qdoctor.load.report_text import describe_ranges
 
         source = "standard input" if text.stdin else "the report"
-        how = "its fenced Python blocks" if text.kind == "markdown" else "its runs of lines that parse as Python"
-        notes.append(f"ran {how}: lines {describe_ranges(text.ran)} of {source}")
+        how = _HOW_RUN.get(text.kind, "its runs of lines that parse as Python")
+        if text.ran:
+            notes.append(f"ran {how}: lines {describe_ranges(text.ran)} of {source}")
+        else:
+            notes.append(f"no Python in {source} to run (read: the errors it quotes)")
         notes.extend(f"not run: {skipped}" for skipped in text.skipped)
     for sub in target.substitutions:
         where = f" (line {sub.line})" if sub.line else ""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from qdoctor import __version__
 from qdoctor.diagnose.flow_causes import script_failure_text
-from qdoctor.diagnose.registry import crash_rules, flow_failure_rules, run_after_fixes, run_rules
+from qdoctor.diagnose.registry import crash_rules, flow_failure_rules, run_after_fixes, run_from_text, run_rules
 from qdoctor.errors import ScriptFailedError, TargetError
 from qdoctor.facts import Facts
 from qdoctor.facts.prescription import Prescription
@@ -68,6 +68,8 @@ def build_report(facts: Facts, options: CheckOptions) -> Report:
         findings, skipped = run_rules(facts, options.select, options.ignore, options.per_module_ignores, rules=owners)
     else:
         findings, skipped = run_rules(facts, options.select, options.ignore, options.per_module_ignores)
+    if facts.target.report_text is not None:  # a report: what its text says beyond what ran
+        findings = sorted(findings + run_from_text(facts, findings, options.select, options.ignore), key=_order)
     return Report(
         facts=facts,
         findings=findings,
@@ -75,6 +77,10 @@ def build_report(facts: Facts, options: CheckOptions) -> Report:
         notes=check_notes(facts, _flow_failed(facts)),
         qdoctor_version=__version__,
     )
+
+
+def _order(finding: Finding) -> tuple:
+    return finding.sort_key()
 
 
 def check(
@@ -96,7 +102,20 @@ def check(
             loaded = load_target_explained(spec, trust=options.trust, options=options.load)
         except FlowFailedBeforeModel as failed:
             return failed.report(options)
-        return check_loaded(loaded, options, progress, on_stage, started=started)
+        except TargetError as error:
+            if error.partial is None:
+                raise
+            from qdoctor.run.read_only import read_only_report
+
+            return read_only_report(error.partial, str(error), options)
+        try:
+            return check_loaded(loaded, options, progress, on_stage, started=started)
+        except TargetError as error:
+            if loaded.target.report_text is None:
+                raise
+            from qdoctor.run.read_only import read_only_report
+
+            return read_only_report(loaded.target, str(error), options)
 
 
 def check_loaded(

@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterator
 
 from qdoctor import facts as F
+from qdoctor.diagnose import static_steps as static
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.locate import (
     first_compute,
@@ -15,8 +16,9 @@ from qdoctor.diagnose.locate import (
     observer_owner,
     subject_variable,
 )
-from qdoctor.diagnose.registry import rule
+from qdoctor.diagnose.registry import from_text, rule
 from qdoctor.facts import Facts, ModuleInfo
+from qdoctor.facts import report as R
 
 # What torch's observers warn when calculate_qparams() runs on an observer that never saw a tensor (observer.py).
 DEFAULT_QPARAMS_WARNING = "must run observer before calling calculate_qparams"
@@ -154,5 +156,35 @@ def uncalibrated_observers(facts: Facts) -> Iterator[Finding]:
             module=None,
             evidence={"torch_warning": warned},
             fix=calibration_fix(facts),
+            severity=Severity.WARNING,
+        )
+
+
+@from_text("QD001")
+def convert_right_after_prepare(facts: Facts) -> Iterator[Finding]:
+    """The report's text converts what it prepared with no forward between: nothing calibrated the observers."""
+    for convert in static.steps(facts, R.CONVERT):
+        prepares = [p for p in static.before(facts, convert, R.PREPARE) if convert.model in static.names_of(p)]
+        if not prepares:
+            continue
+        prepare = prepares[-1]
+        if not (static.unverified(convert, facts) or static.unverified(prepare, facts)):
+            continue
+        names = static.names_of(prepare) | static.names_of(convert)
+        used = [
+            s
+            for s in static.steps(facts, R.USE)
+            if prepare.line < s.line < convert.line and s.model in names and s.in_function == convert.in_function
+        ]
+        if used:
+            continue
+        yield uncalibrated_observers.finding(
+            f"`{convert.code}` (line {convert.line}) converts the model `{prepare.code}` prepared at line "
+            f"{prepare.line} with nothing run through it between: its observers saw no data, so every activation "
+            "gets the default scale 1.0 and zero point 0 (static: read, not run).",
+            source=static.where(convert, facts),
+            evidence=static.evidence(convert, prepared_at=prepare.line),
+            fix=f"with torch.no_grad():\n    for batch in calibration_batches:  # representative inputs\n"
+            f"        {prepare.result or prepare.model}(*batch)\n{convert.code}",
             severity=Severity.WARNING,
         )

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from qdoctor import facts as F
 from qdoctor.diagnose import crash_causes as crashes
+from qdoctor.diagnose import static_steps as static
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.locate import (
     first_compute,
@@ -17,8 +18,9 @@ from qdoctor.diagnose.locate import (
     script_line,
     subject_variable,
 )
-from qdoctor.diagnose.registry import rule
+from qdoctor.diagnose.registry import from_text, rule
 from qdoctor.facts import Facts, ModuleInfo, SourceLocation
+from qdoctor.facts import report as R
 from qdoctor.facts.location import first_line
 
 X86, QNNPACK, ONEDNN = "x86/fbgemm", "qnnpack", "onednn"
@@ -272,3 +274,23 @@ def backend_mismatch(facts: Facts) -> Iterator[Finding]:
         severity=severity,
         leads_to=leads_to,
     )
+
+
+@from_text("QD003")
+def qnnpack_in_text(facts: Facts) -> Iterator[Finding]:
+    """The report's text selects the qnnpack engine or qconfig, and this machine is x86."""
+    if not facts.environment.is_x86:
+        return
+    for step in static.steps(facts, R.ENGINE, R.QCONFIG):
+        if step.detail != "qnnpack" or not static.unverified(step, facts):
+            continue
+        what = "engine" if step.kind == R.ENGINE else "qconfig"
+        yield backend_mismatch.finding(
+            f"`{step.code}` (line {step.line}) selects the qnnpack {what} on an {_cpu(facts)}: qnnpack is the "
+            "ARM engine; on x86 the x86 (fbgemm/onednn) kernels are the fast ones (static: read, not run).",
+            source=static.where(step, facts),
+            evidence=static.evidence(step, machine=facts.environment.machine),
+            fix="torch.backends.quantized.engine = 'x86'\nmodel.qconfig = torch.ao.quantization.get_default_qconfig('x86')",
+            severity=Severity.WARNING,
+        )
+        return

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from qdoctor import facts as F
+from qdoctor.diagnose import static_steps as static
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.locate import (
     first_compute,
@@ -14,8 +15,9 @@ from qdoctor.diagnose.locate import (
     subject_label,
     subject_variable,
 )
-from qdoctor.diagnose.registry import rule
+from qdoctor.diagnose.registry import from_text, rule
 from qdoctor.facts import Facts, FlowKind
+from qdoctor.facts import report as R
 
 
 def prepared_by(facts: Facts) -> FlowKind | None:
@@ -89,3 +91,22 @@ def not_converted(facts: Facts) -> Iterator[Finding]:
         evidence=evidence,
         fix=convert_fix(facts, is_qat),
     )
+
+
+@from_text("QD006")
+def prepared_never_converted(facts: Facts) -> Iterator[Finding]:
+    """The report's text prepares a model and never converts it."""
+    for prepare in static.steps(facts, R.PREPARE):
+        names = static.names_of(prepare)
+        converted = [c for c in static.steps(facts, R.CONVERT) if c.line > prepare.line and c.model in names]
+        if converted or not static.unverified(prepare, facts):
+            continue
+        yield not_converted.finding(
+            f"`{prepare.code}` (line {prepare.line}) prepares the model, and nothing in the report converts it: a "
+            "prepared model runs float kernels with observers or fake-quant around them, slower than float "
+            "(static: read, not run).",
+            source=static.where(prepare, facts),
+            evidence=static.evidence(prepare),
+            fix=f"quantized = {'convert_pt2e' if prepare.detail.endswith('pt2e') else 'convert_fx' if prepare.detail.endswith('fx') else 'torch.ao.quantization.convert'}({prepare.result or prepare.model})  # after calibration",
+            severity=Severity.WARNING,
+        )

@@ -6,10 +6,12 @@ import re
 from collections.abc import Iterator
 
 from qdoctor import facts as F
+from qdoctor.diagnose import static_steps as static
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.locate import float_variable, script_line, subject_variable
-from qdoctor.diagnose.registry import rule
+from qdoctor.diagnose.registry import from_text, rule
 from qdoctor.facts import Facts, Profile
+from qdoctor.facts import report as R
 
 # Below this share of the float model's time in the layers dynamic quantization converted, the int8 model cannot
 # be much faster (Amdahl): with those layers made 2x faster, the best whole-model speedup is 1/(1 - 0.25/2) = 1.14x.
@@ -157,3 +159,28 @@ def dynamic_quant_low_coverage(facts: Facts) -> Iterator[Finding]:
     first = min(dynamic, key=lambda m: m.path)
     source = script_line(facts, _QUANTIZE_DYNAMIC) or first.source
     yield dynamic_quant_low_coverage.finding(message, module=first.path, source=source, evidence=evidence, fix=fix)
+
+
+@from_text("QD007")
+def dynamic_convs(facts: Facts) -> Iterator[Finding]:
+    """The report's text asks quantize_dynamic for conv layers, which dynamic quantization leaves float."""
+    for step in static.steps(facts, R.DYNAMIC):
+        convs = [t for t in step.detail.split(",") if re.fullmatch(r"Conv(Transpose)?[123]d", t)]
+        if not convs or not static.unverified(step, facts):
+            continue
+        yield dynamic_quant_low_coverage.finding(
+            f"`{step.code}` (line {step.line}) asks quantize_dynamic for {', '.join(convs)}: dynamic quantization "
+            "has no conv kernels and leaves those layers float, so a conv network stays as slow as before "
+            "(static: read, not run).",
+            source=static.where(step, facts),
+            evidence=static.evidence(step, layers=convs),
+            fix=STATIC_FIX.format(
+                covered="Linear and recurrent layers",
+                uncovered_types=", ".join(convs),
+                engine="x86" if facts.environment.is_x86 else "qnnpack",
+                float_name=step.model,
+                inputs="example_inputs",
+                script=facts.target.spec,
+            ),
+            severity=Severity.WARNING,
+        )

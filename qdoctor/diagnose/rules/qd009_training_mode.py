@@ -8,10 +8,12 @@ from collections.abc import Iterator
 
 from qdoctor import facts as F
 from qdoctor.diagnose import crash_causes as crashes
+from qdoctor.diagnose import static_steps as static
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.locate import float_variable, script_line, subject_variable
-from qdoctor.diagnose.registry import rule
+from qdoctor.diagnose.registry import from_text, rule
 from qdoctor.facts import Facts, ModuleInfo, TraceEvent
+from qdoctor.facts import report as R
 
 # Float layers whose output depends on module.training.
 _MODE_DEPENDENT = ("BatchNorm", "Dropout", "AlphaDropout")
@@ -199,3 +201,50 @@ def _neighbour(facts: Facts, events: list[TraceEvent], i: int, step: int) -> Mod
             return info
         j += step
     return None
+
+
+_NEEDS_EVAL = ("fuse_modules", "fuse_fx", "prepare_fx", "prepare")
+_NEEDS_TRAIN = ("fuse_modules_qat", "prepare_qat", "prepare_qat_fx")
+
+
+def _left_in_train_mode(facts: Facts, step: R.StaticStep, mode: str | None) -> bool:
+    """Put in train mode before ``step``, or built (train mode) with no .eval() anywhere before it in the text: a
+    model that went through a helper under another name (``load_model()`` calling ``.eval()``) is not flagged."""
+    if mode is not None:
+        return mode == R.TRAIN
+    return not static.before(facts, step, R.EVAL)
+
+
+@from_text("QD009")
+def wrong_mode_in_text(facts: Facts) -> Iterator[Finding]:
+    """The report's text fuses or prepares a model in the wrong mode: fuse_modules / prepare_fx in train mode (the
+    mode a model is built in), prepare_qat in eval mode."""
+    for step in static.steps(facts, R.FUSE, R.PREPARE):
+        if step.detail not in _NEEDS_EVAL + _NEEDS_TRAIN or not static.unverified(step, facts):
+            continue
+        if step.model == "self" or (step.model or "").startswith("self."):
+            continue  # inside the model's own fuse_model(): the mode is the caller's
+        modes = [m for m in static.before(facts, step, R.EVAL, R.TRAIN) if m.model == step.model]
+        mode = modes[-1].kind if modes else None
+        if step.detail in _NEEDS_TRAIN and mode == R.EVAL:
+            problem = (
+                f"the model was put in eval mode at line {modes[-1].line}; QAT prepares and trains it in train mode"
+            )
+            fix = f"{step.model}.train()\n{step.code}"
+        elif step.detail in _NEEDS_EVAL and step.detail != "prepare" and _left_in_train_mode(facts, step, mode):
+            told = f"put in train mode at line {modes[-1].line}" if modes else "never put in eval mode before"
+            problem = (
+                f'the model was {told}: {step.detail} folds BatchNorm into the conv only in eval mode ("Fusion '
+                'only for eval!")'
+            )
+            fix = f"{step.model}.eval()\n{step.code}"
+        else:
+            continue
+        yield training_mode.finding(
+            f"`{step.code}` (line {step.line}): {problem} (static: read, not run).",
+            source=static.where(step, facts),
+            evidence=static.evidence(step, mode=mode or "train (as built)"),
+            fix=fix,
+            severity=Severity.WARNING,
+        )
+        return  # the first wrong mode is the finding; the next steps follow from it

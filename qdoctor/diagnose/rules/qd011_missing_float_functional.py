@@ -12,9 +12,11 @@ from collections.abc import Set as AbstractSet
 
 from qdoctor import facts as F
 from qdoctor.diagnose import crash_causes as crashes
+from qdoctor.diagnose import static_steps as static
 from qdoctor.diagnose.findings import Finding, Severity
-from qdoctor.diagnose.registry import rule
+from qdoctor.diagnose.registry import from_text, rule
 from qdoctor.facts import Facts, TraceEvent
+from qdoctor.facts import report as R
 
 # torch function / Tensor method (short name, dunders stripped) -> the FloatFunctional method that replaces it.
 FLOAT_FUNCTIONAL_FOR = {
@@ -392,3 +394,22 @@ def _round_trip_finding(facts: Facts, op: TraceEvent, quantize: TraceEvent) -> F
         fix=_fix(op, method, facts, _stub_names(facts, op.module)),
         severity=Severity.WARNING,
     )
+
+
+@from_text("QD011")
+def float_ops_in_text(facts: Facts) -> Iterator[Finding]:
+    """The report's text adds or concatenates tensors with `+` / torch.cat in the forward() of an eager model with
+    QuantStub: once converted, those tensors are int8, and eager mode has no int8 `+`."""
+    for step in static.steps(facts, R.FLOAT_OP):
+        if not static.unverified(step, facts):
+            continue
+        yield missing_float_functional.finding(
+            f"`{step.code}` (line {step.line}) in {step.model}.forward() uses `{step.detail}` on what QuantStub "
+            "made int8 after convert: eager-mode quantization swaps modules, not operators, so this raises on "
+            "quantized tensors (static: read, not run).",
+            source=static.where(step, facts),
+            evidence=static.evidence(step, op=step.detail),
+            fix="self.skip_add = torch.ao.nn.quantized.FloatFunctional()  # in __init__\n"
+            "out = self.skip_add.add(a, b)  # in forward(); .cat([a, b]) for torch.cat",
+            severity=Severity.WARNING,
+        )

@@ -6,10 +6,12 @@ import re
 from collections.abc import Iterator
 
 from qdoctor.diagnose import crash_causes as crashes
+from qdoctor.diagnose import static_steps as static
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.locate import script_line, subject_variable
-from qdoctor.diagnose.registry import rule
+from qdoctor.diagnose.registry import from_text, rule
 from qdoctor.facts import Facts, SourceLocation
+from qdoctor.facts import report as R
 
 _MOVES_TO_CUDA = re.compile(r"\.cuda\(|\.to\(\s*['\"]cuda|device\s*=\s*['\"]cuda|torch\.device\(\s*['\"]cuda")
 
@@ -78,4 +80,25 @@ def quantized_on_cuda(facts: Facts) -> Iterator[Finding]:
                 "stand_in": f"{first.requested} -> {first.instead}",
             },
             fix=FIX.format(subject=subject_variable(facts)),
+        )
+
+
+@from_text("QD015")
+def int8_sent_to_cuda(facts: Facts) -> Iterator[Finding]:
+    """The report's text sends a model it quantized (convert, quantize_dynamic) to a GPU."""
+    for step in static.steps(facts, R.TO_CUDA):
+        quantized = [
+            q
+            for q in static.before(facts, step, R.CONVERT, R.DYNAMIC)
+            if step.model in static.names_of(q) and q.detail != "convert_pt2e"
+        ]
+        if not quantized or not static.unverified(step, facts):
+            continue
+        yield quantized_on_cuda.finding(
+            f"`{step.code}` (line {step.line}) sends the model quantized at line {quantized[-1].line} to a GPU: "
+            "torch.ao.quantization's int8 kernels run on the CPU only (static: read, not run).",
+            source=static.where(step, facts),
+            evidence=static.evidence(step, quantized_at=quantized[-1].line),
+            fix=f"{step.model} = {step.model}.to('cpu')  # int8 eager/FX models run on the CPU",
+            severity=Severity.WARNING,
         )

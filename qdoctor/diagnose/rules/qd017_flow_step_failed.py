@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from qdoctor.diagnose import static_steps as static
 from qdoctor.diagnose.findings import Finding, Severity
-from qdoctor.diagnose.flow_causes import FLOW_CAUSES, UNRECOGNIZED, failed_flow_steps
-from qdoctor.diagnose.registry import rule
-from qdoctor.facts import Facts, ModuleInfo, SourceLocation
+from qdoctor.diagnose.flow_causes import FLOW_CAUSES, UNRECOGNIZED, diagnose, failed_flow_steps, moved_module_hint
+from qdoctor.diagnose.registry import from_text, rule
+from qdoctor.facts import CrashInfo, Facts, ModuleInfo, SourceLocation
+from qdoctor.facts import report as R
 
 
 @rule(
@@ -74,3 +76,36 @@ def _layer_pairs(facts: Facts, layers: tuple[str, ...], limit: int = 3) -> list[
         if len(rest) == len(layers) - 1:
             pairs.append((first, *rest))
     return pairs[:limit]
+
+
+@from_text("QD017")
+def missing_names_in_text(facts: Facts) -> Iterator[Finding]:
+    """The report's text imports or calls a name the installed torch does not have (removed, moved, never there):
+    certain from the text alone, whatever else the code does."""
+    seen: set[str] = set()
+    for step in static.steps(facts, R.MISSING_NAME):
+        if step.detail in seen:
+            continue
+        seen.add(step.detail)
+        module, _, name = step.detail.partition(":")
+        hint = moved_module_hint(f"{module}.{name}", facts.environment.torch_version)
+        if hint is not None:
+            error, explanation, fix = f"ModuleNotFoundError: No module named '{module}.{name}'", hint + ".", ""
+        else:
+            crash = CrashInfo("ImportError", f"cannot import name '{name}' from '{module}'", "report")
+            failure = diagnose(
+                crash, facts.environment.torch_version, facts.flow.torchao_version if facts.flow else None
+            )
+            if failure is None or failure.cause == UNRECOGNIZED:
+                explanation = f"torch {facts.environment.torch_version} has no {module}.{name}"
+                fix = ""
+            else:
+                explanation, fix = failure.explanation, failure.fix
+            error = f"ImportError: cannot import name '{name}' from '{module}'"
+        yield flow_step_failed.finding(
+            f"`{step.code}` (line {step.line}) uses {module}.{name}, which torch {facts.environment.torch_version} "
+            f"does not have: {explanation.rstrip('.')} (static: read, not run; it raises {error}).",
+            source=static.where(step, facts),
+            evidence=static.evidence(step, error=error, certain=True),
+            fix=fix,
+        )
