@@ -465,10 +465,17 @@ def test_headline_wording():
         "quantized: 50.0 ms -> after all fixes 10.0 ms (5.0x faster than before)"
     )
     assert "SLOWER than fp32" in headline(Measured(timing=t(5.0)), Measured(timing=t(4.0)), t(2.0))
-    # the interval straddles 1.0: no verdict, "within noise"
+    # the interval straddles 1.0: no verdict, "within noise", and which way it leans
     assert "within noise of fp32" in headline(Measured(timing=t(5.0)), Measured(timing=t(4.0)), t(4.02))
-    busy = Ratio(3.0, 2.0, 4.0, "paired-bootstrap", busy=True)
-    assert "not judged, machine busy" in headline(Measured(timing=t(5.0)), Measured(timing=t(4.0)), t(12.0), busy)
+    leaning = Ratio(0.97, 0.9, 1.04, "paired-bootstrap", contended=True)
+    assert "within noise of fp32 (3.9 ms; 0.90-1.04x) (machine busy), leaning slower" in headline(
+        Measured(timing=t(5.0)), Measured(timing=t(4.0)), t(3.9), leaning
+    )
+    # measured on a busy machine, the interval clears 1.0: judged
+    busy = Ratio(3.0, 2.0, 4.0, "paired-bootstrap", contended=True)
+    assert "3.0x faster than fp32 (12.0 ms; 2.00-4.00x) (machine busy)" in headline(
+        Measured(timing=t(5.0)), Measured(timing=t(4.0)), t(12.0), busy
+    )
     assert headline(crashed, Measured(error="RuntimeError: x"), t(1.0)) == (
         "quantized: crashed -> after all fixes it still raises RuntimeError: x"
     )

@@ -193,13 +193,7 @@ def fix_all_ratio(fix_all: dict[str, Any]) -> Ratio | None:
     interval = fix_all.get("speedup_vs_float_interval")
     if not interval:
         return None
-    return Ratio(
-        value=interval["value"],
-        low=interval["low"],
-        high=interval["high"],
-        method=interval.get("method", "iqr-bounds"),
-        busy=bool(interval.get("busy", False)),
-    )
+    return Ratio.from_dict(interval)
 
 
 @after_fixes("QD024")
