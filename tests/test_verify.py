@@ -174,6 +174,24 @@ def test_seed004_fix_all_repairs_the_crash_and_is_measured_against_fp32():
     compile(fix_all["code"], "<fix>", "exec")
 
 
+def test_fix_all_is_timed_in_the_same_rounds_as_each_fix(monkeypatch):
+    # issue 26: the float baseline (and the subject) are timed once for all the fixes, fix-all included
+    from qdoctor.gather import timing
+
+    sessions: list[list[str]] = []
+    time_models = timing.time_models
+
+    def counted(variants: list[Any], *args: Any, **kwargs: Any) -> Any:
+        sessions.append([v.key for v in variants])
+        return time_models(variants, *args, **kwargs)
+
+    monkeypatch.setattr(timing, "time_models", counted)
+    result = prescribe_target(FIXTURES / "seed004_as_written.py", ("QD001", "QD002", "QD004"), bench=True)
+    assert result.fix_all["applied"] and result.fix_all["after_ms"] > 0
+    verification = sessions[1:]  # the first: the gathered benchmark
+    assert len(verification) == 1 and sum(key.startswith("float@") for key in verification[0]) == 1
+
+
 def test_seed004_each_fix_is_verified_on_top_of_the_crash_repair():
     result = seed004()
     qd002 = result.verified("QD002")

@@ -487,26 +487,33 @@ class Verification:
             plans.append((code, subject, self.on_subject((code,), fixes), [], True))
         if plans and self.options.bench:
             self.progress("timing the fixes with the subject and the float baseline in interleaved rounds")
-        self.time_together([m for _, before, after, _, _ in plans for m in (before, after)])
+        # fix-all is built now and timed in the same rounds: the subject and the float baseline are timed once
+        applied = [code for code, _, after, _, _ in plans if not after.cannot]
+        together = [self.fix_all_model(fixes, applied)[1]] if applied else []
+        self.time_together([m for _, before, after, _, _ in plans for m in (before, after)] + together)
         for code, before, after, on_top_of, is_direct in plans:
             results[code] = self.subject_effect(before, after, fixes[code], self.method(is_direct), on_top_of)
         return results
+
+    def fix_all_model(self, fixes: dict[str, Fix], applied: list[str]) -> tuple[tuple[bool, tuple[str, ...]], Measured]:
+        """The model with every applied fix (built once, cached by its recipe): on a copy of the subject when every
+        applied fix can go there (or nothing can be rebuilt), else rebuilt from float; and (direct, its codes)."""
+        direct = self.direct_codes({c: fixes[c] for c in applied})
+        use_direct = not self.rebuild or len(direct) == len(applied)
+        codes = tuple(sorted(direct)) if use_direct else tuple(sorted(applied))
+        if use_direct:
+            return (use_direct, codes), self.on_subject(codes, fixes)
+        return (use_direct, codes), self.rebuilt(self.fixed_recipe(self.as_written(fixes), fixes, codes))
 
     def fix_all(
         self, fixes: dict[str, Fix], results: dict[str, dict[str, Any]]
     ) -> tuple[dict[str, Any], Measured | None]:
         applied = [c for c in fixes if results.get(c, {}).get("applied")]
-        direct = self.direct_codes({c: fixes[c] for c in applied})
         if not applied:
             return {"applied": False, "reason": "no fix could be applied", "fixes": []}, None
-        use_direct = not self.rebuild or len(direct) == len(applied)
-        codes = tuple(sorted(direct)) if use_direct else tuple(sorted(applied))
         self.progress("verifying all fixes together")
-        if use_direct:
-            after = self.on_subject(codes, fixes)
-        else:
-            after = self.rebuilt(self.fixed_recipe(self.as_written(fixes), fixes, codes))
-        self.time_together([after])
+        (use_direct, codes), after = self.fix_all_model(fixes, applied)
+        self.time_together([after])  # already timed with the single fixes unless the applied ones differ
         before = self.subject_outcome()
         session = after.session
         if session is not None and "subject" in session.per_call:
