@@ -316,3 +316,22 @@ def test_compare_passes_over_a_recipe_slow_on_this_cpu_when_its_measurement_is_n
     quiet = _candidate("fx-qnnpack", 10.0, (4.0, 3.8, 4.2), engine="qnnpack")
     rec = recommend([candidates[0], quiet, candidates[2]], Limits(), env("x86_64"))
     assert rec.recipe == "fx-qnnpack"  # measured clean and clearly fastest: the measurement decides
+
+
+# ------------------------------------------------------------------------------------------------ overhead
+
+
+def test_profiling_does_not_import_inductor():
+    # torch.profiler.profile's start asks hasattr(torch, "_inductor"), importing Inductor, Dynamo and sympy (seconds
+    # of every check); qdoctor profiles through torch.autograd.profiler.profile instead
+    code = (
+        "import sys, torch\n"
+        "from qdoctor.gather.profile import profile_model\n"
+        "model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU()).eval()\n"
+        "found = profile_model(model, (torch.randn(2, 8),), {}, set(), runs=3)\n"
+        "assert found.runs == 3 and found.modules, found\n"
+        "print('torch._inductor' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False"
