@@ -16,8 +16,9 @@ recipes) is measured here, together:
   variance between processes (allocation, cache placement, frequency), which dominates on small machines: four
   checks of one CNN read 3.57x-3.74x, each printed +-3 %. pyperf answers this with fresh worker processes; qdoctor
   cannot cheaply: the models exist only in the process that ran the user's script, a spawned worker would have to
-  run it again, and a forked one hangs in its first OpenMP region once the parent has used OpenMP's thread pool
-  (GNU libgomp is not fork-safe; measured here with torch 2.14). So the between-process component is estimated from
+  run it again, and a forked one hangs in its first multi-threaded OpenMP region once the parent has used OpenMP's
+  thread pool (GNU libgomp is not fork-safe; measured here with torch 2.14: on one thread a fork runs, 50-70 ms, but
+  the user's thread count is what is measured). So the between-process component is estimated from
   repeated process-level samples (bench/calibration.py: N separate checks of several models, the spread of their
   values beyond each one's own interval) and added: the interval is a 95 % prediction interval for a second
   check's value, sqrt(2 * (own^2 + between^2)) on the log scale. Under contention the between-process part is
