@@ -124,7 +124,7 @@ def main() -> int:
     started = time.perf_counter()
     conditions: list[tuple[str, dict[str, list[Any]], str]] = []
     quiet_load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    conditions.append(("quiet", run_checks(args.fixtures, args.runs, args.bench_time, args.timeout), ""))
+    conditions.append(("without the load job", run_checks(args.fixtures, args.runs, args.bench_time, args.timeout), ""))
     if not args.no_load:
         job = start_load(args.timeout * args.runs * len(args.fixtures))
         try:
@@ -133,7 +133,7 @@ def main() -> int:
         finally:
             job.kill()
             job.wait()
-        conditions.append(("under load", loaded, f"1-minute load average {seen:.1f} while loaded"))
+        conditions.append(("with the load job", loaded, f"1-minute load average {seen:.1f} while loaded"))
     rows: list[list[str]] = []
     summary: list[list[str]] = []
     for condition, documents, _ in conditions:
@@ -151,7 +151,7 @@ def main() -> int:
     loads = "; ".join(note for _, _, note in conditions if note)
     body = "\n\n".join(
         [
-            f"Machine: {described} (1-minute load average {quiet_load:.1f} when the quiet runs began{'; ' + loads if loads else ''}). "
+            f"Machine: {described} (1-minute load average {quiet_load:.1f} when the runs without the load job began{'; ' + loads if loads else ''}). "
             f"{args.runs} separate `qdoctor check FIXTURE --format json` per fixture and condition, interleaved across "
             "fixtures; under load a same-priority torch job with one thread per core (bench/under_load.py's) runs "
             f"throughout. {time.perf_counter() - started:.0f} s in all.",
