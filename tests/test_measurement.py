@@ -305,6 +305,17 @@ def test_compare_does_not_recommend_on_an_interval_that_does_not_clear_the_minim
     assert rec.recipe == FP32 and "within noise" in rec.reason
 
 
+def test_compare_recommends_on_a_busy_machine_when_the_interval_clears_and_says_the_leaning_otherwise():
+    busy = _candidate("fx-x86", 20.0, (2.0, 1.6, 2.5))
+    busy.speedup_interval = Ratio(2.0, 1.6, 2.5, "paired-bootstrap+between-process", contended=True)
+    assert recommend([_candidate(FP32, 40.0, None), busy], Limits()).recipe == "fx-x86"
+    unclear = _candidate("fx-x86", 35.0, (1.14, 0.9, 1.4))
+    unclear.speedup_interval = Ratio(1.14, 0.9, 1.4, "paired-bootstrap+between-process", contended=True)
+    rec = recommend([_candidate(FP32, 40.0, None), unclear], Limits())
+    assert rec.recipe == FP32 and "machine busy" in rec.reason
+    assert f"within noise of {Limits().min_speedup:g}x, leaning" in rec.reason
+
+
 def test_compare_passes_over_a_recipe_slow_on_this_cpu_when_its_measurement_is_noisy():
     from factsbuild import env
 
