@@ -62,11 +62,11 @@ def coverage(intervals: list[dict[str, Any]]) -> tuple[int, int]:
     return covered, pairs
 
 
-def own_variance(interval: dict[str, Any], threads: int) -> float:
+def own_variance(interval: dict[str, Any]) -> float:
     """This run's own variance of its log value, recovered from its widened interval: the half-width on the log scale
-    is z * sqrt(2 * (own^2 + between^2)) (qdoctor.gather.rounds.widened)."""
+    is z * sqrt(2 * (own^2 + between^2)) (qdoctor.gather.rounds.widened; ``process_sd`` is the between part)."""
     half = (math.log(interval["high"]) - math.log(interval["low"])) / 2
-    between = rounds.process_sd(bool(interval.get("contended")), threads)
+    between = float(interval.get("process_sd", 0.0))
     return max(0.0, (half / rounds.Z_95) ** 2 / 2 - between**2)
 
 
@@ -78,17 +78,15 @@ def rows_of(documents: dict[str, list[Any]], condition: str) -> tuple[list[list[
     all_covered = all_pairs = 0
     for fixture, docs in documents.items():
         found = [ratios(d) for d in docs]
-        threads = [((d.get("benchmark") or {}).get("measurement") or {}).get("threads_used") or 1 for d in docs]
         for name in sorted({n for f in found for n in f}):
-            taken = [(f[name], t) for f, t in zip(found, threads, strict=True) if name in f]
-            intervals = [i for i, _ in taken]
+            intervals = [f[name] for f in found if name in f]
             if len(intervals) < 2:
                 continue
             covered, pairs = coverage(intervals)
             all_covered, all_pairs = all_covered + covered, all_pairs + pairs
             logs = [math.log(i["value"]) for i in intervals]
             spread = statistics.variance(logs)
-            own = statistics.fmean(own_variance(i, t) for i, t in taken)
+            own = statistics.fmean(own_variance(i) for i in intervals)
             excess.append(max(0.0, spread - own))
             weights.append(len(intervals) - 1)
             widths = [i["high"] / i["low"] - 1 for i in intervals]
@@ -159,7 +157,8 @@ def main() -> int:
             f">= {TARGET:.0%} for the nominal 95 % intervals). Between-process sd seen: the spread of the log values "
             "across runs beyond each run's own share of its interval, pooled; the intervals assume "
             f"{rounds.PROCESS_SD} quiet, {rounds.PROCESS_SD_CONTENDED} contended on one thread, "
-            f"{rounds.PROCESS_SD_CONTENDED_THREADS} contended on several (qdoctor.gather.rounds).",
+            f"{rounds.PROCESS_SD_CONTENDED_THREADS} contended on several, times the load average per core when above 1"
+            " (qdoctor.gather.rounds.process_sd); the sd used is in each ratio's JSON (process_sd).",
             table(["condition", "coverage", "", "between-process sd seen"], summary),
             table(
                 ["condition", "fixture", "ratio", "values", "range", "median interval", "coverage", "contended"], rows

@@ -42,6 +42,8 @@ class Ratio:
     # Measured while other processes took time on the measured cores: its interval is widened for it (and says so),
     # but a verdict is still stated when the interval clears the threshold.
     contended: bool = False
+    # the standard deviation between processes (log scale) added to the interval (qdoctor.gather.rounds.widened)
+    process_sd: float = 0.0
 
     def clearly_below(self, threshold: float) -> bool:
         return self.high < threshold
@@ -72,6 +74,7 @@ class Ratio:
             "high": round(self.high, 4),
             "method": self.method,
             "contended": self.contended,
+            "process_sd": round(self.process_sd, 4),
         }
 
     @classmethod
@@ -83,6 +86,7 @@ class Ratio:
             high=interval["high"],
             method=interval.get("method", "iqr-bounds"),
             contended=bool(interval.get("contended", False)),
+            process_sd=float(interval.get("process_sd", 0.0)),
         )
 
 

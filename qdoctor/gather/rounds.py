@@ -112,14 +112,20 @@ class RoundsResult:
         if ratio is None:
             return None
         threads = max(self.threads[numerator], self.threads[denominator])
-        return widened(ratio, process_sd(self.contended, threads), self.contended)
+        seen = self.contention
+        crowding = seen.load_average / max(seen.cores_allowed, 1) if seen is not None else 0.0
+        return widened(ratio, process_sd(self.contended, threads, crowding), self.contended)
 
 
-def process_sd(contended: bool, threads: int) -> float:
-    """The between-process standard deviation of a log ratio measured so (see PROCESS_SD)."""
+def process_sd(contended: bool, threads: int, crowding: float = 1.0) -> float:
+    """The between-process standard deviation of a log ratio measured so (see PROCESS_SD). ``crowding``: runnable
+    threads per allowed core (load average / cores) when measuring began; under contention the spread grows with it
+    (each process is preempted, and its caches refilled, more often): measured on the 2-core bench machine, 0.9 at a
+    load average of 28 (bench/calibration.py), against this constant's 0.08 at one competing job."""
     if not contended:
         return PROCESS_SD
-    return PROCESS_SD_CONTENDED_THREADS if threads > 1 else PROCESS_SD_CONTENDED
+    base = PROCESS_SD_CONTENDED_THREADS if threads > 1 else PROCESS_SD_CONTENDED
+    return base * max(1.0, crowding)
 
 
 def widened(ratio: Ratio, between_sd: float, contended: bool = False) -> Ratio:
@@ -128,7 +134,7 @@ def widened(ratio: Ratio, between_sd: float, contended: bool = False) -> Ratio:
     z * sqrt(2 * ((h / z)^2 + between_sd^2)) (this run's and the next run's own uncertainty, each plus the variance
     between processes)."""
     if ratio.value <= 0 or ratio.low <= 0:
-        return Ratio(ratio.value, ratio.low, ratio.high, ratio.method, contended)
+        return Ratio(ratio.value, ratio.low, ratio.high, ratio.method, contended, between_sd)
     center = math.log(ratio.value)
 
     def side(half_width: float) -> float:
@@ -137,7 +143,7 @@ def widened(ratio: Ratio, between_sd: float, contended: bool = False) -> Ratio:
 
     low = math.exp(center - side(center - math.log(ratio.low)))
     high = math.exp(center + side(math.log(ratio.high) - center))
-    return Ratio(ratio.value, low, high, f"{ratio.method}+between-process", contended)
+    return Ratio(ratio.value, low, high, f"{ratio.method}+between-process", contended, between_sd)
 
 
 def timing_from(per_call_s: list[float], number: int, threads: int, contended: bool = False) -> Timing:
