@@ -86,8 +86,10 @@ def test_report_reproduction(case):
 def test_timed_report_reproduction(case):
     bench = report_of(case, bench=True).facts.benchmark
     ratio = bench.speedup_ratio if bench is not None else None
-    if ratio is not None and ratio.busy:
-        pytest.skip("the machine was busy: qdoctor withheld the timing verdict this case rests on")
+    # on a busy machine the interval is wider: when it straddles the thresholds the timing verdicts rest on (1.0, and
+    # QD008's 5 % margin) qdoctor rightly gives none
+    if ratio is not None and ratio.contended and not (ratio.clearly_below(1 / 1.05) or ratio.clearly_above(1.05)):
+        pytest.skip("the machine was busy and the speedup's interval straddles the threshold this case rests on")
     check_case(case, bench=True)
 
 

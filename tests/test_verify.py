@@ -175,6 +175,24 @@ def test_seed004_fix_all_repairs_the_crash_and_is_measured_against_fp32():
     compile(fix_all.code, "<fix>", "exec")
 
 
+def test_fix_all_is_timed_in_the_same_rounds_as_each_fix(monkeypatch):
+    # issue 26: the float baseline (and the subject) are timed once for all the fixes, fix-all included
+    from qdoctor.gather import timing
+
+    sessions: list[list[str]] = []
+    time_models = timing.time_models
+
+    def counted(variants: list[Any], *args: Any, **kwargs: Any) -> Any:
+        sessions.append([v.key for v in variants])
+        return time_models(variants, *args, **kwargs)
+
+    monkeypatch.setattr(timing, "time_models", counted)
+    result = prescribe_target(FIXTURES / "seed004_as_written.py", ("QD001", "QD002", "QD004"), bench=True)
+    assert result.fix_all["applied"] and result.fix_all["after_ms"] > 0
+    verification = sessions[1:]  # the first: the gathered benchmark
+    assert len(verification) == 1 and sum(key.startswith("float@") for key in verification[0]) == 1
+
+
 def test_seed004_each_fix_is_verified_on_top_of_the_crash_repair():
     result = seed004()
     qd002 = result.verified("QD002")
@@ -468,10 +486,17 @@ def test_headline_wording():
         "quantized: 50.0 ms -> after all fixes 10.0 ms (5.0x faster than before)"
     )
     assert "SLOWER than fp32" in headline(Measured(timing=t(5.0)), Measured(timing=t(4.0)), t(2.0))
-    # the interval straddles 1.0: no verdict, "within noise"
+    # the interval straddles 1.0: no verdict, "within noise", and which way it leans
     assert "within noise of fp32" in headline(Measured(timing=t(5.0)), Measured(timing=t(4.0)), t(4.02))
-    busy = Ratio(3.0, 2.0, 4.0, "paired-bootstrap", busy=True)
-    assert "not judged, machine busy" in headline(Measured(timing=t(5.0)), Measured(timing=t(4.0)), t(12.0), busy)
+    leaning = Ratio(0.97, 0.9, 1.04, "paired-bootstrap", contended=True)
+    assert "within noise of fp32 (3.9 ms; 0.90-1.04x) (machine busy), leaning slower" in headline(
+        Measured(timing=t(5.0)), Measured(timing=t(4.0)), t(3.9), leaning
+    )
+    # measured on a busy machine, the interval clears 1.0: judged
+    busy = Ratio(3.0, 2.0, 4.0, "paired-bootstrap", contended=True)
+    assert "3.0x faster than fp32 (12.0 ms; 2.00-4.00x) (machine busy)" in headline(
+        Measured(timing=t(5.0)), Measured(timing=t(4.0)), t(12.0), busy
+    )
     assert headline(crashed, Measured(error="RuntimeError: x"), t(1.0)) == (
         "quantized: crashed -> after all fixes it still raises RuntimeError: x"
     )

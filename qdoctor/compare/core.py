@@ -191,11 +191,7 @@ def time_recipes(
             candidate.latency = timing
             if candidate.recipe != FP32:
                 candidate.speedup_interval = rounds.ratio(FP32, candidate.recipe)
-    seen = rounds.contention
-    if seen is not None and any(c.speedup_interval is not None and c.speedup_interval.busy for c, _, _ in measured):
-        seen.busy = True
-        seen.action += "; speedups withheld (machine busy)"
-    return seen
+    return rounds.contention
 
 
 def _fill_comparisons(

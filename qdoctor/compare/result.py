@@ -161,7 +161,7 @@ def known_slow_here(candidate: Candidate, environment: Environment | None) -> bo
 
 def noisy_measurement(candidate: Candidate) -> bool:
     latency, interval = candidate.latency, candidate.speedup_interval
-    return bool(latency and (latency.noisy or latency.contended)) or bool(interval and interval.busy)
+    return bool(latency and (latency.noisy or latency.contended)) or bool(interval and interval.contended)
 
 
 def speedup_of(candidate: Candidate) -> Ratio | None:
@@ -227,13 +227,11 @@ def recommend(
         for c in int8
         if c not in accurate and (r := speedup_of(c)) is not None and r.clearly_above(limits.min_speedup)
     ]
-    if best is not None and best_speedup is not None and best_speedup.busy:
-        why = (
-            f"the machine was busy while measuring, so no speedup could be judged (the best, {best.recipe}, measured "
-            f"{best_speedup.text()}): run compare again on a quiet machine"
-        )
-    elif best is not None and best_speedup is not None:
-        noise = " (within noise)" if best_speedup.value >= limits.min_speedup else ""
+    if best is not None and best_speedup is not None:
+        noise = ""
+        if best_speedup.within_noise(limits.min_speedup):
+            lean = best_speedup.leaning(limits.min_speedup, "below", "above")
+            noise = f" (within noise of {limits.min_speedup:g}x, {lean})"
         why = (
             f"no int8 recipe {limit} is clearly at least {limits.min_speedup:g}x faster than fp32 "
             f"(the best, {best.recipe}, is {best_speedup.text()}{noise})"

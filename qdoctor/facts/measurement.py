@@ -26,32 +26,45 @@ class Timing:
 
 @dataclass(frozen=True)
 class Ratio:
-    """A ratio of two timings with its confidence interval: `4.1x (3.9-4.3)`.
+    """A ratio of two timings with its 95 % interval: `4.1x (3.9-4.3)`.
 
-    A verdict that depends on a comparison ("slower", "no gain", "the fix helps") is stated only when the interval
-    clears the threshold; otherwise the difference is within noise.
+    The interval is where a repeated check on this machine would measure the ratio (qdoctor.gather.rounds: the
+    paired rounds' own uncertainty widened by the variance between processes, more of it under contention). A
+    verdict that depends on a comparison ("slower", "no gain", "the fix helps") is stated when the whole interval
+    clears the threshold, busy machine or not; when the interval straddles it, the difference is within noise, and
+    ``leaning`` says which side the measured value is on.
     """
 
     value: float
     low: float
     high: float
-    method: str = "iqr-bounds"  # how the interval was derived ("paired-bootstrap", "iqr-bounds")
-    # Measured while other processes fought the model for its cores, too unsteady to judge: every verdict that
-    # depends on it is withheld ("machine busy").
-    busy: bool = False
+    method: str = "iqr-bounds"  # how the interval was derived ("paired-bootstrap", "iqr-bounds", "point")
+    # Measured while other processes took time on the measured cores: its interval is widened for it (and says so),
+    # but a verdict is still stated when the interval clears the threshold.
+    contended: bool = False
+    # the standard deviation between processes (log scale) added to the interval (qdoctor.gather.rounds.widened)
+    process_sd: float = 0.0
 
     def clearly_below(self, threshold: float) -> bool:
-        return not self.busy and self.high < threshold
+        return self.high < threshold
 
     def clearly_above(self, threshold: float) -> bool:
-        return not self.busy and self.low > threshold
+        return self.low > threshold
 
     def within_noise(self, threshold: float) -> bool:
-        """Neither clearly below nor clearly above ``threshold`` (or withheld because the machine was busy)."""
+        """The interval straddles ``threshold``: no verdict (``leaning`` says which way the value points)."""
         return not self.clearly_below(threshold) and not self.clearly_above(threshold)
 
+    def leaning(self, threshold: float, below: str, above: str) -> str:
+        """Which way a ratio within noise of ``threshold`` leans, in the caller's words: "leaning slower"."""
+        if self.value < threshold:
+            return f"leaning {below}"
+        if self.value > threshold:
+            return f"leaning {above}"
+        return "even"
+
     def text(self) -> str:
-        busy = ", machine busy" if self.busy else ""
+        busy = ", machine busy" if self.contended else ""
         return f"{self.value:.2f}x ({self.low:.2f}-{self.high:.2f}{busy})"
 
     def as_dict(self) -> dict[str, Any]:
@@ -60,8 +73,21 @@ class Ratio:
             "low": round(self.low, 4),
             "high": round(self.high, 4),
             "method": self.method,
-            "busy": self.busy,
+            "contended": self.contended,
+            "process_sd": round(self.process_sd, 4),
         }
+
+    @classmethod
+    def from_dict(cls, interval: dict[str, Any]) -> Ratio:
+        """The inverse of ``as_dict`` (a ratio kept in a report's extras, e.g. fix-all's)."""
+        return cls(
+            value=interval["value"],
+            low=interval["low"],
+            high=interval["high"],
+            method=interval.get("method", "iqr-bounds"),
+            contended=bool(interval.get("contended", False)),
+            process_sd=float(interval.get("process_sd", 0.0)),
+        )
 
 
 def ratio_of(numerator: Timing, denominator: Timing) -> Ratio | None:
@@ -93,8 +119,7 @@ class Contention:
     threads_used: int
     cpus_used: list[int]  # the CPUs measured on (all allowed ones unless qdoctor moved to the free ones)
     waited_s: float = 0.0  # waited for the machine to quieten down
-    contended: bool = False  # other processes ran on the measured CPUs while measuring
-    busy: bool = False  # so much that comparisons were withheld ("machine busy")
+    contended: bool = False  # other processes ran on the measured CPUs while measuring (intervals widened for it)
     action: str = ""  # what was done, in words: "measured on 1 thread: 1 of 2 cores was busy"
 
     def text(self) -> str:

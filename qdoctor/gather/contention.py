@@ -7,7 +7,7 @@ may use are (per-CPU busy time from /proc/stat minus this process's own, from /p
 thread of the process), waits a bounded time for quiet, and otherwise measures on the free cores only (fewer
 threads, pinned there), or on one thread when no core is free (one thread never waits for a descheduled sibling).
 While measuring it watches the CPUs it measures on; contention there is recorded on every timing, and a ratio taken
-under it is withheld ("machine busy") unless its paired interval is tight (qdoctor.gather.rounds).
+under it gets a wider interval (qdoctor.gather.rounds), judged like any other when it clears its threshold.
 
 Linux only; elsewhere (no /proc) no contention is ever seen and nothing changes.
 """

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.profiler import ProfilerActivity, profile, record_function
+from torch.autograd.profiler import profile, record_function
 
 from qdoctor import facts as F
 from qdoctor.facts import CategoryTime, ModuleTime, OpTime, Profile
@@ -174,7 +174,10 @@ def profile_model(
             warm = time.perf_counter() - start
             if runs is None:
                 runs = profiled_runs(warm, budget_s)
-            with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU]) as prof:
+            # torch.autograd.profiler.profile is what torch.profiler.profile runs (Kineto, CPU activity); the
+            # latter's start asks hasattr(torch, "_inductor"), which imports Inductor, Dynamo and sympy: seconds of
+            # every check that never compiles anything
+            with _native_stderr_silenced(), profile(use_kineto=True, use_cpu=True) as prof:
                 for _ in range(runs):
                     subject(*inputs)
     finally:
@@ -182,7 +185,7 @@ def profile_model(
             handle.remove()
     if on_profiled is not None:
         on_profiled(prof)
-    return summarize(prof.events(), runs, module_kinds, int8_modules, leaf_types)
+    return summarize(prof.function_events, runs, module_kinds, int8_modules, leaf_types)
 
 
 MIN_PROFILED_RUNS = 3  # a median and a spread per module (QD023 compares layers with an interval)

@@ -273,9 +273,6 @@ class Gathering:
             facts.unavailable["benchmark_float"] = exception_line(result.errors["float"])
         speedup = result.ratio("float", "subject")
         facts.measurement = result.contention
-        if facts.measurement is not None and speedup is not None and speedup.busy:
-            facts.measurement.busy = True
-            facts.measurement.action += "; the comparison with fp32 is withheld (machine busy)"
         facts.benchmark = Benchmarks(
             subject=result.timing("subject"),
             float_baseline=result.timing("float"),

@@ -22,6 +22,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -29,6 +30,7 @@ from torch import nn
 
 from qdoctor.facts import SourceLocation, Substitution
 from qdoctor.facts.location import user_frame
+from qdoctor.load.when_imported import when_imported
 
 FAKE_DATASET_SIZE = 64
 # The raw sample shape (C, H, W) of the datasets qdoctor stands in for (before the script's transforms) and their
@@ -152,8 +154,9 @@ class StandIns:
         import torch.utils.model_zoo as model_zoo
 
         patches.set(model_zoo, "load_url", from_url(model_zoo.load_url))
-        weights_enum = _torchvision_weights_enum()
-        if weights_enum is not None:
+
+        def patch_weights_enum(api: ModuleType) -> None:
+            weights_enum = api.WeightsEnum
             original_get = weights_enum.get_state_dict
 
             def get_state_dict(weights: Any, *args: Any, **kwargs: Any) -> Any:
@@ -168,7 +171,10 @@ class StandIns:
                 return RandomWeights()
 
             patches.set(weights_enum, "get_state_dict", get_state_dict)
-        with patches:
+
+        # torchvision's WeightsEnum (what ``weights=`` / ``pretrained=True`` load through), patched when the script
+        # imports torchvision (importing it here would cost every check about half a second)
+        with patches, when_imported("torchvision.models._api", patch_weights_enum):
             yield
 
     @contextlib.contextmanager
@@ -226,18 +232,17 @@ class StandIns:
     # ---- datasets ----
     @contextlib.contextmanager
     def _datasets(self) -> Iterator[None]:
-        try:
-            import torchvision.datasets as datasets
-        except ImportError:
-            yield
-            return
         patches = _Patches()
-        for name, (shape, classes) in _DATASETS.items():
-            cls = getattr(datasets, name, None)
-            if isinstance(cls, type):
-                patches.set(cls, "__new__", self._dataset_new(cls, shape, classes))
-                patches.set(cls, "__init__", _skip_if_built(_own_init(cls)))
-        with patches:
+
+        def patch_datasets(datasets: ModuleType) -> None:
+            for name, (shape, classes) in _DATASETS.items():
+                cls = getattr(datasets, name, None)
+                if isinstance(cls, type):
+                    patches.set(cls, "__new__", self._dataset_new(cls, shape, classes))
+                    patches.set(cls, "__init__", _skip_if_built(_own_init(cls)))
+
+        # patched when the script imports torchvision, as its weights are
+        with patches, when_imported("torchvision.datasets", patch_datasets):
             yield
 
     def _dataset_new(self, cls: type, shape: tuple[int, int, int], classes: int) -> Callable[..., Any]:
@@ -360,15 +365,6 @@ class StandIns:
                 patches.set(torch.cuda, name, lambda *args, **kwargs: None)
         with patches:
             yield
-
-
-def _torchvision_weights_enum() -> Any:
-    """torchvision's WeightsEnum (what ``weights=`` / ``pretrained=True`` load through), None without torchvision."""
-    try:
-        from torchvision.models._api import WeightsEnum
-    except ImportError:
-        return None
-    return WeightsEnum
 
 
 def _own_init(cls: type) -> Callable[..., None]:

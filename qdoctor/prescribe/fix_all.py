@@ -37,10 +37,26 @@ def verify_each(stage: Counterfactuals, fixes: dict[str, Fix]) -> dict[str, Veri
         plans.append((code, subject, stage.on_subject((code,), fixes), [], True))
     if plans and stage.options.bench:
         stage.progress("timing the fixes with the subject and the float baseline in interleaved rounds")
-    stage.time_together([m for _, before, after, _, _ in plans for m in (before, after)])
+    # fix-all is built now and timed in the same rounds: the subject and the float baseline are timed once
+    applied = [code for code, _, after, _, _ in plans if not after.cannot]
+    together = [fix_all_model(stage, fixes, applied)[1]] if applied else []
+    stage.time_together([m for _, before, after, _, _ in plans for m in (before, after)] + together)
     for code, before, after, on_top_of, is_direct in plans:
         results[code] = stage.subject_effect(before, after, fixes[code], stage.method(is_direct), on_top_of)
     return results
+
+
+def fix_all_model(
+    stage: Counterfactuals, fixes: dict[str, Fix], applied: list[str]
+) -> tuple[tuple[bool, tuple[str, ...]], Measured]:
+    """The model with every applied fix (built once, cached by its recipe): on a copy of the subject when every
+    applied fix can go there (or nothing can be rebuilt), else rebuilt from float; and (direct, its codes)."""
+    direct = stage.direct_codes({c: fixes[c] for c in applied})
+    use_direct = not stage.rebuild or len(direct) == len(applied)
+    codes = tuple(sorted(direct)) if use_direct else tuple(sorted(applied))
+    if use_direct:
+        return (use_direct, codes), stage.on_subject(codes, fixes)
+    return (use_direct, codes), stage.rebuilt(stage.fixed_recipe(stage.as_written(fixes), fixes, codes))
 
 
 def fix_all(
@@ -53,16 +69,10 @@ def fix_all(
     left_out = {c: r.reason or "" for c, r in results.items() if c not in applied}
     if not applied:
         return FixAll(applied=False, reason="no fix could be applied", left_out=left_out), None
-    direct = stage.direct_codes({c: fixes[c] for c in applied})
-    use_direct = not stage.rebuild or len(direct) == len(applied)
-    codes = tuple(sorted(direct)) if use_direct else tuple(sorted(applied))
-    left_out = {c: r.reason or "" for c, r in results.items() if c not in codes}
     stage.progress("verifying all fixes together")
-    if use_direct:
-        after = stage.on_subject(codes, fixes)
-    else:
-        after = stage.rebuilt(stage.fixed_recipe(stage.as_written(fixes), fixes, codes))
-    stage.time_together([after])
+    (use_direct, codes), after = fix_all_model(stage, fixes, applied)
+    left_out = {c: r.reason or "" for c, r in results.items() if c not in codes}
+    stage.time_together([after])  # already timed with the single fixes unless the applied ones differ
     before = stage.subject_outcome()
     session = after.session
     if session is not None and "subject" in session.per_call:

@@ -111,16 +111,15 @@ def paired(before: Measured, after: Measured, before_key: str | None = None) -> 
 
 
 def verdict(ratio: Ratio | None) -> str | None:
-    """ "faster" / "slower" / "within noise" / "machine busy": the interval decides, not the point."""
+    """ "faster" / "slower" when the interval clears 1.0 (busy machine or not), else "within noise, leaning
+    slower" (or faster): the interval decides, the point only says which way it leans."""
     if ratio is None:
         return None
-    if ratio.busy:
-        return "machine busy"
     if ratio.clearly_above(1.0):
         return "faster"
     if ratio.clearly_below(1.0):
         return "slower"
-    return "within noise"
+    return f"within noise, {ratio.leaning(1.0, 'slower', 'faster')}"
 
 
 def effect(
@@ -184,7 +183,7 @@ def headline(before: Measured, after: Measured, float_timing: Timing | None, vs_
     vs fp32".
 
     ``vs_float``: float time / fixed time from paired rounds (default: bounds from the two spreads); the comparison
-    with fp32 is stated only when its interval clears 1.0, else it is "within noise of fp32"."""
+    with fp32 is stated only when its interval clears 1.0, else it is "within noise of fp32" and which way it leans."""
     if before.timing is not None:
         was = f"{before.timing.median_ms:.1f} ms"
     elif before.error:
@@ -201,14 +200,13 @@ def headline(before: Measured, after: Measured, float_timing: Timing | None, vs_
         ratio = vs_float or (ratio_of(float_timing, after.timing) if float_timing is not None else None)
         if float_timing is not None and ratio is not None:
             fp32 = f"fp32 ({float_timing.median_ms:.1f} ms; {ratio.low:.2f}-{ratio.high:.2f}x)"
-            if ratio.busy:
-                now += f", {ratio.value:.1f}x vs {fp32}: not judged, machine busy"
-            elif ratio.clearly_above(1.0):
-                now += f", {ratio.value:.1f}x faster than {fp32}"
+            busy = " (machine busy)" if ratio.contended else ""
+            if ratio.clearly_above(1.0):
+                now += f", {ratio.value:.1f}x faster than {fp32}{busy}"
             elif ratio.clearly_below(1.0):
-                now += f", {1 / ratio.value:.1f}x SLOWER than {fp32}"
+                now += f", {1 / ratio.value:.1f}x SLOWER than {fp32}{busy}"
             else:
-                now += f", within noise of {fp32}"
+                now += f", within noise of {fp32}{busy}, {ratio.leaning(1.0, 'slower', 'faster')}"
         elif before.timing is not None and ms > 0:
             now += f" ({before.timing.median_ms / ms:.1f}x faster than before)"
     if after.sqnr_db is not None:

@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from qdoctor.facts import SQNR_FLOOR_DB, Facts
+from qdoctor.facts import SQNR_FLOOR_DB, Facts, Ratio
 from qdoctor.facts.prescription import FixAll, Prescription, TreatedFinding, Treatment, TreatmentRound
 
 if TYPE_CHECKING:
@@ -76,16 +76,14 @@ def _round_of(number: int, examined: str, report: Report, prescription: Prescrip
     )
 
 
-def _verdict(ratio: Any) -> str | None:
+def _verdict(ratio: Ratio | None) -> str | None:
     if ratio is None:
         return None
-    if ratio.busy:
-        return "machine busy"
     if ratio.clearly_below(1.0):
         return "slower"
     if ratio.clearly_above(1.0):
         return "faster"
-    return "within noise"
+    return f"within noise, {ratio.leaning(1.0, 'slower', 'faster')}"
 
 
 def _examining(loaded: LoadedTarget, fixed: Any, number: int) -> LoadedTarget:

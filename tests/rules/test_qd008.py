@@ -14,7 +14,7 @@ from factsbuild import env, make_facts, mod, profile, run_rule, timing
 
 from qdoctor import facts as F
 from qdoctor.diagnose.rules import qd008_quant_overhead_dominates as qd008_rule
-from qdoctor.facts import Benchmarks
+from qdoctor.facts import Benchmarks, Ratio
 
 FIXTURES = ["fixtures/small_mlp_int8.py", "fixtures/dynamic_small_lstm.py"]
 INT8_MS, FP32_MS = 0.060, 0.020  # the fixed clock: int8 3x slower, IQRs far apart
@@ -52,6 +52,18 @@ def test_qd008_small_mlp_slower_than_fp32():
     assert finding.evidence["slowdown"] == pytest.approx(2.25, abs=0.01)
     assert finding.evidence["layers_not_paying"] == ["fc1"]  # fc2: 0.02 int8 vs 0.03 float
     assert "float_model.fc1.qconfig = None" in finding.fix
+
+
+def test_qd008_judged_on_a_busy_machine_when_the_interval_clears():
+    # issue 26: a tiny MLP at 0.43x under a same-priority torch job (quiet 0.40x) got no verdict as "machine busy"
+    facts = mlp_facts()
+    assert facts.benchmark is not None
+    facts.benchmark.paired_speedup = Ratio(0.43, 0.37, 0.50, "paired-bootstrap+between-process", contended=True)
+    [finding] = run_rule("QD008", facts)
+    assert finding.location.module == "fc1"
+    # within noise of 1 / SLOWER (busy or not): no verdict
+    facts.benchmark.paired_speedup = Ratio(0.93, 0.85, 1.02, "paired-bootstrap+between-process", contended=True)
+    assert run_rule("QD008", facts) == []
 
 
 def lstm_facts(int8_lstm_ms=0.22, float_lstm_ms=0.08, fc_int8=None):

@@ -175,6 +175,14 @@ def test_after_fixes_a_model_still_clearly_slower_is_reported():
     assert finding.evidence["profiled"] == "the model as written, before the fixes"
 
 
+def test_after_fixes_judged_on_a_busy_machine_when_the_interval_clears():
+    # measured under contention (its interval widened for it): still a verdict when it clears 1.0
+    summary = fix_all()
+    summary["speedup_vs_float_interval"]["contended"] = True
+    [finding] = run_after_fixes(slow_facts(subject_ms=1.0), summary, findings=[])
+    assert finding.evidence["speedup"] == "0.50x (0.45-0.55, machine busy)"
+
+
 @pytest.mark.parametrize(
     "change",
     [

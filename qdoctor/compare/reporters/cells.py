@@ -38,11 +38,11 @@ def ratio_text(value: float | None) -> str:
 
 
 def speedup_text(c: Candidate) -> str:
-    """ "2.10x (1.95-2.24)": the speedup over fp32 with its paired-rounds interval ("busy" when withheld)."""
+    """ "2.10x (1.95-2.24)": the speedup over fp32 with its interval ("machine busy" when measured under contention)."""
     r = c.speedup_interval
     if r is None or c.recipe == "fp32":
         return ratio_text(c.speedup)
-    return f"{r.value:.2f}x ({r.low:.2f}-{r.high:.2f}{', busy' if r.busy else ''})"
+    return r.text()
 
 
 def top1_text(c: Candidate) -> str:

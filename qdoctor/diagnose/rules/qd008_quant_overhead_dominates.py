@@ -20,7 +20,8 @@ FLOAT_FALLBACK_SHARE = 0.5  # above this the slowness is float fallback (QD005),
 
 def clearly_slower(bench: Benchmarks) -> bool:
     """Slower by SLOWER beyond noise: the whole interval of the speedup (paired rounds, or the two spreads when the
-    timings were not paired) lies below 1 / SLOWER. Within noise, or measured on a busy machine: no verdict."""
+    timings were not paired) lies below 1 / SLOWER, busy machine or not (its interval is wider then). Within noise:
+    no verdict."""
     ratio = bench.speedup_ratio
     return ratio is not None and ratio.clearly_below(1.0 / SLOWER)
 

@@ -74,18 +74,17 @@ def speed_text(speedup: float | None) -> str:
 
 
 def ratio_speed_text(ratio: F.Ratio | None, than: str = "float") -> str:
-    """A speedup with its interval, judged only when the interval clears 1.0: "2.20x faster than float (2.10-2.31)",
-    "within noise of float: 1.02x (0.95-1.09)", or "not judged, machine busy: ..."."""
+    """A speedup with its interval, judged whenever the interval clears 1.0 (busy machine or not): "2.20x faster
+    than float (2.10-2.31)", or "within noise of float, leaning slower: 0.98x (0.91-1.06)"."""
     if ratio is None:
         return "-"
-    interval = f"({ratio.low:.2f}-{ratio.high:.2f})"
-    if ratio.busy:
-        return f"not judged, machine busy: {ratio.value:.2f}x {interval}"
+    busy = ", machine busy" if ratio.contended else ""
+    interval = f"({ratio.low:.2f}-{ratio.high:.2f}{busy})"
     if ratio.clearly_above(1.0):
         return f"{ratio.value:.2f}x faster than {than} {interval}"
     if ratio.clearly_below(1.0):
         return f"{1 / ratio.value:.2f}x SLOWER than {than} ({ratio.value:.2f}x, {interval[1:-1]})"
-    return f"within noise of {than}: {ratio.value:.2f}x {interval}"
+    return f"within noise of {than}, {ratio.leaning(1.0, 'slower', 'faster')}: {ratio.value:.2f}x {interval}"
 
 
 def measurement_text(report: Report) -> str | None:
@@ -121,9 +120,11 @@ def verified_text(verified: Verified | None) -> str | None:
     )
     ratio = verified.speedup
     if ratio is not None:
-        judged = {"within noise": ", within noise", "machine busy": ", not judged: machine busy"}
+        effect = verified.effect or ""
+        judged = f", {effect}" if effect.startswith("within noise") else ""
+        busy = ", machine busy" if ratio.contended else ""
         span = f"{ratio.low:.2f}-{ratio.high:.2f}"
-        line += f" ({ratio.value:.2f}x, {span}{judged.get(verified.effect or '', '')})"
+        line += f" ({ratio.value:.2f}x, {span}{busy}{judged})"
     before_sqnr, after_sqnr = verified.before_sqnr_db, verified.after_sqnr_db
     if after_sqnr is not None:
         shown = (
