@@ -13,6 +13,7 @@ from typing import Any
 
 from qdoctor.facts.measurement import Benchmarks, Contention, Timing
 from qdoctor.facts.numerics import Numerics
+from qdoctor.facts.resources import Resources
 
 
 class _StrKind(str, Enum):
@@ -473,6 +474,7 @@ class Facts:
     phase_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each gathering phase (bench/)
     measurement: Contention | None = None  # how the benchmark was measured: contention seen, threads, CPUs
     trace_files: dict[str, str] = field(default_factory=dict)  # "subject"/"float": profiler trace written (--trace-dir)
+    resources: Resources | None = None  # peak memory of the check, by phase, and the model sizes (gather/resources.py)
 
     # ---- small conveniences for rules; pure functions of the data above ----
     def module(self, path: str) -> ModuleInfo | None:

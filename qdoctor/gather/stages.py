@@ -5,6 +5,7 @@ in ``facts.unavailable`` and the time it took in ``facts.phase_seconds``."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,8 @@ from qdoctor.gather import (
     modules,
     numerics,
     profile,
+    progress,
+    resources,
     size,
     timing,
     trace,
@@ -32,6 +35,8 @@ from qdoctor.gather import (
 from qdoctor.introspect.kinds import classify, eager_module
 from qdoctor.introspect.state import quiet
 from qdoctor.load.target import LoadedTarget
+
+COUNT_RUNS_ABOVE_S = 0.05  # a forward pass this slow (traced) counts its benchmark runs in the progress shown
 
 
 def _run_once(model: Any, inputs: tuple[Any, ...]) -> Any:
@@ -86,7 +91,7 @@ class Gathering:
     def attempt(self, part: str, work: Callable[[], Any]) -> Any:
         start = time.perf_counter()
         try:
-            with quiet():
+            with quiet(), resources.phase(part):
                 return work()
         except Exception as exc:
             self.facts.unavailable[part] = exception_line(exc)
@@ -233,6 +238,9 @@ class Gathering:
             variants.append(timing.Variant("subject", timing.model_run(self.subject, inputs, copy_model)))
         if baseline is not None:
             variants.append(timing.Variant("float", timing.model_run(baseline, inputs)))
+        if self.facts.phase_seconds.get("trace", 0.0) >= COUNT_RUNS_ABOVE_S:  # slow calls: say how many ran
+            counter = progress.Counter()
+            variants = [dataclasses.replace(v, run=progress.counted(v.run, counter)) for v in variants]
         if not variants:
             facts.benchmark = Benchmarks(subject=None, float_baseline=None, subject_error=subject_error)
             return

@@ -6,7 +6,6 @@ ratios come from paired rounds); ``time_model`` / ``time_callable`` time one mod
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +16,7 @@ from torch import nn
 from qdoctor.facts import Timing
 from qdoctor.gather import rounds
 from qdoctor.gather.rounds import NOISY_SPREAD, RoundsResult, Variant
+from qdoctor.introspect.copies import runnable
 
 __all__ = ["NOISY_SPREAD", "RoundsResult", "Variant", "model_run", "time_callable", "time_model", "time_models"]
 
@@ -31,7 +31,7 @@ def _quiet_benchmark_import() -> Any:
 
 def model_run(model: nn.Module, inputs: tuple[Any, ...], copy_model: bool = True) -> Callable[[], None]:
     """One forward pass of (a copy of) ``model`` on ``inputs`` under no_grad."""
-    subject = copy.deepcopy(model) if copy_model else model
+    subject = runnable(model) if copy_model else model
 
     def run() -> None:
         with torch.no_grad():

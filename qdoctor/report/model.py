@@ -130,6 +130,15 @@ def _graph_summary(graph: Any) -> dict[str, Any] | None:
     return None if graph is None else {"nodes": len(graph), "kinds": count_kinds(graph)}
 
 
+def _resources(facts: Any) -> dict[str, Any] | None:
+    """Peak memory of the check (bytes) and the float model's size, for the ratio (qdoctor.gather.resources)."""
+    found = facts.resources
+    if found is None:
+        return None
+    ratio = found.added_per_model
+    return {**asdict(found), "added_per_float_model": round(ratio, 2) if ratio is not None else None}
+
+
 def _flow(facts: Any) -> dict[str, Any] | None:
     """The flow facts, with the flow step that raised as the rules diagnose it (``failure``, before ``notes``)."""
     flow = getattr(facts, "flow", None)
@@ -221,6 +230,7 @@ def to_dict(report: Report) -> dict[str, Any]:
             "skipped": [asdict(s) for s in report.skipped],
             "unavailable": facts.unavailable,
             "phase_seconds": facts.phase_seconds,
+            "resources": _resources(facts),
             "trace_files": facts.trace_files,
             "notes": report.notes,
             **report.extras,
