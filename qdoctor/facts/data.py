@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
+from qdoctor.facts.language_model import LanguageModel
 from qdoctor.facts.measurement import Benchmarks, Contention, Timing
 from qdoctor.facts.numerics import Numerics
 from qdoctor.facts.resources import Resources
@@ -474,6 +475,9 @@ class Facts:
     phase_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each gathering phase (bench/)
     measurement: Contention | None = None  # how the benchmark was measured: contention seen, threads, CPUs
     trace_files: dict[str, str] = field(default_factory=dict)  # "subject"/"float": profiler trace written (--trace-dir)
+    language_model: LanguageModel | None = (
+        None  # a causal LM: prefill and decode timed apart (gather/language_model.py)
+    )
     resources: Resources | None = None  # peak memory of the check, by phase, and the model sizes (gather/resources.py)
 
     # ---- small conveniences for rules; pure functions of the data above ----

@@ -83,6 +83,7 @@ class Gathering:
         self.trace()
         self.profiles()
         self.benchmarks()
+        self.language_model()
         self.size()
         self.numerics()
         self.flow()
@@ -264,6 +265,21 @@ class Gathering:
             float_baseline=result.timing("float"),
             subject_error=subject_error,
             paired_speedup=speedup,
+        )
+
+    def language_model(self) -> None:
+        """A causal LM: its prompt (prefill) and one decode step timed apart (qdoctor.gather.language_model)."""
+        call = self.loaded.language_model
+        if call is None or self.crashed:
+            return
+        from qdoctor.gather.language_model import language_model_facts
+
+        options = self.options
+        self.facts.language_model = self.attempt(
+            "language_model",
+            lambda: language_model_facts(
+                self.subject, self.baseline, call, options.bench_time, self.progress, bench=options.bench
+            ),
         )
 
     # ---- size, accuracy, flow

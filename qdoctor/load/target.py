@@ -20,9 +20,10 @@ import torch
 from torch import nn
 
 from qdoctor.errors import TargetError
-from qdoctor.facts import INPUTS_INFERRED, INPUTS_SAVED, SourceLocation, Target, TensorInfo
+from qdoctor.facts import INPUTS_CONTRACT, INPUTS_INFERRED, INPUTS_SAVED, SourceLocation, Target, TensorInfo
 from qdoctor.load.arguments import tensor_leaves
 from qdoctor.load.calls import CallLog
+from qdoctor.load.language_model import LanguageModelCall, adopt_prompt, language_model_call
 from qdoctor.load.options import LoadOptions
 from qdoctor.load.script import import_attribute, run_script
 from qdoctor.load.select import (
@@ -53,6 +54,7 @@ class LoadedTarget:
     user_engine: str = ""  # torch.backends.quantized.engine when the script finished
     user_num_threads: int = 0
     saved_format: str | None = None  # TARGET was a saved model: "torchscript", "exported_program", "pickle"
+    language_model: LanguageModelCall | None = None  # a causal LM's prompt (qdoctor.load.language_model)
 
 
 def _load_saved_target(path: Path, target: Target, trust: bool) -> LoadedTarget:
@@ -143,6 +145,9 @@ def load_target(spec: str, *, trust: bool = False, options: LoadOptions | None =
     if target.float_derived and float_baseline is not None and isinstance(prepared_in_place, nn.Module):
         copy_origins(prepared_in_place, float_baseline, origins)
     inputs = pick_inputs(namespace, subject, float_baseline, target, calls)
+    language_model = language_model_call(subject, float_baseline, inputs, calls)
+    if language_model is not None and target.inputs_origin != INPUTS_CONTRACT:
+        inputs = adopt_prompt(language_model, target)
     target.inputs = [TensorInfo(str(t.dtype), list(t.shape), bool(t.is_quantized)) for t in tensor_leaves(inputs)]
     calibration = optional_callable(namespace, "calibration_data")
     evaluate = optional_callable(namespace, "evaluate")
@@ -162,4 +167,5 @@ def load_target(spec: str, *, trust: bool = False, options: LoadOptions | None =
         origins=origins,
         user_engine=user_engine,
         user_num_threads=user_threads,
+        language_model=language_model,
     )

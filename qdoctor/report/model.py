@@ -230,6 +230,7 @@ def to_dict(report: Report) -> dict[str, Any]:
             "skipped": [asdict(s) for s in report.skipped],
             "unavailable": facts.unavailable,
             "phase_seconds": facts.phase_seconds,
+            "language_model": asdict(facts.language_model) if facts.language_model is not None else None,
             "resources": _resources(facts),
             "trace_files": facts.trace_files,
             "notes": report.notes,
