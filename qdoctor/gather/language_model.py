@@ -17,7 +17,7 @@ from torch import nn
 
 from qdoctor.facts.language_model import LanguageModel, PhaseTiming
 from qdoctor.facts.location import exception_line
-from qdoctor.gather import progress, timing
+from qdoctor.gather import budget, progress, timing
 from qdoctor.introspect.copies import runnable
 from qdoctor.load.language_model import LanguageModelCall
 
@@ -71,10 +71,11 @@ def decode_run(model: nn.Module, call: LanguageModelCall) -> Callable[[], Any]:
     return _quietly(step)
 
 
-def _phase(variants: list[timing.Variant], bench_time: float) -> PhaseTiming:
+def _phase(variants: list[timing.Variant], bench_time: float, per_call_s: float | None) -> PhaseTiming:
     counter = progress.Counter()
     counted = [timing.Variant(v.key, progress.counted(v.run, counter)) for v in variants]
-    result = timing.time_models(counted, bench_time)
+    least, most = budget.rounds_for(per_call_s, len(counted))
+    result = timing.time_models(counted, bench_time, min_rounds=least, max_rounds=most)
     errors = "; ".join(f"{key}: {exception_line(error)}" for key, error in result.errors.items())
     return PhaseTiming(
         subject=result.timing("subject"),
@@ -91,8 +92,10 @@ def language_model_facts(
     bench_time: float,
     announce: Callable[[str], None],
     bench: bool = True,
+    per_call_s: float | None = None,
 ) -> LanguageModel:
-    """The LM's shape and, when ``bench``, its prefill and decode step timed (subject and float baseline together)."""
+    """The LM's shape and, when ``bench``, its prefill and decode step timed (subject and float baseline together;
+    ``per_call_s``: the slowest model's time per forward as measured before, for the budget)."""
     config = getattr(subject, "config", None)
     facts = LanguageModel(
         architecture=type(subject).__name__,
@@ -109,12 +112,16 @@ def language_model_facts(
     # the models run as they are unless running them changes them (qdoctor.introspect.copies): one copy at most
     models = [("subject", runnable(subject))] + ([("float", runnable(baseline))] if baseline is not None else [])
     announce("timing the prompt (prefill) of the subject and the float baseline")
-    facts.prefill = _phase([timing.Variant(key, prefill_run(model, call)) for key, model in models], bench_time)
+    prefills = [timing.Variant(key, prefill_run(model, call)) for key, model in models]
+    facts.prefill = _phase(prefills, bench_time, per_call_s)
     announce("timing one decode step (one token on the prompt's cache) of the subject and the float baseline")
     try:
         steps = [timing.Variant(key, decode_run(model, call)) for key, model in models]
     except Exception as exc:
         facts.decode_error = exception_line(exc)
         return facts
-    facts.decode = _phase(steps, bench_time)
+    slowest_prefill = max(
+        (t.median_ms / 1000 for t in (facts.prefill.subject, facts.prefill.float_baseline) if t), default=None
+    )
+    facts.decode = _phase(steps, bench_time, slowest_prefill)
     return facts

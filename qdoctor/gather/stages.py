@@ -19,6 +19,7 @@ from qdoctor.gather import (
     GatherOptions,
     OnStage,
     Progress,
+    budget,
     environment,
     flows,
     graph,
@@ -214,6 +215,11 @@ class Gathering:
             ),
         )
 
+    def _profiled_call_s(self) -> float | None:
+        """The slowest model's time per call as profiled (None: not profiled): it sets the benchmark's budget."""
+        profiled = [p.total_ms / 1000 for p in (self.facts.profile, self.facts.float_profile) if p is not None]
+        return max(profiled) if profiled else None
+
     def _subject_is_stateful(self) -> bool:
         """Running it changes it: observers, fake-quant and train-mode BatchNorm update their state on every
         forward (unknown modules count as stateful)."""
@@ -247,7 +253,10 @@ class Gathering:
             return
         names = " and ".join("the subject" if v.key == "subject" else "the float baseline" for v in variants)
         self.progress(f"benchmarking {names}" + (" in interleaved rounds" if len(variants) > 1 else ""))
-        result = self.attempt("benchmark", lambda: timing.time_models(variants, options.bench_time))
+        least, most = budget.rounds_for(self._profiled_call_s(), len(variants))
+        result = self.attempt(
+            "benchmark", lambda: timing.time_models(variants, options.bench_time, min_rounds=least, max_rounds=most)
+        )
         if result is None:
             facts.benchmark = Benchmarks(subject=None, float_baseline=None, subject_error=subject_error)
             return
@@ -278,7 +287,13 @@ class Gathering:
         self.facts.language_model = self.attempt(
             "language_model",
             lambda: language_model_facts(
-                self.subject, self.baseline, call, options.bench_time, self.progress, bench=options.bench
+                self.subject,
+                self.baseline,
+                call,
+                options.bench_time,
+                self.progress,
+                bench=options.bench,
+                per_call_s=self._profiled_call_s(),
             ),
         )
 

@@ -40,9 +40,15 @@ def model_run(model: nn.Module, inputs: tuple[Any, ...], copy_model: bool = True
     return run
 
 
-def time_models(variants: list[Variant], min_run_time: float, min_rounds: int = rounds.MIN_ROUNDS) -> RoundsResult:
-    """Time the models being compared together in interleaved rounds (``min_run_time`` seconds each, about)."""
-    return rounds.measure(variants, min_run_time, min_rounds=min_rounds)
+def time_models(
+    variants: list[Variant],
+    min_run_time: float,
+    min_rounds: int = rounds.MIN_ROUNDS,
+    max_rounds: int = rounds.MAX_ROUNDS,
+) -> RoundsResult:
+    """Time the models being compared together in interleaved rounds (``min_run_time`` seconds each, about;
+    ``max_rounds`` caps a slow model's rounds: qdoctor.gather.budget)."""
+    return rounds.measure(variants, min_run_time, min_rounds=min_rounds, max_rounds=max_rounds)
 
 
 def time_callable(run: Any, min_run_time: float, num_threads: int | None = None, label: str = "") -> Timing:
