@@ -103,3 +103,20 @@ def test_slow_models_get_fewer_rounds_and_fast_ones_the_defaults():
     least, most = budget.rounds_for(2.0, 2)
     assert least == budget.SLOW_MIN_ROUNDS and least <= most <= 2 * rounds.MIN_ROUNDS
     assert budget.rounds_for(30.0, 2) == (budget.SLOW_MIN_ROUNDS, budget.SLOW_MIN_ROUNDS)
+
+
+def test_progress_on_a_stderr_that_is_not_a_terminal_is_a_line_per_stage():
+    from rich.console import Console
+
+    from qdoctor.cli import _progress_shown
+
+    written = io.StringIO()
+    show = _progress_shown(Console(file=written, force_terminal=False, width=200), lambda text: None)
+    show(0, 1, [("m.py", "tracing one forward pass")])
+    show(0, 1, [("m.py", "benchmarking the subject (3 runs)")])
+    show(0, 1, [("m.py", "benchmarking the subject (4 runs)")])  # the same stage within seconds: no new line
+    show(1, 1, [])  # finished
+    assert written.getvalue().splitlines() == [
+        "qdoctor: m.py: tracing one forward pass",
+        "qdoctor: m.py: benchmarking the subject (3 runs)",
+    ]
