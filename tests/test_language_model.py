@@ -3,6 +3,8 @@ prefill and decode timed apart, and the decode-step findings of QD013 and QD008 
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 from conftest import as_json, run_check
 from factsbuild import make_facts, mod, profile, run_rule, timing
@@ -82,12 +84,26 @@ def test_qd008_reports_a_dynamic_int8_decode_step_slower_than_fp32():
     assert not [f for f in run_rule("QD013", facts) if f.evidence.get("cause") == "decode-step"]
 
 
+def test_the_report_note_gives_both_phases():
+    from qdoctor.report.language_model import language_model_note
+
+    facts = make_facts([_torchao_linear("lm_head")], language_model=_language_model(SLOWER_DECODE, FASTER_PREFILL))
+    note = language_model_note(facts)
+    assert note is not None and note.startswith("language model: LlamaForCausalLM, prompt of 1x32 tokens")
+    assert "prompt (prefill) 20.00 ms in int8 vs 24.00 ms in fp32, int8 at 1.20x (1.10-1.30)" in note
+    assert "one decode step 12.00 ms in int8 vs 6.00 ms in fp32" in note
+    assert language_model_note(make_facts([])) is None
+
+
 # ------------------------------------------------------------------------------------------------ end to end
 
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("torchao")
+needs_llm = pytest.mark.skipif(
+    importlib.util.find_spec("transformers") is None or importlib.util.find_spec("torchao") is None,
+    reason="the language-model fixtures need transformers and torchao (the [llm] and [torchao] extras)",
+)
 
 
+@needs_llm
 def test_the_prompt_of_a_generate_call_is_the_input_and_both_phases_are_timed():
     report = run_check("fixtures/llm/llama_int8_dynamic_generate.py", bench=True, profile=False)
     facts = report.facts
@@ -102,6 +118,7 @@ def test_the_prompt_of_a_generate_call_is_the_input_and_both_phases_are_timed():
     for phase in (model.prefill, model.decode):
         assert phase is not None and phase.error is None
         assert phase.subject is not None and phase.float_baseline is not None and phase.speedup is not None
+    assert any(note.startswith("language model: LlamaForCausalLM") for note in report.notes)
     document = as_json(report)
     assert document["language_model"]["decode"]["subject"]["runs"] >= 1
     resources = document["resources"]
@@ -110,6 +127,7 @@ def test_the_prompt_of_a_generate_call_is_the_input_and_both_phases_are_timed():
     assert {"load", "trace", "language_model"} <= set(resources["phase_peak_rss_bytes"])
 
 
+@needs_llm
 def test_a_forward_call_with_keyword_arguments_gives_the_prompt():
     report = run_check("fixtures/llm/qwen_int8_weight_only_forward.py")
     facts = report.facts
@@ -122,6 +140,7 @@ def test_a_forward_call_with_keyword_arguments_gives_the_prompt():
     assert facts.is_quantized
 
 
+@needs_llm
 def test_int4_weight_only_with_the_cpu_packing_is_checked():
     report = run_check("fixtures/llm/llama_int4_weight_only_generate.py")
     facts = report.facts

@@ -18,6 +18,7 @@ from qdoctor.facts import Facts
 from qdoctor.gather import GatherOptions, OnStage, gather_facts
 from qdoctor.introspect.state import preserved_torch_state
 from qdoctor.load.options import LoadOptions
+from qdoctor.report.language_model import language_model_note
 from qdoctor.report.model import Report
 
 if TYPE_CHECKING:  # torch-free at import: loading and findings are only named here
@@ -83,6 +84,9 @@ def notes_for(facts: Facts) -> list[str]:
         notes.append(f"the script raised {c.type}{where}{stdin}; the globals defined before it were used")
     if facts.flow is not None:
         notes.extend(f"{facts.flow.flow}: {note}" for note in facts.flow.notes)
+    language_model = language_model_note(facts)
+    if language_model is not None:
+        notes.append(language_model)
     if facts.modules is not None and not facts.is_quantized and not _flow_failed(facts):
         notes.append(
             "the model is not quantized (no quantized modules, observers, fake-quant or qconfig): nothing to "
