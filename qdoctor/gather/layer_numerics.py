@@ -149,7 +149,8 @@ class _FloatRun:
         self.raw: dict[str, torch.Tensor] = {}  # the output objects themselves, kept alive to follow who reads them
         self.consumed: dict[str, int] = {}  # data_ptr of each leaf's input
 
-    def run(self, batch: tuple[Any, ...]) -> None:
+    def run(self, batch: tuple[Any, ...]) -> Any:
+        """Run the float model on ``batch``; returns its output."""
         self.inputs, self.outputs, self.order, self.raw, self.consumed = {}, {}, [], {}, {}
         self.elements = 0
         handles = []
@@ -158,7 +159,7 @@ class _FloatRun:
                 handles.append(module.register_forward_hook(self._hook(path)))
         try:
             with torch.no_grad():
-                self.model(*batch)
+                return self.model(*batch)
         finally:
             for h in handles:
                 h.remove()
@@ -209,9 +210,9 @@ def _qparams(t: torch.Tensor) -> tuple[float, int, torch.dtype] | None:
 
 def _subject_run(
     subject: nn.Module, layers: list[_Layer], batch: tuple[Any, ...], on_layer: Callable[[_Layer, Any, Any], None]
-) -> set[str]:
+) -> tuple[set[str], Any]:
     """Run the subject once; ``on_layer(layer, input, output)`` measures each layer as its first call returns, so that
-    no layer's activations outlive it (streamed). Returns the paths of the layers that ran."""
+    no layer's activations outlive it (streamed). Returns the paths of the layers that ran, and the output."""
     seen: set[str] = set()
     by_module = {id(layer.module): layer for layer in layers}
     handles = []
@@ -226,11 +227,11 @@ def _subject_run(
         handles.append(layer.module.register_forward_hook(hook))
     try:
         with torch.no_grad():
-            subject(*batch)
+            output = subject(*batch)
     finally:
         for h in handles:
             h.remove()
-    return seen
+    return seen, output
 
 
 def _isolated(layer: _Layer, float_input: torch.Tensor) -> torch.Tensor | None:
@@ -334,6 +335,7 @@ def layer_numerics(
     inputs: tuple[Any, ...],
     calibration: list[tuple[Any, ...]],
     element_budget: int = ELEMENT_BUDGET,
+    example_outputs: dict[str, Any] | None = None,
 ) -> tuple[list[LayerNumerics], int, int]:
     """Per-layer numerics over the example inputs then the calibration batches (as many as ``element_budget``
     allows). Returns the
@@ -356,12 +358,15 @@ def layer_numerics(
         if index > allowed:
             break
         calibration_index = index - 1  # -1: the example inputs
-        float_run.run(batch)
+        float_output = float_run.run(batch)
 
         def measure(layer: _Layer, got_in: Any, got_out: Any, calibration_index: int = calibration_index) -> None:
             _measure_layer(layer, got_in, got_out, float_run, subject_paths, calibration_index)
 
-        seen = _subject_run(subject, layers, batch, measure)
+        seen, subject_output = _subject_run(subject, layers, batch, measure)
+        if index == 0 and example_outputs is not None:  # the outputs on the example inputs: the output SQNR's too
+            example_outputs["float"], example_outputs["subject"] = float_output, subject_output
+        del float_output, subject_output
         for layer in layers:
             if layer.path in seen:
                 order.setdefault(layer.path, len(order))

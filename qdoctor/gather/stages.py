@@ -317,32 +317,44 @@ class Gathering:
         if self.crashed:
             facts.unavailable["numerics"] = "the subject raised when run"
             return
+        # The per-layer runs of the example inputs are forward passes of both models: their outputs give the output
+        # SQNR too, so a big model runs twice less (a compiled subject runs as compiled: its own pass).
+        per_layer = self.options.layer_numerics
+        example: dict[str, Any] = {}
+        found = None
+        if per_layer:
+            self.progress("measuring the error of each quantized layer")
+            found = self.attempt(
+                "layer_numerics",
+                lambda: layer_numerics.layer_numerics(
+                    self.eager,
+                    baseline,
+                    inputs,
+                    layer_numerics.calibration_batches(
+                        self.loaded.calibration_data, layer_numerics.MAX_CALIBRATION_BATCHES
+                    ),
+                    example_outputs=example if not self.compiled else None,
+                ),
+            )
         self.progress("comparing outputs with the float baseline")
         facts.numerics = self.attempt(
             "numerics",
             lambda: Numerics(
                 sqnr_db=numerics.sqnr_db(
-                    numerics.outputs(baseline, inputs),
-                    _run_once(subject, inputs) if self.compiled else numerics.outputs(subject, inputs),
+                    example["float"] if "float" in example else numerics.outputs(baseline, inputs),
+                    example["subject"]
+                    if "subject" in example
+                    else _run_once(subject, inputs)
+                    if self.compiled
+                    else numerics.outputs(subject, inputs),
                 )
             ),
         )
-        if facts.numerics is None or not self.options.layer_numerics:
+        example.clear()
+        if facts.numerics is None or not per_layer:
             if facts.numerics is not None:
                 facts.numerics.layers_note = "per-layer numerics disabled"
             return
-        self.progress("measuring the error of each quantized layer")
-        found = self.attempt(
-            "layer_numerics",
-            lambda: layer_numerics.layer_numerics(
-                self.eager,
-                baseline,
-                inputs,
-                layer_numerics.calibration_batches(
-                    self.loaded.calibration_data, layer_numerics.MAX_CALIBRATION_BATCHES
-                ),
-            ),
-        )
         if found is not None:
             layers, seen, calibration_seen = found
             facts.numerics.layers = layers
@@ -360,9 +372,14 @@ class Gathering:
         evaluate = self.loaded.evaluate
         if evaluate is not None:
             self.progress("evaluate() on the subject and the float baseline")
-            subject_copy = subject if self.compiled else copy.deepcopy(subject)  # a copy of a compiled model recompiles
+            # one copy alive at a time: each is dropped when its evaluate() returns (a compiled model is not copied:
+            # its copy would compile again)
             metrics = self.attempt(
-                "evaluate", lambda: (float(evaluate(subject_copy)), float(evaluate(copy.deepcopy(baseline))))
+                "evaluate",
+                lambda: (
+                    float(evaluate(subject if self.compiled else copy.deepcopy(subject))),
+                    float(evaluate(copy.deepcopy(baseline))),
+                ),
             )
             if metrics is not None:
                 facts.numerics.metric_subject, facts.numerics.metric_float = metrics
