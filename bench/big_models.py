@@ -2,6 +2,7 @@
 
     python bench/big_models.py                      # all of them (the 1.1B model takes minutes)
     python bench/big_models.py bert_base llama_0_5b  # some; the others keep their last row
+    python bench/big_models.py --stop-on-error llama_1_1b  # the script in one exec: no 60 s budget per statement
 
 Each model is a script written the way people write them (random weights from a config: nothing is downloaded),
 checked by the CLI in its own process, as a user runs it (`qdoctor check script.py --format json`). Its row keeps the
@@ -109,17 +110,18 @@ def _gb(value: float | None) -> str:
     return f"{value / 1e9:.2f}" if value else "-"
 
 
-def run_one(name: str, folder: Path) -> dict:
+def run_one(name: str, folder: Path, extra: list[str]) -> dict:
     label, source = MODELS[name]
     script = folder / f"{name}.py"
     script.write_text(source)
     command = [sys.executable, "-m", "qdoctor", "check", str(script), "--format", "json", "--timeout", str(TIMEOUT_S)]
+    command += extra
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
     wall = time.perf_counter() - started
-    row: dict = {"name": name, "label": label, "wall_s": round(wall, 1), "exit": done.returncode}
+    row: dict = {"name": name, "label": label, "wall_s": round(wall, 1), "exit": done.returncode, "options": extra}
     row["load_average"] = f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}"
     try:
         report = json.loads(done.stdout)
@@ -166,7 +168,7 @@ def render(rows: dict[str, dict]) -> str:
         peak, size = row.get("peak_rss_bytes"), row.get("float_model_bytes")
         lines.append(
             [
-                row["label"],
+                row["label"] + (f" ({' '.join(row['options'])})" if row.get("options") else ""),
                 _gb(size),
                 row["wall_s"],
                 row.get("phase_load_s", "-"),
@@ -199,7 +201,9 @@ def render(rows: dict[str, dict]) -> str:
     )
 
 
-def main(names: list[str]) -> int:
+def main(arguments: list[str]) -> int:
+    extra = [a for a in arguments if a.startswith("--")]
+    names = [a for a in arguments if not a.startswith("--")]
     chosen = names or list(MODELS)
     unknown = [n for n in chosen if n not in MODELS]
     if unknown:
@@ -209,7 +213,7 @@ def main(names: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="qdoctor-big-") as folder:
         for name in chosen:
             print(f"big_models: checking {name} ...", file=sys.stderr, flush=True)
-            row = run_one(name, Path(folder))
+            row = run_one(name, Path(folder), extra)
             row["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
             rows[name] = row
             ROWS.write_text(json.dumps(rows, indent=1) + "\n")
@@ -224,7 +228,9 @@ def main(names: list[str]) -> int:
         "model's parameters and buffers; *added / fp32*: the peak minus the process's memory when the check began "
         "(Python, torch and qdoctor imported), over the float model's size (the script's own copies, its "
         "`import transformers` and the activations count in it). The prefill / decode column: float time / int8 "
-        "time with its paired 95 % interval (`busy`: measured under contention, verdict withheld).\n\n"
+        "time with its paired 95 % interval (`busy`: measured under contention, verdict withheld). A row marked "
+        "`--stop-on-error` ran the script in one exec: statement by statement (the default) stops a top-level "
+        "statement after 60 s, which building a 1.1B model takes on a machine this loaded.\n\n"
         "**Measured while the machine was busy** (other helpers running torch on its 2 cores, load average in the "
         "table): wall times are far above what a quiet machine gives and are an upper bound; memory figures are "
         "not affected by load. Re-measure on a quiet machine with `python bench/big_models.py`.\n\n" + render(rows)
