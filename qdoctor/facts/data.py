@@ -22,10 +22,12 @@ from qdoctor.facts.kinds import (
     NODE_QUANTIZED_OP,
     NODE_REFERENCE_OP,
 )
+from qdoctor.facts.language_model import LanguageModel
 from qdoctor.facts.measurement import Benchmarks, Contention
 from qdoctor.facts.numerics import Numerics
 from qdoctor.facts.profile import Profile
 from qdoctor.facts.report import StaticRead
+from qdoctor.facts.resources import Resources
 from qdoctor.facts.weights import Weights
 
 
@@ -338,6 +340,10 @@ class Facts:
     treatment_round: int = 1
     measurement: Contention | None = None  # how the benchmark was measured: contention seen, threads, CPUs
     trace_files: dict[str, str] = field(default_factory=dict)  # "subject"/"float": profiler trace written (--trace-dir)
+    language_model: LanguageModel | None = (
+        None  # a causal LM: prefill and decode timed apart (gather/language_model.py)
+    )
+    resources: Resources | None = None  # peak memory of the check, by phase, and the model sizes (gather/resources.py)
 
     # ---- small conveniences for rules; pure functions of the data above ----
     def module(self, path: str) -> ModuleInfo | None:

@@ -21,7 +21,6 @@ torch.ao.ns.fx.utils.compute_sqnr's definition (10 log10 of signal over noise po
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from torch import nn
 
 from qdoctor import facts as F
 from qdoctor.facts import LayerNumerics, OutlierRow
+from qdoctor.introspect.copies import runnable
 from qdoctor.introspect.kinds import classify
 
 MAX_CALIBRATION_BATCHES = 8  # calibration_data() batches looked at, at most
@@ -135,25 +135,31 @@ def _layers(subject: nn.Module, baseline: nn.Module) -> list[_Layer]:
 
 
 class _FloatRun:
-    """The float baseline run once with hooks on every leaf: each leaf's input and output tensors."""
+    """The float baseline run once with hooks on every leaf: the input and output tensors of the leaves a quantized
+    layer stands for (``kept``) and of the BatchNorm/ReLU leaves that may follow them; the other leaves' outputs are
+    only counted (``elements``), so that a big model's activations are not all held at once."""
 
-    def __init__(self, baseline: nn.Module) -> None:
+    def __init__(self, baseline: nn.Module, kept: set[str]) -> None:
         self.model = baseline
+        self.kept = kept
+        self.elements = 0  # output elements of every leaf in the last run
         self.inputs: dict[str, torch.Tensor] = {}
         self.outputs: dict[str, torch.Tensor] = {}
         self.order: list[str] = []
         self.raw: dict[str, torch.Tensor] = {}  # the output objects themselves, kept alive to follow who reads them
         self.consumed: dict[str, int] = {}  # data_ptr of each leaf's input
 
-    def run(self, batch: tuple[Any, ...]) -> None:
+    def run(self, batch: tuple[Any, ...]) -> Any:
+        """Run the float model on ``batch``; returns its output."""
         self.inputs, self.outputs, self.order, self.raw, self.consumed = {}, {}, [], {}, {}
+        self.elements = 0
         handles = []
         for path, module in self.model.named_modules():
             if path and not any(True for _ in module.children()):
                 handles.append(module.register_forward_hook(self._hook(path)))
         try:
             with torch.no_grad():
-                self.model(*batch)
+                return self.model(*batch)
         finally:
             for h in handles:
                 h.remove()
@@ -162,6 +168,10 @@ class _FloatRun:
         def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
             first_in, out = _first_tensor(args), _first_tensor(output)
             if first_in is None or out is None:
+                return
+            if path not in self.outputs:
+                self.elements += out.numel()
+            if path not in self.kept and not isinstance(module, _FOLLOWER_TYPES):
                 return
             if path not in self.outputs:  # a module called twice: its first call
                 # copies: an in-place ReLU or `out += identity` later would change them
@@ -198,25 +208,30 @@ def _qparams(t: torch.Tensor) -> tuple[float, int, torch.dtype] | None:
     return None
 
 
-def _subject_run(subject: nn.Module, layers: list[_Layer], batch: tuple[Any, ...]) -> dict[str, tuple[Any, Any]]:
-    seen: dict[str, tuple[Any, Any]] = {}
-    by_module = {id(layer.module): layer.path for layer in layers}
+def _subject_run(
+    subject: nn.Module, layers: list[_Layer], batch: tuple[Any, ...], on_layer: Callable[[_Layer, Any, Any], None]
+) -> tuple[set[str], Any]:
+    """Run the subject once; ``on_layer(layer, input, output)`` measures each layer as its first call returns, so that
+    no layer's activations outlive it (streamed). Returns the paths of the layers that ran, and the output."""
+    seen: set[str] = set()
+    by_module = {id(layer.module): layer for layer in layers}
     handles = []
 
     def hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        path = by_module[id(module)]
-        if path not in seen:
-            seen[path] = (_first_tensor(args), _first_tensor(output))
+        layer = by_module[id(module)]
+        if layer.path not in seen:
+            seen.add(layer.path)  # first: on_layer may run the layer again (isolated), which calls this hook
+            on_layer(layer, _first_tensor(args), _first_tensor(output))
 
     for layer in layers:
         handles.append(layer.module.register_forward_hook(hook))
     try:
         with torch.no_grad():
-            subject(*batch)
+            output = subject(*batch)
     finally:
         for h in handles:
             h.remove()
-    return seen
+    return seen, output
 
 
 def _isolated(layer: _Layer, float_input: torch.Tensor) -> torch.Tensor | None:
@@ -276,6 +291,10 @@ def _weights(layer: _Layer, baseline: nn.Module) -> dict[str, Any]:
         power = _Power()
         power.add(reference, int8)
         out["weight_sqnr_db"] = power.db()
+        if not quantized.is_quantized:
+            # a torchao weight: its granularity is known (per row, per group), and what per-channel int8 would give
+            # is asked of per-tensor weights only (QD021); simulating it costs a pass over every weight of an LLM
+            return out
         channels = reference.reshape(reference.shape[0], -1).abs().amax(dim=1)
         if reference.shape[0] > 1 and float(channels.median()) > 0:
             out["weight_channel_range_ratio"] = round(float(channels.max() / channels.median()), 2)
@@ -297,12 +316,6 @@ def _between(baseline: nn.Module, first: str, last: str) -> list[str]:
     return []
 
 
-def _changes_when_run(model: nn.Module) -> bool:
-    return any(m.training for m in model.modules()) or any(
-        classify(m) in (F.OBSERVER, F.FAKE_QUANT) for m in model.modules()
-    )
-
-
 def calibration_batches(calibration_data: Callable[[], Any] | None, limit: int) -> list[tuple[Any, ...]]:
     """The first ``limit`` batches of the script's calibration_data(), each as a tuple of arguments."""
     if calibration_data is None:
@@ -322,6 +335,7 @@ def layer_numerics(
     inputs: tuple[Any, ...],
     calibration: list[tuple[Any, ...]],
     element_budget: int = ELEMENT_BUDGET,
+    example_outputs: dict[str, Any] | None = None,
 ) -> tuple[list[LayerNumerics], int, int]:
     """Per-layer numerics over the example inputs then the calibration batches (as many as ``element_budget``
     allows). Returns the
@@ -329,67 +343,82 @@ def layer_numerics(
     # Hooks are removed after each run and nothing is trained; only a model in train mode (BatchNorm updating its
     # running statistics) would change by running it, so only then is it copied (a copy of a ResNet costs more than
     # measuring it).
-    subject = copy.deepcopy(subject) if _changes_when_run(subject) else subject
-    baseline = copy.deepcopy(baseline) if _changes_when_run(baseline) else baseline
+    subject, baseline = runnable(subject), runnable(baseline)
     layers = _layers(subject, baseline)
     if not layers:
         return [], 0, 0
     subject_paths = dict(subject.named_modules())
-    float_run = _FloatRun(baseline)
+    float_run = _FloatRun(baseline, {layer.twin for layer in layers if layer.twin is not None})
     order: dict[str, int] = {}
     seen_batches = calibration_seen = 0
     allowed = len(calibration)
     for index, batch in enumerate([tuple(inputs), *calibration]):
         if index == 1:  # the size of one batch's activations, on the example, sets how many calibration batches fit
-            elements = max(sum(t.numel() for t in float_run.outputs.values()), 1)
-            allowed = max(1, min(len(calibration), element_budget // elements))
+            allowed = max(1, min(len(calibration), element_budget // max(float_run.elements, 1)))
         if index > allowed:
             break
         calibration_index = index - 1  # -1: the example inputs
-        float_run.run(batch)
-        seen = _subject_run(subject, layers, batch)
+        float_output = float_run.run(batch)
+
+        def measure(layer: _Layer, got_in: Any, got_out: Any, calibration_index: int = calibration_index) -> None:
+            _measure_layer(layer, got_in, got_out, float_run, subject_paths, calibration_index)
+
+        seen, subject_output = _subject_run(subject, layers, batch, measure)
+        if index == 0 and example_outputs is not None:  # the outputs on the example inputs: the output SQNR's too
+            example_outputs["float"], example_outputs["subject"] = float_output, subject_output
+        del float_output, subject_output
         for layer in layers:
-            if layer.path not in seen:
-                continue
-            order.setdefault(layer.path, len(order))
-            got_in, got_out = seen[layer.path]
-            if got_out is None:
-                continue
-            if layer.kind == F.QUANT_STUB:
-                reference, float_in = got_in, got_in
-            else:
-                assert layer.twin is not None
-                if layer.twin not in float_run.outputs:
-                    continue
-                layer.float_path, reference = float_run.twin_output(
-                    layer.twin, subject_paths, layer.path[: len(layer.path) - len(layer.twin)]
-                )
-                float_in = float_run.inputs[layer.twin]
-            if reference is None or float_in is None:
-                continue
-            if layer.qparams is None and got_in is not None:
-                layer.qparams = _qparams(got_in)
-            if layer.output_qparams is None:
-                layer.output_qparams = _qparams(got_out)
-            layer.accumulated.add(reference, got_out)
-            try:
-                alone = _isolated(layer, float_in)
-            except Exception:
-                alone = None
-            if alone is not None:
-                layer.isolated.add(reference, alone)
-            rows = _rows(reference)
-            for r, values in enumerate(rows):
-                values = values[:SAMPLE]
-                span = float(values.max() - values.min()) if values.numel() > 1 else 0.0
-                if span > 0.0:  # a row of one value, or of one constant, spans no range: no level count from it
-                    layer.row_span.append(span)
-                if calibration_index >= 0:
-                    layer.row_max.append((calibration_index, r, float(values.abs().max()) if values.numel() else 0.0))
+            if layer.path in seen:
+                order.setdefault(layer.path, len(order))
         seen_batches += 1
         calibration_seen += 1 if calibration_index >= 0 else 0
     result = [_result(layer, baseline) for layer in sorted(layers, key=lambda x: order.get(x.path, 1 << 30))]
     return [r for r in result if r.path in order], seen_batches, calibration_seen
+
+
+def _measure_layer(
+    layer: _Layer,
+    got_in: Any,
+    got_out: Any,
+    float_run: _FloatRun,
+    subject_paths: dict[str, nn.Module],
+    calibration_index: int,
+) -> None:
+    """Add one batch's evidence for ``layer``: its output against the float value it stands for, the same layer run
+    alone on the float input, and the rows of the float output (ranges and outliers)."""
+    if got_out is None:
+        return
+    if layer.kind == F.QUANT_STUB:
+        reference, float_in = got_in, got_in
+    else:
+        assert layer.twin is not None
+        if layer.twin not in float_run.outputs:
+            return
+        layer.float_path, reference = float_run.twin_output(
+            layer.twin, subject_paths, layer.path[: len(layer.path) - len(layer.twin)]
+        )
+        float_in = float_run.inputs[layer.twin]
+    if reference is None or float_in is None:
+        return
+    if layer.qparams is None and got_in is not None:
+        layer.qparams = _qparams(got_in)
+    if layer.output_qparams is None:
+        layer.output_qparams = _qparams(got_out)
+    layer.accumulated.add(reference, got_out)
+    try:
+        alone = _isolated(layer, float_in)
+    except Exception:
+        alone = None
+    if alone is not None:
+        layer.isolated.add(reference, alone)
+    rows = _rows(reference)
+    for r, values in enumerate(rows):
+        values = values[:SAMPLE]
+        span = float(values.max() - values.min()) if values.numel() > 1 else 0.0
+        if span > 0.0:  # a row of one value, or of one constant, spans no range: no level count from it
+            layer.row_span.append(span)
+        if calibration_index >= 0:
+            layer.row_max.append((calibration_index, r, float(values.abs().max()) if values.numel() else 0.0))
 
 
 def _scale(layer: _Layer) -> float | None:

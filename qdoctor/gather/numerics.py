@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
 import torch
 from torch import nn
+
+from qdoctor.introspect.copies import runnable
 
 
 def flat_tensors(value: Any) -> list[torch.Tensor]:
@@ -45,4 +46,4 @@ def sqnr_db(reference: Any, candidate: Any) -> float | None:
 
 def outputs(model: nn.Module, inputs: tuple[Any, ...]) -> Any:
     with torch.no_grad():
-        return copy.deepcopy(model)(*inputs)
+        return runnable(model)(*inputs)

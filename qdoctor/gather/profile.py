@@ -7,7 +7,6 @@ attributions, while the latency qdoctor reports comes from qdoctor.gather.timing
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import re
 import sys
@@ -24,8 +23,9 @@ from torch.autograd.profiler import profile, record_function
 from qdoctor import facts as F
 from qdoctor.facts import CategoryTime, ModuleTime, OpTime, Profile
 from qdoctor.files import atomic_path
-from qdoctor.gather import contention
+from qdoctor.gather import contention, progress
 from qdoctor.gather.exclusive import exclusive_measurement
+from qdoctor.introspect.copies import runnable
 
 SCOPE = "qdoctor.module::"
 TRACE_WORKER = "qdoctor"  # the worker name torch-tb-profiler shows for our trace files
@@ -142,7 +142,7 @@ def profile_model(
     TorchScript and torch.compile'd modules cannot take Python hooks (or would recompile): they are profiled
     without per-module scopes. ``copy_model=False`` runs ``model`` itself (a compiled module keeps its code).
     """
-    subject = copy.deepcopy(model) if copy_model else model
+    subject = runnable(model) if copy_model else model
     handles = []
     open_scopes: list[Any] = []
     leaf_types: dict[str, str] = {}
@@ -177,9 +177,11 @@ def profile_model(
             # torch.autograd.profiler.profile is what torch.profiler.profile runs (Kineto, CPU activity); the
             # latter's start asks hasattr(torch, "_inductor"), which imports Inductor, Dynamo and sympy: seconds of
             # every check that never compiles anything
+            counter = progress.Counter(total=runs)
             with _native_stderr_silenced(), profile(use_kineto=True, use_cpu=True) as prof:
                 for _ in range(runs):
                     subject(*inputs)
+                    counter.tick()
     finally:
         for handle in handles:
             handle.remove()

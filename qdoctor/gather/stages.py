@@ -5,6 +5,7 @@ in ``facts.unavailable`` and the time it took in ``facts.phase_seconds``."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ from qdoctor.gather import (
     GatherOptions,
     OnStage,
     Progress,
+    budget,
     environment,
     flows,
     graph,
@@ -26,6 +28,8 @@ from qdoctor.gather import (
     modules,
     numerics,
     profile,
+    progress,
+    resources,
     size,
     timing,
     trace,
@@ -34,6 +38,8 @@ from qdoctor.gather import (
 from qdoctor.introspect.kinds import classify, eager_module
 from qdoctor.introspect.state import quiet
 from qdoctor.load.target import LoadedTarget
+
+COUNT_RUNS_ABOVE_S = 0.05  # a forward pass this slow (traced) counts its benchmark runs in the progress shown
 
 
 def _run_once(model: Any, inputs: tuple[Any, ...]) -> Any:
@@ -88,6 +94,7 @@ class Gathering:
         self.trace()
         self.profiles()
         self.benchmarks()
+        self.language_model()
         self.size()
         self.numerics()
         self.flow()
@@ -96,7 +103,7 @@ class Gathering:
     def attempt(self, part: str, work: Callable[[], Any]) -> Any:
         start = time.perf_counter()
         try:
-            with quiet():
+            with quiet(), resources.phase(part):
                 return work()
         except Exception as exc:
             self.facts.unavailable[part] = exception_line(exc)
@@ -233,6 +240,11 @@ class Gathering:
             ),
         )
 
+    def _profiled_call_s(self) -> float | None:
+        """The slowest model's time per call as profiled (None: not profiled): it sets the benchmark's budget."""
+        profiled = [p.total_ms / 1000 for p in (self.facts.profile, self.facts.float_profile) if p is not None]
+        return max(profiled) if profiled else None
+
     def _subject_is_stateful(self) -> bool:
         """Running it changes it: observers, fake-quant and train-mode BatchNorm update their state on every
         forward (unknown modules count as stateful)."""
@@ -258,12 +270,18 @@ class Gathering:
             variants.append(timing.Variant("subject", timing.model_run(self.subject, inputs, copy_model)))
         if baseline is not None:
             variants.append(timing.Variant("float", timing.model_run(baseline, inputs)))
+        if self.facts.phase_seconds.get("trace", 0.0) >= COUNT_RUNS_ABOVE_S:  # slow calls: say how many ran
+            counter = progress.Counter()
+            variants = [dataclasses.replace(v, run=progress.counted(v.run, counter)) for v in variants]
         if not variants:
             facts.benchmark = Benchmarks(subject=None, float_baseline=None, subject_error=subject_error)
             return
         names = " and ".join("the subject" if v.key == "subject" else "the float baseline" for v in variants)
         self.progress(f"benchmarking {names}" + (" in interleaved rounds" if len(variants) > 1 else ""))
-        result = self.attempt("benchmark", lambda: timing.time_models(variants, options.bench_time))
+        least, most = budget.rounds_for(self._profiled_call_s(), len(variants))
+        result = self.attempt(
+            "benchmark", lambda: timing.time_models(variants, options.bench_time, min_rounds=least, max_rounds=most)
+        )
         if result is None:
             facts.benchmark = Benchmarks(subject=None, float_baseline=None, subject_error=subject_error)
             return
@@ -278,6 +296,27 @@ class Gathering:
             float_baseline=result.timing("float"),
             subject_error=subject_error,
             paired_speedup=speedup,
+        )
+
+    def language_model(self) -> None:
+        """A causal LM: its prompt (prefill) and one decode step timed apart (qdoctor.gather.language_model)."""
+        call = self.loaded.language_model
+        if call is None or self.crashed:
+            return
+        from qdoctor.gather.language_model import language_model_facts
+
+        options = self.options
+        self.facts.language_model = self.attempt(
+            "language_model",
+            lambda: language_model_facts(
+                self.subject,
+                self.baseline,
+                call,
+                options.bench_time,
+                self.progress,
+                bench=options.bench,
+                per_call_s=self._profiled_call_s(),
+            ),
         )
 
     # ---- size, accuracy, flow
@@ -306,32 +345,44 @@ class Gathering:
         if self.crashed:
             facts.unavailable["numerics"] = "the subject raised when run"
             return
+        # The per-layer runs of the example inputs are forward passes of both models: their outputs give the output
+        # SQNR too, so a big model runs twice less (a compiled subject runs as compiled: its own pass).
+        per_layer = self.options.layer_numerics
+        example: dict[str, Any] = {}
+        found = None
+        if per_layer:
+            self.progress("measuring the error of each quantized layer")
+            found = self.attempt(
+                "layer_numerics",
+                lambda: layer_numerics.layer_numerics(
+                    self.eager,
+                    baseline,
+                    inputs,
+                    layer_numerics.calibration_batches(
+                        self.loaded.calibration_data, layer_numerics.MAX_CALIBRATION_BATCHES
+                    ),
+                    example_outputs=example if not self.compiled else None,
+                ),
+            )
         self.progress("comparing outputs with the float baseline")
         facts.numerics = self.attempt(
             "numerics",
             lambda: Numerics(
                 sqnr_db=numerics.sqnr_db(
-                    numerics.outputs(baseline, inputs),
-                    _run_once(subject, inputs) if self.compiled else numerics.outputs(subject, inputs),
+                    example["float"] if "float" in example else numerics.outputs(baseline, inputs),
+                    example["subject"]
+                    if "subject" in example
+                    else _run_once(subject, inputs)
+                    if self.compiled
+                    else numerics.outputs(subject, inputs),
                 )
             ),
         )
-        if facts.numerics is None or not self.options.layer_numerics:
+        example.clear()
+        if facts.numerics is None or not per_layer:
             if facts.numerics is not None:
                 facts.numerics.layers_note = "per-layer numerics disabled"
             return
-        self.progress("measuring the error of each quantized layer")
-        found = self.attempt(
-            "layer_numerics",
-            lambda: layer_numerics.layer_numerics(
-                self.eager,
-                baseline,
-                inputs,
-                layer_numerics.calibration_batches(
-                    self.loaded.calibration_data, layer_numerics.MAX_CALIBRATION_BATCHES
-                ),
-            ),
-        )
         if found is not None:
             layers, seen, calibration_seen = found
             facts.numerics.layers = layers
@@ -349,9 +400,14 @@ class Gathering:
         evaluate = self.loaded.evaluate
         if evaluate is not None:
             self.progress("evaluate() on the subject and the float baseline")
-            subject_copy = subject if self.compiled else copy.deepcopy(subject)  # a copy of a compiled model recompiles
+            # one copy alive at a time: each is dropped when its evaluate() returns (a compiled model is not copied:
+            # its copy would compile again)
             metrics = self.attempt(
-                "evaluate", lambda: (float(evaluate(subject_copy)), float(evaluate(copy.deepcopy(baseline))))
+                "evaluate",
+                lambda: (
+                    float(evaluate(subject if self.compiled else copy.deepcopy(subject))),
+                    float(evaluate(copy.deepcopy(baseline))),
+                ),
             )
             if metrics is not None:
                 facts.numerics.metric_subject, facts.numerics.metric_float = metrics

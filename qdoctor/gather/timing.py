@@ -6,7 +6,6 @@ ratios come from paired rounds); ``time_model`` / ``time_callable`` time one mod
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +16,7 @@ from torch import nn
 from qdoctor.facts import Timing
 from qdoctor.gather import rounds
 from qdoctor.gather.rounds import NOISY_SPREAD, RoundsResult, Variant
+from qdoctor.introspect.copies import runnable
 
 __all__ = ["NOISY_SPREAD", "RoundsResult", "Variant", "model_run", "time_callable", "time_model", "time_models"]
 
@@ -31,7 +31,7 @@ def _quiet_benchmark_import() -> Any:
 
 def model_run(model: nn.Module, inputs: tuple[Any, ...], copy_model: bool = True) -> Callable[[], None]:
     """One forward pass of (a copy of) ``model`` on ``inputs`` under no_grad."""
-    subject = copy.deepcopy(model) if copy_model else model
+    subject = runnable(model) if copy_model else model
 
     def run() -> None:
         with torch.no_grad():
@@ -40,9 +40,15 @@ def model_run(model: nn.Module, inputs: tuple[Any, ...], copy_model: bool = True
     return run
 
 
-def time_models(variants: list[Variant], min_run_time: float, min_rounds: int = rounds.MIN_ROUNDS) -> RoundsResult:
-    """Time the models being compared together in interleaved rounds (``min_run_time`` seconds each, about)."""
-    return rounds.measure(variants, min_run_time, min_rounds=min_rounds)
+def time_models(
+    variants: list[Variant],
+    min_run_time: float,
+    min_rounds: int = rounds.MIN_ROUNDS,
+    max_rounds: int = rounds.MAX_ROUNDS,
+) -> RoundsResult:
+    """Time the models being compared together in interleaved rounds (``min_run_time`` seconds each, about;
+    ``max_rounds`` caps a slow model's rounds: qdoctor.gather.budget)."""
+    return rounds.measure(variants, min_run_time, min_rounds=min_rounds, max_rounds=max_rounds)
 
 
 def time_callable(run: Any, min_run_time: float, num_threads: int | None = None, label: str = "") -> Timing:

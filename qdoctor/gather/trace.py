@@ -7,7 +7,6 @@ reaching a float op or the output, a torch.add on quantized tensors in the user'
 
 from __future__ import annotations
 
-import copy
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -18,6 +17,7 @@ from torch.overrides import TorchFunctionMode
 
 from qdoctor.facts import SourceLocation, TensorInfo, Trace, TraceEvent
 from qdoctor.facts.location import crash_info, user_frame
+from qdoctor.introspect.copies import runnable
 from qdoctor.introspect.kinds import is_effective_leaf
 
 # Tensor methods and functions that are bookkeeping, not compute: not worth an event.
@@ -136,8 +136,9 @@ class _Recorder(TorchFunctionMode):
 
 
 def trace_model(model: nn.Module, inputs: tuple[Any, ...], user_file: str | None) -> Trace:
-    """Run a copy of ``model`` once under no_grad, recording leaf modules and torch functions between them."""
-    subject = copy.deepcopy(model)
+    """Run ``model`` (a copy when running it would change it) once under no_grad, recording leaf modules and torch
+    functions between them."""
+    subject = runnable(model)
     recorder = _Recorder(user_file)
     handles = []
     by_module: dict[int, TraceEvent] = {}

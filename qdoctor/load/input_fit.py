@@ -21,6 +21,7 @@ from torch import nn
 
 from qdoctor.errors import InputsDoNotFitError
 from qdoctor.facts.location import first_line, user_frame
+from qdoctor.introspect.copies import changes_when_run
 from qdoctor.introspect.flow import model_flow
 from qdoctor.load.loaded import LoadedTarget
 
@@ -91,7 +92,7 @@ def check_inputs_fit(
 ) -> None:
     """Raise InputsDoNotFitError (a TargetError) naming the rejecting layer when ``probe`` (run once, on a copy, in
     eval mode) fails on ``inputs`` because of their shape or dtype. Any other outcome returns quietly."""
-    model = copy.deepcopy(probe).eval()
+    model = probe if not changes_when_run(probe) else copy.deepcopy(probe).eval()
     stack: list[tuple[str, nn.Module, tuple[Any, ...]]] = []
     failed_at: list[tuple[str, nn.Module, tuple[Any, ...]]] = []
     handles = []

@@ -12,6 +12,7 @@ from torch import nn
 
 from qdoctor.facts import SourceLocation, Target
 from qdoctor.load.flow_steps import FlowLog
+from qdoctor.load.language_model import LanguageModelCall
 
 
 @dataclass
@@ -29,4 +30,5 @@ class LoadedTarget:
     user_engine: str = ""  # torch.backends.quantized.engine when the script finished
     user_num_threads: int = 0
     saved_format: str | None = None  # TARGET was a saved model: "torchscript", "exported_program", "pickle"
+    language_model: LanguageModelCall | None = None  # a causal LM's prompt (qdoctor.load.language_model)
     flow_steps: FlowLog | None = None  # the quantization flow steps the script ran (load/flow_steps.py)

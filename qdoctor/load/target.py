@@ -17,11 +17,12 @@ import torch
 from torch import nn
 
 from qdoctor.errors import TargetError
-from qdoctor.facts import INPUTS_INFERRED, INPUTS_SAVED, Target, TensorInfo
+from qdoctor.facts import INPUTS_CONTRACT, INPUTS_INFERRED, INPUTS_SAVED, Target, TensorInfo
 from qdoctor.load.arguments import tensor_leaves
 from qdoctor.load.calls import CallLog
 from qdoctor.load.flow_steps import FlowLog
 from qdoctor.load.inputs import first_layer_input, input_size_that_runs, pick_inputs
+from qdoctor.load.language_model import adopt_prompt, language_model_call
 from qdoctor.load.loaded import LoadedTarget
 from qdoctor.load.options import LoadOptions
 from qdoctor.load.script import import_attribute, run_script
@@ -126,6 +127,9 @@ def load_target(spec: str, *, trust: bool = False, options: LoadOptions | None =
     except TargetError as error:
         error.partial = target if target.report_text is not None else None
         raise
+    language_model = language_model_call(subject, float_baseline, inputs, calls)
+    if language_model is not None and target.inputs_origin != INPUTS_CONTRACT:
+        inputs = adopt_prompt(language_model, target)
     target.inputs = [TensorInfo(str(t.dtype), list(t.shape), bool(t.is_quantized)) for t in tensor_leaves(inputs)]
     calibration = contract_callable(namespace, "calibration_data", target)
     evaluate = contract_callable(namespace, "evaluate", target)
@@ -146,4 +150,5 @@ def load_target(spec: str, *, trust: bool = False, options: LoadOptions | None =
         user_engine=user_engine,
         user_num_threads=user_threads,
         flow_steps=flows,
+        language_model=language_model,
     )

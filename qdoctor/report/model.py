@@ -112,6 +112,15 @@ def _graph_summary(graph: Any) -> dict[str, Any] | None:
     return None if graph is None else {"nodes": len(graph), "kinds": count_kinds(graph)}
 
 
+def _resources(facts: Any) -> dict[str, Any] | None:
+    """Peak memory of the check (bytes) and the float model's size, for the ratio (qdoctor.gather.resources)."""
+    found = facts.resources
+    if found is None:
+        return None
+    ratio = found.added_per_model
+    return {**asdict(found), "added_per_float_model": round(ratio, 2) if ratio is not None else None}
+
+
 def _flow(facts: Any, root: str | None) -> dict[str, Any] | None:
     """The flow facts, with the flow step that raised as the rules diagnose it (``failure``, before ``notes``)."""
     flow = getattr(facts, "flow", None)
@@ -229,6 +238,8 @@ def to_dict(report: Report, root: str | None = None) -> dict[str, Any]:
             "skipped": [asdict(s) for s in report.skipped],
             "unavailable": facts.unavailable,
             "phase_seconds": facts.phase_seconds,
+            "language_model": asdict(facts.language_model) if facts.language_model is not None else None,
+            "resources": _resources(facts),
             "trace_files": {name: display_path(path, root) for name, path in facts.trace_files.items()},
             "notes": report.notes,
             **(report.prescription.to_dict() if report.prescription is not None else {}),

@@ -11,6 +11,7 @@ from typing import Any
 
 from qdoctor.facts import Facts
 from qdoctor.facts.location import display_path
+from qdoctor.report.language_model import language_model_note
 from qdoctor.report.render.common import STAND_IN_MARK
 
 # The subject of a script that died before it defined any model (Target.subject_name, which every format prints).
@@ -52,6 +53,9 @@ def check_notes(facts: Facts, flow_failed: bool) -> list[str]:
         notes.append(f"the script raised {c.type}{where}{stdin}; the globals defined before it were used")
     if facts.flow is not None:
         notes.extend(f"{facts.flow.flow}: {note}" for note in facts.flow.notes)
+    language_model = language_model_note(facts)
+    if language_model is not None:
+        notes.append(language_model)
     if facts.modules is not None and not facts.is_quantized and not flow_failed:
         notes.append(
             "the model is not quantized (no quantized modules, observers, fake-quant or qconfig): nothing to "

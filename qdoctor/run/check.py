@@ -94,12 +94,15 @@ def check(
     ``on_stage(message, facts)`` is called as each stage begins, with everything gathered so far (qdoctor.run.worker
     sends these snapshots to its parent, so a check that dies part-way still gives a report).
     """
+    from qdoctor.gather import resources
+
     options = options or CheckOptions()
     started = time.perf_counter()
-    with preserved_torch_state():
+    with preserved_torch_state(), resources.monitoring():
         progress(f"loading {spec}")
         try:
-            loaded = load_target_explained(spec, trust=options.trust, options=options.load)
+            with resources.phase("load"):
+                loaded = load_target_explained(spec, trust=options.trust, options=options.load)
         except FlowFailedBeforeModel as failed:
             return failed.report(options)
         except TargetError as error:
@@ -130,18 +133,25 @@ def check_loaded(
     died in a quantization flow step first: that failure is then the report).
 
     ``started``: when the check began (before loading), so that the load phase is counted in the phase times."""
+    from qdoctor.gather import progress as counted_progress
+    from qdoctor.gather import resources
     from qdoctor.gather.rounds import timed_seconds
     from qdoctor.load.input_fit import check_loaded_inputs
 
     started = time.perf_counter() if started is None else started
     timed_before = timed_seconds()
 
-    with preserved_torch_state():
+    with (
+        preserved_torch_state(),
+        resources.monitoring() as monitor,
+        counted_progress.reporting(progress) as progress,
+    ):
         if on_stage is not None:
             on_stage("loaded", loaded_facts(loaded))
         progress("running the model once on the example inputs")
         try:
-            check_loaded_inputs(loaded)
+            with resources.phase("input_check"):
+                check_loaded_inputs(loaded)
         except TargetError as error:
             # the inputs do not fit the model, but the script had already died in a quantization flow step: that
             # failure is the diagnosis (the model qdoctor found is the float one the step never quantized)
@@ -159,11 +169,17 @@ def check_loaded(
         if options.verify:
             if on_stage is not None:
                 on_stage("verifying fixes", facts)
-            report.prescription, fixed = verify_fixes(loaded, facts, report.findings, options, progress)
+            with resources.phase("verify"):
+                report.prescription, fixed = verify_fixes(loaded, facts, report.findings, options, progress)
             added = add_after_fixes_findings(report, options)
             if options.rounds > 1 and report.prescription is not None:
-                treat_further(loaded, report, fixed, added, options, progress)
+                with resources.phase("treatment"):
+                    treat_further(loaded, report, fixed, added, options, progress)
+            fixed = None  # the fix-all model is freed before the peak memory is read
         done = time.perf_counter()
+        facts.resources = monitor.resources(
+            resources.model_bytes(loaded.float_baseline), resources.model_bytes(loaded.subject)
+        )
         # the phases of the whole check (gathering's own parts are listed beside them, by part)
         facts.phase_seconds.update(
             {

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from qdoctor import facts as F
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.language_model import decode_slowdown
 from qdoctor.diagnose.locate import float_variable, subject_variable
 from qdoctor.diagnose.registry import rule
 from qdoctor.diagnose.twins import float_twins
@@ -85,6 +86,7 @@ def overhead_dominates(facts: Facts) -> Overhead | None:
     explains_slowdown=True,
 )
 def quant_overhead_dominates(facts: Facts) -> Iterator[Finding]:
+    yield from _decode_finding(facts)
     found = overhead_dominates(facts)
     if found is None:
         return
@@ -224,3 +226,25 @@ def _layer_times(facts: Facts, paths: list[str]) -> list[dict]:
                 {"module": path, "int8_ms": round(int8[path], 4), "float_ms": round(sum(flt[t] for t in twins), 4)}
             )
     return times
+
+
+def _decode_finding(facts: Facts) -> Iterator[Finding]:
+    """A causal LM whose torch.ao dynamic int8 decode step is clearly slower than fp32: one row per matmul, too
+    little for the activation quantization inside each dynamic int8 Linear to pay (torchao layers: QD013)."""
+    found = decode_slowdown(facts)
+    int8_layers = [m for m in facts.modules_of_kind(F.DYNAMIC_QUANTIZED, F.QUANTIZED) if "Packed" not in m.type]
+    if found is None or not int8_layers:
+        return
+    first = min(int8_layers, key=lambda m: m.path)
+    subject, float_name = subject_variable(facts), float_variable(facts)
+    message = (
+        f"{found.text()}: at decode size each of the {len(int8_layers)} int8 Linear layers quantizes a single "
+        "activation row per call, which costs more than its int8 matmul saves."
+    )
+    fix = (
+        "# int8 does not pay on one token per step: generate with the float model, and keep int8 where it pays\n"
+        "# (the prompt, batched requests), or serve several sequences per step (batch > 1 rows per matmul)\n"
+        f"{subject} = {float_name}"
+    )
+    evidence = {"cause": "decode-step", "int8_layers": len(int8_layers), **found.evidence()}
+    yield quant_overhead_dominates.finding(message, module=first.path, source=first.source, evidence=evidence, fix=fix)

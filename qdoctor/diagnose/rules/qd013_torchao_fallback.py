@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from qdoctor import facts as F
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.language_model import decode_slowdown
 from qdoctor.diagnose.locate import float_variable, subject_variable
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts, ModuleInfo, ModuleTime
@@ -56,6 +57,12 @@ FIX_COMPILE = """\
 {name} = torch.compile({name})  # fuses the activation quantization around the int8 matmul
 with torch.no_grad():
     {name}(*example_inputs)  # the first call compiles"""
+FIX_DECODE = """\
+# eager int8 pays per call around each matmul (the activation row quantized, or the weight dequantized): on one
+# token per step that costs more than the int8 arithmetic saves. Compile the model so that Inductor fuses it:
+{name} = torch.compile({name})
+# or generate with the float model ({float}) and keep int8 where it pays (the prompt, batched requests)"""
+DECODE = "decode-step"  # evidence["cause"]: the per-token decode step, not a layer of the profiled prompt
 FIX_KEEP_FLOAT = """\
 # keep the layers where int8 does not pay in fp32: quantize_ only the others
 {name} = copy.deepcopy({float})
@@ -112,6 +119,7 @@ def torchao_fallback(facts: Facts) -> Iterator[Finding]:
             f" The whole model runs in {bench.subject.median_ms:.2f} ms vs {bench.float_baseline.median_ms:.2f} ms "
             "in fp32."
         )
+    yield from _decode_finding(facts, layers, name, float_name)
     for path, info in layers.items():
         time = times.get(path)
         diagnosis = _diagnose(facts, time) if time is not None else None
@@ -160,3 +168,20 @@ def torchao_fallback(facts: Facts) -> Iterator[Finding]:
             )
             fix = FIX_COMPILE.format(name=name)
         yield torchao_fallback.finding(message, module=path, source=info.source, evidence=evidence, fix=fix)
+
+
+def _decode_finding(facts: Facts, layers: dict[str, ModuleInfo], name: str, float_name: str) -> Iterator[Finding]:
+    """A causal LM whose torchao int8 decode step is clearly slower than fp32 (qdoctor.diagnose.language_model)."""
+    found = decode_slowdown(facts)
+    if found is None or not layers:
+        return
+    first = min(layers.values(), key=lambda m: m.path)
+    quantizes_activations = any(m.activation_quantized for m in layers.values())
+    per_call = "quantizing the activation row" if quantizes_activations else "dequantizing the weight"
+    message = (
+        f"{found.text()}: at decode size the per-call work around each of the {len(layers)} torchao int8 matmuls "
+        f"({per_call}) costs more than the int8 arithmetic saves."
+    )
+    evidence = {"cause": DECODE, "activation_quantized": quantizes_activations, **found.evidence()}
+    fix = FIX_DECODE.format(name=name, float=float_name)
+    yield torchao_fallback.finding(message, module=first.path, source=first.source, evidence=evidence, fix=fix)
