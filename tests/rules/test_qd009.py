@@ -31,6 +31,23 @@ def test_qd009_dropout_active_in_a_converted_model():
     assert ".eval()" in finding.fix
 
 
+def test_qd009_int8_batchnorm_calibrated_in_train_mode():
+    """convert() creates every int8 module in train mode, so only the root tells that the model was prepared and
+    calibrated without .eval(): its int8 BatchNorm then holds the calibration batches' statistics (matrix cell
+    residual_cnn-train_mode: a BatchNorm left unfused and quantized, no Dropout, no finding before)."""
+    modules = [
+        mod("conv", "ConvReLU2d", F.QUANTIZED, training=True),
+        mod("bn", "BatchNorm2d", F.QUANTIZED, training=True, line=7),
+    ]
+    facts = make_facts(modules, [])
+    facts.modules[0].training = True
+    [finding] = run_rule("QD009", facts)
+    assert finding.evidence["train_mode_layers"] == ["bn"] and finding.location.line == 7
+    assert "calibrated in train mode" in finding.message
+    facts.modules[0].training = False  # the root in eval mode: its int8 modules' own flags say nothing
+    assert run_rule("QD009", facts) == []
+
+
 def test_qd009_quiet_in_eval_mode():
     facts = make_facts([mod("drop", "Dropout", F.FLOAT), mod("bn", "BatchNorm2d", F.FLOAT)], [])
     assert run_rule("QD009", facts) == []

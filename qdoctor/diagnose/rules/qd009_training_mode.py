@@ -94,9 +94,20 @@ def _mode_refused(facts: Facts) -> Iterator[Finding]:
         )
 
 
+def _calibrated_in_train_mode(facts: Facts, in_train: bool) -> list[ModuleInfo]:
+    """int8 BatchNorm layers of a model whose root is still in train mode. convert() creates every int8 module in
+    train mode whatever the model's mode, so only the root tells: the model was prepared and calibrated without
+    .eval(), and each calibration batch overwrote the BatchNorm's running statistics."""
+    if not in_train:
+        return []
+    return [m for m in facts.modules or [] if m.path and m.kind == F.QUANTIZED and "BatchNorm" in m.type]
+
+
 def _train_mode(facts: Facts) -> Iterator[Finding]:
     root = facts.module("")
+    in_train = root is not None and root.training
     affected = [m for m in facts.modules or [] if m.path and m.training and _mode_dependent(m)]
+    affected += _calibrated_in_train_mode(facts, in_train)
     dropout_calls: list[TraceEvent] = []
     if facts.trace is not None:
         for event in facts.trace.events:
@@ -111,17 +122,23 @@ def _train_mode(facts: Facts) -> Iterator[Finding]:
     if not affected and not dropout_calls:
         return
     subject = subject_variable(facts)
-    in_train = root is not None and root.training
     names = [f"`{m.path}` ({m.type})" for m in affected[:4]]
     names += [f"F.{e.name.rsplit('.', 1)[-1]} at line {e.source.line}" for e in dropout_calls[:2] if e.source]
     dropout = any("Dropout" in m.type for m in affected) or bool(dropout_calls)
-    batchnorm = any("BatchNorm" in m.type or _QAT_WITH_BN in m.type for m in affected)
+    calibrated = [m for m in affected if m.kind == F.QUANTIZED]
+    batchnorm = any(("BatchNorm" in m.type or _QAT_WITH_BN in m.type) and m.kind != F.QUANTIZED for m in affected)
     effects = []
     if dropout:
         effects.append("Dropout zeroes random activations, so two runs on the same input differ")
     if batchnorm:
         effects.append(
             "BatchNorm normalizes with the statistics of each batch (garbage at batch 1) and overwrites its running statistics"
+        )
+    if calibrated:
+        effects.append(
+            "the int8 BatchNorm was calibrated in train mode: each calibration batch overwrote its running statistics "
+            "and the observers recorded activations normalized with batch statistics, so the int8 model follows the "
+            "calibration batches instead of the trained statistics"
         )
     first = affected[0] if affected else None
     qat = bool(facts.modules_of_kind(F.QAT))  # still a QAT model: it needs convert() too

@@ -1,0 +1,74 @@
+"""Checking one cell of the matrix with qdoctor, and judging the report against the cell's expectations. Shared by
+tests/matrix/ (the CI subset) and bench/matrix.py (all of it)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .generate import Cell
+
+
+@dataclass
+class Outcome:
+    codes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # codes of error-level findings
+    crashed: str | None = None  # the script's or the model's crash, first line
+    subject: str | None = None
+    float_baseline: str | None = None
+    inputs_origin: str | None = None
+    could_not_check: str | None = None  # qdoctor exited 2 (TargetError)
+    messages: dict[str, str] = field(default_factory=dict)  # code -> first message, for the failure list
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_cell(cell: Cell, folder: Path, bench: bool = False, profile: bool | None = None) -> Outcome:
+    """Write the cell's script into ``folder`` and check it in this process (short timings; no verified fixes)."""
+    from qdoctor.errors import TargetError
+    from qdoctor.gather import GatherOptions
+    from qdoctor.run.check import CheckOptions, check
+
+    path = cell.write(folder)
+    profile = cell.fault.needs_profile or bench if profile is None else profile
+    options = CheckOptions(
+        gather=GatherOptions(bench=bench, bench_time=0.1, profile=profile, profile_budget=0.1, layer_numerics=bench),
+        verify=False,
+    )
+    started = time.perf_counter()
+    try:
+        report = check(str(path), options)
+    except TargetError as error:
+        return Outcome(could_not_check=str(error).splitlines()[0], seconds=time.perf_counter() - started)
+    facts = report.facts
+    crash = facts.target.load_crash or (facts.trace.crash if facts.trace else None)
+    messages: dict[str, str] = {}
+    for f in report.findings:
+        messages.setdefault(f.rule, f.message.splitlines()[0][:300])
+    return Outcome(
+        codes=sorted({f.rule for f in report.findings}),
+        errors=sorted({f.rule for f in report.findings if f.severity.value == "error"}),
+        crashed=None if crash is None else f"{crash.type}: {crash.message.splitlines()[0][:200]}",
+        subject=facts.target.subject_name,
+        float_baseline=facts.target.float_name,
+        inputs_origin=facts.target.inputs_origin,
+        messages=messages,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def problems(cell: Cell, outcome: Outcome) -> list[str]:
+    """What is wrong with the report of ``cell``: empty when the cell passes."""
+    if outcome.could_not_check:
+        return [f"could not check: {outcome.could_not_check}"]
+    out = [f"missed {code}" for code in cell.expect if code not in outcome.codes]
+    out += [f"invented {code}: {outcome.messages.get(code, '')}" for code in cell.absent if code in outcome.codes]
+    if cell.healthy:
+        out += [f"error finding {code}: {outcome.messages.get(code, '')}" for code in outcome.errors]
+        if outcome.crashed:
+            out.append(f"crashed: {outcome.crashed}")
+    return out
