@@ -97,7 +97,8 @@ CI = [
     "mlp-no_calibration-arbitrary",
     "residual_cnn-no_quantstub-function",
     "mlp-no_dequantstub-notebook",
-    "residual_cnn-qnnpack_on_x86-dunder_main",
+    "residual_cnn-qnnpack_on_x86-notebook",
+    "mlp-none-dunder_main",
     "residual_cnn-not_fused-both_alive",
     "mlp-prepared_not_converted-both_alive",
     "mlp-qat_not_converted-function",
@@ -105,7 +106,7 @@ CI = [
     "residual_cnn-dynamic_convs-contract",
     "residual_cnn-no_float_functional-loop",
     "residual_cnn-no_float_functional-helpers",
-    "mlp-qint8_activations-dunder_main",
+    "mlp-qint8_activations-loop",
     "upsampler-conv_transpose_per_channel-contract",
     "mlp-pt2e_not_lowered-helpers",
 ]

@@ -3,12 +3,13 @@ tests/matrix/ (the CI subset) and bench/matrix.py (all of it)."""
 
 from __future__ import annotations
 
+import fnmatch
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .generate import Cell
+from .generate import EXPECTATIONS, Cell
 
 
 @dataclass
@@ -72,3 +73,19 @@ def problems(cell: Cell, outcome: Outcome) -> list[str]:
         if outcome.crashed:
             out.append(f"crashed: {outcome.crashed}")
     return out
+
+
+def pending() -> dict[str, str]:
+    """Cells that fail today because of work pending elsewhere (a cell id or an fnmatch pattern of cell ids -> the
+    reason), from expectations.toml."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    return dict(tomllib.loads(EXPECTATIONS.read_text(encoding="utf-8")).get("pending", {}))
+
+
+def pending_reason(cell_id: str, known: dict[str, str] | None = None) -> str | None:
+    """Why ``cell_id`` is expected to fail today, or None when it must pass."""
+    known = pending() if known is None else known
+    return next((why for pattern, why in known.items() if fnmatch.fnmatchcase(cell_id, pattern)), None)
