@@ -65,7 +65,10 @@ def run(chosen: list[Cell], results: dict[str, dict], timing: bool) -> None:
         found = problems(cell, outcome)
         results[cell.id] = {"state": "done", "timed": bench, "problems": found, **outcome.as_dict()}
         save(results)
-        print(f"[{i}/{len(chosen)}] {'ok  ' if not found else 'FAIL'} {cell.id} {outcome.seconds:.1f}s {found}", flush=True)
+        print(
+            f"[{i}/{len(chosen)}] {'ok  ' if not found else 'FAIL'} {cell.id} {outcome.seconds:.1f}s {found}",
+            flush=True,
+        )
 
 
 def summary(chosen: list[Cell], results: dict[str, dict], started: str, seconds: float) -> str:
@@ -131,7 +134,11 @@ def main(argv: list[str]) -> int:
     results = load() if (args.resume or args.report_only) else {}
     if not args.report_only:
         run(chosen, results, timing=not args.no_timing)
-    write_section("matrix", "Fault-injection matrix (tests/matrix/)", summary(chosen, results, started_text, time.perf_counter() - started))
+    write_section(
+        "matrix",
+        "Fault-injection matrix (tests/matrix/)",
+        summary(chosen, results, started_text, time.perf_counter() - started),
+    )
     return 0
 
 

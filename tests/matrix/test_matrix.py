@@ -12,6 +12,7 @@ import ast
 from collections import defaultdict
 
 import pytest
+
 from matrix.faults import FAULTS
 from matrix.generate import CI, Cell, cells, ci_cells
 from matrix.models import MODELS

@@ -28,6 +28,7 @@ def test_qd009_dropout_active_in_a_converted_model():
     [finding] = run_rule("QD009", facts)
     assert finding.location.module == "drop" and finding.location.line == 9
     assert finding.evidence["train_mode_layers"] == ["drop"]  # the int8 Dropout is a no-op in any mode
+    assert finding.evidence["calibrated_in_train_mode"] == ["qdrop"]  # but it was active during calibration
     assert ".eval()" in finding.fix
 
 
@@ -42,8 +43,14 @@ def test_qd009_int8_batchnorm_calibrated_in_train_mode():
     facts = make_facts(modules, [])
     facts.modules[0].training = True
     [finding] = run_rule("QD009", facts)
-    assert finding.evidence["train_mode_layers"] == ["bn"] and finding.location.line == 7
-    assert "calibrated in train mode" in finding.message
+    assert finding.evidence["calibrated_in_train_mode"] == ["bn"] and finding.location.line == 7
+    assert "calibrated in train mode" in finding.message and "running statistics" in finding.message
+    assert "before prepare()" in finding.fix
+    modules.append(mod("drop", "Dropout", F.QUANTIZED, training=True))  # int8 Dropout: a no-op now, not in calibration
+    facts = make_facts(modules, [])
+    facts.modules[0].training = True
+    [finding] = run_rule("QD009", facts)
+    assert finding.evidence["calibrated_in_train_mode"] == ["bn", "drop"] and "1/(1-p)" in finding.message
     facts.modules[0].training = False  # the root in eval mode: its int8 modules' own flags say nothing
     assert run_rule("QD009", facts) == []
 
