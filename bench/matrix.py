@@ -4,8 +4,9 @@ table of passed / failed cells per fault x style in bench/RESULTS.md and every f
     python bench/matrix.py [--models a,b] [--faults a,b] [--styles a,b] [--resume] [--no-timing] [--report-only]
 
 Each cell's script is generated into bench/.matrix/scripts/ and checked in this process the way tests/matrix/ checks
-the CI subset (no verified fixes, short timings), with the profile on. The reference-recipe cells (fault 'none') are
-the timing cells: they are also benchmarked, so a slowdown verdict qdoctor invents on a healthy recipe shows up.
+the CI subset (no verified fixes; the profile only where the fault's finding reads it). The reference-recipe cells
+(fault 'none') are the timing cells: they are also profiled and benchmarked (short timings), so a slowdown verdict
+qdoctor invents on a healthy recipe shows up.
 Results go to bench/matrix_cells.json as they come (--resume skips the cells already there; a cell that killed the
 process is recorded as such on the next run), so a long run can be stopped and continued.
 """
@@ -59,7 +60,7 @@ def run(chosen: list[Cell], results: dict[str, dict], timing: bool) -> None:
         save(results)
         bench = timing and cell.healthy
         try:
-            outcome = check_cell(cell, SCRIPTS, bench=bench, profile=True)
+            outcome = check_cell(cell, SCRIPTS, bench=bench)
         except Exception as error:  # qdoctor itself raised: that is a failing cell, with its message
             outcome = Outcome(could_not_check=f"qdoctor raised {type(error).__name__}: {error}"[:300])
         found = problems(cell, outcome)
@@ -130,6 +131,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--report-only", action="store_true", help="rewrite the table from the results file")
     args = parser.parse_args(argv)
     chosen = cells(_names(args.models), _names(args.faults), _names(args.styles))
+    # style by style: a run stopped part-way has checked every model and fault in the first styles
+    order = list(STYLES)
+    chosen.sort(key=lambda c: order.index(c.style.name))
     started_text, started = machine(), time.perf_counter()
     results = load() if (args.resume or args.report_only) else {}
     if not args.report_only:

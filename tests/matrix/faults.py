@@ -85,11 +85,11 @@ def _static(
     return Flow(lines, n.quantized)
 
 
-def _dynamic(model: Model, n: Names, *, eval_mode: bool = True, engine: str = "x86", modules: str = "") -> Flow:
+def _dynamic(model: Model, n: Names, *, engine: str = "x86", modules: str = "") -> Flow:
     f = n.float
     return Flow(
         [
-            f"{f} = make_model()" + (".eval()" if eval_mode else "  # never switched to eval()"),
+            f"{f} = make_model().eval()",
             f'torch.backends.quantized.engine = "{engine}"',
             f"{n.quantized} = tq.quantize_dynamic({f}, {modules or model.dynamic_modules}, dtype=torch.qint8)",
         ],
@@ -109,7 +109,7 @@ def _qnnpack(model: Model, n: Names) -> Flow:
 
 def _train_mode(model: Model, n: Names) -> Flow:
     # fuse_modules refuses BatchNorm in train mode ("Fusion only for eval!"), so such scripts skip fusion
-    return _static(model, n, eval_mode=False, fuse=False) if model.static else _dynamic(model, n, eval_mode=False)
+    return _static(model, n, eval_mode=False, fuse=False)
 
 
 def _qat_not_converted(model: Model, n: Names) -> Flow:
@@ -208,7 +208,15 @@ FAULTS: dict[str, Fault] = {
             _qat_not_converted,
             expect=("QD006",),
         ),
-        Fault("train_mode", "quantized and run in train mode", lambda m: True, _train_mode, expect=("QD009",)),
+        # quantize_dynamic calls .eval() on its copy itself: train mode is a fault of the static flows only, on
+        # models whose BatchNorm or Dropout it changes
+        Fault(
+            "train_mode",
+            "prepared, calibrated and converted in train mode",
+            _static_only(lambda m: m.mode_dependent),
+            _train_mode,
+            expect=("QD009",),
+        ),
         Fault(
             "dynamic_convs",
             "quantize_dynamic asked for Conv2d (it converts only the Linear layers)",

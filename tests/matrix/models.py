@@ -33,6 +33,7 @@ class Model:
     stubs_in_source: bool = False  # its QuantStub/DeQuantStub are written in the script (a fault can leave them out)
     adds: bool = False  # adds or concatenations a FloatFunctional variant exists for
     conv_transpose: bool = False
+    mode_dependent: bool = True  # has BatchNorm or Dropout: train mode changes what it computes
     dict_inputs: bool = False  # make_inputs() returns keyword arguments
     # how the script fuses the float model {m} (in place or rebound), for inference and for QAT; None: nothing to fuse
     fuse: str | None = None
@@ -297,6 +298,7 @@ MODELS: dict[str, Model] = {
             stubs_in_source=True,
             adds=True,
             conv_transpose=True,
+            mode_dependent=False,
             fuse=_LIST_FUSE,
             fuse_qat=_LIST_FUSE_QAT,
             # ConvTranspose takes per-tensor weights only: the recipe gives it its own qconfig
