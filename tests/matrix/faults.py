@@ -229,7 +229,7 @@ FAULTS: dict[str, Fault] = {
             "no_float_functional",
             "`+` / torch.cat on int8 tensors instead of FloatFunctional",
             _static_only(lambda m: m.adds),
-            _none,
+            lambda m, n: _static(m, n, fuse=m.fuse_plain),
             expect=("QD011",),
             variant=Variant(float_functional=False),
         ),

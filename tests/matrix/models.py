@@ -38,6 +38,9 @@ class Model:
     # how the script fuses the float model {m} (in place or rebound), for inference and for QAT; None: nothing to fuse
     fuse: str | None = None
     fuse_qat: str | None = None
+    # the float-functional variant keeps the same fusion (False: it is another model, e.g. torchvision's plain one,
+    # without fuse_model())
+    fuse_plain: bool = True
     # a line after the global qconfig, for layers the global qconfig does not fit ({m}: the float model)
     qconfig_override: str | None = None
     dynamic_modules: str = "{nn.Linear}"
@@ -307,9 +310,23 @@ MODELS: dict[str, Model] = {
         ),
         Model("lstm_lm", _lstm_lm, static=False, dynamic_modules="{nn.LSTM, nn.Linear}", small=True),
         Model("bert_small", _bert_small, static=False, dict_inputs=True),
-        Model("resnet18", _torchvision("resnet18"), convs=True, adds=True, fuse=_TV_FUSE, fuse_qat=_TV_FUSE_QAT),
         Model(
-            "mobilenet_v2", _torchvision("mobilenet_v2"), convs=True, adds=True, fuse=_TV_FUSE, fuse_qat=_TV_FUSE_QAT
+            "resnet18",
+            _torchvision("resnet18"),
+            convs=True,
+            adds=True,
+            fuse=_TV_FUSE,
+            fuse_qat=_TV_FUSE_QAT,
+            fuse_plain=False,
+        ),
+        Model(
+            "mobilenet_v2",
+            _torchvision("mobilenet_v2"),
+            convs=True,
+            adds=True,
+            fuse=_TV_FUSE,
+            fuse_qat=_TV_FUSE_QAT,
+            fuse_plain=False,
         ),
         Model(
             "mobilenet_v3",
@@ -318,6 +335,7 @@ MODELS: dict[str, Model] = {
             adds=True,
             fuse=_TV_FUSE,
             fuse_qat=_TV_FUSE_QAT,
+            fuse_plain=False,
         ),
         Model(
             "googlenet",
@@ -326,6 +344,7 @@ MODELS: dict[str, Model] = {
             adds=True,
             fuse=_TV_FUSE,
             fuse_qat=_TV_FUSE_QAT,
+            fuse_plain=False,
         ),
     )
 }

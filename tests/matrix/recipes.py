@@ -160,7 +160,7 @@ input_ids = torch.randint(0, 1000, (1, 64))
 example_inputs = (input_ids, torch.ones_like(input_ids))
 """
 
-_CI = {"resnet18", "shufflenet_v2_x0_5"}
+_CI = {"resnet18"}
 
 RECIPES: dict[str, Recipe] = {
     r.name: r
@@ -202,6 +202,11 @@ RECIPES: dict[str, Recipe] = {
             "https://github.com/pytorch/ao/tree/main/torchao/quantization#a8w8-int8-dynamic-quantization",
             _BERT_TORCHAO,
             ci=True,
+            known={
+                "QD013": "measured (bench/sweep.py, profile): at hidden size 128, eager mode, the per-call activation "
+                "quantization around each int8 Linear costs more than its int8 matmul saves; the int8 model measured "
+                "slower than fp32. torchao's int8 dynamic recipe pays off under torch.compile and at larger sizes"
+            },
         ),
     )
 }
