@@ -74,6 +74,10 @@ def run(chosen: list[Cell], results: dict[str, dict], timing: bool) -> None:
 
 def summary(chosen: list[Cell], results: dict[str, dict], started: str, seconds: float) -> str:
     done = [c for c in chosen if results.get(c.id, {}).get("state") == "done"]
+    for c in done:  # judged again against the cell's expectations as they are now (a cell that died has no outcome)
+        stored = {k: v for k, v in results[c.id].items() if k in Outcome.__dataclass_fields__}
+        if "codes" in stored:
+            results[c.id]["problems"] = problems(c, Outcome(**stored))
     passed = {c.id for c in done if not results[c.id]["problems"]}
     rows = []
     for fault in FAULTS:
