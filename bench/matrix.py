@@ -48,6 +48,14 @@ def save(results: dict[str, dict]) -> None:
     write_text_atomic(RESULTS_JSON, json.dumps(results, indent=1, sort_keys=True) + "\n")
 
 
+def merge(paths: list[str]) -> dict[str, dict]:
+    """The cells of results files written by other runs of this script (--results), finished cells only."""
+    merged: dict[str, dict] = {}
+    for path in paths:
+        merged.update({k: v for k, v in json.loads(Path(path).read_text()).items() if v.get("state") == "done"})
+    return merged
+
+
 def run(chosen: list[Cell], results: dict[str, dict], timing: bool) -> None:
     for i, cell in enumerate(chosen, 1):
         previous = results.get(cell.id)
@@ -133,13 +141,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--resume", action="store_true", help="keep the results already in bench/matrix_cells.json")
     parser.add_argument("--no-timing", action="store_true", help="do not benchmark the reference-recipe cells")
     parser.add_argument("--report-only", action="store_true", help="rewrite the table from the results file")
+    parser.add_argument("--results", default=str(RESULTS_JSON), help="the results file (a second run in parallel)")
+    parser.add_argument("--merge", default="", help="results files of other runs to fold in, comma-separated")
     args = parser.parse_args(argv)
+    global RESULTS_JSON
+    RESULTS_JSON = Path(args.results)
     chosen = cells(_names(args.models), _names(args.faults), _names(args.styles))
     # style by style: a run stopped part-way has checked every model and fault in the first styles
     order = list(STYLES)
     chosen.sort(key=lambda c: order.index(c.style.name))
     started_text, started = machine(), time.perf_counter()
     results = load() if (args.resume or args.report_only) else {}
+    results.update(merge(_names(args.merge) or []))
     if not args.report_only:
         run(chosen, results, timing=not args.no_timing)
     write_section(
