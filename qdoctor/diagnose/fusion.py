@@ -43,11 +43,19 @@ FUSED_TYPES = (
 )
 
 
+# Functions that only change a tensor's memory layout or autograd state: a module after them still takes the previous
+# module's output as it is.
+_LAYOUT_ONLY = ("contiguous", "detach", "clone")
+
+
 @dataclass(frozen=True)
 class Layer:
     path: str
     type: str  # class name; quantized classes are mapped to their float names by base_type()
     calls: int = 1  # times the module ran in the traced forward (a shared ReLU runs more than once)
+    # a torch function ran between the previous layer and this one (the add of a residual block, a cat, a flatten):
+    # the previous layer's output went somewhere else first, so the two are not a fusable pair
+    after_function: bool = False
 
 
 def base_type(type_name: str) -> str:
@@ -66,7 +74,8 @@ def fusion_groups(executed: Sequence[Layer]) -> list[list[str]]:
     """Groups of module paths to pass to fuse_modules, from leaf modules in execution order.
 
     A group needs its members to run back to back, each exactly once (fusing a shared ReLU would change every other
-    place it is used), and to sit in the same parent module (fuse_modules replaces followers with Identity there).
+    place it is used), with no torch function between them (a ReLU after a residual add is not the conv's ReLU:
+    fusing it would move the ReLU before the add), and to sit in the same parent module (fuse_modules replaces followers with Identity there).
     """
     groups: list[list[str]] = []
     i = 0
@@ -78,7 +87,7 @@ def fusion_groups(executed: Sequence[Layer]) -> list[list[str]]:
                 continue
             if not all(_matches(kinds, layer) for kinds, layer in zip(pattern, window, strict=False)):
                 continue
-            if any(layer.calls != 1 for layer in window):
+            if any(layer.calls != 1 for layer in window) or any(layer.after_function for layer in window[1:]):
                 continue
             # Same parent only: those groups keep forward() unchanged after fuse_modules swaps in Identity.
             if len({layer.path.rpartition(".")[0] for layer in window}) != 1:
@@ -100,9 +109,13 @@ def executed_layers(events: Iterable[TraceEvent]) -> list[Layer]:
     order: list[str] = []
     types: dict[str, str] = {}
     calls: dict[str, int] = {}
+    after_function: set[str] = set()
+    function_since_last = False
     skip = ("Observer", "FakeQuantize", "QuantStub", "DeQuantStub", "Quantize", "DeQuantize", "Identity", "Dropout")
     for event in events:
         if event.kind != "module":
+            if event.name.rsplit(".", 1)[-1] not in _LAYOUT_ONLY:
+                function_since_last = True
             continue
         path, type_name = event.name, event.type
         if any(s in type_name for s in skip) or path.endswith("activation_post_process"):
@@ -111,5 +124,8 @@ def executed_layers(events: Iterable[TraceEvent]) -> list[Layer]:
             order.append(path)
             types[path] = type_name
             calls[path] = 0
+            if function_since_last:
+                after_function.add(path)
+        function_since_last = False
         calls[path] += 1
-    return [Layer(p, types[p], calls[p]) for p in order]
+    return [Layer(p, types[p], calls[p], p in after_function) for p in order]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import codes, findings_of
-from factsbuild import X86_QCONFIG, f32, healthy_facts, make_facts, mev, mod, q, qconv, run_rule
+from factsbuild import X86_QCONFIG, f32, fev, healthy_facts, make_facts, mev, mod, q, qconv, run_rule
 
 from qdoctor import facts as F
 from qdoctor.facts import CrashInfo
@@ -40,6 +40,28 @@ def test_qd004_converted_conv_followed_by_relu_gives_the_fuse_modules_call():
 def test_qd004_refuses_a_relu_that_runs_twice():
     modules, events = _conv_relu_chain(relu_calls=2)
     assert run_rule("QD004", make_facts(modules, events)) == []
+
+
+def test_qd004_a_relu_after_a_residual_add_is_not_the_convs_relu():
+    """A residual block's conv2 -> (bn2) -> add -> relu: the ReLU takes the sum, not the conv's output, so fusing
+    conv2 with it would move the ReLU before the add (matrix cell residual_cnn-none: a healthy recipe got QD004)."""
+    modules = [qconv("block.conv2"), mod("block.relu2", "ReLU", F.QUANTIZED), qconv("fc", type_="Linear")]
+    for add in ("quantized::add", "add", "Tensor.__add__", "cat"):  # FloatFunctional after convert, plain + or cat
+        events = [
+            mev("block.conv2", "Conv2d", [q()], [q()]),
+            fev(add, "block", [q(), q()], [q()]),
+            mev("block.relu2", "ReLU", [q()], [q()]),
+            mev("fc", "Linear", [q()], [q()]),
+        ]
+        assert run_rule("QD004", make_facts(modules, events)) == [], add
+    # a layout-only call in between keeps the pair fusable
+    events = [
+        mev("block.conv2", "Conv2d", [q()], [q()]),
+        fev("Tensor.contiguous", "block", [q()], [q()]),
+        mev("block.relu2", "ReLU", [q()], [q()]),
+    ]
+    (finding,) = run_rule("QD004", make_facts(modules, events))
+    assert finding.evidence["groups"] == [["block.conv2", "block.relu2"]]
 
 
 def test_qd004_already_fused_and_never_quantized_layers_are_quiet():

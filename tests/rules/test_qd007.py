@@ -75,6 +75,24 @@ def test_qd007_fix_for_a_build_model_target_never_assigns_to_the_function():
     assert "build_model =" not in finding.fix and "quantized_model = " in finding.fix, finding.fix
 
 
+def test_qd007_quantize_dynamic_that_converted_nothing():
+    """quantize_dynamic({nn.Conv2d, nn.Linear}) on a CNN without Linear converts nothing (no dynamic conv kernel):
+    coverage zero, the model the script runs is fp32 throughout (matrix cell upsampler-dynamic_convs)."""
+    mods = [("enc", "Conv2d", F.FLOAT, 6.0), ("up", "ConvTranspose2d", F.FLOAT, 3.0)]
+    script = "import torch\nq = torch.ao.quantization.quantize_dynamic(net, {nn.Conv2d, nn.Linear})\n"
+    modules = [mod("enc", "Conv2d", F.FLOAT), mod("up", "ConvTranspose2d", F.FLOAT)]
+    facts = make_facts(modules, [], script=script, profile=profile(9.0, mods, shares={F.CAT_FLOAT: 1.0}, runs=5))
+    [finding] = run_rule("QD007", facts)
+    assert finding.location.line == 2 and finding.evidence["covered_share"] == 0.0
+    assert "no int8 layer" in finding.message and "Conv2d" in finding.message
+    assert "prepare_fx" in finding.fix
+    # a float model with a Linear is not what quantize_dynamic returned (it would have converted the Linear)
+    with_linear = make_facts([*modules, mod("fc", "Linear", F.FLOAT)], [], script=script, profile=facts.profile)
+    assert run_rule("QD007", with_linear) == []
+    # no quantize_dynamic call in the script: a float model, nothing to say
+    assert run_rule("QD007", make_facts(modules, [], script="import torch\n", profile=facts.profile)) == []
+
+
 def test_qd007_ignores_static_models():
     facts = dynamic_facts(fc_ms=0.3, conv_ms=70.0)
     facts.modules.append(mod("conv2", "Conv2d", F.QUANTIZED))

@@ -28,7 +28,31 @@ def test_qd009_dropout_active_in_a_converted_model():
     [finding] = run_rule("QD009", facts)
     assert finding.location.module == "drop" and finding.location.line == 9
     assert finding.evidence["train_mode_layers"] == ["drop"]  # the int8 Dropout is a no-op in any mode
+    assert finding.evidence["calibrated_in_train_mode"] == ["qdrop"]  # but it was active during calibration
     assert ".eval()" in finding.fix
+
+
+def test_qd009_int8_batchnorm_calibrated_in_train_mode():
+    """convert() creates every int8 module in train mode, so only the root tells that the model was prepared and
+    calibrated without .eval(): its int8 BatchNorm then holds the calibration batches' statistics (matrix cell
+    residual_cnn-train_mode: a BatchNorm left unfused and quantized, no Dropout, no finding before)."""
+    modules = [
+        mod("conv", "ConvReLU2d", F.QUANTIZED, training=True),
+        mod("bn", "BatchNorm2d", F.QUANTIZED, training=True, line=7),
+    ]
+    facts = make_facts(modules, [])
+    facts.modules[0].training = True
+    [finding] = run_rule("QD009", facts)
+    assert finding.evidence["calibrated_in_train_mode"] == ["bn"] and finding.location.line == 7
+    assert "calibrated in train mode" in finding.message and "running statistics" in finding.message
+    assert "before prepare()" in finding.fix
+    modules.append(mod("drop", "Dropout", F.QUANTIZED, training=True))  # int8 Dropout: a no-op now, not in calibration
+    facts = make_facts(modules, [])
+    facts.modules[0].training = True
+    [finding] = run_rule("QD009", facts)
+    assert finding.evidence["calibrated_in_train_mode"] == ["bn", "drop"] and "1/(1-p)" in finding.message
+    facts.modules[0].training = False  # the root in eval mode: its int8 modules' own flags say nothing
+    assert run_rule("QD009", facts) == []
 
 
 def test_qd009_quiet_in_eval_mode():

@@ -90,7 +90,10 @@ def _int8_layers(facts: Facts, kind: str) -> list:
 )
 def dynamic_quant_low_coverage(facts: Facts) -> Iterator[Finding]:
     dynamic = _int8_layers(facts, F.DYNAMIC_QUANTIZED)
-    if not dynamic or _int8_layers(facts, F.QUANTIZED):
+    if not dynamic:
+        yield from _converted_nothing(facts)
+        return
+    if _int8_layers(facts, F.QUANTIZED):
         return  # not dynamic-only: static int8 layers are there too
     covered_paths = {m.path for m in dynamic}
     profile = facts.float_profile if facts.float_profile is not None else facts.profile
@@ -184,3 +187,48 @@ def dynamic_convs(facts: Facts) -> Iterator[Finding]:
             ),
             severity=Severity.WARNING,
         )
+
+
+def _converted_nothing(facts: Facts) -> Iterator[Finding]:
+    """The script called quantize_dynamic, and the model it runs has no int8 layer of any kind: none of its layers
+    is of a type quantize_dynamic has a dynamic kernel for (a CNN without Linear, quantize_dynamic asked for Conv2d):
+    the coverage is zero and the whole model runs in fp32."""
+    call = script_line(facts, _QUANTIZE_DYNAMIC)
+    quantized_kinds = (F.QUANTIZED, F.QAT, F.OBSERVER, F.FAKE_QUANT)
+    if call is None or not facts.modules or facts.modules_of_kind(*quantized_kinds):
+        return
+    if any(m.type in DYNAMIC_TYPES for m in facts.modules):
+        return  # quantize_dynamic would have converted these: this model is not what it returned
+    profile = facts.float_profile if facts.float_profile is not None else facts.profile
+    assert profile is not None
+    total_ms = max(profile.total_ms, sum(m.total_ms for m in profile.innermost_modules()))
+    by_type = uncovered_time_by_type(profile, set())
+    type_shares = {t: round(ms / total_ms, 3) for t, ms in by_type.items() if total_ms > 0 and ms / total_ms >= 0.01}
+    present = sorted({m.type for m in facts.modules if m.is_leaf and m.kind == F.FLOAT})
+    notable = [t for t, share in type_shares.items() if share >= NOTABLE_SHARE] or present[:3]
+    subject, float_name = subject_variable(facts), float_variable(facts)
+    script = facts.target.file.rsplit("/", 1)[-1] if facts.target.file else facts.target.spec
+    engine = "qnnpack" if facts.environment.is_arm else "x86"
+    yield dynamic_quant_low_coverage.finding(
+        f"the script calls quantize_dynamic (line {call.line}), but `{subject}` has no int8 layer: quantize_dynamic "
+        f"converts only {', '.join(sorted(DYNAMIC_TYPES))} (no dynamic int8 kernel exists for "
+        f"{', '.join(notable[:3]) or 'its layers'}), and this model has none of them, so 0% of its time is covered "
+        "and all of it still runs in fp32. Use static quantization, which converts convolutions too "
+        "(`qdoctor compare` measures both).",
+        module=None,
+        source=call,
+        evidence={
+            "covered_share": 0.0,
+            "dynamic_layers": [],
+            "uncovered_time_by_type": dict(list(type_shares.items())[:6]),
+            "layer_types": present[:8],
+        },
+        fix=STATIC_FIX.format(
+            covered="nothing in this model",
+            uncovered_types=", ".join(notable[:3]) or "all its layers",
+            engine=engine,
+            float_name=float_name,
+            inputs=_inputs_expression(facts),
+            script=script,
+        ),
+    )

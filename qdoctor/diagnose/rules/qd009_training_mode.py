@@ -98,9 +98,40 @@ def _mode_refused(facts: Facts) -> Iterator[Finding]:
         )
 
 
+def _calibrated_in_train_mode(facts: Facts, in_train: bool) -> list[ModuleInfo]:
+    """int8 layers converted from BatchNorm or Dropout in a model whose root is still in train mode. convert()
+    creates every int8 module in train mode whatever the model's mode, so only the root tells: the model was prepared
+    and calibrated without .eval(), with its BatchNorm on batch statistics and its Dropout active."""
+    if not in_train:
+        return []
+    return [
+        m
+        for m in facts.modules or []
+        if m.path and m.kind == F.QUANTIZED and any(key in m.type for key in _MODE_DEPENDENT)
+    ]
+
+
+def _calibration_effects(calibrated: list[ModuleInfo]) -> str:
+    names = ", ".join(f"`{m.path}` ({m.type})" for m in calibrated[:4])
+    effects = []
+    if any("BatchNorm" in m.type for m in calibrated):
+        effects.append(
+            "each calibration batch overwrote BatchNorm's running statistics and the observers recorded activations "
+            "normalized with batch statistics"
+        )
+    if any("Dropout" in m.type for m in calibrated):
+        effects.append(
+            "Dropout zeroed random activations and scaled the rest by 1/(1-p) while the observers recorded their "
+            "ranges, so the scales are too wide"
+        )
+    return f"It was calibrated in train mode ({names}): {'; '.join(effects)}."
+
+
 def _train_mode(facts: Facts) -> Iterator[Finding]:
     root = facts.module("")
+    in_train = root is not None and root.training
     affected = [m for m in facts.modules or [] if m.path and m.training and _mode_dependent(m)]
+    calibrated = _calibrated_in_train_mode(facts, in_train)
     dropout_calls: list[TraceEvent] = []
     if facts.trace is not None:
         for event in facts.trace.events:
@@ -112,10 +143,9 @@ def _train_mode(facts: Facts) -> Iterator[Finding]:
                 and owner.training
             ):
                 dropout_calls.append(event)
-    if not affected and not dropout_calls:
+    if not affected and not dropout_calls and not calibrated:
         return
     subject = subject_variable(facts)
-    in_train = root is not None and root.training
     names = [f"`{m.path}` ({m.type})" for m in affected[:4]]
     names += [f"F.{e.name.rsplit('.', 1)[-1]} at line {e.source.line}" for e in dropout_calls[:2] if e.source]
     dropout = any("Dropout" in m.type for m in affected) or bool(dropout_calls)
@@ -127,18 +157,28 @@ def _train_mode(facts: Facts) -> Iterator[Finding]:
         effects.append(
             "BatchNorm normalizes with the statistics of each batch (garbage at batch 1) and overwrites its running statistics"
         )
-    first = affected[0] if affected else None
+    message = "the model is in train mode" if in_train else "part of the model is in train mode"
+    if names:
+        message += (
+            f": {', '.join(names)} "
+            + ("behaves" if len(names) == 1 else "behave")
+            + f" differently than in eval mode. {'; '.join(effects)}."
+        )
+    else:
+        message += "."
+    if calibrated:
+        message += " " + _calibration_effects(calibrated)
+    first = affected[0] if affected else (calibrated[0] if calibrated else None)
     qat = bool(facts.modules_of_kind(F.QAT))  # still a QAT model: it needs convert() too
     fix = (
         f"{subject}.eval()  # before convert() and before every inference run; .train() only while training\n"
         if not qat
         else f"{subject}.eval()\n{subject} = torch.ao.quantization.convert({subject})  # convert after eval()\n"
     )
+    if calibrated:
+        fix += "# call .eval() on the float model before prepare(), then calibrate and convert again\n"
     yield training_mode.finding(
-        ("the model is in train mode" if in_train else "part of the model is in train mode")
-        + f": {', '.join(names)} "
-        + ("behaves" if len(names) == 1 else "behave")
-        + f" differently than in eval mode. {'; '.join(effects)}.",
+        message,
         module=first.path if first else dropout_calls[0].module,
         source=(first.source if first else dropout_calls[0].source)
         or script_line(facts, _CONVERT_CALL)
@@ -146,6 +186,7 @@ def _train_mode(facts: Facts) -> Iterator[Finding]:
         evidence={
             "root_training": in_train,
             "train_mode_layers": [m.path for m in affected[:8]],
+            "calibrated_in_train_mode": [m.path for m in calibrated[:8]],
             "functional_dropout_lines": [e.source.line for e in dropout_calls if e.source][:4],
         },
         fix=fix.rstrip("\n"),
