@@ -6,10 +6,10 @@ import contextlib
 import dataclasses
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -236,6 +236,7 @@ def _check(targets: list[str], options: CheckOptions, run: CheckRun) -> None:
         if not save_fixed.resolve().parent.is_dir():
             raise _fail(f"--save-fixed: no such directory: {save_fixed.resolve().parent}")
     from qdoctor.run.batch import check_targets, worst_exit_code
+    from qdoctor.run.progress_display import progress_shown
 
     console = _stderr()
     try:
@@ -245,7 +246,7 @@ def _check(targets: list[str], options: CheckOptions, run: CheckRun) -> None:
                 options,
                 jobs=run.jobs,
                 timeout=run.timeout,
-                on_progress=_progress_shown(console, lambda text: status.update(text)),
+                on_progress=progress_shown(console, lambda text: status.update(text)),
             )
     except Exception as exc:
         if run.debug:
@@ -324,41 +325,6 @@ def _after_report(report: Report, trace_dir: Path | None, console: Console) -> N
             console.print(
                 f"qdoctor: nothing saved to {saved['path']}: {saved.get('reason', '')}", highlight=False, markup=False
             )
-
-
-PLAIN_PROGRESS_EVERY_S = 10.0  # stderr is a file or a pipe: a line per stage, and one this often within a stage
-
-
-def _progress_shown(
-    console: Console, update: Callable[[str], None]
-) -> Callable[[int, int, list[tuple[str, str]]], None]:
-    """The batch runner's progress, on stderr: the live status line on a terminal; else plain lines (a log, `2>`
-    to a file, CI), one when a stage begins and one every PLAIN_PROGRESS_EVERY_S seconds while it runs."""
-    if console.is_terminal:
-        return lambda *state: update(_progress(*state))
-    import time
-
-    from qdoctor.gather.progress import stage_of
-
-    last: dict[str, Any] = {"stage": None, "at": 0.0}
-
-    def plain(done: int, total: int, running: list[tuple[str, str]]) -> None:
-        if not running:
-            return
-        text = _progress(done, total, running)
-        stage, now = stage_of(text), time.monotonic()
-        if stage != last["stage"] or now - last["at"] >= PLAIN_PROGRESS_EVERY_S:
-            last["stage"], last["at"] = stage, now
-            console.print(f"qdoctor: {text}", highlight=False, markup=False, soft_wrap=True)
-
-    return plain
-
-
-def _progress(done: int, total: int, running: list[tuple[str, str]]) -> str:
-    from rich.markup import escape
-
-    now = "; ".join(f"{spec}: {stage}" for spec, stage in running[:3]) or "finishing"
-    return escape(f"{done}/{total} done; {now}" if total > 1 else now)
 
 
 def _explain(outcomes: list[Outcome], debug: bool, console: Console) -> None:

@@ -108,7 +108,7 @@ def test_slow_models_get_fewer_rounds_and_fast_ones_the_defaults():
 def test_progress_on_a_stderr_that_is_not_a_terminal_is_a_line_per_stage():
     from rich.console import Console
 
-    from qdoctor.cli import _progress_shown
+    from qdoctor.run.progress_display import progress_shown as _progress_shown
 
     written = io.StringIO()
     show = _progress_shown(Console(file=written, force_terminal=False, width=200), lambda text: None)

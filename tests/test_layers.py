@@ -187,10 +187,7 @@ def test_the_walker_resolves_relative_imports():
 
 
 # Cycles being broken on another branch; the lead removes each entry at merge, when its fix lands.
-KNOWN_CYCLES = {
-    # issue 30: the selection work (branch `selection`) breaks the circle among these three
-    frozenset({"qdoctor.load.target", "qdoctor.load.select", "qdoctor.load.input_fit"}),
-}
+KNOWN_CYCLES: set[frozenset[str]] = set()  # none left
 
 
 def import_cycles(graph: dict[str, set[str]]) -> list[set[str]]:

@@ -284,7 +284,7 @@ def run_from_text(
                     finding.severity = Severity.WARNING
                 added.append(finding)
     reported |= {f.rule for f in added}
-    for finding in traceback_findings(facts):
+    for finding in traceback_findings(facts, all_rules(), owners):
         if finding.rule in reported or not selected(finding.rule, select, ignore):
             continue
         finding.evidence["basis"] = TRACEBACK_BASIS

@@ -6,8 +6,9 @@ Pure functions over Facts; called by qdoctor.diagnose.registry.run_from_text.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from typing import Any
 
 from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
@@ -90,11 +91,12 @@ def _explained(crash: CrashInfo, facts: Facts) -> tuple[str, str]:
     return "", ""
 
 
-def traceback_findings(facts: Facts) -> Iterator[Finding]:
+def traceback_findings(
+    facts: Facts, rules_all: Sequence[Any], owners: Callable[[CrashInfo, Facts], list[Any]]
+) -> Iterator[Finding]:
     """One finding per error the report quotes whose cause a rule owns, under that rule (the residual crash rule for
-    a traceback no rule explains). Warnings: qdoctor did not see these crashes."""
-    from qdoctor.diagnose.registry import all_rules, owners
-
+    a traceback no rule explains). Warnings: qdoctor did not see these crashes. ``rules_all`` and ``owners`` are the
+    registry's (it calls this: handed in, so that this module does not import it back)."""
     for crash in facts.target.report_crashes:
         view = replace(
             facts,
@@ -111,7 +113,7 @@ def traceback_findings(facts: Facts) -> Iterator[Finding]:
         )
         quoted = crashes.short_message(crash).rstrip(". ")
         if not rules:
-            residual = next((r for r in all_rules() if r.residual), None)  # the rule of crashes no rule owns
+            residual = next((r for r in rules_all if r.residual), None)  # the rule of crashes no rule owns
             if residual is None or not crashes.traceback_frames(crash):
                 continue  # an error named in prose, no traceback: not evidence of a crash
             rules = [residual]

@@ -180,10 +180,9 @@ class Flow:
 
     def rebuilt_by(self, look: ModelFlow) -> Flow | None:
         """The flow that rebuilds a (non-QAT) model this flow made from its float baseline, None when none can.
-        Default: itself when it can rebuild, else the registry's fallback (eager, or dynamic for dynamic layers)."""
-        from qdoctor.flows import fallback_rebuild
-
-        return self if self.plan_fields else fallback_rebuild(look)
+        Default: itself when it can rebuild, else None; a flow whose models the eager flows rebuild from the float
+        baseline returns ``qdoctor.flows.fallback_rebuild(look)`` (torchao, TorchScript)."""
+        return self if self.plan_fields else None
 
     def rebuild(self, plan: RebuildPlan, given: RebuildInputs) -> Built:
         """The quantized model ``plan`` describes, built from a copy of ``given.float_model``."""

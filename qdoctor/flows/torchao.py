@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from qdoctor import facts as F
 from qdoctor.facts import FlowKind
-from qdoctor.flows import register
+from qdoctor.flows import fallback_rebuild, register
 from qdoctor.flows._base import CONVERTED, Flow
 from qdoctor.introspect.flow import ModelFlow
 
@@ -21,3 +21,7 @@ class TorchaoFlow(Flow):
 
     def stage(self, look: ModelFlow) -> str | None:
         return CONVERTED  # quantize_ converts in place: there is no prepared torchao model
+
+    def rebuilt_by(self, look: ModelFlow) -> Flow | None:
+        """Its models are rebuilt from the float baseline by the eager flows (or dynamic, for dynamic layers)."""
+        return fallback_rebuild(look)

@@ -5,7 +5,7 @@ rebuild from the float baseline the eager way) and has no compare recipe for it.
 from __future__ import annotations
 
 from qdoctor.facts import FlowKind
-from qdoctor.flows import register
+from qdoctor.flows import fallback_rebuild, register
 from qdoctor.flows._base import Flow
 from qdoctor.introspect.flow import ModelFlow
 
@@ -17,3 +17,7 @@ class TorchScriptFlow(Flow):
 
     def matches(self, look: ModelFlow) -> bool:
         return look.script
+
+    def rebuilt_by(self, look: ModelFlow) -> Flow | None:
+        """Its models are rebuilt from the float baseline by the eager flows (or dynamic, for dynamic layers)."""
+        return fallback_rebuild(look)
