@@ -161,7 +161,7 @@ def main() -> int:
             " (qdoctor.gather.rounds.process_sd); the sd used is in each ratio's JSON (process_sd).",
             table(["condition", "coverage", "", "between-process sd seen"], summary),
             table(
-                ["condition", "fixture", "ratio", "values", "range", "median interval", "coverage", "contended"], rows
+                ["condition", "fixture", "ratio", "values", "range", "median half-width", "coverage", "contended"], rows
             ),
         ]
     )
