@@ -157,11 +157,11 @@ def main() -> int:
             f">= {TARGET:.0%} for the nominal 95 % intervals). Between-process sd seen: the spread of the log values "
             "across runs beyond each run's own share of its interval, pooled; the intervals assume "
             f"{rounds.PROCESS_SD} quiet, {rounds.PROCESS_SD_CONTENDED} contended on one thread, "
-            f"{rounds.PROCESS_SD_CONTENDED_THREADS} contended on several, times the load average per core when above 1"
+            f"{rounds.PROCESS_SD_CONTENDED_THREADS} contended on several, times the square root of the load average per core when above 1"
             " (qdoctor.gather.rounds.process_sd); the sd used is in each ratio's JSON (process_sd).",
             table(["condition", "coverage", "", "between-process sd seen"], summary),
             table(
-                ["condition", "fixture", "ratio", "values", "range", "median interval", "coverage", "contended"], rows
+                ["condition", "fixture", "ratio", "values", "range", "median half-width", "coverage", "contended"], rows
             ),
         ]
     )
