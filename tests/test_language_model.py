@@ -61,7 +61,7 @@ def test_qd013_reports_a_torchao_decode_step_slower_than_fp32_while_the_prompt_i
     "decode",
     [
         Ratio(0.97, 0.9, 1.04, "paired-bootstrap"),  # within noise
-        Ratio(0.5, 0.45, 0.56, "paired-bootstrap", busy=True),  # measured on a busy machine: withheld
+        Ratio(0.8, 0.6, 1.1, "paired-bootstrap", contended=True),  # a busy machine widened it across 1.0: no verdict
         Ratio(1.5, 1.4, 1.6, "paired-bootstrap"),  # int8 pays on decode
     ],
 )
