@@ -3,6 +3,7 @@
     python bench/big_models.py                      # all of them (the 1.1B model takes minutes)
     python bench/big_models.py bert_base llama_0_5b  # some; the others keep their last row
     python bench/big_models.py --stop-on-error llama_1_1b  # the script in one exec: no 60 s budget per statement
+    python bench/big_models.py --table                # only rewrite the section of RESULTS.md from the kept rows
 
 Each model is a script written the way people write them (random weights from a config: nothing is downloaded),
 checked by the CLI in its own process, as a user runs it (`qdoctor check script.py --format json`). Its row keeps the
@@ -179,7 +180,7 @@ def render(rows: dict[str, dict]) -> str:
                 " ".join(row.get("findings", [])) or "-",
                 f"{row.get('prefill_speedup', '-')} / {row.get('decode_speedup', '-')}",
                 row["load_average"],
-                row.get("measured", ""),
+                row.get("measured", "") + (f" ({row['code']})" if row.get("code") else ""),
             ]
         )
     return table(
@@ -195,16 +196,17 @@ def render(rows: dict[str, dict]) -> str:
             "findings",
             "prefill / decode int8 speedup",
             "load avg (start -> end)",
-            "measured",
+            "measured (qdoctor commit)",
         ],
         lines,
     )
 
 
 def main(arguments: list[str]) -> int:
-    extra = [a for a in arguments if a.startswith("--")]
+    table_only = "--table" in arguments
+    extra = [a for a in arguments if a.startswith("--") and a != "--table"]
     names = [a for a in arguments if not a.startswith("--")]
-    chosen = names or list(MODELS)
+    chosen = [] if table_only else names or list(MODELS)
     unknown = [n for n in chosen if n not in MODELS]
     if unknown:
         print(f"big_models.py: unknown model(s) {unknown}; choose from {list(MODELS)}")

@@ -96,7 +96,7 @@ def fixed_rounds(int8_ms: float, fp32_ms: float, fixed_ms: float | None = None):
     ``int8_ms``), with a little round-to-round jitter."""
     from qdoctor.gather.rounds import RoundsResult
 
-    def time_models(variants, min_run_time, min_rounds=7):
+    def time_models(variants, min_run_time, min_rounds=7, max_rounds=40):
         result = RoundsResult()
         for v in variants:
             if v.key.startswith("float"):

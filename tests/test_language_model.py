@@ -10,7 +10,7 @@ from conftest import as_json, run_check
 from factsbuild import make_facts, mod, profile, run_rule, timing
 
 from qdoctor import facts as F
-from qdoctor.facts import ModuleInfo, Ratio
+from qdoctor.facts import Benchmarks, ModuleInfo, Ratio
 from qdoctor.facts.language_model import LanguageModel, PhaseTiming
 
 
@@ -150,3 +150,18 @@ def test_int4_weight_only_with_the_cpu_packing_is_checked():
     assert kinds == {F.TORCHAO_QUANTIZED}
     assert facts.language_model is not None and facts.language_model.new_tokens is not None
     assert facts.numerics is not None and facts.numerics.sqnr_db is not None
+
+
+def test_a_decode_step_finding_does_not_explain_a_slower_prompt():
+    from qdoctor.run.check import CheckOptions, build_report
+
+    slower = Ratio(0.5, 0.45, 0.55, "paired-bootstrap")
+    facts = make_facts(
+        [_torchao_linear("lm_head")],
+        profile=profile(1.0),
+        language_model=_language_model(SLOWER_DECODE, slower),
+        benchmark=Benchmarks(subject=timing(20.0), float_baseline=timing(10.0), paired_speedup=slower),
+    )
+    found = build_report(facts, CheckOptions(verify=False)).findings
+    assert {f.evidence.get("cause") for f in found if f.rule == "QD013"} == {"decode-step"}
+    assert "QD024" in {f.rule for f in found}  # nothing explains the slower prompt the header shows

@@ -174,7 +174,10 @@ def unexplained_slowdown(facts: Facts, explained: SlowdownExplanations) -> Itera
     bench = facts.benchmark
     assert bench is not None
     ratio = bench.speedup_ratio
-    if ratio is None or not bench.clearly_slower() or explained.findings:
+    # a language model's decode-step finding (QD013/QD008, evidence phase "decode") explains its decode step, not
+    # the benchmark of its prompt that the header shows
+    about_the_benchmark = [f for f in explained.findings if f.evidence.get("phase") != "decode"]
+    if ratio is None or not bench.clearly_slower() or about_the_benchmark:
         return
     modules = extra_by_module(facts)
     module, source = _location(facts, modules)
