@@ -99,13 +99,23 @@ def per_tensor_outliers(layers: list[LayerNumerics]) -> list[LayerNumerics]:
     return found
 
 
+# The smallest step torch's observers choose (their eps, torch.finfo(torch.float32).eps): a layer quantized at this step
+# holds values too small for int8 to resolve at all (activations that vanish, as in random-init networks with
+# untouched BatchNorm statistics), not a range that extreme calibration values widened.
+MIN_OBSERVER_SCALE = 1.1920928955078125e-07
+
+
 def range_outliers(layers: list[LayerNumerics]) -> list[LayerNumerics]:
     """Layers whose output quantizer spans so wide a range that a typical row uses fewer than LEVELS_FLOOR levels
-    (not those left at the uncalibrated default step of 1.0: no range was recorded there at all, QD001's case)."""
+    (not those left at the uncalibrated default step of 1.0: no range was recorded there at all, QD001's case; nor
+    those at the observers' smallest step, whose data is too small for any range)."""
     return [
         layer
         for layer in layers
-        if layer.levels_used is not None and layer.levels_used < LEVELS_FLOOR and not uncalibrated_scale(layer)
+        if layer.levels_used is not None
+        and layer.levels_used < LEVELS_FLOOR
+        and not uncalibrated_scale(layer)
+        and not (layer.output_scale is not None and layer.output_scale <= MIN_OBSERVER_SCALE * 1.001)
     ]
 
 

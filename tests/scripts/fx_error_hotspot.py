@@ -2,6 +2,8 @@
 # rows each hold one weight 300x the rest, so fc2 alone takes the SQNR below the floor.
 # The model is trained first (a short run on a synthetic task), then quantized: on untrained weights qdoctor does
 # not judge accuracy (their SQNR describes a random draw), so an accuracy fixture needs trained ones.
+import functools
+
 import torch
 from torch import nn
 from torch.ao.quantization import get_default_qconfig_mapping
@@ -41,12 +43,26 @@ def train(model, steps=60):
 
 
 
-torch.manual_seed(0)
-float_model = train(MLP())
-with torch.no_grad():
-    float_model.fc1.bias[11] = -100.0
-    float_model.fc2.weight[:, 11] *= 300.0
-example_inputs = (torch.randn(16, 64, generator=torch.Generator().manual_seed(0)),)
+@functools.cache
+def trained_weights():
+    """Trained once, when the first build asks (a top-level training loop could outlast the loader's per-statement
+    budget on a loaded machine)."""
+    torch.manual_seed(0)
+    return train(MLP()).state_dict()
+
+
+def build_float_model():
+    model = MLP()
+    model.load_state_dict(trained_weights())
+    model.eval()
+    with torch.no_grad():
+        model.fc1.bias[11] = -100.0
+        model.fc2.weight[:, 11] *= 300.0
+    return model
+
+
+def get_example_inputs():
+    return (torch.randn(16, 64, generator=torch.Generator().manual_seed(0)),)
 
 
 def calibration_data():
@@ -54,9 +70,10 @@ def calibration_data():
     return [(torch.randn(32, 64, generator=generator),) for _ in range(8)]
 
 
-torch.backends.quantized.engine = "x86"
-prepared = prepare_fx(float_model, get_default_qconfig_mapping("x86"), example_inputs)
-with torch.no_grad():
-    for batch in calibration_data():
-        prepared(*batch)
-quantized_model = convert_fx(prepared)
+def build_model():
+    torch.backends.quantized.engine = "x86"
+    prepared = prepare_fx(build_float_model(), get_default_qconfig_mapping("x86"), get_example_inputs())
+    with torch.no_grad():
+        for batch in calibration_data():
+            prepared(*batch)
+    return convert_fx(prepared)

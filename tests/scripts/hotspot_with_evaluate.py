@@ -1,5 +1,6 @@
 # fixtures/error_hotspot_layer.py with evaluate(model): top-1 agreement with the float model's labels on 512 fixed
-# inputs, as an accuracy in 0..1. qdoctor leads with the drop in points and runs the speed/accuracy table on it.
+# inputs of its (synthetic, ten-cluster) task, as an accuracy in 0..1. qdoctor leads with the drop in points and
+# runs the speed/accuracy table on it.
 # The model is trained first (a short run on a synthetic task), then quantized: on untrained weights qdoctor does
 # not judge accuracy (their SQNR describes a random draw), so an accuracy fixture needs trained ones.
 import functools
@@ -30,16 +31,23 @@ class MLP(nn.Module):
         return self.dequant(self.fc4(x))
 
 
+CENTERS = 0.5 * torch.randn(10, 64, generator=torch.Generator().manual_seed(3))  # ten classes, one cluster each
+
+
+def samples(count, generator):
+    """Points around the ten class centres, and their classes: the synthetic task the MLP is trained on."""
+    labels = torch.randint(0, 10, (count,), generator=generator)
+    return CENTERS[labels] + torch.randn(count, 64, generator=generator), labels
+
+
 def train(model, steps=60):
-    """Sixty steps of Adam on a synthetic task (a fixed random teacher labels Gaussian inputs): the weights
-    of a trained model, not its initial random draw."""
+    """Sixty steps of Adam on the synthetic task: the weights of a trained model, not its initial random draw."""
     generator = torch.Generator().manual_seed(2)
-    teacher = torch.randn(64, 10, generator=generator)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     for _ in range(steps):
-        x = torch.randn(32, 64, generator=generator)
-        loss = nn.functional.cross_entropy(model(x), (x @ teacher).argmax(dim=1))
+        x, labels = samples(32, generator)
+        loss = nn.functional.cross_entropy(model(x), labels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -85,8 +93,7 @@ def build_model():
 
 
 def evaluate(model):
-    generator = torch.Generator().manual_seed(7)
-    x = torch.randn(512, 64, generator=generator)
+    x, _ = samples(512, torch.Generator().manual_seed(7))
     with torch.no_grad():
         labels = build_float_model()(x).argmax(dim=1)
         return float((model(x).argmax(dim=1) == labels).float().mean())
