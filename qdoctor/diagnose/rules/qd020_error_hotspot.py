@@ -30,11 +30,16 @@ def error_hotspot(facts: Facts) -> Iterator[Finding]:
     numerics = facts.numerics
     if numerics is None or not E.below_floor(facts) or E.explained_elsewhere(facts):
         return
-    if E.stood_in(facts) or E.weights_untrained(facts):
+    if E.stood_in(facts):
         return  # random weights or fake data stood in: the error is theirs, not the user's model's
-    layers = numerics.layers
-    spots = E.hotspots(layers)
     train_mode_twin = E.float_twin_in_train_mode(facts)
+    untrained = E.weights_untrained(facts)
+    if untrained and not train_mode_twin:
+        return  # untrained weights: their error says nothing about the user's trained model
+    # a float baseline left in train mode makes the comparison itself wrong, trained weights or not; on untrained
+    # weights the layers are not named (their error is the random draw's)
+    layers = [] if untrained else numerics.layers
+    spots = E.hotspots(layers)
     ranges = [] if train_mode_twin else E.harmful_range_outliers(layers)
     per_tensor = E.per_tensor_outliers(layers)
     drop = numerics.accuracy_drop_points
