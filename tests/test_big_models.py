@@ -105,18 +105,30 @@ def test_slow_models_get_fewer_rounds_and_fast_ones_the_defaults():
     assert budget.rounds_for(30.0, 2) == (budget.SLOW_MIN_ROUNDS, budget.SLOW_MIN_ROUNDS)
 
 
-def test_progress_on_a_stderr_that_is_not_a_terminal_is_a_line_per_stage():
+def test_progress_on_a_stderr_that_is_not_a_terminal_is_a_line_per_long_stage(monkeypatch):
     from rich.console import Console
 
-    from qdoctor.run.progress_display import progress_shown as _progress_shown
+    from qdoctor.run import progress_display
 
+    clock = [0.0]
+    monkeypatch.setattr("time.monotonic", lambda: clock[0])
     written = io.StringIO()
-    show = _progress_shown(Console(file=written, force_terminal=False, width=200), lambda text: None)
-    show(0, 1, [("m.py", "tracing one forward pass")])
-    show(0, 1, [("m.py", "benchmarking the subject (3 runs)")])
-    show(0, 1, [("m.py", "benchmarking the subject (4 runs)")])  # the same stage within seconds: no new line
+    show = progress_display.progress_shown(Console(file=written, force_terminal=False, width=200), lambda text: None)
+
+    def at(seconds: float, stage: str) -> None:
+        clock[0] = seconds
+        show(0, 1, [("m.py", stage)])
+
+    at(0.0, "loading m.py")
+    at(0.5, "tracing one forward pass")  # the load took half a second: no line for it
+    at(2.6, "tracing one forward pass")  # tracing has run 2.1 s: one line
+    at(3.0, "benchmarking the subject (3 runs)")
+    at(5.5, "benchmarking the subject (4 runs)")  # the same stage, 2.5 s in: one line
+    at(8.0, "benchmarking the subject (5 runs)")  # 2.5 s after its line: none
+    at(15.6, "benchmarking the subject (9 runs)")  # 10 s after its line: another
     show(1, 1, [])  # finished
     assert written.getvalue().splitlines() == [
-        "qdoctor: m.py: tracing one forward pass",
-        "qdoctor: m.py: benchmarking the subject (3 runs)",
+        "qdoctor progress: m.py: tracing one forward pass",
+        "qdoctor progress: m.py: benchmarking the subject (4 runs)",
+        "qdoctor progress: m.py: benchmarking the subject (9 runs)",
     ]

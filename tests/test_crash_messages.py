@@ -22,7 +22,6 @@ OTHER_QUESTIONS = {
     # Do the example inputs fit the model? A wrong shape is the user's input, not a quantization defect: "could not
     # check" (exit 2) before anything is diagnosed. load/ sits below diagnose/ and cannot ask the crash table.
     "load/input_fit.py",
-    "load/select.py",  # the same question while choosing inputs (issue 30 reworks selection and input_fit)
 }
 _RE_FUNCTIONS = {"compile", "search", "match", "fullmatch", "finditer", "findall", "sub", "subn", "split"}
 # A message is a sentence: a pattern reads one when its literal text holds two words in a row ("Could not run",

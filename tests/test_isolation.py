@@ -100,7 +100,7 @@ def batch(tmp_path_factory):
     )
     document = json.loads(result.stdout)  # valid JSON whatever the scripts printed
     reports = {r["target"]["spec"]: r for r in document["reports"]}
-    return result, document, reports, result.stderr.splitlines(), folder
+    return result, document, reports, _explained(result.stderr), folder
 
 
 def _rel(path: Path) -> str:
@@ -239,7 +239,7 @@ def test_one_target_keeps_the_single_report_shape_and_debug_shows_the_stack():
     assert "reports" not in report and report["schema_version"] == 1
     assert report["worker"]["status"] == "crashed"
     assert report["worker"]["stack"][1].endswith("segfaults.py:14 in forward")
-    assert result.stderr.splitlines()[0].startswith(f"qdoctor: {_spec('segfaults.py')}: the worker process crashed")
+    assert _explained(result.stderr)[0].startswith(f"qdoctor: {_spec('segfaults.py')}: the worker process crashed")
     assert "Fatal Python error: Segmentation fault" in result.stderr  # --debug: faulthandler's dump
 
 
@@ -396,3 +396,10 @@ def test_reports_and_facts_cross_to_a_parent_without_torch():
     for data in [*snapshots, pickle.dumps(report), pickle.dumps(run_check(SCRIPTS / "crash_partway.py"))]:
         Recording(io.BytesIO(data)).load()
     assert modules and all(m.startswith("qdoctor.") or m in ("builtins", "copyreg") for m in modules), modules
+
+
+def _explained(stderr: str) -> list[str]:
+    """stderr's lines without the plain progress lines (stderr is a pipe here: progress is printed as lines)."""
+    from qdoctor.run.progress_display import PROGRESS_PREFIX
+
+    return [line for line in stderr.splitlines() if not line.startswith(PROGRESS_PREFIX)]

@@ -39,12 +39,16 @@ _DTYPE_MESSAGES = re.compile(
 )
 
 
+def about_arity(error: BaseException | None) -> bool:
+    """The forward was called with the wrong number of arguments: the inputs' fault (qdoctor's guess, or the
+    script's), not the model's."""
+    message = first_line(str(error))
+    return isinstance(error, TypeError) and ("positional argument" in message or "required argument" in message)
+
+
 def about_shape(error: BaseException) -> bool:
     """Whether an error raised by running a model can only mean its inputs have the wrong shape (or arity)."""
-    message = first_line(str(error))
-    if isinstance(error, TypeError) and ("positional argument" in message or "required argument" in message):
-        return True
-    return _SHAPE_MESSAGES.search(message) is not None
+    return about_arity(error) or _SHAPE_MESSAGES.search(first_line(str(error))) is not None
 
 
 def _expected_shape(module: nn.Module, args: tuple[Any, ...]) -> str | None:

@@ -22,7 +22,7 @@ from qdoctor.facts.location import first_line
 from qdoctor.introspect.kinds import eager_module
 from qdoctor.load import arguments
 from qdoctor.load.calls import CallLog
-from qdoctor.load.input_fit import about_shape
+from qdoctor.load.input_fit import about_arity, about_shape
 from qdoctor.load.select import call_contract, modules_in
 from qdoctor.load.state_inputs import init_hidden_candidates
 
@@ -66,12 +66,6 @@ def _run_error(model: nn.Module, inputs: tuple[Any, ...]) -> Exception | None:
 
 def _accepts(model: nn.Module, inputs: tuple[Any, ...]) -> bool:
     return _run_error(model, inputs) is None
-
-
-def _arity_error(error: Exception | None) -> bool:
-    """The forward was called with the wrong number of arguments: qdoctor's guess was wrong, not the model."""
-    text = str(error)
-    return isinstance(error, TypeError) and ("positional argument" in text or "required argument" in text)
 
 
 def _required_after_first(model: nn.Module) -> int:
@@ -213,7 +207,7 @@ class _Inputs:
             errors.append(error)
         if self.misfit is not None:
             return self._misfit()
-        if any(_arity_error(e) for e in errors):
+        if any(about_arity(e) for e in errors):
             raise TargetError(
                 f"cannot make up inputs for `{self.name_of(model)}`: its forward takes more than the tensor qdoctor "
                 f"made from its first layer ({first_line(str(errors[-1]))[:150]}); define `example_inputs` as the "

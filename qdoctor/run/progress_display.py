@@ -8,6 +8,8 @@ from typing import Any
 
 from rich.console import Console
 
+PROGRESS_PREFIX = "qdoctor progress: "  # plain progress lines, told apart from the one-line explanations
+PLAIN_PROGRESS_AFTER_S = 2.0  # a stage shorter than this gets no line: a quick check (or a bad input) stays quiet
 PLAIN_PROGRESS_EVERY_S = 10.0  # stderr is a file or a pipe: a line per stage, and one this often within a stage
 
 
@@ -15,23 +17,32 @@ def progress_shown(
     console: Console, update: Callable[[str], None]
 ) -> Callable[[int, int, list[tuple[str, str]]], None]:
     """The batch runner's progress, on stderr: the live status line on a terminal; else plain lines (a log, `2>`
-    to a file, CI), one when a stage begins and one every PLAIN_PROGRESS_EVERY_S seconds while it runs."""
+    to a file, CI): one for a stage once it has run PLAIN_PROGRESS_AFTER_S seconds, then one every
+    PLAIN_PROGRESS_EVERY_S seconds while it runs (the runner calls this as it polls its workers)."""
     if console.is_terminal:
         return lambda *state: update(progress_text(*state))
     import time
 
     from qdoctor.gather.progress import stage_of
 
-    last: dict[str, Any] = {"stage": None, "at": 0.0}
+    last: dict[str, Any] = {"stage": None, "since": 0.0, "printed": None}
 
     def plain(done: int, total: int, running: list[tuple[str, str]]) -> None:
         if not running:
             return
         text = progress_text(done, total, running)
         stage, now = stage_of(text), time.monotonic()
-        if stage != last["stage"] or now - last["at"] >= PLAIN_PROGRESS_EVERY_S:
-            last["stage"], last["at"] = stage, now
-            console.print(f"qdoctor: {text}", highlight=False, markup=False, soft_wrap=True)
+        if stage != last["stage"]:
+            last["stage"], last["since"], last["printed"] = stage, now, None
+        printed = last["printed"]
+        due = (
+            now - last["since"] >= PLAIN_PROGRESS_AFTER_S
+            if printed is None
+            else now - printed >= PLAIN_PROGRESS_EVERY_S
+        )
+        if due:
+            last["printed"] = now
+            console.print(f"{PROGRESS_PREFIX}{text}", highlight=False, markup=False, soft_wrap=True)
 
     return plain
 
