@@ -138,7 +138,7 @@ def test_a_statement_past_its_time_budget_is_stopped_and_the_next_runs():
 def test_keep_going_fixture_reports_every_error_at_its_line_and_checks_the_model(check_fixture):
     report = check_fixture("keep_going.py")
     [qd017] = findings_of(report, "QD017")
-    assert qd017["location"].line == 13 and "get_default_qconfig_mapping" in qd017["fix"]
+    assert qd017.location.line == 13 and "get_default_qconfig_mapping" in qd017.fix
     [qd014] = findings_of(report, "QD014")
     assert qd014.location.line == 15 and "FileNotFoundError" in qd014.message
     assert {"QD001", "QD004"} <= set(codes(report))  # the statements after the errors ran
