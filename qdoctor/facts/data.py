@@ -8,7 +8,7 @@ is reported as skipped with that reason.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qdoctor.facts.flowkind import FlowKind
 from qdoctor.facts.kinds import (
@@ -27,6 +27,9 @@ from qdoctor.facts.measurement import Benchmarks, Contention
 from qdoctor.facts.numerics import Numerics
 from qdoctor.facts.profile import Profile
 from qdoctor.facts.report import StaticRead
+
+if TYPE_CHECKING:  # facts/deploy.py reads SourceLocation from here
+    from qdoctor.facts.deploy import Deployment
 from qdoctor.facts.resources import Resources
 from qdoctor.facts.weights import Weights
 
@@ -344,6 +347,7 @@ class Facts:
         None  # a causal LM: prefill and decode timed apart (gather/language_model.py)
     )
     resources: Resources | None = None  # peak memory of the check, by phase, and the model sizes (gather/resources.py)
+    deploy: Deployment | None = None  # --deploy: the programs lowered for a runtime, delegation, latencies
 
     # ---- small conveniences for rules; pure functions of the data above ----
     def module(self, path: str) -> ModuleInfo | None:

@@ -49,8 +49,8 @@ def _evidence(facts: Facts) -> dict:
 def pt2e_not_lowered(facts: Facts) -> Iterator[Finding]:
     flow = facts.flow
     assert flow is not None
-    if not flow.kind.exported_graph or flow.stage != "converted":
-        return
+    if not flow.kind.exported_graph or flow.stage != "converted" or facts.deploy is not None:
+        return  # --deploy: the model is lowered for that runtime (QD025, QD026 read how)
     counts = count_kinds(facts.graph or [])
     if not counts.get(F.NODE_REFERENCE_OP):
         return
