@@ -142,6 +142,7 @@ class DeployInputs:
     subject_quantizers: tuple[str, ...]  # the quantizers the script used (class names), when it quantized
     inputs: tuple[Any, ...]
     batches: Batches  # calibration batches
+    time_ops: bool = False  # lower each portable op of the int8 program alone too, to time it (DeployedNode.run_alone)
 
 
 @dataclass
@@ -152,6 +153,7 @@ class DeployedNode:
     stack_trace: str | None  # the export's stack trace of the user's code that produced it
     computes: bool  # it reads a tensor (False: it only makes a constant)
     elements: int  # elements of its output
+    run_alone: Callable[[], Any] | None = None  # the op alone, lowered the same way, one call in the runtime
 
 
 @dataclass

@@ -93,38 +93,92 @@ def _edges(graph_module: Any) -> list[PartitionEdge]:
     return edges
 
 
-def _lower(role: str, model: torch.nn.Module, inputs: tuple[Any, ...]) -> Lowered:
+def _runner(program: bytes, arguments: list[torch.Tensor]) -> Any:
+    """One call of the program's forward in the ExecuTorch runtime. The loaded program is kept alive with its
+    method: a method whose program was freed reads freed memory (a segmentation fault)."""
+    from executorch.runtime import Runtime
+
+    loaded = Runtime.get().load_program(program)
+    held = (loaded, loaded.load_method("forward"))  # the closure holds both
+
+    def run() -> Any:
+        return held[1].execute(arguments)
+
+    return run
+
+
+class _OneOp(torch.nn.Module):
+    """One aten op with its tensor arguments as inputs and its other arguments fixed (timing it alone)."""
+
+    def __init__(self, op: Any, args: tuple[Any, ...], slots: list[int]) -> None:
+        super().__init__()
+        self.op, self.args, self.slots = op, args, slots
+
+    def forward(self, *tensors: torch.Tensor) -> Any:
+        args = list(self.args)
+        for slot, tensor in zip(self.slots, tensors, strict=True):
+            args[slot] = tensor
+        return self.op(*args)
+
+
+def _run_alone(node: Any) -> Any:
+    """The portable op of ``node`` alone, in a program of its own on random tensors of its inputs' shapes (its
+    cost in the runtime: the pip runtime gives no per-op profile). None when it cannot be rebuilt."""
+    from executorch.exir import to_edge_transform_and_lower
+
+    op = getattr(node.target, "_op", None)
+    if op is None or node.kwargs:
+        return None
+    args, slots, tensors = list(node.args), [], []
+    for index, arg in enumerate(node.args):
+        if isinstance(arg, torch.fx.Node):
+            value = arg.meta.get("val")
+            if not isinstance(value, torch.Tensor) or not value.dtype.is_floating_point:
+                return None
+            slots.append(index)
+            tensors.append(torch.rand(value.shape, dtype=value.dtype) * 2 - 1)
+    program = to_edge_transform_and_lower(torch.export.export(_OneOp(op, tuple(args), slots), tuple(tensors)))
+    return _runner(program.to_executorch().buffer, tensors)
+
+
+def _lower(role: str, model: torch.nn.Module, inputs: tuple[Any, ...], time_ops: bool = False) -> Lowered:
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.devtools.backend_debug import get_delegation_info
     from executorch.exir import to_edge_transform_and_lower
-    from executorch.runtime import Runtime
 
     edge = to_edge_transform_and_lower(torch.export.export(model, inputs), partitioner=[XnnpackPartitioner()])
     graph_module = edge.exported_program().graph_module
     info = get_delegation_info(graph_module)
-    not_delegated = [
-        DeployedNode(
-            op=op_type(n.name),
-            stack_trace=n.meta.get("stack_trace"),
-            computes=op_type(n.name) != "getitem" and any(isinstance(a, torch.fx.Node) for a in n.all_input_nodes),
-            elements=_elements(n),
+    not_delegated = []
+    for n in graph_module.graph.nodes:
+        if n.op != "call_function" or op_type(n.name) == _DELEGATE_CALL:
+            continue
+        computes = op_type(n.name) != "getitem" and bool(n.all_input_nodes)
+        alone = None
+        if time_ops and computes:
+            try:
+                alone = _run_alone(n)
+            except Exception:  # an op that does not export alone is not timed alone: its cost stays unmeasured
+                alone = None
+        not_delegated.append(
+            DeployedNode(op_type(n.name), n.meta.get("stack_trace"), computes, _elements(n), run_alone=alone)
         )
-        for n in graph_module.graph.nodes
-        if n.op == "call_function" and op_type(n.name) != _DELEGATE_CALL
-    ]
     delegated = {op: row.delegated for op, row in info.delegation_by_operator.items() if row.delegated}
     quantized_ops = sum(
         row.delegated + row.non_delegated for op, row in info.delegation_by_operator.items() if _QDQ.match(op)
     )
     edges = _edges(graph_module)
     program = edge.to_executorch().buffer
-    method = Runtime.get().load_program(program).load_method("forward")
-    arguments = [t.contiguous() for t in inputs]
-
-    def run() -> Any:
-        return method.execute(arguments)
-
-    return Lowered(role, program, run, info.num_delegated_subgraphs, delegated, not_delegated, edges, quantized_ops)
+    return Lowered(
+        role,
+        program,
+        _runner(program, [t.contiguous() for t in inputs]),
+        info.num_delegated_subgraphs,
+        delegated,
+        not_delegated,
+        edges,
+        quantized_ops,
+    )
 
 
 @register
@@ -152,7 +206,7 @@ class ExecuTorchXnnpackFlow(Flow):
                 quantized, quantizer = _quantize_for_xnnpack(given), "XNNPACKQuantizer (symmetric, per-channel)"
             else:
                 raise ValueError("no model to lower: the target has neither a PT2E int8 model nor a float baseline")
-            programs.append(_lower(INT8, quantized, given.inputs))
+            programs.append(_lower(INT8, quantized, given.inputs, time_ops=given.time_ops))
             if given.float_model is not None:
                 try:
                     programs.append(_lower(FLOAT, copy.deepcopy(given.float_model).eval(), given.inputs))

@@ -8,14 +8,14 @@ from collections import defaultdict
 
 from qdoctor import flows
 from qdoctor.facts import Facts, SourceLocation
-from qdoctor.facts.deploy import Deployment, LoweredProgram, OpDelegation
+from qdoctor.facts.deploy import INT8, Deployment, LoweredProgram, OpDelegation
 from qdoctor.flows import Deployed, DeployInputs, Lowered
 from qdoctor.gather import timing
 from qdoctor.gather.graph import parse_source
 from qdoctor.load.target import LoadedTarget
 
 
-def deploy_inputs(loaded: LoadedTarget, facts: Facts) -> DeployInputs:
+def deploy_inputs(loaded: LoadedTarget, facts: Facts, time_ops: bool = False) -> DeployInputs:
     """The script's converted PT2E model is lowered as it is; any other subject is quantized again from the float
     baseline by the target's own quantizer."""
     flow = facts.flow
@@ -27,6 +27,7 @@ def deploy_inputs(loaded: LoadedTarget, facts: Facts) -> DeployInputs:
         subject_quantizers=tuple(flow.quantizers) if exported and flow is not None else (),
         inputs=loaded.inputs,
         batches=batches,
+        time_ops=time_ops,
     )
 
 
@@ -80,10 +81,14 @@ def time_programs(deployed: Deployed, facts: Deployment, bench_time: float) -> N
             facts.unavailable[f"latency_{program.role}"] = str(result.errors[program.role])[:300]
     if len(variants) == 2:
         facts.speedup = result.ratio(variants[1].key, variants[0].key)
+    int8 = next((p for p in deployed.programs if p.role == INT8), None)
+    for node in int8.not_delegated if int8 is not None else []:
+        if node.run_alone is not None and node.op not in facts.op_cost:  # one node of each op: the cost per node
+            facts.op_cost[node.op] = timing.time_callable(node.run_alone, bench_time)
 
 
 def gather_deployment(target: str, loaded: LoadedTarget, facts: Facts, bench: bool, bench_time: float) -> Deployment:
-    deployed = flows.deploy_flow(target).deploy(deploy_inputs(loaded, facts))
+    deployed = flows.deploy_flow(target).deploy(deploy_inputs(loaded, facts, time_ops=bench))
     found = deployment(deployed, loaded.target.file)
     if bench:
         time_programs(deployed, found, bench_time)

@@ -26,7 +26,7 @@ def test_qd025_gives_the_measured_cost_of_the_op_when_there_is_one():
     deploy = grid_sample_deployment()
     deploy.op_cost["aten_grid_sampler_2d_default"] = ms(0.4)
     (finding,) = run_rule("QD025", make_facts(deploy=deploy))
-    assert "0.400 ms" in finding.message and finding.evidence["op_ms"] == 0.4
+    assert "about 0.400 ms per call" in finding.message and finding.evidence["op_ms"] == 0.4
 
 
 def test_qd025_ignores_glue_constants_and_delegated_ops():
@@ -82,3 +82,11 @@ def test_grid_sample_fixture_json_has_delegation_counts_and_runtime_latencies():
     assert rows["aten_convolution_default"]["delegated"] >= 7 and rows["aten_convolution_default"]["not_delegated"] == 0
     assert int8["latency"]["median_ms"] > 0 and float_["latency"]["median_ms"] > 0
     assert document["speedup_interval"] is not None
+
+
+def test_grid_sample_fixture_times_the_portable_op_alone():
+    need_executorch()
+    report = deployed_report(FIXTURES[0])
+    (finding,) = [f for f in report.findings if f.rule == "QD025"]
+    assert report.facts.deploy.op_cost["aten_grid_sampler_2d_default"].median_ms > 0
+    assert finding.evidence["op_ms"] is not None and "timed alone" in finding.message

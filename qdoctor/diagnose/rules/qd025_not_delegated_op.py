@@ -41,8 +41,13 @@ def _timing_words(deploy: Deployment) -> str:
 def _cost(deploy: Deployment, op: OpDelegation) -> tuple[str, float | None]:
     measured = deploy.op_cost.get(op.op)
     if measured is None:
-        return "a time qdoctor did not measure (the ExecuTorch runtime gives no per-op profile here)", None
-    return f"{measured.median_ms * op.not_delegated:.3f} ms", measured.median_ms * op.not_delegated
+        return (
+            "not measured (the pip ExecuTorch runtime gives no per-op profile, and the op was not timed alone: "
+            "timing off, or it does not export by itself)",
+            None,
+        )
+    total = measured.median_ms * op.not_delegated
+    return f"about {total:.3f} ms per call (the op timed alone in the runtime on random inputs of its shapes)", total
 
 
 @rule(
