@@ -38,3 +38,14 @@ def test_grid_sample_fixture_reports_qd026():
     assert "QD026" in codes(report)
     (finding,) = [f for f in report.findings if f.rule == "QD026"]
     assert finding.evidence["partitions"] == 2 and finding.evidence["converted_edges"] == 2
+
+
+def test_the_report_notes_say_sizes_partitions_and_latencies():
+    from qdoctor.report.deploy import deploy_notes
+
+    deploy = grid_sample_deployment()
+    deploy.speedup = Ratio(1.08, 0.9, 1.3)
+    notes = deploy_notes(make_facts(deploy=deploy))
+    assert "int8 .pte 32.2 kB, 2 delegated partitions" in notes[0]
+    assert "aten_grid_sampler_2d_default x1 at line 33" in notes[0] and "1.230 ms" in notes[0]
+    assert "getitem" not in notes[0] and "1.08x the speed of float" in notes[1]
