@@ -11,6 +11,7 @@ calibration batches. ExecuTorch is imported only when deploying (the optional ex
 from __future__ import annotations
 
 import copy
+import importlib
 import re
 from importlib import metadata
 from typing import Any
@@ -146,6 +147,9 @@ def _lower(role: str, model: torch.nn.Module, inputs: tuple[Any, ...], time_ops:
     from executorch.devtools.backend_debug import get_delegation_info
     from executorch.exir import to_edge_transform_and_lower
 
+    # the out variants of quantize/dequantize: a program whose q/dq stay outside the delegates (a quantizer made for
+    # another backend) serializes only with them
+    importlib.import_module("executorch.kernels.quantized")
     edge = to_edge_transform_and_lower(torch.export.export(model, inputs), partitioner=[XnnpackPartitioner()])
     graph_module = edge.exported_program().graph_module
     info = get_delegation_info(graph_module)

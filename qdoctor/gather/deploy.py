@@ -9,6 +9,7 @@ from collections import defaultdict
 from qdoctor import flows
 from qdoctor.facts import Facts, SourceLocation
 from qdoctor.facts.deploy import INT8, Deployment, LoweredProgram, OpDelegation
+from qdoctor.facts.location import exception_line
 from qdoctor.flows import Deployed, DeployInputs, Lowered
 from qdoctor.gather import timing
 from qdoctor.gather.graph import parse_source
@@ -88,7 +89,11 @@ def time_programs(deployed: Deployed, facts: Deployment, bench_time: float) -> N
 
 
 def gather_deployment(target: str, loaded: LoadedTarget, facts: Facts, bench: bool, bench_time: float) -> Deployment:
-    deployed = flows.deploy_flow(target).deploy(deploy_inputs(loaded, facts, time_ops=bench))
+    try:
+        deployed = flows.deploy_flow(target).deploy(deploy_inputs(loaded, facts, time_ops=bench))
+    except Exception as exc:  # the deployment is still the question: the rules say what they cannot check
+        reason = exception_line(exc)[:400]
+        return Deployment(target, backend="", runtime="", quantizer=None, unavailable={"lowering": reason})
     found = deployment(deployed, loaded.target.file)
     if bench:
         time_programs(deployed, found, bench_time)

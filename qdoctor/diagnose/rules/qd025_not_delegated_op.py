@@ -11,6 +11,7 @@ from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts
 from qdoctor.facts.deploy import FLOAT, INT8, Deployment, OpDelegation
 
+QDQ_PREFIX = "quantized_decomposed_"
 # Supported equivalents of ops XNNPACK does not take, where one is known (ExecuTorch 1.5 XNNPACK partitioner).
 EQUIVALENTS = {
     "aten_grid_sampler_2d_default": (
@@ -26,6 +27,12 @@ FIX = """\
 #    quantizer.set_module_name("{module}", None)   # XNNPACKQuantizer
 #    or move it into pre/post-processing outside the exported model
 # 3. or accept it: it costs {cost} per call in the portable kernel"""
+
+
+def _split(partitions: int) -> str:
+    if partitions > 1:
+        return f", and the program is split into {partitions} delegated partitions"
+    return f", outside the program's {'one delegated partition' if partitions else 'delegates (there are none)'}"
 
 
 def _timing_words(deploy: Deployment) -> str:
@@ -66,6 +73,8 @@ def not_delegated_op(facts: Facts) -> Iterator[Finding]:
     if program is None:
         return
     for op in program.left_out():
+        if deploy.quantizer_made_for is not None and op.op.startswith(QDQ_PREFIX):
+            continue  # another backend's quantize/dequantize: the quantizer is the cause (QD018)
         cost_words, cost_ms = _cost(deploy, op)
         source = op.sources[0] if op.sources else None
         where = f" (line {source.line}: `{source.code}`)" if source is not None and source.code else ""
@@ -87,7 +96,7 @@ def not_delegated_op(facts: Facts) -> Iterator[Finding]:
         yield not_delegated_op.finding(
             f"`{op.op}` ({count}){where} is not delegated to {deploy.backend} in the int8 ExecuTorch program: it "
             f"runs in ExecuTorch's portable fp32 kernel, with the tensors dequantized before it and quantized again "
-            f"after, and the program is split into {program.partitions} delegated partitions. Its cost: "
+            f"after{_split(program.partitions)}. Its cost: "
             f"{cost_words}.{_timing_words(deploy)}",
             module="",
             source=source,
