@@ -89,7 +89,7 @@ def main() -> str:
         f"\n\nThe grid_sample (32x28x28) costs the int8 program {with_op['int8'] - without['int8']:.2f} ms per call "
         f"({with_op['int8']:.2f} vs {without['int8']:.2f} ms); the portable op timed alone in the runtime: "
         + (f"{alone:.2f} ms." if alone is not None else "not measured.")
-        + f" `python bench/executorch.py {BENCH_TIME}` (ExecuTorch + XNNPACK, random weights, batch 1, 224x224)."
+        + f" `python bench/executorch_xnnpack.py {BENCH_TIME}` (ExecuTorch + XNNPACK, random weights, batch 1, 224x224)."
     )
     write_section("executorch", "ExecuTorch + XNNPACK: fp32 vs int8 in the runtime, and a non-delegated op", body)
     return body
