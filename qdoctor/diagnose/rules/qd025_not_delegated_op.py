@@ -15,18 +15,17 @@ QDQ_PREFIX = "quantized_decomposed_"
 # Supported equivalents of ops XNNPACK does not take, where one is known (ExecuTorch 1.5 XNNPACK partitioner).
 EQUIVALENTS = {
     "aten_grid_sampler_2d_default": (
-        "a fixed affine warp or resize: F.interpolate(..., mode='bilinear') (upsample_bilinear2d is delegated), or "
-        "apply the warp to the input before the model; a data-dependent grid has no XNNPACK equivalent"
+        "for a resize, F.interpolate(..., mode='bilinear') (delegated);\n#    a data-dependent grid has no XNNPACK "
+        "equivalent"
     ),
-    "aten_upsample_nearest2d_vec": "F.interpolate(..., mode='bilinear'), or a ConvTranspose2d",
-    "aten_pixel_shuffle_default": "a ConvTranspose2d with stride equal to the upscale factor",
 }
 FIX = """\
-# 1. a supported equivalent: {equivalent}
-# 2. keep it out of the int8 partitions (no quantize/dequantize pair around it): leave its module unquantized
-#    quantizer.set_module_name("{module}", None)   # XNNPACKQuantizer
-#    or move it into pre/post-processing outside the exported model
-# 3. or accept it: it costs {cost} per call in the portable kernel"""
+# 1. a supported equivalent:
+#    {equivalent}
+# 2. or take it out of the exported model: do it in pre- or post-processing
+# 3. or keep the layers around it in float (still delegated, no int8 <-> fp32 at its edges):
+#    quantizer.set_module_name("<layer before it>", None)  # XNNPACKQuantizer
+# 4. or accept it: {cost}"""
 
 
 def _split(partitions: int) -> str:
@@ -103,8 +102,7 @@ def not_delegated_op(facts: Facts) -> Iterator[Finding]:
             evidence=evidence,
             fix=FIX.format(
                 equivalent=EQUIVALENTS.get(op.op, f"an op {deploy.backend} delegates that computes the same"),
-                module="<the module that calls it>",
-                cost=cost_words,
+                cost=cost_words.split(" (")[0] if cost_ms is not None else "its cost is not measured",
             ),
             leads_to=("QD026",),
         )
