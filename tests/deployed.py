@@ -8,8 +8,7 @@ import functools
 import pytest
 from conftest import fixture_path
 
-from qdoctor.facts import SourceLocation
-from qdoctor.facts.deploy import FLOAT, INT8, Deployment, LoweredProgram, OpDelegation, PartitionEdge
+from qdoctor.facts.deploy import FLOAT, INT8, Deployment, LoweredProgram, OpDelegation, PartitionEdge, ScriptLine
 from qdoctor.facts.measurement import Timing
 
 TARGET = "executorch-xnnpack"
@@ -42,7 +41,7 @@ def grid_sample_deployment(partitions: int = 2, timed: bool = True) -> Deploymen
         "aten_grid_sampler_2d_default",
         delegated=0,
         not_delegated=1,
-        sources=[SourceLocation("model.py", 33, "x = F.grid_sample(x, self.grid, align_corners=False)")],
+        sources=[ScriptLine(33, "x = F.grid_sample(x, self.grid, align_corners=False)")],
         elements=32768,
     )
     glue = OpDelegation("getitem", delegated=0, not_delegated=2, computes=False)

@@ -8,8 +8,9 @@ is reported as skipped with that reason.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from qdoctor.facts.deploy import Deployment
 from qdoctor.facts.flowkind import FlowKind
 from qdoctor.facts.kinds import (
     CONTAINER,
@@ -27,9 +28,6 @@ from qdoctor.facts.measurement import Benchmarks, Contention
 from qdoctor.facts.numerics import Numerics
 from qdoctor.facts.profile import Profile
 from qdoctor.facts.report import StaticRead
-
-if TYPE_CHECKING:  # facts/deploy.py reads SourceLocation from here
-    from qdoctor.facts.deploy import Deployment
 from qdoctor.facts.resources import Resources
 from qdoctor.facts.weights import Weights
 

@@ -8,10 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from qdoctor.facts.location import SourceLocation
 from qdoctor.facts.measurement import Ratio, Timing
 
 INT8, FLOAT = "int8", "float"  # the roles of the programs lowered
+
+
+@dataclass(frozen=True)
+class ScriptLine:
+    """A line of the checked script (the target's file): where the export's stack trace met the user's code."""
+
+    line: int
+    code: str
 
 
 @dataclass
@@ -22,7 +29,7 @@ class OpDelegation:
     delegated: int
     not_delegated: int
     # the user's lines that produced its non-delegated nodes (deepest frame of the script in the export's trace)
-    sources: list[SourceLocation] = field(default_factory=list)
+    sources: list[ScriptLine] = field(default_factory=list)
     computes: bool = True  # False: it only makes a constant (aten.full of a torch.zeros in forward): no input tensor
     # elements of the non-delegated nodes' outputs per call, summed (what the portable kernel writes)
     elements: int = 0

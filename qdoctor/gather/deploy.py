@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from qdoctor import flows
-from qdoctor.facts import Facts, SourceLocation
-from qdoctor.facts.deploy import INT8, Deployment, LoweredProgram, OpDelegation
+from qdoctor.facts import Facts
+from qdoctor.facts.deploy import INT8, Deployment, LoweredProgram, OpDelegation, ScriptLine
 from qdoctor.facts.location import exception_line
 from qdoctor.flows import Deployed, DeployInputs, Lowered
 from qdoctor.gather import timing
@@ -36,17 +36,18 @@ def _program(lowered: Lowered, user_file: str | None) -> LoweredProgram:
     ops: dict[str, OpDelegation] = {}
     for op, count in lowered.delegated.items():
         ops[op] = OpDelegation(op, delegated=count, not_delegated=0)
-    sources: dict[str, list[SourceLocation]] = defaultdict(list)
+    sources: dict[str, list[ScriptLine]] = defaultdict(list)
     for node in lowered.not_delegated:
         row = ops.setdefault(node.op, OpDelegation(node.op, delegated=0, not_delegated=0))
         row.not_delegated += 1
         row.elements += node.elements
         row.computes = row.computes and node.computes if row.not_delegated > 1 else node.computes
-        source = parse_source(node.stack_trace, user_file)
+        found = parse_source(node.stack_trace, user_file)  # a frame of the user's file only
+        source = ScriptLine(found.line, found.code or "") if found is not None else None
         if source is not None and source not in sources[node.op]:
             sources[node.op].append(source)
-    for op, found in sources.items():
-        ops[op].sources = found
+    for op, lines in sources.items():
+        ops[op].sources = lines
     return LoweredProgram(
         role=lowered.role,
         program_bytes=len(lowered.program),

@@ -3,11 +3,11 @@ left out of the delegates with their lines, its runtime latency, and the int8/fl
 
 from __future__ import annotations
 
-from qdoctor.facts import Facts, SourceLocation
-from qdoctor.facts.deploy import Deployment, LoweredProgram
+from qdoctor.facts import Facts
+from qdoctor.facts.deploy import Deployment, LoweredProgram, ScriptLine
 
 
-def _lines(sources: list[SourceLocation]) -> str:
+def _lines(sources: list[ScriptLine]) -> str:
     return f" at line {', '.join(str(s.line) for s in sources)}" if sources else ""
 
 

@@ -139,15 +139,13 @@ def _flow(facts: Any, root: str | None) -> dict[str, Any] | None:
 
 
 def _deploy(facts: Any, root: str | None) -> dict[str, Any] | None:
-    """--deploy: the programs lowered, their delegation per op (sources as every path is printed) and latencies."""
+    """--deploy: the programs lowered, their delegation per op (with the script's lines) and latencies."""
     found = facts.deploy
     if found is None:
         return None
     described = asdict(found)
     for program, facts_program in zip(described["programs"], found.programs, strict=True):
         program["latency"] = _timing(facts_program.latency)
-        for op in program["ops"]:
-            op["sources"] = [{**source, "file": display_path(source["file"], root)} for source in op["sources"]]
     described["speedup_interval"] = found.speedup.as_dict() if found.speedup is not None else None
     described["speedup"] = found.speedup.value if found.speedup is not None else None
     return described

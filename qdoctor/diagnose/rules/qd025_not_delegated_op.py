@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.registry import rule
-from qdoctor.facts import Facts
+from qdoctor.facts import Facts, SourceLocation
 from qdoctor.facts.deploy import FLOAT, INT8, Deployment, OpDelegation
 
 QDQ_PREFIX = "quantized_decomposed_"
@@ -75,7 +75,8 @@ def not_delegated_op(facts: Facts) -> Iterator[Finding]:
         if deploy.quantizer_made_for is not None and op.op.startswith(QDQ_PREFIX):
             continue  # another backend's quantize/dequantize: the quantizer is the cause (QD018)
         cost_words, cost_ms = _cost(deploy, op)
-        source = op.sources[0] if op.sources else None
+        line = op.sources[0] if op.sources else None
+        source = SourceLocation(facts.target.file, line.line, line.code) if line and facts.target.file else None
         where = f" (line {source.line}: `{source.code}`)" if source is not None and source.code else ""
         evidence: dict = {
             "op": op.op,
