@@ -23,7 +23,7 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 CONSTRAINTS = ROOT / ".ci" / "constraints.txt"
-EXTRAS = {"demo": "", "test": "[dev,torchao,tensorboard,llm]", "bench": "[dev,torchao,llm]", "readme": ""}
+EXTRAS = {"demo": "", "test": "[dev,torchao,tensorboard,llm,executorch]", "bench": "[dev,torchao,llm]", "readme": ""}
 
 
 def sh(*args: str | Path) -> int:

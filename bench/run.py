@@ -26,6 +26,7 @@ BENCHMARKS = {
     "stress_isolation": [],
     "under_load": [],
     "reports": [],
+    "executorch_xnnpack": [],  # needs .[executorch]
 }
 
 

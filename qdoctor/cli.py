@@ -87,6 +87,14 @@ WEIGHTS = typer.Option(
 )
 
 
+def _deploy_choice(value: str | None) -> str | None:
+    from qdoctor.flows import deploy_targets  # imports torch: only when --deploy is given
+
+    if value is not None and value not in deploy_targets():
+        raise _fail(f"--deploy must be one of {', '.join(deploy_targets())}, not {value!r}")
+    return value
+
+
 def _weights_choice(value: str) -> str:
     from qdoctor.facts.weights import WEIGHTS_CHOICES
 
@@ -142,6 +150,7 @@ def check(
     stop_on_error: bool = STOP_ON_ERROR,
     stand_ins: bool = STAND_INS,
     weights: str = WEIGHTS,
+    deploy: str | None = typer.Option(None, "--deploy", help="Lower for and time in: executorch-xnnpack."),
 ) -> None:
     """Diagnose quantized models: measure them, find every cause of slowness or breakage, suggest fixes.
 
@@ -160,6 +169,7 @@ def check(
             profile=profile,
             trace_dir=str(trace_dir) if trace_dir else None,
             weights=_weights_choice(weights),
+            deploy=_deploy_choice(deploy) if deploy is not None else None,
         ),
         select=_split(select),
         ignore=_split(ignore),

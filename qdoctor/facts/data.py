@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from qdoctor.facts.deploy import Deployment
 from qdoctor.facts.flowkind import FlowKind
 from qdoctor.facts.kinds import (
     CONTAINER,
@@ -344,6 +345,7 @@ class Facts:
         None  # a causal LM: prefill and decode timed apart (gather/language_model.py)
     )
     resources: Resources | None = None  # peak memory of the check, by phase, and the model sizes (gather/resources.py)
+    deploy: Deployment | None = None  # --deploy: the programs lowered for a runtime, delegation, latencies
 
     # ---- small conveniences for rules; pure functions of the data above ----
     def module(self, path: str) -> ModuleInfo | None:

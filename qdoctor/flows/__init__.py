@@ -22,7 +22,11 @@ from qdoctor.flows._base import (
     BuildInputs,
     Built,
     CodeNames,
+    Deployed,
+    DeployedNode,
+    DeployInputs,
     Flow,
+    Lowered,
     RebuildInputs,
     RebuildPlan,
     Recipe,
@@ -40,8 +44,12 @@ __all__ = [
     "BuildInputs",
     "Built",
     "CodeNames",
+    "DeployInputs",
+    "Deployed",
+    "DeployedNode",
     "Detected",
     "Flow",
+    "Lowered",
     "RebuildInputs",
     "RebuildPlan",
     "Recipe",
@@ -49,6 +57,8 @@ __all__ = [
     "all_flows",
     "calibrate",
     "calibration_batches",
+    "deploy_flow",
+    "deploy_targets",
     "detect",
     "fallback_rebuild",
     "flow_modules",
@@ -98,6 +108,19 @@ def flow_named(name: str) -> Flow:
     """The flow of that name; KeyError for an unknown one (NO_FLOW's name is not a flow)."""
     _load()
     return _REGISTRY[name]
+
+
+def deploy_targets() -> list[str]:
+    """The `--deploy` names: the runtimes a flow lowers to."""
+    return sorted(f.deploy_target for f in all_flows() if f.deploy_target is not None)
+
+
+def deploy_flow(target: str) -> Flow:
+    """The flow that lowers to the runtime named ``target`` (`--deploy`); KeyError for an unknown one."""
+    found = next((f for f in all_flows() if f.deploy_target == target), None)
+    if found is None:
+        raise KeyError(f"unknown deployment target {target!r}: one of {', '.join(deploy_targets())}")
+    return found
 
 
 @dataclass(frozen=True)

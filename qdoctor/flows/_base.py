@@ -12,7 +12,8 @@ A flow owns five things, each a method or a class attribute of its ``Flow`` subc
 - its fix snippets: the code every ``Built`` carries, and ``kind``'s ``convert_code`` / ``keep_float_code`` that
   rules quote;
 - how it is lowered and run: ``unavailable(recipe, env)``, ``runtime(built)``, ``compiles_on_first_run``,
-  ``model_bytes(built)`` and ``release()``.
+  ``model_bytes(built)`` and ``release()``; a flow that lowers to another runtime (``qdoctor check --deploy NAME``)
+  names it in ``deploy_target`` and lowers, runs and reads its programs in ``deploy(given)``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from torch import nn
 
 from qdoctor import facts as F
 from qdoctor.facts import Environment, FlowKind
+from qdoctor.facts.deploy import PartitionEdge
 from qdoctor.introspect.flow import ModelFlow
 from qdoctor.introspect.state import quantized_engine
 
@@ -130,6 +132,57 @@ class BuildInputs:
     explain_failure: Callable[[BaseException], str] = lambda exc: f"{type(exc).__name__}: {exc}"
 
 
+@dataclass
+class DeployInputs:
+    """What a deployment target lowers: the script's quantized model when the flow can take it as is (a converted
+    PT2E graph), else the float baseline, which the flow quantizes with its backend's own quantizer."""
+
+    float_model: nn.Module | None
+    subject: nn.Module | None  # the script's converted PT2E model, None when it is of another flow
+    subject_quantizers: tuple[str, ...]  # the quantizers the script used (class names), when it quantized
+    inputs: tuple[Any, ...]
+    batches: Batches  # calibration batches
+    time_ops: bool = False  # lower each portable op of the int8 program alone too, to time it (DeployedNode.run_alone)
+
+
+@dataclass
+class DeployedNode:
+    """One node of a lowered program's top-level graph, outside its delegates (raw, before gathering reads it)."""
+
+    op: str  # ExecuTorch's operator name: "aten_grid_sampler_2d_default"
+    stack_trace: str | None  # the export's stack trace of the user's code that produced it
+    computes: bool  # it reads a tensor (False: it only makes a constant)
+    elements: int  # elements of its output
+    run_alone: Callable[[], Any] | None = None  # the op alone, lowered the same way, one call in the runtime
+
+
+@dataclass
+class Lowered:
+    """One program a deploying flow lowered and loaded in its runtime."""
+
+    role: str  # qdoctor.facts.deploy.INT8 / FLOAT
+    program: bytes  # the serialized program
+    run: Callable[[], Any]  # one call in the runtime
+    partitions: int
+    delegated: dict[str, int]  # op -> delegated nodes
+    not_delegated: list[DeployedNode]  # the nodes left to the runtime's own kernels
+    edges: list[PartitionEdge]
+    quantized_ops: int  # quantize/dequantize nodes, delegated or not
+
+
+@dataclass
+class Deployed:
+    """What a deploying flow made: its programs, in the runtime, and what it could not do."""
+
+    target: str
+    backend: str
+    runtime: str
+    quantizer: str | None
+    quantizer_made_for: str | None
+    programs: list[Lowered]
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
 class SkipRecipe(Exception):
     """The recipe does not apply to this model; the message says why."""
 
@@ -149,6 +202,7 @@ class Flow:
     recipe_rank: ClassVar[int] = 0  # the order of its recipes in `qdoctor compare`'s catalog
     slow_reason: ClassVar[str | None] = None  # its recipes run only when asked for, and why
     compiles_on_first_run: ClassVar[bool] = False  # the first call of a built model compiles it
+    deploy_target: ClassVar[str | None] = None  # `--deploy` name of the runtime it lowers to (None: it does not)
 
     @property
     def name(self) -> str:
@@ -221,3 +275,9 @@ class Flow:
 
     def release(self) -> None:
         """Free what running its models left behind (compiled graphs), once they are measured."""
+
+    # ---- deployment to another runtime (`--deploy`)
+
+    def deploy(self, given: DeployInputs) -> Deployed:
+        """Lower the int8 model and its float baseline for ``deploy_target`` and load both in its runtime."""
+        raise NotImplementedError(f"the {self.name} flow does not deploy")

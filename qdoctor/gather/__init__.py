@@ -24,6 +24,7 @@ class GatherOptions:
     trace_dir: str | None = None  # also write each profiled model's Chrome trace here (torch-tb-profiler layout)
     layer_numerics: bool = True  # the error of each quantized layer (gather/layer_numerics.py)
     weights: str = "auto"  # --weights: auto (detect, gather/weights.py), trained or untrained
+    deploy: str | None = None  # --deploy: lower for this runtime and time there too (qdoctor/flows/: deploy_target)
 
 
 def gather_facts(

@@ -98,6 +98,8 @@ class Gathering:
         self.size()
         self.numerics()
         self.flow()
+        if self.options.deploy is not None:
+            self.deploy(self.options.deploy)
         return self.facts
 
     def attempt(self, part: str, work: Callable[[], Any]) -> Any:
@@ -431,3 +433,12 @@ class Gathering:
         )
         if facts.flow is not None and facts.flow.compiled is not None and "seconds" in self.first_call:
             facts.flow.compiled.first_call_s = self.first_call["seconds"]
+
+    def deploy(self, target: str) -> None:
+        from qdoctor.gather.deploy import gather_deployment
+
+        options = self.options
+        self.progress(f"lowering for {target} and timing in its runtime")
+        self.facts.deploy = self.attempt(
+            "deploy", lambda: gather_deployment(target, self.loaded, self.facts, options.bench, options.bench_time)
+        )

@@ -138,6 +138,19 @@ def _flow(facts: Any, root: str | None) -> dict[str, Any] | None:
     }
 
 
+def _deploy(facts: Any, root: str | None) -> dict[str, Any] | None:
+    """--deploy: the programs lowered, their delegation per op (with the script's lines) and latencies."""
+    found = facts.deploy
+    if found is None:
+        return None
+    described = asdict(found)
+    for program, facts_program in zip(described["programs"], found.programs, strict=True):
+        program["latency"] = _timing(facts_program.latency)
+    described["speedup_interval"] = found.speedup.as_dict() if found.speedup is not None else None
+    described["speedup"] = found.speedup.value if found.speedup is not None else None
+    return described
+
+
 def _weights(facts: Any) -> dict[str, Any] | None:
     """Trained / untrained / unknown with the reason, and the header's note when accuracy is not judged."""
     weights = getattr(facts, "weights", None)
@@ -215,6 +228,7 @@ def to_dict(report: Report, root: str | None = None) -> dict[str, Any]:
                 "float": asdict(facts.float_profile) if facts.float_profile is not None else None,
             },
             "flow": _flow(facts, root),
+            "deploy": _deploy(facts, root),
             "graph": _graph_summary(getattr(facts, "graph", None)),
             "modules": [
                 {"path": m.path, "type": m.type, "kind": m.kind, "training": m.training}

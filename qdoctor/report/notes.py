@@ -11,6 +11,7 @@ from typing import Any
 
 from qdoctor.facts import Facts
 from qdoctor.facts.location import display_path
+from qdoctor.report.deploy import deploy_notes
 from qdoctor.report.language_model import language_model_note
 from qdoctor.report.render.common import STAND_IN_MARK
 
@@ -56,6 +57,7 @@ def check_notes(facts: Facts, flow_failed: bool) -> list[str]:
     language_model = language_model_note(facts)
     if language_model is not None:
         notes.append(language_model)
+    notes.extend(deploy_notes(facts))
     if facts.modules is not None and not facts.is_quantized and not flow_failed:
         notes.append(
             "the model is not quantized (no quantized modules, observers, fake-quant or qconfig): nothing to "

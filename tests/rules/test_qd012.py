@@ -89,3 +89,14 @@ def test_pt2e_compiled_without_freezing_reports_qd012():
     assert finding.evidence["compile_backend"] == "inductor" and finding.evidence["inductor_freezing"] is False
     assert finding.location.line == 19  # model = torch.compile(converted)
     assert report.facts.flow.compiled.first_call_s is not None
+
+
+def test_qd012_with_deploy_reports_an_int8_program_without_delegate():
+    from deployed import grid_sample_deployment
+
+    flow = FlowInfo(flow_kind("pt2e"), stage="converted")
+    deploy = grid_sample_deployment(partitions=1)
+    assert run_rule("QD012", make_facts(graph=pt2e_graph(), flow=flow, deploy=deploy)) == []  # lowered: not QD012
+    deploy.programs[0].partitions = 0
+    (finding,) = run_rule("QD012", make_facts(graph=pt2e_graph(), flow=flow, deploy=deploy))
+    assert "no XNNPACK delegate" in finding.message and "XnnpackPartitioner" in finding.fix

@@ -62,3 +62,36 @@ def test_pt2e_xnnpack_quantizer_on_x86(check_fixture):
     (finding,) = findings_of(report, "QD018")
     assert finding.location.line == 15  # quantizer = XNNPACKQuantizer()...
     assert finding.evidence["activation_qparams"] == ["torch.int8 [-128, 127]"]
+
+
+# ------------------------------------------------------------------------------------------------ --deploy
+
+
+def _deployed_facts(quantizer: str, made_for: str | None):
+    from deployed import grid_sample_deployment
+
+    deploy = grid_sample_deployment()
+    deploy.quantizer, deploy.quantizer_made_for = quantizer.rsplit(".", 1)[-1], made_for
+    flow = FlowInfo(flow_kind("pt2e"), stage="converted", quantizers=[quantizer])
+    return make_facts(graph=[], flow=flow, deploy=deploy, environment=env())
+
+
+def test_qd018_with_deploy_flags_a_quantizer_made_for_another_backend():
+    facts = _deployed_facts("torchao.X86InductorQuantizer", "x86 Inductor (oneDNN)")
+    (finding,) = run_rule("QD018", facts)
+    assert "made for x86 Inductor (oneDNN)" in finding.message and "deployed to XNNPACK" in finding.message
+    assert "XNNPACKQuantizer()" in finding.fix
+
+
+def test_qd018_with_deploy_accepts_the_xnnpack_quantizer_on_x86():
+    assert run_rule("QD018", _deployed_facts("executorch.XNNPACKQuantizer", None)) == []
+
+
+def test_x86_quantizer_deployed_to_xnnpack_reports_qd018():
+    from deployed import deployed_report, need_executorch
+
+    need_executorch()
+    report = deployed_report("fixtures/executorch/x86_quantizer_to_xnnpack.py")
+    (finding,) = findings_of(report, "QD018")
+    assert finding.location.line == 16 and report.facts.deploy.quantizer_made_for == "x86 Inductor (oneDNN)"
+    assert "QD012" not in codes(report)

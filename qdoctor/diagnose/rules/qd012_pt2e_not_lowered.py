@@ -10,6 +10,7 @@ from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.locate import subject_label, subject_variable
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts
+from qdoctor.facts.deploy import INT8
 from qdoctor.facts.graph import count_kinds
 
 FIX = """\
@@ -20,6 +21,14 @@ inductor_config.freezing = True  # or TORCHINDUCTOR_FREEZING=1, before the first
 {compiled} = torch.compile({model})
 with torch.no_grad():
     {compiled}(*example_inputs)  # compiles (seconds); later calls run int8 oneDNN kernels"""
+
+
+DEPLOY_FIX = """\
+from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+from executorch.exir import to_edge_transform_and_lower
+
+edge = to_edge_transform_and_lower(torch.export.export({model}, example_inputs), partitioner=[XnnpackPartitioner()])
+program = edge.to_executorch()  # program.buffer is the .pte"""
 
 
 def _evidence(facts: Facts) -> dict:
@@ -50,6 +59,9 @@ def pt2e_not_lowered(facts: Facts) -> Iterator[Finding]:
     flow = facts.flow
     assert flow is not None
     if not flow.kind.exported_graph or flow.stage != "converted":
+        return
+    if facts.deploy is not None:  # --deploy: the model is lowered for that runtime (QD025, QD026 read how)
+        yield from _no_delegate(facts)
         return
     counts = count_kinds(facts.graph or [])
     if not counts.get(F.NODE_REFERENCE_OP):
@@ -94,4 +106,24 @@ def pt2e_not_lowered(facts: Facts) -> Iterator[Finding]:
         evidence=evidence,
         fix=("# converted = convert_pt2e(prepared)\n" if compiled is not None else "")
         + FIX.format(compiled=f"{variable}_compiled" if compiled is None else variable, model=model_name),
+    )
+
+
+def _no_delegate(facts: Facts) -> Iterator[Finding]:
+    """--deploy: the int8 program was lowered but its backend took nothing (no delegate): every op runs in the
+    runtime's portable kernels, the quantized ones as quantize/dequantize around fp32 ops."""
+    deploy = facts.deploy
+    assert deploy is not None
+    program = deploy.program(INT8)
+    if program is None or program.partitions > 0:
+        return
+    yield pt2e_not_lowered.finding(
+        f"`{subject_label(facts)}` is quantized but its int8 {deploy.target} program has no {deploy.backend} "
+        f"delegate: all {program.not_delegated_nodes} ops run in the runtime's portable kernels, the quantized ones as "
+        "quantize/dequantize around fp32 ops. Lower it with the backend's partitioner, from a model quantized with "
+        "the backend's own quantizer.",
+        module="",
+        source=facts.flow.source if facts.flow is not None else None,
+        evidence={"deploy": deploy.target, "partitions": 0, "not_delegated_nodes": program.not_delegated_nodes},
+        fix=DEPLOY_FIX.format(model=subject_variable(facts, fallback="converted")),
     )

@@ -28,6 +28,16 @@ from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 quantizer = aiq.ArmInductorQuantizer()
 quantizer.set_global(aiq.get_default_arm_inductor_quantization_config())
 prepared = prepare_pt2e(torch.export.export(float_model.eval(), example_inputs).module(), quantizer)"""
+XNNPACK_FIX = """\
+from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+    XNNPACKQuantizer,
+    get_symmetric_quantization_config,
+)
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+prepared = prepare_pt2e(torch.export.export(float_model.eval(), example_inputs).module(), quantizer)
+# calibrate, convert_pt2e(prepared), then to_edge_transform_and_lower(..., partitioner=[XnnpackPartitioner()])"""
 _ARM_STYLE = ("XNNPACK", "Arm", "ARM", "Ethos", "TOSA", "Vgf")
 
 
@@ -57,6 +67,9 @@ def pt2e_wrong_quantizer(facts: Facts) -> Iterator[Finding]:
     flow = facts.flow
     assert flow is not None and facts.graph is not None
     if not flow.kind.exported_graph:
+        return
+    if facts.deploy is not None:  # --deploy: the backend is the deployment's, not this CPU's
+        yield from _for_deployment(facts)
         return
     env = facts.environment
     names = [_short(q) for q in flow.quantizers]
@@ -100,4 +113,25 @@ def pt2e_wrong_quantizer(facts: Facts) -> Iterator[Finding]:
         evidence=evidence,
         fix=fix,
         severity=severity,
+    )
+
+
+def _for_deployment(facts: Facts) -> Iterator[Finding]:
+    """The quantizer was made for another backend than the one the model is deployed to (--deploy)."""
+    deploy, flow = facts.deploy, facts.flow
+    assert deploy is not None and flow is not None
+    if deploy.quantizer_made_for is None:
+        return
+    names = [_short(q) for q in flow.quantizers]
+    activations = activation_qparams(facts.graph or [])
+    yield pt2e_wrong_quantizer.finding(
+        f"`{subject_label(facts)}` was quantized with {', '.join(names)}, made for {deploy.quantizer_made_for} "
+        f"(activations {', '.join(activations) or 'unsigned int8'}), and is deployed to {deploy.backend} "
+        f"({deploy.target}). {deploy.backend}'s int8 operators are matched on the signed, symmetric recipe its own "
+        "quantizer makes: what it does not match stays in portable kernels or in float (see QD025/QD026), and the "
+        "quantize/dequantize pairs of the other recipe run as they are.",
+        module="",
+        source=_quantizer_line(facts, names) or flow.source,
+        evidence={"quantizers": flow.quantizers, "activation_qparams": activations, "deploy": deploy.target},
+        fix=XNNPACK_FIX,
     )
