@@ -188,7 +188,7 @@ def test_fix_all_is_timed_in_the_same_rounds_as_each_fix(monkeypatch):
 
     monkeypatch.setattr(timing, "time_models", counted)
     result = prescribe_target(FIXTURES / "seed004_as_written.py", ("QD001", "QD002", "QD004"), bench=True)
-    assert result.fix_all["applied"] and result.fix_all["after_ms"] > 0
+    assert result.fix_all.applied and result.fix_all.after_ms is not None and result.fix_all.after_ms > 0
     verification = sessions[1:]  # the first: the gathered benchmark
     assert len(verification) == 1 and sum(key.startswith("float@") for key in verification[0]) == 1
 
