@@ -100,6 +100,9 @@ class Gathering:
         self.flow()
         if self.options.deploy is not None:
             self.deploy(self.options.deploy)
+        else:  # no deployment asked for: its rules cannot apply (left out of the human-readable reports)
+            self.facts.unavailable["deploy"] = "no deployment review asked for (--deploy executorch-xnnpack)"
+            self.facts.not_applicable.append("deploy")
         return self.facts
 
     def attempt(self, part: str, work: Callable[[], Any]) -> Any:
