@@ -18,6 +18,7 @@ A flow owns five things, each a method or a class attribute of its ``Flow`` subc
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
@@ -187,7 +188,12 @@ class SkipRecipe(Exception):
     """The recipe does not apply to this model; the message says why."""
 
 
-class Flow:
+class CapabilityMissing(TypeError):
+    """A flow was asked for something it does not do (rebuild, recipes, deploy): its traits say so beforehand
+    (``plan_fields``, ``recipes()``, ``deploy_target``), so this is a caller's mistake, never a user's."""
+
+
+class Flow(abc.ABC):
     """One quantization flow. Subclass it in one module of qdoctor/flows/ and decorate the class with
     ``@register``; the registry instantiates it once."""
 
@@ -213,9 +219,9 @@ class Flow:
 
     # ---- detection
 
+    @abc.abstractmethod
     def matches(self, look: ModelFlow) -> bool:
         """This flow made a model that looks like ``look`` (asked in priority order)."""
-        raise NotImplementedError
 
     def stage(self, look: ModelFlow) -> str | None:
         """PREPARED, CONVERTED, REFERENCE or None, from the kinds of its modules and graph nodes."""
@@ -240,7 +246,7 @@ class Flow:
 
     def rebuild(self, plan: RebuildPlan, given: RebuildInputs) -> Built:
         """The quantized model ``plan`` describes, built from a copy of ``given.float_model``."""
-        raise NotImplementedError(f"the {self.name} flow does not rebuild models")
+        raise CapabilityMissing(f"the {self.name} flow does not rebuild models")
 
     # ---- compare recipes
 
@@ -252,7 +258,7 @@ class Flow:
         return []
 
     def build_recipe(self, recipe: Recipe, given: BuildInputs) -> Built:
-        raise NotImplementedError(f"the {self.name} flow has no compare recipes")
+        raise CapabilityMissing(f"the {self.name} flow has no compare recipes")
 
     # ---- lowering and running
 
@@ -275,9 +281,10 @@ class Flow:
 
     def release(self) -> None:
         """Free what running its models left behind (compiled graphs), once they are measured."""
+        return None
 
     # ---- deployment to another runtime (`--deploy`)
 
     def deploy(self, given: DeployInputs) -> Deployed:
         """Lower the int8 model and its float baseline for ``deploy_target`` and load both in its runtime."""
-        raise NotImplementedError(f"the {self.name} flow does not deploy")
+        raise CapabilityMissing(f"the {self.name} flow does not deploy")
