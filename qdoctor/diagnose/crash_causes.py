@@ -19,6 +19,7 @@ that recognizes a message of the crash corpus.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -359,7 +360,10 @@ class Frame:
 _FRAME_LINE = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>.+)$')
 # torch's own Python (dispatch, nn.Module.__call__, functional), qdoctor's wrappers and frozen importlib: neither the
 # user's code nor a library's; the library line is the deepest frame that is none of these.
-_INTERNAL = re.compile(r"[/\\](?:torch|qdoctor|typing_extensions)[/\\]|^<|[/\\]importlib[/\\]|[/\\]contextlib\.py$")
+_INTERNAL = re.compile(r"[/\\](?:torch|typing_extensions)[/\\]|^<|[/\\]importlib[/\\]|[/\\]contextlib\.py$")
+# qdoctor's own frames (its tracing mode, its loader) by the package's real folder: a path segment "qdoctor" would
+# also match a checkout named qdoctor, and with it every library installed in that checkout's .venv
+_QDOCTOR_DIR = os.path.dirname(os.path.abspath(__file__)).rsplit(os.sep, 1)[0] + os.sep
 
 
 def traceback_frames(crash: CrashInfo) -> list[Frame]:
@@ -383,7 +387,7 @@ def traceback_frames(crash: CrashInfo) -> list[Frame]:
 
 
 def is_internal(file: str) -> bool:
-    return bool(_INTERNAL.search(file))
+    return bool(_INTERNAL.search(file)) or os.path.abspath(file).startswith(_QDOCTOR_DIR)
 
 
 def library_frame(crash: CrashInfo, facts: Facts) -> SourceLocation | None:
