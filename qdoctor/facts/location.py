@@ -94,6 +94,16 @@ def display_traceback(text: str, root: str | None = None) -> str:
     return _TRACEBACK_FILE.sub(lambda m: m.group(1) + display_path(m.group(2), root) + m.group(3), text)
 
 
+# an installed library's file inside a message (torch names its own files: "registered at .../site-packages/torch/...")
+_INSTALLED_PREFIX = re.compile(r"[^\s\"'(\[]*[/\\](?:site|dist)-packages[/\\]")
+
+
+def display_message(text: str) -> str:
+    """An error message with every installed library's file named from its package on, as ``display_path`` names it
+    (torch's messages quote its own files by their absolute path)."""
+    return _INSTALLED_PREFIX.sub("", text)
+
+
 def same_file(a: str, b: str) -> bool:
     """Whether two paths name the same file (relative, symlinked or spelled differently)."""
     return a == b or _resolved(a) == _resolved(b)

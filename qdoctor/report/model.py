@@ -10,7 +10,7 @@ from typing import Any
 
 from qdoctor.diagnose.findings import Finding, Severity, SkippedRule
 from qdoctor.diagnose.flow_causes import flow_failure
-from qdoctor.facts.location import display_path
+from qdoctor.facts.location import display_message, display_path
 from qdoctor.facts.prescription import Prescription, Treatment
 
 SCHEMA_VERSION = 1
@@ -162,6 +162,8 @@ def _crash(crash: Any, root: str | None) -> dict[str, Any]:
     described = {k: v for k, v in asdict(crash).items() if k != "traceback"}
     if described.get("file"):
         described["file"] = display_path(described["file"], root)
+    if isinstance(described.get("message"), str):
+        described["message"] = display_message(described["message"])
     return described
 
 
