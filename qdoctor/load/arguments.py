@@ -26,8 +26,9 @@ def tensor_leaves(value: Any) -> list[torch.Tensor]:
 
 
 def bind_positional(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
-    """``args`` and ``kwargs`` as positional arguments of ``model``'s forward (defaults fill the gaps), or None when
-    some argument can only be passed by keyword."""
+    """``args`` and ``kwargs`` as positional arguments of ``model``'s forward (defaults fill the gaps before the last
+    argument given, none after it: a wrapped forward may pass those itself, as transformers' do with ``use_cache``),
+    or None when some argument can only be passed by keyword."""
     if not kwargs:
         return tuple(args)
     try:
@@ -35,10 +36,24 @@ def bind_positional(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, A
         bound = signature.bind(*args, **kwargs)
     except (TypeError, ValueError):
         return None
-    bound.apply_defaults()
-    if bound.kwargs:
-        return None
-    return tuple(bound.args)
+    positional = [
+        p
+        for p in signature.parameters.values()
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    names = {p.name for p in positional}
+    if any(name not in names for name in bound.arguments):
+        return None  # *args, a keyword-only argument or **kwargs: not expressible positionally
+    last = max((i for i, p in enumerate(positional) if p.name in bound.arguments), default=-1)
+    values: list[Any] = []
+    for p in positional[: last + 1]:
+        if p.name in bound.arguments:
+            values.append(bound.arguments[p.name])
+        elif p.default is not inspect.Parameter.empty:
+            values.append(p.default)
+        else:
+            return None
+    return tuple(values)
 
 
 def signature_misfit(function: Any, args: tuple[Any, ...]) -> str | None:

@@ -154,7 +154,8 @@ def _both_alive(model: Model, flow: Flow, n: Names) -> str:
         "with torch.no_grad():\n"
         f"    reference = {model.call(n.float, n.inputs)}\n"
         f"    result = {model.call(flow.subject, n.inputs)}\n"
-        f'print("outputs", tuple(first(result).shape), "prepared model still here:", type({n.prepared}).__name__)'
+        # a dynamic flow has no prepared model: the line names it only when the flow made one
+        f'print("outputs", tuple(first(result).shape), "prepared model:", type(globals().get("{n.prepared}")).__name__)'
     )
     return f"{FIRST}\n\n" + "\n".join(lines)
 
