@@ -15,6 +15,7 @@ bench/big_models.json so that one model can be measured again alone; the section
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -202,15 +203,38 @@ def render(rows: dict[str, dict]) -> str:
     )
 
 
+def busy_note(rows: dict[str, dict]) -> str:
+    """Whether the kept rows were measured on a quiet machine, read from their own load averages."""
+    cores = os.cpu_count() or 1
+    busy = [r["label"] for r in rows.values() if float(str(r.get("load_average", "0")).split()[0]) > 0.75 * cores]
+    if not busy:
+        return (
+            f"All rows were measured on a quiet machine (1-minute load average below {0.75 * cores:.1f} at start).\n\n"
+        )
+    return (
+        f"**Measured while the machine was busy** ({len(busy)} of {len(rows)} rows: {'; '.join(busy)}; load average "
+        "in the table): their wall times are an upper bound of what a quiet machine gives; memory figures are not "
+        "affected by load. Re-measure on a quiet machine with `python bench/big_models.py NAME`.\n\n"
+    )
+
+
 def main(arguments: list[str]) -> int:
-    table_only = "--table" in arguments
-    extra = [a for a in arguments if a.startswith("--") and a != "--table"]
-    names = [a for a in arguments if not a.startswith("--")]
-    chosen = [] if table_only else names or list(MODELS)
+    parser = argparse.ArgumentParser(
+        prog="bench/big_models.py", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
+    parser.add_argument("models", nargs="*", help=f"which to measure (default: all of {', '.join(MODELS)})")
+    parser.add_argument(
+        "--table", action="store_true", help="only rewrite the section of RESULTS.md from the kept rows"
+    )
+    parser.add_argument(
+        "--stop-on-error", action="store_true", help="passed to qdoctor check: run the script in one exec"
+    )
+    options = parser.parse_args(arguments)
+    extra = ["--stop-on-error"] if options.stop_on_error else []
+    chosen = [] if options.table else options.models or list(MODELS)
     unknown = [n for n in chosen if n not in MODELS]
     if unknown:
-        print(f"big_models.py: unknown model(s) {unknown}; choose from {list(MODELS)}")
-        return 2
+        parser.error(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
     rows: dict[str, dict] = json.loads(ROWS.read_text()) if ROWS.exists() else {}
     with tempfile.TemporaryDirectory(prefix="qdoctor-big-") as folder:
         for name in chosen:
@@ -233,9 +257,8 @@ def main(arguments: list[str]) -> int:
         "time with its paired 95 % interval (`busy`: measured under contention, verdict withheld). A row marked "
         "`--stop-on-error` ran the script in one exec: statement by statement (the default) stops a top-level "
         "statement after 60 s, which building a 1.1B model takes on a machine this loaded.\n\n"
-        "**Measured while the machine was busy** (other helpers running torch on its 2 cores, load average in the "
-        "table): wall times are far above what a quiet machine gives and are an upper bound; memory figures are "
-        "not affected by load. Re-measure on a quiet machine with `python bench/big_models.py`.\n\n" + render(rows)
+        + busy_note(rows)
+        + render(rows)
     )
     write_section("big_models", "Big models: wall time and peak memory of `qdoctor check` (issue 27)", body)
     return 0

@@ -403,3 +403,25 @@ def _explained(stderr: str) -> list[str]:
     from qdoctor.run.progress_display import PROGRESS_PREFIX
 
     return [line for line in stderr.splitlines() if not line.startswith(PROGRESS_PREFIX)]
+
+
+def test_a_killed_worker_slow_to_exit_is_waited_for_without_its_closed_pipe() -> None:
+    """A timed-out worker holding gigabytes may outlive the 5 s join after SIGKILL; the next wait of the loop must
+    not hand its closed pipe to multiprocessing's wait() (it raised 'OSError: handle is closed', an internal error
+    printed for a 1.1B-parameter model's timeout)."""
+    import multiprocessing
+    from types import SimpleNamespace
+
+    from qdoctor.run import batch
+
+    parent, child = multiprocessing.Pipe()
+    real = subprocess.Popen(["sleep", "30"], start_new_session=True)  # its own process group, which _kill ends
+    # ...but seen as still running after the kill (exitcode None, join returns at once)
+    sleeper = SimpleNamespace(exitcode=None, pid=real.pid, sentinel=child.fileno(), join=lambda timeout=None: None)
+    w = batch._Worker(0, SimpleNamespace(), sleeper, parent, Path("."), 0.0, 0.0)
+    runner = batch.Runner(options=None)
+    runner._kill(w)
+    assert w.connection_lost
+    runner._wait([w])  # returns (the sentinel is a live pipe end that never becomes ready within 0.5 s)
+    child.close()
+    assert real.wait(5.0) is not None

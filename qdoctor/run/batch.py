@@ -344,6 +344,7 @@ class Runner:
                 _signal_group(w.process.pid, getattr(signal, "SIGKILL", signal.SIGTERM))  # also ends a paused one
             w.process.join(5.0)
         w.conn.close()
+        w.connection_lost = True  # a process slow to die (gigabytes to free) is waited for by its sentinel only
 
     # ------------------------------------------------------------------------------------------- taking turns
 
