@@ -322,3 +322,58 @@ def test_models_kept_only_in_a_dict_and_timed_in_a_loop_are_found_and_named(tmp_
     t = loaded.target
     assert (t.subject_name, t.float_name) == ("models['int8'] (in bench)", "models['fp32'] (in bench)")
     assert tuple(loaded.inputs[0].shape) == (4, 16)
+
+
+_STEP_RAISES_IN_MAIN = """\
+import torch
+import torch.nn as nn
+import torch.ao.quantization as tq
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.bn = nn.BatchNorm2d(8)
+        self.up = nn.ConvTranspose2d(8, 4, 2, stride=2)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        return self.dequant(self.up(self.bn(self.conv(self.quant(x)))))
+
+
+def main():
+    net = Net(){mode}
+    torch.backends.quantized.engine = "x86"
+    net.qconfig = tq.get_default_qconfig("x86")
+    {step}
+    prepared = tq.prepare(net)
+    prepared(torch.randn(1, 3, 16, 16))
+    return tq.convert(prepared)
+
+
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("mode", "step", "code", "fix_names"),
+    [
+        # prepare() refuses the per-channel weight observer on ConvTranspose2d: the fix names the model and layer
+        (".eval()", "net = tq.fuse_modules(net, [['conv', 'bn']])", "QD016", "net.up.qconfig"),
+        # fuse_modules refuses a model in train mode ("Fusion only for eval!")
+        ("", "net = tq.fuse_modules(net, [['conv', 'bn']])", "QD009", "net.eval()"),
+    ],
+)
+def test_a_flow_step_that_raises_before_any_model_is_bound_is_diagnosed_from_its_crash(
+    tmp_path, mode, step, code, fix_names
+):
+    """Inside main() the script dies in a flow step before any model exists at module level: there are no model
+    facts, yet the rule that owns the step's failure answers for it (matrix cell upsampler-conv_transpose_per_channel
+    in the function and __main__ styles missed QD016 this way)."""
+    report = run_check(_script(tmp_path, _STEP_RAISES_IN_MAIN.format(mode=mode, step=step)))
+    found = [f for f in report.findings if f.rule == code]
+    assert found and (found[0].location.line or 0) > 0, codes(report)
+    assert fix_names in (found[0].fix or ""), found[0].fix
+    assert not {"QD014", "QD017"} & set(codes(report))

@@ -85,6 +85,25 @@ def subject_variable(facts: Facts, fallback: str = "quantized_model") -> str:
     return name if name.isidentifier() else fallback
 
 
+_FIRST_ARGUMENT = re.compile(r"\b\w+\(\s*([A-Za-z_][\w.]*)")
+
+
+def step_argument(facts: Facts, source: SourceLocation | None) -> str:
+    """The model a failed flow step took: the first argument of the call on its line (``tq.prepare(fp32)``: fp32),
+    else the subject's name."""
+    found = _FIRST_ARGUMENT.search(source.code) if source is not None and source.code else None
+    return found.group(1) if found else subject_variable(facts)
+
+
+def script_attribute(facts: Facts, layer_type: str) -> str | None:
+    """The attribute the script assigns a layer of ``layer_type`` to (``self.up = nn.ConvTranspose2d(...)``: up),
+    read from its text when no module facts name it; None when no single one does."""
+    names = set(
+        re.findall(rf"self\.(\w+)\s*=\s*(?:[\w.]+\.)?{re.escape(layer_type)}\w*\(", facts.target.script_text or "")
+    )
+    return names.pop() if len(names) == 1 else None
+
+
 def float_variable(facts: Facts, fallback: str = "float_model") -> str:
     """The user's name for the float model (what fuse_modules/prepare take), or ``fallback`` when it is what a
     function returns (``build_float_model()``) or there is none."""

@@ -298,11 +298,15 @@ def flow_failure_rules(facts: Facts) -> list[Rule]:
     """The rules that own a flow-step cause of one of the facts' crashes: empty unless a step of a quantization flow
     raised (then the model the script meant to quantize may have stayed float, and these rules say why)."""
     crashes = distinct_crashes(facts)
-    return [
-        r
-        for r in all_rules()
-        if any(cause.flow_step and cause.matches(crash, facts) for cause in r.owns for crash in crashes)
-    ]
+    return [r for r in all_rules() if owns_a_flow_step_crash(r, facts, crashes)]
+
+
+def owns_a_flow_step_crash(r: Rule, facts: Facts, crashes: list[CrashInfo] | None = None) -> bool:
+    """Whether a quantization flow step raised a cause ``r`` owns: the rule is then asked about that crash, which it
+    explains from the crash alone, even in a report with no model facts (the script stopped in prepare() or
+    fuse_modules() before any model was bound)."""
+    found = distinct_crashes(facts) if crashes is None else crashes
+    return any(cause.flow_step and cause.matches(crash, facts) for cause in r.owns for crash in found)
 
 
 def get_rule(code: str) -> Rule | None:
@@ -349,6 +353,8 @@ def run_rules(
         if not selected(r.code, select, ignore):
             continue
         missing = [n for n in r.needs if getattr(facts, n, None) is None]
+        if missing and owns_a_flow_step_crash(r, facts):
+            missing = []  # the rule answers for the failed step from the crash; its model facts are not needed
         if missing:
             reasons = "; ".join(f"{n}: {facts.unavailable.get(n, 'not gathered')}" for n in missing)
             applicable = not all(n in facts.not_applicable for n in missing)

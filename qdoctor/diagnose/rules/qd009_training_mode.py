@@ -10,7 +10,7 @@ from qdoctor import facts as F
 from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose import static_steps as static
 from qdoctor.diagnose.findings import Finding, Severity
-from qdoctor.diagnose.locate import float_variable, script_line, subject_variable
+from qdoctor.diagnose.locate import float_variable, script_line, step_argument, subject_variable
 from qdoctor.diagnose.registry import from_text, rule
 from qdoctor.facts import Facts, ModuleInfo, TraceEvent
 from qdoctor.facts import report as R
@@ -71,9 +71,6 @@ def _dropout_crash(facts: Facts) -> Iterator[Finding]:
         )
 
 
-_FIRST_ARGUMENT = re.compile(r"\b\w+\(\s*([A-Za-z_][\w.]*)")
-
-
 def _mode_refused(facts: Facts) -> Iterator[Finding]:
     """A quantization step refused the model's mode: "Fusion only for eval!" from fuse_modules or prepare_fx on a
     model in train mode, prepare_qat on a model in eval mode."""
@@ -83,8 +80,7 @@ def _mode_refused(facts: Facts) -> Iterator[Finding]:
             continue
         explanation, fix = known
         source = crashes.user_line(crash, facts) or crashes.crash_source(crash, facts)
-        argument = _FIRST_ARGUMENT.search(source.code) if source and source.code else None
-        model = argument.group(1) if argument else subject_variable(facts)
+        model = step_argument(facts, source)
         where = f" at line {source.line} (`{source.code}`)" if source and source.code else ""
         yield training_mode.finding(
             f"the script raised {crashes.short_message(crash, 120)}{where}: {explanation}.",

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
-from qdoctor.diagnose.locate import subject_variable
+from qdoctor.diagnose.locate import script_attribute, step_argument
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import CrashInfo, Facts
 
@@ -121,7 +121,9 @@ def _qconfig_finding(facts: Facts, crash: CrashInfo, explanation: str, fix: str)
     source = crashes.user_line(crash, facts) or crashes.crash_source(crash, facts)
     kind = crashes.qconfig_module_type(crash)
     module = next((m.path for m in facts.modules or [] if kind and kind in m.type and m.path), None)
-    model = subject_variable(facts)
+    if module is None and facts.modules is None and kind:  # the step raised before any model facts existed
+        module = script_attribute(facts, kind)
+    model = step_argument(facts, source)  # the model prepare() took: the fix goes on it, before prepare()
     return quantized_dtype_mismatch.finding(
         f"the script raised {crashes.short_message(crash, 160)}: {explanation}.",
         module=module,
