@@ -66,7 +66,9 @@ def test_intervals_are_present_and_ordered_and_follow_the_paired_rounds(monkeypa
     ratio = result.ratio("b", "a")
     assert ratio is not None and ratio.method == "paired-bootstrap+between-process"
     assert ratio.low <= ratio.value <= ratio.high
-    assert ratio.clearly_above(1.5)  # paired: the load swing does not blur a clear 2x
+    # paired: the load swing does not blur a clear 2x; what is left is the between-process part alone
+    assert ratio.clearly_above(1.25)
+    assert abs(math.log(ratio.high / ratio.value) - rounds.Z_95 * math.sqrt(2) * rounds.PROCESS_SD) < 0.02
     timing = result.timing("a")
     assert timing is not None and timing.runs == 12 and timing.iqr_ms > 0 and not timing.contended
 
@@ -139,7 +141,7 @@ def test_widening_adds_the_between_process_variance_to_the_own_interval():
     # with no between-process variance it is the prediction interval of the run's own uncertainty (sqrt 2 wider)
     bare = rounds.widened(own, 0.0)
     assert abs((math.log(bare.high / 2.0)) - math.sqrt(2) * math.log(2.1 / 2.0)) < 1e-9
-    assert rounds.process_sd(False, 2) < rounds.process_sd(True, 1) < rounds.process_sd(True, 2)
+    assert rounds.process_sd(False, 2) <= rounds.process_sd(True, 1) < rounds.process_sd(True, 2)
     # a more crowded machine (runnable threads per core) spreads contended processes further apart
     assert rounds.process_sd(True, 1, 14.0) > rounds.process_sd(True, 1, 1.5) > rounds.process_sd(True, 1, 0.5)
     assert wide.process_sd == 0.03 and Ratio.from_dict(wide.as_dict()).as_dict() == wide.as_dict()
