@@ -171,6 +171,26 @@ def test_per_run_times_give_a_median_and_a_spread():
     assert profiled_runs(2.0, 1.0) == 1  # a forward slower than a second: as many as the budget allows
 
 
+def test_a_model_with_thousands_of_ops_per_call_is_profiled_fewer_times_and_per_run_times_stay_in_order():
+    import torch
+    from torch import nn
+
+    from qdoctor.gather import profile as profiling
+
+    budget = profiling.EVENT_BUDGET
+    assert profiling.runs_within_event_budget(10, 100) == 10
+    assert profiling.runs_within_event_budget(10, budget // 6) == 6
+    assert profiling.runs_within_event_budget(10, 9_500 * 4) == 3  # never below the spread QD023 needs
+    assert profiling.runs_within_event_budget(1, budget * 2) == 1  # a slow forward: as many as the time allows
+    # two profiling sessions (one run, then the rest): every module still has one time per run
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)).eval()
+    kinds = {"0": F.FLOAT, "1": F.FLOAT, "2": F.FLOAT}
+    found = profiling.profile_model(model, (torch.randn(2, 8),), kinds, set(), runs=5)
+    assert found.runs == 5
+    linear = next(m for m in found.modules if m.path == "0")
+    assert len(linear.run_ms) == 5
+
+
 # ------------------------------------------------------------------------------------------------ end to end
 
 INT8_DEPTHWISE_MS, OTHER_MS = 1.0, 0.1  # the fixed profile: int8 depthwise layers 10x everything else
