@@ -241,6 +241,9 @@ def main(arguments: list[str]) -> int:
             print(f"big_models: checking {name} ...", file=sys.stderr, flush=True)
             row = run_one(name, Path(folder), extra)
             row["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            row["code"] = subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+            ).stdout.strip()
             rows[name] = row
             ROWS.write_text(json.dumps(rows, indent=1) + "\n")
             print(f"big_models: {name}: {json.dumps(row)}", file=sys.stderr, flush=True)
