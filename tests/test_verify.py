@@ -193,6 +193,32 @@ def test_fix_all_is_timed_in_the_same_rounds_as_each_fix(monkeypatch):
     assert len(verification) == 1 and sum(key.startswith("float@") for key in verification[0]) == 1
 
 
+def test_a_big_model_s_fixes_are_built_timed_and_freed_one_at_a_time(monkeypatch):
+    # issue 27: above ONE_AT_A_TIME_BYTES no two counterfactuals are alive at once; each is timed as soon as it is
+    # built (with the subject and the float baseline), and the verdicts come out as in the batched sessions
+    from qdoctor.gather import timing
+    from qdoctor.prescribe import counterfactuals
+
+    monkeypatch.setattr(counterfactuals, "ONE_AT_A_TIME_BYTES", 0)
+    sessions: list[list[str]] = []
+    time_models = timing.time_models
+
+    def counted(variants: list[Any], *args: Any, **kwargs: Any) -> Any:
+        sessions.append([v.key for v in variants])
+        return time_models(variants, *args, **kwargs)
+
+    monkeypatch.setattr(timing, "time_models", counted)
+    result = prescribe_target(FIXTURES / "seed004_as_written.py", ("QD001", "QD002", "QD004"), bench=True)
+    verification = sessions[1:]
+    assert len(verification) >= 3  # one session per fix (fix-all: its own, or reused)
+    assert all(sum(key.startswith("fix") for key in keys) <= 2 for keys in verification), verification
+    assert all(any(key.startswith("float@") for key in keys) for keys in verification)
+    for code in ("QD001", "QD002", "QD004"):
+        assert result.verified(code).applied and (result.verified(code).after_ms or 0) > 0
+    assert result.fix_all.applied and (result.fix_all.after_ms or 0) > 0 and result.fix_all.vs_float is not None
+    assert not result.untouched
+
+
 def test_seed004_each_fix_is_verified_on_top_of_the_crash_repair():
     result = seed004()
     qd002 = result.verified("QD002")

@@ -22,6 +22,7 @@ from qdoctor.facts.location import exception_line, first_line
 from qdoctor.facts.prescription import Verified
 from qdoctor.flows import RebuildInputs, RebuildPlan, detect, rebuild_flow
 from qdoctor.gather import numerics, timing
+from qdoctor.gather.resources import model_bytes
 from qdoctor.gather.rounds import Variant
 from qdoctor.introspect.flow import model_flow
 from qdoctor.introspect.kinds import eager_module
@@ -39,6 +40,11 @@ VERIFY_BENCH_TIME = (
 VERIFY_MIN_ROUNDS = 5  # paired rounds at least, even when a round of every model outlasts the budget
 
 Progress = Callable[[str], None]
+
+
+# Above this float model size the counterfactuals are built, timed and freed one at a time (their rounds are then
+# paired with the subject and the float baseline per fix, not across fixes): 256 MB, a ResNet-101 or a BERT-base.
+ONE_AT_A_TIME_BYTES = 256 * 2**20
 
 
 @dataclass
@@ -121,6 +127,10 @@ class Counterfactuals:
             fusion_groups=groups,
             measured_threads=self.measured_threads,
         )
+        # a model this big is verified one fix at a time: each counterfactual is timed as soon as it is built and
+        # freed before the next, so that at most one copy beyond the script's own models is alive (issue 27)
+        size = model_bytes(self.float_model) if self.float_model is not None else None
+        self.one_at_a_time = size is not None and size > ONE_AT_A_TIME_BYTES
         self._reference: Any = None
         self._reference_done = False
         self._cache: dict[Any, Measured] = {}

@@ -32,9 +32,13 @@ def verify_each(stage: Counterfactuals, fixes: dict[str, Fix]) -> dict[str, Veri
             after = stage.rebuilt(runnable.changed(**fixes[code].fixed))
             on_top_of = blocking
         plans.append((code, before, after, on_top_of, False))
+        if stage.one_at_a_time:  # a big model: timed now with the subject and the float baseline, then freed
+            stage.time_together([before, after])
     for code in direct:
         stage.progress(f"verifying the fix for {code}")
         plans.append((code, subject, stage.on_subject((code,), fixes), [], True))
+        if stage.one_at_a_time:
+            stage.time_together([plans[-1][2]])
     if plans and stage.options.bench:
         stage.progress("timing the fixes with the subject and the float baseline in interleaved rounds")
     # fix-all is built now and timed in the same rounds: the subject and the float baseline are timed once
