@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .models import transformers_installed
+from .outcome import CRASH
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,30 @@ class Recipe:
         path.write_text(f"# healthy-recipe sweep: {self.name}\n# {self.link}\n{self.source}", encoding="utf-8")
         return path
 
+
+# The tutorial's recipe itself raises on resnet18 with torch 2.14.1 + torchao 0.18 (reproduced without qdoctor:
+# `python bench/.matrix/sweep/sweep__pt2e_x86_inductor_resnet18.py`; also with BatchNorm folded into the convs and
+# with ReLU not in place): X86InductorQuantizer's conv + add (+ relu) annotation finds a partition with two output
+# nodes. A true crash of the recipe on this stack, reported by qdoctor as the failed prepare_pt2e step.
+_PT2E_KNOWN = {
+    "resnet18": {
+        "QD017": "the recipe raises inside prepare_pt2e on this stack (torch 2.14.1, torchao 0.18), without qdoctor "
+        "too: X86InductorQuantizer's conv-add annotation fails on ResNet's residual blocks ('Input partition has "
+        "more than one output node')",
+        CRASH: "Input partition has more than one output node",
+    }
+}
+
+# Measured (torch.utils.benchmark, x86 engine, 1x16x16 input): an int8 depthwise 3x3 Conv2d with 116, 122 or 244
+# channels takes 2-9 ms against 0.2 ms in fp32 (11-42x slower), while 24, 48, 58, 96, 128, 176 or 232 channels run
+# faster than fp32. ShuffleNetV2 x2.0's branches have 122 and 244 channels.
+_TV_KNOWN = {
+    "shufflenet_v2_x2_0": {
+        "QD023": "measured: an int8 depthwise 3x3 conv of 122 or 244 channels (ShuffleNetV2 x2.0's stage 2 and 3 "
+        "branches) runs 11-42x slower than in fp32 on the x86 engine (2-9 ms against 0.2 ms; 58, 128 or 232 channels "
+        "do not), so keeping those layers in float is the fix QD023 names"
+    }
+}
 
 # torchvision's quantizable models and the input size each is run at (inception_v3 needs at least 75x75)
 TORCHVISION = {
@@ -171,6 +196,7 @@ RECIPES: dict[str, Recipe] = {
                 "https://github.com/pytorch/vision/blob/main/references/classification/train_quantization.py",
                 _TV_PTQ.format(builder=builder, extra=extra, size=size),
                 ci=name in _CI,
+                known=_TV_KNOWN.get(name, {}),
             )
             for name, (builder, extra, size) in TORCHVISION.items()
         ),
@@ -188,6 +214,7 @@ RECIPES: dict[str, Recipe] = {
                 f"pt2e_x86_inductor_{name}",
                 "https://pytorch.org/tutorials/prototype/pt2e_quant_x86_inductor.html",
                 _PT2E.format(builder=name),
+                known=_PT2E_KNOWN.get(name, {}),
             )
             for name in ("resnet18", "mobilenet_v2")
         ),
