@@ -11,6 +11,7 @@ calibration batches. ExecuTorch is imported only when deploying (the optional ex
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib
 import re
 from importlib import metadata
@@ -19,14 +20,15 @@ from typing import Any
 import torch
 
 from qdoctor.facts import FlowKind
-from qdoctor.facts.deploy import FLOAT, INT8, PartitionEdge
-from qdoctor.flows import register
+from qdoctor.facts.deploy import FLOAT, INT8, UNKNOWN_ROLE, PartitionEdge
+from qdoctor.flows import _pte, register
 from qdoctor.flows._base import Deployed, DeployedNode, DeployInputs, Flow, Lowered
 from qdoctor.flows._building import calibrate
 from qdoctor.introspect.flow import ModelFlow
 from qdoctor.introspect.state import preserved_torch_state
 
 TARGET = "executorch-xnnpack"
+XNNPACK_BACKEND_ID = "XnnpackBackend"  # the backend id of XNNPACK's delegates in a .pte
 _DELEGATE_CALL = "executorch_call_delegate"
 _QDQ = re.compile(r"quantized_decomposed_(de)?quantize_per_")
 _OTHER_BACKENDS = {"X86": "x86 Inductor (oneDNN)", "Arm": "ARM Inductor", "Inductor": "Inductor"}
@@ -195,6 +197,7 @@ class ExecuTorchXnnpackFlow(Flow):
     priority = 90
     static = True
     deploy_target = TARGET
+    program_suffix = ".pte"
 
     def matches(self, look: ModelFlow) -> bool:
         """No torch model is made by a deployment target: `--deploy` selects it."""
@@ -226,4 +229,30 @@ class ExecuTorchXnnpackFlow(Flow):
             quantizer_made_for=_made_for(given.subject_quantizers) if given.subject is not None else None,
             programs=programs,
             unavailable=unavailable,
+        )
+
+    def read_program(self, data: bytes) -> Deployed:
+        """A .pte as it is. Its role is int8 when quantize/dequantize kernels run outside its delegates; else unknown
+        (what a delegate computes in is not read: its payload is the backend's own format)."""
+        try:
+            importlib.import_module("executorch.runtime")
+        except ImportError as exc:
+            raise ImportError(
+                f"reading a .pte needs ExecuTorch, which is not installed here ({exc}): pip install 'qdoctor[executorch]'"
+            ) from None
+        with preserved_torch_state(), torch.no_grad():
+            program, inputs = _pte.read(UNKNOWN_ROLE, data)
+            if program.quantized_ops:
+                program = dataclasses.replace(program, role=INT8)
+        backends = set(program.partitions_by_backend)
+        return Deployed(
+            target=TARGET,
+            backend="XNNPACK" if backends <= {XNNPACK_BACKEND_ID} else ", ".join(sorted(backends)),
+            runtime=f"ExecuTorch {metadata.version('executorch')}",
+            quantizer=None,
+            quantizer_made_for=None,
+            programs=[program],
+            unavailable={FLOAT: "a .pte holds one program: there is no float baseline to lower or time beside it"},
+            from_program=True,
+            inputs=tuple(inputs),
         )

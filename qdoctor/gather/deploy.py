@@ -57,6 +57,7 @@ def _program(lowered: Lowered, user_file: str | None) -> LoweredProgram:
         ops=sorted(ops.values(), key=lambda o: (-o.not_delegated, o.op)),
         edges=lowered.edges,
         quantized_ops=lowered.quantized_ops,
+        partitions_by_backend=dict(lowered.partitions_by_backend),
     )
 
 
@@ -69,6 +70,7 @@ def deployment(deployed: Deployed, user_file: str | None) -> Deployment:
         quantizer=deployed.quantizer,
         quantizer_made_for=deployed.quantizer_made_for,
         programs=[_program(p, user_file) for p in deployed.programs],
+        from_pte=deployed.from_program,
         unavailable=dict(deployed.unavailable),
     )
 
@@ -96,6 +98,25 @@ def gather_deployment(target: str, loaded: LoadedTarget, facts: Facts, bench: bo
         reason = exception_line(exc)[:400]
         return Deployment(target, backend="", runtime="", quantizer=None, unavailable={"lowering": reason})
     found = deployment(deployed, loaded.target.file)
+    if bench:
+        time_programs(deployed, found, bench_time)
+    else:
+        found.unavailable["latency"] = "timing disabled (--no-bench)"
+    return found
+
+
+# what a serialized program does not hold (qdoctor/flows/_pte.py says why), in the report's words
+NOT_IN_A_PROGRAM = {
+    "source_lines": "a .pte holds no stack traces of the export: the user's line of an op is unknown",
+    "partition_edges": "partition edges are not read from a .pte (a delegate call's inputs and outputs are one list)",
+    "delegated_ops": "the ops inside a delegate are not read from a .pte (its payload is the backend's own format)",
+}
+
+
+def program_deployment(deployed: Deployed, bench: bool, bench_time: float) -> Deployment:
+    """The facts of a program read from a file (``qdoctor check program.pte``), timed alone in its runtime."""
+    found = deployment(deployed, None)
+    found.unavailable.update(NOT_IN_A_PROGRAM)
     if bench:
         time_programs(deployed, found, bench_time)
     else:

@@ -1,0 +1,142 @@
+"""A serialized ExecuTorch program (.pte) read as it is, for ``qdoctor check program.pte``: ExecuTorch's own
+deserializer (``executorch.exir._serialize._program.deserialize_pte_binary``) gives the Program flatbuffer, whose
+``forward`` execution plan lists its operators, its delegates (with their backend ids) and chains of instructions:
+a ``DelegateCall`` runs one delegated partition, a ``KernelCall`` one operator in the runtime's own (portable or
+quantized) kernels. The program is then loaded in the runtime (``Runtime.get().load_program``), whose method metadata
+gives the shapes and dtypes of its inputs: it runs on random inputs of those.
+
+What a .pte does not hold, and so is not read: the stack traces of the export (no user's line for an op), the ops
+inside a delegate (its payload is the backend's own format), and which values a delegate call reads or writes (its
+arguments are one list), so neither the partition edges nor whether a delegate computes in int8.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+import torch
+
+from qdoctor.flows._base import DeployedNode, Lowered
+
+METHOD = "forward"
+# ExecuTorch's ScalarType codes (the same numbering as c10's) of the inputs a method may take
+_DTYPES = {
+    0: torch.uint8,
+    1: torch.int8,
+    2: torch.int16,
+    3: torch.int32,
+    4: torch.int64,
+    5: torch.float16,
+    6: torch.float32,
+    7: torch.float64,
+    11: torch.bool,
+    15: torch.bfloat16,
+}
+# kernels that only make a constant or a view of one: glue, not computation on the program's data
+_GLUE = ("aten::full", "aten::zeros", "aten::ones", "aten::empty", "aten::scalar_tensor", "aten::arange", "aten::view")
+_QDQ_KERNEL = ("quantized_decomposed::quantize_per_", "quantized_decomposed::dequantize_per_")
+
+
+def op_name(name: str, overload: str) -> str:
+    """The facts' name of a kernel (the edge graph's node name, as get_delegation_info lists it):
+    ``aten::grid_sampler_2d`` ``out`` -> ``aten_grid_sampler_2d_default``. A .pte holds the out variant that
+    replaced the functional op: ``out`` was its ``default`` overload, ``Tensor_out`` its ``Tensor``."""
+    functional = overload.removesuffix("out").rstrip("_") or "default"
+    return f"{name.replace('::', '_').replace('.', '_')}_{functional}"
+
+
+def _computes(name: str) -> bool:
+    return not (name.startswith(_GLUE) or name.startswith("executorch_prim::") or "sym_" in name)
+
+
+def _out_elements(plan: Any, args: list[int]) -> int:
+    """Elements of a kernel call's output: an out variant's out tensor is its last argument."""
+    value = plan.values[args[-1]].val if args else None
+    sizes = getattr(value, "sizes", None)
+    return math.prod(sizes) if isinstance(sizes, list) else 0
+
+
+def _plan(program: Any) -> Any:
+    plans = {plan.name: plan for plan in program.execution_plan}
+    if METHOD not in plans:
+        raise ValueError(f"the program has no {METHOD!r} method (its methods: {', '.join(sorted(plans)) or 'none'})")
+    return plans[METHOD]
+
+
+def read_instructions(data: bytes) -> tuple[dict[str, int], list[DeployedNode], int]:
+    """Delegated partitions per backend id, the kernel calls outside the delegates (one DeployedNode each, no stack
+    trace) and how many of those quantize or dequantize."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+    from executorch.exir.schema import DelegateCall, KernelCall
+
+    try:
+        program = deserialize_pte_binary(data).program
+    except Exception as exc:  # the flatbuffer reader fails in many ways on bytes that are not a (whole) program
+        raise ValueError(f"not an ExecuTorch program, or a truncated one ({str(exc)[:160]})") from None
+    plan = _plan(program)
+    partitions: Counter[str] = Counter()
+    nodes: list[DeployedNode] = []
+    quantized = 0
+    for chain in plan.chains:
+        for instruction in chain.instructions:
+            call = instruction.instr_args
+            if isinstance(call, DelegateCall):
+                partitions[plan.delegates[call.delegate_index].id] += 1
+            elif isinstance(call, KernelCall):
+                operator = plan.operators[call.op_index]
+                quantized += operator.name.startswith(_QDQ_KERNEL)
+                name, computes = op_name(operator.name, operator.overload), _computes(operator.name)
+                nodes.append(DeployedNode(name, None, computes, _out_elements(plan, call.args)))
+    return dict(partitions), nodes, quantized
+
+
+def _random(sizes: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    if dtype.is_floating_point:
+        return torch.randn(sizes, dtype=dtype)
+    if dtype == torch.bool:
+        return torch.rand(sizes) < 0.5
+    return torch.randint(0, 8, sizes, dtype=dtype)
+
+
+def load(data: bytes) -> tuple[Any, list[torch.Tensor]]:
+    """The program loaded in the runtime with its forward method, and random inputs of the shapes and dtypes its
+    metadata records. The program object is returned with the method: a method whose program was freed reads freed
+    memory."""
+    import importlib
+
+    from executorch.runtime import Runtime
+
+    # the out variants of quantize/dequantize: a program that runs them outside its delegates loads only with them
+    importlib.import_module("executorch.kernels.quantized")
+    try:
+        program = Runtime.get().load_program(data)
+        method = program.load_method(METHOD)
+    except RuntimeError as exc:
+        missing = " (an operator it calls has no kernel in this runtime)" if "0x:14" in str(exc) else ""
+        raise ValueError(f"the ExecuTorch runtime cannot load it ({str(exc)[:160]}){missing}") from None
+    meta = method.metadata
+    inputs = []
+    for index in range(meta.num_inputs()):
+        try:
+            tensor = meta.input_tensor_meta(index)
+        except Exception:  # a non-tensor input (an int, a list) has no tensor metadata
+            raise ValueError(f"input {index} of {METHOD} is not a tensor: qdoctor cannot make it") from None
+        dtype = _DTYPES.get(int(tensor.dtype()))
+        if dtype is None:
+            raise ValueError(f"input {index} of {METHOD} has ExecuTorch scalar type {tensor.dtype()}, not supported")
+        inputs.append(_random(tuple(tensor.sizes()), dtype))
+    return (program, method), inputs
+
+
+def read(role: str, data: bytes) -> tuple[Lowered, list[torch.Tensor]]:
+    """A .pte as a Lowered program (``delegated`` keyed by backend id: the ops inside a delegate are not read),
+    with the inputs it runs on."""
+    partitions, nodes, quantized = read_instructions(data)
+    held, inputs = load(data)
+
+    def run() -> Any:
+        return held[1].execute(inputs)
+
+    return Lowered(role, data, run, sum(partitions.values()), {}, nodes, [], quantized, partitions), inputs
