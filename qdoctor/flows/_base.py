@@ -293,6 +293,15 @@ class Flow(abc.ABC):
         """Lower the int8 model and its float baseline for ``deploy_target`` and load both in its runtime."""
         raise CapabilityMissing(f"the {self.name} flow does not deploy")
 
+    def lower(self, role: str, model: nn.Module, inputs: tuple[Any, ...]) -> Lowered:
+        """One model (float, or int8 from a PT2E quantizer) exported, lowered for ``deploy_target`` and loaded in its
+        runtime, as ``deploy`` lowers each of its programs (`qdoctor compare --deploy` lowers every recipe so)."""
+        raise CapabilityMissing(f"the {self.name} flow does not deploy")
+
+    def quantize_for_target(self, given: DeployInputs) -> tuple[nn.Module, str]:
+        """``given.float_model`` quantized (on a copy) by the target's own quantizer, and that quantizer in words."""
+        raise CapabilityMissing(f"the {self.name} flow does not deploy")
+
     def read_program(self, data: bytes) -> Deployed:
         """A serialized program of its runtime (a file ending in ``program_suffix``) read and loaded as it is: one
         program, no float baseline. Raises ImportError when the runtime is not installed, ValueError when ``data``

@@ -29,6 +29,7 @@ from qdoctor.introspect.state import preserved_torch_state
 
 TARGET = "executorch-xnnpack"
 XNNPACK_BACKEND_ID = "XnnpackBackend"  # the backend id of XNNPACK's delegates in a .pte
+XNNPACK_QUANTIZER = "XNNPACKQuantizer (symmetric, per-channel)"
 _DELEGATE_CALL = "executorch_call_delegate"
 _QDQ = re.compile(r"quantized_decomposed_(de)?quantize_per_")
 _OTHER_BACKENDS = {"X86": "x86 Inductor (oneDNN)", "Arm": "ARM Inductor", "Inductor": "Inductor"}
@@ -210,7 +211,7 @@ class ExecuTorchXnnpackFlow(Flow):
             if given.subject is not None:
                 quantized, quantizer = given.subject, ", ".join(q.rsplit(".", 1)[-1] for q in given.subject_quantizers)
             elif given.float_model is not None:
-                quantized, quantizer = _quantize_for_xnnpack(given), "XNNPACKQuantizer (symmetric, per-channel)"
+                quantized, quantizer = _quantize_for_xnnpack(given), XNNPACK_QUANTIZER
             else:
                 raise ValueError("no model to lower: the target has neither a PT2E int8 model nor a float baseline")
             programs.append(_lower(INT8, quantized, given.inputs, time_ops=given.time_ops))
@@ -230,6 +231,14 @@ class ExecuTorchXnnpackFlow(Flow):
             programs=programs,
             unavailable=unavailable,
         )
+
+    def lower(self, role: str, model: torch.nn.Module, inputs: tuple[Any, ...]) -> Lowered:
+        with preserved_torch_state(), torch.no_grad():
+            return _lower(role, model, inputs)
+
+    def quantize_for_target(self, given: DeployInputs) -> tuple[torch.nn.Module, str]:
+        with preserved_torch_state(), torch.no_grad():
+            return _quantize_for_xnnpack(given), XNNPACK_QUANTIZER
 
     def read_program(self, data: bytes) -> Deployed:
         """A .pte as it is. Its role is int8 when quantize/dequantize kernels run outside its delegates; else unknown

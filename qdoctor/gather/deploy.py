@@ -32,7 +32,7 @@ def deploy_inputs(loaded: LoadedTarget, facts: Facts, time_ops: bool = False) ->
     )
 
 
-def _program(lowered: Lowered, user_file: str | None) -> LoweredProgram:
+def lowered_program(lowered: Lowered, user_file: str | None) -> LoweredProgram:
     ops: dict[str, OpDelegation] = {}
     for op, count in lowered.delegated.items():
         ops[op] = OpDelegation(op, delegated=count, not_delegated=0)
@@ -69,22 +69,26 @@ def deployment(deployed: Deployed, user_file: str | None) -> Deployment:
         runtime=deployed.runtime,
         quantizer=deployed.quantizer,
         quantizer_made_for=deployed.quantizer_made_for,
-        programs=[_program(p, user_file) for p in deployed.programs],
+        programs=[lowered_program(p, user_file) for p in deployed.programs],
         from_pte=deployed.from_program,
         unavailable=dict(deployed.unavailable),
     )
 
 
+def time_lowered(programs: dict[str, Lowered], bench_time: float) -> timing.RoundsResult:
+    """Programs timed together in interleaved rounds in their runtime, by key (their ratios from paired rounds)."""
+    return timing.time_models([timing.Variant(key, p.run) for key, p in programs.items()], bench_time)
+
+
 def time_programs(deployed: Deployed, facts: Deployment, bench_time: float) -> None:
     """Both programs timed together in interleaved rounds in the runtime; the float/int8 ratio from paired rounds."""
-    variants = [timing.Variant(p.role, p.run) for p in deployed.programs]
-    result = timing.time_models(variants, bench_time)
+    result = time_lowered({p.role: p for p in deployed.programs}, bench_time)
     for program in facts.programs:
         program.latency = result.timing(program.role)
         if program.role in result.errors:
             facts.unavailable[f"latency_{program.role}"] = str(result.errors[program.role])[:300]
-    if len(variants) == 2:
-        facts.speedup = result.ratio(variants[1].key, variants[0].key)
+    if len(deployed.programs) == 2:
+        facts.speedup = result.ratio(deployed.programs[1].role, deployed.programs[0].role)
     int8 = next((p for p in deployed.programs if p.role == INT8), None)
     for node in int8.not_delegated if int8 is not None else []:
         if node.run_alone is not None and node.op not in facts.op_cost:  # one node of each op: the cost per node
