@@ -44,9 +44,15 @@ def report_of(name: str, folder: Path):
 
 
 def test_kernel_names_map_to_the_edge_op_names_the_facts_use():
+    need_executorch()
     assert op_name("aten::grid_sampler_2d", "out") == "aten_grid_sampler_2d_default"
-    assert op_name("aten::add", "Tensor_out") == "aten_add_Tensor"
-    assert op_name("quantized_decomposed::quantize_per_tensor", "out").startswith("quantized_decomposed_quantize_per_")
+    assert op_name("aten::add", "out") == "aten_add_Tensor"  # the functional op whose out variant it is
+    assert op_name("aten::mean", "out") == "aten_mean_dim"
+    assert op_name("aten::max", "dim_max") == "aten_max_dim"
+    assert op_name("quantized_decomposed::quantize_per_tensor", "out") == (
+        "quantized_decomposed_quantize_per_tensor_default"
+    )
+    assert op_name("no_such_library::op", "Tensor_out") == "no_such_library_op_Tensor"  # unknown here: its stem
 
 
 def test_a_pte_is_a_program_target_of_the_executorch_flow():

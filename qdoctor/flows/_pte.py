@@ -12,6 +12,7 @@ arguments are one list), so neither the partition edges nor whether a delegate c
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from typing import Any
@@ -34,21 +35,42 @@ _DTYPES = {
     11: torch.bool,
     15: torch.bfloat16,
 }
-# kernels that only make a constant or a view of one: glue, not computation on the program's data
-_GLUE = ("aten::full", "aten::zeros", "aten::ones", "aten::empty", "aten::scalar_tensor", "aten::arange", "aten::view")
 _QDQ_KERNEL = ("quantized_decomposed::quantize_per_", "quantized_decomposed::dequantize_per_")
 
 
+@functools.cache
 def op_name(name: str, overload: str) -> str:
-    """The facts' name of a kernel (the edge graph's node name, as get_delegation_info lists it):
-    ``aten::grid_sampler_2d`` ``out`` -> ``aten_grid_sampler_2d_default``. A .pte holds the out variant that
-    replaced the functional op: ``out`` was its ``default`` overload, ``Tensor_out`` its ``Tensor``."""
-    functional = overload.removesuffix("out").rstrip("_") or "default"
-    return f"{name.replace('::', '_').replace('.', '_')}_{functional}"
+    """The facts' name of a kernel (the edge graph's node name, as get_delegation_info lists it): the functional
+    overload whose out variant the .pte calls (ExecuTorch's own to_out_variant), ``aten::add`` ``out`` ->
+    ``aten_add_Tensor``, ``aten::grid_sampler_2d`` ``out`` -> ``aten_grid_sampler_2d_default``. An op torch does
+    not know here keeps its overload's stem (``Tensor_out`` -> ``Tensor``, ``out`` -> ``default``)."""
+    namespace, _, op = name.partition("::")
+    return f"{namespace}_{op}_{_functional(namespace, op, overload)}".replace(".", "_")
 
 
-def _computes(name: str) -> bool:
-    return not (name.startswith(_GLUE) or name.startswith("executorch_prim::") or "sym_" in name)
+def _functional(namespace: str, op: str, overload: str) -> str:
+    from executorch.exir.operator.convert import to_out_variant
+
+    packet = getattr(getattr(torch.ops, namespace, None), op, None)
+    for candidate in packet.overloads() if packet is not None else []:
+        functional = getattr(packet, candidate)
+        try:
+            out, _ = to_out_variant(functional)
+        except Exception:  # an overload with no out variant (or one of the out variants itself)
+            continue
+        if out is not None and out is not functional and out._overloadname == overload:
+            return str(candidate)
+    return overload.removesuffix("out").rstrip("_") or "default"
+
+
+def _computes(name: str, plan: Any, args: list[int]) -> bool:
+    """It reads a tensor (an out variant's out tensor is its last argument): not a constant maker (``aten::full``)
+    nor the runtime's own glue (``executorch_prim::``, symbolic sizes)."""
+    from executorch.exir.schema import Tensor
+
+    if name.startswith("executorch_prim::") or "sym_" in name:
+        return False
+    return any(isinstance(plan.values[a].val, Tensor) for a in args[:-1])
 
 
 def _out_elements(plan: Any, args: list[int]) -> int:
@@ -87,7 +109,8 @@ def read_instructions(data: bytes) -> tuple[dict[str, int], list[DeployedNode], 
             elif isinstance(call, KernelCall):
                 operator = plan.operators[call.op_index]
                 quantized += operator.name.startswith(_QDQ_KERNEL)
-                name, computes = op_name(operator.name, operator.overload), _computes(operator.name)
+                name = op_name(operator.name, operator.overload)
+                computes = _computes(operator.name, plan, call.args)
                 nodes.append(DeployedNode(name, None, computes, _out_elements(plan, call.args)))
     return dict(partitions), nodes, quantized
 
