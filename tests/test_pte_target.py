@@ -159,3 +159,13 @@ def test_check_program_pte_from_the_command_line(programs):
     result = runner.invoke(app, ["check", str(path), "--deploy", "executorch-xnnpack", "--no-bench"])
     assert result.exit_code == 1, result.output  # a warning: QD025
     assert "QD025" in result.output and "timing disabled" in result.output
+
+
+def test_every_format_renders_a_pte_report(programs):
+    from qdoctor.report.render import OutputFormat, render
+
+    report = report_of("grid_sample", programs)
+    for fmt in OutputFormat:
+        text = render(report, fmt)
+        assert "QD025" in text and "grid_sampler_2d" in text, fmt
+        assert "Traceback" not in text and "no float baseline found" not in text, fmt

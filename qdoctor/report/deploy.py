@@ -21,7 +21,8 @@ def _program(program: LoweredProgram, from_pte: bool) -> str:
     if from_pte:  # the delegates' own ops are not read from a .pte: its delegate calls per backend id
         words += "(" + ", ".join(f"{backend} x{n}" for backend, n in sorted(program.partitions_by_backend.items()))
         words += "; " if program.partitions_by_backend else ""
-        words += f"{program.not_delegated_nodes} kernel calls outside the delegates"
+        calls = program.not_delegated_nodes
+        words += f"{calls} kernel call{'s' if calls != 1 else ''} outside the delegates"
     else:
         words += f"({program.delegated_nodes} ops delegated"
     if left:

@@ -22,7 +22,7 @@ NOT_IN_A_PROGRAM = {
     "trace": "a .pte is not traced: it runs in its own runtime",
     "profile": "the ExecuTorch runtime of the pip package gives no per-op profile",
     "float_profile": "a .pte holds one program: no float baseline",
-    "benchmark": "a .pte holds one program: no float baseline to time it against (its own latency is in deploy)",
+    "benchmark": "a .pte holds one program: no float baseline to time it against (its latency: the deployment note)",
     "size": "a .pte's size is its program's bytes (in deploy); no float baseline to compare it with",
     "numerics": "a .pte holds one program: no float baseline to compare its outputs with",
     "graph": "a .pte holds no torch graph, only the runtime's instructions (read into deploy)",
