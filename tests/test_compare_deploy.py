@@ -5,6 +5,7 @@ why in one line (skipped without executorch)."""
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 
 import pytest
 from deployed import need_executorch
@@ -96,3 +97,23 @@ def test_the_x86_quantizer_lowers_to_xnnpack_with_its_quantize_kernels_left_out(
     x86 = next(r for r in compare(str(model_file), options).deploy.recipes if r.recipe == "pt2e-x86")
     assert x86.program is not None, x86.reason
     assert any(op.op.startswith("quantized_decomposed_") for op in x86.program.left_out())
+
+
+def test_without_the_runtime_nothing_is_lowered_and_the_result_says_why(monkeypatch):
+    import torch
+
+    from qdoctor import flows
+    from qdoctor.compare.deploy import deploy_recipes
+    from qdoctor.compare.reporters import cells
+
+    flow = flows.deploy_flow("executorch-xnnpack")
+
+    def absent(*_):
+        raise ModuleNotFoundError("No module named 'executorch'", name="executorch")
+
+    monkeypatch.setattr(flow, "lower", absent)
+    inputs = (torch.randn(1, 3, 8, 8),)
+    deploy = deploy_recipes("executorch-xnnpack", torch.nn.Conv2d(3, 4, 3), inputs, [inputs], [], 0.05)
+    assert deploy.float_program is None and deploy.recipes == []
+    assert "not installed" in deploy.unavailable and "\n" not in deploy.unavailable
+    assert cells.deploy_lines(SimpleNamespace(deploy=deploy))[1].startswith("nothing lowered: ")

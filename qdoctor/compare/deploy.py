@@ -48,6 +48,9 @@ def deploy_recipes(
     progress(f"{target}: lowering the float model")
     try:
         float_lowered = flow.lower(FLOAT, copy.deepcopy(float_model).eval(), inputs)
+    except ImportError as exc:  # the runtime's optional extra is not installed
+        comparison.unavailable = f"{target} needs its runtime, which is not installed here ({exception_line(exc)})"
+        return comparison
     except Exception as exc:  # nothing to time the int8 programs against
         comparison.unavailable = f"lowering the float model raised {exception_line(exc, 300)}"
         return comparison

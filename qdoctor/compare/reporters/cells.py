@@ -179,7 +179,7 @@ def deploy_lines(result: CompareResult) -> list[str]:
     if deploy is None:
         return []
     if deploy.float_program is None:
-        return [f"{deploy.target}: nothing lowered: {deploy.unavailable}"]
+        return [deploy.target, f"nothing lowered: {deploy.unavailable}"]
     lines = [f"{deploy.target} ({deploy.runtime})", f"float program: {_program_text(deploy.float_program)}"]
     for entry in deploy.recipes:
         if entry.program is None:
