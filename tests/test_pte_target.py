@@ -127,6 +127,9 @@ def test_a_pte_with_an_op_left_to_portable_kernels_gets_qd025_without_a_line(pro
     assert finding.evidence["op"] == "aten_grid_sampler_2d_default" and finding.evidence["partitions"] == 2
     assert finding.evidence["from_pte"] and finding.location.line is None
     assert "no stack traces" in finding.message
+    # rebuilt alone from the arguments the program records, and timed in the runtime: its cost
+    assert report.facts.deploy.op_cost["aten_grid_sampler_2d_default"].median_ms > 0
+    assert finding.evidence["op_ms"] is not None and "timed alone" in finding.message
     document = as_json(report)["deploy"]
     (program,) = document["programs"]
     assert program["partitions_by_backend"] == {"XnnpackBackend": 2}

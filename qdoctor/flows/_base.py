@@ -302,8 +302,8 @@ class Flow(abc.ABC):
         """``given.float_model`` quantized (on a copy) by the target's own quantizer, and that quantizer in words."""
         raise CapabilityMissing(f"the {self.name} flow does not deploy")
 
-    def read_program(self, data: bytes) -> Deployed:
+    def read_program(self, data: bytes, time_ops: bool = False) -> Deployed:
         """A serialized program of its runtime (a file ending in ``program_suffix``) read and loaded as it is: one
-        program, no float baseline. Raises ImportError when the runtime is not installed, ValueError when ``data``
+        program, no float baseline (``time_ops``: the ops left out of its delegates rebuilt alone, to be timed). Raises ImportError when the runtime is not installed, ValueError when ``data``
         is not such a program."""
         raise CapabilityMissing(f"the {self.name} flow reads no program files")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import math
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -87,9 +88,55 @@ def _plan(program: Any) -> Any:
     return plans[METHOD]
 
 
-def read_instructions(data: bytes) -> tuple[dict[str, int], list[DeployedNode], int]:
+# (the functional op, its arguments with None where a tensor goes, those slots, random tensors of their shapes)
+OneCall = tuple[Any, tuple[Any, ...], list[int], list[torch.Tensor]]
+Alone = Callable[[OneCall], Callable[[], Any] | None]
+MAX_ALONE = 8  # ops of a program rebuilt alone to be timed (one call of each distinct op)
+
+
+def one_call(plan: Any, name: str, overload: str, args: list[int]) -> OneCall | None:
+    """A kernel call rebuilt as a call of its functional op, from the values the program records for its arguments:
+    tensors of their sizes (random floats), ints, floats, bools, int lists, None. None when an argument is of
+    another kind, or a tensor is not floating point (a random index tensor would not say what the op costs)."""
+    from executorch.exir.schema import Bool, Double, Int, IntList, Null
+    from executorch.exir.schema import Tensor as ProgramTensor
+
+    namespace, _, op = name.partition("::")
+    packet = getattr(getattr(torch.ops, namespace, None), op, None)
+    functional = getattr(packet, _functional(namespace, op, overload), None) if packet is not None else None
+    if functional is None:
+        return None
+    count = len(functional._schema.arguments)
+    values: list[Any] = []
+    slots: list[int] = []
+    tensors: list[torch.Tensor] = []
+    for index, value in enumerate(plan.values[a].val for a in args[:count]):
+        if isinstance(value, ProgramTensor):
+            dtype = _DTYPES.get(int(value.scalar_type))
+            if dtype is None or not dtype.is_floating_point:
+                return None
+            slots.append(index)
+            tensors.append(torch.rand(tuple(value.sizes), dtype=dtype) * 2 - 1)
+            values.append(None)
+        elif isinstance(value, Null):
+            values.append(None)
+        elif isinstance(value, Int):
+            values.append(value.int_val)
+        elif isinstance(value, Bool):
+            values.append(value.bool_val)
+        elif isinstance(value, Double):
+            values.append(float(value.double_val))
+        elif isinstance(value, IntList):
+            values.append([plan.values[i].val.int_val for i in value.items])
+        else:
+            return None
+    return functional, tuple(values), slots, tensors
+
+
+def read_instructions(data: bytes, alone: Alone | None = None) -> tuple[dict[str, int], list[DeployedNode], int]:
     """Delegated partitions per backend id, the kernel calls outside the delegates (one DeployedNode each, no stack
-    trace) and how many of those quantize or dequantize."""
+    trace) and how many of those quantize or dequantize. ``alone``: builds the run of one call rebuilt by itself
+    (the first call of each distinct computing op, up to MAX_ALONE, when there is a delegate)."""
     from executorch.exir._serialize._program import deserialize_pte_binary
     from executorch.exir.schema import DelegateCall, KernelCall
 
@@ -101,6 +148,11 @@ def read_instructions(data: bytes) -> tuple[dict[str, int], list[DeployedNode], 
     partitions: Counter[str] = Counter()
     nodes: list[DeployedNode] = []
     quantized = 0
+    rebuilt: set[str] = set()
+    if alone is not None and not any(
+        isinstance(i.instr_args, DelegateCall) for c in plan.chains for i in c.instructions
+    ):
+        alone = None  # no delegate: not one op left out, the whole program (QD012): nothing to time alone
     for chain in plan.chains:
         for instruction in chain.instructions:
             call = instruction.instr_args
@@ -112,6 +164,10 @@ def read_instructions(data: bytes) -> tuple[dict[str, int], list[DeployedNode], 
                 name = op_name(operator.name, operator.overload)
                 computes = _computes(operator.name, plan, call.args)
                 nodes.append(DeployedNode(name, None, computes, _out_elements(plan, call.args)))
+                if computes and alone is not None and name not in rebuilt and len(rebuilt) < MAX_ALONE:
+                    rebuilt.add(name)
+                    found = one_call(plan, operator.name, operator.overload, call.args)
+                    nodes[-1].run_alone = alone(found) if found is not None else None
     return dict(partitions), nodes, quantized
 
 
@@ -153,10 +209,10 @@ def load(data: bytes) -> tuple[Any, list[torch.Tensor]]:
     return (program, method), inputs
 
 
-def read(role: str, data: bytes) -> tuple[Lowered, list[torch.Tensor]]:
-    """A .pte as a Lowered program (``delegated`` keyed by backend id: the ops inside a delegate are not read),
-    with the inputs it runs on."""
-    partitions, nodes, quantized = read_instructions(data)
+def read(role: str, data: bytes, alone: Alone | None = None) -> tuple[Lowered, list[torch.Tensor]]:
+    """A .pte as a Lowered program (the ops inside a delegate are not read: ``delegated`` stays empty, its delegate
+    calls are counted per backend id), with the inputs it runs on."""
+    partitions, nodes, quantized = read_instructions(data, alone)
     held, inputs = load(data)
 
     def run() -> Any:

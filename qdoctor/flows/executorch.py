@@ -128,8 +128,6 @@ class _OneOp(torch.nn.Module):
 def _run_alone(node: Any) -> Any:
     """The portable op of ``node`` alone, in a program of its own on random tensors of its inputs' shapes (its
     cost in the runtime: the pip runtime gives no per-op profile). None when it cannot be rebuilt."""
-    from executorch.exir import to_edge_transform_and_lower
-
     op = getattr(node.target, "_op", None)
     if op is None or node.kwargs:
         return None
@@ -141,8 +139,23 @@ def _run_alone(node: Any) -> Any:
                 return None
             slots.append(index)
             tensors.append(torch.rand(value.shape, dtype=value.dtype) * 2 - 1)
-    program = to_edge_transform_and_lower(torch.export.export(_OneOp(op, tuple(args), slots), tuple(tensors)))
+    return _lower_alone((op, tuple(args), slots, tensors))
+
+
+def _lower_alone(call: _pte.OneCall) -> Any:
+    """One op call in a program of its own, in the runtime's portable kernels (no partitioner)."""
+    from executorch.exir import to_edge_transform_and_lower
+
+    op, args, slots, tensors = call
+    program = to_edge_transform_and_lower(torch.export.export(_OneOp(op, args, slots), tuple(tensors)))
     return _runner(program.to_executorch().buffer, tensors)
+
+
+def _alone_or_none(call: _pte.OneCall) -> Any:
+    try:
+        return _lower_alone(call)
+    except Exception:  # an op that does not export alone is not timed alone: its cost stays unmeasured
+        return None
 
 
 def _lower(role: str, model: torch.nn.Module, inputs: tuple[Any, ...], time_ops: bool = False) -> Lowered:
@@ -240,7 +253,7 @@ class ExecuTorchXnnpackFlow(Flow):
         with preserved_torch_state(), torch.no_grad():
             return _quantize_for_xnnpack(given), XNNPACK_QUANTIZER
 
-    def read_program(self, data: bytes) -> Deployed:
+    def read_program(self, data: bytes, time_ops: bool = False) -> Deployed:
         """A .pte as it is. Its role is int8 when quantize/dequantize kernels run outside its delegates; else unknown
         (what a delegate computes in is not read: its payload is the backend's own format)."""
         try:
@@ -250,7 +263,7 @@ class ExecuTorchXnnpackFlow(Flow):
                 f"reading a .pte needs ExecuTorch, which is not installed here ({exc}): pip install 'qdoctor[executorch]'"
             ) from None
         with preserved_torch_state(), torch.no_grad():
-            program, inputs = _pte.read(UNKNOWN_ROLE, data)
+            program, inputs = _pte.read(UNKNOWN_ROLE, data, _alone_or_none if time_ops else None)
             if program.quantized_ops:
                 program = dataclasses.replace(program, role=INT8)
         backends = set(program.partitions_by_backend)

@@ -89,7 +89,10 @@ def time_programs(deployed: Deployed, facts: Deployment, bench_time: float) -> N
             facts.unavailable[f"latency_{program.role}"] = str(result.errors[program.role])[:300]
     if len(deployed.programs) == 2:
         facts.speedup = result.ratio(deployed.programs[1].role, deployed.programs[0].role)
-    int8 = next((p for p in deployed.programs if p.role == INT8), None)
+    # the program the rules judge: the int8 one, or a .pte's only program whatever its role (Deployment.subject)
+    int8 = (
+        deployed.programs[0] if deployed.from_program else next((p for p in deployed.programs if p.role == INT8), None)
+    )
     for node in int8.not_delegated if int8 is not None else []:
         if node.run_alone is not None and node.op not in facts.op_cost:  # one node of each op: the cost per node
             facts.op_cost[node.op] = timing.time_callable(node.run_alone, bench_time)

@@ -23,8 +23,9 @@ class LoadedProgram:
     deployed: Deployed  # the program, loaded in its runtime, with the inputs it runs on
 
 
-def load_program(spec: str, deploy: str | None = None) -> LoadedProgram:
-    """Read and load ``spec``. ``deploy``: the `--deploy` target asked for, which must be the program's own."""
+def load_program(spec: str, deploy: str | None = None, time_ops: bool = False) -> LoadedProgram:
+    """Read and load ``spec``. ``deploy``: the `--deploy` target asked for, which must be the program's own;
+    ``time_ops``: the ops its delegates leave out are rebuilt alone, to be timed (Flow.read_program)."""
     flow = flows.program_flow(spec)
     path = Path(spec)
     if flow is None:
@@ -38,7 +39,7 @@ def load_program(spec: str, deploy: str | None = None) -> LoadedProgram:
     except OSError as exc:
         raise TargetError(f"cannot read {spec}: {exc.strerror or exc}") from None
     try:
-        deployed = flow.read_program(data)
+        deployed = flow.read_program(data, time_ops)
     except ImportError as exc:  # the runtime is not installed: the flow's message says which extra brings it
         raise TargetError(f"{spec}: {exc}") from None
     except ValueError as exc:

@@ -38,7 +38,7 @@ def program_report(spec: str, options: Any, progress: Callable[[str], None] = la
     from qdoctor.load.program import load_program
 
     progress(f"reading {spec}")
-    loaded = load_program(spec, options.gather.deploy)
+    loaded = load_program(spec, options.gather.deploy, time_ops=options.gather.bench)
     environment = gather_environment(torch.backends.quantized.engine, torch.get_num_threads())
     if options.gather.bench:
         progress(f"timing {spec} in its runtime")

@@ -48,8 +48,8 @@ def _cost(deploy: Deployment, op: OpDelegation) -> tuple[str, float | None]:
     measured = deploy.op_cost.get(op.op)
     if measured is None and deploy.from_pte:
         return (
-            "not measured (the pip ExecuTorch runtime gives no per-op profile, and an op of a .pte is not timed "
-            "alone: the shapes of its arguments are not read)",
+            "not measured (the pip ExecuTorch runtime gives no per-op profile, and the op was not timed alone: "
+            "timing off, or it could not be rebuilt from the arguments the .pte records)",
             None,
         )
     if measured is None:
