@@ -166,7 +166,10 @@ def read_instructions(data: bytes, alone: Alone | None = None) -> tuple[dict[str
                 nodes.append(DeployedNode(name, None, computes, _out_elements(plan, call.args)))
                 if computes and alone is not None and name not in rebuilt and len(rebuilt) < MAX_ALONE:
                     rebuilt.add(name)
-                    found = one_call(plan, operator.name, operator.overload, call.args)
+                    try:
+                        found = one_call(plan, operator.name, operator.overload, call.args)
+                    except Exception:  # arguments this reading does not rebuild: the op is not timed alone
+                        found = None
                     nodes[-1].run_alone = alone(found) if found is not None else None
     return dict(partitions), nodes, quantized
 
