@@ -172,3 +172,13 @@ def test_every_format_renders_a_pte_report(programs):
         text = render(report, fmt)
         assert "QD025" in text and "grid_sampler_2d" in text, fmt
         assert "Traceback" not in text and "no float baseline found" not in text, fmt
+
+
+def test_the_batch_summary_gives_the_programs_latency(programs):
+    from qdoctor.run.batch import CHECKED, Outcome
+    from qdoctor.run.summary import render_table
+
+    report = report_of("delegated", programs)
+    table = render_table([Outcome("delegated.pte", CHECKED, report), Outcome("other.pte", CHECKED, report)])
+    latency = report.facts.deploy.programs[0].latency.median_ms
+    assert f"{latency:.2f} ms" in table
