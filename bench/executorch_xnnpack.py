@@ -6,6 +6,7 @@ its int8 blocks, against the same network without it, and the portable op timed 
 
 from __future__ import annotations
 
+import statistics
 import sys
 
 import torch
@@ -15,11 +16,12 @@ from torch import nn
 from torchvision import models
 
 from qdoctor import flows
-from qdoctor.flows import Deployed, DeployInputs
+from qdoctor.flows import Deployed, DeployInputs, Lowered
 from qdoctor.gather import timing
 
 BENCH_TIME = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
 INPUTS = (torch.randn(1, 3, 224, 224),)
+GRID = "aten_grid_sampler_2d_default"
 
 
 class Warped(nn.Module):
@@ -68,6 +70,24 @@ def measure(name: str, model: nn.Module) -> tuple[list[list[object]], dict[str, 
     return rows, medians, deployed
 
 
+def edge_cost(int8: Lowered, paired: timing.RoundsResult) -> str:
+    """Per paired round, (int8 with the op - int8 without it - the op alone) / the edges the delegates convert: what
+    crossing a partition edge costs beyond the portable op (the second partition's call included), as a median and
+    IQR over rounds (never a difference of medians)."""
+    converted = [e for e in int8.edges if e.converted]
+    if not converted or "alone" not in paired.per_call or paired.errors:
+        return "not measured (no converted edge, the op did not run alone, or a program raised)."
+    rounds = zip(paired.per_call["with"], paired.per_call["without"], paired.per_call["alone"], strict=False)
+    per_edge = [(w - n - a) * 1e3 / len(converted) for w, n, a in rounds]
+    low, median, high = statistics.quantiles(per_edge, n=4)
+    elements = sum(e.elements for e in converted) // len(converted)
+    return (
+        f"{median:.3f} ms per edge (IQR {low:.3f} to {high:.3f} over {len(per_edge)} paired rounds), "
+        f"{len(converted)} converted edges of {elements} elements each "
+        f"({median * 1e6 / max(elements, 1):.2f} ns per element)."
+    )
+
+
 def main() -> str:
     rows: list[list[object]] = []
     for name, build in (("mobilenet_v2", models.mobilenet_v2), ("resnet18", models.resnet18)):
@@ -76,15 +96,13 @@ def main() -> str:
     warped, with_op, with_programs = measure("mobilenet_v2 + grid_sample", Warped(models.mobilenet_v2(), warp=True))
     plain, _, plain_programs = measure("mobilenet_v2 split, no grid_sample", Warped(models.mobilenet_v2(), warp=False))
     rows += warped + plain
-    alone = with_op.get("alone:aten_grid_sampler_2d_default")
-    # the two int8 programs timed together in interleaved rounds: the op's cost is their paired difference
-    paired = timing.time_models(
-        [
-            timing.Variant("with", with_programs.programs[0].run),
-            timing.Variant("without", plain_programs.programs[0].run),
-        ],
-        BENCH_TIME,
-    )
+    alone = with_op.get(f"alone:{GRID}")
+    # the two int8 programs (and the portable op alone) timed together in interleaved rounds: the op's cost is their
+    # paired difference, and what is left of it once the op itself is taken out is the partition edges' cost (QD026)
+    int8 = with_programs.programs[0]
+    op_alone = next((n.run_alone for n in int8.not_delegated if n.op == GRID and n.run_alone is not None), None)
+    variants = [timing.Variant("with", int8.run), timing.Variant("without", plain_programs.programs[0].run)]
+    paired = timing.time_models(variants + ([timing.Variant("alone", op_alone)] if op_alone else []), BENCH_TIME)
     with_ms, without_ms = (paired.timing(key) for key in ("with", "without"))
     ratio = paired.ratio("with", "without")
     assert with_ms is not None and without_ms is not None and ratio is not None
@@ -103,6 +121,7 @@ def main() -> str:
         + (f"{alone:.2f} ms." if alone is not None else "not measured.")
         + f" `python bench/executorch_xnnpack.py {BENCH_TIME}` (ExecuTorch + XNNPACK, random weights, batch 1, 224x224)."
     )
+    body += f"\n\nQD026, the cost of a converted partition edge: {edge_cost(int8, paired)}"
     write_section("executorch", "ExecuTorch + XNNPACK: fp32 vs int8 in the runtime, and a non-delegated op", body)
     return body
 

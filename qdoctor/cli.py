@@ -78,13 +78,13 @@ STAND_INS = typer.Option(
     help="Offline stand-ins for what this machine lacks: pretrained weights and checkpoints (random weights), "
     "datasets (FakeData), CUDA (CPU). Listed in the report; valid for speed, not accuracy.",
 )
-
 WEIGHTS = typer.Option(
     "auto",
     "--weights",
     help="auto: detect whether the weights are trained; trained | untrained: say so. On untrained weights accuracy "
     "is not judged (no QD020/QD021, compare recommends by speed); speed findings hold.",
 )
+DEPLOY = typer.Option(None, "--deploy", help="Also lower for and time in: executorch-xnnpack (a .pte implies it).")
 
 
 def _deploy_choice(value: str | None) -> str | None:
@@ -108,7 +108,7 @@ def check(
     targets: list[str] = typer.Argument(
         ...,
         help="model.py files, directories of them, package.module:attribute, saved models (.pt TorchScript, "
-        ".pt2 ExportedProgram), or bug reports (issue.md, post.txt; - reads one from stdin)",
+        ".pt2 ExportedProgram), ExecuTorch programs (.pte), or bug reports (issue.md, post.txt; - reads stdin)",
         show_default=False,
     ),
     output_format: OutputFormat = typer.Option(OutputFormat.terminal, "--format", "-f", help="Report format."),
@@ -150,7 +150,7 @@ def check(
     stop_on_error: bool = STOP_ON_ERROR,
     stand_ins: bool = STAND_INS,
     weights: str = WEIGHTS,
-    deploy: str | None = typer.Option(None, "--deploy", help="Lower for and time in: executorch-xnnpack."),
+    deploy: str | None = DEPLOY,
 ) -> None:
     """Diagnose quantized models: measure them, find every cause of slowness or breakage, suggest fixes.
 
@@ -415,6 +415,7 @@ def compare(
     stop_on_error: bool = STOP_ON_ERROR,
     stand_ins: bool = STAND_INS,
     weights: str = WEIGHTS,
+    deploy: str | None = DEPLOY,
 ) -> None:
     """Quantize a float model with each recipe, measure latency, size and accuracy, and recommend one."""
     from qdoctor.compare.reporters import CompareFormat
@@ -438,6 +439,7 @@ def compare(
         bench_time=bench_time,
         load=LoadOptions(keep_going=not stop_on_error, stand_ins=stand_ins),
         weights=_weights_choice(weights),
+        deploy=_deploy_choice(deploy) if deploy is not None else None,
     )
     try:
         with console.status("comparing", spinner="dots") as status, _stdin_report([target]) as (spec,):
@@ -447,9 +449,7 @@ def compare(
     except Exception as exc:
         if debug:
             raise
-        raise _fail(
-            f"internal error while comparing {target}: {type(exc).__name__}: {exc} (rerun with --debug)"
-        ) from None
+        raise _fail(f"internal error comparing {target}: {type(exc).__name__}: {exc} (rerun with --debug)") from None
     if debug:
         for candidate in result.candidates:
             if candidate.traceback:

@@ -62,6 +62,7 @@ class CompareOptions:
     check_batches: int = 8  # batches SQNR and top-1 agreement are measured on
     load: LoadOptions = field(default_factory=LoadOptions)  # keep going past errors, offline stand-ins
     weights: str = "auto"  # --weights: auto (detect), trained or untrained (untrained: accuracy not judged)
+    deploy: str | None = None  # --deploy: also lower each recipe for that runtime and time it there
 
 
 @dataclass
@@ -277,6 +278,7 @@ def compare_loaded(
         outputs: dict[str, list[Any] | None] = {}
         measured: list[tuple[Candidate, R.Recipe, flows.Built]] = []
         measurement = None
+        deployed = None
         try:
             for recipe in selected:
                 candidate, outputs[recipe.name], built = run_recipe(recipe, ctx, progress)
@@ -288,6 +290,12 @@ def compare_loaded(
             progress(f"timing {len(measured)} models in interleaved rounds")
             measurement = time_recipes(measured, ctx.given.inputs, options.bench_time)
             _require_float_ok(candidates[0])
+            if options.deploy is not None:  # before the built models are released
+                from qdoctor.compare.deploy import deploy_recipes
+
+                deployed = deploy_recipes(
+                    options.deploy, float_model, ctx.given.inputs, calibration, measured, options.bench_time, progress
+                )
         finally:
             ran = {id(recipe.flow): recipe.flow for _, recipe, _ in measured if recipe.flow is not None}
             measured.clear()  # the built models go here
@@ -337,6 +345,7 @@ def compare_loaded(
         wall_s=time.perf_counter() - started,
         qdoctor_version=__version__,
         weights=weights,
+        deploy=deployed,
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from qdoctor.facts import Contention, Environment, Ratio, Timing
+from qdoctor.facts.deploy import LoweredProgram
 from qdoctor.facts.location import display_path, display_traceback
 
 SCHEMA_VERSION = 1
@@ -68,6 +69,28 @@ class Candidate:
 
 
 @dataclass
+class DeployedRecipe:
+    """A recipe's int8 model lowered for the `--deploy` runtime and timed there against the lowered float model."""
+
+    recipe: str  # a compare recipe ("pt2e-x86"), or the deployment target's own quantizer ("pt2e-xnnpack")
+    title: str
+    program: LoweredProgram | None = None  # its delegation counts, size and latency; None: it was not lowered
+    reason: str | None = None  # why it was not lowered or timed, in one line
+    speedup: Ratio | None = None  # lowered float program time / this program's time, from paired rounds
+
+
+@dataclass
+class DeployComparison:
+    """`qdoctor compare --deploy NAME`: each recipe's int8 program in that runtime next to the float program."""
+
+    target: str  # "executorch-xnnpack"
+    runtime: str = ""
+    float_program: LoweredProgram | None = None
+    recipes: list[DeployedRecipe] = field(default_factory=list)
+    unavailable: str | None = None  # why nothing was lowered (the float model did not lower)
+
+
+@dataclass
 class Recommendation:
     recipe: str | None  # None only when nothing, not even fp32, could be measured
     reason: str
@@ -99,6 +122,7 @@ class CompareResult:
     measurement: Contention | None = None  # how the recipes were timed: contention seen, threads, CPUs
     qdoctor_version: str = ""
     weights: Any = None  # qdoctor.facts.weights.Weights of the float model: untrained ones are not judged for accuracy
+    deploy: DeployComparison | None = None  # --deploy: the recipes lowered for and timed in that runtime
 
     @property
     def accuracy_judged(self) -> bool:
@@ -283,6 +307,29 @@ def to_dict(result: CompareResult) -> dict[str, Any]:
             "measurement": asdict(result.measurement) if result.measurement is not None else None,
             "substitutions": [asdict(sub) for sub in result.substitutions],
             "weights": result.weights.as_dict() if result.weights is not None else None,
+            "deploy": _deploy_dict(result.deploy) if result.deploy is not None else None,
             "wall_s": result.wall_s,
         }
     )
+
+
+def _deploy_dict(deploy: DeployComparison) -> dict[str, Any]:
+    from qdoctor.report.model import _timing
+
+    def program(p: LoweredProgram | None) -> dict[str, Any] | None:
+        if p is None:
+            return None
+        d = asdict(p)
+        d["latency"] = _timing(p.latency)
+        return d
+
+    return {
+        "target": deploy.target,
+        "runtime": deploy.runtime,
+        "float_program": program(deploy.float_program),
+        "recipes": [
+            {**asdict(r), "program": program(r.program), "speedup": r.speedup.as_dict() if r.speedup else None}
+            for r in deploy.recipes
+        ],
+        "unavailable": deploy.unavailable,
+    }

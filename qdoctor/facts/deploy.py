@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from qdoctor.facts.measurement import Ratio, Timing
 
 INT8, FLOAT = "int8", "float"  # the roles of the programs lowered
+# a .pte read as given with no quantize/dequantize kernel outside its delegates: int8 or float inside them is not read
+UNKNOWN_ROLE = "unknown"
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class PartitionEdge:
 class LoweredProgram:
     """One program lowered for the target (an ExecuTorch .pte)."""
 
-    role: str  # INT8 or FLOAT
+    role: str  # INT8, FLOAT or (a .pte read as given) UNKNOWN_ROLE
     program_bytes: int  # the serialized program (.pte)
     partitions: int  # delegated subgraphs
     delegated_nodes: int
@@ -57,7 +59,8 @@ class LoweredProgram:
     ops: list[OpDelegation] = field(default_factory=list)
     edges: list[PartitionEdge] = field(default_factory=list)
     latency: Timing | None = None  # one call in the runtime (None: not timed, see Deployment.unavailable)
-    quantized_ops: int = 0  # quantize/dequantize nodes in the whole program (delegated or not)
+    quantized_ops: int = 0  # quantize/dequantize nodes in the whole program (delegated or not; a .pte: outside)
+    partitions_by_backend: dict[str, int] = field(default_factory=dict)  # a .pte: delegate calls per backend id
 
     def left_out(self) -> list[OpDelegation]:
         """The ops the backend did not take that compute on tensors (not the glue: getitem, constants)."""
@@ -82,3 +85,9 @@ class Deployment:
 
     def program(self, role: str) -> LoweredProgram | None:
         return next((p for p in self.programs if p.role == role), None)
+
+    def subject(self) -> LoweredProgram | None:
+        """The program the deployment rules judge: the int8 one, or a .pte's only program whatever its role."""
+        if self.from_pte:
+            return self.programs[0] if self.programs else None
+        return self.program(INT8)

@@ -63,6 +63,7 @@ __all__ = [
     "fallback_rebuild",
     "flow_modules",
     "flow_named",
+    "program_flow",
     "rebuild_flow",
     "register",
     "wrap_with_stubs",
@@ -121,6 +122,12 @@ def deploy_flow(target: str) -> Flow:
     if found is None:
         raise KeyError(f"unknown deployment target {target!r}: one of {', '.join(deploy_targets())}")
     return found
+
+
+def program_flow(path: str) -> Flow | None:
+    """The flow whose runtime's serialized programs end like ``path`` (".pte"), None when none does."""
+    suffix = path[path.rfind(".") :].lower() if "." in path else ""
+    return next((f for f in all_flows() if f.program_suffix is not None and f.program_suffix == suffix), None)
 
 
 @dataclass(frozen=True)

@@ -168,7 +168,8 @@ class Lowered:
     delegated: dict[str, int]  # op -> delegated nodes
     not_delegated: list[DeployedNode]  # the nodes left to the runtime's own kernels
     edges: list[PartitionEdge]
-    quantized_ops: int  # quantize/dequantize nodes, delegated or not
+    quantized_ops: int  # quantize/dequantize nodes, delegated or not (a read .pte: those outside its delegates)
+    partitions_by_backend: dict[str, int] = field(default_factory=dict)  # a read .pte: delegate calls per backend id
 
 
 @dataclass
@@ -182,6 +183,8 @@ class Deployed:
     quantizer_made_for: str | None
     programs: list[Lowered]
     unavailable: dict[str, str] = field(default_factory=dict)
+    from_program: bool = False  # read from a serialized program (``read_program``), not lowered here
+    inputs: tuple[Any, ...] = ()  # a read program: the random inputs it runs on, of the shapes it records
 
 
 class SkipRecipe(Exception):
@@ -209,6 +212,7 @@ class Flow(abc.ABC):
     slow_reason: ClassVar[str | None] = None  # its recipes run only when asked for, and why
     compiles_on_first_run: ClassVar[bool] = False  # the first call of a built model compiles it
     deploy_target: ClassVar[str | None] = None  # `--deploy` name of the runtime it lowers to (None: it does not)
+    program_suffix: ClassVar[str | None] = None  # the file suffix of its serialized programs (".pte"), read as targets
 
     @property
     def name(self) -> str:
@@ -288,3 +292,18 @@ class Flow(abc.ABC):
     def deploy(self, given: DeployInputs) -> Deployed:
         """Lower the int8 model and its float baseline for ``deploy_target`` and load both in its runtime."""
         raise CapabilityMissing(f"the {self.name} flow does not deploy")
+
+    def lower(self, role: str, model: nn.Module, inputs: tuple[Any, ...]) -> Lowered:
+        """One model (float, or int8 from a PT2E quantizer) exported, lowered for ``deploy_target`` and loaded in its
+        runtime, as ``deploy`` lowers each of its programs (`qdoctor compare --deploy` lowers every recipe so)."""
+        raise CapabilityMissing(f"the {self.name} flow does not deploy")
+
+    def quantize_for_target(self, given: DeployInputs) -> tuple[nn.Module, str]:
+        """``given.float_model`` quantized (on a copy) by the target's own quantizer, and that quantizer in words."""
+        raise CapabilityMissing(f"the {self.name} flow does not deploy")
+
+    def read_program(self, data: bytes, time_ops: bool = False) -> Deployed:
+        """A serialized program of its runtime (a file ending in ``program_suffix``) read and loaded as it is: one
+        program, no float baseline (``time_ops``: the ops left out of its delegates rebuilt alone, to be timed). Raises ImportError when the runtime is not installed, ValueError when ``data``
+        is not such a program."""
+        raise CapabilityMissing(f"the {self.name} flow reads no program files")

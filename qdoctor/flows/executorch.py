@@ -11,6 +11,7 @@ calibration batches. ExecuTorch is imported only when deploying (the optional ex
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib
 import re
 from importlib import metadata
@@ -19,14 +20,16 @@ from typing import Any
 import torch
 
 from qdoctor.facts import FlowKind
-from qdoctor.facts.deploy import FLOAT, INT8, PartitionEdge
-from qdoctor.flows import register
+from qdoctor.facts.deploy import FLOAT, INT8, UNKNOWN_ROLE, PartitionEdge
+from qdoctor.flows import _pte, register
 from qdoctor.flows._base import Deployed, DeployedNode, DeployInputs, Flow, Lowered
 from qdoctor.flows._building import calibrate
 from qdoctor.introspect.flow import ModelFlow
 from qdoctor.introspect.state import preserved_torch_state
 
 TARGET = "executorch-xnnpack"
+XNNPACK_BACKEND_ID = "XnnpackBackend"  # the backend id of XNNPACK's delegates in a .pte
+XNNPACK_QUANTIZER = "XNNPACKQuantizer (symmetric, per-channel)"
 _DELEGATE_CALL = "executorch_call_delegate"
 _QDQ = re.compile(r"quantized_decomposed_(de)?quantize_per_")
 _OTHER_BACKENDS = {"X86": "x86 Inductor (oneDNN)", "Arm": "ARM Inductor", "Inductor": "Inductor"}
@@ -125,8 +128,6 @@ class _OneOp(torch.nn.Module):
 def _run_alone(node: Any) -> Any:
     """The portable op of ``node`` alone, in a program of its own on random tensors of its inputs' shapes (its
     cost in the runtime: the pip runtime gives no per-op profile). None when it cannot be rebuilt."""
-    from executorch.exir import to_edge_transform_and_lower
-
     op = getattr(node.target, "_op", None)
     if op is None or node.kwargs:
         return None
@@ -138,8 +139,23 @@ def _run_alone(node: Any) -> Any:
                 return None
             slots.append(index)
             tensors.append(torch.rand(value.shape, dtype=value.dtype) * 2 - 1)
-    program = to_edge_transform_and_lower(torch.export.export(_OneOp(op, tuple(args), slots), tuple(tensors)))
+    return _lower_alone((op, tuple(args), slots, tensors))
+
+
+def _lower_alone(call: _pte.OneCall) -> Any:
+    """One op call in a program of its own, in the runtime's portable kernels (no partitioner)."""
+    from executorch.exir import to_edge_transform_and_lower
+
+    op, args, slots, tensors = call
+    program = to_edge_transform_and_lower(torch.export.export(_OneOp(op, args, slots), tuple(tensors)))
     return _runner(program.to_executorch().buffer, tensors)
+
+
+def _alone_or_none(call: _pte.OneCall) -> Any:
+    try:
+        return _lower_alone(call)
+    except Exception:  # an op that does not export alone is not timed alone: its cost stays unmeasured
+        return None
 
 
 def _lower(role: str, model: torch.nn.Module, inputs: tuple[Any, ...], time_ops: bool = False) -> Lowered:
@@ -195,6 +211,7 @@ class ExecuTorchXnnpackFlow(Flow):
     priority = 90
     static = True
     deploy_target = TARGET
+    program_suffix = ".pte"
 
     def matches(self, look: ModelFlow) -> bool:
         """No torch model is made by a deployment target: `--deploy` selects it."""
@@ -207,7 +224,7 @@ class ExecuTorchXnnpackFlow(Flow):
             if given.subject is not None:
                 quantized, quantizer = given.subject, ", ".join(q.rsplit(".", 1)[-1] for q in given.subject_quantizers)
             elif given.float_model is not None:
-                quantized, quantizer = _quantize_for_xnnpack(given), "XNNPACKQuantizer (symmetric, per-channel)"
+                quantized, quantizer = _quantize_for_xnnpack(given), XNNPACK_QUANTIZER
             else:
                 raise ValueError("no model to lower: the target has neither a PT2E int8 model nor a float baseline")
             programs.append(_lower(INT8, quantized, given.inputs, time_ops=given.time_ops))
@@ -226,4 +243,38 @@ class ExecuTorchXnnpackFlow(Flow):
             quantizer_made_for=_made_for(given.subject_quantizers) if given.subject is not None else None,
             programs=programs,
             unavailable=unavailable,
+        )
+
+    def lower(self, role: str, model: torch.nn.Module, inputs: tuple[Any, ...]) -> Lowered:
+        with preserved_torch_state(), torch.no_grad():
+            return _lower(role, model, inputs)
+
+    def quantize_for_target(self, given: DeployInputs) -> tuple[torch.nn.Module, str]:
+        with preserved_torch_state(), torch.no_grad():
+            return _quantize_for_xnnpack(given), XNNPACK_QUANTIZER
+
+    def read_program(self, data: bytes, time_ops: bool = False) -> Deployed:
+        """A .pte as it is. Its role is int8 when quantize/dequantize kernels run outside its delegates; else unknown
+        (what a delegate computes in is not read: its payload is the backend's own format)."""
+        try:
+            importlib.import_module("executorch.runtime")
+        except ImportError as exc:
+            raise ImportError(
+                f"reading a .pte needs ExecuTorch, which is not installed here ({exc}): pip install 'qdoctor[executorch]'"
+            ) from None
+        with preserved_torch_state(), torch.no_grad():
+            program, inputs = _pte.read(UNKNOWN_ROLE, data, _alone_or_none if time_ops else None)
+            if program.quantized_ops:
+                program = dataclasses.replace(program, role=INT8)
+        backends = set(program.partitions_by_backend)
+        return Deployed(
+            target=TARGET,
+            backend="XNNPACK" if backends <= {XNNPACK_BACKEND_ID} else ", ".join(sorted(backends)),
+            runtime=f"ExecuTorch {metadata.version('executorch')}",
+            quantizer=None,
+            quantizer_made_for=None,
+            programs=[program],
+            unavailable={FLOAT: "a .pte holds one program: there is no float baseline to lower or time beside it"},
+            from_program=True,
+            inputs=tuple(inputs),
         )

@@ -32,7 +32,7 @@ def deploy_inputs(loaded: LoadedTarget, facts: Facts, time_ops: bool = False) ->
     )
 
 
-def _program(lowered: Lowered, user_file: str | None) -> LoweredProgram:
+def lowered_program(lowered: Lowered, user_file: str | None) -> LoweredProgram:
     ops: dict[str, OpDelegation] = {}
     for op, count in lowered.delegated.items():
         ops[op] = OpDelegation(op, delegated=count, not_delegated=0)
@@ -57,6 +57,7 @@ def _program(lowered: Lowered, user_file: str | None) -> LoweredProgram:
         ops=sorted(ops.values(), key=lambda o: (-o.not_delegated, o.op)),
         edges=lowered.edges,
         quantized_ops=lowered.quantized_ops,
+        partitions_by_backend=dict(lowered.partitions_by_backend),
     )
 
 
@@ -68,22 +69,30 @@ def deployment(deployed: Deployed, user_file: str | None) -> Deployment:
         runtime=deployed.runtime,
         quantizer=deployed.quantizer,
         quantizer_made_for=deployed.quantizer_made_for,
-        programs=[_program(p, user_file) for p in deployed.programs],
+        programs=[lowered_program(p, user_file) for p in deployed.programs],
+        from_pte=deployed.from_program,
         unavailable=dict(deployed.unavailable),
     )
 
 
+def time_lowered(programs: dict[str, Lowered], bench_time: float) -> timing.RoundsResult:
+    """Programs timed together in interleaved rounds in their runtime, by key (their ratios from paired rounds)."""
+    return timing.time_models([timing.Variant(key, p.run) for key, p in programs.items()], bench_time)
+
+
 def time_programs(deployed: Deployed, facts: Deployment, bench_time: float) -> None:
     """Both programs timed together in interleaved rounds in the runtime; the float/int8 ratio from paired rounds."""
-    variants = [timing.Variant(p.role, p.run) for p in deployed.programs]
-    result = timing.time_models(variants, bench_time)
+    result = time_lowered({p.role: p for p in deployed.programs}, bench_time)
     for program in facts.programs:
         program.latency = result.timing(program.role)
         if program.role in result.errors:
             facts.unavailable[f"latency_{program.role}"] = str(result.errors[program.role])[:300]
-    if len(variants) == 2:
-        facts.speedup = result.ratio(variants[1].key, variants[0].key)
-    int8 = next((p for p in deployed.programs if p.role == INT8), None)
+    if len(deployed.programs) == 2:
+        facts.speedup = result.ratio(deployed.programs[1].role, deployed.programs[0].role)
+    # the program the rules judge: the int8 one, or a .pte's only program whatever its role (Deployment.subject)
+    int8 = (
+        deployed.programs[0] if deployed.from_program else next((p for p in deployed.programs if p.role == INT8), None)
+    )
     for node in int8.not_delegated if int8 is not None else []:
         if node.run_alone is not None and node.op not in facts.op_cost:  # one node of each op: the cost per node
             facts.op_cost[node.op] = timing.time_callable(node.run_alone, bench_time)
@@ -96,6 +105,25 @@ def gather_deployment(target: str, loaded: LoadedTarget, facts: Facts, bench: bo
         reason = exception_line(exc)[:400]
         return Deployment(target, backend="", runtime="", quantizer=None, unavailable={"lowering": reason})
     found = deployment(deployed, loaded.target.file)
+    if bench:
+        time_programs(deployed, found, bench_time)
+    else:
+        found.unavailable["latency"] = "timing disabled (--no-bench)"
+    return found
+
+
+# what a serialized program does not hold (qdoctor/flows/_pte.py says why), in the report's words
+NOT_IN_A_PROGRAM = {
+    "source_lines": "a .pte holds no stack traces of the export: the user's line of an op is unknown",
+    "partition_edges": "partition edges are not read from a .pte (a delegate call's inputs and outputs are one list)",
+    "delegated_ops": "the ops inside a delegate are not read from a .pte (its payload is the backend's own format)",
+}
+
+
+def program_deployment(deployed: Deployed, bench: bool, bench_time: float) -> Deployment:
+    """The facts of a program read from a file (``qdoctor check program.pte``), timed alone in its runtime."""
+    found = deployment(deployed, None)
+    found.unavailable.update(NOT_IN_A_PROGRAM)
     if bench:
         time_programs(deployed, found, bench_time)
     else:

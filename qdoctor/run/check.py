@@ -99,6 +99,12 @@ def check(
     options = options or CheckOptions()
     started = time.perf_counter()
     with preserved_torch_state(), resources.monitoring():
+        from qdoctor.flows import program_flow
+
+        if program_flow(spec) is not None:  # a runtime's serialized program (.pte): no script, no torch model
+            from qdoctor.run.program import program_report
+
+            return program_report(spec, options, progress)
         progress(f"loading {spec}")
         try:
             with resources.phase("load"):

@@ -46,7 +46,12 @@ def result_text(outcome: Outcome) -> str:
 
 
 def _latency(outcome: Outcome) -> tuple[str, str]:
-    bench = outcome.report.facts.benchmark if outcome.report is not None else None
+    facts = outcome.report.facts if outcome.report is not None else None
+    bench = facts.benchmark if facts is not None else None
+    program = facts.deploy.subject() if facts is not None and facts.deploy is not None else None
+    if bench is None and program is not None and program.latency is not None:
+        # a .pte: its one program timed in its runtime (no float baseline, no speedup)
+        return f"{program.latency.median_ms:.2f} ms", "-"
     if bench is None or bench.subject is None:
         return "-", "-"
     speed = "-" if bench.speedup is None else f"{bench.speedup:.2f}x"

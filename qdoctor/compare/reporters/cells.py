@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from qdoctor.compare.result import FAILED, NOT_JUDGED, OK, Candidate, CompareResult, limit_text
+from qdoctor.facts.deploy import LoweredProgram
 from qdoctor.report.render.common import STAND_IN_MARK, fmt_sqnr
 from qdoctor.report.render.terminal_report import fmt_bytes
 
@@ -159,3 +160,31 @@ def chart_value(c: Candidate, kind: str) -> float | None:
     if c.sqnr_db is None:
         return None
     return c.sqnr_db if math.isfinite(c.sqnr_db) else None
+
+
+def _program_text(program: LoweredProgram) -> str:
+    t = program.latency
+    latency = "not timed" if t is None else f"{t.median_ms:.3f} ±{t.iqr_ms:.3f} ms" + ("*" if t.noisy else "")
+    left = ", ".join(f"{op.op} x{op.not_delegated}" for op in program.left_out())
+    return (
+        f"{latency}, .pte {fmt_bytes(program.program_bytes)}, {program.partitions} delegated partition"
+        f"{'s' if program.partitions != 1 else ''} ({program.delegated_nodes} ops delegated"
+        f"{'; not delegated: ' + left if left else ''})"
+    )
+
+
+def deploy_lines(result: CompareResult) -> list[str]:
+    """--deploy: the float program, then each recipe's int8 program in the runtime (or why it was not lowered)."""
+    deploy = result.deploy
+    if deploy is None:
+        return []
+    if deploy.float_program is None:
+        return [deploy.target, f"nothing lowered: {deploy.unavailable}"]
+    lines = [f"{deploy.target} ({deploy.runtime})", f"float program: {_program_text(deploy.float_program)}"]
+    for entry in deploy.recipes:
+        if entry.program is None:
+            lines.append(f"{entry.recipe}: not lowered: {entry.reason}")
+            continue
+        speedup = f", {entry.speedup.text()} the float program's speed" if entry.speedup is not None else ""
+        lines.append(f"{entry.recipe}: {_program_text(entry.program)}{speedup}")
+    return lines

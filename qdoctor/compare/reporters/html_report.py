@@ -144,6 +144,11 @@ def render(result: CompareResult, **_: Any) -> str:
             f"<li><code>{escape(recipe)}</code>: not run, {escape(why)}</li>" for recipe, why in result.not_run.items()
         ]
         parts.append("</ul>")
+    deploy = cells.deploy_lines(result)
+    if deploy:
+        parts.append(f"<h2>Deployed to {escape(deploy[0])}</h2><ul>")
+        parts += [f"<li>{escape(line)}</li>" for line in deploy[1:]]
+        parts.append("</ul>")
     parts += [
         "<h2>How this was measured</h2><dl>",
         f"<dt>float model</dt><dd><code>{escape(str(result.float_name))}</code>, inputs {escape(cells.inputs_text(result))}</dd>",

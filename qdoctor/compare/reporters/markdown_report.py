@@ -41,6 +41,10 @@ def render(result: CompareResult, **_: Any) -> str:
         lines += ["", "Not measured:", ""]
         lines += [f"- `{recipe}`: {cell(why)}" for recipe, why in problems]
         lines += [f"- `{recipe}`: not run, {cell(why)}" for recipe, why in result.not_run.items()]
+    deploy = cells.deploy_lines(result)
+    if deploy:
+        lines += ["", f"Deployed to {cell(deploy[0])}:", ""]
+        lines += [f"- {cell(line)}" for line in deploy[1:]]
     lines += [
         "",
         "<details><summary>How this was measured</summary>",

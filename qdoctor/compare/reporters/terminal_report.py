@@ -69,6 +69,11 @@ def render(result: CompareResult, width: int = 120, color: bool = False, **_: An
         console.print(Text("not measured:", style="bold"))
         for recipe, why in problems:
             console.print(Text(f"  {recipe}: {why}"))
+    deploy = cells.deploy_lines(result)
+    if deploy:
+        console.print(Text(f"deployed to {deploy[0]}:", style="bold"))
+        for line in deploy[1:]:
+            console.print(Text(f"  {line}"))
     for recipe, why in result.not_run.items():
         console.print(Text(f"not run: {recipe} ({why})", style="dim"))
     for note in result.notes:

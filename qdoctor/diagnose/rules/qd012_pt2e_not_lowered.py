@@ -52,7 +52,8 @@ def _evidence(facts: Facts) -> dict:
     Severity.WARNING,
     "a converted PT2E model runs its quantize/dequantize reference graph (eagerly, or compiled without Inductor "
     "freezing) instead of int8 kernels",
-    needs=("graph", "flow"),
+    # the graph is asked for below: a .pte target has a flow and a deployment but no torch graph
+    needs=("flow",),
     explains_slowdown=True,
 )
 def pt2e_not_lowered(facts: Facts) -> Iterator[Finding]:
@@ -60,10 +61,12 @@ def pt2e_not_lowered(facts: Facts) -> Iterator[Finding]:
     assert flow is not None
     if not flow.kind.exported_graph or flow.stage != "converted":
         return
-    if facts.deploy is not None:  # --deploy: the model is lowered for that runtime (QD025, QD026 read how)
+    if facts.deploy is not None:  # --deploy or a .pte: lowered for that runtime (QD025, QD026 read how)
         yield from _no_delegate(facts)
         return
-    counts = count_kinds(facts.graph or [])
+    if facts.graph is None:
+        return
+    counts = count_kinds(facts.graph)
     if not counts.get(F.NODE_REFERENCE_OP):
         return
     compiled = flow.compiled
@@ -114,16 +117,22 @@ def _no_delegate(facts: Facts) -> Iterator[Finding]:
     runtime's portable kernels, the quantized ones as quantize/dequantize around fp32 ops."""
     deploy = facts.deploy
     assert deploy is not None
-    program = deploy.program(INT8)
-    if program is None or program.partitions > 0:
+    program = deploy.subject()
+    if program is None or program.role != INT8 or program.partitions > 0:
         return
+    what = "kernel calls" if deploy.from_pte else "ops"
     yield pt2e_not_lowered.finding(
         f"`{subject_label(facts)}` is quantized but its int8 {deploy.target} program has no {deploy.backend} "
-        f"delegate: all {program.not_delegated_nodes} ops run in the runtime's portable kernels, the quantized ones as "
-        "quantize/dequantize around fp32 ops. Lower it with the backend's partitioner, from a model quantized with "
-        "the backend's own quantizer.",
+        f"delegate: all {program.not_delegated_nodes} {what} run in the runtime's portable kernels, the quantized "
+        "ones as quantize/dequantize around fp32 ops. Lower it with the backend's partitioner, from a model quantized "
+        "with the backend's own quantizer.",
         module="",
         source=facts.flow.source if facts.flow is not None else None,
-        evidence={"deploy": deploy.target, "partitions": 0, "not_delegated_nodes": program.not_delegated_nodes},
+        evidence={
+            "deploy": deploy.target,
+            "partitions": 0,
+            "not_delegated_nodes": program.not_delegated_nodes,
+            "quantize_dequantize_kernels": program.quantized_ops,
+        },
         fix=DEPLOY_FIX.format(model=subject_variable(facts, fallback="converted")),
     )

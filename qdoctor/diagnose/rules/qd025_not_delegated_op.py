@@ -35,10 +35,10 @@ def _split(partitions: int) -> str:
 
 
 def _timing_words(deploy: Deployment) -> str:
-    int8, float_ = deploy.program(INT8), deploy.program(FLOAT)
+    int8, float_ = deploy.subject(), deploy.program(FLOAT)
     if int8 is None or int8.latency is None:
         return ""
-    words = f" The int8 program runs in {int8.latency.median_ms:.2f} ms"
+    words = f" The {'int8 ' if int8.role == INT8 else ''}program runs in {int8.latency.median_ms:.2f} ms"
     if float_ is not None and float_.latency is not None:
         words += f" vs {float_.latency.median_ms:.2f} ms for the float program"
     return words + f" in {deploy.runtime}."
@@ -46,6 +46,12 @@ def _timing_words(deploy: Deployment) -> str:
 
 def _cost(deploy: Deployment, op: OpDelegation) -> tuple[str, float | None]:
     measured = deploy.op_cost.get(op.op)
+    if measured is None and deploy.from_pte:
+        return (
+            "not measured (the pip ExecuTorch runtime gives no per-op profile, and the op was not timed alone: "
+            "timing off, or it could not be rebuilt from the arguments the .pte records)",
+            None,
+        )
     if measured is None:
         return (
             "not measured (the pip ExecuTorch runtime gives no per-op profile, and the op was not timed alone: "
@@ -68,9 +74,9 @@ def _cost(deploy: Deployment, op: OpDelegation) -> tuple[str, float | None]:
 def not_delegated_op(facts: Facts) -> Iterator[Finding]:
     deploy = facts.deploy
     assert deploy is not None
-    program = deploy.program(INT8)
-    if program is None:
-        return
+    program = deploy.subject()
+    if program is None or not program.partitions:
+        return  # nothing delegated at all: the program was not lowered (QD012), not one op left out
     for op in program.left_out():
         if deploy.quantizer_made_for is not None and op.op.startswith(QDQ_PREFIX):
             continue  # another backend's quantize/dequantize: the quantizer is the cause (QD018)
@@ -89,15 +95,26 @@ def not_delegated_op(facts: Facts) -> Iterator[Finding]:
         }
         float_program = deploy.program(FLOAT)
         if program.latency is not None:
-            evidence["int8_program_ms"] = round(program.latency.median_ms, 4)
+            evidence[f"{'int8_' if program.role == INT8 else ''}program_ms"] = round(program.latency.median_ms, 4)
         if float_program is not None and float_program.latency is not None:
             evidence["float_program_ms"] = round(float_program.latency.median_ms, 4)
         count = f"{op.not_delegated} node{'s' if op.not_delegated > 1 else ''}"
+        if deploy.from_pte:  # no stack traces, and what the delegates compute in is not read
+            evidence["from_pte"] = True
+            how = (
+                f"runs in ExecuTorch's portable kernel{_split(program.partitions)}. Where it comes from in the "
+                "model's code is unknown: a .pte holds no stack traces (check the model.py that exported it with "
+                "--deploy executorch-xnnpack for its line)"
+            )
+        else:
+            how = (
+                "runs in ExecuTorch's portable fp32 kernel, with the tensors dequantized before it and quantized "
+                f"again after{_split(program.partitions)}"
+            )
+        role = "int8 " if program.role == INT8 else ""
         yield not_delegated_op.finding(
-            f"`{op.op}` ({count}){where} is not delegated to {deploy.backend} in the int8 ExecuTorch program: it "
-            f"runs in ExecuTorch's portable fp32 kernel, with the tensors dequantized before it and quantized again "
-            f"after{_split(program.partitions)}. Its cost: "
-            f"{cost_words}.{_timing_words(deploy)}",
+            f"`{op.op}` ({count}){where} is not delegated to {deploy.backend} in the {role}ExecuTorch program: it "
+            f"{how}. Its cost: {cost_words}.{_timing_words(deploy)}",
             module="",
             source=source,
             evidence=evidence,
