@@ -230,12 +230,14 @@ class _Reader(ast.NodeVisitor):
         first = dotted(node.args[0]) if node.args else None
         if isinstance(node.func, ast.Attribute):
             owner = dotted(node.func.value)
-            if last == "eval" and not node.args and owner:
-                self.add(R.EVAL, node, model=owner)
+            # `model = nn.Sequential(...).eval()`: the mode of the model the chain builds, bound to its variable
+            moded = owner or (result if isinstance(node.func.value, ast.Call) else None)
+            if last == "eval" and not node.args and moded:
+                self.add(R.EVAL, node, model=moded)
                 return
-            if last == "train" and owner:
+            if last == "train" and moded:
                 off = node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value is False
-                self.add(R.EVAL if off else R.TRAIN, node, model=owner)
+                self.add(R.EVAL if off else R.TRAIN, node, model=moded)
                 return
             if last == "cuda" and owner:
                 self.add(R.TO_CUDA, node, model=owner, result=result)
