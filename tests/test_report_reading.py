@@ -350,3 +350,21 @@ def test_a_recurrent_model_with_init_hidden_and_no_call_gets_its_state_from_init
     report = run_check(report_md)
     assert "init_hidden" in (report.facts.target.inputs_inferred or "")
     assert report.facts.crash is None
+
+
+def test_a_model_built_with_a_chained_eval_is_not_said_to_be_prepared_in_train_mode():
+    source = (
+        "model = nn.Sequential(nn.Conv2d(3, 3, 3), nn.BatchNorm2d(3)).eval()\n"
+        "prepared = prepare_fx(model, qconfig_mapping, (x,))\n"
+    )
+    assert "QD009" not in _rules(_text_facts(source))
+    assert "QD009" in _rules(_text_facts(source.replace(".eval()", "")))  # built in train mode: still found
+
+
+def test_a_step_that_ran_and_raised_is_the_runs_crash_not_a_static_finding():
+    source = "model = Net()\nprepared = prepare_fx(model, qconfig_dict)\n"
+    facts = _text_facts(source)
+    assert "QD006" in _rules(facts)  # prepared and never converted, read from the text
+    raised = CrashInfo("TypeError", "prepare_fx() missing 1 required positional argument", "load", line=2)
+    facts = replace(facts, target=replace(facts.target, script_errors=[raised]))
+    assert "QD006" not in _rules(facts)

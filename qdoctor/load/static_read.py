@@ -225,7 +225,7 @@ class _Reader(ast.NodeVisitor):
 
     def _call(self, node: ast.Call) -> None:
         name = self.resolve(node.func) or ""
-        last = name.rsplit(".", 1)[-1]
+        last = name.rsplit(".", 1)[-1] or (node.func.attr if isinstance(node.func, ast.Attribute) else "")
         result = self.assigned.get(id(node))
         first = dotted(node.args[0]) if node.args else None
         if isinstance(node.func, ast.Attribute):
