@@ -191,6 +191,7 @@ def run_script(
     raised_statements: list[int] = []
     bound = bound_anywhere(source) if extracted is not None else None
     gaps: set[int] = set()  # lines whose statement raised for something left out (qdoctor.load.left_out)
+    gap_followers: dict[int, list[int]] = {}  # a left-out line -> the lines that then missed a name it would bind
 
     def record(exc: BaseException, line: int, follows_from: int | None) -> None:
         if isinstance(exc, StatementTimeout):  # the script's own long loop: qdoctor measures speed itself
@@ -198,8 +199,10 @@ def run_script(
             return
         raised_statements.append(line)
         gap = left_out(exc, line, bound)
-        if gap is None and follows_from in gaps:
-            gap = f"line {line}: a name that line {follows_from} (left out) never bound"
+        if gap is None and follows_from is not None and follows_from in gaps:
+            gaps.add(line)
+            gap_followers.setdefault(follows_from, []).append(line)
+            return
         if gap is not None:
             gaps.add(line)
             target.left_out.append(gap)
@@ -248,6 +251,9 @@ def run_script(
         sys.argv = saved_argv
         sys.stdin = saved_stdin
     target.substitutions = names_stood_in + stand_ins.used
+    for origin, followers in gap_followers.items():
+        where = ", ".join(str(n) for n in followers)
+        target.left_out.append(f"line{'s' if len(followers) > 1 else ''} {where}: names line {origin} never bound")
     if extracted is not None:
         target.static_read = _static_read(source, extracted, target, raised_statements, filename)
     target.user_stdout = stdout.getvalue()
