@@ -68,5 +68,5 @@ def left_out(exc: BaseException, line: int, bound: dict[str, int] | None) -> str
     if isinstance(exc, ModuleNotFoundError) and exc.name:
         package = exc.name.split(".")[0]
         if package not in _STACK:
-            return f"line {line}: `import {exc.name}`: the package is not installed here (not needed to check a model)"
+            return f"line {line}: `import {exc.name}`: the package is not installed here"
     return None
