@@ -103,3 +103,19 @@ def test_a_well_known_name_used_before_the_block_that_imports_it_is_stood_in():
     assert "nn" in values
     [sub] = subs
     assert "before the report imports it" in sub.requested
+
+
+def test_a_script_whose_only_model_needs_the_network_says_so_instead_of_no_module(monkeypatch, tmp_path):
+    import torch.hub
+
+    from qdoctor.errors import TargetError
+    from qdoctor.load.target import load_target
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("It looks like there is no internet connection and the repo could not be found in the cache")
+
+    monkeypatch.setattr(torch.hub, "load", no_network)
+    script = tmp_path / "yolo.py"
+    script.write_text("import torch\nmodel = torch.hub.load('ultralytics/yolov5', 'yolov5s')\n")
+    with pytest.raises(TargetError, match="ultralytics/yolov5.*qdoctor runs offline"):
+        load_target(str(script))
