@@ -368,3 +368,16 @@ def test_a_step_that_ran_and_raised_is_the_runs_crash_not_a_static_finding():
     raised = CrashInfo("TypeError", "prepare_fx() missing 1 required positional argument", "load", line=2)
     facts = replace(facts, target=replace(facts.target, script_errors=[raised]))
     assert "QD006" not in _rules(facts)
+
+
+def test_torchao_dynamic_int8_without_any_compile_is_read_as_eager_activation_quantization():
+    source = "from torchao.quantization import quantize_, Int8DynamicActivationInt8WeightConfig\n" + (
+        "quantize_(model, Int8DynamicActivationInt8WeightConfig())\n"
+    )
+    [finding] = _rules(_text_facts(source))["QD013"]
+    assert finding.location.line == 2 and finding.evidence["kind"] == "eager-activation-quantization"
+    assert "torch.compile(model)" in finding.fix
+    for compiled in ("model = torch.compile(model)\n", "model.compile()\n"):
+        assert "QD013" not in _rules(_text_facts(source + compiled))
+    weight_only = source.replace("Int8DynamicActivationInt8WeightConfig()", "Int8WeightOnlyConfig()")
+    assert "QD013" not in _rules(_text_facts(weight_only))

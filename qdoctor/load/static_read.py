@@ -250,6 +250,23 @@ class _Reader(ast.NodeVisitor):
                 return
         if last in _PREPARE and first:
             self.add(R.PREPARE, node, model=first, result=result or first, detail=last)
+        elif last == "quantize_" and first:
+            given = (
+                node.args[1]
+                if len(node.args) > 1
+                else next((k.value for k in node.keywords if k.arg == "config"), None)
+            )
+            config = dotted(given.func if isinstance(given, ast.Call) else given) if given is not None else None
+            self.add(R.TORCHAO, node, model=first, detail=(config or "").rsplit(".", 1)[-1])
+        elif last == "compile" and (name.startswith("torch.") or isinstance(node.func, ast.Attribute)):
+            compiled = (
+                first
+                if name.startswith("torch.")
+                else dotted(node.func.value)
+                if isinstance(node.func, ast.Attribute)
+                else None
+            )
+            self.add(R.COMPILE, node, model=compiled, result=result)
         elif last in _CONVERT and first:
             self.add(R.CONVERT, node, model=first, result=result or first, detail=last)
         elif last in ("fuse_modules", "fuse_modules_qat", "fuse_fx") and first:
