@@ -146,6 +146,18 @@ def crash(type_: str, message: str, traceback: str = "", line: int | None = 7) -
             crash("RuntimeError", "something odd", 'File "/x/torch/export/_trace.py", line 3, in _export\n'),
             "unrecognized",
         ),
+        (
+            crash("AttributeError", "module 'torch.export' has no attribute 'export_for_training'"),
+            "export-for-training-removed",
+        ),
+        (
+            crash(
+                "AssertionError",
+                "did not find fuser method for: (<class 'torch.nn.modules.conv.ConvTranspose2d'>, "
+                "<class 'torch.nn.modules.batchnorm.BatchNorm2d'>, <class 'torch.nn.modules.activation.ReLU'>)",
+            ),
+            "no-fuser-for-sequence",
+        ),
     ],
 )
 def test_flow_failures_are_mapped_to_causes(error, cause):
@@ -360,3 +372,14 @@ def test_model_flow_answers_every_consumer_from_one_look():
         "exported": ("pt2e", None, 0, "fx"),
     }
     assert seen["dynamic"].dynamic_only and not any(f.qat for f in seen.values())
+
+
+def test_a_sequence_without_a_fuser_names_its_layer_types_and_says_the_model_is_not_at_fault():
+    message = (
+        "did not find fuser method for: (<class 'torch.nn.modules.conv.ConvTranspose2d'>, "
+        "<class 'torch.nn.modules.batchnorm.BatchNorm2d'>, <class 'torch.nn.modules.activation.ReLU'>)"
+    )
+    failure = diagnose(crash("AssertionError", message), "2.14.1", None)
+    assert failure is not None and failure.step == "fuse_modules"
+    assert "ConvTranspose2d + BatchNorm2d + ReLU" in failure.explanation
+    assert "not at fault" in failure.explanation

@@ -350,3 +350,34 @@ def test_a_recurrent_model_with_init_hidden_and_no_call_gets_its_state_from_init
     report = run_check(report_md)
     assert "init_hidden" in (report.facts.target.inputs_inferred or "")
     assert report.facts.crash is None
+
+
+def test_a_model_built_with_a_chained_eval_is_not_said_to_be_prepared_in_train_mode():
+    source = (
+        "model = nn.Sequential(nn.Conv2d(3, 3, 3), nn.BatchNorm2d(3)).eval()\n"
+        "prepared = prepare_fx(model, qconfig_mapping, (x,))\n"
+    )
+    assert "QD009" not in _rules(_text_facts(source))
+    assert "QD009" in _rules(_text_facts(source.replace(".eval()", "")))  # built in train mode: still found
+
+
+def test_a_step_that_ran_and_raised_is_the_runs_crash_not_a_static_finding():
+    source = "model = Net()\nprepared = prepare_fx(model, qconfig_dict)\n"
+    facts = _text_facts(source)
+    assert "QD006" in _rules(facts)  # prepared and never converted, read from the text
+    raised = CrashInfo("TypeError", "prepare_fx() missing 1 required positional argument", "load", line=2)
+    facts = replace(facts, target=replace(facts.target, script_errors=[raised]))
+    assert "QD006" not in _rules(facts)
+
+
+def test_torchao_dynamic_int8_without_any_compile_is_read_as_eager_activation_quantization():
+    source = "from torchao.quantization import quantize_, Int8DynamicActivationInt8WeightConfig\n" + (
+        "quantize_(model, Int8DynamicActivationInt8WeightConfig())\n"
+    )
+    [finding] = _rules(_text_facts(source))["QD013"]
+    assert finding.location.line == 2 and finding.evidence["kind"] == "eager-activation-quantization"
+    assert "torch.compile(model)" in finding.fix
+    for compiled in ("model = torch.compile(model)\n", "model.compile()\n"):
+        assert "QD013" not in _rules(_text_facts(source + compiled))
+    weight_only = source.replace("Int8DynamicActivationInt8WeightConfig()", "Int8WeightOnlyConfig()")
+    assert "QD013" not in _rules(_text_facts(weight_only))

@@ -85,6 +85,14 @@ _KNOWN_FAILURES = (
         "exported = torch.export.export(model.eval(), example_inputs).module()\nprepared = prepare_pt2e(exported, quantizer)",
     ),
     _c(
+        "export-for-training-removed",
+        r"has no attribute 'export_for_training'",
+        "export",
+        "torch.export.export_for_training was removed from torch: torch.export.export now captures the graph "
+        "PT2E quantization (prepare_pt2e / prepare_qat_pt2e) takes.",
+        "exported = torch.export.export(model, example_inputs).module()\nprepared = prepare_qat_pt2e(exported, quantizer)",
+    ),
+    _c(
         "data-dependent-control-flow",
         r"data-dependent|GuardOnDataDependentSymNode|Dynamic control flow is not supported|"
         r"Could not guard on data-dependent",
@@ -325,6 +333,18 @@ fused = fuse_fx(model.eval(), backend_config=backend_config)
 # eager mode: leave that pair out of the fuse_modules list"""
 
 
+# fuse_modules was handed a sequence of layer types no fuser method exists for (ConvTranspose2d, BatchNorm2d, ReLU)
+_NO_FUSER = re.compile(r"did not find fuser method for: \((?P<types>[^)]*)\)")
+NO_FUSER = "no-fuser-for-sequence"
+
+
+def _no_fuser(message: str) -> str | None:
+    """The layer types of a sequence fuse_modules has no fuser for ("ConvTranspose2d + BatchNorm2d + ReLU")."""
+    match = _NO_FUSER.search(message)
+    types = re.findall(r"<class '(?:\w+\.)*(\w+)'>", match.group("types")) if match else []
+    return " + ".join(types) or None
+
+
 def _fusion_failure(traceback_text: str) -> tuple[str, ...] | None:
     """The layer types a torch fusion method was fusing when it raised (("ConvTranspose", "BatchNorm")), or None."""
     found = _FUSER_FRAME.findall(traceback_text)
@@ -375,6 +395,17 @@ def diagnose(crash: CrashInfo | None, torch_version: str, torchao_version: str |
         )
         failed.layers = fused
         return failed
+    unfusable = _no_fuser(crash.message)
+    if unfusable is not None:
+        return failure(
+            step or "fuse_modules",
+            NO_FUSER,
+            f"torch.ao.quantization has no fuser for the sequence {unfusable}: it fuses Conv1d/2d/3d with BatchNorm "
+            "and/or ReLU, Linear with BatchNorm1d or ReLU, BatchNorm2d/3d with ReLU and ConvTranspose with "
+            "BatchNorm (without ReLU). The model is not at fault: list a sequence it knows (a shorter one) and "
+            "leave the rest unfused.",
+            "",
+        )
     for cause in _KNOWN_FAILURES:
         in_traceback = cause.cause == "capture-pre-autograd-graph-removed" and cause.pattern.search(crash.traceback)
         if cause.pattern.search(text) or in_traceback:
@@ -438,6 +469,7 @@ FLOW_CAUSES = tuple(
     Cause(cause_id, _failed_with(cause_id), flow_step=True)
     for cause_id in (
         FUSION_FAILED,
+        NO_FUSER,
         PT2E_MOVED,
         TORCHAO_API_MOVED,
         NO_SUCH_API,

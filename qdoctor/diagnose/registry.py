@@ -274,11 +274,16 @@ def run_from_text(
     all_rules()  # import every rule module, which registers its reading of the text
     reported = {f.rule for f in found}
     added: list[Finding] = []
+    # a statement that ran and raised is the run's: its crash is reported, and what the text says of the step it
+    # would have made (a model it would have prepared) is moot
+    raised = {c.line for c in facts.target.script_errors if c.line and c.follows_from is None}
     if facts.target.static_read is not None:
         for code, read in sorted(_FROM_TEXT.items()):
             if code in reported or not selected(code, select, ignore):
                 continue
             for finding in read(facts):
+                if finding.location.line in raised:
+                    continue
                 finding.evidence["basis"] = STATIC_BASIS
                 if not finding.evidence.get("certain") and finding.severity is Severity.ERROR:
                     finding.severity = Severity.WARNING

@@ -297,6 +297,9 @@ class Target:
     script_errors: list[CrashInfo] = field(default_factory=list)
     substitutions: list[Substitution] = field(default_factory=list)  # offline stand-ins used (qdoctor.load.standins)
     stopped_lines: list[int] = field(default_factory=list)  # statements stopped at their time budget (keep-going)
+    # what a statement raised that is no crash of the user's code: a name or package the report leaves out, a download
+    # qdoctor cannot make offline (qdoctor.load.left_out), in words; the statement is still marked as not run
+    left_out: list[str] = field(default_factory=list)
     report_text: ScriptText | None = None  # the target was a bug report: the lines of it that ran
     report_crashes: list[CrashInfo] = field(default_factory=list)  # tracebacks pasted in the report (phase "report")
     static_read: StaticRead | None = None  # a report's quantization steps read without running (qdoctor.facts.report)

@@ -20,6 +20,8 @@ TO_CUDA = "to_cuda"  # model.cuda() / model.to("cuda")
 MISSING_NAME = "missing_name"  # a name imported from torch that the installed torch lacks (detail: "module:name")
 FLOAT_OP = "float_op"  # `+`, `+=`, torch.add or torch.cat in the forward() of an eager-mode model with QuantStub
 CONSTRUCT = "construct"  # model = SomeModule(...) (detail: the class)
+TORCHAO = "torchao"  # torchao quantize_(model, SomeConfig(...)) (detail: the config's name)
+COMPILE = "compile"  # torch.compile(model) / model.compile()
 
 QUANTIZED_FLOWS = ("convert", "convert_fx", "convert_pt2e", "quantize_dynamic", "quantize_fx")
 

@@ -93,10 +93,18 @@ def _strip_prompts(lines: list[str]) -> list[str]:
     return [_PROMPT.sub("", line) if _PROMPT.match(line) else "" for line in lines]
 
 
-def _blank_inert(lines: list[str], first: int, last: int) -> tuple[int, int] | None:
+def _strip_magics(lines: list[str]) -> list[str]:
+    """A notebook cell's shell escapes and magics (``!pip install ...``, ``%timeit f()``): never Python, blanked so
+    that the imports around them still run."""
+    return ["" if line.lstrip().startswith(("!", "%")) else line for line in lines]
+
+
+def _blank_inert(lines: list[str], first: int, last: int, prose: bool = False) -> tuple[int, int] | None:
     """Lines ``first..last`` (0-based, inclusive) parse together. Blank the top-level statements that do nothing but
     could raise (a bare word of prose, ``0/2000``, a title with a colon that parses as an annotation: no call in
-    them); return the range from the first to the last statement left, None when none is."""
+    them); return the range from the first to the last statement left, None when none is. ``prose``: the run was
+    found among prose, where a line that names a non-ASCII identifier (``可以有更高的精度(因为...)``) is a sentence that
+    happens to parse, not code: blanked too."""
     chunk = "\n".join(lines[first : last + 1])
     tree = ast.parse(chunk)
     kept: tuple[int, int] | None = None
@@ -104,12 +112,17 @@ def _blank_inert(lines: list[str], first: int, last: int) -> tuple[int, int] | N
         start, end = first + stmt.lineno - 1, first + (stmt.end_lineno or stmt.lineno) - 1
         calls = any(isinstance(node, (ast.Call, ast.Await, ast.Yield, ast.YieldFrom)) for node in ast.walk(stmt))
         inert = (isinstance(stmt, ast.Expr) or (isinstance(stmt, ast.AnnAssign) and stmt.value is None)) and not calls
+        inert = inert or (prose and _names_non_ascii(stmt))
         if inert:
             for i in range(start, end + 1):
                 lines[i] = ""
         else:
             kept = (kept[0] if kept else start, end)
     return kept
+
+
+def _names_non_ascii(stmt: ast.stmt) -> bool:
+    return any(isinstance(node, ast.Name) and not node.id.isascii() for node in ast.walk(stmt))
 
 
 def _bound_names(lines: list[str], first: int, last: int) -> set[str]:
@@ -278,16 +291,22 @@ def extract(text: str, name: str) -> ExtractedScript:
     skipped: list[str] = []
     blocks, kind = _blocks(lines, name)
     ranges: list[tuple[int, int]] = []
+    # the blocks taken for Python (run, cut, or labelled python): only their lines that did not run are read
+    # statically, never those of an output or a traceback block (whose echoed source lines look like code)
+    python_blocks: list[tuple[int, int]] = []
     if blocks is not None:
         for first, last, info in blocks:
-            body = _strip_prompts(_dedented(lines, first, last))
+            body = _strip_magics(_strip_prompts(_dedented(lines, first, last)))
             labelled = info in _PYTHON_INFO
             if info and not labelled:
                 if info not in _OTHER_LANGUAGES:
                     skipped.append(f"lines {first + 1}-{last + 1}: a {info} block: not run")
                 continue
             if not compiles("\n".join(body)):
-                end = complete_prefix(body) if labelled or _looks_like_code(body) else None
+                looks = labelled or _looks_like_code(body)
+                if looks:
+                    python_blocks.append((first, last))
+                end = complete_prefix(body) if looks else None
                 if end is None:
                     if labelled:
                         skipped.append(f"lines {first + 1}-{last + 1}: a python block that does not parse: not run")
@@ -299,6 +318,7 @@ def extract(text: str, name: str) -> ExtractedScript:
                 body, last = body[: end + 1], first + end
             out[first : last + 1] = body
             ranges.append((first, last))
+            python_blocks.append((first, last))
         for first, last in ranges:
             _blank_inert(out, first, last)  # a bare expression (a notebook's display of a value) does nothing here
     else:
@@ -309,7 +329,7 @@ def extract(text: str, name: str) -> ExtractedScript:
             runs, skipped = _text_runs(raw)
         for first, last in runs:
             out[first : last + 1] = _dedented(raw, first, last)
-        kept = [r for r in (_blank_inert(out, first, last) for first, last in runs) if r is not None]
+        kept = [r for r in (_blank_inert(out, first, last, prose=True) for first, last in runs) if r is not None]
         ranges = _drop_variants(out, kept, skipped)
         ran_lines = {i for first, last in ranges for i in range(first, last + 1)}
         out = [line if i in ran_lines else "" for i, line in enumerate(out)]
@@ -324,7 +344,7 @@ def extract(text: str, name: str) -> ExtractedScript:
         raise TargetError(f"{name}: the report's Python blocks do not parse together as one script")
     unrun = [
         (i + 1, lines[i].strip())
-        for first, last, _ in blocks or []
+        for first, last in sorted(set(python_blocks))
         for i in range(first, last + 1)
         if lines[i].strip() and not out[i].strip()
     ]

@@ -29,6 +29,7 @@ from qdoctor.facts.location import crash_info, first_line, user_frame
 from qdoctor.facts.report import StaticRead
 from qdoctor.load.calls import CallLog, recording_calls
 from qdoctor.load.flow_steps import FlowLog, recording_flow_steps
+from qdoctor.load.left_out import bound_anywhere, left_out
 from qdoctor.load.options import LoadOptions
 from qdoctor.load.report_text import ExtractedScript
 from qdoctor.load.standin_names import stand_in_names
@@ -188,12 +189,24 @@ def run_script(
         values, names_stood_in = stand_in_names(source, filename)
         namespace.update(values)
     raised_statements: list[int] = []
+    bound = bound_anywhere(source) if extracted is not None else None
+    gaps: set[int] = set()  # lines whose statement raised for something left out (qdoctor.load.left_out)
+    gap_followers: dict[int, list[int]] = {}  # a left-out line -> the lines that then missed a name it would bind
 
     def record(exc: BaseException, line: int, follows_from: int | None) -> None:
         if isinstance(exc, StatementTimeout):  # the script's own long loop: qdoctor measures speed itself
             target.stopped_lines.append(line)
             return
         raised_statements.append(line)
+        gap = left_out(exc, line, bound)
+        if gap is None and follows_from is not None and follows_from in gaps:
+            gaps.add(line)
+            gap_followers.setdefault(follows_from, []).append(line)
+            return
+        if gap is not None:
+            gaps.add(line)
+            target.left_out.append(gap)
+            return
         if isinstance(exc, ModuleNotFoundError) and not _defines_any_module(namespace) and extracted is None:
             # A package this environment lacks, before any model: nothing of the script can be checked here.
             raise _missing_module(path, exc) from None
@@ -238,6 +251,9 @@ def run_script(
         sys.argv = saved_argv
         sys.stdin = saved_stdin
     target.substitutions = names_stood_in + stand_ins.used
+    for origin, followers in gap_followers.items():
+        where = ", ".join(str(n) for n in followers)
+        target.left_out.append(f"line{'s' if len(followers) > 1 else ''} {where}: names line {origin} never bound")
     if extracted is not None:
         target.static_read = _static_read(source, extracted, target, raised_statements, filename)
     target.user_stdout = stdout.getvalue()

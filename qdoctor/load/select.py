@@ -173,6 +173,8 @@ def pick_subject(
             raise ScriptFailedError(
                 text, c.message, explained=text.replace("{", "{{").replace("}", "}}") + "; {hint}", crash=c
             )
+        if target.left_out and target.report_text is None:  # a script's: a download qdoctor cannot make offline
+            raise NoModelError(f"no torch.nn.Module could be built: {target.left_out[0]}")
         raise NoModelError("no torch.nn.Module found in the target (define `model` or `build_model()`)")
 
     def record(model: nn.Module) -> ModelCalls | None:

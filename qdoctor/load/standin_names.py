@@ -55,6 +55,10 @@ WELL_KNOWN: dict[str, tuple[str, str]] = {
     "QConfigMapping": ("torch.ao.quantization", "QConfigMapping"),
     "prepare_fx": ("torch.ao.quantization.quantize_fx", "prepare_fx"),
     "convert_fx": ("torch.ao.quantization.quantize_fx", "convert_fx"),
+    "prepare_qat_fx": ("torch.ao.quantization.quantize_fx", "prepare_qat_fx"),
+    "fuse_fx": ("torch.ao.quantization.quantize_fx", "fuse_fx"),
+    "get_default_qat_qconfig_mapping": ("torch.ao.quantization", "get_default_qat_qconfig_mapping"),
+    "symbolic_trace": ("torch.fx", "symbolic_trace"),
 }
 # Signs that the script quantizes the model in eager mode (fuses it, places stubs): the quantizable variant.
 _EAGER_SIGNS = re.compile(r"\bfuse_model\b|QuantStub|DeQuantStub|QuantWrapper|quantize\s*=\s*True")
@@ -82,6 +86,25 @@ def _used_and_bound(tree: ast.Module) -> tuple[dict[str, int], set[str], set[str
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             called.add(node.func.id)
     return used, bound, called
+
+
+def _imported_after_use(tree: ast.Module, used: dict[str, int]) -> dict[str, int]:
+    """The well-known names a report uses before the block that imports them (a fragment shown first, the full
+    script after it), bound by nothing but imports: stood in for the fragment, the same module the import binds."""
+    imported: dict[str, int] = {}
+    other: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                name = (alias.asname or alias.name).split(".")[0]
+                imported[name] = min(node.lineno, imported.get(name, node.lineno))
+        elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            other.add(node.id)
+    return {
+        name: line
+        for name, line in used.items()
+        if name in WELL_KNOWN and name in imported and name not in other and line < imported[name]
+    }
 
 
 def _normalized(name: str) -> str:
@@ -137,6 +160,8 @@ def stand_in_names(source: str, file: str) -> tuple[dict[str, Any], list[Substit
         return {}, []
     used, bound, called = _used_and_bound(tree)
     missing = {name: line for name, line in used.items() if name not in bound and not hasattr(builtins, name)}
+    late = _imported_after_use(tree, used)
+    missing.update(late)
     values: dict[str, Any] = {}
     used_subs: list[Substitution] = []
     for name, line in sorted(missing.items(), key=lambda item: item[1]):
@@ -150,7 +175,8 @@ def stand_in_names(source: str, file: str) -> tuple[dict[str, Any], list[Substit
             statement = f"from {module_name} import {attribute}" if attribute else f"import {module_name}"
             if not attribute and module_name != name:
                 statement += f" as {name}"
-            used_subs.append(Substitution("import", f"`{name}` used but never imported", f"`{statement}`", file, line))
+            told = "used before the report imports it" if name in late else "used but never imported"
+            used_subs.append(Substitution("import", f"`{name}` {told}", f"`{statement}`", file, line))
         elif name in called and (name[:1].isupper() or name in _torchvision_builders()):
             quantizable = _EAGER_SIGNS.search(source) is not None
             found = torchvision_builder(name, quantizable)

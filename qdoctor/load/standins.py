@@ -30,6 +30,7 @@ from torch import nn
 
 from qdoctor.facts import SourceLocation, Substitution
 from qdoctor.facts.location import user_frame
+from qdoctor.load.left_out import OfflineUnavailable
 from qdoctor.load.when_imported import when_imported
 
 FAKE_DATASET_SIZE = 64
@@ -189,7 +190,15 @@ class StandIns:
             source = kwargs.get("source", "github")
             vision = source == "github" and str(repo_or_dir).split(":")[0].rstrip("/") in ("pytorch/vision",)
             if not vision or os.path.isdir(str(repo_or_dir)):
-                return original(repo_or_dir, model, *args, **kwargs)
+                try:
+                    return original(repo_or_dir, model, *args, **kwargs)
+                except (RuntimeError, OSError) as exc:
+                    if source != "github" or not _offline(exc):
+                        raise
+                    raise OfflineUnavailable(
+                        f"torch.hub.load({repo_or_dir!r}, {model!r}) needs that GitHub repository, which is not in "
+                        "torch.hub's cache; qdoctor has no stand-in for a model outside torchvision"
+                    ) from exc
             import torchvision
 
             builder = torchvision.models.get_model_builder(model)
@@ -383,6 +392,16 @@ def _skip_if_built(init: Callable[..., Any]) -> Callable[..., Any]:
         init(self, *args, **kwargs)
 
     return wrapped
+
+
+def _offline(exc: BaseException) -> bool:
+    """``exc`` is torch.hub failing to reach the network (no connection, a name that does not resolve, a refused
+    socket), not the repository's own error."""
+    import urllib.error
+
+    if isinstance(exc, (urllib.error.URLError, ConnectionError, TimeoutError)):
+        return True
+    return "no internet connection" in str(exc) or isinstance(exc.__cause__, (urllib.error.URLError, OSError))
 
 
 def _hub_cached(url: str, file_name: str | None) -> bool:

@@ -225,17 +225,19 @@ class _Reader(ast.NodeVisitor):
 
     def _call(self, node: ast.Call) -> None:
         name = self.resolve(node.func) or ""
-        last = name.rsplit(".", 1)[-1]
+        last = name.rsplit(".", 1)[-1] or (node.func.attr if isinstance(node.func, ast.Attribute) else "")
         result = self.assigned.get(id(node))
         first = dotted(node.args[0]) if node.args else None
         if isinstance(node.func, ast.Attribute):
             owner = dotted(node.func.value)
-            if last == "eval" and not node.args and owner:
-                self.add(R.EVAL, node, model=owner)
+            # `model = nn.Sequential(...).eval()`: the mode of the model the chain builds, bound to its variable
+            moded = owner or (result if isinstance(node.func.value, ast.Call) else None)
+            if last == "eval" and not node.args and moded:
+                self.add(R.EVAL, node, model=moded)
                 return
-            if last == "train" and owner:
+            if last == "train" and moded:
                 off = node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value is False
-                self.add(R.EVAL if off else R.TRAIN, node, model=owner)
+                self.add(R.EVAL if off else R.TRAIN, node, model=moded)
                 return
             if last == "cuda" and owner:
                 self.add(R.TO_CUDA, node, model=owner, result=result)
@@ -248,6 +250,23 @@ class _Reader(ast.NodeVisitor):
                 return
         if last in _PREPARE and first:
             self.add(R.PREPARE, node, model=first, result=result or first, detail=last)
+        elif last == "quantize_" and first:
+            given = (
+                node.args[1]
+                if len(node.args) > 1
+                else next((k.value for k in node.keywords if k.arg == "config"), None)
+            )
+            config = dotted(given.func if isinstance(given, ast.Call) else given) if given is not None else None
+            self.add(R.TORCHAO, node, model=first, detail=(config or "").rsplit(".", 1)[-1])
+        elif last == "compile" and (name.startswith("torch.") or isinstance(node.func, ast.Attribute)):
+            compiled = (
+                first
+                if name.startswith("torch.")
+                else dotted(node.func.value)
+                if isinstance(node.func, ast.Attribute)
+                else None
+            )
+            self.add(R.COMPILE, node, model=compiled, result=result)
         elif last in _CONVERT and first:
             self.add(R.CONVERT, node, model=first, result=result or first, detail=last)
         elif last in ("fuse_modules", "fuse_modules_qat", "fuse_fx") and first:

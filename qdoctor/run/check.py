@@ -335,7 +335,9 @@ def load_target_explained(spec: str, trust: bool = False, options: LoadOptions |
         facts = failed_script_facts(spec, error)
         if facts is not None:
             raise FlowFailedBeforeModel(facts, text) from None
-        raise TargetError(text) from None
+        explained = TargetError(text)
+        explained.partial = error.partial  # a report still has its quoted tracebacks and its statically read steps
+        raise explained from None
 
 
 def verify_fixes(

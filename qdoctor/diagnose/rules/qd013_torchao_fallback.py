@@ -7,11 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from qdoctor import facts as F
+from qdoctor.diagnose import static_steps as static
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.language_model import decode_slowdown
 from qdoctor.diagnose.locate import float_variable, subject_variable
-from qdoctor.diagnose.registry import rule
+from qdoctor.diagnose.registry import from_text, rule
 from qdoctor.facts import Facts, ModuleInfo, ModuleTime
+from qdoctor.facts import report as R
 
 # Profiler ops that are int8 (or packed low-bit) matmul kernels: a layer running one of these is not falling back.
 FAST_KERNELS = (
@@ -185,3 +187,30 @@ def _decode_finding(facts: Facts, layers: dict[str, ModuleInfo], name: str, floa
     evidence = {"cause": DECODE, "activation_quantized": quantizes_activations, **found.evidence()}
     fix = FIX_DECODE.format(name=name, float=float_name)
     yield torchao_fallback.finding(message, module=first.path, source=first.source, evidence=evidence, fix=fix)
+
+
+# torchao configs whose int8 matmul quantizes the activation on every call: fused by torch.compile, separate eager op
+# calls without it (EAGER_ACTIVATION_QUANT, measured on a run)
+_PER_CALL_ACTIVATION_CONFIGS = ("Int8DynamicActivationInt8WeightConfig", "int8_dynamic_activation_int8_weight")
+
+
+@from_text("QD013")
+def uncompiled_dynamic_int8_in_text(facts: Facts) -> Iterator[Finding]:
+    """The report's text quantizes with torchao's dynamic-activation int8 config and compiles nothing."""
+    if static.steps(facts, R.COMPILE):
+        return  # a compile anywhere may be this model's under another name
+    for step in static.steps(facts, R.TORCHAO):
+        if step.detail not in _PER_CALL_ACTIVATION_CONFIGS or not static.unverified(step, facts):
+            continue
+        model = step.model or "model"
+        yield torchao_fallback.finding(
+            f"`{step.code}` (line {step.line}) and no torch.compile anywhere in the report: run eagerly, each "
+            "quantized Linear quantizes its activation in separate op calls around the int8 matmul, which on CPU "
+            "often costs more than the int8 matmul saves, so the model can be slower than fp32 (static: read, not "
+            "run).",
+            source=static.where(step, facts),
+            evidence=static.evidence(step, kind=EAGER_ACTIVATION_QUANT),
+            fix=f"{model} = torch.compile({model})  # fuses the activation quantization around torch._int_mm",
+            severity=Severity.WARNING,
+        )
+        return
