@@ -107,8 +107,12 @@ def main() -> str:
     ratio = paired.ratio("with", "without")
     assert with_ms is not None and without_ms is not None and ratio is not None
     body = f"Machine: {machine()}\n\n"
+    contended = sum("(contended)" in str(row[5]) for row in rows)
     body += (
-        "The machine was busy (other jobs running): timings are contended and noisy; the lead re-measures quietly.\n\n"
+        f"{contended} of {len(rows)} programs were timed while other processes used the cores (marked contended): "
+        "those timings are noisy.\n\n"
+        if contended
+        else "No other process used the cores while the programs were timed (qdoctor.gather.contention).\n\n"
     )
     body += table(
         ["model", "program", ".pte MB", "partitions", "not delegated", "ms per call (median ± IQR)", "int8 speedup"],
