@@ -25,6 +25,17 @@ def test_qd014_reports_what_nobody_explains_with_location():
     assert finding.location.module == "" and finding.location.line == 21 and finding.severity.value == "error"
 
 
+def test_qd014_says_what_a_name_used_as_the_model_holds():
+    """`model_to_quantize = model.load_state_dict(sd)` then `model_to_quantize.eval()`: still QD014 (not a
+    quantization failure), and the finding says the name holds load_state_dict's result, not the model."""
+    raised = crash("'_IncompatibleKeys' object has no attribute 'eval'", None, 9, "AttributeError", "load", "m.eval()")
+    [finding] = run_rule("QD014", make_facts([mod("fc", "Linear", F.FLOAT)], [], load_crash=raised))
+    assert "what `load_state_dict(...)` returned" in finding.message and finding.location.line == 9
+    other = crash("'Tensor' object has no attribute 'eval'", None, 9, "AttributeError", "load", "m.eval()")
+    [finding] = run_rule("QD014", make_facts([mod("fc", "Linear", F.FLOAT)], [], load_crash=other))
+    assert "the name holds" not in finding.message
+
+
 def test_qd014_reports_a_known_cause_whose_rule_is_not_registered(monkeypatch):
     # QD003 owns NoQEngine; a build of qdoctor without that rule must still show the crash
     from qdoctor.diagnose import registry

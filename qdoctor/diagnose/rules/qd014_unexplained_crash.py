@@ -49,6 +49,9 @@ def unexplained_crash(facts: Facts, unexplained: list[CrashInfo]) -> Iterator[Fi
                 "objects the script had defined before it."
             )
             severity = Severity.WARNING
+        wrong = crashes.not_a_model(crash)
+        if wrong is not None:
+            message += f" The object it used as a model is a `{wrong[0]}`: the name holds {wrong[1]}."
         backend = crashes.backend_error(crash.message)
         if crash.phase == "load" and backend is not None and crashes.has_int8_modules(facts):
             message += (
