@@ -32,6 +32,8 @@ def _cases(timed: bool) -> list:
         if bool(spec.get("timed")) != timed:
             continue
         marks = [pytest.mark.corpus_timed] if timed else []
+        if spec.get("slow"):  # a script that trains or runs a torchvision model for tens of seconds
+            marks.append(pytest.mark.corpus_slow)
         if spec.get("xfail"):
             marks.append(pytest.mark.xfail(reason=spec["xfail"], strict=True))
         params.append(pytest.param(case, marks=marks, id=case.name))
