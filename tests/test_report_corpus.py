@@ -103,3 +103,14 @@ def test_a_crash_in_library_code_names_the_library_line_and_the_users_call():
     assert "out += identity" in finding.message
     assert "torchvision.models.quantization" in (finding.fix or "")
     assert (finding.location.file or "").endswith("script.py")  # the user's call, not the library file
+
+
+def test_a_model_its_flow_left_float_says_which_qconfig_torch_ignored():
+    """pytorch/pytorch#82708 on today's torch: prepare_fx no longer raises on tanh with the default qconfig, it warns
+    and ignores it, so the model stays float; the report quotes that warning beside "not quantized"."""
+    from qdoctor.report.notes import ignored_qconfig_warnings
+
+    report = report_of(FIXTURES / "reports" / "gh82708_fx_tanh_qconfig_dict", bench=False)
+    assert not report.facts.is_quantized
+    assert any("ignored a qconfig" in n and "FixedQParamsObserver" in n for n in report.notes), report.notes
+    assert ignored_qconfig_warnings(["DeprecationWarning: torch.ao.quantization is deprecated", ""]) == []
