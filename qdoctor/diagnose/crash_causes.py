@@ -273,7 +273,7 @@ def has_int8_modules(facts: Facts) -> bool:
 # A name holding what a call returned instead of the model: an nn.Module method used on it raises "'<type>' object
 # has no attribute '<method>'" (in the script or in the flow step it was handed to); the type says which call it was.
 _NO_ATTRIBUTE = re.compile(r"'(?P<type>[\w.]+)' object has no attribute '(?P<attr>\w+)'")
-_MODULE_API = set("eval train named_children named_modules modules parameters state_dict to apply qconfig".split())
+_MODULE_API = set("eval train named_children named_modules modules parameters state_dict apply qconfig".split())
 _STATE_DICT = "a state_dict, not the model: build it, call `model.load_state_dict(state_dict)` and use `model`"
 _RETURNED_INSTEAD = {
     "_IncompatibleKeys": "what `load_state_dict(...)` returned (its missing and unexpected keys), not the model: it "

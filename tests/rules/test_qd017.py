@@ -78,6 +78,10 @@ def test_qd017_a_step_handed_what_a_call_returned_says_what_the_name_holds(held,
     )
     facts = make_facts([mod("fc", "Linear", F.FLOAT)], load_crash=other, flow=FlowInfo(flow_kind("none")))
     assert run_rule("QD017", facts)[0].evidence["cause"] == "unrecognized"
+    # nor is a None bias moved inside the step (`.to` is every tensor's API too)
+    bias = crash("'NoneType' object has no attribute 'to'", None, 7, "AttributeError", "load", "", PREPARE_TRACEBACK)
+    facts = make_facts([mod("fc", "Linear", F.FLOAT)], load_crash=bias, flow=FlowInfo(flow_kind("none")))
+    assert run_rule("QD017", facts)[0].evidence["cause"] == "unrecognized"
 
 
 # ------------------------------------------------------------------------------------------------ end to end
