@@ -32,6 +32,8 @@ def _cases(timed: bool) -> list:
         if bool(spec.get("timed")) != timed:
             continue
         marks = [pytest.mark.corpus_timed] if timed else []
+        if spec.get("slow"):  # a script that trains or runs a torchvision model for tens of seconds
+            marks.append(pytest.mark.corpus_slow)
         if spec.get("xfail"):
             marks.append(pytest.mark.xfail(reason=spec["xfail"], strict=True))
         params.append(pytest.param(case, marks=marks, id=case.name))
@@ -101,3 +103,14 @@ def test_a_crash_in_library_code_names_the_library_line_and_the_users_call():
     assert "out += identity" in finding.message
     assert "torchvision.models.quantization" in (finding.fix or "")
     assert (finding.location.file or "").endswith("script.py")  # the user's call, not the library file
+
+
+def test_a_model_its_flow_left_float_says_which_qconfig_torch_ignored():
+    """pytorch/pytorch#82708 on today's torch: prepare_fx no longer raises on tanh with the default qconfig, it warns
+    and ignores it, so the model stays float; the report quotes that warning beside "not quantized"."""
+    from qdoctor.report.notes import ignored_qconfig_warnings
+
+    report = report_of(FIXTURES / "reports" / "gh82708_fx_tanh_qconfig_dict", bench=False)
+    assert not report.facts.is_quantized
+    assert any("ignored a qconfig" in n and "FixedQParamsObserver" in n for n in report.notes), report.notes
+    assert ignored_qconfig_warnings(["DeprecationWarning: torch.ao.quantization is deprecated", ""]) == []

@@ -377,3 +377,17 @@ def test_a_flow_step_that_raises_before_any_model_is_bound_is_diagnosed_from_its
     assert found and (found[0].location.line or 0) > 0, codes(report)
     assert fix_names in (found[0].fix or ""), found[0].fix
     assert not {"QD014", "QD017"} & set(codes(report))
+
+
+def test_a_model_converted_each_epoch_is_spent_by_its_last_convert():
+    """The static quantization tutorial's QAT loop converts `qat_model` every epoch: the note names the last result,
+    the one the script holds at the end, not an earlier epoch's (held only by its evaluate() helper)."""
+    from torch import nn
+
+    from qdoctor.load.flow_steps import FlowLog, FlowStep
+
+    qat_model, first, last = nn.Linear(2, 2), nn.Linear(2, 2), nn.Linear(2, 2)
+    log = FlowLog([FlowStep("convert", qat_model, r, False, 9) for r in (first, last)])
+    spent = log.spent(qat_model, lambda result: True)
+    assert spent is not None and spent.result is last
+    assert log.spent(qat_model, lambda result: result is first).result is first  # only the first is still held

@@ -362,3 +362,17 @@ def test_compare_on_random_mobilenet_v2_does_not_judge_accuracy():
         assert "too lossy" not in text and NOT_JUDGED in text and "untrained" in text
     doc = json.loads(render(result, CompareFormat.json))
     assert doc["weights"]["status"] == UNTRAINED and "untrained" in doc["weights"]["note"]
+
+
+def test_a_call_is_a_builder_by_where_its_name_comes_from():
+    """torch.ao.quantization's functions (get_default_qconfig, prepare, fuse_modules) are not torchvision builders,
+    however their dotted names end; torchvision's quantizable builders are, under any alias."""
+    text = (
+        "import torch\nimport torchvision.models.quantization as models\nfrom torch.ao import quantization\n"
+        "qc = torch.ao.quantization.get_default_qconfig('x86')\np = quantization.prepare(m)\n"
+        "q = torch.quantization.quantize_dynamic(m)\nr = models.resnet18(weights=None, quantize=True)\n"
+        "s = torchvision.models.quantization.mobilenet_v2()\n"
+    )
+    found, _ = builder_calls(text)
+    assert [line.split(" at line ")[1][0] for line in found] == ["7", "8"]
+    assert builder_calls("r = models.quantization.resnet18()\n")[0]  # a report's snippet without its imports

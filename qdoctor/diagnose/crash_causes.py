@@ -270,6 +270,29 @@ def has_int8_modules(facts: Facts) -> bool:
     return bool(facts.modules_of_kind(F.QUANTIZED, F.DYNAMIC_QUANTIZED))
 
 
+# A name holding what a call returned instead of the model: an nn.Module method used on it raises "'<type>' object
+# has no attribute '<method>'" (in the script or in the flow step it was handed to); the type says which call it was.
+_NO_ATTRIBUTE = re.compile(r"'(?P<type>[\w.]+)' object has no attribute '(?P<attr>\w+)'")
+_MODULE_API = set("eval train named_children named_modules modules parameters state_dict apply qconfig".split())
+_STATE_DICT = "a state_dict, not the model: build it, call `model.load_state_dict(state_dict)` and use `model`"
+_RETURNED_INSTEAD = {
+    "_IncompatibleKeys": "what `load_state_dict(...)` returned (its missing and unexpected keys), not the model: it "
+    "loads in place, so call `model.load_state_dict(state_dict)` and keep using `model`",
+    "OrderedDict": _STATE_DICT,
+    "dict": _STATE_DICT,
+    "NoneType": "None, not the model: a call that works in place and returns nothing was assigned to it (e.g. "
+    "`model = quantize_(model, config)`); call it alone and keep using the model",
+}
+
+
+def not_a_model(crash: CrashInfo) -> tuple[str, str] | None:
+    """(the object's type, what it holds in words) when an AttributeError names an nn.Module method missing on a
+    load_state_dict result, a state_dict or None: a name held that object where the script meant its model."""
+    found = _NO_ATTRIBUTE.search(crash.message) if crash.type == "AttributeError" else None
+    holds = _RETURNED_INSTEAD.get(found["type"].rsplit(".", 1)[-1]) if found and found["attr"] in _MODULE_API else None
+    return (found["type"], holds) if found and holds else None
+
+
 def classify(crash: CrashInfo, facts: Facts) -> KnownCrash | None:
     """The known cause of ``crash``, or None when qdoctor cannot explain it. Ordered: the first entry that matches."""
     message = crash.message

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from qdoctor.diagnose.cause import Cause
-from qdoctor.diagnose.crash_causes import mode_error, qconfig_error, same_crash
+from qdoctor.diagnose.crash_causes import mode_error, not_a_model, qconfig_error, same_crash
 from qdoctor.errors import ScriptFailedError
 from qdoctor.facts import CrashInfo, Facts
 from qdoctor.facts.location import first_line
@@ -59,6 +59,7 @@ converted = convert_pt2e(prepared)"""
 PT2E_MOVED = "pt2e-moved-to-torchao"
 NO_SUCH_API = "no-such-quantization-api"  # a name torch.ao.quantization never had, or no longer has
 TORCHAO_API_MOVED = "torchao-api-moved"
+NOT_A_MODEL = "not-a-model"  # the step was handed what a call returned (load_state_dict's keys, a state_dict, None)
 UNRECOGNIZED = "unrecognized"  # a flow step raised an error qdoctor does not know: reported with its location
 
 
@@ -406,6 +407,15 @@ def diagnose(crash: CrashInfo | None, torch_version: str, torchao_version: str |
             "leave the rest unfused.",
             "",
         )
+    wrong = not_a_model(crash)
+    if wrong is not None and step is not None:
+        return failure(
+            step,
+            NOT_A_MODEL,
+            f"{step} was handed a `{wrong[0]}` where it takes the model (an nn.Module): the name passed to it holds "
+            f"{wrong[1]}.",
+            "",
+        )
     for cause in _KNOWN_FAILURES:
         in_traceback = cause.cause == "capture-pre-autograd-graph-removed" and cause.pattern.search(crash.traceback)
         if cause.pattern.search(text) or in_traceback:
@@ -474,6 +484,7 @@ FLOW_CAUSES = tuple(
         TORCHAO_API_MOVED,
         NO_SUCH_API,
         *(known.cause for known in _KNOWN_FAILURES),
+        NOT_A_MODEL,
         UNRECOGNIZED,
     )
 )

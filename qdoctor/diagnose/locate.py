@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from qdoctor import facts as F
 from qdoctor.facts import Facts, ModuleInfo, SourceLocation, recommended_engine
+from qdoctor.facts.graph import LAYOUT_MODULES
 
 # Kinds that hold no compute of their own: a finding prefers to point past them.
 _BOOKKEEPING = (F.QUANT_STUB, F.DEQUANT_STUB, F.OBSERVER, F.FAKE_QUANT, F.CONTAINER)
@@ -41,7 +42,8 @@ def first_compute(modules: Iterable[ModuleInfo], facts: Facts) -> ModuleInfo:
     order, after those that did)."""
     order = execution_order(facts)
     ranked = sorted(modules, key=lambda m: (order.get(m.path, len(order)), m.path.count(".")))
-    return next((m for m in ranked if m.kind not in _BOOKKEEPING), ranked[0])
+    # a layout module (Dropout, Identity, torch.export's GuardsFn, which runs before anything) computes nothing
+    return next((m for m in ranked if m.kind not in _BOOKKEEPING and m.type not in LAYOUT_MODULES), ranked[0])
 
 
 def observer_owner(facts: Facts, observer: ModuleInfo) -> ModuleInfo:

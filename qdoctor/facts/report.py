@@ -11,6 +11,8 @@ ENGINE = "engine"  # torch.backends.quantized.engine = "..." (detail: the engine
 QCONFIG = "qconfig"  # get_default_qconfig("...") and its QAT / mapping variants (detail: the backend named)
 PREPARE = "prepare"  # prepare / prepare_fx / prepare_qat / prepare_qat_fx / prepare_pt2e (detail: the function)
 CONVERT = "convert"  # convert / convert_fx / convert_pt2e (detail: the function)
+# The functions that are the convert step (a CONVERT step), read by load.static_read and the rules alike.
+CONVERT_FUNCTIONS = frozenset({"convert", "convert_fx", "convert_pt2e", "convert_to_reference_fx"})
 USE = "use"  # the model called, or handed to a function (calibration, evaluation)
 EVAL = "eval"  # model.eval() / model.train(False)
 TRAIN = "train"  # model.train()

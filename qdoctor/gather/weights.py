@@ -224,6 +224,17 @@ def builder_calls(script_text: str) -> tuple[list[str], list[int]]:
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("torchvision.models")
         for alias in node.names
     }
+    # what each imported name stands for (`import torchvision.models.quantization as models`, `from torch import ao`):
+    # a call is a builder by where it comes from, so `torch.ao.quantization.get_default_qconfig` is not one
+    origin = {
+        alias.asname or alias.name.split(".")[0]: (
+            alias.name if alias.asname or isinstance(node, ast.Import) else f"{node.module}.{alias.name}"
+        )
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+        if isinstance(node, ast.Import) or node.module
+    }
     random_builds, loads = [], []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
@@ -236,7 +247,10 @@ def builder_calls(script_text: str) -> tuple[list[str], list[int]]:
             continue
         keywords = {k.arg: k.value for k in node.keywords if k.arg}
         hub = name.endswith("hub.load")
-        builder = hub or name in imported or (len(parts) >= 2 and parts[-2] in ("models", "quantization"))
+        root = origin.get(parts[0], "") if len(parts) >= 2 else ""
+        resolved = ".".join([*root.split("."), *parts[1:]]) if root else ""
+        library = resolved.startswith("torchvision.models.") if resolved else "models" in parts[-3:-1]
+        builder = hub or name in imported or (len(parts) >= 2 and library)
         if not builder or not last or not last[0].islower() or last in _NOT_BUILDERS:
             continue
         if "weights" in keywords:

@@ -79,8 +79,9 @@ class FlowLog:
         return [s for s in self.steps if s.step in CONVERT_STEPS and s.result is not None and s.result is not s.model]
 
     def spent(self, model: nn.Module, alive: Callable[[nn.Module], bool]) -> FlowStep | None:
-        """The convert step that consumed ``model`` when its result is still ``alive`` (held by the script)."""
-        for found in self.consumed():
+        """The convert step that consumed ``model`` when its result is still ``alive`` (held by the script): the last
+        one, when a loop converted the same model each epoch (its result is what the script holds at the end)."""
+        for found in reversed(self.consumed()):
             if found.model is model and found.result is not None and alive(found.result):
                 return found
         return None

@@ -21,7 +21,7 @@ from qdoctor.facts import report as R
 from qdoctor.facts.report import StaticRead, StaticStep
 
 _PREPARE = {"prepare", "prepare_fx", "prepare_qat", "prepare_qat_fx", "prepare_pt2e", "prepare_qat_pt2e"}
-_CONVERT = {"convert", "convert_fx", "convert_pt2e", "convert_to_reference_fx"}
+_CONVERT = R.CONVERT_FUNCTIONS
 _FUSE = {"fuse_modules", "fuse_modules_qat", "fuse_fx", "fuse_model"}
 _QCONFIG = {
     "get_default_qconfig",

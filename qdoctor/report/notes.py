@@ -63,7 +63,22 @@ def check_notes(facts: Facts, flow_failed: bool) -> list[str]:
             "the model is not quantized (no quantized modules, observers, fake-quant or qconfig): nothing to "
             "diagnose. To choose a quantization recipe, run `qdoctor compare` on this file."
         )
+        ignored = ignored_qconfig_warnings(target.warnings)
+        if ignored:
+            notes.append(f"while the script ran, torch warned that it ignored a qconfig: {ignored[0]}")
     return notes
+
+
+def ignored_qconfig_warnings(warnings: list[str]) -> list[str]:
+    """The script's warnings that say a quantization step ignored (or skipped) the qconfig it was given: on a model
+    left float they are why (prepare_fx ignores a qconfig a fixed-qparams op such as tanh or sigmoid cannot take)."""
+    found = []
+    for warning in warnings:
+        text = warning.strip().splitlines()[0] if warning.strip() else ""
+        lowered = text.lower()
+        if "qconfig" in lowered and ("ignor" in lowered or "skipp" in lowered):
+            found.append(text[:300])
+    return found
 
 
 def _script_errors_note(target: Any) -> str:

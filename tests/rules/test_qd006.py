@@ -43,6 +43,24 @@ def test_qd006_fx_prepared_graph_module_points_at_the_first_float_layer():
     assert "quantized_model = convert_fx(quantized_model)" in finding.fix
 
 
+def test_qd006_exported_qat_model_points_past_torch_exports_guards_fn():
+    """torch.export's module() adds a `_guards_fn` (GuardsFn) that runs before anything: it is no layer to name."""
+    modules = [
+        mod("", "GraphModule", F.CONTAINER),
+        mod("_guards_fn", "GuardsFn", F.FLOAT),
+        mod("activation_post_process_0", "FusedMovingAvgObsFakeQuantize", F.FAKE_QUANT),
+        mod("conv1", "Module", F.FLOAT),
+    ]
+    events = [
+        mev("_guards_fn", "GuardsFn", [f32()], []),
+        mev("activation_post_process_0", "FusedMovingAvgObsFakeQuantize", [f32()], [f32()]),
+        mev("conv1", "Module", [f32()], [f32()]),
+    ]
+    prepared = F.FlowInfo(flow_kind("pt2e"), stage="prepared")
+    (finding,) = run_rule("QD006", make_facts(modules, events, flow=prepared))
+    assert finding.location.module == "conv1"
+
+
 def test_qd006_eager_qat_counts_fake_quant_and_disables_observers_in_the_fix():
     modules = [
         mod("0", "QuantStub", F.QUANT_STUB),

@@ -25,6 +25,39 @@ def test_qd014_reports_what_nobody_explains_with_location():
     assert finding.location.module == "" and finding.location.line == 21 and finding.severity.value == "error"
 
 
+def test_qd014_says_what_a_name_used_as_the_model_holds():
+    """`model_to_quantize = model.load_state_dict(sd)` then `model_to_quantize.eval()`: still QD014 (not a
+    quantization failure), and the finding says the name holds load_state_dict's result, not the model."""
+    raised = crash("'_IncompatibleKeys' object has no attribute 'eval'", None, 9, "AttributeError", "load", "m.eval()")
+    [finding] = run_rule("QD014", make_facts([mod("fc", "Linear", F.FLOAT)], [], load_crash=raised))
+    assert "what `load_state_dict(...)` returned" in finding.message and finding.location.line == 9
+    other = crash("'Tensor' object has no attribute 'eval'", None, 9, "AttributeError", "load", "m.eval()")
+    [finding] = run_rule("QD014", make_facts([mod("fc", "Linear", F.FLOAT)], [], load_crash=other))
+    assert "the name holds" not in finding.message
+
+
+def test_qd014_a_loop_that_raised_before_its_convert_leads_to_qd006():
+    """The PT2E QAT tutorial pasted as written: its training loop raises (NameError: optimizer) before the
+    convert_pt2e written further down the same loop, so the model stays prepared: QD006 is that crash's consequence."""
+    script = (
+        "prepared = prepare_qat_pt2e(exported, quantizer)\n"
+        "for nepoch in range(2):\n"
+        "    train_one_epoch(prepared, criterion, optimizer)\n"
+        "    if nepoch % 2:\n"
+        "        quantized = convert_pt2e(copy.deepcopy(prepared))\n"
+        "print(quantized)\n"
+    )
+    raised = crash("name 'optimizer' is not defined", None, 3, "NameError", "load", "train_one_epoch(...)")
+    facts = make_facts([mod("fc", "Linear", F.FLOAT)], [], load_crash=raised, script=script)
+    [finding] = run_rule("QD014", facts)
+    assert finding.leads_to == ("QD006",)
+    assert "`quantized = convert_pt2e(copy.deepcopy(prepared))` (line 5), which never ran" in finding.message
+    # a crash after the convert, or in a statement without one, leads nowhere
+    later = crash("name 'quantized' is not defined", None, 6, "NameError", "load", "print(quantized)")
+    [finding] = run_rule("QD014", make_facts([mod("fc", "Linear", F.FLOAT)], [], load_crash=later, script=script))
+    assert finding.leads_to == () and "never ran" not in finding.message
+
+
 def test_qd014_reports_a_known_cause_whose_rule_is_not_registered(monkeypatch):
     # QD003 owns NoQEngine; a build of qdoctor without that rule must still show the crash
     from qdoctor.diagnose import registry

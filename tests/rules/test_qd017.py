@@ -52,6 +52,38 @@ def test_qd017_unrecognized_failure_still_points_at_its_line():
     assert finding.evidence["versions"] == "torch 2.14.1"
 
 
+PREPARE_TRACEBACK = 'File "/x/torch/ao/quantization/quantize_fx.py", line 3, in prepare_fx\n'
+
+
+@pytest.mark.parametrize(
+    ("held", "says"),
+    [
+        ("_IncompatibleKeys", "what `load_state_dict(...)` returned"),
+        ("collections.OrderedDict", "a state_dict, not the model"),
+        ("NoneType", "returns nothing was assigned"),
+    ],
+)
+def test_qd017_a_step_handed_what_a_call_returned_says_what_the_name_holds(held, says):
+    """The tutorial's `model_to_quantize = model.load_state_dict(...)`, `model = torch.load(state_dict_file)`,
+    `model = quantize_(model, config)`: the step fails on the first nn.Module method it calls."""
+    message = f"'{held}' object has no attribute 'named_children'"
+    handed = crash(message, module=None, line=7, type_="AttributeError", phase="load", traceback=PREPARE_TRACEBACK)
+    facts = make_facts([mod("fc", "Linear", F.FLOAT)], load_crash=handed, flow=FlowInfo(flow_kind("none")))
+    (finding,) = run_rule("QD017", facts)
+    assert finding.evidence["cause"] == "not-a-model" and finding.evidence["step"] == "prepare_fx"
+    assert says in finding.message and finding.location.line == 7
+    # an attribute error on another object inside the step is not taken for one
+    other = crash(
+        "'Graph' object has no attribute 'nodes_map'", None, 7, "AttributeError", "load", "", PREPARE_TRACEBACK
+    )
+    facts = make_facts([mod("fc", "Linear", F.FLOAT)], load_crash=other, flow=FlowInfo(flow_kind("none")))
+    assert run_rule("QD017", facts)[0].evidence["cause"] == "unrecognized"
+    # nor is a None bias moved inside the step (`.to` is every tensor's API too)
+    bias = crash("'NoneType' object has no attribute 'to'", None, 7, "AttributeError", "load", "", PREPARE_TRACEBACK)
+    facts = make_facts([mod("fc", "Linear", F.FLOAT)], load_crash=bias, flow=FlowInfo(flow_kind("none")))
+    assert run_rule("QD017", facts)[0].evidence["cause"] == "unrecognized"
+
+
 # ------------------------------------------------------------------------------------------------ end to end
 
 

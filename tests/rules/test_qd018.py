@@ -27,6 +27,13 @@ def test_qd018_flags_xnnpack_on_x86_and_x86_quantizer_on_arm():
     assert "ArmInductorQuantizer" in arm.fix
 
 
+def test_qd018_points_at_the_code_that_builds_the_quantizer_not_a_comment_naming_it():
+    script = "# the flow: torch.export, XNNPACKQuantizer(is_qat=True), prepare_qat_pt2e\nimport torch\nq = XNNPACKQuantizer()\n"
+    flow = FlowInfo(flow_kind("pt2e"), stage="converted", quantizers=["x.XNNPACKQuantizer"])
+    (finding,) = run_rule("QD018", make_facts(graph=SIGNED, flow=flow, script=script))
+    assert finding.location.line == 3 and finding.location.code == "q = XNNPACKQuantizer()"
+
+
 def test_qd018_reads_signed_activations_when_the_quantizer_object_is_gone():
     # The script no longer holds the quantizer (no name, no line): the graph's signed int8 activations are the sign.
     flow = FlowInfo(flow_kind("pt2e"), stage="converted")

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.registry import rule
+from qdoctor.diagnose.unrun import unrun_converts
 from qdoctor.facts import CrashInfo, Facts
 from qdoctor.facts.location import display_path
 
@@ -49,6 +50,15 @@ def unexplained_crash(facts: Facts, unexplained: list[CrashInfo]) -> Iterator[Fi
                 "objects the script had defined before it."
             )
             severity = Severity.WARNING
+        wrong = crashes.not_a_model(crash)
+        if wrong is not None:
+            message += f" The object it used as a model is a `{wrong[0]}`: the name holds {wrong[1]}."
+        undone = unrun_converts(facts, crash)
+        if undone:
+            message += (
+                f" The statement that raised also holds `{undone[0].code}` (line {undone[0].line}), which never "
+                "ran: the model it would have converted is left prepared."
+            )
         backend = crashes.backend_error(crash.message)
         if crash.phase == "load" and backend is not None and crashes.has_int8_modules(facts):
             message += (
@@ -66,4 +76,5 @@ def unexplained_crash(facts: Facts, unexplained: list[CrashInfo]) -> Iterator[Fi
                 "last_frames": _frames(crash),
             },
             severity=severity,
+            leads_to=("QD006",) if undone else (),
         )

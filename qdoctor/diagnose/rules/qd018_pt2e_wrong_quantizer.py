@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from qdoctor.diagnose import crash_causes as crashes
 from qdoctor.diagnose.findings import Finding, Severity
 from qdoctor.diagnose.graph_patterns import activation_qparams
-from qdoctor.diagnose.locate import subject_label
+from qdoctor.diagnose.locate import script_line, subject_label
 from qdoctor.diagnose.registry import rule
 from qdoctor.facts import Facts, SourceLocation
 from qdoctor.facts.location import first_line
@@ -46,12 +47,8 @@ def _short(name: str) -> str:
 
 
 def _quantizer_line(facts: Facts, names: list[str]) -> SourceLocation | None:
-    if not facts.target.file:
-        return None
-    for number, text in enumerate(facts.target.script_text.splitlines(), start=1):
-        if any(f"{name}(" in text for name in names):
-            return SourceLocation(facts.target.file, number, text.strip())
-    return None
+    """The first line of code (comments skipped) that builds one of the quantizers."""
+    return script_line(facts, "|".join(re.escape(name) + r"\(" for name in names)) if names else None
 
 
 @rule(

@@ -26,12 +26,39 @@ def convert_subject(model: nn.Module, batches: Any) -> nn.Module:
     return tq.convert(model)
 
 
+def convert_exported(model: nn.Module, batches: Any) -> nn.Module:
+    """A PT2E model (prepare_pt2e / prepare_qat_pt2e on a torch.export graph) converts with convert_pt2e: convert_fx
+    and .eval() do not apply to an exported graph."""
+    from torchao.quantization.pt2e import move_exported_model_to_eval
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    converted = convert_pt2e(model)
+    move_exported_model_to_eval(converted)
+    return converted
+
+
+_CONVERT_EXPORTED = (
+    "from torchao.quantization.pt2e import move_exported_model_to_eval\n"
+    "from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e\n"
+    "{subject} = convert_pt2e({subject})\nmove_exported_model_to_eval({subject})"
+)
+
+
 @transform("QD006", "convert to int8")
 def convert(ctx: FixContext, finding: Finding) -> Fix | CannotApply:
     if ctx.flow is not None and not ctx.flow.static:
         return CannotApply("dynamic quantization has no convert step")
     is_fx = any(m.path == "" and m.type == "GraphModule" for m in ctx.facts.modules or [])
     is_qat = bool(ctx.facts.modules_of_kind("fake_quant", "qat"))
+    # the flow that made the subject, not the one that rebuilds it (PT2E models are rebuilt the FX way)
+    if ctx.facts.flow is not None and ctx.facts.flow.kind.exported_graph:
+        return Fix(
+            as_written={"convert": False},
+            fixed={"convert": True},
+            on_subject=convert_exported,
+            subject_code=_CONVERT_EXPORTED,
+            prefer_subject=True,
+        )
     if is_fx:
         code = "from torch.ao.quantization.quantize_fx import convert_fx\n{subject} = convert_fx({subject}.eval())"
     elif is_qat:
