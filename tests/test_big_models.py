@@ -128,13 +128,15 @@ def test_progress_on_a_stderr_that_is_not_a_terminal_is_a_line_per_long_stage(mo
         clock[0] = seconds
         show(0, 1, [("m.py", stage)])
 
-    at(0.0, "loading m.py")
-    at(0.5, "tracing one forward pass")  # the load took half a second: no line for it
-    at(2.6, "tracing one forward pass")  # tracing has run 2.1 s: one line
-    at(3.0, "benchmarking the subject (3 runs)")
-    at(5.5, "benchmarking the subject (4 runs)")  # the same stage, 2.5 s in: one line
-    at(8.0, "benchmarking the subject (5 runs)")  # 2.5 s after its line: none
-    at(15.6, "benchmarking the subject (9 runs)")  # 10 s after its line: another
+    at(0.0, "starting")
+    at(9.0, "starting")  # start-up (importing torch on a busy machine): never a line, a bad input stays one line
+    at(9.0, "loading m.py")
+    at(9.5, "tracing one forward pass")  # the load took half a second: no line for it
+    at(11.6, "tracing one forward pass")  # tracing has run 2.1 s: one line
+    at(12.0, "benchmarking the subject (3 runs)")
+    at(14.5, "benchmarking the subject (4 runs)")  # the same stage, 2.5 s in: one line
+    at(17.0, "benchmarking the subject (5 runs)")  # 2.5 s after its line: none
+    at(24.6, "benchmarking the subject (9 runs)")  # 10 s after its line: another
     show(1, 1, [])  # finished
     assert written.getvalue().splitlines() == [
         "qdoctor progress: m.py: tracing one forward pass",

@@ -31,6 +31,7 @@ from qdoctor.report.model import Report
 from qdoctor.report.notes import measured_alone_note
 from qdoctor.run import dead_worker as postmortem
 from qdoctor.run import worker
+from qdoctor.run.progress_display import STARTING
 
 DEFAULT_TIMEOUT = 300.0
 STARTUP_ALLOWANCE = 120.0  # seconds to import torch before the timeout clock starts (a loaded machine is slow)
@@ -171,7 +172,7 @@ class _Worker:
     started: float
     deadline: float
     ready: bool = False
-    stage: str = "starting"
+    stage: str = STARTING
     facts: Any = None  # the last snapshot of the facts
     result: tuple | None = None  # the message that ended the check
     connection_lost: bool = False

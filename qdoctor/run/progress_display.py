@@ -10,7 +10,8 @@ from rich.console import Console
 
 PROGRESS_PREFIX = "qdoctor progress: "  # plain progress lines, told apart from the one-line explanations
 PLAIN_PROGRESS_AFTER_S = 2.0  # a stage shorter than this gets no line: a quick check (or a bad input) stays quiet
-PLAIN_PROGRESS_EVERY_S = 10.0  # stderr is a file or a pipe: a line per stage, and one this often within a stage
+PLAIN_PROGRESS_EVERY_S = 10.0
+STARTING = "starting"  # a worker's stage until it has imported qdoctor and torch (qdoctor.run.batch)  # stderr is a file or a pipe: a line per stage, and one this often within a stage
 
 
 def progress_shown(
@@ -28,8 +29,8 @@ def progress_shown(
     last: dict[str, Any] = {"stage": None, "since": 0.0, "printed": None}
 
     def plain(done: int, total: int, running: list[tuple[str, str]]) -> None:
-        if not running:
-            return
+        if not running or all(stage == STARTING for _, stage in running):
+            return  # process start-up (importing torch) tells nothing of the target, and a bad input stays one line
         text = progress_text(done, total, running)
         stage, now = stage_of(text), time.monotonic()
         if stage != last["stage"]:
