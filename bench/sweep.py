@@ -9,7 +9,9 @@ passes only as a measured true cause written down with the recipe. Writes its se
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -36,7 +38,8 @@ def main(names: list[str]) -> int:
         except Exception as error:  # qdoctor itself raised: a failing recipe, with its message
             outcome = Outcome(could_not_check=f"qdoctor raised {type(error).__name__}: {error}"[:300])
         found = sweep_problems(recipe.known, outcome)
-        results[recipe.name] = {"problems": found, **outcome.as_dict()}
+        measured = f"{time.strftime('%H:%M', time.gmtime())} UTC, load {os.getloadavg()[0]:.1f}"
+        results[recipe.name] = {"problems": found, **outcome.as_dict(), "measured": measured}
         RESULTS_JSON.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
         print(f"{'ok  ' if not found else 'FAIL'} {recipe.name} {outcome.seconds:.0f}s {found}", flush=True)
     pending = sweep_pending()
@@ -47,19 +50,23 @@ def main(names: list[str]) -> int:
             rows.append([recipe.name, "not run", "", "", ""])
             continue
         listed = [f"{c} ({'error' if c in r['errors'] else 'warning'})" for c in sorted({*r["errors"], *r["warnings"]})]
-        outcome = Outcome(**{k: v for k, v in r.items() if k != "problems"})
+        outcome = Outcome(**{k: v for k, v in r.items() if k not in ("problems", "measured")})
         found = sweep_problems(recipe.known, outcome)  # judged again: a true cause may have been written down since
         verdict = "clean" if not found else ("pending" if recipe.name in pending else "FAILED")
         why = "; ".join(f"{c}: {recipe.known[c]}" for c in recipe.known) or pending.get(recipe.name, "")
-        rows.append([recipe.name, verdict, ", ".join(listed) or "-", r.get("speedup") or "-", why or "-"])
+        shown = [recipe.name, verdict, ", ".join(listed) or "-", r.get("speedup") or "-"]
+        rows.append([*shown, r.get("measured", "-"), why or "-"])
     body = (
-        f"Machine: {started_text}. The machine was busy (load average ~20 on 2 cores, other jobs): "
-        "timing verdicts may be withheld as 'machine busy'.\n\n"
+        f"Machine: {started_text} (this run; rows keep the time and 1-minute load average they were measured at: "
+        "above the core count the machine was busy, and a verdict under contention says 'machine busy').\n\n"
         "Each recipe runs as published, on random weights (nothing downloaded), checked by qdoctor with timing (short "
         "timings, no verified fixes). 'clean': no warning or error finding and no crash; a finding is accepted only "
         "as a measured true cause written in the last column; 'pending': fails today because of work pending in "
         "another branch (tests/matrix/expectations.toml, [sweep_pending]). Per-recipe results: bench/sweep_results.json.\n\n"
-        + table(["recipe", "verdict", "warning/error findings", "int8 vs fp32", "true cause / pending reason"], rows)
+        + table(
+            ["recipe", "verdict", "warning/error findings", "int8 vs fp32", "measured", "true cause / pending reason"],
+            rows,
+        )
     )
     write_section("sweep", "Healthy-recipe sweep (tests/matrix/recipes.py)", body)
     return 0
