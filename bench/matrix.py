@@ -112,8 +112,8 @@ def summary(chosen: list[Cell], results: dict[str, dict], started: str, seconds:
     missing = len(chosen) - len(done)
     return (
         f"Machine: {started}. Wall time of this run {seconds / 60:.0f} min"
-        f"{f'; {missing} cells of the selection not run yet' if missing else ''}. The machine was shared with other "
-        "jobs (busy): the timing cells' verdicts may be withheld as 'machine busy', never invented.\n\n"
+        f"{f'; {missing} cells of the selection not run yet' if missing else ''}. On a busy machine (a load average "
+        "above the core count) the timing cells' verdicts may be withheld as 'machine busy', never invented.\n\n"
         f"{len(done)} cells checked ({len(passed)} passed, {len(done) - len(passed)} failed) of "
         f"{len(cells())} generated: {len({c.model.name for c in done})} models x {len({c.fault.name for c in done})} "
         f"faults x {len({c.style.name for c in done})} styles where the fault applies. A cell passes when its "
