@@ -354,11 +354,12 @@ def run_rules(
     """Run the selected rules (of ``rules``, else of every rule) whose needed facts are present."""
     findings: list[Finding] = []
     skipped: list[SkippedRule] = []
+    crashes = distinct_crashes(facts)  # once: a rule that owns a failed flow step runs without its model facts
     for r in all_rules() if rules is None else rules:
         if not selected(r.code, select, ignore):
             continue
         missing = [n for n in r.needs if getattr(facts, n, None) is None]
-        if missing and owns_a_flow_step_crash(r, facts):
+        if missing and owns_a_flow_step_crash(r, facts, crashes):
             missing = []  # the rule answers for the failed step from the crash; its model facts are not needed
         if missing:
             reasons = "; ".join(f"{n}: {facts.unavailable.get(n, 'not gathered')}" for n in missing)
