@@ -6,7 +6,8 @@
    blocked_autorange of the same models in the same process: within 10 %.
 3. Under load: the same checks and one `qdoctor compare` while a same-priority multi-threaded torch job runs (this
    script starts it and stops it; it also stops itself after --load-seconds): findings identical to the quiet run,
-   each ratio within 15 % of the quiet one, a verdict whenever its (wider) interval clears 1.0 and "within noise"
+   each ratio within 15 % of the quiet one (and of the same check quiet on as many threads as the loaded one
+   measured on: like with like), a verdict whenever its (wider) interval clears 1.0 and "within noise"
    only when it straddles it (issue 26: nothing withheld as "machine busy"), compare's recommendation unchanged.
 
     python bench/under_load.py                        # the real run (quiet machine, several minutes)
@@ -51,11 +52,14 @@ while time.time() < deadline:
 """
 
 
-def check_json(target: str, bench_time: float | None, timeout: float) -> dict[str, Any]:
+def check_json(
+    target: str, bench_time: float | None, timeout: float, extra_env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """``qdoctor check TARGET --format json`` in a fresh process (``extra_env``: e.g. OMP_NUM_THREADS=1)."""
     args = ["check", target, "--format", "json"]
     if bench_time is not None:
         args += ["--bench-time", str(bench_time)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(extra_env or {})}
     done = subprocess.run(qdoctor_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
     return json.loads(done.stdout)
 
@@ -145,6 +149,13 @@ def independent_medians(target: str, min_run_time: float) -> list[list[str]]:
     return rows
 
 
+def threads_used(document: dict[str, Any]) -> int | None:
+    """The thread count a check measured its models on (fewer than asked when cores were busy)."""
+    measurement = (document.get("benchmark") or {}).get("measurement") or {}
+    used = measurement.get("threads_used")
+    return int(used) if used else None
+
+
 def start_load(seconds: float) -> subprocess.Popen:
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     job = subprocess.Popen([sys.executable, "-c", LOAD_JOB.format(threads=threads, seconds=seconds)])
@@ -189,6 +200,16 @@ def main() -> int:
     finally:
         job.kill()
         job.wait()
+    # like with like: where the loaded check measured on fewer threads (the free cores), the same check quiet on that
+    # many threads (OMP_NUM_THREADS); qdoctor's contention look samples the CPUs, so the killed job is gone at once
+    same_threads: dict[str, list[dict[str, Any]]] = {}
+    for fixture, document in loaded_runs.items():
+        used, quiet_used = threads_used(document), threads_used(quiet_runs[fixture][0])
+        if used and quiet_used and used < quiet_used:
+            env = {"OMP_NUM_THREADS": str(used)}
+            same_threads[fixture] = [
+                check_json(fixture, args.bench_time, args.timeout, env) for _ in range(args.repeats)
+            ]
     load_rows = []
     for fixture, document in loaded_runs.items():
         quiet_doc = quiet_runs[fixture][0]
@@ -213,6 +234,14 @@ def main() -> int:
                     if name in ratios(d)
                 )
                 inside = f"{covered}/{len(quiet_values)}"
+            alike = "-"
+            if loaded_r is not None and same_threads.get(fixture):
+                values = [ratios(d)[name]["value"] for d in same_threads[fixture] if name in ratios(d)]
+                if values:
+                    median = statistics.median(values)
+                    gap = loaded_r["value"] / median - 1
+                    mark = "ok" if abs(gap) <= LOAD_TOLERANCE else "OUTSIDE 15 %"
+                    alike = f"{median:.2f} on {threads_used(same_threads[fixture][0])} thr ({gap:+.0%}) {mark}"
             load_rows.append(
                 [
                     Path(fixture).name,
@@ -224,6 +253,7 @@ def main() -> int:
                     inside,
                     judged,
                     measured,
+                    alike,
                 ]
             )
     compare_line = ""
@@ -247,7 +277,10 @@ def main() -> int:
             table(["model", "qdoctor ms", "torch.utils.benchmark ms", "gap", ""], independent_rows),
             "Under load vs quiet (findings identical; each ratio within 15 % of the quiet repeats' median; how many of"
             " the quiet runs' 95 % intervals hold the loaded value; the loaded interval judged against 1.0: a verdict"
-            " whenever it clears it, within noise only when it straddles it):",
+            " whenever it clears it, within noise only when it straddles it). The last column compares like with"
+            " like: under load qdoctor measures on the free cores, fewer threads than quiet, and a ratio on one"
+            " thread is another quantity than on two (fp32 and int8 scale differently with threads), so the same"
+            " check quiet with OMP_NUM_THREADS set to the loaded run's count is the reference for its accuracy:",
             table(
                 [
                     "fixture",
@@ -259,6 +292,7 @@ def main() -> int:
                     "in the quiet intervals",
                     "loaded interval",
                     "how it measured",
+                    "quiet on the loaded run's threads",
                 ],
                 load_rows,
             ),

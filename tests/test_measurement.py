@@ -142,6 +142,8 @@ def test_widening_adds_the_between_process_variance_to_the_own_interval():
     bare = rounds.widened(own, 0.0)
     assert abs((math.log(bare.high / 2.0)) - math.sqrt(2) * math.log(2.1 / 2.0)) < 1e-9
     assert rounds.process_sd(False, 2) <= rounds.process_sd(True, 1) < rounds.process_sd(True, 2)
+    # quiet, one thread drifts least (no parallel region waiting for a descheduled thread)
+    assert rounds.process_sd(False, 1) < rounds.process_sd(False, 2) and rounds.process_sd(False, 1) > 0
     # a more crowded machine (runnable threads per core) spreads contended processes further apart
     assert rounds.process_sd(True, 1, 14.0) > rounds.process_sd(True, 1, 1.5) > rounds.process_sd(True, 1, 0.5)
     assert wide.process_sd == 0.03 and Ratio.from_dict(wide.as_dict()).as_dict() == wide.as_dict()
