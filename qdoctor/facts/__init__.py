@@ -65,6 +65,7 @@ from qdoctor.facts.kinds import (
     NodeKind,
 )
 from qdoctor.facts.measurement import (
+    SLOWDOWN,
     Benchmarks,
     Contention,
     Ratio,
@@ -88,6 +89,7 @@ __all__ = [
     "NodeKind",
     "Category",
     "ModuleKind",
+    "SLOWDOWN",
     "Benchmarks",
     "Contention",
     "CATEGORIES",

@@ -11,20 +11,11 @@ from qdoctor.diagnose.language_model import decode_slowdown
 from qdoctor.diagnose.locate import float_variable, subject_variable
 from qdoctor.diagnose.registry import rule
 from qdoctor.diagnose.twins import float_twins
-from qdoctor.facts import Benchmarks, Facts, ModuleInfo
+from qdoctor.facts import Facts, ModuleInfo
 
-SLOWER = 1.05  # int8 median at least 5 % above the fp32 median ...
-OVERHEAD_SHARE = 0.20  # ... and quantize/dequantize + dispatch at least this share of the int8 profile,
+OVERHEAD_SHARE = 0.20  # int8 clearly slower (facts.SLOWDOWN) and quantize/dequantize + dispatch at least this share of the int8 profile,
 SMALL_MODEL_MS = 1.0  # ... or a float model this fast: too little compute per call for int8 to save.
 FLOAT_FALLBACK_SHARE = 0.5  # above this the slowness is float fallback (QD005), not overhead
-
-
-def clearly_slower(bench: Benchmarks) -> bool:
-    """Slower by SLOWER beyond noise: the whole interval of the speedup (paired rounds, or the two spreads when the
-    timings were not paired) lies below 1 / SLOWER, busy machine or not (its interval is wider then). Within noise:
-    no verdict."""
-    ratio = bench.speedup_ratio
-    return ratio is not None and ratio.clearly_below(1.0 / SLOWER)
 
 
 @dataclass
@@ -51,7 +42,7 @@ def overhead_dominates(facts: Facts) -> Overhead | None:
     env = facts.environment
     if env.is_x86 and env.quantized_engine == "qnnpack":
         return None  # slow ARM kernels on x86: QD003's case, not overhead
-    if not clearly_slower(bench):
+    if not bench.clearly_slower():  # by facts.SLOWDOWN beyond noise, the threshold QD024 uses too
         return None
     dynamic = all(m.kind == F.DYNAMIC_QUANTIZED for m in int8_layers)
     # a static model mostly in float compute is QD005's float fallback; a dynamic one computes in float by design

@@ -197,7 +197,7 @@ def left_slower_after_fixes(facts: Facts, fix_all: FixAll, unfixed: SlowdownExpl
     """Fix-all applied every verified fix and the fixed model still measures clearly slower than float, with no
     explaining finding left out of the fix: the rest of the gap is unexplained."""
     ratio = fix_all.vs_float  # float time / fixed-model time, with its interval
-    if not fix_all.applied or ratio is None or not ratio.clearly_below(1.0) or unfixed.findings:
+    if not fix_all.applied or ratio is None or not ratio.clearly_below(1.0 / F.SLOWDOWN) or unfixed.findings:
         return
     modules = extra_by_module(facts)
     module, source = _location(facts, modules)
