@@ -3,8 +3,11 @@ measuring, and the benchmark of subject and float baseline (qdoctor.gather.round
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
+
+Z_95 = 1.959964  # the two-sided normal quantile of a 95 % interval
 
 
 @dataclass
@@ -62,6 +65,16 @@ class Ratio:
         if self.value > threshold:
             return f"leaning {above}"
         return "even"
+
+    def across_sessions(self, between_sd: float) -> Ratio:
+        """This ratio of two times measured in separate sessions (two profiles), its interval widened by the variance
+        between sessions: on the log scale each side's half-width h becomes sqrt(h^2 + (z * between_sd)^2)."""
+        if between_sd <= 0 or self.value <= 0 or self.low <= 0:
+            return self
+        center, extra = math.log(self.value), (Z_95 * between_sd) ** 2
+        low = math.exp(center - math.sqrt((center - math.log(self.low)) ** 2 + extra))
+        high = math.exp(center + math.sqrt((math.log(self.high) - center) ** 2 + extra))
+        return Ratio(self.value, low, high, f"{self.method}+between-session", self.contended, between_sd)
 
     def text(self) -> str:
         busy = ", machine busy" if self.contended else ""

@@ -63,6 +63,9 @@ class Profile:
     categories: list[CategoryTime]
     top_ops: list[OpTime]
     modules: list[ModuleTime]
+    # the between-session sd (log scale) of a ratio of this profile's times to another profile's: the profiles of
+    # the int8 and the float model are separate sessions (qdoctor.gather.rounds.process_sd; 0.0: not known)
+    between_sd: float = 0.0
 
     def share(self, category: str) -> float:
         return next((c.share for c in self.categories if c.category == category), 0.0)

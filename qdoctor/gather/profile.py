@@ -23,7 +23,7 @@ from torch.autograd.profiler import profile, record_function
 from qdoctor import facts as F
 from qdoctor.facts import CategoryTime, ModuleTime, OpTime, Profile
 from qdoctor.files import atomic_path
-from qdoctor.gather import contention, progress
+from qdoctor.gather import contention, progress, rounds
 from qdoctor.gather.exclusive import exclusive_measurement
 from qdoctor.introspect.copies import runnable
 
@@ -167,7 +167,8 @@ def profile_model(
     try:
         # parallel checks take turns (qdoctor.gather.exclusive); under contention the profile runs on the free cores,
         # as the benchmark does (qdoctor.gather.contention), or its shares would be the machine's, not the model's
-        with torch.no_grad(), exclusive_measurement(), contention.applied(contention.plan(torch.get_num_threads())):
+        conditions = contention.plan(torch.get_num_threads())
+        with torch.no_grad(), exclusive_measurement(), contention.applied(conditions):
             subject(*inputs)  # warm-up (lazy initialisation, weight packing); the next call sizes the runs
             start = time.perf_counter()
             subject(*inputs)
@@ -197,7 +198,14 @@ def profile_model(
             handle.remove()
     if on_profiled is not None:
         on_profiled(sessions[-1])
-    return summarize([s.function_events for s in sessions], runs, module_kinds, int8_modules, leaf_types)
+    summary = summarize([s.function_events for s in sessions], runs, module_kinds, int8_modules, leaf_types)
+    # two profiles (int8 and float) are two sessions, seconds apart: a ratio of their times varies between them as
+    # much as between processes (qdoctor.gather.rounds), more when others were using the cores
+    seen = conditions.contention
+    busy = conditions.threads_used < conditions.threads_requested or seen.busy_cores_before >= contention.BUSY_CORE
+    crowding = seen.load_average / max(seen.cores_allowed, 1)
+    summary.between_sd = rounds.process_sd(busy, conditions.threads_used, crowding)
+    return summary
 
 
 MIN_PROFILED_RUNS = 3  # a median and a spread per module (QD023 compares layers with an interval)

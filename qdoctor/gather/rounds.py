@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from qdoctor.facts import Contention, Ratio, Timing
+from qdoctor.facts.measurement import Z_95  # the normal quantile of CONFIDENCE (two-sided)
 from qdoctor.gather import contention as C
 from qdoctor.gather.exclusive import exclusive_measurement
 
@@ -51,7 +52,6 @@ BLOCK_S = 0.004  # a block of calls lasts at least this long (timer overhead and
 RESAMPLES = 2000
 SEED = 0
 CONFIDENCE = 0.95
-Z_95 = 1.959964  # the normal quantile of CONFIDENCE (two-sided)
 # The standard deviation between processes of a log ratio (relative spread of the values separate checks measure,
 # beyond each one's own interval): quiet; contended (measured on the free cores or one thread while others ran); and
 # contended on a multi-threaded measurement (others took cores it ran on). Estimated from repeated checks with

@@ -115,6 +115,22 @@ def test_qd023_stays_quiet_without_a_clear_margin(change):
     assert run_rule("QD023", spotter_facts(**change)) == []
 
 
+def test_qd023_widens_the_ratio_of_two_profiles_by_the_variance_between_sessions():
+    # the int8 and the float profile are separate sessions: a 2.7x layer with tight per-run spreads clears 2.0 on
+    # the spreads alone, but not once a busy machine's between-session variance is added (a loaded run named a layer
+    # that quiet runs never did); a 10x layer clears it either way
+    facts = spotter_facts(dw_int8=(0.32, 0.33, 0.32, 0.33, 0.32))
+    assert [f.location.module for f in run_rule("QD023", facts)] == ["dw"]
+    assert facts.profile is not None and facts.float_profile is not None
+    facts.profile.between_sd = facts.float_profile.between_sd = 0.3
+    assert run_rule("QD023", facts) == []
+    loud = spotter_facts()
+    assert loud.profile is not None
+    loud.profile.between_sd = 0.3
+    [finding] = run_rule("QD023", loud)
+    assert finding.evidence["ratio_low"] > qd023.SLOWER
+
+
 def test_qd023_stays_quiet_when_every_int8_layer_is_slow():
     """Every int8 layer several times slower than fp32 is the int8 kernels as a whole (threads fighting other
     processes for the cores, a wrong engine), not one shape missing its kernel."""

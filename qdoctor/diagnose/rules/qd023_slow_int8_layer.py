@@ -2,8 +2,8 @@
 
 Compares each static int8 layer's profiled time (median and spread over the profiled runs) with the time of its
 float twin in the float baseline's profile (qdoctor.diagnose.twins: the same layer, with what fusion folded into
-it). A layer is named when the interval of the ratio is above
-SLOWER and the extra time matters for the model (MIN_EXCESS_SHARE of the float forward).
+it). A layer is named when the interval of the ratio (widened by the variance between the two profiling sessions,
+Profile.between_sd) is above SLOWER and the extra time matters for the model (MIN_EXCESS_SHARE of the float forward).
 
 Other rules (QD024 unexplained-slowdown) ask ``slow_layers(facts)`` whether this rule explains a slowdown.
 """
@@ -127,7 +127,10 @@ def slow_layers(facts: Facts) -> list[SlowLayer]:
         int8, flt = measured.timing(), summed_timing([float_times[t] for t in twins])
         if int8 is None or flt is None:
             continue
-        ratio = ratio_of(int8, flt)
+        # the two profiles are separate sessions: their ratio varies between sessions beyond the runs' own spreads
+        # (a loaded run named a layer that quiet runs never did)
+        plain = ratio_of(int8, flt)
+        ratio = plain.across_sessions(max(profile.between_sd, float_profile.between_sd)) if plain else None
         excess = int8.median_ms - flt.median_ms
         compared += 1
         if ratio is None or not ratio.clearly_above(SLOWER):
