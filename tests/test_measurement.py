@@ -353,3 +353,17 @@ def test_profiling_does_not_import_inductor():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_measurement_sets_the_thread_count_even_when_torch_reports_it_already(monkeypatch):
+    # torch.get_num_threads() is the OpenMP count; only set_num_threads also sizes the pthreadpool qnnpack and XNNPACK
+    # run on (one thread per core until set): skipping the call when the counts "agreed" measured a qnnpack model on
+    # 2 threads under a report that said 1
+    import torch
+
+    calls: list[int] = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), real(n)))
+    now = torch.get_num_threads()
+    result = rounds.measure([rounds.Variant("a", lambda: None)], 0.001, watch=False, min_rounds=2, max_rounds=2)
+    assert result.threads["a"] == now and calls and set(calls) == {now}

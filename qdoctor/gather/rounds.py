@@ -240,11 +240,16 @@ def measure(
 
 @contextlib.contextmanager
 def _threads(count: int) -> Any:
+    """Run on ``count`` threads, set before every block even when torch.get_num_threads() already says so: that is
+    the OpenMP count, and set_num_threads also sizes the pthreadpool that qnnpack and XNNPACK kernels run on. Set
+    once when a measurement began (qdoctor.gather.contention.applied), with OMP_NUM_THREADS=1 checks of
+    qnnpack_engine_on_x86.py still timed its int8 model on 2 threads (process CPU time 1.9x the wall time, 1.8-2.0 ms)
+    in 7 of 12 and on one (3.6 ms) in the others, each report saying 1 thread; set before every block, 6 of 6 ran on
+    one. The call costs microseconds against a block of at least BLOCK_S."""
     import torch
 
     previous = torch.get_num_threads()
-    if count != previous:
-        torch.set_num_threads(count)
+    torch.set_num_threads(count)
     try:
         yield
     finally:
