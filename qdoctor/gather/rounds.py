@@ -61,13 +61,13 @@ CONFIDENCE = 0.95
 # checks of qnnpack_engine_on_x86.py gave fix-all ratios of 7.8, 6.6, 4.1 and 3.3. The sd seen, pooled over 8 ratios
 # of 4 fixtures, was 0.159 (0.04 assumed: 62 % coverage), then 0.181 quiet and 0.189 under load (0.16 assumed:
 # 86 of 96 pairs covered in each, 89.6 %). A contended measurement is never assumed steadier than a quiet one.
-# That drift belongs to multi-threaded runs: the same fp32 CNN timed in one process, the same objects, read 1.2 ms for
-# minutes and 2.4-3.1 ms for others on 2 threads, and 3.4-4.3 ms on 1 thread with 12 calls of
-# measure() giving 12.8x-13.1x (sd 0.009; a parallel region waits for its slowest thread, and a VM's second vCPU
-# comes and goes). Quiet checks with OMP_NUM_THREADS=1 (6 per fixture, 4 fixtures) spread 0.02-0.10 per ratio where
-# both sides ran on one thread, against 0.04-0.30 on 2 threads; 0.08 covered 169 of their 180 pairs (94 %, the
-# misses one run whose fp32 read 0.93 ms against 2.1-2.7 ms in the others), 0.06 covered 92 %. So a quiet single-threaded comparison
-# gets its own, smaller sd (bench/calibration.py's "one thread" condition checks it).
+# That drift belongs to multi-threaded runs: the same fp32 CNN, the same objects in one process, timed by 12 calls of
+# measure() read 1.4-3.1 ms on 2 threads (ratios 5.7x-12.3x) and 3.4-4.3 ms on 1 thread (ratios 12.8x-13.1x, sd
+# 0.009): a parallel region waits for its slowest thread, and a VM's second vCPU comes and goes. Quiet checks with
+# OMP_NUM_THREADS=1 (bench/calibration.py's "one thread" condition, 4-6 checks of 4 fixtures, three times) spread
+# 0.02-0.10 per ratio where both sides ran on one thread, against 0.04-0.30 on 2 threads; at 0.08 every such ratio
+# was covered but one fixture's speedup, whose fp32 model read 0.9 ms in one check of four and 2.1-2.7 ms in the
+# others. So a quiet single-threaded comparison gets its own, smaller sd.
 PROCESS_SD = 0.18
 PROCESS_SD_ONE_THREAD = 0.08
 PROCESS_SD_CONTENDED = 0.18
@@ -126,19 +126,30 @@ class RoundsResult:
         threads = max(self.threads[numerator], self.threads[denominator])
         seen = self.contention
         crowding = seen.load_average / max(seen.cores_allowed, 1) if seen is not None else 0.0
-        return widened(ratio, process_sd(self.contended, threads, crowding), self.contended)
+        sd = process_sd(self.contended, threads, crowding, quiet_before(seen))
+        return widened(ratio, sd, self.contended)
 
 
-def process_sd(contended: bool, threads: int, crowding: float = 1.0) -> float:
+def quiet_before(seen: Contention | None) -> bool:
+    """Nobody else was using the cores when measuring began, so the user's thread count was kept (None: not looked)."""
+    if seen is None:
+        return True
+    return seen.threads_used >= seen.threads_requested and seen.busy_cores_before < C.BUSY_CORE
+
+
+def process_sd(contended: bool, threads: int, crowding: float = 1.0, quiet: bool = True) -> float:
     """The between-process standard deviation of a log ratio measured so (see PROCESS_SD): ``threads``, the most
-    either side ran on (one thread on a quiet machine drifts least). ``crowding``: runnable
+    either side ran on; one thread drifts least, but only on a ``quiet`` machine (nobody else on the cores when
+    measuring began): a measurement moved to one free core while another process kept the others busy is not
+    contended on its own core, yet shares caches and memory bandwidth with it (under the load job, such fix-all
+    ratios of one fixture read 2.8-7.5 across 4 checks, 4 of 12 pairs inside a 0.08-sd interval). ``crowding``: runnable
     threads per allowed core (load average / cores) when measuring began; under contention the spread grows with it
     (each process is preempted, and its caches refilled, more often), as its square root: on the 2-core bench machine
     at a load average of 28-33 (crowding 14-17) the per-ratio spread of three checks was 0.05-0.5 (0.08 * 4 = 0.32
     here; a fix-all ratio that jumped 60x between runs stays out of reach, bench/calibration.py), while growing it in
     proportion made every interval span orders of magnitude and judged nothing."""
     if not contended:
-        return PROCESS_SD_ONE_THREAD if threads <= 1 else PROCESS_SD
+        return PROCESS_SD_ONE_THREAD if threads <= 1 and quiet else PROCESS_SD
     base = PROCESS_SD_CONTENDED_THREADS if threads > 1 else PROCESS_SD_CONTENDED
     return base * math.sqrt(max(1.0, crowding))
 

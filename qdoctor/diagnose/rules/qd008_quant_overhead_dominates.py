@@ -13,7 +13,8 @@ from qdoctor.diagnose.registry import rule
 from qdoctor.diagnose.twins import float_twins
 from qdoctor.facts import Facts, ModuleInfo
 
-OVERHEAD_SHARE = 0.20  # int8 clearly slower (facts.SLOWDOWN) and quantize/dequantize + dispatch at least this share of the int8 profile,
+# int8 clearly slower than fp32 (Benchmarks.clearly_slower, by facts.SLOWDOWN) and ...
+OVERHEAD_SHARE = 0.20  # ... quantize/dequantize + dispatch at least this share of the int8 profile,
 SMALL_MODEL_MS = 1.0  # ... or a float model this fast: too little compute per call for int8 to save.
 FLOAT_FALLBACK_SHARE = 0.5  # above this the slowness is float fallback (QD005), not overhead
 
