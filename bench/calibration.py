@@ -4,7 +4,8 @@ Every ratio a check reports (the speedup over fp32, each verified fix, fix-all v
 interval meant to say where a repeated check would measure it (qdoctor.gather.rounds). This script runs
 `qdoctor check` N times per fixture in separate processes, quiet, quiet with OMP_NUM_THREADS=1 (one-thread ratios
 assume a smaller sd) and then under a same-priority multi-threaded torch job (bench/under_load.py's), and counts,
-per ratio, the ordered pairs (i, j), i != j, whose interval i contains value j. Target: >= 90 % coverage, intervals no wider than needed (the median width is shown).
+per ratio, the ordered pairs (i, j), i != j, whose interval i contains value j. Target: >= 90 % coverage, intervals
+no wider than needed (the median width is shown).
 
 It also estimates the between-process component the intervals need (qdoctor.gather.rounds.PROCESS_SD and its
 contended variants): the spread of the values across processes (sd of their logs) beyond each run's own share of its
