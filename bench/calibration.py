@@ -2,8 +2,8 @@
 
 Every ratio a check reports (the speedup over fp32, each verified fix, fix-all vs fp32) is a value with a nominal 95 %
 interval meant to say where a repeated check would measure it (qdoctor.gather.rounds). This script runs
-`qdoctor check` N times per fixture in separate processes, quiet, quiet with OMP_NUM_THREADS=1 (one-thread ratios
-assume a smaller sd) and then under a same-priority multi-threaded torch job (bench/under_load.py's), and counts,
+`qdoctor check` N times per fixture in separate processes, quiet, quiet with OMP_NUM_THREADS=1 (one thread drifts
+less within a process: is it steadier between them?) and then under a same-priority multi-threaded torch job (bench/under_load.py's), and counts,
 per ratio, the ordered pairs (i, j), i != j, whose interval i contains value j. Target: >= 90 % coverage, intervals
 no wider than needed (the median width is shown).
 
@@ -42,7 +42,7 @@ FIXTURES = [
     "fixtures/seed004_as_written.py",  # its fix-all vs fp32 (and each fix)
 ]
 TARGET = 0.90
-ONE_THREAD = "one thread, without the load job"  # OMP_NUM_THREADS=1: the smaller quiet sd of a one-thread ratio
+ONE_THREAD = "one thread, without the load job"  # OMP_NUM_THREADS=1: is one thread steadier between processes?
 
 
 def run_checks(
@@ -198,7 +198,7 @@ def main() -> int:
             "Coverage: the ordered pairs (run i, run j) whose interval i contains value j, pooled per condition (target "
             f">= {TARGET:.0%} for the nominal 95 % intervals). Between-process sd seen: the spread of the log values "
             "across runs beyond each run's own share of its interval, pooled; the intervals assume "
-            f"{rounds.PROCESS_SD} quiet ({rounds.PROCESS_SD_ONE_THREAD} when both sides ran on one thread), "
+            f"{rounds.PROCESS_SD} quiet (on any thread count), "
             f"{rounds.PROCESS_SD_CONTENDED} contended on one thread, "
             f"{rounds.PROCESS_SD_CONTENDED_THREADS} contended on several, times the square root of the load average per core when above 1"
             " (qdoctor.gather.rounds.process_sd); the sd used is in each ratio's JSON (process_sd).",

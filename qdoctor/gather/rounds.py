@@ -63,14 +63,15 @@ CONFIDENCE = 0.95
 # 86 of 96 pairs covered in each, 89.6 %). A contended measurement is never assumed steadier than a quiet one.
 # That drift belongs to multi-threaded runs: the same fp32 CNN, the same objects in one process, timed by 12 calls of
 # measure() read 1.4-3.1 ms on 2 threads (ratios 5.7x-12.3x) and 3.4-4.3 ms on 1 thread (ratios 12.8x-13.1x, sd
-# 0.009): a parallel region waits for its slowest thread, and a VM's second vCPU comes and goes. It is bimodal between
-# processes: seed 004's fix-all read 15.4, 7.9, 7.8, 15.9 in four quiet checks, the qnnpack fixture's QD003 fix 16.0,
-# 17.8, 9.9, 9.4. Three calibration runs on 2026-12-07 (bench/calibration.py, 4 checks of 4 fixtures each, 288 pairs
-# of quiet multi-threaded ratios) covered 87.5 % at 0.18, 91.7 % at 0.22, 95.1 % at 0.25; their one-thread ratios
-# (OMP_NUM_THREADS=1, both sides on one thread, 216 pairs) 83 % at 0.08, 94 % at 0.12. So a quiet single-threaded
-# comparison gets its own, smaller sd, and no contended one is assumed steadier than a quiet one.
+# 0.009): a parallel region waits for its slowest thread, and a VM's second vCPU comes and goes. Between processes it
+# is bimodal: seed 004's fix-all read 15.4, 7.9, 7.8, 15.9 in four quiet checks, the qnnpack fixture's QD003 fix
+# 16.0, 17.8, 9.9, 9.4. Four calibration runs on 2026-12-07 (bench/calibration.py, 4 checks of 4 fixtures each): the
+# quiet multi-threaded ratios of the first three (288 pairs) were covered 87.5 % at 0.18, 91.7 % at 0.22, 95.1 % at
+# 0.25, and the fourth 96 of 96 at 0.22. One thread (OMP_NUM_THREADS=1) is steadier within a process, but not
+# between them: in each run one check of four read 30-60 % off the others (healthy_static.py's speedup 7.9 against
+# 12.2-13.3), so a smaller one-thread sd (0.08, then 0.12) covered only 79-89 % of those pairs. One sd for every quiet
+# measurement, then; no contended one is assumed steadier than a quiet one.
 PROCESS_SD = 0.22
-PROCESS_SD_ONE_THREAD = 0.12
 PROCESS_SD_CONTENDED = 0.22
 PROCESS_SD_CONTENDED_THREADS = 0.24
 
@@ -127,30 +128,18 @@ class RoundsResult:
         threads = max(self.threads[numerator], self.threads[denominator])
         seen = self.contention
         crowding = seen.load_average / max(seen.cores_allowed, 1) if seen is not None else 0.0
-        sd = process_sd(self.contended, threads, crowding, quiet_before(seen))
-        return widened(ratio, sd, self.contended)
+        return widened(ratio, process_sd(self.contended, threads, crowding), self.contended)
 
 
-def quiet_before(seen: Contention | None) -> bool:
-    """Nobody else was using the cores when measuring began, so the user's thread count was kept (None: not looked)."""
-    if seen is None:
-        return True
-    return seen.threads_used >= seen.threads_requested and seen.busy_cores_before < C.BUSY_CORE
-
-
-def process_sd(contended: bool, threads: int, crowding: float = 1.0, quiet: bool = True) -> float:
+def process_sd(contended: bool, threads: int, crowding: float = 1.0) -> float:
     """The between-process standard deviation of a log ratio measured so (see PROCESS_SD): ``threads``, the most
-    either side ran on; one thread drifts least, but only on a ``quiet`` machine (nobody else on the cores when
-    measuring began): a measurement moved to one free core while another process kept the others busy is not
-    contended on its own core, yet shares caches and memory bandwidth with it (under the load job, such fix-all
-    ratios of one fixture read 2.8-7.5 across 4 checks, 4 of 12 pairs inside a 0.08-sd interval). ``crowding``: runnable
-    threads per allowed core (load average / cores) when measuring began; under contention the spread grows with it
-    (each process is preempted, and its caches refilled, more often), as its square root: on the 2-core bench machine
+    either side ran on. ``crowding``: runnable threads per allowed core (load average / cores) when measuring
+    began; under contention the spread grows with it (each process is preempted, and its caches refilled, more often), as its square root: on the 2-core bench machine
     at a load average of 28-33 (crowding 14-17) the per-ratio spread of three checks was 0.05-0.5 (0.08 * 4 = 0.32
     here; a fix-all ratio that jumped 60x between runs stays out of reach, bench/calibration.py), while growing it in
     proportion made every interval span orders of magnitude and judged nothing."""
     if not contended:
-        return PROCESS_SD_ONE_THREAD if threads <= 1 and quiet else PROCESS_SD
+        return PROCESS_SD
     base = PROCESS_SD_CONTENDED_THREADS if threads > 1 else PROCESS_SD_CONTENDED
     return base * math.sqrt(max(1.0, crowding))
 
