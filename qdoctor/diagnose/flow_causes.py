@@ -162,6 +162,28 @@ _KNOWN_FAILURES = (
         "for batch in calibration_batches:\n    prepared(*batch)\nquantized = convert_fx(prepared)",
     ),
     _c(
+        "conv-padding-string",
+        r"conv\w*_prepack\(\) Expected a value of type 'List\[int\]' for argument 'padding' but instead found type "
+        r"'str'",
+        "convert",
+        "a convolution built with padding='same' or padding='valid' (a string) has no int8 version: the quantized "
+        "conv's weight packing takes the padding as numbers, so convert() raises on that layer.",
+        "# give the padding as numbers: 'valid' is 0; 'same' (stride 1) is (kernel_size - 1) // 2 per side\n"
+        "self.conv = nn.Conv1d(in_channels, out_channels, kernel_size=80, stride=4, padding=0)  # was padding='valid'",
+    ),
+    _c(
+        "fx-module-not-submodule",
+        r"is not installed as a submodule",
+        "prepare_fx",
+        "forward() calls a module that is not registered as a submodule of the model (kept in a plain list or dict, "
+        "or made inside forward): torch.fx can only trace modules it reaches by their attribute path.",
+        "# register the modules so that torch.fx (and .to()/state_dict) sees them:\n"
+        "self.blocks = nn.ModuleList(blocks)  # not a Python list\n"
+        "# or keep that part out of the traced graph:\n"
+        "from torch.ao.quantization.fx.custom_config import PrepareCustomConfig\n"
+        'custom = PrepareCustomConfig().set_non_traceable_module_names(["encoder"])',
+    ),
+    _c(
         "strict-export-unsupported",
         r"torch\._dynamo\.exc\.Unsupported|Unsupported: ",
         "export",

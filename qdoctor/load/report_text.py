@@ -42,6 +42,7 @@ _LOOKAHEAD = 40
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\s]*)[^`]*$")
 _PYTHON_INFO = {"python", "py", "python3", "py3", "pycon", "ipython", "python-repl", "pytorch"}
 _PROMPT = re.compile(r"^(>>>|\.\.\.)( |$)")
+_INLINE_LINE = re.compile(r"^\s*`([^`]+)`\s*$")  # a line that is one inline code span and nothing else
 _OTHER_LANGUAGES = {
     "bash",
     "sh",
@@ -364,7 +365,7 @@ def extract(text: str, name: str) -> ExtractedScript:
         for first, last in ranges:
             _blank_inert(out, first, last)  # a bare expression (a notebook's display of a value) does nothing here
     else:
-        raw = _session_lines([line.rstrip() for line in lines])
+        raw = _session_lines(_inline_code_lines([line.rstrip() for line in lines]))
         if compiles("\n".join(raw)):  # a script saved as text (a Sphinx-Gallery tutorial): all of it, as one run
             runs: list[tuple[int, int]] = [(0, len(raw) - 1)]
         else:
@@ -416,6 +417,12 @@ def _looks_like_code(body: list[str]) -> bool:
     return bool(head) and all(
         re.match(r"(import |from \w[\w.]* import |def |class |@|\w[\w.]*\s*=[^=])", line) for line in head
     )
+
+
+def _inline_code_lines(lines: list[str]) -> list[str]:
+    """A text whose code was written one inline code span a line (`` `model.eval()` ``, a GitHub issue typed without
+    a fence): each such line is that line of code. Other lines as they are."""
+    return [match.group(1) if (match := _INLINE_LINE.match(line)) else line for line in lines]
 
 
 def _session_lines(lines: list[str]) -> list[str]:
