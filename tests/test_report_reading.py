@@ -209,6 +209,17 @@ def test_class4_an_undefined_torchvision_model_class_becomes_torchvision_builder
     assert unknown == {} and subs == []
 
 
+def test_a_torchvision_builder_imported_from_the_authors_own_package_is_stood_in():
+    """facebookresearch/ConvNeXt#20: `from models.convnext import convnext_tiny`, a package of the author's repo."""
+    source = "from models.convnext import convnext_tiny\nfrom models.other import MyNet\nmodel = convnext_tiny(False)\n"
+    values, [sub] = stand_in_names(source, "r.md")
+    assert set(values) == {"convnext_tiny"} and type(values["convnext_tiny"](False)).__name__ == "ConvNeXt"
+    assert sub.line == 1 and "imported from a package not installed here" in sub.requested
+    assert "torchvision.models.convnext_tiny(weights=None)" in sub.instead
+    installed, subs = stand_in_names("from torchvision.models import resnet18\nnet = resnet18()\n", "r.md")
+    assert installed == {} and subs == []  # an import that works binds the real thing
+
+
 # ------------------------------------------------------------------------------------------ the static pass
 
 

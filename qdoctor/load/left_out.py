@@ -14,7 +14,7 @@ import ast
 
 # The packages of the quantization stack: a report that imports one this torch lacks (a moved API) is diagnosed
 # (qdoctor.diagnose.flow_causes), never left out.
-_STACK = {"torch", "torchvision", "torchao", "executorch", "torchaudio", "torchtext"}
+STACK = {"torch", "torchvision", "torchao", "executorch", "torchaudio", "torchtext"}
 
 
 class OfflineUnavailable(RuntimeError):
@@ -68,7 +68,7 @@ def left_out(exc: BaseException, line: int, bound: dict[str, int] | None) -> str
             return f"line {line}: `{name}` is used before the report defines it (line {bound[name]})"
     if isinstance(exc, ModuleNotFoundError) and exc.name:
         package = exc.name.split(".")[0]
-        if package not in _STACK:
+        if package not in STACK:
             return f"line {line}: `import {exc.name}`: the package is not installed here"
     if isinstance(exc, (FileNotFoundError, NotADirectoryError)) and exc.filename is not None:
         # A report's files stayed on its author's disk (a checkpoint, a config, the folder it writes into), or a line
