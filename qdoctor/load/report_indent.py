@@ -78,8 +78,8 @@ def reindent(lines: list[str]) -> list[str]:
             out.append(_STEP * (depth + 1) + line)
             brackets = max(0, brackets + _bracket_change(code_part(line)))
             if brackets == 0:
-                word, _, method = statement
-                depth, blocks, method_closed, opened = _ended(word, code_part(line), method, depth, blocks)
+                first_word, _, is_def = statement
+                depth, blocks, method_closed, opened = _ended(first_word, code_part(line), is_def, depth, blocks)
             continue
         if line.startswith("#"):
             while blocks and blocks[-1][0] in _LOOPS and not opened:
