@@ -50,6 +50,18 @@ def test_a_missing_package_is_left_out_unless_it_is_part_of_the_quantization_sta
     assert left_out(moved, 3, bound) is None  # a moved API is diagnosed (QD017)
 
 
+def test_a_file_of_the_authors_disk_is_left_out_in_a_report_not_a_crash(tmp_path):
+    bound = bound_anywhere(SOURCE)
+    for exc in (
+        FileNotFoundError(2, "No such file or directory", "fp32_model.pth"),  # getsize of a file a gap never wrote
+        FileNotFoundError(2, "No such file or directory", "exported/r18_quantized.pte"),  # a folder only they have
+        NotADirectoryError(20, "Not a directory", "weights/best.pt"),
+    ):
+        assert "author's disk" in (left_out(exc, 3, bound) or ""), exc
+    assert left_out(FileNotFoundError(2, "No such file or directory", "x.pth"), 3, None) is None  # a script's own
+    assert left_out(FileNotFoundError("no filename: raised by the code itself"), 3, bound) is None
+
+
 def test_a_hub_model_outside_torchvision_that_needs_the_network_is_offline_unavailable(monkeypatch, tmp_path):
     import torch.hub
 

@@ -90,6 +90,21 @@ def test_a_console_session_pasted_as_text_runs_without_prompts_or_output():
     assert lines[2] == "import torch" and lines[5] == "" and lines[6] == "y = (x +" and lines[7] == "1)"
 
 
+def test_code_written_one_inline_code_span_a_line_runs_as_code():
+    """datvuthanh/HybridNets#27: an issue typed without a fence, each line of code in its own backticks."""
+    text = (
+        "`model_to_quantize = copy.deepcopy(model)`\n\n`model_to_quantize.eval()`\n\n`# prepare`\n"
+        "`model_prepared = quantize_fx.prepare_fx(model_to_quantize, qconfig_dict)`\n\n"
+        "When I use `prepare_fx` I get this error:\n>NameError: module is not installed as a submodule\n"
+    )
+    script = extract(text, "issue.md")
+    lines = script.source.splitlines()
+    assert lines[0] == "model_to_quantize = copy.deepcopy(model)" and lines[5].startswith("model_prepared = ")
+    assert script.ran == [(1, 6)] and not lines[7].strip()  # the prose that mentions `prepare_fx` is not code
+    [quoted] = script.crashes
+    assert quoted.type == "NameError" and quoted.message == "module is not installed as a submodule"
+
+
 def test_markdown_indented_blocks_run_beside_fences():
     text = "Setup:\n\n```python\nimport torch\n```\n\nThen:\n\n    x = torch.ones(2)\n    y = x * 2\n\nThanks\n"
     script = extract(text, "issue.md")
@@ -144,6 +159,12 @@ def test_quoted_errors_keep_their_frames_and_are_read_once():
             "NotImplementedError: Could not run 'quantized::linear' with arguments from the 'QuantizedCUDA' backend.",
             "QD015",
         ),
+        (">NameError: module is not installed as a submodule", "QD017"),  # HybridNets#27, quoted as a blockquote
+        (
+            "RuntimeError: quantized::conv1d_prepack() Expected a value of type 'List[int]' for argument 'padding' "
+            "but instead found type 'str'.",
+            "QD017",
+        ),
     ],
 )
 def test_quoted_errors_map_through_the_crash_table_to_their_rule(message, rule):
@@ -186,6 +207,17 @@ def test_class4_an_undefined_torchvision_model_class_becomes_torchvision_builder
     )
     unknown, subs = stand_in_names("net = MyOwnNet()\n", "r.md")
     assert unknown == {} and subs == []
+
+
+def test_a_torchvision_builder_imported_from_the_authors_own_package_is_stood_in():
+    """facebookresearch/ConvNeXt#20: `from models.convnext import convnext_tiny`, a package of the author's repo."""
+    source = "from models.convnext import convnext_tiny\nfrom models.other import MyNet\nmodel = convnext_tiny(False)\n"
+    values, [sub] = stand_in_names(source, "r.md")
+    assert set(values) == {"convnext_tiny"} and type(values["convnext_tiny"](False)).__name__ == "ConvNeXt"
+    assert sub.line == 1 and "imported from a package not installed here" in sub.requested
+    assert "torchvision.models.convnext_tiny(weights=None)" in sub.instead
+    installed, subs = stand_in_names("from torchvision.models import resnet18\nnet = resnet18()\n", "r.md")
+    assert installed == {} and subs == []  # an import that works binds the real thing
 
 
 # ------------------------------------------------------------------------------------------ the static pass

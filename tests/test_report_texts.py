@@ -81,6 +81,19 @@ def test_each_text_gets_a_report_with_its_expected_findings(sidecar):
             assert finding.severity is Severity.WARNING
 
 
+def _healthy_params() -> list:
+    return [p for p in _params() if _spec(p.values[0]).get("healthy")]
+
+
+@pytest.mark.parametrize("sidecar", _healthy_params())
+def test_a_healthy_text_gets_no_error_and_no_invented_crash(sidecar):
+    """Texts whose model is healthy (``healthy = true``): no error-level finding, nothing "crashed" that the text's
+    code did not raise."""
+    report = report_of(sidecar.stem)
+    assert not [f for f in report.findings if f.severity is Severity.ERROR], [f.message for f in report.findings]
+    assert report.facts.target.load_crash is None and report.facts.crash is None
+
+
 # ------------------------------------------------------------------------------------------ the six classes
 
 

@@ -74,11 +74,15 @@ def test_text_without_fences_yields_the_runs_that_parse_and_skips_a_proposed_fix
     assert lines[10] == "import torch" and lines[34] == ""  # the heading "性能测试" between the two runs is blank
 
 
-def test_text_whose_block_lost_its_indentation_is_not_guessed():
+def test_text_whose_block_lost_its_indentation_is_re_indented_by_guess_and_said():
     script = extract((REPORTS / "seed000_article.txt").read_text(encoding="utf-8"), "seed000")
     assert script.ran[0] == (4, 12)  # imports and the hub model, not the title above them
-    assert any(s.startswith("lines 29-41") and "lost the indentation" in s for s in script.skipped)
-    assert not any(script.source.split("\n")[i].strip() for i in range(28, 41))
+    assert not any("lost the indentation" in s for s in script.skipped)
+    assert any(s.startswith("lines 29-") and "re-indented by guess" in s for s in script.reindented)
+    source = script.source.split("\n")
+    assert source[28] == "def benchmark_model(model, input_tensor, iterations=100):"
+    assert source[29] == "    model.eval()" and source[42] == "input_tensor = torch.randn(1, 3, 224, 224)"
+    assert {29, 30, 41} <= script.guessed_lines and not {43, 45} & script.guessed_lines  # the margin: as pasted
 
 
 @pytest.mark.parametrize(

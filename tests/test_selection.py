@@ -153,6 +153,25 @@ def test_a_model_output_is_never_taken_for_an_input():
     assert any("`image` (outputs of the script's models)" in s for s in target.selection)
 
 
+def test_a_tuple_of_tensors_the_script_keeps_as_the_models_arguments_is_its_input():
+    """pytorch/executorch#20517: `sample_inputs = (torch.randn(1, 256), )` beside an exported model whose forward
+    reshapes its input: no layer tells the shape, the tuple does."""
+
+    class Reshapes(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, kernel_size=(32, 1), padding="same")
+
+        def forward(self, input: torch.Tensor) -> torch.Tensor:
+            return self.conv(torch.reshape(input, (1, 1, 256, 1)))
+
+    model = torch.export.export(Reshapes().eval(), (torch.ones(1, 256),)).module()
+    sample_inputs = (torch.randn(1, 256),)
+    target = Target(spec="", file=None, subject_name="model", float_name=None, inputs_name=None, inputs=[])
+    inputs = pick_inputs({"model": model, "sample_inputs": sample_inputs, "pair": (1, 2)}, model, None, target)
+    assert inputs == sample_inputs and target.inputs_name == "sample_inputs"
+
+
 def test_a_tensor_that_does_not_fit_gives_way_to_the_first_layer(tmp_path):
     loaded = load_target(
         _script(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from qdoctor.diagnose.cause import Cause
 from qdoctor.diagnose.crash_causes import mode_error, not_a_model, qconfig_error, same_crash
+from qdoctor.diagnose.flow_failures import KNOWN_FAILURES
 from qdoctor.errors import ScriptFailedError
 from qdoctor.facts import CrashInfo, Facts
 from qdoctor.facts.location import first_line
@@ -61,114 +62,6 @@ NO_SUCH_API = "no-such-quantization-api"  # a name torch.ao.quantization never h
 TORCHAO_API_MOVED = "torchao-api-moved"
 NOT_A_MODEL = "not-a-model"  # the step was handed what a call returned (load_state_dict's keys, a state_dict, None)
 UNRECOGNIZED = "unrecognized"  # a flow step raised an error qdoctor does not know: reported with its location
-
-
-@dataclass(frozen=True)
-class _KnownFailure:
-    cause: str
-    pattern: re.Pattern[str]
-    step: str
-    explanation: str
-    fix: str
-
-
-def _c(cause: str, pattern: str, step: str, explanation: str, fix: str) -> _KnownFailure:
-    return _KnownFailure(cause, re.compile(pattern, re.S), step, explanation, fix)
-
-
-_KNOWN_FAILURES = (
-    _c(
-        "capture-pre-autograd-graph-removed",
-        r"capture_pre_autograd_graph",
-        "export",
-        "torch._export.capture_pre_autograd_graph was removed from torch; PT2E models are captured with "
-        "torch.export.export(...).module().",
-        "exported = torch.export.export(model.eval(), example_inputs).module()\nprepared = prepare_pt2e(exported, quantizer)",
-    ),
-    _c(
-        "export-for-training-removed",
-        r"has no attribute 'export_for_training'",
-        "export",
-        "torch.export.export_for_training was removed from torch: torch.export.export now captures the graph "
-        "PT2E quantization (prepare_pt2e / prepare_qat_pt2e) takes.",
-        "exported = torch.export.export(model, example_inputs).module()\nprepared = prepare_qat_pt2e(exported, quantizer)",
-    ),
-    _c(
-        "data-dependent-control-flow",
-        r"data-dependent|GuardOnDataDependentSymNode|Dynamic control flow is not supported|"
-        r"Could not guard on data-dependent",
-        "export",
-        "forward() branches (if/while) on the values of a tensor: torch.export captures one graph for all inputs and "
-        "cannot decide such a branch at export time.",
-        "# branch with torch.cond, which export captures with both sides:\n"
-        "out = torch.cond(x.sum() > 0, lambda x: self.layer(x), lambda x: x, (x,))\n"
-        "# or move the data-dependent decision out of forward()",
-    ),
-    _c(
-        "prepare-needs-exported-graph",
-        r"object has no attribute '(meta|graph)'",
-        "prepare_pt2e",
-        "prepare_pt2e (and prepare_qat_pt2e) take the GraphModule that torch.export produces, not the nn.Module itself.",
-        "exported = torch.export.export(model.eval(), example_inputs).module()\nprepared = prepare_pt2e(exported, quantizer)",
-    ),
-    _c(
-        "exported-module-eval-train",
-        r"Calling (eval|train)\(\) is not supported yet",
-        "eval/train",
-        "A GraphModule from torch.export cannot switch modes with .eval()/.train(): call eval() on the float model "
-        "before exporting, and use torchao's helpers on the exported or prepared model.",
-        "model.eval()  # before torch.export.export\n"
-        "from torchao.quantization.pt2e import move_exported_model_to_eval\n"
-        "prepared = move_exported_model_to_eval(prepared)",
-    ),
-    _c(
-        "static-shape-guard",
-        r"Guard failed: .*size\(\)\[(\d+)\] == (\d+)|Expected input at .*shape\[(\d+)\] to be equal to (\d+)",
-        "run",
-        "The model was exported with static shapes: it only accepts inputs whose shape equals the example input's. "
-        "A different batch size or image size fails the exported model's guard.",
-        'batch = torch.export.Dim("batch")\n'
-        'exported = torch.export.export(model.eval(), example_inputs, dynamic_shapes={"x": {0: batch}}).module()',
-    ),
-    _c(
-        "fx-untraceable-forward",
-        r"symbolically traced variables cannot be used as inputs to control flow|Proxy object cannot be iterated|"
-        r"is not supported in FX graph mode",
-        "prepare_fx",
-        "prepare_fx traces forward() symbolically (torch.fx) and cannot follow Python control flow that depends on "
-        "a tensor (if x.sum() > 0, for over a tensor): FX quantization needs a traceable forward.",
-        "# keep the untraceable part out of the traced graph:\n"
-        "from torch.ao.quantization.fx.custom_config import PrepareCustomConfig\n"
-        'custom = PrepareCustomConfig().set_non_traceable_module_names(["the_submodule_with_the_if"])\n'
-        "prepared = prepare_fx(model.eval(), qconfig_mapping, example_inputs, prepare_custom_config=custom)\n"
-        "# or quantize with PT2E (torch.export), or eager mode with QuantStub/DeQuantStub",
-    ),
-    _c(
-        "fx-example-inputs-required",
-        r"prepare(?:_qat)?_fx\(\) missing 1 required positional argument: 'example_inputs'",
-        "prepare_fx",
-        "prepare_fx and prepare_qat_fx take example_inputs since torch 1.13 (a tuple of inputs the model accepts); "
-        "a script written for an older release omits it.",
-        "example_inputs = (torch.randn(1, 3, 224, 224),)  # one batch the model accepts\n"
-        "prepared = prepare_fx(model.eval(), qconfig_mapping, example_inputs)",
-    ),
-    _c(
-        "convert-fx-needs-prepared",
-        r"incoming model must be produced by prepare_fx",
-        "convert_fx",
-        "convert_fx takes the model prepare_fx returned (with its observers, calibrated), not the float model or a "
-        "symbolic_trace of it.",
-        "prepared = prepare_fx(model.eval(), qconfig_mapping, example_inputs)\n"
-        "for batch in calibration_batches:\n    prepared(*batch)\nquantized = convert_fx(prepared)",
-    ),
-    _c(
-        "strict-export-unsupported",
-        r"torch\._dynamo\.exc\.Unsupported|Unsupported: ",
-        "export",
-        "torch.export(strict=True) traces forward() with TorchDynamo and hit Python it cannot capture.",
-        "exported = torch.export.export(model.eval(), example_inputs, strict=False).module()",
-    ),
-)
 
 
 STATIC_FLOW = """\
@@ -416,7 +309,7 @@ def diagnose(crash: CrashInfo | None, torch_version: str, torchao_version: str |
             f"{wrong[1]}.",
             "",
         )
-    for cause in _KNOWN_FAILURES:
+    for cause in KNOWN_FAILURES:
         in_traceback = cause.cause == "capture-pre-autograd-graph-removed" and cause.pattern.search(crash.traceback)
         if cause.pattern.search(text) or in_traceback:
             if cause.cause == "prepare-needs-exported-graph" and step not in _PT2E_STEPS:
@@ -483,7 +376,7 @@ FLOW_CAUSES = tuple(
         PT2E_MOVED,
         TORCHAO_API_MOVED,
         NO_SUCH_API,
-        *(known.cause for known in _KNOWN_FAILURES),
+        *(known.cause for known in KNOWN_FAILURES),
         NOT_A_MODEL,
         UNRECOGNIZED,
     )

@@ -120,7 +120,7 @@ def traceback_findings(
             explanation = "not a known quantization failure; its frames are in the report"
         for owner in rules[:1]:
             yield owner.finding(
-                f"the report quotes {quoted} (from the report's traceback, not reproduced): {explanation}.",
+                f"the report quotes {quoted} (from the report's traceback, not reproduced): {explanation.rstrip('.')}.",
                 source=source,
                 evidence={"error": quoted, "report_line": crash.line},
                 fix=fix,

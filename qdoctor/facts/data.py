@@ -271,6 +271,7 @@ class ScriptText:
     ran: list[tuple[int, int]]  # 1-based inclusive line ranges of the report that ran, in order
     skipped: list[str] = field(default_factory=list)  # lines that look like code but were not run, and why
     stdin: bool = False  # the report was read from standard input
+    reindented: list[str] = field(default_factory=list)  # lines that lost their indentation, re-indented by guess
 
 
 @dataclass

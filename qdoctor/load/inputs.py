@@ -145,15 +145,20 @@ class _Inputs:
     def from_tensors(self) -> tuple[Any, ...] | None:
         """A tensor global of the script that runs on the probe (never a model's own output). A tensor rejected for
         its shape is kept as ``self.misfit``: when nothing else runs either, the report names it."""
+
+        def usable(v: Any) -> bool:
+            return isinstance(v, torch.Tensor) and v.dim() >= 1 and not v.is_quantized
+
+        # a tensor, or a tuple of tensors the script keeps as the model's arguments (`sample_inputs = (x,)`)
         tensors = [
             (n, v)
             for n, v in self.namespace.items()
-            if isinstance(v, torch.Tensor) and not n.startswith("_") and v.dim() >= 1 and not v.is_quantized
+            if not n.startswith("_") and (usable(v) or (type(v) is tuple and v and all(usable(t) for t in v)))
         ]
         outputs = [n for n, v in tensors if self.calls is not None and self.calls.is_output(v)]
         tensors = [(n, v) for n, v in tensors if n not in outputs]
 
-        def rank(item: tuple[str, torch.Tensor]) -> int:
+        def rank(item: tuple[str, Any]) -> int:
             lowered = item[0].lower()
             return next((i for i, hint in enumerate(INPUT_NAME_HINTS) if hint in lowered), len(INPUT_NAME_HINTS))
 
@@ -161,17 +166,18 @@ class _Inputs:
         skipped = (
             f"; skipped {', '.join(f'`{n}`' for n in outputs)} (outputs of the script's models)" if outputs else ""
         )
-        for name, tensor in tensors:
-            error = _run_error(self.probe, (tensor,))
+        for name, value in tensors:
+            args = value if isinstance(value, tuple) else (value,)
+            error = _run_error(self.probe, args)
             if error is None or not about_shape(error):
                 # it runs, or fails for a reason that is not its shape (a quantization defect: the trace's to tell)
                 self.target.inputs_name, self.target.inputs_origin = name, INPUTS_SCRIPT
                 if skipped or self.rejected:
                     self.target.selection.append(f"inputs: `{name}`, a tensor global of the script{skipped}")
-                return (tensor,)
-            self.rejected.append(f"`{name}` ({arguments.shapes(tensor)}): {first_line(str(error))[:100]}")
-            if self.misfit is None:
-                self.misfit = (name, tensor)
+                return args
+            self.rejected.append(f"`{name}` ({arguments.shapes(value)}): {first_line(str(error))[:100]}")
+            if self.misfit is None and isinstance(value, torch.Tensor):
+                self.misfit = (name, value)
         return None
 
     def inferred(self) -> tuple[Any, ...]:

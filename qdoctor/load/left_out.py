@@ -1,6 +1,7 @@
 """What a statement raised that is no crash of the user's code, but a gap: a name the report never defines (a bug report
 pastes the lines around the problem, not the whole program: ``model`` trained elsewhere, a formula of its prose), a
-package this machine lacks that is not part of the quantization stack (``matplotlib``), a download qdoctor cannot make
+package this machine lacks that is not part of the quantization stack (``matplotlib``), a file of the author's disk
+(``open("exported/model.pte", "wb")``, ``os.path.getsize("fp32_model.pth")``), a download qdoctor cannot make
 offline (``torch.hub.load('ultralytics/yolov5', ...)``). Reported as a note of what was left out, never as a crash to
 diagnose (QD014 would call it "not a known quantization failure": true, and noise).
 
@@ -13,7 +14,7 @@ import ast
 
 # The packages of the quantization stack: a report that imports one this torch lacks (a moved API) is diagnosed
 # (qdoctor.diagnose.flow_causes), never left out.
-_STACK = {"torch", "torchvision", "torchao", "executorch", "torchaudio", "torchtext"}
+STACK = {"torch", "torchvision", "torchao", "executorch", "torchaudio", "torchtext"}
 
 
 class OfflineUnavailable(RuntimeError):
@@ -67,6 +68,10 @@ def left_out(exc: BaseException, line: int, bound: dict[str, int] | None) -> str
             return f"line {line}: `{name}` is used before the report defines it (line {bound[name]})"
     if isinstance(exc, ModuleNotFoundError) and exc.name:
         package = exc.name.split(".")[0]
-        if package not in _STACK:
+        if package not in STACK:
             return f"line {line}: `import {exc.name}`: the package is not installed here"
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError)) and exc.filename is not None:
+        # A report's files stayed on its author's disk (a checkpoint, a config, the folder it writes into), or a line
+        # left out above would have written it: the paste cannot bring them, and their absence is no crash.
+        return f"line {line}: `{exc.filename}` is a file of the report author's disk, not on this machine"
     return None

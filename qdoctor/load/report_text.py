@@ -31,6 +31,8 @@ from qdoctor.load.report_forms import (
     notebook_text,
     rst_blocks,
 )
+from qdoctor.load.report_indent import code_part as _code_part
+from qdoctor.load.report_indent import reindent
 from qdoctor.load.report_tracebacks import report_crashes
 
 REPORT_SUFFIXES = (".md", ".markdown", ".txt", ".text", ".rst", ".issue", ".ipynb", ".html", ".htm")
@@ -40,6 +42,7 @@ _LOOKAHEAD = 40
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\s]*)[^`]*$")
 _PYTHON_INFO = {"python", "py", "python3", "py3", "pycon", "ipython", "python-repl", "pytorch"}
 _PROMPT = re.compile(r"^(>>>|\.\.\.)( |$)")
+_INLINE_LINE = re.compile(r"^\s*`([^`]+)`\s*$")  # a line that is one inline code span and nothing else
 _OTHER_LANGUAGES = {
     "bash",
     "sh",
@@ -79,6 +82,8 @@ class ExtractedScript:
     text: str = ""  # the report as read (a notebook or an HTML page as Markdown), for the static pass
     # (line, code) of the lines of code blocks that did not run (cut, lost indentation): read without running them
     unrun_code: list[tuple[int, str]] = field(default_factory=list)
+    reindented: list[str] = field(default_factory=list)  # the lines that lost their indentation, given it back by guess
+    guessed_lines: set[int] = field(default_factory=set)  # those lines (1-based): what they raise is qdoctor's guess
 
 
 def is_report(name: str) -> bool:
@@ -152,8 +157,12 @@ def _bound_names(lines: list[str], first: int, last: int) -> set[str]:
     return names
 
 
-def _text_runs(lines: list[str]) -> tuple[list[tuple[int, int]], list[str]]:
-    """The runs of lines that parse as Python, longest first from each start (0-based inclusive ranges)."""
+def _text_runs(
+    lines: list[str], guessed: list[tuple[int, int, str, set[int]]]
+) -> tuple[list[tuple[int, int]], list[str]]:
+    """The runs of lines that parse as Python, longest first from each start (0-based inclusive ranges). A block
+    whose indentation the paste lost gets it back by guess (qdoctor.load.report_indent) where the guess parses: the
+    lines are re-indented in ``lines`` and their 1-based range and header appended to ``guessed``."""
     runs: list[tuple[int, int]] = []
     skipped: list[str] = []
     i, n = 0, len(lines)
@@ -174,6 +183,10 @@ def _text_runs(lines: list[str]) -> tuple[list[tuple[int, int]], list[str]]:
             if header.endswith(":") and compiles(header.strip() + "\n    pass") and i + 1 < n:
                 nxt = lines[i + 1]
                 if nxt.strip() and len(nxt) - len(nxt.lstrip()) <= len(header) - len(header.lstrip()):
+                    last = _reindented(lines, i)
+                    if last is not None:
+                        guessed.append((i + 1, last + 1, header.strip()[:60], _guessed(lines, i, last)))
+                        continue  # the lines now parse: read again from the header
                     end = _lost_block_end(lines, i)
                     skipped.append(
                         f"lines {i + 1}-{end + 1}: `{header.strip()[:60]}` lost the indentation of its block in the "
@@ -186,6 +199,35 @@ def _text_runs(lines: list[str]) -> tuple[list[tuple[int, int]], list[str]]:
         runs.append((i, best))
         i = best + 1
     return runs, skipped
+
+
+def _reindented(lines: list[str], header: int) -> int | None:
+    """Re-indent the lines from ``header`` by guess, in place, as far as they then parse with the header's block
+    (its body at least); the last line re-indented, None (``lines`` untouched) when the guess does not parse."""
+    window = lines[header : header + 4 * _LOOKAHEAD]
+    guess = reindent([line.strip() for line in window])
+    best, misses = -1, 0
+    for k in range(1, len(guess)):
+        if misses >= _LOOKAHEAD:
+            break
+        if guess[k].strip() and compiles("\n".join(guess[: k + 1])):
+            best, misses = k, 0
+        else:
+            misses += 1
+    if best < 0:
+        return None
+    lines[header : header + best + 1] = guess[: best + 1]
+    return header + best
+
+
+def _guessed(lines: list[str], first: int, last: int) -> set[int]:
+    """The 1-based lines whose place was guessed among ``first..last`` (0-based): those put in a block, and the
+    compound statements they were put in (a statement left at the margin is where the paste had it)."""
+    return {
+        i + 1
+        for i in range(first, last + 1)
+        if lines[i].strip() and (lines[i].startswith(" ") or _code_part(lines[i]).endswith(":"))
+    }
 
 
 def _lost_block_end(lines: list[str], header: int) -> int:
@@ -289,6 +331,7 @@ def extract(text: str, name: str) -> ExtractedScript:
         raise TargetError(f"{name}: {len(lines)} lines; a report of at most {MAX_REPORT_LINES} lines is read")
     out = [""] * len(lines)
     skipped: list[str] = []
+    guessed: list[tuple[int, int, str, set[int]]] = []
     blocks, kind = _blocks(lines, name)
     ranges: list[tuple[int, int]] = []
     # the blocks taken for Python (run, cut, or labelled python): only their lines that did not run are read
@@ -322,11 +365,11 @@ def extract(text: str, name: str) -> ExtractedScript:
         for first, last in ranges:
             _blank_inert(out, first, last)  # a bare expression (a notebook's display of a value) does nothing here
     else:
-        raw = _session_lines([line.rstrip() for line in lines])
+        raw = _session_lines(_inline_code_lines([line.rstrip() for line in lines]))
         if compiles("\n".join(raw)):  # a script saved as text (a Sphinx-Gallery tutorial): all of it, as one run
             runs: list[tuple[int, int]] = [(0, len(raw) - 1)]
         else:
-            runs, skipped = _text_runs(raw)
+            runs, skipped = _text_runs(raw, guessed)
         for first, last in runs:
             out[first : last + 1] = _dedented(raw, first, last)
         kept = [r for r in (_blank_inert(out, first, last, prose=True) for first, last in runs) if r is not None]
@@ -348,8 +391,22 @@ def extract(text: str, name: str) -> ExtractedScript:
         for i in range(first, last + 1)
         if lines[i].strip() and not out[i].strip()
     ]
+    reindented = [
+        f"lines {a}-{b}: `{header}` and the lines after it lost their indentation in the paste: re-indented by guess "
+        "(a `:` opens a block, `return` ends its function); what they raise is not diagnosed"
+        for a, b, header, _ in guessed
+    ]
+    guessed_lines = {line for *_, placed in guessed for line in placed}
     return ExtractedScript(
-        source, form or kind, [(a + 1, b + 1) for a, b in ranges], skipped, crashes, "\n".join(lines), unrun
+        source,
+        form or kind,
+        [(a + 1, b + 1) for a, b in ranges],
+        skipped,
+        crashes,
+        "\n".join(lines),
+        unrun,
+        reindented,
+        guessed_lines,
     )
 
 
@@ -360,6 +417,12 @@ def _looks_like_code(body: list[str]) -> bool:
     return bool(head) and all(
         re.match(r"(import |from \w[\w.]* import |def |class |@|\w[\w.]*\s*=[^=])", line) for line in head
     )
+
+
+def _inline_code_lines(lines: list[str]) -> list[str]:
+    """A text whose code was written one inline code span a line (`` `model.eval()` ``, a GitHub issue typed without
+    a fence): each such line is that line of code. Other lines as they are."""
+    return [match.group(1) if (match := _INLINE_LINE.match(line)) else line for line in lines]
 
 
 def _session_lines(lines: list[str]) -> list[str]:

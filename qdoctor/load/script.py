@@ -131,7 +131,9 @@ def _read_source(path: Path, raw: bytes, target: Target) -> tuple[str, Extracted
             f"{name}: binary data, not a report or a script (not UTF-8 text: line {line}, byte 0x{raw[exc.start]:02x})"
         ) from None
     extracted = extract(text, name)
-    target.report_text = ScriptText(extracted.kind, extracted.ran, extracted.skipped, stdin=from_stdin)
+    target.report_text = ScriptText(
+        extracted.kind, extracted.ran, extracted.skipped, stdin=from_stdin, reindented=extracted.reindented
+    )
     report_file = str(path.resolve())
     for crash in extracted.crashes:
         crash.file = report_file
@@ -199,6 +201,8 @@ def run_script(
             return
         raised_statements.append(line)
         gap = left_out(exc, line, bound)
+        if gap is None and extracted is not None and line in extracted.guessed_lines:
+            gap = f"line {line}: {type(exc).__name__} in lines qdoctor re-indented by guess (not the report's code)"
         if gap is None and follows_from is not None and follows_from in gaps:
             gaps.add(line)
             gap_followers.setdefault(follows_from, []).append(line)

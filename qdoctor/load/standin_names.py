@@ -11,12 +11,14 @@ import ast
 import builtins
 import functools
 import importlib
+import importlib.util
 import re
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 from qdoctor.facts import Substitution
+from qdoctor.load.left_out import STACK as _STACK
 
 # name -> (module to import, attribute of it or "" for the module itself)
 WELL_KNOWN: dict[str, tuple[str, str]] = {
@@ -107,6 +109,22 @@ def _imported_after_use(tree: ast.Module, used: dict[str, int]) -> dict[str, int
     }
 
 
+def _from_uninstalled(tree: ast.Module) -> dict[str, int]:
+    """The names a report imports from a package this machine does not have (outside the quantization stack, whose
+    missing modules are diagnosed), each with its import's line."""
+    found: dict[str, int] = {}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom) or node.level or not node.module:
+            continue
+        package = node.module.split(".")[0]
+        if package in _STACK or importlib.util.find_spec(package) is not None:
+            continue
+        for alias in node.names:
+            if alias.name != "*":
+                found.setdefault(alias.asname or alias.name, node.lineno)
+    return found
+
+
 def _normalized(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
@@ -160,6 +178,10 @@ def stand_in_names(source: str, file: str) -> tuple[dict[str, Any], list[Substit
         return {}, []
     used, bound, called = _used_and_bound(tree)
     missing = {name: line for name, line in used.items() if name not in bound and not hasattr(builtins, name)}
+    # a model builder imported from the author's own package, not installed here (`from models.convnext import
+    # convnext_tiny`): the import is left out when it raises, and the name is stood in like one never defined
+    uninstalled = {name: line for name, line in _from_uninstalled(tree).items() if name in used and name in called}
+    missing.update(uninstalled)
     late = _imported_after_use(tree, used)
     missing.update(late)
     values: dict[str, Any] = {}
@@ -188,7 +210,12 @@ def stand_in_names(source: str, file: str) -> tuple[dict[str, Any], list[Substit
             used_subs.append(
                 Substitution(
                     "model-class",
-                    f"`{name}(...)`: a model class the report never shows",
+                    f"`{name}(...)`: "
+                    + (
+                        "imported from a package not installed here"
+                        if name in uninstalled
+                        else "a model class the report never shows"
+                    ),
                     f"{where}(weights=None){variant}: torchvision's architecture of that name, random weights",
                     file,
                     line,

@@ -121,6 +121,7 @@ def script_notes(target: Any) -> list[str]:
         else:
             notes.append(f"no Python in {source} to run (read: the errors it quotes)")
         notes.extend(f"not run: {skipped}" for skipped in text.skipped)
+        notes.extend(text.reindented)
     notes.extend(f"not run, left out: {gap}" for gap in target.left_out)
     for sub in target.substitutions:
         where = f" (line {sub.line})" if sub.line else ""

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import pytest
 from conftest import codes
-from factsbuild import X86_QCONFIG, f32, flow_kind, healthy_chain, healthy_facts, make_facts, mev, mod, run_rule
+from factsbuild import (
+    X86_QCONFIG,
+    crash,
+    f32,
+    flow_kind,
+    healthy_chain,
+    healthy_facts,
+    make_facts,
+    mev,
+    mod,
+    run_rule,
+)
 
 from qdoctor import facts as F
 
@@ -19,6 +30,30 @@ def test_qd006_quiet_on_a_healthy_converted_model():
     assert run_rule("QD006", healthy_facts()) == []
     modules, events = healthy_chain()
     assert run_rule("QD006", make_facts(modules, events)) == []  # unprofiled too
+
+
+def test_qd006_quiet_when_the_script_converted_and_convert_raised():
+    """The model is left prepared because convert() raised (pytorch#76304, a Conv1d with padding="valid"): it was
+    converted, so "never converted" is false and converting again raises the same; QD017 explains the failure."""
+    modules = [
+        mod("conv", "Conv1d", F.FLOAT, qconfig=X86_QCONFIG),
+        mod("conv.activation_post_process", "HistogramObserver", F.OBSERVER, observed_min=-1.0, observed_max=1.0),
+    ]
+    events = [mev("conv", "Conv1d", [f32()], [f32()])]
+    prepared = F.FlowInfo(flow_kind("eager"), stage="prepared")
+    raised = crash(
+        "quantized::conv1d_prepack() Expected a value of type 'List[int]' for argument 'padding' but instead found "
+        "type 'str'.",
+        module=None,
+        line=45,
+        phase="load",
+        code="qmodel = torch.quantization.convert(myModel, inplace=False)",
+        traceback='File "/x/torch/ao/quantization/quantize.py", line 3, in convert\n',
+    )
+    assert run_rule("QD006", make_facts(modules, events, flow=prepared)) != []  # no convert in sight: reported
+    assert run_rule("QD006", make_facts(modules, events, flow=prepared, load_crash=raised)) == []
+    (failure,) = run_rule("QD017", make_facts(modules, events, flow=prepared, load_crash=raised))
+    assert failure.evidence["cause"] == "conv-padding-string" and "padding=0" in failure.fix
 
 
 def test_qd006_fx_prepared_graph_module_points_at_the_first_float_layer():

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from qdoctor import facts as F
 from qdoctor.diagnose import static_steps as static
 from qdoctor.diagnose.findings import Finding, Severity
+from qdoctor.diagnose.flow_causes import failed_flow_steps
 from qdoctor.diagnose.locate import (
     first_compute,
     inside_fake_quant,
@@ -56,6 +57,8 @@ def not_converted(facts: Facts) -> Iterator[Finding]:
     qat = facts.modules_of_kind(F.QAT)
     if not (observers or fake_quants or qat):
         return
+    if any(failure.step.startswith("convert") for _, failure in failed_flow_steps(facts)):
+        return  # the script did convert, and convert raised: the rule that owns that failure says why (QD017)
     is_qat = bool(qat or fake_quants)
     how = how_prepared(facts, is_qat)
     left = (qat or fake_quants) if is_qat else observers
