@@ -63,3 +63,46 @@ def test_the_breakpoint_note_names_its_line(tmp_path):
     )
     assert "QD014" not in {f.rule for f in report.findings}
     assert any("skipped the debugger breakpoint at line 6" in note for note in report.notes), report.notes
+
+
+def test_a_model_whose_forward_the_script_calls_directly_from_threads_is_the_subject(tmp_path):
+    """pytorch/pytorch#41865: `quantized_linear.forward(inputs)` run from a thread pool bypasses `__call__`; the call
+    seen is the inner nn.Linear's. The subject is the wrapper the script quantized, the float baseline the one it
+    quantized from, and the inputs the forward's arguments."""
+    loaded = load_target(
+        _script(
+            tmp_path,
+            """
+            import torch
+            from concurrent.futures import ThreadPoolExecutor
+
+            class Wrapper(torch.nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.linear = torch.nn.Linear(32, 16)
+
+                def forward(self, inputs, scale=1.0):
+                    return self.linear(inputs) * scale
+
+            inputs = torch.randn(5, 32)
+            float_linear = Wrapper()
+            quantized_linear = torch.ao.quantization.quantize_dynamic(float_linear, {torch.nn.Linear})
+
+            def run_float_model():
+                float_linear.forward(inputs, scale=2.0)
+
+            def run_quant_model():
+                quantized_linear.forward(inputs)
+
+            executor = ThreadPoolExecutor(max_workers=2)
+            for future in [executor.submit(run_float_model) for _ in range(20)]:
+                future.result()
+            for future in [executor.submit(run_quant_model) for _ in range(20)]:
+                future.result()
+            """,
+        )
+    )
+    target = loaded.target
+    assert (target.subject_name, target.float_name) == ("quantized_linear", "float_linear")
+    assert tuple(loaded.inputs[0].shape) == (5, 32)
+    assert target.inputs_origin == "script"

@@ -19,6 +19,8 @@ from typing import Any
 from qdoctor.facts.location import user_frame
 from qdoctor.load.when_imported import when_imported
 
+_SET_TRACE = "set_trace"  # pdb's and ipdb's breakpoint function
+
 
 @contextlib.contextmanager
 def skipping_breakpoints(user_file: str | None, lines: list[int]) -> Iterator[None]:
@@ -31,21 +33,20 @@ def skipping_breakpoints(user_file: str | None, lines: list[int]) -> Iterator[No
         if line not in lines:
             lines.append(line)
 
-    pdb = importlib.import_module("pdb")  # the module the script's `import pdb` gets, patched below
-    patched: list[tuple[ModuleType, Any]] = [(pdb, pdb.set_trace)]
+    patched: list[tuple[ModuleType, Any]] = []
 
-    def patch_ipdb(module: ModuleType) -> None:
-        if hasattr(module, "set_trace"):
-            patched.append((module, module.set_trace))
-            module.set_trace = skip
+    def patch(module: ModuleType) -> None:
+        if hasattr(module, _SET_TRACE):
+            patched.append((module, getattr(module, _SET_TRACE)))
+            setattr(module, _SET_TRACE, skip)
 
     saved_hook = sys.breakpointhook
     sys.breakpointhook = skip
-    pdb.set_trace = skip
+    patch(importlib.import_module("pdb"))  # the module the script's `import pdb` gets
     try:
-        with when_imported("ipdb", patch_ipdb):
+        with when_imported("ipdb", patch):
             yield
     finally:
         sys.breakpointhook = saved_hook
         for module, original in reversed(patched):
-            module.set_trace = original
+            setattr(module, _SET_TRACE, original)
