@@ -106,3 +106,38 @@ def test_a_model_whose_forward_the_script_calls_directly_from_threads_is_the_sub
     assert (target.subject_name, target.float_name) == ("quantized_linear", "float_linear")
     assert tuple(loaded.inputs[0].shape) == (5, 32)
     assert target.inputs_origin == "script"
+
+
+def test_a_model_that_cannot_be_copied_to_run_is_reported_not_a_failure_of_qdoctor(tmp_path):
+    """A model in train mode with BatchNorm is copied before it runs; a copy that raises (a weight that is a tensor
+    subclass without clone, ...) leaves the timing unavailable, with the reason, and the check finishes."""
+    from conftest import run_check
+
+    report = run_check(
+        _script(
+            tmp_path,
+            """
+            import torch
+
+            class Uncopyable(torch.nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.linear = torch.nn.Linear(8, 8)
+                    self.bn = torch.nn.BatchNorm1d(8)
+
+                def forward(self, x):
+                    return self.bn(self.linear(x))
+
+                def __deepcopy__(self, memo):
+                    raise RuntimeError("this model cannot be copied")
+
+            model = Uncopyable()
+            x = torch.randn(4, 8)
+            model(x)
+            """,
+        ),
+        bench=True,
+        profile=False,
+    )
+    assert report.facts.benchmark is not None
+    assert "cannot be copied" in (report.facts.benchmark.subject_error or ""), report.facts.benchmark
