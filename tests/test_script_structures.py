@@ -141,3 +141,36 @@ def test_a_model_that_cannot_be_copied_to_run_is_reported_not_a_failure_of_qdoct
     )
     assert report.facts.benchmark is not None
     assert "cannot be copied" in (report.facts.benchmark.subject_error or ""), report.facts.benchmark
+
+
+def _traceback(*frames: tuple[str, str]) -> str:
+    lines = ['Traceback (most recent call last):\n  File "/home/u/script.py", line 23, in <module>\n']
+    lines += [f'  File "{file}", line 1, in {function}\n' for file, function in frames]
+    return "".join(lines)
+
+
+def test_the_failed_step_is_the_one_the_script_called_not_the_one_it_runs_inside():
+    """pytorch/pytorch#118165: prepare_qat runs convert to swap in the QAT modules; the step that failed is
+    prepare_qat (line 23 of the script), not convert."""
+    from qdoctor.diagnose.flow_causes import _step_from_traceback
+
+    quantize = "/site-packages/torch/ao/quantization/quantize.py"
+    assert _step_from_traceback(_traceback((quantize, "prepare_qat"), (quantize, "convert"))) == "prepare_qat"
+    assert _step_from_traceback(_traceback((quantize, "quantize_dynamic"), (quantize, "convert"))) == "quantize_dynamic"
+    # the user's own wrapper of that name is not the step: torch's convert is
+    assert _step_from_traceback(_traceback(("/home/u/script.py", "prepare"), (quantize, "convert"))) == "convert"
+
+
+def test_a_model_that_a_torchao_helper_ran_raised_not_a_torchao_step():
+    """torchao's quantize_vit tutorial: torchao.utils.benchmark_model(model, 20, input_tensor) runs the model (with the
+    tensor unpacked); the ViT's forward raised, which is no failure of a torchao quantization step."""
+    from qdoctor.diagnose.flow_causes import _step_from_traceback
+
+    helper = _traceback(
+        ("/site-packages/torchao/utils.py", "benchmark_model"),
+        ("/site-packages/torch/nn/modules/module.py", "_call_impl"),
+        ("/site-packages/torchvision/models/vision_transformer.py", "forward"),
+    )
+    assert _step_from_traceback(helper) is None
+    inside = _traceback(("/site-packages/torchao/quantization/quant_api.py", "_int8_dynamic_activation_int8_weight"))
+    assert _step_from_traceback(inside) == "torchao"
