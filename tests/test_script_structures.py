@@ -174,3 +174,20 @@ def test_a_model_that_a_torchao_helper_ran_raised_not_a_torchao_step():
     assert _step_from_traceback(helper) is None
     inside = _traceback(("/site-packages/torchao/quantization/quant_api.py", "_int8_dynamic_activation_int8_weight"))
     assert _step_from_traceback(inside) == "torchao"
+
+
+def test_a_script_whose_main_raises_before_any_model_is_one_line_exit_2():
+    """ExecuTorch's XNNPACK quantization example (argparse main() under `if __name__ == "__main__":`) raises in main()
+    before it builds a model when the quantized out-variant ops are not registered (`-s <lib>` or importing
+    executorch.kernels.quantized registers them): nothing to check, said in one line naming the script's error."""
+    pytest.importorskip("executorch")
+    from conftest import FIXTURES
+
+    from qdoctor.errors import TargetError
+
+    script = FIXTURES / "reports" / "executorch_xnnpack_quantization_example" / "script.py"
+    with pytest.raises(TargetError) as raised:
+        load_target(str(script))
+    message = str(raised.value)
+    assert "RuntimeError" in message and "before defining any nn.Module" in message
+    assert "\n" not in message.strip()
