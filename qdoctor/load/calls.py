@@ -230,8 +230,10 @@ def recording_calls(user_file: str | None, log: CallLog) -> Iterator[CallLog]:
                     log.note_output(leaf)
 
     def call(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        if torch.compiler.is_compiling():  # first: dynamo traces this wrapper and cannot trace threading.local
+            return original_call(self, *args, **kwargs)
         depth = getattr(per_thread, "depth", 0)
-        if depth or torch.compiler.is_compiling():
+        if depth:
             return original_call(self, *args, **kwargs)
         per_thread.depth = depth + 1
         try:
