@@ -13,15 +13,13 @@ script's own and are skipped.
 
 A script that calls ``model.forward(x)`` directly bypasses ``__call__``: the first call seen is then a submodule's,
 made inside that ``forward``. Such a call is recorded as a call of the outermost model whose own ``forward`` is running
-on the stack (with that frame's arguments), once per run of that ``forward``. The nesting depth is counted per thread
-(a script that runs its models from a thread pool).
+on the stack (with that frame's arguments), once per run of that ``forward``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
-import threading
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -188,7 +186,7 @@ def recording_calls(user_file: str | None, log: CallLog) -> Iterator[CallLog]:
     """While the script runs, record into ``log`` the top-level calls of every nn.Module (see the module docstring)."""
     original_call = nn.Module.__call__
     user_path = str(Path(user_file).resolve()) if user_file else None
-    per_thread = threading.local()  # .depth: module calls under way in this thread
+    depth = [0]  # module calls under way (a call from another thread meanwhile is not recorded)
     counter = [0]
     seen = [0]
     forward_runs: dict[int, int] = {}  # a directly called model -> the id of the forward frame last counted
@@ -230,12 +228,9 @@ def recording_calls(user_file: str | None, log: CallLog) -> Iterator[CallLog]:
                     log.note_output(leaf)
 
     def call(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
-        if torch.compiler.is_compiling():  # first: dynamo traces this wrapper and cannot trace threading.local
+        if depth[0] or torch.compiler.is_compiling():
             return original_call(self, *args, **kwargs)
-        depth = getattr(per_thread, "depth", 0)
-        if depth:
-            return original_call(self, *args, **kwargs)
-        per_thread.depth = depth + 1
+        depth[0] += 1
         try:
             try:
                 record(self, args, kwargs, sys._getframe(1))
@@ -246,7 +241,7 @@ def recording_calls(user_file: str | None, log: CallLog) -> Iterator[CallLog]:
                 note_outputs(output)
             return output
         finally:
-            per_thread.depth = depth
+            depth[0] -= 1
 
     module_class: Any = nn.Module  # patched for the duration of the script, restored below
     module_class.__call__ = call
