@@ -86,6 +86,9 @@ def test_a_model_is_copied_only_when_running_it_would_change_it():
     assert changes_when_run(training)
     copied = runnable(training)
     assert copied is not training and copied.training
+    stateless = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))  # train mode, but forward changes nothing it holds
+    assert not changes_when_run(stateless)
+    assert runnable(stateless) is stateless
     observed = copy.deepcopy(evaluated)
     observed.qconfig = torch.ao.quantization.default_qconfig
     torch.ao.quantization.prepare(observed, inplace=True)

@@ -55,6 +55,11 @@ def report_of(case: Path, bench: bool):
     """Each case is checked once per session, however many tests read its report."""
     key = (case, bench)
     if key not in _REPORTS:
+        import torch._dynamo
+
+        # each case as from the command line, where every target runs in its own worker process: dynamo's caches and
+        # skipped code objects (torch._dynamo.disable in ao_subclass_int8_tensor) must not carry over to the next one
+        torch._dynamo.reset()
         _REPORTS[key] = run_check(case / "script.py", bench=bench, profile=bench)
     return _REPORTS[key]
 

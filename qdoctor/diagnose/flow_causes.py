@@ -170,8 +170,13 @@ _EAGER_STEPS = ("prepare", "prepare_qat", "convert", "quantize_dynamic", "quanti
 
 
 def _step_from_traceback(traceback_text: str) -> str | None:
+    """The quantization step the script called, when the crash is inside one: the outermost step of the traceback
+    (prepare_qat runs convert to swap in the QAT modules, quantize_dynamic runs convert: the user called the outer
+    one), else the library the crash is in."""
     frames = re.findall(r'File "([^"]+)", line \d+, in (\w+)', traceback_text)
-    for file, function in reversed(frames):
+    for file, function in frames:
+        if not re.search(r"[/\\]torch(ao)?[/\\]", file):
+            continue  # the user's own function of that name (a wrapper) is not the step
         if function in ("prepare_pt2e", "prepare_qat_pt2e", "convert_pt2e"):
             return function
         if function == "quantize_" and "torchao" in file:
@@ -180,11 +185,14 @@ def _step_from_traceback(traceback_text: str) -> str | None:
             return function
         if function in _EAGER_STEPS and "/torch/ao/quantization/" in file.replace("\\", "/"):
             return function
-    for file, _function in reversed(frames):
+    for at in range(len(frames) - 1, -1, -1):
+        file = frames[at][0]
         if "/torch/export/" in file or "/torch/_export/" in file:
             return "export"
         if "/torchao/" in file:
-            return "torchao"
+            # a torchao helper that ran the model (torchao.utils.benchmark_model): the model raised, not torchao
+            ran_model = any(f in ("_call_impl", "_wrapped_call_impl", "forward") for _file, f in frames[at + 1 :])
+            return None if ran_model else "torchao"
     return _library_entry(traceback_text)
 
 

@@ -298,6 +298,7 @@ class Target:
     script_errors: list[CrashInfo] = field(default_factory=list)
     substitutions: list[Substitution] = field(default_factory=list)  # offline stand-ins used (qdoctor.load.standins)
     stopped_lines: list[int] = field(default_factory=list)  # statements stopped at their time budget (keep-going)
+    breakpoints_skipped: list[int] = field(default_factory=list)  # debugger breakpoints skipped (load/breakpoints.py)
     # what a statement raised that is no crash of the user's code: a name or package the report leaves out, a download
     # qdoctor cannot make offline (qdoctor.load.left_out), in words; the statement is still marked as not run
     left_out: list[str] = field(default_factory=list)

@@ -272,7 +272,10 @@ class Gathering:
             # user's when the engine changed after convert; so the subject itself is timed unless running it
             # changes it. A copy of a compiled module would compile again.
             copy_model = self._subject_is_stateful() and not self.compiled
-            variants.append(timing.Variant("subject", timing.model_run(self.subject, inputs, copy_model)))
+            try:
+                variants.append(timing.Variant("subject", timing.model_run(self.subject, inputs, copy_model)))
+            except Exception as exc:  # a model that cannot be copied to run safely (introspect/copies.py)
+                subject_error = f"copying the subject to run it raised {exception_line(exc)}"
         if baseline is not None:
             variants.append(timing.Variant("float", timing.model_run(baseline, inputs)))
         if self.facts.phase_seconds.get("trace", 0.0) >= COUNT_RUNS_ABOVE_S:  # slow calls: say how many ran

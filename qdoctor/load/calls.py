@@ -10,6 +10,10 @@ run inside a function is still the model to check), up to MAX_MODELS. The tensor
 
 Calls made while torch traces a model (torch.compile, torch.export with fake tensors, FX proxies) are not the
 script's own and are skipped.
+
+A script that calls ``model.forward(x)`` directly bypasses ``__call__``: the first call seen is then a submodule's,
+made inside that ``forward``. Such a call is recorded as a call of the outermost model whose own ``forward`` is running
+on the stack (with that frame's arguments), once per run of that ``forward``.
 """
 
 from __future__ import annotations
@@ -140,6 +144,36 @@ def _local_name(frame: Any, user_path: str, model: nn.Module) -> str | None:
     return held if top else f"{held} (in {frame.f_code.co_name})"
 
 
+def _forward_arguments(frame: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments a running ``forward(self, ...)`` frame was called with, from its locals (as they are now: a
+    forward that rebinds an argument before its first submodule call is seen with the new value)."""
+    code, values = frame.f_code, frame.f_locals
+    names = code.co_varnames
+    positional = [values.get(name) for name in names[1 : code.co_argcount]]
+    at = code.co_argcount + code.co_kwonlyargcount
+    kwargs = {name: values.get(name) for name in names[code.co_argcount : at] if name in values}
+    if code.co_flags & 0x04:  # *args
+        positional.extend(values.get(names[at], ()))
+        at += 1
+    if code.co_flags & 0x08:  # **kwargs
+        kwargs.update(values.get(names[at], {}))
+    return tuple(positional), kwargs
+
+
+def _direct_forward(frame: Any, model: nn.Module) -> tuple[nn.Module, Any] | None:
+    """The outermost model whose own ``forward`` runs in ``frame`` or above it, called directly (``m.forward(x)``, not
+    through ``__call__``) and holding ``model`` as a submodule, with that forward's frame; None when there is none."""
+    found = None
+    while frame is not None:
+        owner = frame.f_locals.get("self") if frame.f_code.co_name == "forward" else None
+        if isinstance(owner, nn.Module) and owner is not model:
+            forward = getattr(type(owner), "forward", None)
+            if getattr(forward, "__code__", None) is frame.f_code and any(m is model for m in owner.modules()):
+                found = (owner, frame)
+        frame = frame.f_back
+    return found
+
+
 def _traced(leaves: list[Any]) -> bool:
     """Arguments that belong to a tracer (fake tensors of torch.export, FX proxies), not to the script."""
     from torch._subclasses.fake_tensor import FakeTensor
@@ -152,11 +186,20 @@ def recording_calls(user_file: str | None, log: CallLog) -> Iterator[CallLog]:
     """While the script runs, record into ``log`` the top-level calls of every nn.Module (see the module docstring)."""
     original_call = nn.Module.__call__
     user_path = str(Path(user_file).resolve()) if user_file else None
-    depth = [0]
+    depth = [0]  # module calls under way (a call from another thread meanwhile is not recorded)
     counter = [0]
     seen = [0]
+    forward_runs: dict[int, int] = {}  # a directly called model -> the id of the forward frame last counted
 
-    def record(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def record(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], caller: Any) -> None:
+        direct = _direct_forward(caller, model)
+        if direct is not None:  # a submodule's call inside a forward the script called directly: that model's call
+            model, frame = direct
+            if forward_runs.get(id(model)) == id(frame):
+                return
+            forward_runs[id(model)] = id(frame)
+            args, kwargs = _forward_arguments(frame)
+            caller = frame.f_back
         leaves = _pytree.tree_leaves((args, kwargs))
         if _traced(leaves):
             return
@@ -171,10 +214,10 @@ def recording_calls(user_file: str | None, log: CallLog) -> Iterator[CallLog]:
             return
         if len(log.models) >= MAX_MODELS or classify(model) in _NOT_MODELS:
             return
-        found = user_frame(sys._getframe(2), user_path) if user_path else None
+        found = user_frame(caller, user_path) if user_path else None
         call = Call(args, dict(kwargs), found.line if found else None, elements)
         first = ModelCalls(first=call, smallest=call, count=1, order=counter[0], last=seen[0])
-        first.local = _local_name(sys._getframe(2), user_path, model) if user_path else None
+        first.local = _local_name(caller, user_path, model) if user_path else None
         log.models[id(model)] = (model, first)
         counter[0] += 1
 
@@ -190,7 +233,7 @@ def recording_calls(user_file: str | None, log: CallLog) -> Iterator[CallLog]:
         depth[0] += 1
         try:
             try:
-                record(self, args, kwargs)
+                record(self, args, kwargs, sys._getframe(1))
             except Exception:  # recording must never change what the script does
                 log.failures += 1
             output = original_call(self, *args, **kwargs)

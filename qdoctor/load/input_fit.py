@@ -96,7 +96,10 @@ def check_inputs_fit(
 ) -> None:
     """Raise InputsDoNotFitError (a TargetError) naming the rejecting layer when ``probe`` (run once, on a copy, in
     eval mode) fails on ``inputs`` because of their shape or dtype. Any other outcome returns quietly."""
-    model = probe if not changes_when_run(probe) else copy.deepcopy(probe).eval()
+    try:
+        model = probe if not changes_when_run(probe) else copy.deepcopy(probe).eval()
+    except Exception:  # a model that cannot be copied is not probed: running it would change it
+        return
     stack: list[tuple[str, nn.Module, tuple[Any, ...]]] = []
     failed_at: list[tuple[str, nn.Module, tuple[Any, ...]]] = []
     handles = []

@@ -27,6 +27,7 @@ from qdoctor.errors import ScriptFailedError, TargetError
 from qdoctor.facts import ScriptText, SourceLocation, Substitution, Target
 from qdoctor.facts.location import crash_info, first_line, user_frame
 from qdoctor.facts.report import StaticRead
+from qdoctor.load.breakpoints import skipping_breakpoints
 from qdoctor.load.calls import CallLog, recording_calls
 from qdoctor.load.flow_steps import FlowLog, recording_flow_steps
 from qdoctor.load.left_out import bound_anywhere, left_out
@@ -230,6 +231,7 @@ def run_script(
             recording_calls(str(path), calls if calls is not None else CallLog()),
             recording_flow_steps(str(path), flow_steps if flow_steps is not None else FlowLog(), source),
             stand_ins.installed(),
+            skipping_breakpoints(str(path), target.breakpoints_skipped),
         ):
             warnings.simplefilter("always")
             if options.keep_going:

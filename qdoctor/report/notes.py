@@ -45,6 +45,12 @@ def check_notes(facts: Facts, flow_failed: bool) -> list[str]:
             f"stopped the statement{'s' if len(target.stopped_lines) > 1 else ''} at line {lines} after "
             "its time budget (the script's own timing loop; qdoctor measures speed itself); the next ones still ran"
         )
+    if target.breakpoints_skipped:
+        lines = ", ".join(str(line) for line in target.breakpoints_skipped)
+        notes.append(
+            f"skipped the debugger breakpoint{'s' if len(target.breakpoints_skipped) > 1 else ''} at line {lines} "
+            "(no terminal to debug in): the script went on as after pdb's `continue`"
+        )
     if target.script_errors:
         notes.append(_script_errors_note(target))
     elif target.load_crash is not None:
