@@ -8,9 +8,7 @@ recipes) is measured here, together:
   state falls on all of them alike (hyperfine and pyperf time one command or worker after another; a ratio of two
   such timings mixes the model with whatever the machine did in between);
 - a round's block is a few calls sized from a calibration run (pyperf calibrates loops, torch.utils.benchmark's
-  blocked_autorange sizes blocks the same way) with the garbage collector off, as timeit does; under contention
-  every model's block lasts as long (CONTENDED_BLOCK_S), many scheduler slices, so each loses the same share of its
-  CPU to the other processes;
+  blocked_autorange sizes blocks the same way) with the garbage collector off, as timeit does;
 - each timing is the median and IQR over rounds (torch.utils.benchmark's Measurement; its "noisy" is IQR above
   10 % of the median), and each ratio is the ratio of the two medians;
 - its interval is where a repeated check would measure it. A paired bootstrap over the rounds (the same resampled
