@@ -49,12 +49,6 @@ NOISY_SPREAD = 0.10  # IQR / median above this is flagged, as torch.utils.benchm
 MIN_ROUNDS = 7
 MAX_ROUNDS = 40
 BLOCK_S = 0.004  # a block of calls lasts at least this long (timer overhead and jitter negligible)
-# With others on the cores, every variant's block lasts about this long, the same for all: the scheduler hands a CPU
-# shared by two runnable threads over every few ms, so a block shorter than a slice can run untouched while a longer
-# one is preempted every time. With 4 ms blocks, a 20 ms fp32 model lost half its time to the load job and a 3 ms
-# int8 one far less: seed 004's fix-all read 23.5 under load against 13.5-15.9 quiet on the same one thread, and
-# every ratio of a long model to a short one leaned the same way.
-CONTENDED_BLOCK_S = 0.05
 RESAMPLES = 2000
 SEED = 0
 CONFIDENCE = 0.95
@@ -289,15 +283,8 @@ def _rounds(
     live = [v for v in variants if v.key not in result.errors]
     if not live:
         return result
-    if conditions is not None and conditions.contention.busy_cores_before >= C.BUSY_CORE:
-        # blocks of one length for all, many scheduler slices long, so each loses the same share to the others
-        block = max(CONTENDED_BLOCK_S, max(single[v.key] for v in live))
-        for v in live:
-            result.number[v.key] = max(1, math.ceil(block / max(single[v.key], 1e-7) - 1e-9))
-    else:
-        for v in live:
-            result.number[v.key] = max(1, int(BLOCK_S / max(single[v.key], 1e-7)))
     for v in live:
+        result.number[v.key] = max(1, int(BLOCK_S / max(single[v.key], 1e-7)))
         result.per_call[v.key] = []
     # rounds: as many as the budget allows at one block per variant per round, within [min_rounds, max_rounds]
     per_round = sum(single[v.key] * result.number[v.key] for v in live)
