@@ -8,6 +8,7 @@ passes only as a measured true cause written down with the recipe. Writes its se
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -27,9 +28,15 @@ SCRIPTS = HERE / ".matrix" / "sweep"
 RESULTS_JSON = HERE / "sweep_results.json"
 
 
-def main(names: list[str]) -> int:
-    report_only = names == ["--report-only"]
-    chosen = [] if report_only else [RECIPES[n] for n in names] if names else list(RECIPES.values())
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description="The healthy-recipe sweep; writes its section of bench/RESULTS.md.")
+    parser.add_argument("recipes", nargs="*", help=f"recipes to run (default: all): {', '.join(RECIPES)}")
+    parser.add_argument("--report-only", action="store_true", help="the table from bench/sweep_results.json")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.recipes if n not in RECIPES]
+    if unknown:
+        parser.error(f"unknown recipe(s): {', '.join(unknown)}")
+    chosen = [] if args.report_only else [RECIPES[n] for n in args.recipes] or list(RECIPES.values())
     started_text = machine()
     results = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
     for recipe in chosen:
