@@ -135,9 +135,10 @@ def process_sd(contended: bool, threads: int, crowding: float = 1.0) -> float:
     """The between-process standard deviation of a log ratio measured so (see PROCESS_SD): ``threads``, the most
     either side ran on. ``crowding``: runnable threads per allowed core (load average / cores) when measuring
     began; under contention the spread grows with it (each process is preempted, and its caches refilled, more
-    often), as its square root: on the 2-core bench machine at a load average of 28-33 (crowding 14-17) the per-ratio spread of three checks was 0.05-0.5 (0.08 * 4 = 0.32
-    here; a fix-all ratio that jumped 60x between runs stays out of reach, bench/calibration.py), while growing it in
-    proportion made every interval span orders of magnitude and judged nothing."""
+    often), as its square root: on the 2-core bench machine at a load average of 28-33 (crowding 14-17) the
+    per-ratio spread of three checks was 0.05-0.5 (0.08 * 4 = 0.32 then; a fix-all ratio that jumped 60x between runs
+    stays out of reach, bench/calibration.py), while growing it in proportion made every interval span orders of
+    magnitude and judged nothing."""
     if not contended:
         return PROCESS_SD
     base = PROCESS_SD_CONTENDED_THREADS if threads > 1 else PROCESS_SD_CONTENDED
