@@ -189,5 +189,8 @@ def test_a_script_whose_main_raises_before_any_model_is_one_line_exit_2():
     with pytest.raises(TargetError) as raised:
         load_target(str(script))
     message = str(raised.value)
-    assert "RuntimeError" in message and "before defining any nn.Module" in message
+    # RuntimeError: the ops are not registered. Once an earlier test in the same process has imported
+    # executorch.kernels.quantized, they are, and main() goes on to download its model (URLError, offline): still
+    # before any nn.Module, still one line.
+    assert ("RuntimeError" in message or "URLError" in message) and "before defining any nn.Module" in message
     assert "\n" not in message.strip()
