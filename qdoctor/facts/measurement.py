@@ -4,6 +4,7 @@ measuring, and the benchmark of subject and float baseline (qdoctor.gather.round
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,15 +67,22 @@ class Ratio:
             return f"leaning {above}"
         return "even"
 
+    def log_widened(self, side: Callable[[float], float], method: str, contended: bool, between_sd: float) -> Ratio:
+        """This ratio with each side's half-width h on the log scale replaced by ``side(h)`` (the value stays)."""
+        center = math.log(self.value)
+        low = math.exp(center - side(center - math.log(self.low)))
+        high = math.exp(center + side(math.log(self.high) - center))
+        return Ratio(self.value, low, high, method, contended, between_sd)
+
     def across_sessions(self, between_sd: float) -> Ratio:
         """This ratio of two times measured in separate sessions (two profiles), its interval widened by the variance
         between sessions: on the log scale each side's half-width h becomes sqrt(h^2 + (z * between_sd)^2)."""
         if between_sd <= 0 or self.value <= 0 or self.low <= 0:
             return self
-        center, extra = math.log(self.value), (Z_95 * between_sd) ** 2
-        low = math.exp(center - math.sqrt((center - math.log(self.low)) ** 2 + extra))
-        high = math.exp(center + math.sqrt((math.log(self.high) - center) ** 2 + extra))
-        return Ratio(self.value, low, high, f"{self.method}+between-session", self.contended, between_sd)
+        extra = (Z_95 * between_sd) ** 2
+        return self.log_widened(
+            lambda h: math.sqrt(h * h + extra), f"{self.method}+between-session", self.contended, between_sd
+        )
 
     def text(self) -> str:
         busy = ", machine busy" if self.contended else ""

@@ -201,9 +201,9 @@ def profile_model(
     summary = summarize([s.function_events for s in sessions], runs, module_kinds, int8_modules, leaf_types)
     # two profiles (int8 and float) are two sessions, seconds apart: a ratio of their times varies between them as
     # much as between processes (qdoctor.gather.rounds), more when others were using the cores
-    seen = conditions.contention
-    busy = conditions.threads_used < conditions.threads_requested or seen.busy_cores_before >= contention.BUSY_CORE
+    seen = conditions.contention  # busy before profiling: others kept at least one core busy (contention.plan)
     crowding = seen.load_average / max(seen.cores_allowed, 1)
+    busy = seen.busy_cores_before >= contention.BUSY_CORE
     summary.between_sd = rounds.process_sd(busy, conditions.threads_used, crowding)
     return summary
 

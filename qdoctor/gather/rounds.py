@@ -152,15 +152,12 @@ def widened(ratio: Ratio, between_sd: float, contended: bool = False) -> Ratio:
     between processes)."""
     if ratio.value <= 0 or ratio.low <= 0:
         return Ratio(ratio.value, ratio.low, ratio.high, ratio.method, contended, between_sd)
-    center = math.log(ratio.value)
 
     def side(half_width: float) -> float:
         own = half_width / Z_95
         return Z_95 * math.sqrt(2.0 * (own * own + between_sd * between_sd))
 
-    low = math.exp(center - side(center - math.log(ratio.low)))
-    high = math.exp(center + side(math.log(ratio.high) - center))
-    return Ratio(ratio.value, low, high, f"{ratio.method}+between-process", contended, between_sd)
+    return ratio.log_widened(side, f"{ratio.method}+between-process", contended, between_sd)
 
 
 def timing_from(per_call_s: list[float], number: int, threads: int, contended: bool = False) -> Timing:
